@@ -1,0 +1,70 @@
+use std::io;
+use std::path::PathBuf;
+use strata_common::ErrorCode;
+use strata_record::BatchError;
+use thiserror::Error;
+
+/// Everything a log operation can fail with.
+///
+/// Caller errors (`OffsetOutOfRange`, `InvalidBatch`, `MessageTooLarge`, `NonMonotonicOffsets`)
+/// leave the log untouched. `Io` means the disk refused something (a full disk, a failed fsync);
+/// nothing acknowledged before it is lost, and the failed append is not visible. `Corrupt` is
+/// found data that recovery could not make sense of; it names the file.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{operation} {path}: {source}")]
+    Io { operation: &'static str, path: PathBuf, source: io::Error },
+    #[error("offset {requested} is out of range; the log holds offsets {log_start_offset} to {log_end_offset}")]
+    OffsetOutOfRange { requested: i64, log_start_offset: i64, log_end_offset: i64 },
+    #[error("batch {index} of the request is invalid: {source}")]
+    InvalidBatch { index: usize, source: BatchError },
+    #[error("batch {index} of the request is {size} bytes; max.message.bytes is {max}")]
+    MessageTooLarge { index: usize, size: usize, max: usize },
+    #[error("batch starting at offset {found} does not follow the log end offset {expected}")]
+    NonMonotonicOffsets { expected: i64, found: i64 },
+    #[error("the request carries no record batches")]
+    EmptyAppend,
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("invalid log configuration: {0}")]
+    InvalidConfig(String),
+    #[error("append in leader epoch {requested}, but epoch {latest} already wrote to this log")]
+    StaleLeaderEpoch { requested: i32, latest: i32 },
+    #[error("the log at {0} is closed")]
+    Closed(PathBuf),
+}
+
+impl StorageError {
+    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { operation, path, source }
+    }
+
+    /// The wire code a broker reports for this error.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            StorageError::Io { .. } | StorageError::Corrupt { .. } => ErrorCode::KafkaStorageError,
+            StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            StorageError::InvalidBatch { source, .. } => match source {
+                BatchError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
+                BatchError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+                BatchError::InvalidRecord { .. }
+                | BatchError::RecordCountMismatch { .. }
+                | BatchError::InvalidLastOffsetDelta { .. }
+                | BatchError::Empty => ErrorCode::InvalidRecord,
+                BatchError::InvalidMaxTimestamp { .. } => ErrorCode::InvalidTimestamp,
+                BatchError::TooShort { .. }
+                | BatchError::LengthMismatch { .. }
+                | BatchError::InvalidMagic(_)
+                | BatchError::CorruptCrc { .. } => ErrorCode::CorruptMessage,
+            },
+            StorageError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+            StorageError::NonMonotonicOffsets { .. } | StorageError::EmptyAppend => ErrorCode::InvalidRequest,
+            StorageError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            StorageError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,720 @@
+//! One partition's log: an ordered set of segments, the log start and end offsets, the recovery
+//! point and the leader-epoch cache (Kafka's `UnifiedLog` and `LocalLog` in one type).
+//!
+//! Files in a log directory:
+//! - `{base_offset:020}.log`, `.index`, `.timeindex`: the segments (see `segment`);
+//! - `log-state-checkpoint`: recovery point, log start offset and a clean-shutdown flag;
+//! - `leader-epoch-checkpoint`: epoch -> start offset (see `leader_epoch`).
+//!
+//! Invariants (checked by [`Log::validate`]):
+//! - segments are ordered by base offset and their offsets do not overlap; only the last
+//!   (active) segment is written to, and it is never deleted by retention;
+//! - `log_start_offset <= recovery_point <= log_end_offset` after open, and
+//!   `log_start_offset <= log_end_offset` always;
+//! - everything below the recovery point was fsynced, so recovery after a crash validates only
+//!   the segments from the one holding the recovery point on; a crash at any instant leaves a log
+//!   that opens, keeps every fsynced batch, and serves nothing torn or corrupt.
+//!
+//! Thread-safety: `Log` is `Send + Sync`. Structural changes (append, roll, truncate, retention)
+//! are serialised by one writer lock; reads take a snapshot of the segment list and never wait for
+//! a write to finish, and see only whole, published batches.
+
+use crate::checkpoint;
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
+use crate::segment::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment, TIME_INDEX_SUFFIX, Truncation, file_path};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use strata_common::Clock;
+use strata_record::{BatchIter, RecordBatch, TimestampType};
+use tracing::{info, warn};
+
+const STATE_FILE_NAME: &str = "log-state-checkpoint";
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_end_offset: i64,
+    pub record_count: i64,
+    pub max_timestamp: i64,
+    /// The broker time stamped on the batches, when the log uses `LogAppendTime`.
+    pub log_append_time: Option<i64>,
+}
+
+/// The result of a read: whole batches, and the offsets bounding the log when it was read.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// The first record at or after a timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// What opening a log found and repaired.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    pub segments_recovered: usize,
+    pub truncation: Option<Truncation>,
+    pub segments_deleted: usize,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// What one retention pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+struct Writer {
+    closed: bool,
+    leader_epochs: LeaderEpochCache,
+    /// Segments rolled since the last flush; their bytes may still be only in the page cache.
+    rolled_unsynced: Vec<Arc<Segment>>,
+    records_since_flush: u64,
+    last_flush_ms: i64,
+    /// Bumped by every truncation, so a flush that raced with one does not move the recovery
+    /// point over bytes it never synced.
+    truncation_generation: u64,
+}
+
+pub struct Log {
+    directory: PathBuf,
+    config: RwLock<LogConfig>,
+    clock: Arc<dyn Clock>,
+    segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    recovery_point: AtomicI64,
+}
+
+struct LogState {
+    recovery_point: i64,
+    log_start_offset: i64,
+    clean_shutdown: bool,
+}
+
+fn read_state(directory: &Path) -> Result<LogState> {
+    let fresh = LogState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false };
+    match checkpoint::read(&directory.join(STATE_FILE_NAME)) {
+        Ok(Some(payload)) if payload.len() == 17 => Ok(LogState {
+            recovery_point: i64::from_be_bytes(payload[0..8].try_into().expect("eight bytes")),
+            log_start_offset: i64::from_be_bytes(payload[8..16].try_into().expect("eight bytes")),
+            clean_shutdown: payload[16] == 1,
+        }),
+        Ok(None) => Ok(fresh),
+        Ok(Some(_)) | Err(StorageError::Corrupt { .. }) => {
+            warn!(log = %directory.display(), "log state checkpoint is corrupt; recovering every segment");
+            Ok(fresh)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn parse_base_offset(file_name: &str) -> Option<i64> {
+    let stem = file_name.strip_suffix(".log")?;
+    (stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit())).then(|| stem.parse().ok()).flatten()
+}
+
+impl Log {
+    /// Opens the log in `directory`, creating it if needed, and recovers from an unclean
+    /// shutdown. A directory that cannot be read is an error, never treated as empty.
+    pub fn open(directory: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<(Log, RecoveryReport)> {
+        config.validate()?;
+        fs::create_dir_all(directory).map_err(StorageError::io("create log directory", directory))?;
+        let now_ms = clock.now_ms();
+        let mut base_offsets = Vec::new();
+        let entries = fs::read_dir(directory).map_err(StorageError::io("list log directory", directory))?;
+        for entry in entries {
+            let entry = entry.map_err(StorageError::io("list log directory", directory))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                // A checkpoint write that never reached its rename; the previous file stands.
+                fs::remove_file(entry.path()).map_err(StorageError::io("remove temporary file", entry.path()))?;
+            } else if let Some(base_offset) = parse_base_offset(&name) {
+                base_offsets.push(base_offset);
+            }
+        }
+        base_offsets.sort_unstable();
+        // An index without its log is what a crash in the middle of deleting a segment leaves.
+        for entry in fs::read_dir(directory).map_err(StorageError::io("list log directory", directory))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let orphan = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().any(|suffix| {
+                name.strip_suffix(&format!(".{suffix}"))
+                    .and_then(|stem| stem.parse::<i64>().ok())
+                    .is_some_and(|base| !base_offsets.contains(&base))
+            });
+            if orphan {
+                fs::remove_file(entry.path()).map_err(StorageError::io("remove orphan index", entry.path()))?;
+            }
+        }
+
+        let state = read_state(directory)?;
+        let mut report = RecoveryReport { clean_shutdown: state.clean_shutdown, ..RecoveryReport::default() };
+        let mut segments = BTreeMap::new();
+        if base_offsets.is_empty() {
+            let segment = Segment::create(directory, state.log_start_offset.max(0), &config, now_ms, 0)?;
+            segments.insert(segment.base_offset(), Arc::new(segment));
+        }
+        let mut index = 0;
+        while index < base_offsets.len() {
+            let base_offset = base_offsets[index];
+            let next_base = base_offsets.get(index + 1).copied();
+            let is_last = next_base.is_none();
+            let trusted = state.clean_shutdown || next_base.is_some_and(|next| next <= state.recovery_point);
+            let mode = if trusted { OpenMode::Trusted } else { OpenMode::Recover };
+            let (segment, truncation, recovered) = Segment::open(directory, base_offset, &config, mode, is_last, now_ms)?;
+            report.segments_recovered += usize::from(recovered);
+            let mut segment = segment;
+            if let Some(mut truncation) = truncation {
+                warn!(log = %directory.display(), ?truncation, "cut a torn or corrupt tail");
+                // Everything after a cut is unreachable: offsets must stay dense and ordered.
+                for &later in &base_offsets[index + 1..] {
+                    let log_path = file_path(directory, later, LOG_SUFFIX);
+                    truncation.bytes_discarded += fs::metadata(&log_path).map_or(0, |metadata| metadata.len());
+                    report.segments_deleted += 1;
+                    for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                        let path = file_path(directory, later, suffix);
+                        match fs::remove_file(&path) {
+                            Ok(()) => {}
+                            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(error) => return Err(StorageError::Io { operation: "delete segment", path, source: error }),
+                        }
+                    }
+                }
+                if !is_last {
+                    drop(segment);
+                    segment = Segment::open(directory, base_offset, &config, OpenMode::Trusted, true, now_ms)?.0;
+                }
+                report.truncation = Some(truncation);
+                segments.insert(base_offset, Arc::new(segment));
+                break;
+            }
+            segments.insert(base_offset, Arc::new(segment));
+            index += 1;
+        }
+
+        let first = segments.values().next().expect("a log has at least one segment");
+        let last = segments.values().next_back().expect("a log has at least one segment");
+        let log_end_offset = last.next_offset();
+        let log_start_offset = state.log_start_offset.max(first.base_offset()).min(log_end_offset);
+        let recovery_point = if state.clean_shutdown { log_end_offset } else { state.recovery_point.clamp(log_start_offset, log_end_offset) };
+        report.log_start_offset = log_start_offset;
+        report.log_end_offset = log_end_offset;
+
+        let mut leader_epochs = match LeaderEpochCache::load(directory)? {
+            Some(cache) => cache,
+            None => {
+                let mut cache = LeaderEpochCache::empty(directory);
+                for segment in segments.values() {
+                    for header in segment.headers_from(0, segment.size()) {
+                        cache.assign(header.partition_leader_epoch, header.base_offset);
+                    }
+                }
+                cache.persist()?;
+                cache
+            }
+        };
+        if leader_epochs.truncate_from_end(log_end_offset) | leader_epochs.truncate_from_start(log_start_offset) {
+            leader_epochs.persist()?;
+        }
+
+        let log = Log {
+            directory: directory.to_owned(),
+            config: RwLock::new(config),
+            clock,
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer {
+                closed: false,
+                leader_epochs,
+                rolled_unsynced: Vec::new(),
+                records_since_flush: 0,
+                last_flush_ms: now_ms,
+                truncation_generation: 0,
+            }),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            recovery_point: AtomicI64::new(recovery_point),
+        };
+        // From here on a crash is unclean until `close` says otherwise.
+        log.write_state(false)?;
+        if report.truncation.is_some() || report.segments_recovered > 0 {
+            info!(log = %directory.display(), ?report, "recovered log");
+        }
+        Ok((log, report))
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+    pub fn config(&self) -> LogConfig {
+        self.config.read().expect("config lock").clone()
+    }
+
+    /// Replaces the configuration; it applies from the next append, roll or retention pass.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        *self.config.write().expect("config lock") = config;
+        Ok(())
+    }
+
+    pub fn size_in_bytes(&self) -> u64 {
+        self.segments_snapshot().iter().map(|segment| segment.size()).sum()
+    }
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments_snapshot().iter().map(|segment| segment.base_offset()).collect()
+    }
+
+    fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().expect("segments lock").values().cloned().collect()
+    }
+
+    fn active_segment(&self) -> Arc<Segment> {
+        self.segments.read().expect("segments lock").values().next_back().cloned().expect("a log has at least one segment")
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let writer = self.writer.lock().expect("writer lock");
+        if writer.closed {
+            return Err(StorageError::Closed(self.directory.clone()));
+        }
+        Ok(writer)
+    }
+
+    /// Appends batches from a producer as the partition leader: each batch is validated (framing,
+    /// CRC, every record, `max.message.bytes`), then given the next offsets and `leader_epoch`.
+    /// Either every batch of the request is appended or none is.
+    pub fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
+        let config = self.config();
+        let batches = parse_batches(records, &config, true)?;
+        let mut writer = self.lock_writer()?;
+        if let Some(latest) = writer.leader_epochs.latest_epoch()
+            && leader_epoch < latest
+        {
+            return Err(StorageError::StaleLeaderEpoch { requested: leader_epoch, latest });
+        }
+        let log_append_time = (config.message_timestamp_type == TimestampType::LogAppendTime).then(|| self.clock.now_ms());
+        let mut next_offset = self.log_end_offset();
+        let mut prepared = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let batch = match log_append_time {
+                Some(now_ms) => {
+                    let mut bytes = batch.into_bytes().to_vec();
+                    RecordBatch::set_log_append_time(&mut bytes, now_ms);
+                    RecordBatch::new(Bytes::from(bytes)).expect("stamping keeps the framing")
+                }
+                None => batch,
+            };
+            let mut header: [u8; STAMPED_HEADER_BYTES] = batch.as_bytes()[..STAMPED_HEADER_BYTES].try_into().expect("header bytes");
+            RecordBatch::set_base_offset(&mut header, next_offset);
+            RecordBatch::set_partition_leader_epoch(&mut header, leader_epoch);
+            next_offset += i64::from(batch.last_offset_delta()) + 1;
+            prepared.push(PreparedBatch { header, batch });
+        }
+        let mut info = self.append_prepared(&mut writer, &prepared, &config)?;
+        info.log_append_time = log_append_time;
+        if writer.leader_epochs.assign(leader_epoch, info.base_offset) {
+            writer.leader_epochs.persist()?;
+        }
+        self.maybe_flush(writer, &config)?;
+        Ok(info)
+    }
+
+    /// Appends batches copied from the leader as a follower: offsets and epochs are kept, and
+    /// the first batch must start at this log's end offset.
+    pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo> {
+        let config = self.config();
+        let batches = parse_batches(records, &config, false)?;
+        let mut writer = self.lock_writer()?;
+        let mut expected = self.log_end_offset();
+        let mut prepared = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if batch.base_offset() < expected {
+                return Err(StorageError::NonMonotonicOffsets { expected, found: batch.base_offset() });
+            }
+            expected = batch.next_offset();
+            let header = batch.as_bytes()[..STAMPED_HEADER_BYTES].try_into().expect("header bytes");
+            prepared.push(PreparedBatch { header, batch });
+        }
+        let info = self.append_prepared(&mut writer, &prepared, &config)?;
+        let mut epochs_changed = false;
+        for prepared in &prepared {
+            epochs_changed |= writer.leader_epochs.assign(prepared.batch.partition_leader_epoch(), prepared.base_offset());
+        }
+        if epochs_changed {
+            writer.leader_epochs.persist()?;
+        }
+        self.maybe_flush(writer, &config)?;
+        Ok(info)
+    }
+
+    fn append_prepared(&self, writer: &mut Writer, prepared: &[PreparedBatch], config: &LogConfig) -> Result<AppendInfo> {
+        let total: u64 = prepared.iter().map(|batch| batch.batch.size_in_bytes() as u64).sum();
+        let base_offset = prepared.first().expect("at least one batch").base_offset();
+        let next_offset = prepared.last().expect("at least one batch").next_offset();
+        let now_ms = self.clock.now_ms();
+        let mut active = self.active_segment();
+        let too_old = config.segment_ms.is_some_and(|segment_ms| now_ms - active.created_ms() >= segment_ms);
+        if !active.can_fit(total, next_offset - 1, config.segment_bytes) || (too_old && !active.is_empty()) {
+            active = self.roll(writer, base_offset, total, config)?;
+        }
+        active.append(prepared)?;
+        self.log_end_offset.store(next_offset, Ordering::Release);
+        let record_count = next_offset - base_offset;
+        writer.records_since_flush += record_count as u64;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_end_offset: next_offset,
+            record_count,
+            max_timestamp: prepared.iter().map(|batch| batch.batch.max_timestamp()).max().unwrap_or(i64::MIN),
+            log_append_time: None,
+        })
+    }
+
+    /// Closes the active segment for writes and starts a new one at `base_offset`.
+    fn roll(&self, writer: &mut Writer, base_offset: i64, minimum_capacity: u64, config: &LogConfig) -> Result<Arc<Segment>> {
+        let old = self.active_segment();
+        let now_ms = self.clock.now_ms();
+        let mut segments = self.segments.write().expect("segments lock");
+        if old.is_empty() {
+            // Too small for this append and holding nothing: replace it rather than leave an
+            // empty segment behind.
+            segments.remove(&old.base_offset());
+            old.delete_files()?;
+        } else {
+            old.close_for_writes()?;
+            writer.rolled_unsynced.push(old.clone());
+        }
+        let segment = Arc::new(Segment::create(&self.directory, base_offset, config, now_ms, minimum_capacity)?);
+        segments.insert(base_offset, segment.clone());
+        Ok(segment)
+    }
+
+    fn maybe_flush(&self, writer: MutexGuard<'_, Writer>, config: &LogConfig) -> Result<()> {
+        let by_count = config.flush_messages.is_some_and(|limit| writer.records_since_flush >= limit);
+        let by_time = config.flush_ms.is_some_and(|limit| self.clock.now_ms() - writer.last_flush_ms >= limit);
+        drop(writer);
+        if by_count || by_time { self.flush() } else { Ok(()) }
+    }
+
+    /// fsyncs every byte appended so far and moves the recovery point to the log end offset.
+    /// The writer lock is held only to take the list of segments, so appends continue meanwhile.
+    pub fn flush(&self) -> Result<()> {
+        let (segments, log_end_offset, generation) = {
+            let mut writer = self.lock_writer()?;
+            writer.records_since_flush = 0;
+            writer.last_flush_ms = self.clock.now_ms();
+            let mut segments = writer.rolled_unsynced.clone();
+            segments.push(self.active_segment());
+            (segments, self.log_end_offset(), writer.truncation_generation)
+        };
+        for segment in &segments {
+            segment.sync()?;
+        }
+        let mut writer = self.writer.lock().expect("writer lock");
+        writer.rolled_unsynced.retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
+        if writer.truncation_generation == generation {
+            self.recovery_point.fetch_max(log_end_offset, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Flushes when `flush.ms` has passed since the last flush; for a background task.
+    pub fn flush_if_due(&self) -> Result<()> {
+        let config = self.config();
+        let writer = self.lock_writer()?;
+        self.maybe_flush(writer, &config)
+    }
+
+    /// fsyncs segments rolled since the last flush, moving the recovery point to the active
+    /// segment, as Kafka does after a roll. For a background task: it keeps recovery after a
+    /// crash bounded to about one segment even when the flush policy leaves data to the page cache.
+    pub fn sync_rolled_segments(&self) -> Result<()> {
+        let (segments, generation) = {
+            let writer = self.lock_writer()?;
+            (writer.rolled_unsynced.clone(), writer.truncation_generation)
+        };
+        let Some(newest) = segments.iter().map(|segment| segment.next_offset()).max() else {
+            return Ok(());
+        };
+        for segment in &segments {
+            segment.sync()?;
+        }
+        let mut writer = self.writer.lock().expect("writer lock");
+        writer.rolled_unsynced.retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
+        if writer.truncation_generation == generation {
+            self.recovery_point.fetch_max(newest, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Writes the recovery point and log start offset to the state checkpoint.
+    pub fn checkpoint(&self) -> Result<()> {
+        let _writer = self.lock_writer()?;
+        self.write_state(false)
+    }
+
+    fn write_state(&self, clean_shutdown: bool) -> Result<()> {
+        let mut payload = Vec::with_capacity(17);
+        payload.extend_from_slice(&self.recovery_point().to_be_bytes());
+        payload.extend_from_slice(&self.log_start_offset().to_be_bytes());
+        payload.push(u8::from(clean_shutdown));
+        checkpoint::write(&self.directory.join(STATE_FILE_NAME), &payload)
+    }
+
+    /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (but at least
+    /// one batch when there is one) and ending at or before `max_offset` (the high watermark;
+    /// `None` means the log end offset). Reading at the log end offset returns no records.
+    pub fn read(&self, offset: i64, max_bytes: u64, max_offset: Option<i64>) -> Result<ReadResult> {
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset, log_end_offset });
+        }
+        let bound = max_offset.unwrap_or(log_end_offset).min(log_end_offset);
+        let candidates: Vec<Arc<Segment>> = {
+            let segments = self.segments.read().expect("segments lock");
+            let floor = segments.range(..=offset).next_back().map_or(i64::MIN, |(&base, _)| base);
+            segments.range(floor..).map(|(_, segment)| segment.clone()).collect()
+        };
+        for segment in candidates {
+            if segment.next_offset() <= offset {
+                continue;
+            }
+            let records = segment.read(offset, max_bytes, bound);
+            return Ok(ReadResult { records, log_start_offset, log_end_offset });
+        }
+        Ok(ReadResult { records: Bytes::new(), log_start_offset, log_end_offset })
+    }
+
+    /// The offset and timestamp of the first record whose timestamp is at or after `timestamp`,
+    /// or `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Option<TimestampOffset> {
+        let log_start_offset = self.log_start_offset();
+        self.segments_snapshot()
+            .iter()
+            .filter(|segment| segment.next_offset() > log_start_offset)
+            .find_map(|segment| segment.find_offset_by_timestamp(timestamp, log_start_offset))
+            .map(|(offset, timestamp)| TimestampOffset { offset, timestamp })
+    }
+
+    /// The latest leader epoch that wrote to this log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.writer.lock().expect("writer lock").leader_epochs.latest_epoch()
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch answer: the largest epoch at or below `epoch` and the offset
+    /// where it ended here; `None` when `epoch` is newer than any this log has seen.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let writer = self.writer.lock().expect("writer lock");
+        writer.leader_epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    pub fn leader_epoch_entries(&self) -> Vec<EpochEntry> {
+        self.writer.lock().expect("writer lock").leader_epochs.entries().to_vec()
+    }
+
+    /// Removes every batch that holds `offset` or comes after it, as a follower does when it
+    /// diverged from a new leader. The cut is made durable before this returns.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        writer.truncation_generation += 1;
+        let target = {
+            let mut segments = self.segments.write().expect("segments lock");
+            let target_base = segments.range(..=offset).next_back().map_or_else(
+                || *segments.keys().next().expect("a log has at least one segment"),
+                |(&base, _)| base,
+            );
+            let later: Vec<i64> = segments.range(target_base + 1..).map(|(&base, _)| base).collect();
+            for base in later {
+                let segment = segments.remove(&base).expect("listed segment");
+                segment.delete_files()?;
+            }
+            let mut target = segments[&target_base].clone();
+            if !target.is_writable() {
+                let (reopened, _, _) = Segment::open(&self.directory, target_base, &config, OpenMode::Trusted, true, now_ms)?;
+                target = Arc::new(reopened);
+                segments.insert(target_base, target.clone());
+            }
+            target
+        };
+        writer.rolled_unsynced.retain(|segment| segment.base_offset() < target.base_offset());
+        let log_end_offset = target.truncate_to(offset)?;
+        target.sync()?;
+        self.log_end_offset.store(log_end_offset, Ordering::Release);
+        self.log_start_offset.fetch_min(log_end_offset, Ordering::AcqRel);
+        self.recovery_point.fetch_min(log_end_offset, Ordering::AcqRel);
+        if writer.leader_epochs.truncate_from_end(log_end_offset) {
+            writer.leader_epochs.persist()?;
+        }
+        self.write_state(false)
+    }
+
+    /// Moves the log start offset up to `offset` (Kafka's DeleteRecords): records below it are no
+    /// longer served and the segments wholly below it are deleted. Returns the new start.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let mut writer = self.lock_writer()?;
+        let log_end_offset = self.log_end_offset();
+        if offset > log_end_offset || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset: self.log_start_offset(), log_end_offset });
+        }
+        if offset <= self.log_start_offset() {
+            return Ok(self.log_start_offset());
+        }
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.recovery_point.fetch_max(offset.min(self.recovery_point()), Ordering::AcqRel);
+        if writer.leader_epochs.truncate_from_start(offset) {
+            writer.leader_epochs.persist()?;
+        }
+        self.delete_segments_while(&mut writer, |segment, _| segment.next_offset() <= offset)?;
+        self.write_state(false)?;
+        Ok(offset)
+    }
+
+    /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`, oldest first, and
+    /// segments wholly below the log start offset. The active segment is never deleted.
+    pub fn enforce_retention(&self) -> Result<RetentionReport> {
+        let mut writer = self.lock_writer()?;
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        let log_start_offset = self.log_start_offset();
+        let mut excess_bytes = config.retention_bytes.map(|limit| self.size_in_bytes() as i64 - limit as i64);
+        let report = self.delete_segments_while(&mut writer, |segment, _| {
+            let below_start = segment.next_offset() <= log_start_offset;
+            let expired = config.retention_ms.is_some_and(|retention_ms| segment.max_timestamp() < now_ms - retention_ms);
+            let oversized = excess_bytes.is_some_and(|excess| excess - segment.size() as i64 >= 0);
+            if oversized && let Some(excess) = excess_bytes.as_mut() {
+                *excess -= segment.size() as i64;
+            }
+            below_start || expired || oversized
+        })?;
+        if report.segments_deleted > 0 {
+            if writer.leader_epochs.truncate_from_start(self.log_start_offset()) {
+                writer.leader_epochs.persist()?;
+            }
+            self.write_state(false)?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes closed segments from the oldest while `should_delete` says so.
+    fn delete_segments_while(&self, writer: &mut Writer, mut should_delete: impl FnMut(&Segment, usize) -> bool) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        let deleted: Vec<Arc<Segment>> = {
+            let mut segments = self.segments.write().expect("segments lock");
+            let closed: Vec<i64> = segments.keys().copied().take(segments.len() - 1).collect();
+            let mut deleted = Vec::new();
+            for (position, base) in closed.into_iter().enumerate() {
+                if !should_delete(&segments[&base], position) {
+                    break;
+                }
+                deleted.push(segments.remove(&base).expect("listed segment"));
+            }
+            if let Some(first) = segments.values().next() {
+                self.log_start_offset.fetch_max(first.base_offset(), Ordering::AcqRel);
+                self.recovery_point.fetch_max(self.log_start_offset().min(self.log_end_offset()), Ordering::AcqRel);
+            }
+            deleted
+        };
+        for segment in &deleted {
+            segment.delete_files()?;
+            writer.rolled_unsynced.retain(|unsynced| !Arc::ptr_eq(unsynced, segment));
+            report.segments_deleted += 1;
+            report.bytes_deleted += segment.size();
+        }
+        report.log_start_offset = self.log_start_offset();
+        Ok(report)
+    }
+
+    /// Flushes everything, trims the active segment and marks the shutdown clean, so the next
+    /// open trusts every segment instead of scanning. The log accepts no more writes.
+    pub fn close(&self) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        for segment in writer.rolled_unsynced.drain(..) {
+            segment.sync()?;
+        }
+        self.active_segment().close_for_writes()?;
+        self.recovery_point.store(self.log_end_offset(), Ordering::Release);
+        self.write_state(true)?;
+        writer.closed = true;
+        Ok(())
+    }
+
+    /// Closes the log and removes its directory (topic deletion).
+    pub fn delete(&self) -> Result<()> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        writer.closed = true;
+        fs::remove_dir_all(&self.directory).map_err(StorageError::io("delete log directory", &self.directory))
+    }
+
+    /// Asserts the invariants listed in the module documentation. For tests; costs a scan.
+    pub fn validate(&self) {
+        let segments = self.segments_snapshot();
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        assert!(log_start_offset <= log_end_offset, "log start {log_start_offset} is past the end {log_end_offset}");
+        assert!(self.recovery_point() <= log_end_offset, "recovery point is past the log end");
+        let mut previous_end = i64::MIN;
+        for (index, segment) in segments.iter().enumerate() {
+            segment.validate();
+            assert!(segment.base_offset() >= previous_end, "segment {} overlaps its predecessor", segment.log_path().display());
+            assert_eq!(segment.is_writable(), index == segments.len() - 1, "only the last segment is writable");
+            previous_end = segment.next_offset();
+        }
+        assert_eq!(previous_end, log_end_offset, "the last segment ends at the log end offset");
+        let epochs = self.leader_epoch_entries();
+        assert!(epochs.windows(2).all(|pair| pair[0].epoch < pair[1].epoch && pair[0].start_offset <= pair[1].start_offset));
+        assert!(epochs.iter().all(|entry| entry.start_offset <= log_end_offset));
+    }
+}
+
+/// Splits a request into batches and checks each. Producer batches (`from_producer`) get full
+/// validation; replicated batches were validated by the leader and need only framing and CRC.
+fn parse_batches(records: Bytes, config: &LogConfig, from_producer: bool) -> Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for (index, batch) in BatchIter::new(records).enumerate() {
+        let batch = batch.map_err(|source| StorageError::InvalidBatch { index, source })?;
+        if batch.size_in_bytes() > config.max_message_bytes {
+            return Err(StorageError::MessageTooLarge { index, size: batch.size_in_bytes(), max: config.max_message_bytes });
+        }
+        let checked = if from_producer { batch.validate(usize::MAX) } else { batch.verify_crc() };
+        checked.map_err(|source| StorageError::InvalidBatch { index, source })?;
+        batches.push(batch);
+    }
+    if batches.is_empty() {
+        return Err(StorageError::EmptyAppend);
+    }
+    Ok(batches)
+}

@@ -1,0 +1,386 @@
+//! Behaviour of one partition log through its public API.
+
+mod support;
+
+use std::fs;
+use std::sync::Arc;
+use strata_common::ErrorCode;
+use strata_record::{BatchError, BatchIter, RecordBatch, TimestampType};
+use strata_storage::{Log, LogConfig, StorageError};
+use support::*;
+
+#[test]
+fn append_assigns_dense_offsets_and_read_returns_whole_batches() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (log, report) = open(directory.path(), small_config(), &clock);
+    assert!(report.truncation.is_none());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+
+    let first = log.append(batch("a", 3, START_MS), 0).unwrap();
+    assert_eq!((first.base_offset, first.last_offset, first.log_end_offset), (0, 2, 3));
+    let second = log.append(batch("b", 2, START_MS + 10), 0).unwrap();
+    assert_eq!((second.base_offset, second.log_end_offset), (3, 5));
+
+    // Reading from the middle of a batch returns that whole batch.
+    let read = log.read(1, 1 << 20, None).unwrap();
+    let batches: Vec<RecordBatch> = BatchIter::new(read.records).collect::<Result<_, _>>().unwrap();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0].base_offset(), 0);
+    assert_eq!(batches[0].partition_leader_epoch(), 0);
+    assert_eq!(values(&read_all(&log, 0, 1 << 20)), ["a-0", "a-1", "a-2", "b-0", "b-1"]);
+    assert!(log.read(5, 1 << 20, None).unwrap().records.is_empty());
+    log.validate();
+}
+
+#[test]
+fn max_bytes_bounds_a_read_but_one_batch_always_comes_back() {
+    let directory = tempfile::tempdir().unwrap();
+    let (log, _) = open(directory.path(), LogConfig::default(), &clock());
+    for round in 0..4 {
+        log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 200), 0).unwrap();
+    }
+    let one = log.read(0, 10, None).unwrap();
+    assert_eq!(BatchIter::new(one.records).count(), 1, "a batch larger than max_bytes still comes back alone");
+    let size = log.read(0, 10, None).unwrap().records.len() as u64;
+    let two = log.read(0, 2 * size + 1, None).unwrap();
+    assert_eq!(BatchIter::new(two.records).count(), 2);
+    // The high watermark bounds what a read may see.
+    let bounded = log.read(0, 1 << 20, Some(4)).unwrap();
+    assert_eq!(BatchIter::new(bounded.records).count(), 2);
+    assert!(log.read(4, 1 << 20, Some(4)).unwrap().records.is_empty());
+}
+
+#[test]
+fn offsets_outside_the_log_are_out_of_range_with_the_valid_range() {
+    let directory = tempfile::tempdir().unwrap();
+    let (log, _) = open(directory.path(), small_config(), &clock());
+    log.append(batch("a", 5, START_MS), 0).unwrap();
+    let error = log.read(6, 1024, None).unwrap_err();
+    assert!(matches!(error, StorageError::OffsetOutOfRange { requested: 6, log_start_offset: 0, log_end_offset: 5 }));
+    assert_eq!(error.error_code(), ErrorCode::OffsetOutOfRange);
+    assert!(error.to_string().contains("0 to 5"));
+    assert!(log.read(-1, 1024, None).is_err());
+}
+
+#[test]
+fn invalid_batches_are_refused_and_change_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig { max_message_bytes: 400, ..small_config() };
+    let (log, _) = open(directory.path(), config, &clock());
+    log.append(batch("ok", 2, START_MS), 0).unwrap();
+
+    let mut corrupt = batch("bad", 2, START_MS).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let error = log.append(corrupt.into(), 0).unwrap_err();
+    assert!(matches!(error, StorageError::InvalidBatch { source: BatchError::CorruptCrc { .. }, .. }));
+    assert_eq!(error.error_code(), ErrorCode::CorruptMessage);
+
+    let mut wrong_magic = batch("bad", 2, START_MS).to_vec();
+    wrong_magic[16] = 1;
+    assert!(matches!(log.append(wrong_magic.into(), 0), Err(StorageError::InvalidBatch { source: BatchError::InvalidMagic(1), .. })));
+
+    let mut overrun = batch("bad", 2, START_MS).to_vec();
+    overrun[8..12].copy_from_slice(&1_000_000i32.to_be_bytes());
+    assert!(matches!(log.append(overrun.into(), 0), Err(StorageError::InvalidBatch { .. })));
+
+    let large = log.append(batch_with_size("big", 1, START_MS, 500), 0).unwrap_err();
+    assert!(matches!(large, StorageError::MessageTooLarge { .. }));
+    assert_eq!(large.error_code(), ErrorCode::MessageTooLarge);
+
+    // A request whose second batch is bad appends neither.
+    let mut mixed = batch("fine", 1, START_MS).to_vec();
+    let mut bad = batch("bad", 1, START_MS).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    mixed.extend_from_slice(&bad);
+    assert!(matches!(log.append(mixed.into(), 0), Err(StorageError::InvalidBatch { index: 1, .. })));
+    assert!(matches!(log.append(bytes::Bytes::new(), 0), Err(StorageError::EmptyAppend)));
+
+    assert_eq!(log.log_end_offset(), 2);
+    assert_eq!(values(&read_all(&log, 0, 1 << 20)), ["ok-0", "ok-1"]);
+    log.validate();
+}
+
+#[test]
+fn segments_roll_by_size_and_reads_cross_them() {
+    let directory = tempfile::tempdir().unwrap();
+    let (log, _) = open(directory.path(), small_config(), &clock());
+    let mut expected = Vec::new();
+    for round in 0..40 {
+        log.append(batch_with_size(&format!("r{round}"), 3, START_MS + round, 150), 0).unwrap();
+        expected.extend((0..3).map(|index| format!("r{round}-{index}")));
+    }
+    assert!(log.segment_base_offsets().len() > 3, "4 KiB segments must have rolled");
+    let mut padded = values(&read_all(&log, 0, 300));
+    for value in &mut padded {
+        *value = value.trim_end_matches('.').to_string();
+    }
+    assert_eq!(padded, expected);
+    for name in ["00000000000000000000.log", "00000000000000000000.index", "00000000000000000000.timeindex"] {
+        assert!(directory.path().join(name).exists(), "{name} exists");
+    }
+    log.validate();
+}
+
+#[test]
+fn segments_roll_by_age() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let config = LogConfig { segment_ms: Some(1_000), ..small_config() };
+    let (log, _) = open(directory.path(), config, &clock);
+    log.append(batch("a", 1, START_MS), 0).unwrap();
+    log.append(batch("b", 1, START_MS), 0).unwrap();
+    assert_eq!(log.segment_base_offsets(), [0]);
+    clock.advance_ms(1_000);
+    log.append(batch("c", 1, START_MS), 0).unwrap();
+    assert_eq!(log.segment_base_offsets(), [0, 2]);
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    let directory = tempfile::tempdir().unwrap();
+    let (log, _) = open(directory.path(), small_config(), &clock());
+    for round in 0..30 {
+        // Records at START_MS + 100*round + {0,1,2}.
+        log.append(batch(&format!("r{round}"), 3, START_MS + 100 * round), 0).unwrap();
+    }
+    let found = log.offset_for_timestamp(START_MS + 1_001).unwrap();
+    assert_eq!((found.offset, found.timestamp), (31, START_MS + 1_001));
+    let between = log.offset_for_timestamp(START_MS + 1_050).unwrap();
+    assert_eq!((between.offset, between.timestamp), (33, START_MS + 1_100));
+    assert_eq!(log.offset_for_timestamp(0).unwrap().offset, 0);
+    assert!(log.offset_for_timestamp(START_MS + 100_000).is_none());
+}
+
+#[test]
+fn clean_reopen_keeps_everything_and_scans_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    {
+        let (log, _) = open(directory.path(), small_config(), &clock);
+        for round in 0..20 {
+            log.append(batch_with_size(&format!("r{round}"), 2, START_MS + round, 150), 3).unwrap();
+        }
+        log.close().unwrap();
+        assert!(matches!(log.append(batch("late", 1, START_MS), 3), Err(StorageError::Closed(_))));
+    }
+    let (log, report) = open(directory.path(), small_config(), &clock);
+    assert!(report.clean_shutdown);
+    assert_eq!(report.segments_recovered, 0);
+    assert_eq!(log.log_end_offset(), 40);
+    assert_eq!(log.recovery_point(), 40);
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 40);
+    assert_eq!(log.latest_epoch(), Some(3));
+    log.append(batch("after", 1, START_MS), 3).unwrap();
+    assert_eq!(log.log_end_offset(), 41);
+    log.validate();
+}
+
+#[test]
+fn unclean_reopen_recovers_from_the_recovery_point() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    {
+        let (log, _) = open(directory.path(), small_config(), &clock);
+        for round in 0..20 {
+            log.append(batch_with_size(&format!("r{round}"), 2, START_MS + round, 150), 0).unwrap();
+        }
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point(), 40);
+        log.checkpoint().unwrap();
+        log.append(batch("unflushed", 1, START_MS), 0).unwrap();
+        // Dropped without close: a crash, but the page cache kept every write.
+    }
+    let (log, report) = open(directory.path(), small_config(), &clock);
+    assert!(!report.clean_shutdown);
+    assert!(report.truncation.is_none());
+    assert!(report.segments_recovered >= 1);
+    assert_eq!(log.log_end_offset(), 41);
+    log.validate();
+}
+
+#[test]
+fn missing_or_corrupt_indexes_are_rebuilt() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    {
+        let (log, _) = open(directory.path(), small_config(), &clock);
+        for round in 0..30 {
+            log.append(batch_with_size(&format!("r{round}"), 2, START_MS + 10 * round, 150), 0).unwrap();
+        }
+        log.close().unwrap();
+    }
+    fs::remove_file(directory.path().join("00000000000000000000.index")).unwrap();
+    let time_index = directory.path().join("00000000000000000000.timeindex");
+    let mut bytes = fs::read(&time_index).unwrap();
+    for byte in bytes.iter_mut().take(24) {
+        *byte = 0xff;
+    }
+    fs::write(&time_index, bytes).unwrap();
+    let (log, report) = open(directory.path(), small_config(), &clock);
+    assert!(report.segments_recovered >= 1, "the broken segment was rebuilt");
+    assert_eq!(read_all(&log, 0, 100).len(), 60);
+    assert_eq!(log.offset_for_timestamp(START_MS + 101).unwrap().offset, 21);
+    log.validate();
+}
+
+#[test]
+fn truncate_to_drops_the_tail_across_segments_and_is_durable() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    for round in 0..30 {
+        log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 150), round as i32 / 10).unwrap();
+    }
+    assert!(log.segment_base_offsets().len() > 2);
+    log.truncate_to(13).unwrap();
+    // Offset 13 is inside the batch 12..=13, which goes entirely.
+    assert_eq!(log.log_end_offset(), 12);
+    // Epoch 1 started at offset 20, beyond the cut, so it is forgotten.
+    assert_eq!(log.latest_epoch(), Some(0));
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 12)));
+    log.validate();
+    log.append(batch("new", 3, START_MS), 5).unwrap();
+    assert_eq!(log.end_offset_for_epoch(1), Some((0, 12)));
+    assert_eq!(log.end_offset_for_epoch(5), Some((5, 15)));
+    drop(log);
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    let read = values(&read_all(&log, 0, 1 << 20));
+    assert_eq!(read.len(), 15);
+    assert_eq!(&read[12..], ["new-0", "new-1", "new-2"]);
+    log.validate();
+}
+
+#[test]
+fn follower_appends_keep_offsets_and_epochs() {
+    let leader_directory = tempfile::tempdir().unwrap();
+    let follower_directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (leader, _) = open(leader_directory.path(), small_config(), &clock);
+    let (follower, _) = open(follower_directory.path(), small_config(), &clock);
+    leader.append(batch("a", 2, START_MS), 1).unwrap();
+    leader.append(batch("b", 2, START_MS), 2).unwrap();
+    let fetched = leader.read(0, 1 << 20, None).unwrap().records;
+    follower.append_as_follower(fetched).unwrap();
+    assert_eq!(follower.log_end_offset(), 4);
+    assert_eq!(follower.leader_epoch_entries(), leader.leader_epoch_entries());
+    // A batch that does not continue the log is refused.
+    let again = leader.read(0, 1 << 20, None).unwrap().records;
+    assert!(matches!(follower.append_as_follower(again), Err(StorageError::NonMonotonicOffsets { expected: 4, found: 0 })));
+    // And a leader from an older epoch cannot write.
+    assert!(matches!(follower.append(batch("zombie", 1, START_MS), 1), Err(StorageError::StaleLeaderEpoch { requested: 1, latest: 2 })));
+}
+
+#[test]
+fn retention_by_time_and_size_never_deletes_the_active_segment() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    for round in 0..30 {
+        log.append(batch_with_size(&format!("r{round}"), 2, START_MS + round * 1_000, 150), 0).unwrap();
+    }
+    let segments_before = log.segment_base_offsets().len();
+    assert!(segments_before >= 3);
+
+    log.set_config(LogConfig { retention_bytes: Some(log.size_in_bytes() / 2), ..small_config() }).unwrap();
+    let by_size = log.enforce_retention().unwrap();
+    assert!(by_size.segments_deleted > 0);
+    assert!(log.size_in_bytes() >= small_config().segment_bytes.min(log.size_in_bytes()));
+    assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
+    assert!(matches!(log.read(0, 100, None), Err(StorageError::OffsetOutOfRange { .. })));
+
+    // Every record is older than a minute: everything but the active segment goes.
+    clock.set_ms(START_MS + 200_000);
+    log.set_config(LogConfig { retention_ms: Some(60_000), ..small_config() }).unwrap();
+    log.enforce_retention().unwrap();
+    assert_eq!(log.segment_base_offsets().len(), 1);
+    assert_eq!(log.log_end_offset(), 60);
+    assert!(!read_all(&log, log.log_start_offset(), 1 << 20).is_empty());
+    log.validate();
+}
+
+#[test]
+fn delete_records_before_moves_the_log_start_durably() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    {
+        let (log, _) = open(directory.path(), small_config(), &clock);
+        for round in 0..30 {
+            log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 150), 0).unwrap();
+        }
+        assert_eq!(log.delete_records_before(25).unwrap(), 25);
+        assert!(log.segment_base_offsets()[0] <= 25);
+        assert!(matches!(log.read(24, 100, None), Err(StorageError::OffsetOutOfRange { .. })));
+        let records = read_all(&log, 25, 1 << 20);
+        assert_eq!(records[0].offset, 25);
+        assert!(log.delete_records_before(61).is_err());
+    }
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    assert_eq!(log.log_start_offset(), 25);
+}
+
+#[test]
+fn flush_messages_moves_the_recovery_point() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig { flush_messages: Some(3), ..small_config() };
+    let (log, _) = open(directory.path(), config, &clock());
+    log.append(batch("a", 2, START_MS), 0).unwrap();
+    assert_eq!(log.recovery_point(), 0);
+    log.append(batch("b", 2, START_MS), 0).unwrap();
+    assert_eq!(log.recovery_point(), 4);
+}
+
+#[test]
+fn log_append_time_stamps_the_broker_clock() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let config = LogConfig { message_timestamp_type: TimestampType::LogAppendTime, ..small_config() };
+    let (log, _) = open(directory.path(), config, &clock);
+    clock.set_ms(START_MS + 5_000);
+    let info = log.append(batch("a", 2, 42), 0).unwrap();
+    assert_eq!(info.log_append_time, Some(START_MS + 5_000));
+    let records = read_all(&log, 0, 1 << 20);
+    assert!(records.iter().all(|record| record.timestamp == START_MS + 5_000));
+}
+
+#[test]
+fn an_unreadable_log_directory_is_an_error_not_an_empty_log() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("not-a-directory");
+    fs::write(&path, b"x").unwrap();
+    let error = Log::open(&path, small_config(), clock()).err().expect("opening a file as a log fails");
+    assert!(error.to_string().contains("not-a-directory"), "{error}");
+    assert_eq!(fs::read(&path).unwrap(), b"x", "nothing was touched");
+}
+
+#[test]
+fn concurrent_readers_only_see_whole_batches() {
+    let directory = tempfile::tempdir().unwrap();
+    let (log, _) = open(directory.path(), small_config(), &clock());
+    let log = Arc::new(log);
+    let writes = 300;
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let log = log.clone();
+            scope.spawn(move || {
+                let mut offset = 0;
+                while offset < writes * 2 {
+                    let read = log.read(offset, 512, None).unwrap();
+                    for batch in BatchIter::new(read.records) {
+                        let batch = batch.expect("whole batch");
+                        batch.verify_crc().expect("valid CRC");
+                        assert!(batch.next_offset() > offset);
+                        offset = batch.next_offset();
+                    }
+                    std::thread::yield_now();
+                }
+            });
+        }
+        for round in 0..writes {
+            log.append(batch(&format!("r{round}"), 2, START_MS), 0).unwrap();
+        }
+    });
+    log.validate();
+}
