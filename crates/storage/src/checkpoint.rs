@@ -1,4 +1,4 @@
-//! Strata's own small state files (log state, leader epochs): written whole, atomically, with a
+//! Strata's own small state files (log state, leader epochs, the broker's metadata): written whole, atomically, with a
 //! checksum, so a crash leaves either the old or the new file and never a torn one.
 //!
 //! Layout: `b"STCK"`, format version `u32`, payload length `u32`, payload, then a CRC-32 (IEEE,
@@ -15,7 +15,7 @@ const HEADER_BYTES: usize = 12;
 
 /// Writes `payload` to `path` via a temporary file, fsync and rename, then fsyncs the directory so
 /// the rename itself is durable.
-pub(crate) fn write(path: &Path, payload: &[u8]) -> Result<()> {
+pub fn write(path: &Path, payload: &[u8]) -> Result<()> {
     let mut bytes = Vec::with_capacity(HEADER_BYTES + payload.len() + 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
@@ -38,7 +38,7 @@ pub(crate) fn write(path: &Path, payload: &[u8]) -> Result<()> {
 }
 
 /// Reads a checkpoint; `Ok(None)` when the file does not exist.
-pub(crate) fn read(path: &Path) -> Result<Option<Vec<u8>>> {
+pub fn read(path: &Path) -> Result<Option<Vec<u8>>> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),

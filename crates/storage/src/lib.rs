@@ -18,7 +18,7 @@
 //! Every batch carries a CRC-32C; the checkpoint files carry a CRC-32 and are replaced atomically
 //! (write, fsync, rename, fsync directory).
 
-mod checkpoint;
+pub mod checkpoint;
 mod config;
 mod error;
 mod index_file;

@@ -1,0 +1,274 @@
+use crate::BrokerState;
+use crate::error::PartitionError;
+use crate::grpc::status::{error_fields, to_status};
+use crate::replica_manager::Acks;
+use bytes::Bytes;
+use futures::future::{join_all, select_all};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_common::ErrorCode;
+use strata_proto::v1 as proto;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// A fetch never holds a request open longer than this, whatever it asks for.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+/// Largest chunk a streaming fetch sends for one partition at a time.
+const STREAM_CHUNK_BYTES: u64 = 1 << 20;
+
+pub struct BrokerService {
+    state: Arc<BrokerState>,
+}
+
+impl BrokerService {
+    pub fn new(state: Arc<BrokerState>) -> BrokerService {
+        BrokerService { state }
+    }
+}
+
+fn fetch_error(topic: &str, partition: i32, error: PartitionError) -> proto::FetchPartitionResponse {
+    proto::FetchPartitionResponse {
+        topic: topic.to_string(),
+        partition,
+        error_code: error.code.code(),
+        error_message: error.message,
+        high_watermark: -1,
+        log_start_offset: -1,
+        last_stable_offset: -1,
+        records: Bytes::new(),
+    }
+}
+
+impl BrokerState {
+    /// One pass over the requested partitions: whatever is readable now, within the byte budgets.
+    /// Once the budget is spent, later partitions are still answered (without records) so the
+    /// client learns their high watermarks; the first batch found always comes back whole, so a
+    /// consumer makes progress past a batch larger than its budget.
+    fn read_partitions(&self, partitions: &[proto::FetchPartition], max_bytes: u64) -> Vec<proto::FetchPartitionResponse> {
+        let mut remaining = max_bytes;
+        let mut responses: Vec<proto::FetchPartitionResponse> = Vec::with_capacity(partitions.len());
+        for request in partitions {
+            let nothing_read_yet = responses.iter().all(|response| response.records.is_empty());
+            let partition_budget = if request.partition_max_bytes > 0 { request.partition_max_bytes as u64 } else { u64::MAX };
+            let budget = partition_budget.min(remaining);
+            let result = if budget == 0 && !nothing_read_yet {
+                self.replicas.partition(&request.topic, request.partition).map(|partition| (Bytes::new(), partition.log().log_start_offset(), partition.high_watermark()))
+            } else {
+                self.replicas
+                    .read(&request.topic, request.partition, request.fetch_offset, budget)
+                    .map(|(read, high_watermark)| (read.records, read.log_start_offset, high_watermark))
+            };
+            responses.push(match result {
+                Ok((records, log_start_offset, high_watermark)) => {
+                    remaining = remaining.saturating_sub(records.len() as u64);
+                    proto::FetchPartitionResponse {
+                        topic: request.topic.clone(),
+                        partition: request.partition,
+                        error_code: 0,
+                        error_message: String::new(),
+                        high_watermark,
+                        log_start_offset,
+                        last_stable_offset: high_watermark,
+                        records,
+                    }
+                }
+                Err(error) => fetch_error(&request.topic, request.partition, error),
+            });
+        }
+        responses
+    }
+
+    fn subscribe(&self, partitions: &[proto::FetchPartition]) -> Vec<watch::Receiver<i64>> {
+        partitions
+            .iter()
+            .filter_map(|request| self.replicas.partition(&request.topic, request.partition).ok())
+            .map(|partition| partition.subscribe())
+            .collect()
+    }
+}
+
+/// Waits until any of `receivers` sees a new high watermark (or all senders are gone).
+async fn any_changed(receivers: &mut [watch::Receiver<i64>]) {
+    if receivers.is_empty() {
+        return futures::future::pending().await;
+    }
+    let changes = receivers.iter_mut().map(|receiver| Box::pin(receiver.changed()));
+    let _ = select_all(changes).await;
+}
+
+type FetchStream = Pin<Box<dyn Stream<Item = Result<proto::FetchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::broker_server::Broker for BrokerService {
+    async fn produce(&self, request: Request<proto::ProduceRequest>) -> Result<Response<proto::ProduceResponse>, Status> {
+        let request = request.into_inner();
+        let acks = Acks::from_wire(request.acks).map_err(to_status)?;
+        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
+        let appends = request.partitions.into_iter().map(|partition| async move {
+            let append = self.state.replicas.append(&partition.topic, partition.partition, partition.records, acks);
+            let result = match tokio::time::timeout(timeout, append).await {
+                Ok(result) => result,
+                Err(_) => Err(PartitionError::new(ErrorCode::RequestTimedOut, format!("the append did not complete within {} ms", timeout.as_millis()))),
+            };
+            let (error_code, error_message) = error_fields(&result);
+            let (base_offset, log_append_time) = match &result {
+                Ok(info) => (info.base_offset, info.log_append_time.unwrap_or(-1)),
+                Err(_) => (-1, -1),
+            };
+            let log_start_offset = self.state.replicas.partition(&partition.topic, partition.partition).map_or(-1, |partition| partition.log().log_start_offset());
+            proto::PartitionProduceResponse { topic: partition.topic, partition: partition.partition, error_code, error_message, base_offset, log_append_time, log_start_offset }
+        });
+        Ok(Response::new(proto::ProduceResponse { partitions: join_all(appends).await }))
+    }
+
+    async fn fetch(&self, request: Request<proto::FetchRequest>) -> Result<Response<proto::FetchResponse>, Status> {
+        let request = request.into_inner();
+        if request.max_bytes <= 0 {
+            return Err(to_status(PartitionError::new(ErrorCode::InvalidFetchSize, format!("max_bytes must be positive, got {}", request.max_bytes))));
+        }
+        let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+        let min_bytes = request.min_bytes.max(0) as usize;
+        // Subscribe before reading, so a produce between the read and the wait still wakes us.
+        let mut receivers = self.state.subscribe(&request.partitions);
+        loop {
+            for receiver in &mut receivers {
+                receiver.borrow_and_update();
+            }
+            let partitions = self.state.read_partitions(&request.partitions, request.max_bytes as u64);
+            let bytes: usize = partitions.iter().map(|partition| partition.records.len()).sum();
+            let failed = partitions.iter().any(|partition| partition.error_code != 0);
+            if bytes >= min_bytes || failed || Instant::now() >= deadline {
+                return Ok(Response::new(proto::FetchResponse { partitions }));
+            }
+            if tokio::time::timeout_at(deadline, any_changed(&mut receivers)).await.is_err() {
+                let partitions = self.state.read_partitions(&request.partitions, request.max_bytes as u64);
+                return Ok(Response::new(proto::FetchResponse { partitions }));
+            }
+        }
+    }
+
+    type FetchStreamStream = FetchStream;
+
+    async fn fetch_stream(&self, request: Request<Streaming<proto::FetchStreamRequest>>) -> Result<Response<FetchStream>, Status> {
+        let mut inbound = request.into_inner();
+        let start = inbound
+            .message()
+            .await?
+            .ok_or_else(|| to_status(PartitionError::new(ErrorCode::InvalidRequest, "the stream closed before its first message")))?;
+        if start.partitions.is_empty() {
+            return Err(to_status(PartitionError::new(ErrorCode::InvalidRequest, "the first message must name the partitions to fetch")));
+        }
+        let state = self.state.clone();
+        // One response in flight beyond the one being sent: the credit, not this channel, is
+        // what bounds memory, but a small channel keeps the broker from running ahead of it.
+        let (sender, receiver) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut positions: HashMap<(String, i32), i64> = start.partitions.iter().map(|partition| ((partition.topic.clone(), partition.partition), partition.fetch_offset)).collect();
+            let mut partitions = start.partitions;
+            let mut credit = start.grant_bytes;
+            let mut receivers = state.subscribe(&partitions);
+            loop {
+                if credit > 0 && !partitions.is_empty() {
+                    for receiver in &mut receivers {
+                        receiver.borrow_and_update();
+                    }
+                    let requests: Vec<proto::FetchPartition> = partitions
+                        .iter()
+                        .map(|partition| proto::FetchPartition { fetch_offset: positions[&(partition.topic.clone(), partition.partition)], partition_max_bytes: 0, ..partition.clone() })
+                        .collect();
+                    let budget = (credit as u64).min(STREAM_CHUNK_BYTES * partitions.len() as u64);
+                    let mut responses = state.read_partitions(&requests, budget);
+                    responses.retain(|response| response.error_code != 0 || !response.records.is_empty());
+                    if !responses.is_empty() {
+                        for response in &responses {
+                            let key = (response.topic.clone(), response.partition);
+                            if response.error_code != 0 {
+                                // An errored partition is reported once and leaves the stream.
+                                partitions.retain(|partition| (partition.topic.clone(), partition.partition) != key);
+                                continue;
+                            }
+                            credit -= response.records.len() as i64;
+                            if let Some(last) = strata_record::BatchIter::new(response.records.clone()).filter_map(Result::ok).last() {
+                                positions.insert(key, last.next_offset());
+                            }
+                        }
+                        if sender.send(Ok(proto::FetchResponse { partitions: responses })).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(grant)) => credit = credit.saturating_add(grant.grant_bytes.max(0)),
+                        // The consumer went away or broke the stream: stop reading for it.
+                        Ok(None) | Err(_) => return,
+                    },
+                    _ = any_changed(&mut receivers), if credit > 0 => {}
+                    _ = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn list_offsets(&self, request: Request<proto::ListOffsetsRequest>) -> Result<Response<proto::ListOffsetsResponse>, Status> {
+        let partitions = request
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(|request| {
+                let result = self.state.replicas.list_offset(&request.topic, request.partition, request.timestamp);
+                let (error_code, error_message) = error_fields(&result);
+                let (offset, timestamp) = match result {
+                    Ok(Some(found)) => (found.offset, found.timestamp),
+                    Ok(None) | Err(_) => (-1, -1),
+                };
+                proto::ListOffsetsPartitionResponse { topic: request.topic, partition: request.partition, error_code, error_message, timestamp, offset }
+            })
+            .collect();
+        Ok(Response::new(proto::ListOffsetsResponse { partitions }))
+    }
+
+    async fn metadata(&self, request: Request<proto::MetadataRequest>) -> Result<Response<proto::MetadataResponse>, Status> {
+        let request = request.into_inner();
+        let node_id = self.state.node_id;
+        let topic_metadata = |name: &str| -> proto::TopicMetadata {
+            let Some(topic) = self.state.metadata.topic(name) else {
+                let error = PartitionError::new(ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist"));
+                return proto::TopicMetadata { name: name.to_string(), error_code: error.code.code(), error_message: error.message, partitions: Vec::new() };
+            };
+            let partitions = (0..topic.partitions)
+                .map(|partition| {
+                    let hosted = self.state.replicas.partition(name, partition);
+                    let (error_code, _) = error_fields(&hosted);
+                    proto::PartitionMetadata {
+                        partition,
+                        error_code: if error_code == 0 { 0 } else { ErrorCode::LeaderNotAvailable.code() },
+                        leader_id: node_id,
+                        leader_epoch: hosted.map_or(-1, |hosted| hosted.leader_epoch()),
+                        replicas: vec![node_id],
+                        isr: vec![node_id],
+                    }
+                })
+                .collect();
+            proto::TopicMetadata { name: topic.name, error_code: 0, error_message: String::new(), partitions }
+        };
+        let topics = if request.topics.is_empty() {
+            self.state.metadata.topics().iter().map(|topic| topic_metadata(&topic.name)).collect()
+        } else {
+            request.topics.iter().map(|name| topic_metadata(name)).collect()
+        };
+        Ok(Response::new(proto::MetadataResponse {
+            cluster_id: self.state.metadata.cluster_id(),
+            controller_id: node_id,
+            brokers: vec![proto::BrokerMetadata { node_id, address: self.state.advertised_address.clone(), fenced: false }],
+            topics,
+        }))
+    }
+}

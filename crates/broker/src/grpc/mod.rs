@@ -1,0 +1,9 @@
+//! The gRPC edge of the broker: converts between prost messages and domain calls. Only this
+//! module sees `strata_proto` types.
+
+mod admin_service;
+mod broker_service;
+pub mod status;
+
+pub use admin_service::AdminService;
+pub use broker_service::BrokerService;

@@ -1,0 +1,57 @@
+//! The one place where Strata's error codes become gRPC statuses.
+//!
+//! A whole-request failure is a `tonic::Status` whose `strata-error-code` metadata carries the
+//! numeric code; clients decode it from there, not from the message text.
+
+use crate::error::PartitionError;
+use strata_common::ErrorCode;
+use tonic::{Code, Status};
+
+pub const ERROR_CODE_METADATA: &str = "strata-error-code";
+
+fn grpc_code(code: ErrorCode) -> Code {
+    match code {
+        ErrorCode::None => Code::Ok,
+        ErrorCode::UnknownTopicOrPartition => Code::NotFound,
+        ErrorCode::TopicAlreadyExists => Code::AlreadyExists,
+        ErrorCode::OffsetOutOfRange => Code::OutOfRange,
+        ErrorCode::RequestTimedOut => Code::DeadlineExceeded,
+        ErrorCode::NotLeaderOrFollower
+        | ErrorCode::LeaderNotAvailable
+        | ErrorCode::NotEnoughReplicas
+        | ErrorCode::NotEnoughReplicasAfterAppend
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::NotCoordinator => Code::Unavailable,
+        ErrorCode::FencedLeaderEpoch | ErrorCode::UnknownLeaderEpoch | ErrorCode::InvalidProducerEpoch | ErrorCode::OutOfOrderSequenceNumber | ErrorCode::DuplicateSequenceNumber => {
+            Code::FailedPrecondition
+        }
+        ErrorCode::KafkaStorageError | ErrorCode::UnknownServerError => Code::Internal,
+        ErrorCode::CorruptMessage
+        | ErrorCode::InvalidFetchSize
+        | ErrorCode::MessageTooLarge
+        | ErrorCode::InvalidTopicException
+        | ErrorCode::InvalidRequiredAcks
+        | ErrorCode::InvalidTimestamp
+        | ErrorCode::InvalidPartitions
+        | ErrorCode::InvalidReplicationFactor
+        | ErrorCode::InvalidConfig
+        | ErrorCode::InvalidRequest
+        | ErrorCode::UnsupportedCompressionType
+        | ErrorCode::InvalidRecord => Code::InvalidArgument,
+    }
+}
+
+pub fn to_status(error: PartitionError) -> Status {
+    let mut status = Status::new(grpc_code(error.code), format!("{}: {}", error.code.name(), error.message));
+    status.metadata_mut().insert(ERROR_CODE_METADATA, error.code.code().to_string().parse().expect("digits are valid metadata"));
+    status
+}
+
+/// The `(error_code, error_message)` pair of a per-partition result.
+pub fn error_fields<T>(result: &Result<T, PartitionError>) -> (i32, String) {
+    match result {
+        Ok(_) => (ErrorCode::None.code(), String::new()),
+        Err(error) => (error.code.code(), error.message.clone()),
+    }
+}

@@ -1,0 +1,198 @@
+//! A Strata broker node: serves produce, fetch, offsets, metadata and topic admin over gRPC on
+//! top of the storage crate.
+//!
+//! Request flow: `grpc` decodes a request and calls the `ReplicaManager` (data path) or the
+//! `LocalMetadata` (admin path); errors come back per partition as `PartitionError` and become
+//! wire codes in `grpc::status`, the one place that maps them.
+//!
+//! Architecture invariant: the broker never reads the wall clock in its decision logic (the
+//! storage layer gets a `Clock`), and only `grpc` sees prost types.
+
+pub mod error;
+mod grpc;
+pub mod metadata;
+pub mod replica_manager;
+pub mod topic_config;
+
+pub use error::{BrokerError, PartitionError};
+pub use grpc::status::ERROR_CODE_METADATA;
+
+use metadata::LocalMetadata;
+use replica_manager::ReplicaManager;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_common::{Clock, SystemClock, TopicPartition};
+use strata_proto::v1::admin_server::AdminServer;
+use strata_proto::v1::broker_server::BrokerServer;
+use strata_storage::LogManager;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use topic_config::TopicConfig;
+use tracing::{info, warn};
+
+/// Requests up to this size are accepted (a produce of many batches, for instance); single
+/// batches are bounded by each topic's `max.message.bytes`.
+pub const MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
+
+/// Everything a broker needs to start. `Default` gives a one-node cluster on 127.0.0.1:7070.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    /// Address to bind; port 0 picks a free port (see [`BrokerHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// host:port clients are told to connect to; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Controller voters as (node_id, host:port); empty means a single-node cluster.
+    pub voters: Vec<(i32, String)>,
+    /// How often retention, time-based flushes and checkpoints run.
+    pub log_maintenance_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            data_dir: PathBuf::from("strata-data"),
+            listen: "127.0.0.1:7070".parse().expect("valid literal address"),
+            advertise: None,
+            voters: Vec::new(),
+            log_maintenance_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the request handlers share.
+pub(crate) struct BrokerState {
+    pub(crate) node_id: i32,
+    pub(crate) advertised_address: String,
+    pub(crate) metadata: LocalMetadata,
+    pub(crate) replicas: ReplicaManager,
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    logs: Arc<LogManager>,
+}
+
+impl BrokerHandle {
+    /// The address the broker is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving, flushes every log and returns when the data directory is closed cleanly.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => warn!(%error, "gRPC server stopped with an error"),
+                Err(error) => warn!(%error, "gRPC server task failed"),
+            }
+        }
+        let logs = self.logs.clone();
+        match tokio::task::spawn_blocking(move || logs.close_all()).await {
+            Ok(Ok(())) => info!("logs closed cleanly"),
+            Ok(Err(error)) => warn!(%error, "logs did not close cleanly; the next start will recover them"),
+            Err(error) => warn!(%error, "closing logs failed"),
+        }
+    }
+
+    /// Runs until the process receives SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(mut self) {
+        let interrupted = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+                    let _ = interrupted.await;
+                    self.stop().await;
+                    return;
+                }
+            };
+            let server = self.server.as_mut().expect("a running broker has a server task");
+            tokio::select! {
+                _ = interrupted => info!("received SIGINT; shutting down"),
+                _ = terminate.recv() => info!("received SIGTERM; shutting down"),
+                result = server => {
+                    warn!(?result, "gRPC server exited on its own");
+                    self.server = None;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = interrupted.await;
+        self.stop().await;
+    }
+}
+
+pub struct Broker;
+
+impl Broker {
+    /// Opens the data directory (recovering logs if the last stop was unclean), binds the listen
+    /// address and starts serving.
+    pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
+        Broker::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, BrokerError> {
+        if config.voters.len() > 1 {
+            return Err(BrokerError::Startup(
+                "multi-node clusters (--voters) need the Raft controller, which this build does not have yet; start a single node without --voters".to_string(),
+            ));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io { operation: "create data directory", path: config.data_dir.clone(), source })?;
+        let metadata = LocalMetadata::open(&config.data_dir, config.node_id)?;
+        let logs = LogManager::new(&config.data_dir.join("logs"), clock)?;
+        let replicas = ReplicaManager::new(logs.clone());
+        for topic in metadata.topics() {
+            let topic_config = TopicConfig::resolve(&topic.configs).map_err(|error| BrokerError::Startup(format!("topic '{}': {error}", topic.name)))?;
+            for partition in 0..topic.partitions {
+                replicas.become_leader(TopicPartition::new(&topic.name, partition), &topic_config, 0)?;
+            }
+        }
+        logs.start_maintenance(config.log_maintenance_interval);
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BrokerError::Io { operation: "bind", path: PathBuf::from(config.listen.to_string()), source })?;
+        let local_addr = listener.local_addr().map_err(|source| BrokerError::Io { operation: "bind", path: PathBuf::from(config.listen.to_string()), source })?;
+        let advertised_address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+        let state = Arc::new(BrokerState { node_id: config.node_id, advertised_address, metadata, replicas });
+
+        let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let broker_service = BrokerServer::new(grpc::BrokerService::new(state.clone())).max_decoding_message_size(MAX_REQUEST_BYTES).max_encoding_message_size(usize::MAX);
+        let admin_service = AdminServer::new(grpc::AdminService::new(state.clone()));
+        let server = Server::builder()
+            // Large windows let one stream carry a fetch or produce of megabytes without
+            // waiting for window updates on every 64 KiB.
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(32 * 1024 * 1024))
+            .max_frame_size(Some(1024 * 1024))
+            .add_service(broker_service)
+            .add_service(admin_service)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = shutdown_signal.await;
+            });
+        let server = tokio::spawn(server);
+        info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
+        Ok(BrokerHandle { local_addr, shutdown: Some(shutdown), server: Some(server), logs })
+    }
+}
