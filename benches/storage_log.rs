@@ -1,7 +1,7 @@
 //! Storage benchmarks (criterion), plus a same-run baseline comparison for appends.
 //!
-//! `cargo bench -p strata-storage` runs them at full size; `cargo bench -p strata-storage --
-//! --test` (what CI runs) runs every benchmark once on small inputs so they cannot rot.
+//! `cargo bench -p strata-storage` runs them at full size; `cargo test --all-targets` (what CI
+//! runs) runs every benchmark once on small inputs so they cannot rot.
 //!
 //! - `append/1KiB-records-x1000`: appending 1,000-record batches of 1 KiB records.
 //! - `read/sequential-warm`: reading the whole log front to back through the memory maps.
@@ -23,8 +23,10 @@ use strata_storage::{Log, LogConfig};
 const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_BATCH: usize = 1000;
 
+/// Full size only under `cargo bench` (which passes `--bench`); `cargo test --all-targets` and
+/// `-- --test` run every benchmark once on small inputs.
 fn quick() -> bool {
-    std::env::args().any(|argument| argument == "--test")
+    !std::env::args().any(|argument| argument == "--bench") || std::env::args().any(|argument| argument == "--test")
 }
 
 fn sample_batch() -> Bytes {
