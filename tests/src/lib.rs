@@ -1,0 +1,1 @@
+//! Helpers for workspace-level tests. The tests themselves live in `tests/`.
