@@ -1,5 +1,5 @@
 use crate::error::BatchError;
-use crate::record::{Record, decode_record};
+use crate::record::{Record, decode_record, parse_record};
 use bytes::Bytes;
 
 /// Bytes before the first record.
@@ -208,14 +208,14 @@ impl RecordBatch {
                 record_count: declared,
             });
         }
-        let records = self.bytes.slice(BATCH_HEADER_BYTES..);
+        let records = &self.bytes[BATCH_HEADER_BYTES..];
         let mut position = 0;
         let mut index: i64 = 0;
         while position < records.len() {
             if index >= i64::from(declared) {
                 return Err(BatchError::RecordCountMismatch { declared, found: index + 1 });
             }
-            let record = decode_record(&records, &mut position, index)?;
+            let record = parse_record(records, &mut position, index)?;
             if i64::from(record.offset_delta) != index {
                 return Err(BatchError::InvalidRecord {
                     index,

@@ -3,13 +3,21 @@
 use integer_encoding::VarInt;
 
 /// Reads a zigzag varint that must fit in `i32`, advancing `position`.
+#[inline]
 pub(crate) fn read_i32(buffer: &[u8], position: &mut usize) -> Option<i32> {
+    // Most lengths, deltas and counts fit one byte; decode those inline, the rest in the library.
+    let first = *buffer.get(*position)?;
+    if first < 0x80 {
+        *position += 1;
+        return Some(((first >> 1) as i32) ^ -((first & 1) as i32));
+    }
     let (value, length) = i32::decode_var(buffer.get(*position..)?)?;
     *position += length;
     Some(value)
 }
 
 /// Reads a zigzag varint up to `i64`, advancing `position`.
+#[inline]
 pub(crate) fn read_i64(buffer: &[u8], position: &mut usize) -> Option<i64> {
     let (value, length) = i64::decode_var(buffer.get(*position..)?)?;
     *position += length;
@@ -43,5 +51,17 @@ mod tests {
         assert_eq!(read_i32(&buffer, &mut position), Some(1));
         assert_eq!(read_i64(&buffer, &mut position), Some(300));
         assert_eq!(read_i64(&buffer, &mut position), None);
+    }
+
+    #[test]
+    fn the_one_byte_fast_path_agrees_with_the_library() {
+        for value in -64i32..64 {
+            let mut buffer = Vec::new();
+            write_i64(&mut buffer, value.into());
+            assert_eq!(buffer.len(), 1);
+            let mut position = 0;
+            assert_eq!(read_i32(&buffer, &mut position), Some(value));
+            assert_eq!(position, 1);
+        }
     }
 }

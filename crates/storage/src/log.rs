@@ -665,7 +665,9 @@ impl Log {
         for segment in writer.rolled_unsynced.drain(..) {
             segment.sync()?;
         }
-        self.active_segment().close_for_writes()?;
+        let active = self.active_segment();
+        active.close_for_writes()?;
+        active.sync()?;
         self.recovery_point.store(self.log_end_offset(), Ordering::Release);
         self.write_state(true)?;
         writer.closed = true;

@@ -574,8 +574,10 @@ impl Segment {
         self.time_index.file().trim()
     }
 
-    /// Makes the segment read-only on disk: the final time index entry, the file trimmed to its
-    /// size, everything fsynced. The in-memory map stays valid for the published bytes.
+    /// Makes the segment read-only on disk: the final time index entry and the file trimmed to
+    /// its size. It does not fsync (a roll must not stall appends on a segment's worth of dirty
+    /// pages); the log syncs rolled segments in `flush` or from its maintenance thread. The
+    /// in-memory map stays valid for the published bytes.
     pub(crate) fn close_for_writes(&self) -> Result<()> {
         if !self.is_empty() && !self.time_index.file().is_full() {
             // So the time index alone knows the segment's largest timestamp after a restart.
@@ -584,8 +586,7 @@ impl Segment {
         }
         self.writable.store(false, Ordering::Release);
         self.file.set_len(self.size()).map_err(StorageError::io("trim segment", &self.log_path))?;
-        self.trim_indexes()?;
-        self.sync()
+        self.trim_indexes()
     }
 
     /// Removes the segment's files. Readers holding slices keep the unlinked pages alive.
