@@ -9,6 +9,7 @@
 //! storage layer gets a `Clock`), and only `grpc` sees prost types.
 
 pub mod error;
+pub mod leader_state;
 mod grpc;
 pub mod metadata;
 pub mod replica_manager;

@@ -32,6 +32,10 @@ pub enum StorageError {
     StaleLeaderEpoch { requested: i32, latest: i32 },
     #[error("the log at {0} is closed")]
     Closed(PathBuf),
+    #[error("producer {producer_id} sent sequence {found}, expected {expected}: a batch in between is missing")]
+    OutOfOrderSequence { producer_id: i64, expected: i32, found: i32 },
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced { producer_id: i64, epoch: i16, current_epoch: i16 },
 }
 
 impl StorageError {
@@ -63,6 +67,8 @@ impl StorageError {
             StorageError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             StorageError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,
+            StorageError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            StorageError::ProducerFenced { .. } => ErrorCode::InvalidProducerEpoch,
         }
     }
 }

@@ -26,6 +26,7 @@ mod leader_epoch;
 mod log;
 mod log_manager;
 mod offset_index;
+mod producer_state;
 mod segment;
 mod time_index;
 

@@ -23,6 +23,7 @@ use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
+use crate::producer_state::{BatchIdentity, ProducerStateTable, SequenceCheck};
 use crate::segment::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment, TIME_INDEX_SUFFIX, Truncation, file_path};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// The broker time stamped on the batches, when the log uses `LogAppendTime`.
     pub log_append_time: Option<i64>,
+    /// The batch was a producer's retry of one already in the log; nothing was written and the
+    /// offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// The result of a read: whole batches, and the offsets bounding the log when it was read.
@@ -85,6 +89,7 @@ pub struct RetentionReport {
 struct Writer {
     closed: bool,
     leader_epochs: LeaderEpochCache,
+    producers: ProducerStateTable,
     /// Segments rolled since the last flush; their bytes may still be only in the page cache.
     rolled_unsynced: Vec<Arc<Segment>>,
     records_since_flush: u64,
@@ -236,6 +241,8 @@ impl Log {
             leader_epochs.persist()?;
         }
 
+        let producers = rebuild_producer_state(segments.values().map(|segment| segment.as_ref()));
+
         let log = Log {
             directory: directory.to_owned(),
             config: RwLock::new(config),
@@ -244,6 +251,7 @@ impl Log {
             writer: Mutex::new(Writer {
                 closed: false,
                 leader_epochs,
+                producers,
                 rolled_unsynced: Vec::new(),
                 records_since_flush: 0,
                 last_flush_ms: now_ms,
@@ -319,6 +327,9 @@ impl Log {
         {
             return Err(StorageError::StaleLeaderEpoch { requested: leader_epoch, latest });
         }
+        if let Some(duplicate) = check_sequences(&writer.producers, &batches)? {
+            return Ok(duplicate);
+        }
         let log_append_time = (config.message_timestamp_type == TimestampType::LogAppendTime).then(|| self.clock.now_ms());
         let mut next_offset = self.log_end_offset();
         let mut prepared = Vec::with_capacity(batches.len());
@@ -339,6 +350,7 @@ impl Log {
         }
         let mut info = self.append_prepared(&mut writer, &prepared, &config)?;
         info.log_append_time = log_append_time;
+        record_producers(&mut writer.producers, &prepared);
         if writer.leader_epochs.assign(leader_epoch, info.base_offset) {
             writer.leader_epochs.persist()?;
         }
@@ -363,6 +375,7 @@ impl Log {
             prepared.push(PreparedBatch { header, batch });
         }
         let info = self.append_prepared(&mut writer, &prepared, &config)?;
+        record_producers(&mut writer.producers, &prepared);
         let mut epochs_changed = false;
         for prepared in &prepared {
             epochs_changed |= writer.leader_epochs.assign(prepared.batch.partition_leader_epoch(), prepared.base_offset());
@@ -395,6 +408,7 @@ impl Log {
             record_count,
             max_timestamp: prepared.iter().map(|batch| batch.batch.max_timestamp()).max().unwrap_or(i64::MIN),
             log_append_time: None,
+            duplicate: false,
         })
     }
 
@@ -579,6 +593,7 @@ impl Log {
         if writer.leader_epochs.truncate_from_end(log_end_offset) {
             writer.leader_epochs.persist()?;
         }
+        writer.producers = rebuild_producer_state(self.segments_snapshot().iter().map(|segment| segment.as_ref()));
         self.write_state(false)
     }
 
@@ -700,6 +715,66 @@ impl Log {
         assert!(epochs.windows(2).all(|pair| pair[0].epoch < pair[1].epoch && pair[0].start_offset <= pair[1].start_offset));
         assert!(epochs.iter().all(|entry| entry.start_offset <= log_end_offset));
     }
+}
+
+fn identity(batch: &RecordBatch) -> BatchIdentity {
+    BatchIdentity { producer_id: batch.producer_id(), producer_epoch: batch.producer_epoch(), base_sequence: batch.base_sequence(), record_count: batch.record_count() }
+}
+
+/// Checks every batch's producer sequence against the table and against the batches before it
+/// in the same request. A retried single batch that is already in the log comes back as the
+/// append it duplicates.
+fn check_sequences(producers: &ProducerStateTable, batches: &[RecordBatch]) -> Result<Option<AppendInfo>> {
+    for (index, batch) in batches.iter().enumerate() {
+        let batch_identity = identity(batch);
+        let earlier = batches[..index].iter().rev().find(|earlier| earlier.producer_id() == batch.producer_id() && batch.producer_id() != strata_record::NO_PRODUCER_ID);
+        let check = match earlier {
+            Some(earlier) => {
+                let expected = earlier.base_sequence().wrapping_add(earlier.record_count());
+                if batch.base_sequence() == expected { SequenceCheck::Accept } else { SequenceCheck::OutOfOrder { expected, found: batch.base_sequence() } }
+            }
+            None => producers.check(&batch_identity),
+        };
+        match check {
+            SequenceCheck::Accept => {}
+            SequenceCheck::Duplicate { base_offset, last_offset } if batches.len() == 1 => {
+                return Ok(Some(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_end_offset: last_offset + 1,
+                    record_count: last_offset - base_offset + 1,
+                    max_timestamp: batch.max_timestamp(),
+                    log_append_time: None,
+                    duplicate: true,
+                }));
+            }
+            SequenceCheck::Duplicate { .. } => {
+                return Err(StorageError::OutOfOrderSequence { producer_id: batch.producer_id(), expected: -1, found: batch.base_sequence() });
+            }
+            SequenceCheck::OutOfOrder { expected, found } => return Err(StorageError::OutOfOrderSequence { producer_id: batch.producer_id(), expected, found }),
+            SequenceCheck::Fenced { current_epoch } => {
+                return Err(StorageError::ProducerFenced { producer_id: batch.producer_id(), epoch: batch.producer_epoch(), current_epoch });
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn record_producers(producers: &mut ProducerStateTable, prepared: &[PreparedBatch]) {
+    for batch in prepared {
+        producers.record(&identity(&batch.batch), batch.base_offset(), batch.next_offset() - 1);
+    }
+}
+
+/// Rebuilds producer state from the batch headers of the given segments, oldest first.
+fn rebuild_producer_state<'a>(segments: impl Iterator<Item = &'a Segment>) -> ProducerStateTable {
+    let mut producers = ProducerStateTable::default();
+    for segment in segments {
+        for header in segment.headers_from(0, segment.size()) {
+            producers.record(&header.producer, header.base_offset, header.next_offset - 1);
+        }
+    }
+    producers
 }
 
 /// Splits a request into batches and checks each. Producer batches (`from_producer`) get full

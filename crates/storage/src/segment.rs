@@ -19,6 +19,7 @@
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::offset_index::OffsetIndex;
+use crate::producer_state::BatchIdentity;
 use crate::time_index::TimeIndex;
 use bytes::Bytes;
 use memmap2::MmapOptions;
@@ -66,6 +67,7 @@ pub(crate) struct BatchHeader {
     pub(crate) next_offset: i64,
     pub(crate) max_timestamp: i64,
     pub(crate) partition_leader_epoch: i32,
+    pub(crate) producer: BatchIdentity,
 }
 
 /// Where recovery cut a segment, and why.
@@ -483,6 +485,12 @@ impl Segment {
                 next_offset: base_offset + i64::from(read_i32(23)) + 1,
                 max_timestamp: read_i64(35),
                 partition_leader_epoch: read_i32(12),
+                producer: BatchIdentity {
+                    producer_id: read_i64(43),
+                    producer_epoch: i16::from_be_bytes(bytes[51..53].try_into().expect("two bytes")),
+                    base_sequence: read_i32(53),
+                    record_count: read_i32(57),
+                },
             };
             position += size as u64;
             Some(header)

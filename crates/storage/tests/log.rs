@@ -384,3 +384,40 @@ fn concurrent_readers_only_see_whole_batches() {
     });
     log.validate();
 }
+
+fn idempotent_batch(sequence: i32, count: usize, epoch: i16) -> bytes::Bytes {
+    let mut builder = strata_record::RecordBatchBuilder::new().producer(42, epoch, sequence);
+    for index in 0..count {
+        builder.push(START_MS, None, Some(format!("s{}", sequence as usize + index).as_bytes()), &[]);
+    }
+    builder.build().into_bytes()
+}
+
+#[test]
+fn a_retried_producer_batch_is_written_once_and_keeps_its_offsets() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    log.append(batch("plain", 1, START_MS), 0).unwrap();
+    let first = log.append(idempotent_batch(0, 2, 0), 0).unwrap();
+    assert_eq!((first.base_offset, first.duplicate), (1, false));
+    let retry = log.append(idempotent_batch(0, 2, 0), 0).unwrap();
+    assert_eq!((retry.base_offset, retry.last_offset, retry.duplicate), (1, 2, true));
+    assert_eq!(log.log_end_offset(), 3, "the retry wrote nothing");
+
+    let skipped = log.append(idempotent_batch(5, 1, 0), 0).unwrap_err();
+    assert!(matches!(skipped, StorageError::OutOfOrderSequence { expected: 2, found: 5, .. }));
+    assert_eq!(skipped.error_code(), ErrorCode::OutOfOrderSequenceNumber);
+    log.append(idempotent_batch(2, 1, 0), 0).unwrap();
+    log.append(idempotent_batch(0, 1, 1), 0).unwrap();
+    let zombie = log.append(idempotent_batch(3, 1, 0), 0).unwrap_err();
+    assert_eq!(zombie.error_code(), ErrorCode::InvalidProducerEpoch);
+    drop(log);
+
+    // Producer state is rebuilt from the log: the retry is still recognised after a restart.
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    let retry = log.append(idempotent_batch(0, 1, 1), 0).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.base_offset, 4);
+    assert_eq!(log.log_end_offset(), 5);
+}
