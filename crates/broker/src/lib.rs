@@ -12,6 +12,7 @@ pub mod error;
 pub mod leader_state;
 mod grpc;
 pub mod metadata;
+mod replica_fetcher;
 pub mod replica_manager;
 pub mod topic_config;
 
@@ -20,12 +21,14 @@ pub use grpc::status::ERROR_CODE_METADATA;
 
 use metadata::LocalMetadata;
 use replica_manager::ReplicaManager;
+pub use replica_manager::ReplicationConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_common::{Clock, SystemClock, TopicPartition};
 use strata_proto::v1::admin_server::AdminServer;
+use strata_proto::replication_v1::replication_server::ReplicationServer;
 use strata_proto::v1::broker_server::BrokerServer;
 use strata_storage::LogManager;
 use tokio::sync::oneshot;
@@ -52,6 +55,7 @@ pub struct BrokerConfig {
     pub voters: Vec<(i32, String)>,
     /// How often retention, time-based flushes and checkpoints run.
     pub log_maintenance_interval: Duration,
+    pub replication: ReplicationConfig,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +67,7 @@ impl Default for BrokerConfig {
             advertise: None,
             voters: Vec::new(),
             log_maintenance_interval: Duration::from_secs(10),
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -72,12 +77,14 @@ pub(crate) struct BrokerState {
     pub(crate) node_id: i32,
     pub(crate) advertised_address: String,
     pub(crate) metadata: LocalMetadata,
-    pub(crate) replicas: ReplicaManager,
+    pub(crate) replicas: Arc<ReplicaManager>,
 }
 
 /// A running broker.
 pub struct BrokerHandle {
     local_addr: SocketAddr,
+    replicas: Arc<ReplicaManager>,
+    background: Vec<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     logs: Arc<LogManager>,
@@ -89,12 +96,23 @@ impl BrokerHandle {
         self.local_addr
     }
 
+    /// The partitions this broker hosts; for the controller integration and tests.
+    pub fn replica_manager(&self) -> &Arc<ReplicaManager> {
+        &self.replicas
+    }
+
     /// Stops serving, flushes every log and returns when the data directory is closed cleanly.
     pub async fn shutdown(mut self) {
         self.stop().await;
     }
 
     async fn stop(&mut self) {
+        for task in self.background.drain(..) {
+            task.abort();
+        }
+        for partition in self.replicas.partitions() {
+            let _ = self.replicas.remove_partition(partition.topic_partition(), false);
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -160,8 +178,8 @@ impl Broker {
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io { operation: "create data directory", path: config.data_dir.clone(), source })?;
         let metadata = LocalMetadata::open(&config.data_dir, config.node_id)?;
-        let logs = LogManager::new(&config.data_dir.join("logs"), clock)?;
-        let replicas = ReplicaManager::new(logs.clone());
+        let logs = LogManager::new(&config.data_dir.join("logs"), clock.clone())?;
+        let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), clock, config.replication.clone()));
         for topic in metadata.topics() {
             let topic_config = TopicConfig::resolve(&topic.configs).map_err(|error| BrokerError::Startup(format!("topic '{}': {error}", topic.name)))?;
             for partition in 0..topic.partitions {
@@ -181,6 +199,7 @@ impl Broker {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let broker_service = BrokerServer::new(grpc::BrokerService::new(state.clone())).max_decoding_message_size(MAX_REQUEST_BYTES).max_encoding_message_size(usize::MAX);
         let admin_service = AdminServer::new(grpc::AdminService::new(state.clone()));
+        let replication_service = ReplicationServer::new(grpc::ReplicationService::new(state.clone())).max_encoding_message_size(usize::MAX);
         let server = Server::builder()
             // Large windows let one stream carry a fetch or produce of megabytes without
             // waiting for window updates on every 64 KiB.
@@ -189,11 +208,23 @@ impl Broker {
             .max_frame_size(Some(1024 * 1024))
             .add_service(broker_service)
             .add_service(admin_service)
+            .add_service(replication_service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = shutdown_signal.await;
             });
         let server = tokio::spawn(server);
+        let isr_interval = Duration::from_millis((config.replication.replica_lag_time_max_ms / 4).max(50) as u64);
+        let isr_maintenance = {
+            let replicas = state.replicas.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(isr_interval);
+                loop {
+                    ticks.tick().await;
+                    replicas.maintain_isr().await;
+                }
+            })
+        };
         info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
-        Ok(BrokerHandle { local_addr, shutdown: Some(shutdown), server: Some(server), logs })
+        Ok(BrokerHandle { local_addr, replicas: state.replicas.clone(), background: vec![isr_maintenance], shutdown: Some(shutdown), server: Some(server), logs })
     }
 }

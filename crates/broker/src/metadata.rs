@@ -31,6 +31,9 @@ struct MetadataState {
     cluster_id: String,
     node_id: i32,
     topics: BTreeMap<String, TopicRecord>,
+    /// The next idempotent-producer id to hand out; persisted before it is handed out.
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 pub struct LocalMetadata {
@@ -62,7 +65,7 @@ impl LocalMetadata {
                 state
             }
             None => {
-                let state = MetadataState { cluster_id: random_id(), node_id, topics: BTreeMap::new() };
+                let state = MetadataState { cluster_id: random_id(), node_id, topics: BTreeMap::new(), next_producer_id: 0 };
                 checkpoint::write(&path, &serde_json::to_vec(&state).expect("metadata serialises"))?;
                 state
             }
@@ -112,6 +115,17 @@ impl LocalMetadata {
             *state = next;
         }
         Ok(record)
+    }
+
+    /// A producer id never handed out before, on this cluster, even across restarts.
+    pub fn allocate_producer_id(&self) -> Result<i64, PartitionError> {
+        let mut state = self.state.write().expect("metadata lock");
+        let mut next = state.clone();
+        let producer_id = next.next_producer_id;
+        next.next_producer_id += 1;
+        self.persist(&next)?;
+        *state = next;
+        Ok(producer_id)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicRecord, PartitionError> {

@@ -1,23 +1,30 @@
-//! The partitions this broker hosts and the produce and fetch paths into their logs (Kafka's
-//! `ReplicaManager` and `Partition`).
+//! The partitions this broker hosts, as leader or follower, and the produce, fetch and
+//! replication paths into their logs (Kafka's `ReplicaManager` and `Partition`).
 //!
-//! Invariant: a consumer never reads past a partition's high watermark, and the high watermark
-//! never passes what `acks=all` has acknowledged. With a single replica the in-sync replica set
-//! is the leader alone, so the high watermark is the log end offset; the replication issue
-//! replaces `advance_high_watermark` with the minimum over the ISR.
+//! Invariants:
+//! - a consumer never reads past a partition's high watermark, and `acks=all` is answered only
+//!   when the high watermark covers the batch, i.e. every in-sync replica has it;
+//! - a follower appends only batches fetched from the leader of its current leader epoch, and
+//!   truncates only to the offset the leader reports for the follower's latest epoch
+//!   (OffsetsForLeaderEpoch), never to its high watermark alone (KIP-101, KIP-279);
+//! - role changes and follower appends are serialised per partition, so an append fetched in an
+//!   old epoch can never land after the truncation of a new one.
 //!
-//! Logs do blocking file IO, so appends run on tokio's blocking pool; reads are memory-map
-//! lookups and run inline.
+//! Logs do blocking file IO, so appends and truncations run on tokio's blocking pool; reads are
+//! memory-map lookups and run inline.
 
 use crate::error::PartitionError;
+use crate::leader_state::LeaderState;
 use crate::topic_config::TopicConfig;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, RwLock};
-use strata_common::{ErrorCode, TopicPartition};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use strata_common::{Clock, ErrorCode, TopicPartition};
 use strata_storage::{AppendInfo, Log, LogManager, ReadResult, StorageError, TimestampOffset};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// `acks` as a producer asks for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,13 +45,30 @@ impl Acks {
     }
 }
 
+/// Who leads a partition and who replicates it, as the metadata says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionAssignment {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+enum Role {
+    Leader(LeaderState),
+    Follower { leader_id: i32, fetcher: Option<JoinHandle<()>> },
+}
+
 pub struct Partition {
     topic_partition: TopicPartition,
     log: Arc<Log>,
-    leader_epoch: i32,
+    leader_epoch: AtomicI32,
+    role: Mutex<Role>,
     min_insync_replicas: AtomicI32,
-    /// Published so fetches waiting for data wake as soon as it becomes readable.
+    /// Published so consumer fetches waiting for data wake as soon as it becomes readable.
     high_watermark: watch::Sender<i64>,
+    /// Published so follower fetches waiting for data wake on every leader append.
+    log_end_offset: watch::Sender<i64>,
 }
 
 impl Partition {
@@ -55,7 +79,7 @@ impl Partition {
         &self.log
     }
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.leader_epoch.load(Ordering::Acquire)
     }
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
@@ -63,53 +87,178 @@ impl Partition {
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
     }
-    /// The in-sync replicas: the leader alone until replication lands.
-    pub fn in_sync_replica_count(&self) -> i32 {
-        1
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.lock().expect("role lock"), Role::Leader(_))
+    }
+    /// The in-sync replicas as this broker knows them (the leader's view; empty on a follower).
+    pub fn in_sync_replicas(&self) -> Vec<i32> {
+        match &*self.role.lock().expect("role lock") {
+            Role::Leader(state) => state.isr().iter().copied().collect(),
+            Role::Follower { .. } => Vec::new(),
+        }
     }
 
-    fn advance_high_watermark(&self) {
-        let log_end_offset = self.log.log_end_offset();
-        self.high_watermark.send_if_modified(|high_watermark| {
-            let advanced = log_end_offset != *high_watermark;
-            *high_watermark = log_end_offset;
+    fn publish_high_watermark(&self, high_watermark: i64) {
+        self.high_watermark.send_if_modified(|current| {
+            let advanced = high_watermark > *current;
+            if advanced {
+                *current = high_watermark;
+            }
             advanced
         });
+    }
+
+    fn publish_log_end_offset(&self) {
+        let log_end_offset = self.log.log_end_offset();
+        self.log_end_offset.send_if_modified(|current| std::mem::replace(current, log_end_offset) != log_end_offset);
+    }
+
+    /// Checks that this broker leads the partition in `leader_epoch` (or any epoch, if `None`).
+    fn check_leader(&self, leader_epoch: Option<i32>) -> Result<(), PartitionError> {
+        let current = self.leader_epoch();
+        match (&*self.role.lock().expect("role lock"), leader_epoch) {
+            (Role::Follower { leader_id, .. }, _) => Err(PartitionError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("this broker follows {}; broker {leader_id} leads it in epoch {current}", self.topic_partition),
+            )),
+            (Role::Leader(_), Some(requested)) if requested < current => {
+                Err(PartitionError::new(ErrorCode::FencedLeaderEpoch, format!("leader epoch {requested} of {} is older than the current {current}", self.topic_partition)))
+            }
+            (Role::Leader(_), Some(requested)) if requested > current => {
+                Err(PartitionError::new(ErrorCode::UnknownLeaderEpoch, format!("leader epoch {requested} of {} is newer than the current {current}", self.topic_partition)))
+            }
+            (Role::Leader(_), _) => Ok(()),
+        }
+    }
+}
+
+/// Asks the controller to change a partition's ISR; resolves to the ISR it committed.
+pub type IsrUpdater = Arc<dyn Fn(TopicPartition, i32, Vec<i32>) -> futures::future::BoxFuture<'static, Result<Vec<i32>, PartitionError>> + Send + Sync>;
+/// Resolves a broker id to the address its replication service listens on.
+pub type AddressBook = Arc<dyn Fn(i32) -> Option<String> + Send + Sync>;
+
+/// Replication tuning; the defaults follow Kafka's, scaled for fast failover.
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    pub replica_lag_time_max_ms: i64,
+    pub replica_fetch_max_wait_ms: i32,
+    pub replica_fetch_max_bytes: i32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig { replica_lag_time_max_ms: 10_000, replica_fetch_max_wait_ms: 500, replica_fetch_max_bytes: 8 * 1024 * 1024 }
     }
 }
 
 pub struct ReplicaManager {
+    node_id: i32,
     logs: Arc<LogManager>,
+    clock: Arc<dyn Clock>,
+    config: ReplicationConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    isr_updater: RwLock<Option<IsrUpdater>>,
+    address_book: RwLock<Option<AddressBook>>,
+}
+
+fn task_failed(error: tokio::task::JoinError) -> PartitionError {
+    PartitionError::new(ErrorCode::UnknownServerError, format!("storage task failed: {error}"))
 }
 
 impl ReplicaManager {
-    pub fn new(logs: Arc<LogManager>) -> ReplicaManager {
-        ReplicaManager { logs, partitions: RwLock::new(HashMap::new()) }
+    pub fn new(node_id: i32, logs: Arc<LogManager>, clock: Arc<dyn Clock>, config: ReplicationConfig) -> ReplicaManager {
+        ReplicaManager { node_id, logs, clock, config, partitions: RwLock::new(HashMap::new()), isr_updater: RwLock::new(None), address_book: RwLock::new(None) }
     }
 
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
     pub fn logs(&self) -> &Arc<LogManager> {
         &self.logs
     }
+    pub fn config(&self) -> &ReplicationConfig {
+        &self.config
+    }
+    pub fn set_isr_updater(&self, updater: IsrUpdater) {
+        *self.isr_updater.write().expect("updater lock") = Some(updater);
+    }
+    pub fn set_address_book(&self, address_book: AddressBook) {
+        *self.address_book.write().expect("address book lock") = Some(address_book);
+    }
+    pub(crate) fn address_of(&self, broker_id: i32) -> Option<String> {
+        self.address_book.read().expect("address book lock").as_ref().and_then(|book| book(broker_id))
+    }
 
-    /// Opens (recovering if needed) the partition's log and starts leading it.
-    pub fn become_leader(&self, topic_partition: TopicPartition, config: &TopicConfig, leader_epoch: i32) -> Result<Arc<Partition>, StorageError> {
-        let (log, _) = self.logs.open_log(&topic_partition, config.log.clone())?;
-        let high_watermark = log.log_end_offset();
-        let partition = Arc::new(Partition {
-            topic_partition: topic_partition.clone(),
-            log,
-            leader_epoch,
-            min_insync_replicas: AtomicI32::new(config.min_insync_replicas),
-            high_watermark: watch::Sender::new(high_watermark),
-        });
-        self.partitions.write().expect("partitions lock").insert(topic_partition, partition.clone());
+    /// Single-node convenience: lead the partition alone in `leader_epoch`.
+    pub fn become_leader(self: &Arc<Self>, topic_partition: TopicPartition, config: &TopicConfig, leader_epoch: i32) -> Result<Arc<Partition>, StorageError> {
+        let assignment = PartitionAssignment { leader_id: self.node_id, leader_epoch, replicas: vec![self.node_id], isr: vec![self.node_id] };
+        self.apply_assignment(topic_partition, config, &assignment)
+    }
+
+    /// Makes this broker's replica of a partition match the metadata: leader, follower (with a
+    /// fetcher task), or, when it is not a replica, nothing. Idempotent for an unchanged epoch.
+    pub fn apply_assignment(self: &Arc<Self>, topic_partition: TopicPartition, config: &TopicConfig, assignment: &PartitionAssignment) -> Result<Arc<Partition>, StorageError> {
+        let existing = self.partitions.read().expect("partitions lock").get(&topic_partition).cloned();
+        let partition = match existing {
+            Some(partition) => partition,
+            None => {
+                let (log, _) = self.logs.open_log(&topic_partition, config.log.clone())?;
+                let log_end_offset = log.log_end_offset();
+                let partition = Arc::new(Partition {
+                    topic_partition: topic_partition.clone(),
+                    log,
+                    leader_epoch: AtomicI32::new(-1),
+                    role: Mutex::new(Role::Follower { leader_id: -1, fetcher: None }),
+                    min_insync_replicas: AtomicI32::new(config.min_insync_replicas),
+                    // Until replicas report in, only what is known to be everywhere is visible:
+                    // a follower that becomes leader re-establishes the mark from its followers.
+                    high_watermark: watch::Sender::new(if assignment.replicas.len() <= 1 { log_end_offset } else { 0 }),
+                    log_end_offset: watch::Sender::new(log_end_offset),
+                });
+                self.partitions.write().expect("partitions lock").insert(topic_partition.clone(), partition.clone());
+                partition
+            }
+        };
+        if partition.leader_epoch() == assignment.leader_epoch {
+            return Ok(partition);
+        }
+        self.change_role(&partition, assignment);
         Ok(partition)
+    }
+
+    fn change_role(self: &Arc<Self>, partition: &Arc<Partition>, assignment: &PartitionAssignment) {
+        let mut role = partition.role.lock().expect("role lock");
+        if let Role::Follower { fetcher: Some(fetcher), .. } = &*role {
+            fetcher.abort();
+        }
+        partition.leader_epoch.store(assignment.leader_epoch, Ordering::Release);
+        if assignment.leader_id == self.node_id {
+            let state = LeaderState::new(
+                self.node_id,
+                assignment.leader_epoch,
+                &assignment.replicas,
+                &assignment.isr,
+                partition.log.log_end_offset(),
+                partition.high_watermark(),
+                self.clock.now_ms(),
+            );
+            let mut state = state;
+            state.update_high_watermark(partition.log.log_end_offset());
+            partition.publish_high_watermark(state.high_watermark());
+            *role = Role::Leader(state);
+        } else {
+            let fetcher = (assignment.leader_id >= 0).then(|| crate::replica_fetcher::spawn(self.clone(), partition.clone(), assignment.leader_id, assignment.leader_epoch));
+            *role = Role::Follower { leader_id: assignment.leader_id, fetcher };
+        }
     }
 
     /// Stops hosting a partition; with `delete`, removes its data.
     pub fn remove_partition(&self, topic_partition: &TopicPartition, delete: bool) -> Result<(), StorageError> {
-        self.partitions.write().expect("partitions lock").remove(topic_partition);
+        if let Some(partition) = self.partitions.write().expect("partitions lock").remove(topic_partition)
+            && let Role::Follower { fetcher: Some(fetcher), .. } = &*partition.role.lock().expect("role lock")
+        {
+            fetcher.abort();
+        }
         if delete { self.logs.delete_log(topic_partition) } else { Ok(()) }
     }
 
@@ -129,12 +278,18 @@ impl ReplicaManager {
             .ok_or_else(|| PartitionError::unknown_topic_or_partition(topic, partition))
     }
 
-    /// Appends a producer's batches as leader and waits as `acks` asks.
-    pub async fn append(&self, topic: &str, partition: i32, records: Bytes, acks: Acks) -> Result<AppendInfo, PartitionError> {
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().expect("partitions lock").values().cloned().collect()
+    }
+
+    /// Appends a producer's batches as leader and waits as `acks` asks: for `acks=all`, until
+    /// the high watermark covers the batches (every in-sync replica has them).
+    pub async fn append(&self, topic: &str, partition: i32, records: Bytes, acks: Acks, timeout: Duration) -> Result<AppendInfo, PartitionError> {
         let partition = self.partition(topic, partition)?;
+        partition.check_leader(None)?;
+        let required = partition.min_insync_replicas.load(Ordering::Acquire) as usize;
         if acks == Acks::All {
-            let required = partition.min_insync_replicas.load(Ordering::Acquire);
-            let in_sync = partition.in_sync_replica_count();
+            let in_sync = partition.in_sync_replicas().len();
             if in_sync < required {
                 return Err(PartitionError::new(
                     ErrorCode::NotEnoughReplicas,
@@ -142,17 +297,58 @@ impl ReplicaManager {
                 ));
             }
         }
+        let mut high_watermarks = partition.subscribe();
         let appending = partition.clone();
-        let info = tokio::task::spawn_blocking(move || appending.log.append(records, appending.leader_epoch))
-            .await
-            .map_err(|error| PartitionError::new(ErrorCode::UnknownServerError, format!("append task failed: {error}")))??;
-        partition.advance_high_watermark();
+        let info = tokio::task::spawn_blocking(move || {
+            // Re-checked under the role lock: leadership may have moved while this waited.
+            let role = appending.role.lock().expect("role lock");
+            match &*role {
+                Role::Leader(_) => appending.log.append(records, appending.leader_epoch()).map_err(PartitionError::from),
+                Role::Follower { .. } => Err(PartitionError::new(ErrorCode::NotLeaderOrFollower, format!("{} lost leadership", appending.topic_partition))),
+            }
+        })
+        .await
+        .map_err(task_failed)??;
+        partition.publish_log_end_offset();
+        self.advance_leader_high_watermark(&partition);
+        if acks != Acks::All || info.duplicate {
+            return Ok(info);
+        }
+        let target = info.last_offset + 1;
+        let replicated = tokio::time::timeout(timeout, high_watermarks.wait_for(|&high_watermark| high_watermark >= target)).await;
+        match replicated {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(PartitionError::new(ErrorCode::NotLeaderOrFollower, format!("{} was removed while waiting", partition.topic_partition))),
+            Err(_) => {
+                return Err(PartitionError::new(
+                    ErrorCode::RequestTimedOut,
+                    format!("{} was appended at offset {} but not replicated to every in-sync replica within {} ms", partition.topic_partition, info.base_offset, timeout.as_millis()),
+                ));
+            }
+        }
+        let in_sync = partition.in_sync_replicas().len();
+        if in_sync < required {
+            return Err(PartitionError::new(
+                ErrorCode::NotEnoughReplicasAfterAppend,
+                format!("{} was written but the ISR shrank to {in_sync}, below min.insync.replicas {required}", partition.topic_partition),
+            ));
+        }
         Ok(info)
     }
 
-    /// Whole batches from `offset`, up to the high watermark.
+    fn advance_leader_high_watermark(&self, partition: &Partition) {
+        let mut role = partition.role.lock().expect("role lock");
+        if let Role::Leader(state) = &mut *role
+            && state.update_high_watermark(partition.log.log_end_offset())
+        {
+            partition.publish_high_watermark(state.high_watermark());
+        }
+    }
+
+    /// Whole batches from `offset`, up to the high watermark, as a consumer sees them.
     pub fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: u64) -> Result<(ReadResult, i64), PartitionError> {
         let partition = self.partition(topic, partition)?;
+        partition.check_leader(None)?;
         let high_watermark = partition.high_watermark();
         let read = partition.log.read(offset, max_bytes, Some(high_watermark))?;
         Ok((read, high_watermark))
@@ -162,6 +358,7 @@ impl ReplicaManager {
     /// or after a timestamp (`None` when there is none below the high watermark).
     pub fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<Option<TimestampOffset>, PartitionError> {
         let partition = self.partition(topic, partition)?;
+        partition.check_leader(None)?;
         match timestamp {
             -2 => Ok(Some(TimestampOffset { offset: partition.log.log_start_offset(), timestamp: -1 })),
             -1 => Ok(Some(TimestampOffset { offset: partition.high_watermark(), timestamp: -1 })),
@@ -170,6 +367,104 @@ impl ReplicaManager {
                 Ok(found.filter(|found| found.offset < partition.high_watermark()))
             }
             other => Err(PartitionError::new(ErrorCode::InvalidRequest, format!("timestamp {other} is not -2 (earliest), -1 (latest) or a time in milliseconds"))),
+        }
+    }
+
+    /// The leader's side of a follower fetch: records the follower's position (which may advance
+    /// the high watermark) and reads from `fetch_offset` up to the log end offset.
+    pub fn replica_read(&self, replica_id: i32, topic: &str, partition: i32, leader_epoch: i32, fetch_offset: i64, max_bytes: u64) -> Result<(ReadResult, i64), PartitionError> {
+        let partition = self.partition(topic, partition)?;
+        partition.check_leader(Some(leader_epoch))?;
+        let log_end_offset = partition.log.log_end_offset();
+        {
+            let mut role = partition.role.lock().expect("role lock");
+            if let Role::Leader(state) = &mut *role
+                && state.on_follower_fetch(replica_id, fetch_offset, log_end_offset, self.clock.now_ms())
+            {
+                partition.publish_high_watermark(state.high_watermark());
+            }
+        }
+        let read = partition.log.read(fetch_offset, max_bytes, None)?;
+        Ok((read, partition.high_watermark()))
+    }
+
+    /// A follower's fetch watches the leader's log end offset.
+    pub fn subscribe_log_end_offset(&self, topic: &str, partition: i32) -> Option<watch::Receiver<i64>> {
+        self.partition(topic, partition).ok().map(|partition| partition.log_end_offset.subscribe())
+    }
+
+    /// OffsetsForLeaderEpoch on the leader.
+    pub fn end_offset_for_epoch(&self, topic: &str, partition: i32, current_leader_epoch: i32, requested_epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
+        let partition = self.partition(topic, partition)?;
+        partition.check_leader(Some(current_leader_epoch))?;
+        Ok(partition.log.end_offset_for_epoch(requested_epoch))
+    }
+
+    /// The follower's append of batches fetched from the leader of `leader_epoch`. Refused if the
+    /// partition moved on to another epoch meanwhile.
+    pub(crate) async fn append_as_follower(&self, partition: &Arc<Partition>, leader_epoch: i32, records: Bytes, leader_high_watermark: i64) -> Result<(), PartitionError> {
+        let appending = partition.clone();
+        tokio::task::spawn_blocking(move || {
+            let role = appending.role.lock().expect("role lock");
+            if !matches!(&*role, Role::Follower { .. }) || appending.leader_epoch() != leader_epoch {
+                return Err(PartitionError::new(ErrorCode::FencedLeaderEpoch, format!("{} left leader epoch {leader_epoch}", appending.topic_partition)));
+            }
+            if !records.is_empty() {
+                appending.log.append_as_follower(records)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(task_failed)??;
+        partition.publish_log_end_offset();
+        partition.publish_high_watermark(leader_high_watermark.min(partition.log.log_end_offset()));
+        Ok(())
+    }
+
+    /// The follower's truncation to the divergence point the leader reported.
+    pub(crate) async fn truncate_as_follower(&self, partition: &Arc<Partition>, leader_epoch: i32, offset: i64) -> Result<(), PartitionError> {
+        let truncating = partition.clone();
+        tokio::task::spawn_blocking(move || {
+            let role = truncating.role.lock().expect("role lock");
+            if !matches!(&*role, Role::Follower { .. }) || truncating.leader_epoch() != leader_epoch {
+                return Err(PartitionError::new(ErrorCode::FencedLeaderEpoch, format!("{} left leader epoch {leader_epoch}", truncating.topic_partition)));
+            }
+            truncating.log.truncate_to(offset).map_err(PartitionError::from)
+        })
+        .await
+        .map_err(task_failed)??;
+        partition.publish_log_end_offset();
+        Ok(())
+    }
+
+    /// One pass of ISR maintenance on every partition this broker leads: propose dropping
+    /// followers that lag and re-adding ones that caught up, through the controller.
+    pub async fn maintain_isr(&self) {
+        let Some(updater) = self.isr_updater.read().expect("updater lock").clone() else {
+            return;
+        };
+        let now_ms = self.clock.now_ms();
+        for partition in self.partitions() {
+            let proposal = {
+                let mut role = partition.role.lock().expect("role lock");
+                let Role::Leader(state) = &mut *role else { continue };
+                let proposal = state.propose_shrink(now_ms, self.config.replica_lag_time_max_ms).or_else(|| state.propose_expand());
+                if let Some(proposal) = &proposal {
+                    state.on_isr_proposed(proposal.clone());
+                }
+                proposal.map(|proposal| (state.leader_epoch(), proposal))
+            };
+            let Some((leader_epoch, proposal)) = proposal else { continue };
+            let result = updater(partition.topic_partition.clone(), leader_epoch, proposal.into_iter().collect()).await;
+            let mut role = partition.role.lock().expect("role lock");
+            if let Role::Leader(state) = &mut *role
+                && state.leader_epoch() == leader_epoch
+            {
+                let committed = result.ok().map(|isr| isr.into_iter().collect::<BTreeSet<i32>>());
+                if state.on_isr_committed(committed, partition.log.log_end_offset()) {
+                    partition.publish_high_watermark(state.high_watermark());
+                }
+            }
         }
     }
 }

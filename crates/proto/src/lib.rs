@@ -7,3 +7,9 @@
 pub mod v1 {
     tonic::include_proto!("strata.v1");
 }
+
+/// The internal broker-to-broker replication API.
+#[allow(clippy::all, missing_docs)]
+pub mod replication_v1 {
+    tonic::include_proto!("strata.replication.v1");
+}

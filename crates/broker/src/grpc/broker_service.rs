@@ -110,7 +110,7 @@ impl proto::broker_server::Broker for BrokerService {
         let acks = Acks::from_wire(request.acks).map_err(to_status)?;
         let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
         let appends = request.partitions.into_iter().map(|partition| async move {
-            let append = self.state.replicas.append(&partition.topic, partition.partition, partition.records, acks);
+            let append = self.state.replicas.append(&partition.topic, partition.partition, partition.records, acks, timeout);
             let result = match tokio::time::timeout(timeout, append).await {
                 Ok(result) => result,
                 Err(_) => Err(PartitionError::new(ErrorCode::RequestTimedOut, format!("the append did not complete within {} ms", timeout.as_millis()))),
@@ -233,6 +233,15 @@ impl proto::broker_server::Broker for BrokerService {
             })
             .collect();
         Ok(Response::new(proto::ListOffsetsResponse { partitions }))
+    }
+
+    async fn init_producer_id(&self, request: Request<proto::InitProducerIdRequest>) -> Result<Response<proto::InitProducerIdResponse>, Status> {
+        if !request.into_inner().transactional_id.is_empty() {
+            return Err(to_status(PartitionError::new(ErrorCode::InvalidRequest, "transactional producers are not supported")));
+        }
+        let result = self.state.metadata.allocate_producer_id();
+        let (error_code, error_message) = error_fields(&result);
+        Ok(Response::new(proto::InitProducerIdResponse { error_code, error_message, producer_id: result.unwrap_or(-1), producer_epoch: 0 }))
     }
 
     async fn metadata(&self, request: Request<proto::MetadataRequest>) -> Result<Response<proto::MetadataResponse>, Status> {

@@ -3,7 +3,9 @@
 
 mod admin_service;
 mod broker_service;
+mod replication_service;
 pub mod status;
 
 pub use admin_service::AdminService;
 pub use broker_service::BrokerService;
+pub use replication_service::ReplicationService;
