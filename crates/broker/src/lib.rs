@@ -42,6 +42,9 @@ use tracing::{info, warn};
 /// batches are bounded by each topic's `max.message.bytes`.
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
 
+/// How often every partition's high watermark is written to disk (Kafka checkpoints every 5 s).
+const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Everything a broker needs to start. `Default` gives a one-node cluster on 127.0.0.1:7070.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -85,6 +88,7 @@ pub struct BrokerHandle {
     local_addr: SocketAddr,
     replicas: Arc<ReplicaManager>,
     background: Vec<JoinHandle<()>>,
+    data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     logs: Arc<LogManager>,
@@ -109,6 +113,9 @@ impl BrokerHandle {
     async fn stop(&mut self) {
         for task in self.background.drain(..) {
             task.abort();
+        }
+        if let Err(error) = self.replicas.write_high_watermark_checkpoint(&self.data_dir) {
+            warn!(%error, "could not checkpoint high watermarks at shutdown");
         }
         for partition in self.replicas.partitions() {
             let _ = self.replicas.remove_partition(partition.topic_partition(), false);
@@ -179,7 +186,7 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io { operation: "create data directory", path: config.data_dir.clone(), source })?;
         let metadata = LocalMetadata::open(&config.data_dir, config.node_id)?;
         let logs = LogManager::new(&config.data_dir.join("logs"), clock.clone())?;
-        let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), clock, config.replication.clone()));
+        let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), clock, config.replication.clone(), ReplicaManager::read_high_watermark_checkpoint(&config.data_dir)));
         for topic in metadata.topics() {
             let topic_config = TopicConfig::resolve(&topic.configs).map_err(|error| BrokerError::Startup(format!("topic '{}': {error}", topic.name)))?;
             for partition in 0..topic.partitions {
@@ -224,7 +231,23 @@ impl Broker {
                 }
             })
         };
+        let high_watermark_checkpoints = {
+            let replicas = state.replicas.clone();
+            let data_dir = config.data_dir.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(HIGH_WATERMARK_CHECKPOINT_INTERVAL);
+                loop {
+                    ticks.tick().await;
+                    let (replicas, data_dir) = (replicas.clone(), data_dir.clone());
+                    match tokio::task::spawn_blocking(move || replicas.write_high_watermark_checkpoint(&data_dir)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => warn!(%error, "could not checkpoint high watermarks; will retry"),
+                        Err(error) => warn!(%error, "high-watermark checkpoint task failed"),
+                    }
+                }
+            })
+        };
         info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
-        Ok(BrokerHandle { local_addr, replicas: state.replicas.clone(), background: vec![isr_maintenance], shutdown: Some(shutdown), server: Some(server), logs })
+        Ok(BrokerHandle { local_addr, replicas: state.replicas.clone(), background: vec![isr_maintenance, high_watermark_checkpoints], data_dir: config.data_dir.clone(), shutdown: Some(shutdown), server: Some(server), logs })
     }
 }

@@ -20,11 +20,15 @@ use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
 use std::time::Duration;
 use strata_common::{Clock, ErrorCode, TopicPartition};
 use strata_storage::{AppendInfo, Log, LogManager, ReadResult, StorageError, TimestampOffset};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::warn;
+
+const HIGH_WATERMARK_CHECKPOINT: &str = "replication-offset-checkpoint";
 
 /// `acks` as a producer asks for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +161,8 @@ pub struct ReplicaManager {
     clock: Arc<dyn Clock>,
     config: ReplicationConfig,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// High watermarks from the last checkpoint, so a restarted replica does not start from 0.
+    checkpointed_high_watermarks: HashMap<TopicPartition, i64>,
     isr_updater: RwLock<Option<IsrUpdater>>,
     address_book: RwLock<Option<AddressBook>>,
 }
@@ -166,8 +172,42 @@ fn task_failed(error: tokio::task::JoinError) -> PartitionError {
 }
 
 impl ReplicaManager {
-    pub fn new(node_id: i32, logs: Arc<LogManager>, clock: Arc<dyn Clock>, config: ReplicationConfig) -> ReplicaManager {
-        ReplicaManager { node_id, logs, clock, config, partitions: RwLock::new(HashMap::new()), isr_updater: RwLock::new(None), address_book: RwLock::new(None) }
+    /// `checkpointed_high_watermarks` comes from [`ReplicaManager::read_high_watermark_checkpoint`].
+    pub fn new(node_id: i32, logs: Arc<LogManager>, clock: Arc<dyn Clock>, config: ReplicationConfig, checkpointed_high_watermarks: HashMap<TopicPartition, i64>) -> ReplicaManager {
+        ReplicaManager {
+            node_id,
+            logs,
+            clock,
+            config,
+            partitions: RwLock::new(HashMap::new()),
+            checkpointed_high_watermarks,
+            isr_updater: RwLock::new(None),
+            address_book: RwLock::new(None),
+        }
+    }
+
+    /// Reads the high-watermark checkpoint (`replication-offset-checkpoint`, as Kafka calls it)
+    /// of a data directory; missing or unreadable means "start every partition from 0".
+    pub fn read_high_watermark_checkpoint(data_dir: &Path) -> HashMap<TopicPartition, i64> {
+        let path = data_dir.join(HIGH_WATERMARK_CHECKPOINT);
+        match strata_storage::checkpoint::read(&path) {
+            Ok(Some(payload)) => serde_json::from_slice::<Vec<(TopicPartition, i64)>>(&payload).map(|entries| entries.into_iter().collect()).unwrap_or_else(|error| {
+                warn!(path = %path.display(), %error, "ignoring an unreadable high-watermark checkpoint");
+                HashMap::new()
+            }),
+            Ok(None) => HashMap::new(),
+            Err(error) => {
+                warn!(path = %path.display(), %error, "ignoring an unreadable high-watermark checkpoint");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Writes every hosted partition's high watermark to the checkpoint.
+    pub fn write_high_watermark_checkpoint(&self, data_dir: &Path) -> Result<(), StorageError> {
+        let mut entries: Vec<(TopicPartition, i64)> = self.partitions().iter().map(|partition| (partition.topic_partition.clone(), partition.high_watermark())).collect();
+        entries.sort();
+        strata_storage::checkpoint::write(&data_dir.join(HIGH_WATERMARK_CHECKPOINT), &serde_json::to_vec(&entries).expect("high watermarks serialise"))
     }
 
     pub fn node_id(&self) -> i32 {
@@ -210,9 +250,13 @@ impl ReplicaManager {
                     leader_epoch: AtomicI32::new(-1),
                     role: Mutex::new(Role::Follower { leader_id: -1, fetcher: None }),
                     min_insync_replicas: AtomicI32::new(config.min_insync_replicas),
-                    // Until replicas report in, only what is known to be everywhere is visible:
-                    // a follower that becomes leader re-establishes the mark from its followers.
-                    high_watermark: watch::Sender::new(if assignment.replicas.len() <= 1 { log_end_offset } else { 0 }),
+                    // Until replicas report in, only what is known to be everywhere is visible: the
+                    // checkpointed mark (a single replica is always "everywhere").
+                    high_watermark: watch::Sender::new(if assignment.replicas.len() <= 1 {
+                        log_end_offset
+                    } else {
+                        self.checkpointed_high_watermarks.get(&topic_partition).copied().unwrap_or(0).min(log_end_offset)
+                    }),
                     log_end_offset: watch::Sender::new(log_end_offset),
                 });
                 self.partitions.write().expect("partitions lock").insert(topic_partition.clone(), partition.clone());
