@@ -1,0 +1,159 @@
+//! `strata consume`: print a topic's records.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig, TopicPartition};
+
+use crate::Bootstrap;
+use crate::record_format::{RecordFormat, write_record};
+use crate::topic::connect_admin;
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("start").multiple(false).args(["offset", "from_beginning", "from_timestamp"]))]
+pub struct ConsumeArgs {
+    topic: String,
+    /// Consumer group to join (not available yet).
+    #[arg(long, value_name = "G")]
+    group: Option<String>,
+    /// Read only this partition; default: every partition of the topic.
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
+    partition: Option<i32>,
+    /// Start at this offset in each partition read.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    offset: Option<i64>,
+    /// Start at the first retained record.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Start at the first record at or after this time (ms since the Unix epoch).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
+    from_timestamp: Option<i64>,
+    /// Exit after printing this many records.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_messages: Option<u64>,
+    /// Exit when no record arrived for this long; default: wait forever.
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    #[arg(long, value_enum, default_value_t = RecordFormat::Value)]
+    format: RecordFormat,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+/// How long one poll may wait when there is no idle timeout: short enough that Ctrl-C and a
+/// closed stdout are noticed promptly.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn run(args: ConsumeArgs) -> Result<()> {
+    if args.group.is_some() {
+        bail!("consumer groups are not available yet; read with --partition and --offset instead");
+    }
+    let partitions: Vec<TopicPartition> = match args.partition {
+        Some(partition) => vec![TopicPartition::new(args.topic.as_str(), partition)],
+        None => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            let description = admin
+                .describe_topic(&args.topic)
+                .await
+                .with_context(|| format!("cannot consume topic '{}'", args.topic))?;
+            description
+                .partitions
+                .iter()
+                .map(|partition| TopicPartition::new(args.topic.as_str(), partition.partition))
+                .collect()
+        }
+    };
+
+    // An explicit offset outside the log is an error worth showing (with the valid range);
+    // otherwise records that age out while reading are skipped as Kafka's console consumer does.
+    let reset = if args.offset.is_some() {
+        AutoOffsetReset::None
+    } else {
+        AutoOffsetReset::Earliest
+    };
+    let config = ConsumerConfig::builder()
+        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .auto_offset_reset(reset)
+        .connect_timeout_ms(5_000)
+        .build()?;
+    let mut consumer = Consumer::connect(config)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
+    consumer.assign(partitions.clone())?;
+    if let Some(offset) = args.offset {
+        for topic_partition in &partitions {
+            consumer.seek(topic_partition, offset)?;
+        }
+    } else if args.from_beginning {
+        consumer
+            .seek_to_beginning(&partitions)
+            .await
+            .context("cannot find the beginning of the topic")?;
+    } else if let Some(timestamp) = args.from_timestamp {
+        consumer
+            .seek_to_timestamp(&partitions, timestamp)
+            .await
+            .context("cannot find offsets for the timestamp")?;
+    } else {
+        consumer
+            .seek_to_end(&partitions)
+            .await
+            .context("cannot find the end of the topic")?;
+    }
+
+    let idle_timeout = args.timeout_ms.map(Duration::from_millis);
+    let mut printed: u64 = 0;
+    let mut last_record = Instant::now();
+    let stdout = std::io::stdout();
+    let mut output = Vec::new();
+    // Runs until --max-messages, --timeout-ms, Ctrl-C or a closed stdout; without the first two
+    // it tails the topic, which is the point of the command.
+    'consuming: loop {
+        let wait = match idle_timeout {
+            Some(timeout) => {
+                let idle = last_record.elapsed();
+                if idle >= timeout {
+                    break;
+                }
+                (timeout - idle).min(POLL_INTERVAL)
+            }
+            None => POLL_INTERVAL,
+        };
+        let records = tokio::select! {
+            polled = consumer.poll(wait) => polled.with_context(|| format!("cannot read topic '{}'", args.topic))?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        last_record = Instant::now();
+        output.clear();
+        let mut reached_limit = false;
+        for record in &records {
+            write_record(&mut output, record, args.format);
+            printed += 1;
+            if args.max_messages.is_some_and(|max| printed >= max) {
+                reached_limit = true;
+                break;
+            }
+        }
+        let mut locked = stdout.lock();
+        if let Err(error) = locked.write_all(&output).and_then(|()| locked.flush()) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                // The reader (e.g. `head`) has what it wanted.
+                break 'consuming;
+            }
+            return Err(error).context("cannot write to stdout");
+        }
+        if reached_limit {
+            break;
+        }
+    }
+    eprintln!(
+        "consumed {printed} record{}",
+        if printed == 1 { "" } else { "s" }
+    );
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `strata`: run a broker or a local dev cluster, manage topics, produce and consume.
+//!
+//! Command and flag spellings are a public interface: scripts depend on them. Every failure
+//! prints one line, `error: ...`, to stderr and exits non-zero.
+
+mod cluster;
+mod consume;
+mod produce;
+mod record_format;
+mod server;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: a Kafka-style distributed commit log",
+    after_help = "Example:\n  strata dev\n  strata topic create orders --partitions 3 --replication-factor 1\n  printf 'k1:hello\\n' | strata produce orders --key-separator :\n  strata consume orders --from-beginning --max-messages 1"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the client commands find the cluster.
+#[derive(Debug, Clone, Args)]
+struct Bootstrap {
+    /// Brokers to contact first; the rest of the cluster is learned from them.
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP, value_name = "HOST:PORT[,HOST:PORT...]")]
+    bootstrap: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one broker node until interrupted.
+    #[command(
+        after_help = "Example:\n  strata server --node-id 1 --data-dir /var/lib/strata --listen 0.0.0.0:7070 \\\n    --advertise broker1.example.com:7070 \\\n    --voters 1@broker1.example.com:7070,2@broker2.example.com:7070,3@broker3.example.com:7070"
+    )]
+    Server(server::ServerArgs),
+    /// Run a local cluster for development until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  strata dev                      # one node on 127.0.0.1:7070\n  strata dev --nodes 3 --port 9000 --data-dir /tmp/strata"
+    )]
+    Dev(server::DevArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Send stdin to a topic, one record per line.
+    #[command(
+        after_help = "Example:\n  printf 'user-1:signed up\\nuser-2:logged in\\n' | strata produce events --key-separator :\n  strata produce events --acks 1 < events.txt"
+    )]
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records to stdout.
+    #[command(
+        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000"
+    )]
+    Consume(consume::ConsumeArgs),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return report_usage_error(error),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => {
+            init_tracing("info");
+            server::run_server(args).await
+        }
+        Command::Dev(args) => {
+            init_tracing("info");
+            server::run_dev(args).await
+        }
+        Command::Topic(command) => {
+            init_tracing_if_asked();
+            topic::run(command).await
+        }
+        Command::Produce(args) => {
+            init_tracing_if_asked();
+            produce::run(args).await
+        }
+        Command::Consume(args) => {
+            init_tracing_if_asked();
+            consume::run(args).await
+        }
+        Command::Cluster(command) => {
+            init_tracing_if_asked();
+            cluster::run(command).await
+        }
+    }
+}
+
+/// Help and version go to stdout as clap formats them; a usage error becomes one line.
+fn report_usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Nothing useful can be done if printing help fails (e.g. a closed pipe).
+            let _ = error.print();
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An error and its causes on one line, so scripts can rely on one line per failure.
+fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Servers log at `default_level` unless RUST_LOG says otherwise.
+fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Fails only if a subscriber is already set, which then keeps working.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Client commands stay quiet (their stdout is data) unless RUST_LOG asks for logs.
+fn init_tracing_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        init_tracing("warn");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn errors_print_on_one_line() {
+        let error = anyhow::anyhow!("line one\nline two").context("cannot create topic 'x'");
+        assert_eq!(
+            one_line(&error),
+            "cannot create topic 'x': line one; line two"
+        );
+    }
+}

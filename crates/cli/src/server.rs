@@ -1,0 +1,185 @@
+//! `strata server` and `strata dev`: brokers in this process.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use strata_broker::{Broker, BrokerConfig};
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// This broker's id, unique in the cluster.
+    #[arg(long, value_name = "N")]
+    node_id: i32,
+    /// Where the broker keeps its logs.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address to bind; port 0 picks a free one.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: String,
+    /// Address clients are told to use; defaults to the bound address.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Every controller voter as id@host:port, comma-separated; omit for a single-node cluster.
+    #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
+    voters: Option<Voters>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// How many brokers to run.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=9))]
+    nodes: u16,
+    /// Where the brokers keep their logs, one directory per node.
+    #[arg(long, default_value = "./strata-dev-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Port of node 1; node i listens on port + i - 1.
+    #[arg(long, default_value_t = 7070, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+}
+
+/// `--voters` parsed: (node id, host:port) pairs.
+#[derive(Debug, Clone)]
+pub struct Voters(Vec<(i32, String)>);
+
+fn parse_voters(text: &str) -> Result<Voters, String> {
+    let mut voters: Vec<(i32, String)> = Vec::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("voter '{entry}' is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .parse()
+            .map_err(|_| format!("voter '{entry}' has a node id that is not a number"))?;
+        let valid_address = address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+        });
+        if !valid_address {
+            return Err(format!(
+                "voter '{entry}' has an address that is not HOST:PORT"
+            ));
+        }
+        if voters.iter().any(|(known, _)| *known == id) {
+            return Err(format!("voter id {id} appears twice"));
+        }
+        voters.push((id, address.to_string()));
+    }
+    if voters.is_empty() {
+        return Err("no voters given; expected ID@HOST:PORT[,ID@HOST:PORT...]".to_string());
+    }
+    Ok(Voters(voters))
+}
+
+fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+    listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen '{listen}' is not a HOST:PORT this machine can bind"))?
+        .next()
+        .with_context(|| format!("--listen '{listen}' resolves to no address"))
+}
+
+pub async fn run_server(args: ServerArgs) -> Result<()> {
+    let voters = args.voters.map(|voters| voters.0).unwrap_or_default();
+    if !voters.is_empty() && !voters.iter().any(|(id, _)| *id == args.node_id) {
+        bail!("--voters does not list this node's id {}", args.node_id);
+    }
+    let config = BrokerConfig {
+        node_id: args.node_id,
+        data_dir: args.data_dir,
+        listen: resolve_listen(&args.listen)?,
+        advertise: args.advertise,
+        voters,
+        ..BrokerConfig::default()
+    };
+    let node_id = config.node_id;
+    let handle = Broker::start(config)
+        .await
+        .with_context(|| format!("cannot start broker {node_id}"))?;
+    tracing::info!(node_id, address = %handle.local_addr(), "broker started");
+    handle.run_until_signal().await;
+    Ok(())
+}
+
+pub async fn run_dev(args: DevArgs) -> Result<()> {
+    let nodes = i32::from(args.nodes);
+    let address_of = |node: i32| -> Result<String> {
+        let port = u32::from(args.port) + node as u32 - 1;
+        let port = u16::try_from(port)
+            .ok()
+            .with_context(|| format!("node {node} would need port {port}, above 65535"))?;
+        Ok(format!("127.0.0.1:{port}"))
+    };
+    let voters: Vec<(i32, String)> = if nodes > 1 {
+        (1..=nodes)
+            .map(|node| Ok((node, address_of(node)?)))
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let mut handles = Vec::new();
+    let mut addresses = Vec::new();
+    for node in 1..=nodes {
+        let address = address_of(node)?;
+        let config = BrokerConfig {
+            node_id: node,
+            data_dir: args.data_dir.join(format!("node-{node}")),
+            listen: address
+                .parse()
+                .with_context(|| format!("'{address}' is not a socket address"))?,
+            advertise: None,
+            voters: voters.clone(),
+            ..BrokerConfig::default()
+        };
+        let handle = Broker::start(config).await.with_context(|| {
+            format!("cannot start node {node} on {address} (is the port in use?)")
+        })?;
+        addresses.push(handle.local_addr().to_string());
+        handles.push(handle);
+    }
+
+    let bootstrap = addresses.join(",");
+    let flag = if bootstrap == crate::DEFAULT_BOOTSTRAP {
+        String::new()
+    } else {
+        format!(" --bootstrap {bootstrap}")
+    };
+    let replication = nodes.min(3);
+    println!(
+        "strata dev: {nodes} node{} listening on {bootstrap}, data in {}",
+        if nodes == 1 { "" } else { "s" },
+        args.data_dir.display()
+    );
+    println!("Try, in another terminal:");
+    println!("  strata topic create demo --partitions 3 --replication-factor {replication}{flag}");
+    println!("  printf 'k1:hello\\nk2:world\\n' | strata produce demo --key-separator :{flag}");
+    println!("  strata consume demo --from-beginning --max-messages 2 --format json{flag}");
+    println!("  strata cluster status{flag}");
+    println!("Press Ctrl-C to stop.");
+
+    futures::future::join_all(handles.into_iter().map(|handle| handle.run_until_signal())).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_parse_and_reject_typos() {
+        let voters = parse_voters("1@a:7070, 2@b:7071").expect("valid voters");
+        assert_eq!(
+            voters.0,
+            vec![(1, "a:7070".to_string()), (2, "b:7071".to_string())]
+        );
+        assert!(parse_voters("a:7070").is_err());
+        assert!(parse_voters("x@a:7070").is_err());
+        assert!(parse_voters("1@a").is_err());
+        assert!(parse_voters("1@a:1,1@b:2").is_err());
+        assert!(parse_voters("").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! `strata topic ...`: topic administration.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use strata_client::{Admin, AdminConfig, NewTopic};
+
+use crate::Bootstrap;
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    #[command(
+        after_help = "Example:\n  strata topic create orders --partitions 6 --replication-factor 3 --config retention.ms=86400000"
+    )]
+    Create(CreateArgs),
+    /// List every topic.
+    #[command(after_help = "Example:\n  strata topic list --bootstrap 127.0.0.1:7070")]
+    List(ListArgs),
+    /// Show a topic's partitions (leader, replicas, in-sync replicas) and configs.
+    #[command(after_help = "Example:\n  strata topic describe orders")]
+    Describe(NameArgs),
+    /// Delete a topic and its records.
+    #[command(after_help = "Example:\n  strata topic delete orders")]
+    Delete(NameArgs),
+    /// Set or reset topic configs.
+    #[command(
+        after_help = "Example:\n  strata topic alter orders --config retention.ms=3600000 --delete-config cleanup.policy"
+    )]
+    Alter(AlterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    name: String,
+    #[arg(long, value_name = "N")]
+    partitions: i32,
+    #[arg(long, value_name = "R")]
+    replication_factor: i32,
+    /// A topic config; repeat for several.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+    configs: Vec<(String, String)>,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    name: String,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["configs", "delete_configs"]))]
+pub struct AlterArgs {
+    name: String,
+    /// A config to set; repeat for several.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+    configs: Vec<(String, String)>,
+    /// A config to return to the broker default; repeat for several.
+    #[arg(long = "delete-config", value_name = "KEY")]
+    delete_configs: Vec<String>,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+/// `KEY=VALUE`, checked while parsing arguments so a typo fails before any connection.
+pub fn parse_config(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+pub async fn connect_admin(bootstrap: &Bootstrap) -> Result<Admin> {
+    let config = AdminConfig::builder()
+        .bootstrap(bootstrap.bootstrap.as_str())
+        .connect_timeout_ms(5_000)
+        .build()?;
+    Admin::connect(config)
+        .await
+        .with_context(|| format!("cannot connect to {}", bootstrap.bootstrap))
+}
+
+pub async fn run(command: TopicCommand) -> Result<()> {
+    match command {
+        TopicCommand::Create(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            let mut topic =
+                NewTopic::new(args.name.as_str(), args.partitions, args.replication_factor);
+            topic.configs = args.configs.into_iter().collect();
+            admin
+                .create_topic(topic)
+                .await
+                .with_context(|| format!("cannot create topic '{}'", args.name))?;
+            println!(
+                "created topic {} with {} partition{}",
+                args.name,
+                args.partitions,
+                if args.partitions == 1 { "" } else { "s" }
+            );
+        }
+        TopicCommand::List(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            for name in admin.list_topics().await.context("cannot list topics")? {
+                println!("{name}");
+            }
+        }
+        TopicCommand::Describe(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            let description = admin
+                .describe_topic(&args.name)
+                .await
+                .with_context(|| format!("cannot describe topic '{}'", args.name))?;
+            let configs = admin
+                .describe_configs(&args.name)
+                .await
+                .with_context(|| format!("cannot read the configs of topic '{}'", args.name))?;
+            let overrides: Vec<String> = configs
+                .iter()
+                .filter(|entry| !entry.is_default)
+                .map(|entry| format!("{}={}", entry.name, entry.value))
+                .collect();
+            println!(
+                "topic {}  partitions {}  configs {}",
+                description.name,
+                description.partitions.len(),
+                if overrides.is_empty() {
+                    "(defaults)".to_string()
+                } else {
+                    overrides.join(",")
+                }
+            );
+            println!(
+                "{}",
+                crate::cluster::partition_table(std::slice::from_ref(&description))
+            );
+        }
+        TopicCommand::Delete(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            admin
+                .delete_topic(&args.name)
+                .await
+                .with_context(|| format!("cannot delete topic '{}'", args.name))?;
+            println!("deleted topic {}", args.name);
+        }
+        TopicCommand::Alter(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            let set: BTreeMap<String, String> = args.configs.into_iter().collect();
+            admin
+                .alter_configs(&args.name, &set, &args.delete_configs)
+                .await
+                .with_context(|| format!("cannot alter topic '{}'", args.name))?;
+            println!("altered topic {}", args.name);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_key_value_pairs() {
+        assert_eq!(
+            parse_config("retention.ms=1000"),
+            Ok(("retention.ms".to_string(), "1000".to_string()))
+        );
+        assert_eq!(
+            parse_config("a=b=c"),
+            Ok(("a".to_string(), "b=c".to_string()))
+        );
+        assert_eq!(
+            parse_config("empty="),
+            Ok(("empty".to_string(), String::new()))
+        );
+        assert!(parse_config("retention.ms").is_err());
+        assert!(parse_config("=1000").is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! The `strata` binary as a user runs it: help texts, error output, and a whole session against a
+//! real `strata server`.
+//!
+//! Every child process runs under a deadline and is killed if it overstays; waiting for the
+//! server is a bounded poll of `strata topic list`, never a fixed sleep.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+/// Generous for a loaded two-core CI machine; a healthy command takes milliseconds.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+fn strata(arguments: &[&str]) -> Command {
+    let mut command = Command::new(STRATA);
+    command
+        .args(arguments)
+        .env_remove("STRATA_BOOTSTRAP")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A read error leaves what was read so far, which is what the assertion will show.
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Runs `command` with `stdin` as its input, killing it if it is still running at the deadline.
+fn run(mut command: Command, stdin: &str, timeout: Duration) -> Result<Output> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning strata")?;
+    {
+        let mut input = child.stdin.take().context("stdin is piped")?;
+        input.write_all(stdin.as_bytes()).context("writing stdin")?;
+        // Dropping `input` closes stdin, so line readers see the end.
+    }
+    let stdout = drain(child.stdout.take().context("stdout is piped")?);
+    let stderr = drain(child.stderr.take().context("stderr is piped")?);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("{command:?} did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
+    let stderr = stderr
+        .join()
+        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+fn run_args(arguments: &[&str]) -> Result<Output> {
+    run(strata(arguments), "", COMMAND_TIMEOUT)
+}
+
+/// A loopback address nothing listens on: bind port 0, note the port, release it.
+fn free_address() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+/// Asserts a failure printed exactly one line, `error: ...`, and returns it.
+fn single_error_line(output: &Output) -> Result<String> {
+    ensure!(
+        !output.status.success(),
+        "expected a failure, got success; stdout: {}",
+        output.stdout
+    );
+    let lines: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    ensure!(
+        lines.len() == 1,
+        "expected one error line, got: {:?}",
+        output.stderr
+    );
+    ensure!(
+        lines[0].starts_with("error: "),
+        "error line must start with 'error: ': {:?}",
+        lines[0]
+    );
+    Ok(lines[0].to_string())
+}
+
+#[test]
+fn every_command_help_shows_an_example() -> Result<()> {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["server"],
+        &["dev"],
+        &["topic", "create"],
+        &["topic", "list"],
+        &["topic", "describe"],
+        &["topic", "delete"],
+        &["topic", "alter"],
+        &["produce"],
+        &["consume"],
+        &["cluster", "status"],
+    ];
+    for path in commands {
+        let mut arguments = path.to_vec();
+        arguments.push("--help");
+        let output = run_args(&arguments)?;
+        ensure!(
+            output.status.success(),
+            "{arguments:?} failed: {}",
+            output.stderr
+        );
+        ensure!(
+            output.stdout.contains("Example:"),
+            "{arguments:?} --help has no example:\n{}",
+            output.stdout
+        );
+        ensure!(
+            output.stdout.contains("strata "),
+            "{arguments:?} example does not show a command"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn client_commands_document_the_bootstrap_flag_and_its_environment_variable() -> Result<()> {
+    for path in [
+        &["topic", "list"][..],
+        &["produce"],
+        &["consume"],
+        &["cluster", "status"],
+    ] {
+        let mut arguments = path.to_vec();
+        arguments.push("--help");
+        let output = run_args(&arguments)?;
+        ensure!(output.stdout.contains("--bootstrap"), "{arguments:?}");
+        ensure!(output.stdout.contains("STRATA_BOOTSTRAP"), "{arguments:?}");
+        ensure!(output.stdout.contains("127.0.0.1:7070"), "{arguments:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_bootstrap_fails_with_one_line() -> Result<()> {
+    let address = free_address()?;
+    let output = run_args(&[
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "0",
+        "--replication-factor",
+        "1",
+        "--bootstrap",
+        &address,
+    ])?;
+    let line = single_error_line(&output)?;
+    ensure!(
+        line.contains(&address),
+        "the error names the address: {line}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_bootstrap_comes_from_the_environment() -> Result<()> {
+    let address = free_address()?;
+    let mut command = strata(&["topic", "list"]);
+    command.env("STRATA_BOOTSTRAP", &address);
+    let output = run(command, "", COMMAND_TIMEOUT)?;
+    let line = single_error_line(&output)?;
+    ensure!(line.contains(&address), "{line}");
+    Ok(())
+}
+
+#[test]
+fn bad_arguments_fail_before_connecting() -> Result<()> {
+    // A bootstrap nothing listens on: if any of these tried to connect, the error would say so.
+    let address = free_address()?;
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "topic",
+                "create",
+                "t",
+                "--partitions",
+                "1",
+                "--replication-factor",
+                "1",
+                "--config",
+                "retention.ms",
+            ],
+            "KEY=VALUE",
+        ),
+        (&["topic", "alter", "t"], "required"),
+        (
+            &[
+                "topic",
+                "create",
+                "t",
+                "--partitions",
+                "many",
+                "--replication-factor",
+                "1",
+            ],
+            "many",
+        ),
+        (&["produce", "t", "--acks", "2"], "all, 1, 0"),
+        (&["produce", "t", "--partition", "-1"], "-1"),
+        (
+            &["consume", "t", "--group", "g"],
+            "consumer groups are not available yet",
+        ),
+        (
+            &["consume", "t", "--offset", "1", "--from-beginning"],
+            "cannot be used with",
+        ),
+        (&["consume", "t", "--format", "xml"], "xml"),
+        (&["dev", "--nodes", "0"], "0"),
+        (
+            &[
+                "server",
+                "--node-id",
+                "1",
+                "--data-dir",
+                "d",
+                "--listen",
+                "127.0.0.1:0",
+                "--voters",
+                "1@nowhere",
+            ],
+            "HOST:PORT",
+        ),
+        (
+            &["topic", "list", "--bootstrap", "no-port-here"],
+            "host:port",
+        ),
+        (&["no-such-command"], "no-such-command"),
+    ];
+    for (arguments, expected) in cases {
+        let mut arguments = arguments.to_vec();
+        let takes_bootstrap = !matches!(
+            arguments.first(),
+            Some(&"dev" | &"server" | &"no-such-command")
+        ) && !arguments.contains(&"--bootstrap");
+        if takes_bootstrap {
+            arguments.extend(["--bootstrap", address.as_str()]);
+        }
+        let output = run_args(&arguments)?;
+        let line = single_error_line(&output).with_context(|| format!("{arguments:?}"))?;
+        ensure!(
+            line.contains(expected),
+            "{arguments:?}: expected '{expected}' in {line:?}"
+        );
+        ensure!(
+            !line.contains("cannot connect"),
+            "{arguments:?} connected before checking: {line}"
+        );
+    }
+    Ok(())
+}
+
+/// A `strata server` child process, killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Already exited is fine; anything else is best effort while a test is failing.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data_dir: &Path, log: &Path) -> Result<Server> {
+    let address = free_address()?;
+    let log_file = std::fs::File::create(log)?;
+    let child = Command::new(STRATA)
+        .args([
+            "server",
+            "--node-id",
+            "1",
+            "--listen",
+            &address,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env_remove("STRATA_BOOTSTRAP")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("spawning strata server")?;
+    let mut server = Server { child, address };
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait()? {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("strata server exited with {status} before it was ready:\n{log}");
+        }
+        let probe = run(
+            strata(&["topic", "list", "--bootstrap", &server.address]),
+            "",
+            Duration::from_secs(10),
+        )?;
+        if probe.status.success() {
+            return Ok(server);
+        }
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            bail!(
+                "strata server not ready within 20 s; last probe: {}\nserver log:\n{log}",
+                probe.stderr
+            );
+        }
+        // Poll interval between readiness probes, not a wait for a guessed duration.
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn create_produce_and_consume_through_the_cli() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let server = start_server(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+    )?;
+    let bootstrap = server.address.as_str();
+
+    let output = run_args(&[
+        "topic",
+        "create",
+        "cli-events",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+        "--config",
+        "retention.ms=3600000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        output.status.success(),
+        "topic create failed: {}",
+        output.stderr
+    );
+    ensure!(
+        output.stdout.contains("created topic cli-events"),
+        "{}",
+        output.stdout
+    );
+
+    let listed = run_args(&["topic", "list", "--bootstrap", bootstrap])?;
+    ensure!(
+        listed.stdout.lines().any(|line| line == "cli-events"),
+        "{}",
+        listed.stdout
+    );
+
+    let produced = run(
+        strata(&[
+            "produce",
+            "cli-events",
+            "--key-separator",
+            ":",
+            "--bootstrap",
+            bootstrap,
+        ]),
+        "user-1:signed up\nuser-2:logged in\nuser-1:bought: two things\n",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        produced.status.success(),
+        "produce failed: {}",
+        produced.stderr
+    );
+    ensure!(
+        produced.stdout.trim() == "acknowledged 3 records",
+        "{:?}",
+        produced.stdout
+    );
+
+    let consumed = run_args(&[
+        "consume",
+        "cli-events",
+        "--from-beginning",
+        "--max-messages",
+        "3",
+        "--format",
+        "json",
+        "--timeout-ms",
+        "20000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        consumed.status.success(),
+        "consume failed: {}",
+        consumed.stderr
+    );
+    let records: Vec<Value> = consumed
+        .stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("one JSON object per line")?;
+    ensure!(records.len() == 3, "{}", consumed.stdout);
+    let expected = [
+        ("user-1", "signed up"),
+        ("user-2", "logged in"),
+        ("user-1", "bought: two things"),
+    ];
+    for (index, (record, (key, value))) in records.iter().zip(expected).enumerate() {
+        ensure!(record["partition"] == 0, "{record}");
+        ensure!(record["offset"] == index as i64, "{record}");
+        ensure!(record["key"] == key, "{record}");
+        ensure!(record["value"] == value, "{record}");
+        ensure!(
+            record["timestamp"]
+                .as_i64()
+                .is_some_and(|timestamp| timestamp > 0),
+            "{record}"
+        );
+        ensure!(record["headers"] == serde_json::json!([]), "{record}");
+    }
+
+    // Plain values, from an offset, and an idle timeout that ends a tail with nothing new.
+    let tail = run_args(&[
+        "consume",
+        "cli-events",
+        "--partition",
+        "0",
+        "--offset",
+        "1",
+        "--timeout-ms",
+        "1000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(tail.status.success(), "{}", tail.stderr);
+    ensure!(
+        tail.stdout == "logged in\nbought: two things\n",
+        "{:?}",
+        tail.stdout
+    );
+
+    let out_of_range = run_args(&[
+        "consume",
+        "cli-events",
+        "--partition",
+        "0",
+        "--offset",
+        "99",
+        "--timeout-ms",
+        "5000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let line = single_error_line(&out_of_range)?;
+    ensure!(line.contains("OFFSET_OUT_OF_RANGE"), "{line}");
+    ensure!(
+        line.contains("[0, 3]") || line.contains("0 to 3"),
+        "the valid range is named: {line}"
+    );
+
+    let described = run_args(&["topic", "describe", "cli-events", "--bootstrap", bootstrap])?;
+    ensure!(described.status.success(), "{}", described.stderr);
+    ensure!(
+        described.stdout.contains("retention.ms=3600000"),
+        "{}",
+        described.stdout
+    );
+    ensure!(
+        described.stdout.contains("cli-events"),
+        "{}",
+        described.stdout
+    );
+
+    let status = run_args(&["cluster", "status", "--bootstrap", bootstrap])?;
+    ensure!(status.status.success(), "{}", status.stderr);
+    ensure!(status.stdout.contains(bootstrap), "{}", status.stdout);
+    ensure!(status.stdout.contains("cli-events"), "{}", status.stdout);
+
+    let unknown = run_args(&["produce", "no-such-topic", "--bootstrap", bootstrap])?;
+    let line = single_error_line(&unknown)?;
+    ensure!(line.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{line}");
+
+    let zero = run_args(&[
+        "topic",
+        "create",
+        "zero",
+        "--partitions",
+        "0",
+        "--replication-factor",
+        "1",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let line = single_error_line(&zero)?;
+    ensure!(line.contains("INVALID_PARTITIONS"), "{line}");
+
+    let deleted = run_args(&["topic", "delete", "cli-events", "--bootstrap", bootstrap])?;
+    ensure!(deleted.status.success(), "{}", deleted.stderr);
+    drop(server);
+    Ok(())
+}

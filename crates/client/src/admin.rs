@@ -1,0 +1,397 @@
+//! Topic and cluster administration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use strata_common::{ErrorCode, TopicPartition};
+
+use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap, unknown_topic};
+use crate::error::{Error, Result};
+use crate::grpc::{self, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::metadata::{ClusterDescription, TopicDescription};
+use crate::retry::{Backoff, RetryPolicy, with_retries};
+
+/// A topic to create.
+///
+/// ```
+/// use strata_client::NewTopic;
+///
+/// let topic = NewTopic::new("orders", 6, 3).config("retention.ms", "86400000");
+/// assert_eq!(topic.configs["retention.ms"], "86400000");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Topic configs by Kafka's names, e.g. `retention.ms`.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i32) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// One config of a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    /// The value is the broker's default, not set on the topic.
+    pub is_default: bool,
+}
+
+/// What [`Admin::list_offsets`] looks up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset: the first record still retained.
+    Earliest,
+    /// The high watermark: the offset the next record will get.
+    Latest,
+    /// The first record whose timestamp (ms since the Unix epoch) is at or after this one.
+    Timestamp(i64),
+}
+
+/// An offset found by [`Admin::list_offsets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    pub offset: i64,
+    /// The record's timestamp, for [`OffsetSpec::Timestamp`] queries.
+    pub timestamp: Option<i64>,
+}
+
+/// Validated admin client settings. Build one with [`AdminConfig::builder`].
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    settings: ConnectionSettings,
+    retry_policy: RetryPolicy,
+}
+
+impl AdminConfig {
+    pub fn builder() -> AdminConfigBuilder {
+        AdminConfigBuilder::default()
+    }
+
+    pub fn bootstrap(&self) -> &[String] {
+        &self.settings.bootstrap
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.settings.request_timeout
+    }
+}
+
+/// Builds an [`AdminConfig`].
+///
+/// ```
+/// use strata_client::AdminConfig;
+///
+/// let config = AdminConfig::builder().bootstrap("127.0.0.1:7070").request_timeout_ms(5_000).build()?;
+/// assert_eq!(config.bootstrap(), ["127.0.0.1:7070".to_string()]);
+/// # Ok::<(), strata_client::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct AdminConfigBuilder {
+    bootstrap: String,
+    request_timeout_ms: u64,
+    connect_timeout_ms: u64,
+    retries: u32,
+    retry_backoff_ms: u64,
+    retry_backoff_max_ms: u64,
+}
+
+impl Default for AdminConfigBuilder {
+    fn default() -> Self {
+        AdminConfigBuilder {
+            bootstrap: "127.0.0.1:7070".to_string(),
+            request_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            retries: 5,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1_000,
+        }
+    }
+}
+
+impl AdminConfigBuilder {
+    /// `host:port[,host:port...]`. Default `127.0.0.1:7070`.
+    pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
+        self.bootstrap = addresses.into();
+        self
+    }
+    /// Default 30 s.
+    pub fn request_timeout_ms(mut self, request_timeout_ms: u64) -> Self {
+        self.request_timeout_ms = request_timeout_ms;
+        self
+    }
+    /// Default 10 s.
+    pub fn connect_timeout_ms(mut self, connect_timeout_ms: u64) -> Self {
+        self.connect_timeout_ms = connect_timeout_ms;
+        self
+    }
+    /// How often a request is retried after a retriable error. Default 5.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+    /// Default 100 ms, doubling up to `retry_backoff_max_ms`.
+    pub fn retry_backoff_ms(mut self, retry_backoff_ms: u64) -> Self {
+        self.retry_backoff_ms = retry_backoff_ms;
+        self
+    }
+    /// Default 1 s.
+    pub fn retry_backoff_max_ms(mut self, retry_backoff_max_ms: u64) -> Self {
+        self.retry_backoff_max_ms = retry_backoff_max_ms;
+        self
+    }
+
+    pub fn build(self) -> Result<AdminConfig> {
+        let bootstrap = parse_bootstrap(&self.bootstrap)?;
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+            return Err(Error::Config(
+                "request_timeout_ms and connect_timeout_ms must be positive".to_string(),
+            ));
+        }
+        Ok(AdminConfig {
+            settings: ConnectionSettings {
+                bootstrap,
+                connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+            },
+            retry_policy: RetryPolicy {
+                retries: self.retries,
+                backoff_initial: Duration::from_millis(self.retry_backoff_ms),
+                backoff_max: Duration::from_millis(
+                    self.retry_backoff_max_ms.max(self.retry_backoff_ms),
+                ),
+            },
+        })
+    }
+}
+
+/// Manages topics and inspects the cluster.
+///
+/// ```no_run
+/// use strata_client::{Admin, AdminConfig, NewTopic};
+///
+/// # async fn example() -> strata_client::Result<()> {
+/// let admin = Admin::connect(AdminConfig::builder().bootstrap("127.0.0.1:7070").build()?).await?;
+/// admin.create_topic(NewTopic::new("orders", 3, 1)).await?;
+/// let topic = admin.describe_topic("orders").await?;
+/// for partition in &topic.partitions {
+///     println!("partition {} led by {:?}, in sync: {:?}", partition.partition, partition.leader, partition.isr);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Admin {
+    config: AdminConfig,
+    cluster: std::sync::Arc<Cluster>,
+}
+
+/// Admin requests are retried on transport errors and leadership changes, but not when the
+/// topic does not exist: that answer is final for an admin request.
+fn admin_should_retry(error: &Error) -> bool {
+    error.is_retriable() && error.code() != Some(ErrorCode::UnknownTopicOrPartition)
+}
+
+impl Admin {
+    /// Fetches metadata from the bootstrap brokers, so an unreachable cluster fails here.
+    pub async fn connect(config: AdminConfig) -> Result<Admin> {
+        let cluster = Cluster::connect(config.settings.clone()).await?;
+        Ok(Admin { config, cluster })
+    }
+
+    /// Runs an admin RPC against the controller (or any broker), with retries.
+    async fn on_any_broker<T, Call, Attempt>(&self, call: Call) -> Result<T>
+    where
+        Call: Fn(grpc::Connection, Duration) -> Attempt,
+        Attempt: std::future::Future<Output = Result<T>>,
+    {
+        let timeout = self.config.settings.request_timeout;
+        let cluster = &self.cluster;
+        let last_address = std::sync::Mutex::new(String::new());
+        with_retries(
+            self.config.retry_policy,
+            admin_should_retry,
+            |error| {
+                let address = last_address
+                    .lock()
+                    .map(|address| address.clone())
+                    .unwrap_or_default();
+                cluster.on_error(error, &address, std::iter::empty());
+            },
+            || async {
+                let connection = cluster.any_connection().await?;
+                if let Ok(mut address) = last_address.lock() {
+                    address.clone_from(&connection.address);
+                }
+                call(connection, timeout).await
+            },
+        )
+        .await
+    }
+
+    /// Creates a topic, then waits (up to the request timeout) until metadata shows a leader
+    /// for every partition, so producers and consumers can use it right away.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<()> {
+        let topic_ref = &topic;
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::create_topic(&connection, topic_ref, timeout).await
+        })
+        .await?;
+        self.wait_for_leaders(&topic.name).await;
+        Ok(())
+    }
+
+    async fn wait_for_leaders(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + self.config.settings.request_timeout;
+        let policy = self.config.retry_policy;
+        let mut backoff = Backoff::new(policy.backoff_initial, policy.backoff_max);
+        // Bounded by the deadline.
+        loop {
+            if let Ok(snapshot) = self.cluster.refresh(&[name.to_string()]).await
+                && let Some(Ok(description)) = snapshot.topic(name)
+                && !description.partitions.is_empty()
+                && description
+                    .partitions
+                    .iter()
+                    .all(|partition| partition.leader.is_some())
+            {
+                return;
+            }
+            let delay = backoff.next_delay();
+            if tokio::time::Instant::now() + delay >= deadline {
+                tracing::debug!(
+                    topic = name,
+                    "created, but not every partition has a leader yet"
+                );
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::delete_topic(&connection, name, timeout).await
+        })
+        .await?;
+        self.cluster.mark_stale();
+        Ok(())
+    }
+
+    /// The names of every topic, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let snapshot = self.refresh_with_retries(&[]).await?;
+        Ok(snapshot
+            .topics
+            .iter()
+            .filter(|(_, description)| description.is_ok())
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    /// Every topic with its partitions, sorted by name, from one Metadata request.
+    pub async fn describe_topics(&self) -> Result<Vec<TopicDescription>> {
+        let snapshot = self.refresh_with_retries(&[]).await?;
+        Ok(snapshot
+            .topics
+            .values()
+            .filter_map(|description| description.as_ref().ok().cloned())
+            .collect())
+    }
+
+    /// A topic's partitions with their leader, replicas and in-sync replicas.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let snapshot = self.refresh_with_retries(&[name.to_string()]).await?;
+        match snapshot.topic(name) {
+            Some(description) => description.clone(),
+            None => Err(unknown_topic(name)),
+        }
+    }
+
+    /// The topic's configs, sorted by name, defaults included.
+    pub async fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::describe_configs(&connection, name, timeout).await
+        })
+        .await
+    }
+
+    /// Sets the configs in `set` and returns those in `delete` to the broker default.
+    pub async fn alter_configs(
+        &self,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<()> {
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::alter_configs(&connection, name, set, delete, timeout).await
+        })
+        .await
+    }
+
+    /// Looks an offset up on the partition's leader. `None` only for a timestamp query that
+    /// found no record at or after the timestamp.
+    pub async fn list_offsets(
+        &self,
+        topic_partition: &TopicPartition,
+        spec: OffsetSpec,
+    ) -> Result<Option<OffsetAndTimestamp>> {
+        let query = match spec {
+            OffsetSpec::Earliest => EARLIEST_TIMESTAMP,
+            OffsetSpec::Latest => LATEST_TIMESTAMP,
+            OffsetSpec::Timestamp(timestamp) if timestamp < 0 => {
+                return Err(Error::InvalidInput(format!(
+                    "timestamp {timestamp} is negative"
+                )));
+            }
+            OffsetSpec::Timestamp(timestamp) => timestamp,
+        };
+        let found = self
+            .cluster
+            .list_offsets(
+                vec![(topic_partition.clone(), query)],
+                self.config.retry_policy,
+            )
+            .await?;
+        Ok(found.get(topic_partition).and_then(|listed| {
+            listed.offset.map(|offset| OffsetAndTimestamp {
+                offset,
+                timestamp: listed.timestamp,
+            })
+        }))
+    }
+
+    /// The cluster id, the controller and the brokers.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        Ok(self.refresh_with_retries(&[]).await?.description())
+    }
+
+    async fn refresh_with_retries(
+        &self,
+        topics: &[String],
+    ) -> Result<std::sync::Arc<crate::metadata::MetadataSnapshot>> {
+        with_retries(
+            self.config.retry_policy,
+            admin_should_retry,
+            |_| {},
+            || self.cluster.refresh(topics),
+        )
+        .await
+    }
+}

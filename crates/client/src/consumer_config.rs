@@ -1,0 +1,325 @@
+//! The consumer's settings, named after Kafka's consumer configs.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::cluster::{ConnectionSettings, parse_bootstrap};
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+
+/// Where to start when a partition has no position, or its position is out of range (Kafka's
+/// `auto.offset.reset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AutoOffsetReset {
+    /// The log start offset: read everything still retained.
+    Earliest,
+    /// The high watermark: read only records produced from now on.
+    #[default]
+    Latest,
+    /// Fail with the error instead of moving.
+    None,
+}
+
+impl FromStr for AutoOffsetReset {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<AutoOffsetReset> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "earliest" => Ok(AutoOffsetReset::Earliest),
+            "latest" => Ok(AutoOffsetReset::Latest),
+            "none" => Ok(AutoOffsetReset::None),
+            other => Err(Error::Config(format!(
+                "auto_offset_reset '{other}' is not one of earliest, latest, none"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for AutoOffsetReset {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            AutoOffsetReset::Earliest => "earliest",
+            AutoOffsetReset::Latest => "latest",
+            AutoOffsetReset::None => "none",
+        })
+    }
+}
+
+/// Validated consumer settings. Build one with [`ConsumerConfig::builder`].
+///
+/// ```
+/// use strata_client::{AutoOffsetReset, ConsumerConfig};
+///
+/// let config = ConsumerConfig::builder()
+///     .bootstrap("127.0.0.1:7070")
+///     .auto_offset_reset(AutoOffsetReset::Earliest)
+///     .max_poll_records(100)
+///     .build()?;
+/// assert_eq!(config.max_poll_records(), 100);
+/// # Ok::<(), strata_client::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    bootstrap: Vec<String>,
+    max_poll_records: usize,
+    fetch_min_bytes: i32,
+    fetch_max_bytes: i32,
+    fetch_max_wait: Duration,
+    max_partition_fetch_bytes: i32,
+    auto_offset_reset: AutoOffsetReset,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    retries: u32,
+    retry_backoff: Duration,
+    retry_backoff_max: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn builder() -> ConsumerConfigBuilder {
+        ConsumerConfigBuilder::default()
+    }
+
+    pub fn bootstrap(&self) -> &[String] {
+        &self.bootstrap
+    }
+    pub fn max_poll_records(&self) -> usize {
+        self.max_poll_records
+    }
+    pub fn fetch_min_bytes(&self) -> i32 {
+        self.fetch_min_bytes
+    }
+    pub fn fetch_max_bytes(&self) -> i32 {
+        self.fetch_max_bytes
+    }
+    pub fn fetch_max_wait(&self) -> Duration {
+        self.fetch_max_wait
+    }
+    pub fn max_partition_fetch_bytes(&self) -> i32 {
+        self.max_partition_fetch_bytes
+    }
+    pub fn auto_offset_reset(&self) -> AutoOffsetReset {
+        self.auto_offset_reset
+    }
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+    pub fn retry_backoff(&self) -> Duration {
+        self.retry_backoff
+    }
+
+    pub(crate) fn connection_settings(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            bootstrap: self.bootstrap.clone(),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            backoff_initial: self.retry_backoff,
+            backoff_max: self.retry_backoff_max,
+        }
+    }
+}
+
+/// Builds a [`ConsumerConfig`]; every setting has Kafka's default unless noted.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfigBuilder {
+    bootstrap: String,
+    max_poll_records: usize,
+    fetch_min_bytes: i32,
+    fetch_max_bytes: i32,
+    fetch_max_wait_ms: u64,
+    max_partition_fetch_bytes: i32,
+    auto_offset_reset: AutoOffsetReset,
+    request_timeout_ms: u64,
+    connect_timeout_ms: u64,
+    retries: u32,
+    retry_backoff_ms: u64,
+    retry_backoff_max_ms: u64,
+}
+
+impl Default for ConsumerConfigBuilder {
+    fn default() -> Self {
+        ConsumerConfigBuilder {
+            bootstrap: "127.0.0.1:7070".to_string(),
+            max_poll_records: 500,
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 50 << 20,
+            fetch_max_wait_ms: 500,
+            max_partition_fetch_bytes: 1 << 20,
+            auto_offset_reset: AutoOffsetReset::Latest,
+            request_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            retries: 5,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1_000,
+        }
+    }
+}
+
+impl ConsumerConfigBuilder {
+    /// `host:port[,host:port...]` of brokers to learn the cluster from. Default `127.0.0.1:7070`.
+    pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
+        self.bootstrap = addresses.into();
+        self
+    }
+    /// The most records one `poll` returns; the rest stay buffered. Default 500.
+    pub fn max_poll_records(mut self, records: usize) -> Self {
+        self.max_poll_records = records;
+        self
+    }
+    /// The broker answers a fetch once it has this many bytes (or `fetch_max_wait_ms` passed).
+    /// Default 1.
+    pub fn fetch_min_bytes(mut self, bytes: i32) -> Self {
+        self.fetch_min_bytes = bytes;
+        self
+    }
+    /// Upper bound of one fetch response (at least one batch is always returned). Default 50 MiB.
+    pub fn fetch_max_bytes(mut self, bytes: i32) -> Self {
+        self.fetch_max_bytes = bytes;
+        self
+    }
+    /// How long the broker holds a fetch waiting for `fetch_min_bytes`. Default 500 ms.
+    pub fn fetch_max_wait_ms(mut self, fetch_max_wait_ms: u64) -> Self {
+        self.fetch_max_wait_ms = fetch_max_wait_ms;
+        self
+    }
+    /// Upper bound of one partition's share of a fetch response. Default 1 MiB.
+    pub fn max_partition_fetch_bytes(mut self, bytes: i32) -> Self {
+        self.max_partition_fetch_bytes = bytes;
+        self
+    }
+    /// Default [`AutoOffsetReset::Latest`].
+    pub fn auto_offset_reset(mut self, reset: AutoOffsetReset) -> Self {
+        self.auto_offset_reset = reset;
+        self
+    }
+    /// How long to wait for a response beyond the fetch's own wait. Default 30 s.
+    pub fn request_timeout_ms(mut self, request_timeout_ms: u64) -> Self {
+        self.request_timeout_ms = request_timeout_ms;
+        self
+    }
+    /// Default 10 s.
+    pub fn connect_timeout_ms(mut self, connect_timeout_ms: u64) -> Self {
+        self.connect_timeout_ms = connect_timeout_ms;
+        self
+    }
+    /// How often offset lookups are retried after a retriable error. Default 5.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+    /// Default 100 ms, doubling up to `retry_backoff_max_ms`.
+    pub fn retry_backoff_ms(mut self, retry_backoff_ms: u64) -> Self {
+        self.retry_backoff_ms = retry_backoff_ms;
+        self
+    }
+    /// Default 1 s.
+    pub fn retry_backoff_max_ms(mut self, retry_backoff_max_ms: u64) -> Self {
+        self.retry_backoff_max_ms = retry_backoff_max_ms;
+        self
+    }
+
+    pub fn build(self) -> Result<ConsumerConfig> {
+        let bootstrap = parse_bootstrap(&self.bootstrap)?;
+        if self.max_poll_records == 0 {
+            return Err(Error::Config(
+                "max_poll_records must be positive".to_string(),
+            ));
+        }
+        for (name, value) in [
+            ("fetch_max_bytes", self.fetch_max_bytes),
+            ("max_partition_fetch_bytes", self.max_partition_fetch_bytes),
+        ] {
+            if value <= 0 {
+                return Err(Error::Config(format!(
+                    "{name} must be positive, not {value}"
+                )));
+            }
+        }
+        if self.fetch_min_bytes < 0 {
+            return Err(Error::Config(format!(
+                "fetch_min_bytes must not be negative, not {}",
+                self.fetch_min_bytes
+            )));
+        }
+        if i32::try_from(self.fetch_max_wait_ms).is_err() {
+            return Err(Error::Config(format!(
+                "fetch_max_wait_ms {} is too large",
+                self.fetch_max_wait_ms
+            )));
+        }
+        for (name, value) in [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be positive")));
+            }
+        }
+        Ok(ConsumerConfig {
+            bootstrap,
+            max_poll_records: self.max_poll_records,
+            fetch_min_bytes: self.fetch_min_bytes,
+            fetch_max_bytes: self.fetch_max_bytes,
+            fetch_max_wait: Duration::from_millis(self.fetch_max_wait_ms),
+            max_partition_fetch_bytes: self.max_partition_fetch_bytes,
+            auto_offset_reset: self.auto_offset_reset,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            retries: self.retries,
+            retry_backoff: Duration::from_millis(self.retry_backoff_ms),
+            retry_backoff_max: Duration::from_millis(
+                self.retry_backoff_max_ms.max(self.retry_backoff_ms),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_documentation() {
+        let config = ConsumerConfig::builder()
+            .build()
+            .expect("defaults are valid");
+        assert_eq!(config.max_poll_records(), 500);
+        assert_eq!(config.fetch_max_wait(), Duration::from_millis(500));
+        assert_eq!(config.fetch_min_bytes(), 1);
+        assert_eq!(config.auto_offset_reset(), AutoOffsetReset::Latest);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(
+            ConsumerConfig::builder()
+                .max_poll_records(0)
+                .build()
+                .is_err()
+        );
+        assert!(
+            ConsumerConfig::builder()
+                .fetch_max_bytes(0)
+                .build()
+                .is_err()
+        );
+        assert!(ConsumerConfig::builder().bootstrap("").build().is_err());
+        assert!("sometimes".parse::<AutoOffsetReset>().is_err());
+        assert_eq!(
+            "Earliest".parse::<AutoOffsetReset>().expect("parses"),
+            AutoOffsetReset::Earliest
+        );
+    }
+}

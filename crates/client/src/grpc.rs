@@ -1,0 +1,702 @@
+//! The edge between the client and the wire: every RPC, and the conversion of prost messages to
+//! and from the client's domain types.
+//!
+//! Architecture invariant: this is the only module of the crate that names a prost type, so the
+//! public API never leaks generated code and a change to the `.proto` is absorbed here.
+//!
+//! Errors arrive two ways, as the proto file describes: a per-partition (or per-topic)
+//! `error_code` + `error_message` in the response body, or, for a request that fails as a whole,
+//! a `tonic::Status` whose `strata-error-code` metadata carries the numeric code.
+//! [`status_to_error`] decodes the second; [`body_error`] the first.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_common::{ErrorCode, TopicPartition};
+use strata_proto::v1 as wire;
+use strata_proto::v1::admin_client::AdminClient;
+use strata_proto::v1::broker_client::BrokerClient;
+use tonic::transport::Channel;
+
+use crate::admin::{ConfigEntry, NewTopic};
+use crate::error::{Error, Result};
+use crate::metadata::{BrokerNode, MetadataSnapshot, PartitionInfo, TopicDescription};
+
+/// The gRPC metadata key through which the broker reports a whole-request failure's error code.
+pub const ERROR_CODE_METADATA_KEY: &str = "strata-error-code";
+
+/// `ListOffsets` query for the log start offset.
+pub(crate) const EARLIEST_TIMESTAMP: i64 = -2;
+/// `ListOffsets` query for the high watermark.
+pub(crate) const LATEST_TIMESTAMP: i64 = -1;
+
+/// A broker to talk to: its channel and the address it was opened to, for error messages.
+#[derive(Clone, Debug)]
+pub(crate) struct Connection {
+    pub address: String,
+    pub channel: Channel,
+}
+
+/// Turns a failed call into the client's error.
+///
+/// A status carrying `strata-error-code` is the broker speaking: its code and message are kept.
+/// Without it, a status that has a local source (connection refused, reset, h2 error) or says
+/// `UNAVAILABLE` is a transport failure, which is retriable; anything else the broker sent
+/// without a code is an unexpected server error.
+pub(crate) fn status_to_error(status: &tonic::Status, address: &str) -> Error {
+    if let Some(code) = status
+        .metadata()
+        .get(ERROR_CODE_METADATA_KEY)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<i32>().ok())
+    {
+        return Error::broker(ErrorCode::from_code(code), status.message());
+    }
+    let has_local_source = std::error::Error::source(status).is_some();
+    match status.code() {
+        tonic::Code::DeadlineExceeded => Error::Timeout {
+            operation: format!("waiting for broker {address}: {}", status.message()),
+            elapsed: Duration::ZERO,
+        },
+        tonic::Code::Unavailable | tonic::Code::Cancelled => Error::Transport {
+            address: address.to_string(),
+            message: describe_status(status),
+        },
+        _ if has_local_source => Error::Transport {
+            address: address.to_string(),
+            message: describe_status(status),
+        },
+        code => Error::broker(
+            ErrorCode::UnknownServerError,
+            format!("gRPC status {code:?}: {}", status.message()),
+        ),
+    }
+}
+
+fn describe_status(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    // Error chains are short; the bound only guards against a cycle in a foreign error type.
+    for _ in 0..16 {
+        let Some(error) = source else { break };
+        let cause = error.to_string();
+        if !text.contains(&cause) {
+            text = if text.is_empty() {
+                cause
+            } else {
+                format!("{text}: {cause}")
+            };
+        }
+        source = error.source();
+    }
+    text
+}
+
+/// A whole chain of `source()`s as one line, for transport errors whose top level says only
+/// "transport error".
+pub(crate) fn describe_error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    for _ in 0..16 {
+        let Some(cause) = source else { break };
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The error a response body reports for one partition or topic, if any.
+pub(crate) fn body_error(
+    code: i32,
+    message: &str,
+    context: impl FnOnce() -> String,
+) -> Option<Error> {
+    if code == ErrorCode::None.code() {
+        return None;
+    }
+    let code = ErrorCode::from_code(code);
+    let message = if message.is_empty() {
+        context()
+    } else {
+        message.to_string()
+    };
+    Some(Error::broker(code, message))
+}
+
+/// Opens a channel to `address` (`host:port`).
+pub(crate) async fn connect(address: &str, connect_timeout: Duration) -> Result<Connection> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|error| Error::Config(format!("'{address}' is not a valid host:port: {error}")))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    let started = Instant::now();
+    let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(error)) => {
+            return Err(Error::Transport {
+                address: address.to_string(),
+                message: describe_error_chain(&error),
+            });
+        }
+        Err(_) => {
+            return Err(Error::timeout(
+                format!("connecting to {address}"),
+                started.elapsed(),
+            ));
+        }
+    };
+    Ok(Connection {
+        address: address.to_string(),
+        channel,
+    })
+}
+
+/// Runs one RPC with a client-side deadline (the broker also sees it as `grpc-timeout`).
+async fn call<T, F>(connection: &Connection, rpc: &str, timeout: Duration, future: F) -> Result<T>
+where
+    F: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(timeout, future).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(status_to_error(&status, &connection.address)),
+        Err(_) => Err(Error::timeout(
+            format!("waiting for {rpc} from {}", connection.address),
+            timeout,
+        )),
+    }
+}
+
+fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+// ---- Metadata ----
+
+/// Asks for `topics` (all topics when empty).
+pub(crate) async fn metadata(
+    connection: &Connection,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<MetadataSnapshot> {
+    let mut client = BrokerClient::new(connection.channel.clone());
+    let message = wire::MetadataRequest {
+        topics: topics.to_vec(),
+    };
+    let response = call(
+        connection,
+        "Metadata",
+        timeout,
+        client.metadata(request(message, timeout)),
+    )
+    .await?;
+    Ok(metadata_from_wire(response))
+}
+
+fn metadata_from_wire(response: wire::MetadataResponse) -> MetadataSnapshot {
+    let brokers = response
+        .brokers
+        .into_iter()
+        .map(|broker| {
+            let node = BrokerNode {
+                node_id: broker.node_id,
+                address: broker.address,
+                fenced: broker.fenced,
+            };
+            (node.node_id, node)
+        })
+        .collect();
+    let topics = response
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.clone();
+            let description = match body_error(topic.error_code, &topic.error_message, || {
+                format!("topic '{}' is not available", topic.name)
+            }) {
+                Some(error) => Err(error),
+                None => {
+                    let mut partitions: Vec<PartitionInfo> = topic
+                        .partitions
+                        .into_iter()
+                        .map(|partition| PartitionInfo {
+                            partition: partition.partition,
+                            leader: (partition.leader_id >= 0).then_some(partition.leader_id),
+                            leader_epoch: partition.leader_epoch,
+                            replicas: partition.replicas,
+                            isr: partition.isr,
+                        })
+                        .collect();
+                    partitions.sort_by_key(|partition| partition.partition);
+                    Ok(TopicDescription {
+                        name: topic.name,
+                        partitions,
+                    })
+                }
+            };
+            (name, description)
+        })
+        .collect();
+    MetadataSnapshot {
+        cluster_id: response.cluster_id,
+        controller_id: (response.controller_id >= 0).then_some(response.controller_id),
+        brokers,
+        topics,
+    }
+}
+
+// ---- Produce ----
+
+/// Where a produced batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProducedBatch {
+    pub base_offset: i64,
+    /// The broker's append time, when the topic uses LogAppendTime.
+    pub log_append_time: Option<i64>,
+}
+
+/// Sends batches of several partitions, all led by the broker behind `connection`, in one
+/// request. The outer error fails the whole request; the inner ones single partitions.
+pub(crate) async fn produce(
+    connection: &Connection,
+    acks: i32,
+    timeout: Duration,
+    partitions: Vec<(TopicPartition, Bytes)>,
+) -> Result<Vec<(TopicPartition, Result<ProducedBatch>)>> {
+    let mut client = BrokerClient::new(connection.channel.clone());
+    let message = wire::ProduceRequest {
+        acks,
+        timeout_ms: duration_ms_i32(timeout),
+        partitions: partitions
+            .into_iter()
+            .map(|(topic_partition, records)| wire::PartitionRecords {
+                topic: topic_partition.topic,
+                partition: topic_partition.partition,
+                records,
+            })
+            .collect(),
+    };
+    let response = call(
+        connection,
+        "Produce",
+        timeout,
+        client.produce(request(message, timeout)),
+    )
+    .await?;
+    Ok(response
+        .partitions
+        .into_iter()
+        .map(|partition| {
+            let topic_partition = TopicPartition::new(partition.topic, partition.partition);
+            let result = match body_error(partition.error_code, &partition.error_message, || {
+                format!("producing to {topic_partition} failed")
+            }) {
+                Some(error) => Err(error),
+                None => Ok(ProducedBatch {
+                    base_offset: partition.base_offset,
+                    log_append_time: (partition.log_append_time >= 0)
+                        .then_some(partition.log_append_time),
+                }),
+            };
+            (topic_partition, result)
+        })
+        .collect())
+}
+
+// ---- Fetch ----
+
+/// One partition to fetch and from where.
+#[derive(Clone, Debug)]
+pub(crate) struct FetchTarget {
+    pub topic_partition: TopicPartition,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: i32,
+}
+
+/// A long-poll fetch: the broker answers once `min_bytes` are available or `max_wait` passed.
+#[derive(Clone, Debug)]
+pub(crate) struct FetchParameters {
+    pub max_wait: Duration,
+    pub min_bytes: i32,
+    pub max_bytes: i32,
+    pub targets: Vec<FetchTarget>,
+}
+
+/// What one partition's fetch returned.
+#[derive(Clone, Debug)]
+pub(crate) struct FetchedPartition {
+    pub topic_partition: TopicPartition,
+    pub error: Option<Error>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Whole batches, concatenated; the first contains the fetch offset.
+    pub records: Bytes,
+}
+
+/// `request_timeout` bounds the wait on top of `max_wait`, which the broker may use in full.
+pub(crate) async fn fetch(
+    connection: &Connection,
+    parameters: FetchParameters,
+    request_timeout: Duration,
+) -> Result<Vec<FetchedPartition>> {
+    let mut client = BrokerClient::new(connection.channel.clone());
+    let timeout = parameters.max_wait + request_timeout;
+    let message = wire::FetchRequest {
+        max_wait_ms: duration_ms_i32(parameters.max_wait),
+        min_bytes: parameters.min_bytes,
+        max_bytes: parameters.max_bytes,
+        isolation_level: wire::IsolationLevel::ReadUncommitted as i32,
+        partitions: parameters
+            .targets
+            .into_iter()
+            .map(|target| wire::FetchPartition {
+                topic: target.topic_partition.topic,
+                partition: target.topic_partition.partition,
+                fetch_offset: target.fetch_offset,
+                partition_max_bytes: target.partition_max_bytes,
+            })
+            .collect(),
+    };
+    let response = call(
+        connection,
+        "Fetch",
+        timeout,
+        client.fetch(request(message, timeout)),
+    )
+    .await?;
+    Ok(response
+        .partitions
+        .into_iter()
+        .map(|partition| {
+            let topic_partition = TopicPartition::new(partition.topic, partition.partition);
+            let error = body_error(partition.error_code, &partition.error_message, || {
+                format!("fetching from {topic_partition} failed")
+            });
+            FetchedPartition {
+                topic_partition,
+                error,
+                high_watermark: partition.high_watermark,
+                log_start_offset: partition.log_start_offset,
+                records: partition.records,
+            }
+        })
+        .collect())
+}
+
+// ---- ListOffsets ----
+
+/// An offset found by `ListOffsets`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ListedOffset {
+    /// `None` when a timestamp query found no record at or after the timestamp.
+    pub offset: Option<i64>,
+    /// The found record's timestamp, for timestamp queries.
+    pub timestamp: Option<i64>,
+}
+
+/// `query` per partition: [`EARLIEST_TIMESTAMP`], [`LATEST_TIMESTAMP`] or a timestamp in ms.
+pub(crate) async fn list_offsets(
+    connection: &Connection,
+    queries: Vec<(TopicPartition, i64)>,
+    timeout: Duration,
+) -> Result<Vec<(TopicPartition, Result<ListedOffset>)>> {
+    let mut client = BrokerClient::new(connection.channel.clone());
+    let message = wire::ListOffsetsRequest {
+        partitions: queries
+            .into_iter()
+            .map(|(topic_partition, timestamp)| wire::ListOffsetsPartition {
+                topic: topic_partition.topic,
+                partition: topic_partition.partition,
+                timestamp,
+            })
+            .collect(),
+    };
+    let response = call(
+        connection,
+        "ListOffsets",
+        timeout,
+        client.list_offsets(request(message, timeout)),
+    )
+    .await?;
+    Ok(response
+        .partitions
+        .into_iter()
+        .map(|partition| {
+            let topic_partition = TopicPartition::new(partition.topic, partition.partition);
+            let result = match body_error(partition.error_code, &partition.error_message, || {
+                format!("listing offsets of {topic_partition} failed")
+            }) {
+                Some(error) => Err(error),
+                None => Ok(ListedOffset {
+                    offset: (partition.offset >= 0).then_some(partition.offset),
+                    timestamp: (partition.timestamp >= 0).then_some(partition.timestamp),
+                }),
+            };
+            (topic_partition, result)
+        })
+        .collect())
+}
+
+// ---- Admin ----
+
+fn single_topic_result(results: Vec<wire::TopicResult>, name: &str, operation: &str) -> Result<()> {
+    let Some(result) = results.into_iter().find(|result| result.name == name) else {
+        return Err(Error::broker(
+            ErrorCode::UnknownServerError,
+            format!("the broker's {operation} response does not mention topic '{name}'"),
+        ));
+    };
+    match body_error(result.error_code, &result.error_message, || {
+        format!("{operation} '{name}' failed")
+    }) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+pub(crate) async fn create_topic(
+    connection: &Connection,
+    topic: &NewTopic,
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = AdminClient::new(connection.channel.clone());
+    let message = wire::CreateTopicsRequest {
+        topics: vec![wire::CreatableTopic {
+            name: topic.name.clone(),
+            num_partitions: topic.partitions,
+            replication_factor: topic.replication_factor,
+            configs: topic.configs.clone().into_iter().collect(),
+        }],
+        timeout_ms: duration_ms_i32(timeout),
+        validate_only: false,
+    };
+    let response = call(
+        connection,
+        "CreateTopics",
+        timeout,
+        client.create_topics(request(message, timeout)),
+    )
+    .await?;
+    single_topic_result(response.topics, &topic.name, "creating topic")
+}
+
+pub(crate) async fn delete_topic(
+    connection: &Connection,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = AdminClient::new(connection.channel.clone());
+    let message = wire::DeleteTopicsRequest {
+        names: vec![name.to_string()],
+        timeout_ms: duration_ms_i32(timeout),
+    };
+    let response = call(
+        connection,
+        "DeleteTopics",
+        timeout,
+        client.delete_topics(request(message, timeout)),
+    )
+    .await?;
+    single_topic_result(response.topics, name, "deleting topic")
+}
+
+pub(crate) async fn describe_configs(
+    connection: &Connection,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<ConfigEntry>> {
+    let mut client = AdminClient::new(connection.channel.clone());
+    let message = wire::DescribeConfigsRequest {
+        topics: vec![name.to_string()],
+    };
+    let response = call(
+        connection,
+        "DescribeConfigs",
+        timeout,
+        client.describe_configs(request(message, timeout)),
+    )
+    .await?;
+    let Some(topic) = response.topics.into_iter().find(|topic| topic.name == name) else {
+        return Err(Error::broker(
+            ErrorCode::UnknownServerError,
+            format!("the broker's DescribeConfigs response does not mention topic '{name}'"),
+        ));
+    };
+    if let Some(error) = body_error(topic.error_code, &topic.error_message, || {
+        format!("describing the configs of '{name}' failed")
+    }) {
+        return Err(error);
+    }
+    let mut entries: Vec<ConfigEntry> = topic
+        .entries
+        .into_iter()
+        .map(|entry| ConfigEntry {
+            name: entry.name,
+            value: entry.value,
+            is_default: entry.is_default,
+        })
+        .collect();
+    entries.sort_by(|left, right| left.name.cmp(&right.name));
+    Ok(entries)
+}
+
+pub(crate) async fn alter_configs(
+    connection: &Connection,
+    name: &str,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = AdminClient::new(connection.channel.clone());
+    let message = wire::AlterConfigsRequest {
+        topics: vec![wire::AlterTopicConfigs {
+            name: name.to_string(),
+            set: set.clone().into_iter().collect(),
+            delete: delete.to_vec(),
+        }],
+        validate_only: false,
+    };
+    let response = call(
+        connection,
+        "AlterConfigs",
+        timeout,
+        client.alter_configs(request(message, timeout)),
+    )
+    .await?;
+    single_topic_result(response.topics, name, "altering the configs of topic")
+}
+
+/// Milliseconds for an `int32` field, saturating rather than wrapping for absurd durations.
+fn duration_ms_i32(duration: Duration) -> i32 {
+    i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_with_code(code: &str) -> tonic::Status {
+        let mut status =
+            tonic::Status::new(tonic::Code::InvalidArgument, "topic name 'a b' is invalid");
+        status.metadata_mut().insert(
+            ERROR_CODE_METADATA_KEY,
+            code.parse().expect("ASCII metadata value"),
+        );
+        status
+    }
+
+    #[test]
+    fn status_metadata_carries_the_broker_error_code() {
+        let error = status_to_error(&status_with_code("17"), "h:1");
+        assert_eq!(error.code(), Some(ErrorCode::InvalidTopicException));
+        assert_eq!(
+            error.to_string(),
+            "INVALID_TOPIC_EXCEPTION (17): topic name 'a b' is invalid"
+        );
+        assert!(!error.is_retriable());
+
+        let error = status_to_error(&status_with_code(" 6 "), "h:1");
+        assert_eq!(error.code(), Some(ErrorCode::NotLeaderOrFollower));
+        assert!(error.is_retriable());
+    }
+
+    #[test]
+    fn unknown_or_garbled_codes_stay_errors() {
+        let error = status_to_error(&status_with_code("99999"), "h:1");
+        assert_eq!(error.code(), Some(ErrorCode::UnknownServerError));
+        // Not a number: decoded from the gRPC status code instead.
+        let error = status_to_error(&status_with_code("six"), "h:1");
+        assert_eq!(error.code(), Some(ErrorCode::UnknownServerError));
+    }
+
+    #[test]
+    fn statuses_without_a_code_map_by_kind() {
+        let error = status_to_error(&tonic::Status::unavailable("connection refused"), "h:1");
+        assert!(matches!(&error, Error::Transport { address, .. } if address == "h:1"));
+        assert!(error.is_retriable());
+        let error = status_to_error(&tonic::Status::deadline_exceeded("slow"), "h:1");
+        assert!(matches!(error, Error::Timeout { .. }));
+        let error = status_to_error(&tonic::Status::internal("boom"), "h:1");
+        assert_eq!(error.code(), Some(ErrorCode::UnknownServerError));
+        assert!(error.to_string().contains("boom"));
+    }
+
+    #[test]
+    fn body_errors_keep_the_message_or_explain() {
+        assert!(body_error(0, "", || "unused".into()).is_none());
+        let error = body_error(3, "", || "topic 'x' is not available".into()).expect("an error");
+        assert_eq!(
+            error.to_string(),
+            "UNKNOWN_TOPIC_OR_PARTITION (3): topic 'x' is not available"
+        );
+        let error = body_error(1, "offset 9 is past 3", || "unused".into()).expect("an error");
+        assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
+        assert!(error.to_string().ends_with("offset 9 is past 3"));
+    }
+
+    #[test]
+    fn metadata_conversion_maps_missing_leaders_and_topic_errors() {
+        let response = wire::MetadataResponse {
+            cluster_id: "cluster".into(),
+            controller_id: -1,
+            brokers: vec![wire::BrokerMetadata {
+                node_id: 1,
+                address: "h:1".into(),
+                fenced: false,
+            }],
+            topics: vec![
+                wire::TopicMetadata {
+                    name: "t".into(),
+                    error_code: 0,
+                    error_message: String::new(),
+                    partitions: vec![
+                        wire::PartitionMetadata {
+                            partition: 1,
+                            error_code: 0,
+                            leader_id: -1,
+                            leader_epoch: 3,
+                            replicas: vec![1],
+                            isr: vec![],
+                        },
+                        wire::PartitionMetadata {
+                            partition: 0,
+                            error_code: 0,
+                            leader_id: 1,
+                            leader_epoch: 2,
+                            replicas: vec![1],
+                            isr: vec![1],
+                        },
+                    ],
+                },
+                wire::TopicMetadata {
+                    name: "missing".into(),
+                    error_code: 3,
+                    error_message: String::new(),
+                    partitions: vec![],
+                },
+            ],
+        };
+        let snapshot = metadata_from_wire(response);
+        assert_eq!(snapshot.controller_id, None);
+        let topic = snapshot
+            .topic("t")
+            .expect("listed")
+            .as_ref()
+            .expect("no error");
+        assert_eq!(topic.partitions[0].partition, 0);
+        assert_eq!(topic.partitions[0].leader, Some(1));
+        assert_eq!(topic.partitions[1].leader, None);
+        let missing = snapshot
+            .topic("missing")
+            .expect("listed")
+            .as_ref()
+            .unwrap_err();
+        assert_eq!(missing.code(), Some(ErrorCode::UnknownTopicOrPartition));
+    }
+}

@@ -1,0 +1,74 @@
+//! An async Rust client for Strata, a Kafka-style distributed commit log.
+//!
+//! Three entry points, named after Kafka's clients:
+//! - [`Producer`]: batches records per partition and sends them to each partition's leader;
+//!   `send` returns a [`DeliveryFuture`] that resolves to the record's offset.
+//! - [`Consumer`]: reads assigned partitions with long-polling fetches, as `poll` batches or as
+//!   a `Stream`.
+//! - [`Admin`]: creates, deletes, describes and configures topics; describes the cluster.
+//!
+//! Each starts from a list of bootstrap brokers (`host:port`), learns the cluster's brokers and
+//! partition leaders from `Metadata`, and talks to each leader directly over one cached gRPC
+//! channel per broker. When a leader moves or a broker goes away, the client refreshes metadata
+//! and retries with backoff.
+//!
+//! Errors are one [`Error`] type: the broker's [`ErrorCode`] and message where the broker
+//! reported the failure, else transport, timeout, configuration or input errors;
+//! [`Error::is_retriable`] tells them apart.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use strata_client::*;
+//!
+//! # async fn example() -> Result<()> {
+//! let bootstrap = "127.0.0.1:7070";
+//! let admin = Admin::connect(AdminConfig::builder().bootstrap(bootstrap).build()?).await?;
+//! admin.create_topic(NewTopic::new("greetings", 1, 1)).await?;
+//!
+//! let producer = Producer::connect(ProducerConfig::builder().bootstrap(bootstrap).build()?).await?;
+//! let delivery = producer.send(ProducerRecord::new("greetings", "hello").key("en")).await?;
+//! let stored = delivery.await?;
+//!
+//! let config = ConsumerConfig::builder().bootstrap(bootstrap).build()?;
+//! let mut consumer = Consumer::connect(config).await?;
+//! consumer.assign(vec![TopicPartition::new("greetings", stored.partition)])?;
+//! consumer.seek(&TopicPartition::new("greetings", stored.partition), stored.offset)?;
+//! let records = consumer.poll(Duration::from_secs(5)).await?;
+//! assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Architecture invariant: only the private `grpc` module sees the generated prost types; the
+//! public API is domain types.
+
+mod admin;
+mod cluster;
+mod consumer;
+mod consumer_config;
+mod consumer_record;
+mod error;
+mod grpc;
+mod metadata;
+mod partitioner;
+mod producer;
+mod producer_config;
+mod producer_record;
+mod record_accumulator;
+mod retry;
+
+pub use admin::{
+    Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetSpec,
+};
+pub use consumer::Consumer;
+pub use consumer_config::{AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder};
+pub use consumer_record::ConsumerRecord;
+pub use error::{Error, Result};
+pub use grpc::ERROR_CODE_METADATA_KEY;
+pub use metadata::{BrokerNode, ClusterDescription, PartitionInfo, TopicDescription};
+pub use partitioner::{murmur2, partition_for_key};
+pub use producer::{DeliveryFuture, Producer};
+pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
+pub use producer_record::{ProducerRecord, RecordMetadata};
+pub use strata_common::{ErrorCode, TopicPartition};
+pub use strata_record::Header;

@@ -1,0 +1,235 @@
+//! The client's picture of the cluster: brokers, topics and who leads each partition.
+//!
+//! A [`MetadataSnapshot`] is immutable; refreshing builds a new one and swaps it in, so a reader
+//! never sees a half-updated view and never holds a lock across an await.
+
+use std::collections::BTreeMap;
+
+use strata_common::{ErrorCode, TopicPartition};
+
+use crate::error::{Error, Result};
+
+/// One broker of the cluster, as clients should reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerNode {
+    pub node_id: i32,
+    /// `host:port` the broker advertises to clients.
+    pub address: String,
+    /// A fenced broker is registered but must not lead partitions (it lost its controller lease).
+    pub fenced: bool,
+}
+
+/// One partition of a topic with its leadership and replication state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    /// `None` while no broker leads the partition (during an election).
+    pub leader: Option<i32>,
+    pub leader_epoch: i32,
+    /// Every broker that holds a replica, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The replicas caught up with the leader (in-sync replicas).
+    pub isr: Vec<i32>,
+}
+
+/// A topic and its partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    /// Sorted by partition number.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// The cluster's identity and membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDescription {
+    pub cluster_id: String,
+    /// The active controller, when one is elected.
+    pub controller_id: Option<i32>,
+    /// Sorted by node id.
+    pub brokers: Vec<BrokerNode>,
+}
+
+/// The leader of a partition and where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Leader {
+    pub node_id: i32,
+    pub address: String,
+}
+
+/// One answer to a Metadata request, possibly merged with earlier answers for other topics.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MetadataSnapshot {
+    pub cluster_id: String,
+    pub controller_id: Option<i32>,
+    pub brokers: BTreeMap<i32, BrokerNode>,
+    /// A topic the broker reported an error for (e.g. it does not exist) maps to that error.
+    pub topics: BTreeMap<String, Result<TopicDescription>>,
+}
+
+impl MetadataSnapshot {
+    /// A snapshot with this response's brokers and topics, keeping the topics of `self` that the
+    /// response does not mention (a request for some topics says nothing about the others).
+    /// When `all_topics` is set the response lists every topic, so topics missing from it are
+    /// dropped.
+    pub fn merged(&self, response: MetadataSnapshot, all_topics: bool) -> MetadataSnapshot {
+        let mut topics = if all_topics {
+            BTreeMap::new()
+        } else {
+            self.topics.clone()
+        };
+        topics.extend(response.topics);
+        MetadataSnapshot { topics, ..response }
+    }
+
+    pub fn topic(&self, topic: &str) -> Option<&Result<TopicDescription>> {
+        self.topics.get(topic)
+    }
+
+    /// The partition count of `topic`, when metadata knows the topic.
+    pub fn partition_count(&self, topic: &str) -> Option<Result<i32>> {
+        self.topics.get(topic).map(|description| {
+            description
+                .clone()
+                .map(|description| description.partitions.len() as i32)
+        })
+    }
+
+    /// The leader of a partition, or why there is none. `None` when the topic is not in this
+    /// snapshot at all, so the caller knows to ask the cluster.
+    pub fn leader(&self, topic_partition: &TopicPartition) -> Option<Result<Leader>> {
+        let description = match self.topics.get(&topic_partition.topic)? {
+            Ok(description) => description,
+            Err(error) => return Some(Err(error.clone())),
+        };
+        let Some(partition) = description
+            .partitions
+            .iter()
+            .find(|info| info.partition == topic_partition.partition)
+        else {
+            return Some(Err(Error::broker(
+                ErrorCode::UnknownTopicOrPartition,
+                format!(
+                    "topic '{}' has {} partitions; partition {} does not exist",
+                    topic_partition.topic,
+                    description.partitions.len(),
+                    topic_partition.partition
+                ),
+            )));
+        };
+        let no_leader = || {
+            Error::broker(
+                ErrorCode::LeaderNotAvailable,
+                format!("{topic_partition} has no leader at the moment"),
+            )
+        };
+        let Some(leader_id) = partition.leader else {
+            return Some(Err(no_leader()));
+        };
+        match self.brokers.get(&leader_id) {
+            Some(broker) => Some(Ok(Leader {
+                node_id: leader_id,
+                address: broker.address.clone(),
+            })),
+            // The leader is not among the brokers listed: the view is inconsistent, so treat it
+            // as an election in progress and let the caller refresh.
+            None => Some(Err(no_leader())),
+        }
+    }
+
+    pub fn description(&self) -> ClusterDescription {
+        ClusterDescription {
+            cluster_id: self.cluster_id.clone(),
+            controller_id: self.controller_id,
+            brokers: self.brokers.values().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(topic: &str, partitions: i32, leader: Option<i32>) -> MetadataSnapshot {
+        let mut brokers = BTreeMap::new();
+        brokers.insert(
+            1,
+            BrokerNode {
+                node_id: 1,
+                address: "h1:1".into(),
+                fenced: false,
+            },
+        );
+        let mut topics = BTreeMap::new();
+        topics.insert(
+            topic.to_string(),
+            Ok(TopicDescription {
+                name: topic.to_string(),
+                partitions: (0..partitions)
+                    .map(|partition| PartitionInfo {
+                        partition,
+                        leader,
+                        leader_epoch: 0,
+                        replicas: vec![1],
+                        isr: vec![1],
+                    })
+                    .collect(),
+            }),
+        );
+        MetadataSnapshot {
+            cluster_id: "c".into(),
+            controller_id: Some(1),
+            brokers,
+            topics,
+        }
+    }
+
+    #[test]
+    fn leader_lookup_distinguishes_missing_unknown_and_leaderless() {
+        let metadata = snapshot("t", 2, Some(1));
+        let leader = metadata
+            .leader(&TopicPartition::new("t", 1))
+            .expect("known")
+            .expect("led");
+        assert_eq!(
+            leader,
+            Leader {
+                node_id: 1,
+                address: "h1:1".into()
+            }
+        );
+        assert!(metadata.leader(&TopicPartition::new("other", 0)).is_none());
+        let error = metadata
+            .leader(&TopicPartition::new("t", 5))
+            .expect("known")
+            .unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::UnknownTopicOrPartition));
+
+        let leaderless = snapshot("t", 1, None);
+        let error = leaderless
+            .leader(&TopicPartition::new("t", 0))
+            .expect("known")
+            .unwrap_err();
+        assert_eq!(error.code(), Some(ErrorCode::LeaderNotAvailable));
+    }
+
+    #[test]
+    fn merging_keeps_topics_the_response_did_not_mention() {
+        let first = snapshot("a", 1, Some(1));
+        let merged = first.merged(snapshot("b", 2, Some(1)), false);
+        assert_eq!(
+            merged.partition_count("a").map(|count| count.ok()),
+            Some(Some(1))
+        );
+        assert_eq!(
+            merged.partition_count("b").map(|count| count.ok()),
+            Some(Some(2))
+        );
+        let replaced = merged.merged(snapshot("b", 3, Some(1)), true);
+        assert!(replaced.topic("a").is_none());
+        assert_eq!(
+            replaced.partition_count("b").map(|count| count.ok()),
+            Some(Some(3))
+        );
+    }
+}

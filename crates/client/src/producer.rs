@@ -1,0 +1,714 @@
+//! The producer: `send` buffers records per partition, a background sender task ships them in
+//! batches to each partition's leader.
+//!
+//! Data flow: [`Producer::send`] picks the partition, reserves buffer memory (waiting up to
+//! `max_block_ms` when the buffer is full: that is the producer's backpressure) and appends the
+//! record to the [`RecordAccumulator`]. The sender task wakes when a batch is full, when `linger`
+//! passes, on `flush` and on close; it groups ready partitions by leader and sends one
+//! `ProduceRequest` per leader, each in its own task. Responses resolve every record's
+//! [`DeliveryFuture`] with `base_offset + index`.
+//!
+//! Ordering: at most one batch per partition is in flight, and a retried batch goes back to the
+//! front of its partition's queue, so records of a partition are stored in `send` order even
+//! across retries. (A request that timed out on the client may still have been appended, so a
+//! retry can duplicate it; idempotent producing will close that gap.)
+//!
+//! Lifetime: the sender task runs until the producer is closed, explicitly with
+//! [`Producer::close`] or by dropping the last clone; either way it sends what is buffered first.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use strata_common::{Clock, ErrorCode, SystemClock, TopicPartition, validate_topic_name};
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::grpc;
+use crate::metadata::Leader;
+use crate::partitioner::Partitioner;
+use crate::producer_config::{Acks, ProducerConfig};
+use crate::producer_record::{ProducerRecord, RecordMetadata};
+use crate::record_accumulator::{
+    ProducerBatch, RecordAccumulator, RecordFields, record_size_upper_bound,
+    single_record_batch_size,
+};
+use crate::retry::Backoff;
+
+/// Sends records to Strata in batches. Cheap to clone: clones share one buffer and sender task.
+///
+/// ```no_run
+/// use strata_client::{Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn example() -> strata_client::Result<()> {
+/// let producer = Producer::connect(ProducerConfig::builder().bootstrap("127.0.0.1:7070").build()?).await?;
+/// // `send` returns once the record is buffered; the future resolves when the broker has it.
+/// let delivery = producer.send(ProducerRecord::new("orders", "42 widgets").key("customer-7")).await?;
+/// let metadata = delivery.await?;
+/// println!("stored at {}-{} offset {}", metadata.topic, metadata.partition, metadata.offset);
+/// producer.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<ProducerShared>,
+    /// Dropped with the last clone, which closes the producer.
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Producer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves to a record's [`RecordMetadata`] once the broker acknowledged it, or to the error
+/// that made the producer give up on it.
+#[derive(Debug)]
+#[must_use = "a record's delivery is only known by awaiting its DeliveryFuture"]
+pub struct DeliveryFuture {
+    receiver: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(context)
+            .map(|received| received.unwrap_or(Err(Error::ProducerClosed)))
+    }
+}
+
+/// The record's completion: its future's sender and what the metadata needs.
+struct Completion {
+    sender: oneshot::Sender<Result<RecordMetadata>>,
+    timestamp: i64,
+}
+
+struct ProducerState {
+    accumulator: RecordAccumulator<Completion>,
+    partitioner: Partitioner,
+    /// Topics this producer writes to, for metadata refreshes.
+    topics: BTreeSet<String>,
+    /// Ids of batches not yet acknowledged or failed; `flush` waits on the smallest.
+    incomplete: BTreeSet<u64>,
+    in_flight_requests: usize,
+    closed: bool,
+}
+
+struct ProducerShared {
+    config: ProducerConfig,
+    cluster: Arc<Cluster>,
+    state: Mutex<ProducerState>,
+    /// Wakes the sender task: a batch to send, a request finished, a flush, a close.
+    wake_sender: Notify,
+    /// Wakes `flush` callers when batches complete.
+    batches_completed: Notify,
+    /// Free buffer memory in bytes. Closed when the producer closes, which fails waiting sends.
+    buffer: Arc<Semaphore>,
+    sender_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct CloseOnDrop(Arc<ProducerShared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.begin_close();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the state consistent before anything that can panic, so a
+    // poisoned lock still guards usable data.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Producer {
+    /// Validates the configuration, fetches metadata from the bootstrap brokers and starts the
+    /// sender task. Must be called inside a Tokio runtime.
+    pub async fn connect(config: ProducerConfig) -> Result<Producer> {
+        let cluster = Cluster::connect(config.connection_settings()).await?;
+        let shared = Arc::new(ProducerShared {
+            cluster,
+            state: Mutex::new(ProducerState {
+                accumulator: RecordAccumulator::new(config.batch_size(), config.linger()),
+                partitioner: Partitioner::default(),
+                topics: BTreeSet::new(),
+                incomplete: BTreeSet::new(),
+                in_flight_requests: 0,
+                closed: false,
+            }),
+            wake_sender: Notify::new(),
+            batches_completed: Notify::new(),
+            buffer: Arc::new(Semaphore::new(config.buffer_memory())),
+            sender_task: Mutex::new(None),
+            config,
+        });
+        let task = tokio::spawn(run_sender(shared.clone()));
+        *lock(&shared.sender_task) = Some(task);
+        Ok(Producer {
+            _close_on_drop: Arc::new(CloseOnDrop(shared.clone())),
+            shared,
+        })
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// Buffers `record` for sending and returns a future for its acknowledgement.
+    ///
+    /// Waits up to `max_block_ms` for topic metadata and for buffer memory. Fails at once for a
+    /// record that can never be sent (bad topic name, partition out of range, too large).
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let deadline = tokio::time::Instant::now() + config.max_block();
+        if lock(&shared.state).closed {
+            return Err(Error::ProducerClosed);
+        }
+        validate_topic_name(&record.topic).map_err(Error::InvalidInput)?;
+        if let Some(partition) = record.partition
+            && partition < 0
+        {
+            return Err(Error::InvalidInput(format!(
+                "partition {partition} is negative"
+            )));
+        }
+        let size = record_size_upper_bound(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        if single_record_batch_size(size) > config.max_request_size() {
+            return Err(Error::RecordTooLarge {
+                size: single_record_batch_size(size),
+                max: config.max_request_size(),
+                limit: "max_request_size",
+            });
+        }
+        if size > config.buffer_memory() {
+            return Err(Error::RecordTooLarge {
+                size,
+                max: config.buffer_memory(),
+                limit: "buffer_memory",
+            });
+        }
+
+        let partition_count = self
+            .wait_for_partition_count(&record.topic, deadline)
+            .await?;
+        if let Some(partition) = record.partition
+            && partition >= partition_count
+        {
+            return Err(Error::InvalidInput(format!(
+                "partition {partition} does not exist: topic '{}' has {partition_count} partitions",
+                record.topic
+            )));
+        }
+
+        // The bound was checked against buffer_memory, which fits in u32 (see the builder).
+        let permits =
+            u32::try_from(size).expect("record size is below buffer_memory, which fits u32");
+        let waited_from = Instant::now();
+        match tokio::time::timeout_at(deadline, shared.buffer.clone().acquire_many_owned(permits))
+            .await
+        {
+            Ok(Ok(permit)) => permit.forget(),
+            Ok(Err(_closed)) => return Err(Error::ProducerClosed),
+            Err(_) => {
+                return Err(Error::timeout(
+                    format!(
+                        "waiting for {size} bytes of buffer memory (buffer_memory is {} bytes; the broker is not keeping up)",
+                        config.buffer_memory()
+                    ),
+                    waited_from.elapsed(),
+                ));
+            }
+        }
+
+        let timestamp = record.timestamp.unwrap_or_else(|| SystemClock.now_ms());
+        let (sender, receiver) = oneshot::channel();
+        let appended = {
+            let mut state = lock(&shared.state);
+            if state.closed {
+                drop(state);
+                shared.buffer.add_permits(size);
+                return Err(Error::ProducerClosed);
+            }
+            let partition = match record.partition {
+                Some(partition) => partition,
+                None => state.partitioner.partition(
+                    &record.topic,
+                    record.key.as_deref(),
+                    partition_count,
+                ),
+            };
+            let topic_partition = TopicPartition::new(record.topic.clone(), partition);
+            let fields = RecordFields {
+                timestamp,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: &record.headers,
+            };
+            let completion = Completion { sender, timestamp };
+            let appended = state.accumulator.append(
+                &topic_partition,
+                Instant::now(),
+                fields,
+                size,
+                completion,
+            );
+            if appended.new_batch {
+                state.incomplete.insert(appended.batch_id);
+            }
+            if appended.batch_closed {
+                state.partitioner.on_batch_closed(&record.topic, partition);
+            }
+            if !state.topics.contains(&record.topic) {
+                state.topics.insert(record.topic.clone());
+            }
+            appended
+        };
+        // Appending to an open batch changes nothing the sender is waiting for.
+        if appended.new_batch || appended.batch_closed {
+            shared.wake_sender.notify_one();
+        }
+        Ok(DeliveryFuture { receiver })
+    }
+
+    /// Waits until every record passed to `send` before this call is acknowledged or failed.
+    /// Sends buffered batches at once rather than after `linger_ms`.
+    ///
+    /// Errors only if that takes longer than `delivery_timeout_ms + request_timeout_ms`, which
+    /// means the sender task is stuck; each record's own outcome is in its [`DeliveryFuture`].
+    pub async fn flush(&self) -> Result<()> {
+        let shared = &self.shared;
+        let mark = {
+            let mut state = lock(&shared.state);
+            state.accumulator.begin_flush();
+            state.accumulator.next_batch_id()
+        };
+        let _flushing = FlushGuard(shared);
+        shared.wake_sender.notify_one();
+        let limit = shared.config.delivery_timeout() + shared.config.request_timeout();
+        let waiting = async {
+            // Every batch completes within the delivery timeout, so this ends.
+            loop {
+                let completed = shared.batches_completed.notified();
+                tokio::pin!(completed);
+                completed.as_mut().enable();
+                let done = lock(&shared.state)
+                    .incomplete
+                    .first()
+                    .is_none_or(|&oldest| oldest >= mark);
+                if done {
+                    return;
+                }
+                completed.await;
+            }
+        };
+        tokio::time::timeout(limit, waiting)
+            .await
+            .map_err(|_| Error::timeout("waiting for buffered records to be acknowledged", limit))
+    }
+
+    /// Stops accepting records, sends everything buffered and waits for the acknowledgements,
+    /// then stops the sender task. Affects every clone of this producer.
+    pub async fn close(&self) -> Result<()> {
+        self.shared.begin_close();
+        let task = lock(&self.shared.sender_task).take();
+        let Some(task) = task else { return Ok(()) };
+        let limit = self.shared.config.delivery_timeout() + self.shared.config.request_timeout();
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(join_error)) => Err(Error::broker(
+                ErrorCode::UnknownServerError,
+                format!("the producer's sender task failed: {join_error}"),
+            )),
+            Err(_) => {
+                // The sender task is stuck; fail what it still holds so no future hangs.
+                let error = Error::timeout("closing the producer", limit);
+                let mut state = lock(&self.shared.state);
+                for batch in state.accumulator.drain_all() {
+                    self.shared
+                        .finish_batch(&mut state, batch, Err(error.clone()));
+                }
+                drop(state);
+                self.shared.batches_completed.notify_waiters();
+                Err(error)
+            }
+        }
+    }
+
+    /// Looks the topic up, retrying while metadata says it does not exist (it may be being
+    /// created) or the cluster is unreachable, until `deadline`.
+    async fn wait_for_partition_count(
+        &self,
+        topic: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<i32> {
+        let config = &self.shared.config;
+        let started = Instant::now();
+        let mut backoff = Backoff::new(config.retry_backoff(), config.retry_backoff_max());
+        loop {
+            let attempt =
+                tokio::time::timeout_at(deadline, self.shared.cluster.partition_count(topic)).await;
+            let error = match attempt {
+                Ok(Ok(count)) if count > 0 => return Ok(count),
+                Ok(Ok(_)) => Error::broker(
+                    ErrorCode::LeaderNotAvailable,
+                    format!("topic '{topic}' has no partitions yet"),
+                ),
+                Ok(Err(error)) if error.is_retriable() => error,
+                Ok(Err(error)) => return Err(error),
+                Err(_) => Error::timeout(
+                    format!("waiting for metadata of topic '{topic}'"),
+                    started.elapsed(),
+                ),
+            };
+            let delay = backoff.next_delay();
+            if tokio::time::Instant::now() + delay >= deadline {
+                return Err(match error.code() {
+                    Some(ErrorCode::UnknownTopicOrPartition) => Error::broker(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!(
+                            "topic '{topic}' not present in metadata after {} ms",
+                            started.elapsed().as_millis()
+                        ),
+                    ),
+                    _ => error,
+                });
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+struct FlushGuard<'a>(&'a ProducerShared);
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).accumulator.end_flush();
+    }
+}
+
+impl ProducerShared {
+    fn begin_close(&self) {
+        {
+            let mut state = lock(&self.state);
+            state.closed = true;
+            state.accumulator.close();
+        }
+        // Sends waiting for memory fail now instead of after max_block_ms.
+        self.buffer.close();
+        self.wake_sender.notify_one();
+    }
+
+    /// Resolves a batch's records and returns its resources. The caller has already told the
+    /// accumulator the partition is free (or the batch never left it).
+    fn finish_batch(
+        &self,
+        state: &mut ProducerState,
+        batch: ProducerBatch<Completion>,
+        outcome: Result<(i64, Option<i64>)>,
+    ) {
+        self.settle(
+            state,
+            batch.id,
+            &batch.topic_partition,
+            batch.completions,
+            batch.reserved_bytes,
+            outcome,
+        );
+    }
+
+    /// Resolves `completions` with offsets from `base_offset` on, or with the error, and frees
+    /// their buffer memory. `outcome` is `(base_offset, log_append_time)`.
+    fn settle(
+        &self,
+        state: &mut ProducerState,
+        batch_id: u64,
+        topic_partition: &TopicPartition,
+        completions: Vec<Completion>,
+        reserved_bytes: usize,
+        outcome: Result<(i64, Option<i64>)>,
+    ) {
+        match outcome {
+            Ok((base_offset, log_append_time)) => {
+                for (index, completion) in completions.into_iter().enumerate() {
+                    let offset = if base_offset < 0 {
+                        -1
+                    } else {
+                        base_offset + index as i64
+                    };
+                    let metadata = RecordMetadata {
+                        topic: topic_partition.topic.clone(),
+                        partition: topic_partition.partition,
+                        offset,
+                        timestamp: log_append_time.unwrap_or(completion.timestamp),
+                    };
+                    // The caller may have dropped the future; nobody is left to tell then.
+                    let _ = completion.sender.send(Ok(metadata));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%topic_partition, %error, records = completions.len(), "batch failed");
+                for completion in completions {
+                    let _ = completion.sender.send(Err(error.clone()));
+                }
+            }
+        }
+        state.incomplete.remove(&batch_id);
+        self.buffer.add_permits(reserved_bytes);
+    }
+}
+
+/// The sender task: routes ready batches to leaders until the producer is closed and empty.
+async fn run_sender(shared: Arc<ProducerShared>) {
+    let config = shared.config.clone();
+    let mut last_refresh: Option<Instant> = None;
+    loop {
+        // Registered before the state is read, so a wake-up between the two is not lost.
+        let woken = shared.wake_sender.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+
+        let now = Instant::now();
+        let (readiness, next_expiry, topics, finished) = {
+            let mut state = lock(&shared.state);
+            let expired = state.accumulator.expire(now, config.delivery_timeout());
+            for batch in expired {
+                let error = Error::timeout(
+                    format!(
+                        "delivering {} records to {} ({} attempts)",
+                        batch.record_count(),
+                        batch.topic_partition,
+                        batch.attempts
+                    ),
+                    now.saturating_duration_since(batch.created),
+                );
+                shared.finish_batch(&mut state, batch, Err(error));
+            }
+            let finished =
+                state.closed && state.accumulator.is_empty() && state.in_flight_requests == 0;
+            (
+                state.accumulator.ready(now),
+                state.accumulator.next_expiry(config.delivery_timeout()),
+                state.topics.iter().cloned().collect::<Vec<_>>(),
+                finished,
+            )
+        };
+        shared.batches_completed.notify_waiters();
+        if finished {
+            break;
+        }
+
+        // Route each ready partition to its leader; partitions with no known leader wait for
+        // fresh metadata.
+        let mut by_leader: Vec<(Leader, Vec<TopicPartition>)> = Vec::new();
+        let mut leaderless = false;
+        for topic_partition in readiness.ready {
+            match shared.cluster.cached_leader(&topic_partition) {
+                Some(leader) => match by_leader
+                    .iter_mut()
+                    .find(|(known, _)| known.node_id == leader.node_id)
+                {
+                    Some((_, partitions)) => partitions.push(topic_partition),
+                    None => by_leader.push((leader, vec![topic_partition])),
+                },
+                None => leaderless = true,
+            }
+        }
+        let mut wake_at = [readiness.next_check, next_expiry]
+            .into_iter()
+            .flatten()
+            .min();
+        if leaderless {
+            let refresh_allowed_at = last_refresh.map(|at| at + config.retry_backoff());
+            if refresh_allowed_at.is_none_or(|at| at <= now) {
+                last_refresh = Some(now);
+                if let Err(error) = shared.cluster.refresh(&topics).await {
+                    tracing::debug!(%error, "producer metadata refresh failed");
+                }
+                // Route again with what was learned.
+                continue;
+            }
+            wake_at = [wake_at, refresh_allowed_at].into_iter().flatten().min();
+        }
+
+        for (leader, partitions) in by_leader {
+            let batches = {
+                let mut state = lock(&shared.state);
+                let mut batches = Vec::new();
+                let mut request_size = 0;
+                for topic_partition in partitions {
+                    let Some(size) = state.accumulator.oldest_size(&topic_partition) else {
+                        continue;
+                    };
+                    // Always send at least one batch, so an oversized one cannot stall forever.
+                    if !batches.is_empty() && request_size + size > config.max_request_size() {
+                        continue;
+                    }
+                    if let Some(batch) = state.accumulator.drain(&topic_partition) {
+                        request_size += size;
+                        state
+                            .partitioner
+                            .on_batch_closed(&topic_partition.topic, topic_partition.partition);
+                        batches.push(batch);
+                    }
+                }
+                if !batches.is_empty() {
+                    state.in_flight_requests += 1;
+                }
+                batches
+            };
+            if !batches.is_empty() {
+                tokio::spawn(send_batches(shared.clone(), leader, batches));
+                // Partitions skipped for size are still ready: look again right away.
+                wake_at = Some(now);
+            }
+        }
+
+        match wake_at {
+            Some(at) => {
+                tokio::select! {
+                    () = &mut woken => {}
+                    () = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+    tracing::debug!("producer sender task stopped");
+}
+
+/// Sends one `ProduceRequest` to `leader` and settles each batch: acknowledged, retried or failed.
+async fn send_batches(
+    shared: Arc<ProducerShared>,
+    leader: Leader,
+    mut batches: Vec<ProducerBatch<Completion>>,
+) {
+    let config = &shared.config;
+    let acks = config.acks();
+    let payload: Vec<(TopicPartition, Bytes)> = batches
+        .iter()
+        .map(|batch| (batch.topic_partition.clone(), batch.bytes()))
+        .collect();
+
+    if acks == Acks::None {
+        // acks=0: the records count as delivered once sent; nobody waits for the response.
+        let mut state = lock(&shared.state);
+        for batch in &mut batches {
+            let completions = std::mem::take(&mut batch.completions);
+            let reserved_bytes = std::mem::take(&mut batch.reserved_bytes);
+            shared.settle(
+                &mut state,
+                batch.id,
+                &batch.topic_partition,
+                completions,
+                reserved_bytes,
+                Ok((-1, None)),
+            );
+        }
+        drop(state);
+        shared.batches_completed.notify_waiters();
+    }
+
+    let result = match shared.cluster.connection(&leader.address).await {
+        Ok(connection) => {
+            grpc::produce(
+                &connection,
+                acks.as_i32(),
+                config.request_timeout(),
+                payload,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = &result {
+        let topics = batches
+            .iter()
+            .map(|batch| batch.topic_partition.topic.as_str());
+        shared.cluster.on_error(error, &leader.address, topics);
+    }
+
+    let now = Instant::now();
+    {
+        let mut state = lock(&shared.state);
+        state.in_flight_requests -= 1;
+        for batch in batches {
+            let topic_partition = batch.topic_partition.clone();
+            let outcome = match &result {
+                Err(error) => Err(error.clone()),
+                Ok(partitions) => partitions
+                    .iter()
+                    .find(|(answered, _)| *answered == topic_partition)
+                    .map(|(_, outcome)| outcome.clone())
+                    .unwrap_or_else(|| {
+                        Err(Error::broker(
+                            ErrorCode::UnknownServerError,
+                            format!("the produce response does not mention {topic_partition}"),
+                        ))
+                    }),
+            };
+            if let Err(error) = &outcome
+                && result.is_ok()
+            {
+                shared
+                    .cluster
+                    .on_error(error, &leader.address, [topic_partition.topic.as_str()]);
+            }
+            if acks == Acks::None {
+                // Already settled when sent; the response only frees the partition.
+                if let Err(error) = &outcome {
+                    tracing::debug!(%topic_partition, %error, "acks=0 produce failed");
+                }
+                state.accumulator.complete(&topic_partition);
+                continue;
+            }
+            match outcome {
+                Ok(produced) => {
+                    state.accumulator.complete(&topic_partition);
+                    shared.finish_batch(
+                        &mut state,
+                        batch,
+                        Ok((produced.base_offset, produced.log_append_time)),
+                    );
+                }
+                Err(error)
+                    if error.is_retriable()
+                        && batch.attempts <= config.retries()
+                        && now < batch.created + config.delivery_timeout() =>
+                {
+                    let failures = batch.attempts.saturating_sub(1);
+                    let delay = Backoff::delay_after(
+                        config.retry_backoff(),
+                        config.retry_backoff_max(),
+                        failures,
+                    );
+                    tracing::debug!(%topic_partition, %error, attempts = batch.attempts, ?delay, "retrying batch");
+                    state.accumulator.reenqueue(batch, now + delay);
+                }
+                Err(error) => {
+                    state.accumulator.complete(&topic_partition);
+                    shared.finish_batch(&mut state, batch, Err(error));
+                }
+            }
+        }
+    }
+    shared.wake_sender.notify_one();
+    shared.batches_completed.notify_waiters();
+}

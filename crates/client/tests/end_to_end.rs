@@ -1,0 +1,502 @@
+//! The client against a real broker started in this process on a loopback port.
+//!
+//! Every wait is on a condition (a delivery, a poll result) with a bounded deadline; nothing
+//! sleeps to synchronise.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use strata_client::{
+    Acks, Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Error,
+    ErrorCode, Header, NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+    RecordMetadata, TopicPartition,
+};
+use tempfile::TempDir;
+
+/// The longest any single step of these tests may take on a slow, loaded CI machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn start_broker(data_dir: &Path) -> Result<(BrokerHandle, String)> {
+    let config = BrokerConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        ..Default::default()
+    };
+    let handle = Broker::start(config).await.context("starting the broker")?;
+    let address = handle.local_addr().to_string();
+    Ok((handle, address))
+}
+
+async fn admin(bootstrap: &str) -> Result<Admin> {
+    Ok(Admin::connect(AdminConfig::builder().bootstrap(bootstrap).build()?).await?)
+}
+
+async fn producer(bootstrap: &str) -> Result<Producer> {
+    Ok(Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(bootstrap)
+            .linger_ms(1)
+            .build()?,
+    )
+    .await?)
+}
+
+async fn consumer(bootstrap: &str, reset: AutoOffsetReset) -> Result<Consumer> {
+    let config = ConsumerConfig::builder()
+        .bootstrap(bootstrap)
+        .auto_offset_reset(reset)
+        .fetch_max_wait_ms(200)
+        .build()?;
+    Ok(Consumer::connect(config).await?)
+}
+
+/// Polls until `count` records arrived or the step timeout passes.
+async fn poll_records(consumer: &mut Consumer, count: usize) -> Result<Vec<ConsumerRecord>> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut records = Vec::new();
+    while records.len() < count {
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {count} records arrived in time",
+            records.len()
+        );
+        records.extend(consumer.poll(Duration::from_millis(500)).await?);
+    }
+    Ok(records)
+}
+
+fn partitions(topic: &str, count: i32) -> Vec<TopicPartition> {
+    (0..count)
+        .map(|partition| TopicPartition::new(topic, partition))
+        .collect()
+}
+
+fn expect_code<T: std::fmt::Debug>(result: Result<T, Error>, code: ErrorCode) -> Result<Error> {
+    match result {
+        Err(error) if error.code() == Some(code) => Ok(error),
+        other => bail!("expected {code}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn produce_then_fetch_round_trips_keys_values_headers_and_timestamps() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let topic = "round-trip";
+    admin(&bootstrap)
+        .await?
+        .create_topic(NewTopic::new(topic, 3, 1))
+        .await?;
+
+    let producer = producer(&bootstrap).await?;
+    let base_timestamp = 1_700_000_000_000;
+    let mut sent = Vec::new();
+    let mut deliveries = Vec::new();
+    for index in 0..30i64 {
+        let record = ProducerRecord::new(topic, format!("value-{index}"))
+            .key(format!("key-{}", index % 5))
+            .headers(vec![
+                Header {
+                    key: "index".to_string(),
+                    value: Some(Bytes::from(index.to_string())),
+                },
+                Header {
+                    key: "no-value".to_string(),
+                    value: None,
+                },
+            ])
+            .timestamp(base_timestamp + index);
+        sent.push(record.clone());
+        deliveries.push(producer.send(record).await?);
+    }
+    let mut stored: Vec<RecordMetadata> = Vec::new();
+    for delivery in deliveries {
+        stored.push(tokio::time::timeout(STEP_TIMEOUT, delivery).await??);
+    }
+    producer.close().await?;
+
+    // Equal keys land on one partition; offsets within a partition are dense, in send order.
+    let mut partition_of_key: BTreeMap<Bytes, i32> = BTreeMap::new();
+    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for (record, metadata) in sent.iter().zip(&stored) {
+        let key = record.key.clone().context("every record has a key")?;
+        assert_eq!(
+            *partition_of_key.entry(key).or_insert(metadata.partition),
+            metadata.partition
+        );
+        let expected = next_offset.entry(metadata.partition).or_insert(0);
+        assert_eq!(metadata.offset, *expected, "offsets are dense");
+        *expected += 1;
+        assert_eq!(Some(metadata.timestamp), record.timestamp);
+    }
+
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    consumer.assign(partitions(topic, 3))?;
+    let received = poll_records(&mut consumer, sent.len()).await?;
+    assert_eq!(received.len(), sent.len());
+    for (record, metadata) in sent.iter().zip(&stored) {
+        let found = received
+            .iter()
+            .find(|candidate| {
+                candidate.partition == metadata.partition && candidate.offset == metadata.offset
+            })
+            .context("every stored record is fetched")?;
+        assert_eq!(found.topic, topic);
+        assert_eq!(found.key, record.key);
+        assert_eq!(found.value, record.value);
+        assert_eq!(found.headers, record.headers);
+        assert_eq!(Some(found.timestamp), record.timestamp);
+    }
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn replay_after_restart_from_the_start_the_middle_and_a_timestamp() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let topic = "replay";
+    let base_timestamp = 1_600_000_000_000i64;
+    {
+        let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+        admin(&bootstrap)
+            .await?
+            .create_topic(NewTopic::new(topic, 1, 1))
+            .await?;
+        let producer = producer(&bootstrap).await?;
+        let mut deliveries = Vec::new();
+        for index in 0..10i64 {
+            let record = ProducerRecord::new(topic, format!("event-{index}"))
+                .timestamp(base_timestamp + index * 1_000);
+            deliveries.push(producer.send(record).await?);
+        }
+        producer.flush().await?;
+        for delivery in deliveries {
+            delivery.await?;
+        }
+        producer.close().await?;
+        broker.shutdown().await;
+    }
+
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let tp = TopicPartition::new(topic, 0);
+    let values = |records: &[ConsumerRecord]| -> Vec<String> {
+        records
+            .iter()
+            .map(|record| {
+                String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
+            })
+            .collect()
+    };
+
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::None).await?;
+    consumer.assign(vec![tp.clone()])?;
+    consumer.seek(&tp, 0)?;
+    let all = poll_records(&mut consumer, 10).await?;
+    assert_eq!(
+        values(&all),
+        (0..10)
+            .map(|index| format!("event-{index}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        all.iter().map(|record| record.offset).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+
+    consumer.seek(&tp, 4)?;
+    let middle = poll_records(&mut consumer, 6).await?;
+    assert_eq!(middle.first().map(|record| record.offset), Some(4));
+    assert_eq!(middle.len(), 6);
+
+    // Between the 7th and 8th record's timestamps: starts at offset 7.
+    consumer
+        .seek_to_timestamp(std::slice::from_ref(&tp), base_timestamp + 6_500)
+        .await?;
+    assert_eq!(consumer.position(&tp).await?, 7);
+    let from_timestamp = poll_records(&mut consumer, 3).await?;
+    assert_eq!(from_timestamp[0].offset, 7);
+    assert_eq!(from_timestamp[0].timestamp, base_timestamp + 7_000);
+
+    // After the last record: the end of the log.
+    consumer
+        .seek_to_timestamp(std::slice::from_ref(&tp), base_timestamp + 1_000_000)
+        .await?;
+    assert_eq!(consumer.position(&tp).await?, 10);
+
+    let admin = admin(&bootstrap).await?;
+    assert_eq!(
+        admin
+            .list_offsets(&tp, OffsetSpec::Earliest)
+            .await?
+            .map(|found| found.offset),
+        Some(0)
+    );
+    assert_eq!(
+        admin
+            .list_offsets(&tp, OffsetSpec::Latest)
+            .await?
+            .map(|found| found.offset),
+        Some(10)
+    );
+    let found = admin
+        .list_offsets(&tp, OffsetSpec::Timestamp(base_timestamp + 6_500))
+        .await?;
+    assert_eq!(
+        found.map(|found| (found.offset, found.timestamp)),
+        Some((7, Some(base_timestamp + 7_000)))
+    );
+    assert_eq!(
+        admin
+            .list_offsets(&tp, OffsetSpec::Timestamp(base_timestamp + 1_000_000))
+            .await?,
+        None
+    );
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_long_poll_fetch_wakes_when_a_record_is_produced() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let topic = "long-poll";
+    admin(&bootstrap)
+        .await?
+        .create_topic(NewTopic::new(topic, 1, 1))
+        .await?;
+    let tp = TopicPartition::new(topic, 0);
+
+    // The broker may hold each fetch for 20 s; the record must arrive long before that.
+    let fetch_max_wait = Duration::from_secs(20);
+    let config = ConsumerConfig::builder()
+        .bootstrap(bootstrap.as_str())
+        .fetch_max_wait_ms(fetch_max_wait.as_millis() as u64)
+        .build()?;
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign(vec![tp.clone()])?;
+    consumer.seek_to_end(std::slice::from_ref(&tp)).await?;
+    // Connects and proves the partition is empty, so the next fetch is a parked long poll.
+    assert!(consumer.poll(Duration::ZERO).await?.is_empty());
+
+    let started = Instant::now();
+    let waiting = tokio::spawn(async move { consumer.poll(Duration::from_secs(60)).await });
+    let producer = producer(&bootstrap).await?;
+    let stored = producer
+        .send(ProducerRecord::new(topic, "wake up"))
+        .await?
+        .await?;
+    let records = tokio::time::timeout(STEP_TIMEOUT, waiting).await???;
+    let elapsed = started.elapsed();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].offset, stored.offset);
+    assert_eq!(records[0].value.as_deref(), Some(&b"wake up"[..]));
+    assert!(
+        elapsed < fetch_max_wait,
+        "the fetch waited {elapsed:?}, as if nothing woke it"
+    );
+    producer.close().await?;
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_topic_is_reported_by_every_client() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+
+    expect_code(
+        admin(&bootstrap).await?.describe_topic("missing").await,
+        ErrorCode::UnknownTopicOrPartition,
+    )?;
+
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    consumer.assign(vec![TopicPartition::new("missing", 0)])?;
+    expect_code(
+        consumer.poll(Duration::from_secs(5)).await,
+        ErrorCode::UnknownTopicOrPartition,
+    )?;
+
+    let config = ProducerConfig::builder()
+        .bootstrap(bootstrap.as_str())
+        .max_block_ms(500)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let error = expect_code(
+        producer.send(ProducerRecord::new("missing", "lost")).await,
+        ErrorCode::UnknownTopicOrPartition,
+    )?;
+    assert!(error.to_string().contains("missing"), "{error}");
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_offset_out_of_range_names_the_valid_range_or_resets() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let topic = "range";
+    admin(&bootstrap)
+        .await?
+        .create_topic(NewTopic::new(topic, 1, 1))
+        .await?;
+    let producer = producer(&bootstrap).await?;
+    for index in 0..3 {
+        producer
+            .send(ProducerRecord::new(topic, format!("{index}")))
+            .await?
+            .await?;
+    }
+    let tp = TopicPartition::new(topic, 0);
+
+    let mut strict = consumer(&bootstrap, AutoOffsetReset::None).await?;
+    strict.assign(vec![tp.clone()])?;
+    strict.seek(&tp, 100)?;
+    let error = expect_code(
+        strict.poll(Duration::from_secs(5)).await,
+        ErrorCode::OffsetOutOfRange,
+    )?;
+    // The client words the range from the response's log_start_offset and high_watermark when
+    // the broker fills them in; the broker's own message may state it too.
+    let message = error.to_string();
+    assert!(
+        message.contains("[0, 3]") || message.contains("0 to 3"),
+        "the valid range is named: {message}"
+    );
+
+    let mut resetting = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    resetting.assign(vec![tp.clone()])?;
+    resetting.seek(&tp, 100)?;
+    let records = poll_records(&mut resetting, 3).await?;
+    assert_eq!(records[0].offset, 0);
+    producer.close().await?;
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_topic_names_and_zero_partitions_are_refused() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let admin = admin(&bootstrap).await?;
+
+    expect_code(
+        admin.create_topic(NewTopic::new("bad name!", 1, 1)).await,
+        ErrorCode::InvalidTopicException,
+    )?;
+    expect_code(
+        admin.create_topic(NewTopic::new("zero", 0, 1)).await,
+        ErrorCode::InvalidPartitions,
+    )?;
+    expect_code(
+        admin.create_topic(NewTopic::new("no-replicas", 1, 0)).await,
+        ErrorCode::InvalidReplicationFactor,
+    )?;
+    assert!(!admin.list_topics().await?.contains(&"zero".to_string()));
+
+    // The producer refuses a bad name itself, before any request.
+    let producer = producer(&bootstrap).await?;
+    let result = producer.send(ProducerRecord::new("bad name!", "x")).await;
+    assert!(matches!(result, Err(Error::InvalidInput(_))), "{result:?}");
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn topics_can_be_created_described_configured_and_deleted() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let admin = admin(&bootstrap).await?;
+    admin
+        .create_topic(NewTopic::new("lifecycle", 2, 1).config("retention.ms", "3600000"))
+        .await?;
+    expect_code(
+        admin.create_topic(NewTopic::new("lifecycle", 2, 1)).await,
+        ErrorCode::TopicAlreadyExists,
+    )?;
+    assert!(
+        admin
+            .list_topics()
+            .await?
+            .contains(&"lifecycle".to_string())
+    );
+
+    let description = admin.describe_topic("lifecycle").await?;
+    assert_eq!(description.partitions.len(), 2);
+    for partition in &description.partitions {
+        let leader = partition.leader.context("every partition has a leader")?;
+        assert_eq!(partition.replicas, vec![leader]);
+        assert_eq!(partition.isr, vec![leader]);
+    }
+    let cluster = admin.describe_cluster().await?;
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.brokers[0].address, bootstrap);
+
+    let retention = |entries: &[strata_client::ConfigEntry]| {
+        entries
+            .iter()
+            .find(|entry| entry.name == "retention.ms")
+            .map(|entry| (entry.value.clone(), entry.is_default))
+    };
+    let configs = admin.describe_configs("lifecycle").await?;
+    assert_eq!(retention(&configs), Some(("3600000".to_string(), false)));
+    let set = BTreeMap::from([("retention.ms".to_string(), "7200000".to_string())]);
+    admin.alter_configs("lifecycle", &set, &[]).await?;
+    assert_eq!(
+        retention(&admin.describe_configs("lifecycle").await?),
+        Some(("7200000".to_string(), false))
+    );
+    admin
+        .alter_configs("lifecycle", &BTreeMap::new(), &["retention.ms".to_string()])
+        .await?;
+    assert_eq!(
+        retention(&admin.describe_configs("lifecycle").await?).map(|(_, is_default)| is_default),
+        Some(true)
+    );
+
+    admin.delete_topic("lifecycle").await?;
+    assert!(
+        !admin
+            .list_topics()
+            .await?
+            .contains(&"lifecycle".to_string())
+    );
+    expect_code(
+        admin.delete_topic("lifecycle").await,
+        ErrorCode::UnknownTopicOrPartition,
+    )?;
+    broker.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn acks_zero_does_not_wait_for_offsets() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    admin(&bootstrap)
+        .await?
+        .create_topic(NewTopic::new("fire-and-forget", 1, 1))
+        .await?;
+    let config = ProducerConfig::builder()
+        .bootstrap(bootstrap.as_str())
+        .acks(Acks::None)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let stored = producer
+        .send(ProducerRecord::new("fire-and-forget", "x"))
+        .await?
+        .await?;
+    assert_eq!(stored.offset, -1);
+    producer.close().await?;
+
+    // The record still arrives.
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    consumer.assign(vec![TopicPartition::new("fire-and-forget", 0)])?;
+    let records = poll_records(&mut consumer, 1).await?;
+    assert_eq!(records[0].value.as_deref(), Some(&b"x"[..]));
+    broker.shutdown().await;
+    Ok(())
+}

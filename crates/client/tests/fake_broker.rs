@@ -1,0 +1,1036 @@
+//! The client against a small in-memory broker served over real gRPC on loopback.
+//!
+//! The fake speaks the wire protocol as `proto/strata.proto` describes it, keeps each partition's
+//! batches in memory, and lets a test inject errors and hold produce responses. That exercises
+//! the producer's batching, retries, ordering and backpressure and the consumer's long-polling
+//! without the real broker, and pins down what the client expects of a broker.
+//!
+//! Every wait is on a condition with a bounded deadline; nothing sleeps to synchronise.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use strata_client::{
+    Acks, Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, Error, ErrorCode,
+    NewTopic, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
+use strata_common::validate_topic_name;
+use strata_proto::v1 as wire;
+use strata_proto::v1::admin_server::{Admin as AdminService, AdminServer};
+use strata_proto::v1::broker_server::{Broker as BrokerService, BrokerServer};
+use strata_record::{BatchIter, RecordBatch};
+use tokio::sync::{Notify, Semaphore};
+use tonic::{Request, Response, Status};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct PartitionLog {
+    /// (base_offset, next_offset, bytes) per stored batch.
+    batches: Vec<(i64, i64, Bytes)>,
+    next_offset: i64,
+}
+
+#[derive(Default)]
+struct FakeState {
+    topics: BTreeMap<String, Vec<PartitionLog>>,
+    configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Errors the next produce of a partition gets instead of an append, in order.
+    produce_faults: VecDeque<(TopicPartition, ErrorCode)>,
+    /// Per produce request: the partitions it carried.
+    produce_requests: Vec<Vec<TopicPartition>>,
+    metadata_requests: usize,
+}
+
+#[derive(Clone)]
+struct FakeBroker {
+    address: String,
+    state: Arc<Mutex<FakeState>>,
+    appended: Arc<Notify>,
+    /// Each produce response waits for one permit: a test holds responses by emptying it.
+    produce_gate: Arc<Semaphore>,
+}
+
+impl FakeBroker {
+    fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state
+            .lock()
+            .expect("no test thread panicked while holding the fake's state")
+    }
+
+    fn create(&self, name: &str, partitions: usize) {
+        let mut state = self.state();
+        state.topics.insert(
+            name.to_string(),
+            (0..partitions).map(|_| PartitionLog::default()).collect(),
+        );
+    }
+
+    fn values(&self, topic: &str, partition: usize) -> Vec<String> {
+        let state = self.state();
+        let mut values = Vec::new();
+        for (_, _, bytes) in &state.topics[topic][partition].batches {
+            for batch in BatchIter::new(bytes.clone()) {
+                let batch = batch.expect("stored batches are valid");
+                for record in batch.records() {
+                    let record = record.expect("stored records are valid");
+                    values.push(
+                        String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+        values
+    }
+
+    fn read(&self, request: &wire::FetchRequest) -> (wire::FetchResponse, usize) {
+        let state = self.state();
+        let mut total = 0;
+        let mut partitions = Vec::new();
+        for wanted in &request.partitions {
+            let mut response = wire::FetchPartitionResponse {
+                topic: wanted.topic.clone(),
+                partition: wanted.partition,
+                high_watermark: -1,
+                log_start_offset: -1,
+                last_stable_offset: -1,
+                ..Default::default()
+            };
+            let Some(log) = state
+                .topics
+                .get(&wanted.topic)
+                .and_then(|logs| logs.get(wanted.partition as usize))
+            else {
+                response.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                response.error_message =
+                    format!("unknown partition {}-{}", wanted.topic, wanted.partition);
+                partitions.push(response);
+                continue;
+            };
+            response.high_watermark = log.next_offset;
+            response.log_start_offset = 0;
+            response.last_stable_offset = log.next_offset;
+            if wanted.fetch_offset < 0 || wanted.fetch_offset > log.next_offset {
+                response.error_code = ErrorCode::OffsetOutOfRange.code();
+                response.error_message =
+                    format!("fetch offset {} is outside the log", wanted.fetch_offset);
+                partitions.push(response);
+                continue;
+            }
+            let mut records = BytesMut::new();
+            for (_, next, bytes) in &log.batches {
+                if *next <= wanted.fetch_offset {
+                    continue;
+                }
+                if !records.is_empty()
+                    && records.len() + bytes.len() > wanted.partition_max_bytes as usize
+                {
+                    break;
+                }
+                records.extend_from_slice(bytes);
+            }
+            total += records.len();
+            response.records = records.freeze();
+            partitions.push(response);
+        }
+        (wire::FetchResponse { partitions }, total)
+    }
+}
+
+#[tonic::async_trait]
+impl BrokerService for FakeBroker {
+    async fn produce(
+        &self,
+        request: Request<wire::ProduceRequest>,
+    ) -> Result<Response<wire::ProduceResponse>, Status> {
+        let request = request.into_inner();
+        let permit = self
+            .produce_gate
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        permit.forget();
+        let mut responses = Vec::new();
+        {
+            let mut state = self.state();
+            state.produce_requests.push(
+                request
+                    .partitions
+                    .iter()
+                    .map(|part| TopicPartition::new(part.topic.clone(), part.partition))
+                    .collect(),
+            );
+            for part in request.partitions {
+                let topic_partition = TopicPartition::new(part.topic.clone(), part.partition);
+                let mut response = wire::PartitionProduceResponse {
+                    topic: part.topic.clone(),
+                    partition: part.partition,
+                    base_offset: -1,
+                    log_append_time: -1,
+                    ..Default::default()
+                };
+                if let Some(index) = state
+                    .produce_faults
+                    .iter()
+                    .position(|(faulty, _)| *faulty == topic_partition)
+                {
+                    let (_, code) = state
+                        .produce_faults
+                        .remove(index)
+                        .expect("the index was just found");
+                    response.error_code = code.code();
+                    response.error_message = format!("injected {}", code.name());
+                    responses.push(response);
+                    continue;
+                }
+                let Some(log) = state
+                    .topics
+                    .get_mut(&part.topic)
+                    .and_then(|logs| logs.get_mut(part.partition as usize))
+                else {
+                    response.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                    responses.push(response);
+                    continue;
+                };
+                response.base_offset = log.next_offset;
+                for batch in BatchIter::new(part.records) {
+                    let batch =
+                        batch.map_err(|error| Status::invalid_argument(error.to_string()))?;
+                    batch
+                        .validate(usize::MAX)
+                        .map_err(|error| Status::invalid_argument(error.to_string()))?;
+                    let mut bytes = batch.as_bytes().to_vec();
+                    RecordBatch::set_base_offset(&mut bytes, log.next_offset);
+                    let next = log.next_offset + i64::from(batch.record_count());
+                    log.batches
+                        .push((log.next_offset, next, Bytes::from(bytes)));
+                    log.next_offset = next;
+                }
+                responses.push(response);
+            }
+        }
+        self.appended.notify_waiters();
+        Ok(Response::new(wire::ProduceResponse {
+            partitions: responses,
+        }))
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<wire::FetchRequest>,
+    ) -> Result<Response<wire::FetchResponse>, Status> {
+        let request = request.into_inner();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let (response, bytes) = self.read(&request);
+            let has_error = response
+                .partitions
+                .iter()
+                .any(|partition| partition.error_code != 0);
+            if bytes >= request.min_bytes.max(0) as usize
+                || has_error
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(Response::new(response));
+            }
+            tokio::select! {
+                () = &mut appended => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    type FetchStreamStream =
+        Pin<Box<dyn Stream<Item = Result<wire::FetchResponse, Status>> + Send>>;
+
+    async fn fetch_stream(
+        &self,
+        _request: Request<tonic::Streaming<wire::FetchStreamRequest>>,
+    ) -> Result<Response<Self::FetchStreamStream>, Status> {
+        Err(Status::unimplemented("the fake broker has no FetchStream"))
+    }
+
+    async fn init_producer_id(
+        &self,
+        _request: Request<wire::InitProducerIdRequest>,
+    ) -> Result<Response<wire::InitProducerIdResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake broker has no idempotent producers",
+        ))
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<wire::ListOffsetsRequest>,
+    ) -> Result<Response<wire::ListOffsetsResponse>, Status> {
+        let state = self.state();
+        let mut partitions = Vec::new();
+        for wanted in request.into_inner().partitions {
+            let mut response = wire::ListOffsetsPartitionResponse {
+                topic: wanted.topic.clone(),
+                partition: wanted.partition,
+                timestamp: -1,
+                offset: -1,
+                ..Default::default()
+            };
+            let Some(log) = state
+                .topics
+                .get(&wanted.topic)
+                .and_then(|logs| logs.get(wanted.partition as usize))
+            else {
+                response.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                partitions.push(response);
+                continue;
+            };
+            match wanted.timestamp {
+                -2 => response.offset = 0,
+                -1 => response.offset = log.next_offset,
+                timestamp => {
+                    let found = log
+                        .batches
+                        .iter()
+                        .flat_map(|(_, _, bytes)| BatchIter::new(bytes.clone()))
+                        .filter_map(Result::ok)
+                        .flat_map(|batch| {
+                            batch.records().filter_map(Result::ok).collect::<Vec<_>>()
+                        })
+                        .find(|record| record.timestamp >= timestamp);
+                    if let Some(record) = found {
+                        response.offset = record.offset;
+                        response.timestamp = record.timestamp;
+                    }
+                }
+            }
+            partitions.push(response);
+        }
+        Ok(Response::new(wire::ListOffsetsResponse { partitions }))
+    }
+
+    async fn metadata(
+        &self,
+        request: Request<wire::MetadataRequest>,
+    ) -> Result<Response<wire::MetadataResponse>, Status> {
+        let mut state = self.state();
+        state.metadata_requests += 1;
+        let wanted = request.into_inner().topics;
+        let names: Vec<String> = if wanted.is_empty() {
+            state.topics.keys().cloned().collect()
+        } else {
+            wanted
+        };
+        let topics = names
+            .into_iter()
+            .map(|name| match state.topics.get(&name) {
+                Some(logs) => wire::TopicMetadata {
+                    name,
+                    partitions: (0..logs.len() as i32)
+                        .map(|partition| wire::PartitionMetadata {
+                            partition,
+                            leader_id: 1,
+                            replicas: vec![1],
+                            isr: vec![1],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                None => wire::TopicMetadata {
+                    error_message: format!("topic '{name}' does not exist"),
+                    name,
+                    error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                    partitions: Vec::new(),
+                },
+            })
+            .collect();
+        Ok(Response::new(wire::MetadataResponse {
+            cluster_id: "fake-cluster".to_string(),
+            controller_id: 1,
+            brokers: vec![wire::BrokerMetadata {
+                node_id: 1,
+                address: self.address.clone(),
+                fenced: false,
+            }],
+            topics,
+        }))
+    }
+}
+
+fn topic_result(name: &str, code: ErrorCode, message: &str) -> wire::TopicResult {
+    wire::TopicResult {
+        name: name.to_string(),
+        error_code: code.code(),
+        error_message: message.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for FakeBroker {
+    async fn create_topics(
+        &self,
+        request: Request<wire::CreateTopicsRequest>,
+    ) -> Result<Response<wire::CreateTopicsResponse>, Status> {
+        let mut results = Vec::new();
+        for topic in request.into_inner().topics {
+            if topic.name == "reject-whole-request" {
+                // A whole-request failure: the code travels in the status metadata.
+                let mut status = Status::invalid_argument("the request is malformed");
+                status.metadata_mut().insert(
+                    strata_client::ERROR_CODE_METADATA_KEY,
+                    ErrorCode::InvalidRequest
+                        .code()
+                        .to_string()
+                        .parse()
+                        .expect("digits are valid metadata"),
+                );
+                return Err(status);
+            }
+            let result = if let Err(reason) = validate_topic_name(&topic.name) {
+                topic_result(&topic.name, ErrorCode::InvalidTopicException, &reason)
+            } else if topic.num_partitions <= 0 {
+                topic_result(
+                    &topic.name,
+                    ErrorCode::InvalidPartitions,
+                    "partitions must be positive",
+                )
+            } else if topic.replication_factor != 1 {
+                topic_result(
+                    &topic.name,
+                    ErrorCode::InvalidReplicationFactor,
+                    "one broker",
+                )
+            } else if self.state().topics.contains_key(&topic.name) {
+                topic_result(&topic.name, ErrorCode::TopicAlreadyExists, "exists")
+            } else {
+                self.create(&topic.name, topic.num_partitions as usize);
+                self.state()
+                    .configs
+                    .insert(topic.name.clone(), topic.configs.into_iter().collect());
+                topic_result(&topic.name, ErrorCode::None, "")
+            };
+            results.push(result);
+        }
+        Ok(Response::new(wire::CreateTopicsResponse {
+            topics: results,
+        }))
+    }
+
+    async fn delete_topics(
+        &self,
+        request: Request<wire::DeleteTopicsRequest>,
+    ) -> Result<Response<wire::DeleteTopicsResponse>, Status> {
+        let mut state = self.state();
+        let topics = request
+            .into_inner()
+            .names
+            .into_iter()
+            .map(|name| match state.topics.remove(&name) {
+                Some(_) => topic_result(&name, ErrorCode::None, ""),
+                None => topic_result(&name, ErrorCode::UnknownTopicOrPartition, "no such topic"),
+            })
+            .collect();
+        Ok(Response::new(wire::DeleteTopicsResponse { topics }))
+    }
+
+    async fn describe_configs(
+        &self,
+        request: Request<wire::DescribeConfigsRequest>,
+    ) -> Result<Response<wire::DescribeConfigsResponse>, Status> {
+        let state = self.state();
+        let topics = request
+            .into_inner()
+            .topics
+            .into_iter()
+            .map(|name| {
+                let Some(configs) = state.configs.get(&name) else {
+                    return wire::TopicConfigs {
+                        name,
+                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                        ..Default::default()
+                    };
+                };
+                let mut entries: Vec<wire::ConfigEntry> = configs
+                    .iter()
+                    .map(|(key, value)| wire::ConfigEntry {
+                        name: key.clone(),
+                        value: value.clone(),
+                        is_default: false,
+                    })
+                    .collect();
+                if !configs.contains_key("retention.ms") {
+                    entries.push(wire::ConfigEntry {
+                        name: "retention.ms".to_string(),
+                        value: "604800000".to_string(),
+                        is_default: true,
+                    });
+                }
+                wire::TopicConfigs {
+                    name,
+                    entries,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(Response::new(wire::DescribeConfigsResponse { topics }))
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<wire::AlterConfigsRequest>,
+    ) -> Result<Response<wire::AlterConfigsResponse>, Status> {
+        let mut state = self.state();
+        let topics = request
+            .into_inner()
+            .topics
+            .into_iter()
+            .map(|topic| match state.configs.get_mut(&topic.name) {
+                Some(configs) => {
+                    configs.extend(topic.set);
+                    for key in &topic.delete {
+                        configs.remove(key);
+                    }
+                    topic_result(&topic.name, ErrorCode::None, "")
+                }
+                None => topic_result(
+                    &topic.name,
+                    ErrorCode::UnknownTopicOrPartition,
+                    "no such topic",
+                ),
+            })
+            .collect();
+        Ok(Response::new(wire::AlterConfigsResponse { topics }))
+    }
+}
+
+/// Serves a fake broker on a free loopback port for the rest of the test's runtime.
+async fn start_fake() -> Result<FakeBroker> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let fake = FakeBroker {
+        address,
+        state: Arc::default(),
+        appended: Arc::new(Notify::new()),
+        produce_gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(BrokerServer::new(fake.clone()))
+        .add_service(AdminServer::new(fake.clone()))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(async move {
+        if let Err(error) = server.await {
+            eprintln!("fake broker stopped: {error}");
+        }
+    });
+    Ok(fake)
+}
+
+fn producer_config(fake: &FakeBroker) -> strata_client::ProducerConfigBuilder {
+    ProducerConfig::builder()
+        .bootstrap(fake.address.as_str())
+        .retry_backoff_ms(10)
+        .retry_backoff_max_ms(50)
+}
+
+fn consumer_config(fake: &FakeBroker) -> strata_client::ConsumerConfigBuilder {
+    ConsumerConfig::builder()
+        .bootstrap(fake.address.as_str())
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+}
+
+#[tokio::test]
+async fn records_are_batched_per_partition_and_partitions_share_requests() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("batched", 3);
+    let producer = Producer::connect(producer_config(&fake).linger_ms(200).build()?).await?;
+    let mut deliveries = Vec::new();
+    for index in 0..30 {
+        let record =
+            ProducerRecord::new("batched", format!("v{index}")).key(format!("k{}", index % 6));
+        deliveries.push(producer.send(record).await?);
+    }
+    let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for delivery in deliveries {
+        let stored = tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+        per_partition
+            .entry(stored.partition)
+            .or_default()
+            .push(stored.offset);
+    }
+    for offsets in per_partition.values() {
+        assert_eq!(
+            *offsets,
+            (0..offsets.len() as i64).collect::<Vec<_>>(),
+            "dense offsets in send order"
+        );
+    }
+    let requests = fake.state().produce_requests.clone();
+    assert!(
+        requests.len() < 30,
+        "{} requests for 30 records: no batching",
+        requests.len()
+    );
+    assert!(
+        requests.iter().any(|partitions| partitions.len() > 1),
+        "partitions led by the same broker share a request: {requests:?}"
+    );
+    for partitions in &requests {
+        let mut unique = partitions.clone();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            partitions.len(),
+            "one batch per partition per request"
+        );
+    }
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn retriable_errors_are_retried_without_reordering() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("ordered", 1);
+    let tp = TopicPartition::new("ordered", 0);
+    {
+        let mut state = fake.state();
+        state
+            .produce_faults
+            .push_back((tp.clone(), ErrorCode::NotLeaderOrFollower));
+        state
+            .produce_faults
+            .push_back((tp.clone(), ErrorCode::LeaderNotAvailable));
+    }
+    // Tiny batches, so several are queued behind the failing one.
+    let config = producer_config(&fake)
+        .batch_size(100)
+        .linger_ms(0)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let metadata_requests_before = fake.state().metadata_requests;
+    let mut deliveries = Vec::new();
+    for index in 0..20 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("ordered", format!("{index:02}")).partition(0))
+                .await?,
+        );
+    }
+    for (index, delivery) in deliveries.into_iter().enumerate() {
+        let stored = tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+        assert_eq!(stored.offset, index as i64);
+    }
+    let expected: Vec<String> = (0..20).map(|index| format!("{index:02}")).collect();
+    assert_eq!(fake.values("ordered", 0), expected);
+    assert!(
+        fake.state().produce_faults.is_empty(),
+        "both injected errors were hit"
+    );
+    assert!(
+        fake.state().metadata_requests > metadata_requests_before,
+        "NOT_LEADER refreshes metadata"
+    );
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_non_retriable_error_fails_the_batch_records() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("refused", 1);
+    fake.state().produce_faults.push_back((
+        TopicPartition::new("refused", 0),
+        ErrorCode::MessageTooLarge,
+    ));
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    let delivery = producer.send(ProducerRecord::new("refused", "x")).await?;
+    let result = tokio::time::timeout(STEP_TIMEOUT, delivery).await?;
+    match result {
+        Err(error) => {
+            assert_eq!(error.code(), Some(ErrorCode::MessageTooLarge));
+            assert!(!error.is_retriable());
+        }
+        Ok(stored) => bail!("expected MESSAGE_TOO_LARGE, the record was stored at {stored:?}"),
+    }
+    // The partition is usable again afterwards.
+    let stored = producer
+        .send(ProducerRecord::new("refused", "y"))
+        .await?
+        .await?;
+    assert_eq!(stored.offset, 0);
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_full_buffer_blocks_send_then_times_out() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("slow", 1);
+    // Hold every produce response: nothing frees buffer memory until the gate opens.
+    let permits = fake.produce_gate.available_permits();
+    fake.produce_gate.forget_permits(permits);
+    let config = producer_config(&fake)
+        .buffer_memory(2_000)
+        .linger_ms(0)
+        .max_block_ms(300)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let mut deliveries = Vec::new();
+    let started = Instant::now();
+    let error = loop {
+        ensure!(deliveries.len() < 100, "2000 bytes of buffer never filled");
+        match producer
+            .send(ProducerRecord::new("slow", vec![0u8; 300]))
+            .await
+        {
+            Ok(delivery) => deliveries.push(delivery),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "send waited max_block_ms before failing"
+    );
+    assert!(!deliveries.is_empty());
+
+    fake.produce_gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    for delivery in deliveries {
+        tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+    }
+    // Memory is free again.
+    producer
+        .send(ProducerRecord::new("slow", vec![0u8; 300]))
+        .await?
+        .await?;
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn flush_sends_lingering_records_at_once() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("lingering", 1);
+    let config = producer_config(&fake)
+        .linger_ms(3_600_000)
+        .delivery_timeout_ms(4_000_000)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let delivery = producer.send(ProducerRecord::new("lingering", "x")).await?;
+    tokio::time::timeout(STEP_TIMEOUT, producer.flush()).await??;
+    // Flush returned, so the delivery is already settled.
+    let stored =
+        futures::FutureExt::now_or_never(delivery).context("flush waited for the delivery")??;
+    assert_eq!(stored.offset, 0);
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn acks_zero_resolves_with_offset_minus_one() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("fire", 1);
+    let producer = Producer::connect(producer_config(&fake).acks(Acks::None).build()?).await?;
+    let stored = tokio::time::timeout(
+        STEP_TIMEOUT,
+        producer.send(ProducerRecord::new("fire", "x")).await?,
+    )
+    .await??;
+    assert_eq!(stored.offset, -1);
+    producer.close().await?;
+    assert_eq!(fake.values("fire", 0), vec!["x".to_string()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn closing_rejects_new_records_and_delivers_buffered_ones() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("closing", 1);
+    let config = producer_config(&fake)
+        .linger_ms(3_600_000)
+        .delivery_timeout_ms(4_000_000)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let delivery = producer
+        .send(ProducerRecord::new("closing", "last"))
+        .await?;
+    tokio::time::timeout(STEP_TIMEOUT, producer.close()).await??;
+    assert_eq!(delivery.await?.offset, 0);
+    assert!(matches!(
+        producer.send(ProducerRecord::new("closing", "late")).await,
+        Err(Error::ProducerClosed)
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn poll_is_bounded_by_max_poll_records_and_stream_tails() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("polled", 1);
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    let mut deliveries = Vec::new();
+    for index in 0..12 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("polled", format!("{index}")).partition(0))
+                .await?,
+        );
+    }
+    producer.flush().await?;
+    for delivery in deliveries {
+        delivery.await?;
+    }
+
+    let mut consumer =
+        Consumer::connect(consumer_config(&fake).max_poll_records(5).build()?).await?;
+    let tp = TopicPartition::new("polled", 0);
+    consumer.assign(vec![tp.clone()])?;
+    let mut sizes = Vec::new();
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while offsets.len() < 12 {
+        ensure!(Instant::now() < deadline, "records missing: {offsets:?}");
+        let records = consumer.poll(Duration::from_millis(500)).await?;
+        if !records.is_empty() {
+            sizes.push(records.len());
+        }
+        offsets.extend(records.iter().map(|record| record.offset));
+    }
+    assert!(sizes.iter().all(|&size| size <= 5), "{sizes:?}");
+    assert_eq!(offsets, (0..12).collect::<Vec<i64>>());
+    assert_eq!(consumer.position(&tp).await?, 12);
+
+    // The stream waits for the next record.
+    let mut stream = std::pin::pin!(consumer.stream());
+    let tail = producer
+        .send(ProducerRecord::new("polled", "tail").partition(0))
+        .await?;
+    let next = tokio::time::timeout(STEP_TIMEOUT, stream.next())
+        .await?
+        .context("the stream ended")??;
+    assert_eq!(next.offset, 12);
+    assert_eq!(next.value.as_deref(), Some(&b"tail"[..]));
+    assert_eq!(tail.await?.offset, 12);
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn long_poll_returns_as_soon_as_a_record_arrives() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("waiting", 1);
+    let fetch_max_wait = Duration::from_secs(30);
+    let config = consumer_config(&fake)
+        .fetch_max_wait_ms(fetch_max_wait.as_millis() as u64)
+        .build()?;
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign(vec![TopicPartition::new("waiting", 0)])?;
+    assert!(consumer.poll(Duration::ZERO).await?.is_empty());
+    let started = Instant::now();
+    let waiting = tokio::spawn(async move { consumer.poll(Duration::from_secs(60)).await });
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    producer
+        .send(ProducerRecord::new("waiting", "now"))
+        .await?
+        .await?;
+    let records = tokio::time::timeout(STEP_TIMEOUT, waiting).await???;
+    assert_eq!(records.len(), 1);
+    assert!(started.elapsed() < fetch_max_wait);
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn seeks_resolve_through_list_offsets() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("seeking", 1);
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    for index in 0..5i64 {
+        let record =
+            ProducerRecord::new("seeking", format!("{index}")).timestamp(10_000 + index * 100);
+        producer.send(record).await?.await?;
+    }
+    let tp = TopicPartition::new("seeking", 0);
+    let mut consumer = Consumer::connect(
+        consumer_config(&fake)
+            .auto_offset_reset(AutoOffsetReset::Latest)
+            .build()?,
+    )
+    .await?;
+    consumer.assign(vec![tp.clone()])?;
+    assert_eq!(consumer.position(&tp).await?, 5, "latest reset");
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await?;
+    assert_eq!(consumer.position(&tp).await?, 0);
+    consumer
+        .seek_to_timestamp(std::slice::from_ref(&tp), 10_250)
+        .await?;
+    assert_eq!(consumer.position(&tp).await?, 3);
+    consumer
+        .seek_to_timestamp(std::slice::from_ref(&tp), 99_999)
+        .await?;
+    assert_eq!(
+        consumer.position(&tp).await?,
+        5,
+        "no record after the timestamp: the end"
+    );
+    consumer.seek(&tp, 2)?;
+    let records = consumer.poll(Duration::from_secs(5)).await?;
+    assert_eq!(records.first().map(|record| record.offset), Some(2));
+
+    let other = TopicPartition::new("seeking", 7);
+    assert!(matches!(
+        consumer.seek(&other, 0),
+        Err(Error::NotAssigned(_))
+    ));
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn out_of_range_without_reset_is_an_error_with_the_range() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("ranged", 1);
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    for index in 0..3 {
+        producer
+            .send(ProducerRecord::new("ranged", format!("{index}")))
+            .await?
+            .await?;
+    }
+    let tp = TopicPartition::new("ranged", 0);
+    let mut consumer = Consumer::connect(
+        consumer_config(&fake)
+            .auto_offset_reset(AutoOffsetReset::None)
+            .build()?,
+    )
+    .await?;
+    consumer.assign(vec![tp.clone()])?;
+    assert!(matches!(
+        consumer.poll(Duration::from_secs(1)).await,
+        Err(Error::NoOffsetForPartition(_))
+    ));
+    consumer.seek(&tp, 50)?;
+    let error = consumer
+        .poll(Duration::from_secs(5))
+        .await
+        .expect_err("out of range");
+    assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
+    assert!(
+        error.to_string().contains("valid range is [0, 3]"),
+        "{error}"
+    );
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_reports_body_errors_and_whole_request_failures() -> Result<()> {
+    let fake = start_fake().await?;
+    let admin = Admin::connect(
+        AdminConfig::builder()
+            .bootstrap(fake.address.as_str())
+            .build()?,
+    )
+    .await?;
+    admin
+        .create_topic(NewTopic::new("managed", 2, 1).config("retention.ms", "1000"))
+        .await?;
+    assert_eq!(admin.list_topics().await?, vec!["managed".to_string()]);
+    let description = admin.describe_topic("managed").await?;
+    assert_eq!(description.partitions.len(), 2);
+    assert_eq!(description.partitions[1].leader, Some(1));
+
+    let error = admin
+        .create_topic(NewTopic::new("managed", 2, 1))
+        .await
+        .expect_err("exists");
+    assert_eq!(error.code(), Some(ErrorCode::TopicAlreadyExists));
+    let error = admin
+        .create_topic(NewTopic::new("zero", 0, 1))
+        .await
+        .expect_err("zero partitions");
+    assert_eq!(error.code(), Some(ErrorCode::InvalidPartitions));
+    let error = admin
+        .create_topic(NewTopic::new("bad name", 1, 1))
+        .await
+        .expect_err("bad name");
+    assert_eq!(error.code(), Some(ErrorCode::InvalidTopicException));
+    let error = admin
+        .create_topic(NewTopic::new("reject-whole-request", 1, 1))
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        error.code(),
+        Some(ErrorCode::InvalidRequest),
+        "decoded from strata-error-code: {error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "INVALID_REQUEST (42): the request is malformed"
+    );
+    let error = admin.describe_topic("absent").await.expect_err("absent");
+    assert_eq!(error.code(), Some(ErrorCode::UnknownTopicOrPartition));
+
+    let configs = admin.describe_configs("managed").await?;
+    assert!(
+        configs.iter().any(|entry| entry.name == "retention.ms"
+            && entry.value == "1000"
+            && !entry.is_default)
+    );
+    admin
+        .alter_configs("managed", &BTreeMap::new(), &["retention.ms".to_string()])
+        .await?;
+    let configs = admin.describe_configs("managed").await?;
+    assert!(
+        configs
+            .iter()
+            .any(|entry| entry.name == "retention.ms" && entry.is_default)
+    );
+
+    let cluster = admin.describe_cluster().await?;
+    assert_eq!(cluster.cluster_id, "fake-cluster");
+    assert_eq!(cluster.controller_id, Some(1));
+    assert_eq!(cluster.brokers[0].address, fake.address);
+
+    let tp = TopicPartition::new("managed", 0);
+    let latest = admin
+        .list_offsets(&tp, strata_client::OffsetSpec::Latest)
+        .await?;
+    assert_eq!(latest.map(|found| found.offset), Some(0));
+    admin.delete_topic("managed").await?;
+    assert!(admin.list_topics().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_bootstrap_fails_cleanly() -> Result<()> {
+    // Bind and drop a listener to get a port nothing listens on.
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.local_addr()?.to_string()
+    };
+    let config = AdminConfig::builder()
+        .bootstrap(address.as_str())
+        .connect_timeout_ms(2_000)
+        .build()?;
+    let error = Admin::connect(config)
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        matches!(&error, Error::Transport { .. } | Error::Timeout { .. }),
+        "{error:?}"
+    );
+    assert!(error.is_retriable());
+    assert!(error.to_string().contains(&address), "{error}");
+    Ok(())
+}
