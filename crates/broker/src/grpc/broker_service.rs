@@ -77,7 +77,15 @@ impl BrokerState {
                         records,
                     }
                 }
-                Err(error) => fetch_error(&request.topic, request.partition, error),
+                Err(error) => {
+                    let mut response = fetch_error(&request.topic, request.partition, error);
+                    // As Kafka does, tell a consumer that asked out of range where the range is.
+                    if let Ok(partition) = self.replicas.partition(&request.topic, request.partition) {
+                        response.high_watermark = partition.high_watermark();
+                        response.log_start_offset = partition.log().log_start_offset();
+                    }
+                    response
+                }
             });
         }
         responses
