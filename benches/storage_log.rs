@@ -26,7 +26,8 @@ const RECORDS_PER_BATCH: usize = 1000;
 /// Full size only under `cargo bench` (which passes `--bench`); `cargo test --all-targets` and
 /// `-- --test` run every benchmark once on small inputs.
 fn quick() -> bool {
-    !std::env::args().any(|argument| argument == "--bench") || std::env::args().any(|argument| argument == "--test")
+    !std::env::args().any(|argument| argument == "--bench")
+        || std::env::args().any(|argument| argument == "--test")
 }
 
 fn sample_batch() -> Bytes {
@@ -34,17 +35,30 @@ fn sample_batch() -> Bytes {
     let value = vec![b'x'; RECORD_BYTES];
     for index in 0..RECORDS_PER_BATCH {
         let key = format!("key-{index}");
-        builder.push(1_700_000_000_000 + index as i64, Some(key.as_bytes()), Some(&value), &[]);
+        builder.push(
+            1_700_000_000_000 + index as i64,
+            Some(key.as_bytes()),
+            Some(&value),
+            &[],
+        );
     }
     builder.build().into_bytes()
 }
 
 fn bench_config() -> LogConfig {
-    LogConfig { segment_bytes: 256 << 20, retention_ms: None, segment_ms: None, max_message_bytes: 4 << 20, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 256 << 20,
+        retention_ms: None,
+        segment_ms: None,
+        max_message_bytes: 4 << 20,
+        ..LogConfig::default()
+    }
 }
 
 fn open_log(directory: &std::path::Path) -> Log {
-    Log::open(directory, bench_config(), Arc::new(SystemClock)).expect("open bench log").0
+    Log::open(directory, bench_config(), Arc::new(SystemClock))
+        .expect("open bench log")
+        .0
 }
 
 /// Fills a log with `bytes` of batches; returns it and its record count.
@@ -65,8 +79,12 @@ fn bench_append(criterion: &mut Criterion) {
     group.throughput(Throughput::Bytes(batch.len() as u64));
     // What validation alone costs of an append: CRC-32C plus walking every record.
     let view = strata_record::RecordBatch::new(batch.clone()).expect("valid batch");
-    group.bench_function("validate-only", |bencher| bencher.iter(|| view.validate(usize::MAX).expect("valid")));
-    group.bench_function("crc-only", |bencher| bencher.iter(|| view.verify_crc().expect("valid")));
+    group.bench_function("validate-only", |bencher| {
+        bencher.iter(|| view.validate(usize::MAX).expect("valid"))
+    });
+    group.bench_function("crc-only", |bencher| {
+        bencher.iter(|| view.verify_crc().expect("valid"))
+    });
     group.bench_function("1KiB-records-x1000", |bencher| {
         bencher.iter_custom(|iterations| {
             let directory = tempfile::tempdir().expect("tempdir");
@@ -96,8 +114,13 @@ fn bench_reads(criterion: &mut Criterion) {
             while offset < end {
                 let read = log.read(offset, 1 << 20, None).expect("read");
                 // Read every byte, as a consumer or a socket write would.
-                total = read.records.chunks_exact(8).fold(total, |sum, word| sum.wrapping_add(u64::from_ne_bytes(word.try_into().expect("eight bytes"))));
-                let last = strata_record::BatchIter::new(read.records).last().expect("a batch").expect("whole");
+                total = read.records.chunks_exact(8).fold(total, |sum, word| {
+                    sum.wrapping_add(u64::from_ne_bytes(word.try_into().expect("eight bytes")))
+                });
+                let last = strata_record::BatchIter::new(read.records)
+                    .last()
+                    .expect("a batch")
+                    .expect("whole");
                 offset = last.next_offset();
             }
             total

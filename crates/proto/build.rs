@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files: Vec<String> = std::fs::read_dir(proto_dir)?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "proto"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "proto")
+        })
         .map(|path| path.display().to_string())
         .collect();
     files.sort();

@@ -9,12 +9,23 @@ use std::process::Command;
 fn dependencies() -> HashMap<String, Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
-    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
     metadata["packages"]
         .as_array()
         .expect("packages")
@@ -26,7 +37,12 @@ fn dependencies() -> HashMap<String, Vec<String>> {
                 .expect("dependencies")
                 .iter()
                 .filter(|dependency| dependency["kind"].is_null())
-                .map(|dependency| dependency["name"].as_str().expect("dependency name").to_string())
+                .map(|dependency| {
+                    dependency["name"]
+                        .as_str()
+                        .expect("dependency name")
+                        .to_string()
+                })
                 .collect();
             (name, dependencies)
         })
@@ -34,9 +50,14 @@ fn dependencies() -> HashMap<String, Vec<String>> {
 }
 
 fn assert_free_of(dependencies: &HashMap<String, Vec<String>>, package: &str, forbidden: &[&str]) {
-    let Some(actual) = dependencies.get(package) else { return };
+    let Some(actual) = dependencies.get(package) else {
+        return;
+    };
     for name in forbidden {
-        assert!(!actual.iter().any(|dependency| dependency == name), "{package} must not depend on {name} (see ARCHITECTURE.md)");
+        assert!(
+            !actual.iter().any(|dependency| dependency == name),
+            "{package} must not depend on {name} (see ARCHITECTURE.md)"
+        );
     }
 }
 
@@ -46,7 +67,17 @@ fn storage_knows_nothing_of_networking_raft_or_groups() {
     assert_free_of(
         &dependencies,
         "strata-storage",
-        &["tokio", "tonic", "prost", "openraft", "strata-proto", "strata-broker", "strata-client", "strata-controller", "strata-coordinator"],
+        &[
+            "tokio",
+            "tonic",
+            "prost",
+            "openraft",
+            "strata-proto",
+            "strata-broker",
+            "strata-client",
+            "strata-controller",
+            "strata-coordinator",
+        ],
     );
 }
 
@@ -54,14 +85,35 @@ fn storage_knows_nothing_of_networking_raft_or_groups() {
 fn the_record_format_and_common_types_do_no_io() {
     let dependencies = dependencies();
     for package in ["strata-common", "strata-record"] {
-        assert_free_of(&dependencies, package, &["tokio", "tonic", "prost", "memmap2", "strata-storage", "strata-proto"]);
+        assert_free_of(
+            &dependencies,
+            package,
+            &[
+                "tokio",
+                "tonic",
+                "prost",
+                "memmap2",
+                "strata-storage",
+                "strata-proto",
+            ],
+        );
     }
 }
 
 #[test]
 fn the_client_never_depends_on_server_crates() {
     let dependencies = dependencies();
-    assert_free_of(&dependencies, "strata-client", &["strata-broker", "strata-storage", "strata-controller", "strata-coordinator", "openraft"]);
+    assert_free_of(
+        &dependencies,
+        "strata-client",
+        &[
+            "strata-broker",
+            "strata-storage",
+            "strata-controller",
+            "strata-coordinator",
+            "openraft",
+        ],
+    );
 }
 
 #[test]
@@ -69,10 +121,18 @@ fn only_the_proto_crate_compiles_protobuf_and_only_the_controller_sees_raft() {
     let dependencies = dependencies();
     for (package, actual) in &dependencies {
         if package != "strata-proto" {
-            assert!(!actual.iter().any(|dependency| dependency == "prost" || dependency == "tonic-prost"), "{package} must reach prost types only through strata-proto");
+            assert!(
+                !actual
+                    .iter()
+                    .any(|dependency| dependency == "prost" || dependency == "tonic-prost"),
+                "{package} must reach prost types only through strata-proto"
+            );
         }
         if package != "strata-controller" {
-            assert!(!actual.iter().any(|dependency| dependency == "openraft"), "{package} must not import openraft; it stays behind strata-controller");
+            assert!(
+                !actual.iter().any(|dependency| dependency == "openraft"),
+                "{package} must not import openraft; it stays behind strata-controller"
+            );
         }
     }
 }

@@ -12,11 +12,17 @@ pub struct PartitionError {
 
 impl PartitionError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> PartitionError {
-        PartitionError { code, message: message.into() }
+        PartitionError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unknown_topic_or_partition(topic: &str, partition: i32) -> PartitionError {
-        PartitionError::new(ErrorCode::UnknownTopicOrPartition, format!("this server does not host topic-partition {topic}-{partition}"))
+        PartitionError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("this server does not host topic-partition {topic}-{partition}"),
+        )
     }
 }
 
@@ -32,7 +38,11 @@ pub enum BrokerError {
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("{operation} {path}: {source}")]
-    Io { operation: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        operation: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Startup(String),
 }

@@ -37,18 +37,42 @@ pub struct LeaderState {
 impl LeaderState {
     /// Starts leading: followers are assumed to be at the high watermark until they fetch, so a
     /// new leader never moves the high watermark backwards.
-    pub fn new(leader_id: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32], leader_log_end_offset: i64, high_watermark: i64, now_ms: i64) -> LeaderState {
+    pub fn new(
+        leader_id: i32,
+        leader_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+        leader_log_end_offset: i64,
+        high_watermark: i64,
+        now_ms: i64,
+    ) -> LeaderState {
         let high_watermark = high_watermark.min(leader_log_end_offset);
         let followers = replicas
             .iter()
             .filter(|&&replica| replica != leader_id)
             .map(|&replica| {
-                (replica, FollowerState { log_end_offset: high_watermark, last_caught_up_ms: now_ms, previous_fetch_leader_log_end_offset: -1, previous_fetch_ms: now_ms })
+                (
+                    replica,
+                    FollowerState {
+                        log_end_offset: high_watermark,
+                        last_caught_up_ms: now_ms,
+                        previous_fetch_leader_log_end_offset: -1,
+                        previous_fetch_ms: now_ms,
+                    },
+                )
             })
             .collect();
         let mut isr: BTreeSet<i32> = isr.iter().copied().collect();
         isr.insert(leader_id);
-        LeaderState { leader_id, leader_epoch, epoch_start_offset: leader_log_end_offset, isr, pending_isr: None, followers, high_watermark }
+        LeaderState {
+            leader_id,
+            leader_epoch,
+            epoch_start_offset: leader_log_end_offset,
+            isr,
+            pending_isr: None,
+            followers,
+            high_watermark,
+        }
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -78,7 +102,11 @@ impl LeaderState {
             .maximal_isr()
             .iter()
             .filter(|&&replica| replica != self.leader_id)
-            .filter_map(|replica| self.followers.get(replica).map(|follower| follower.log_end_offset))
+            .filter_map(|replica| {
+                self.followers
+                    .get(replica)
+                    .map(|follower| follower.log_end_offset)
+            })
             .fold(leader_log_end_offset, i64::min);
         if lowest > self.high_watermark {
             self.high_watermark = lowest;
@@ -90,13 +118,21 @@ impl LeaderState {
 
     /// A follower fetched from `fetch_offset`: it has every offset below it. Returns whether the
     /// high watermark advanced. A fetch from a replica that is not assigned is ignored.
-    pub fn on_follower_fetch(&mut self, follower: i32, fetch_offset: i64, leader_log_end_offset: i64, now_ms: i64) -> bool {
+    pub fn on_follower_fetch(
+        &mut self,
+        follower: i32,
+        fetch_offset: i64,
+        leader_log_end_offset: i64,
+        now_ms: i64,
+    ) -> bool {
         let Some(state) = self.followers.get_mut(&follower) else {
             return false;
         };
         if fetch_offset >= leader_log_end_offset {
             state.last_caught_up_ms = now_ms;
-        } else if fetch_offset >= state.previous_fetch_leader_log_end_offset && state.previous_fetch_leader_log_end_offset >= 0 {
+        } else if fetch_offset >= state.previous_fetch_leader_log_end_offset
+            && state.previous_fetch_leader_log_end_offset >= 0
+        {
             state.last_caught_up_ms = state.last_caught_up_ms.max(state.previous_fetch_ms);
         }
         state.log_end_offset = fetch_offset.min(leader_log_end_offset);
@@ -107,7 +143,11 @@ impl LeaderState {
 
     /// Followers in the ISR that have not caught up for `replica_lag_time_max_ms`: the ISR to
     /// propose without them, if any and if no change is in flight.
-    pub fn propose_shrink(&self, now_ms: i64, replica_lag_time_max_ms: i64) -> Option<BTreeSet<i32>> {
+    pub fn propose_shrink(
+        &self,
+        now_ms: i64,
+        replica_lag_time_max_ms: i64,
+    ) -> Option<BTreeSet<i32>> {
         if self.pending_isr.is_some() {
             return None;
         }
@@ -115,13 +155,23 @@ impl LeaderState {
             .isr
             .iter()
             .filter(|&&replica| replica != self.leader_id)
-            .filter(|replica| self.followers.get(replica).is_some_and(|state| now_ms - state.last_caught_up_ms > replica_lag_time_max_ms))
+            .filter(|replica| {
+                self.followers
+                    .get(replica)
+                    .is_some_and(|state| now_ms - state.last_caught_up_ms > replica_lag_time_max_ms)
+            })
             .copied()
             .collect();
         if lagging.is_empty() {
             return None;
         }
-        Some(self.isr.iter().copied().filter(|replica| !lagging.contains(replica)).collect())
+        Some(
+            self.isr
+                .iter()
+                .copied()
+                .filter(|replica| !lagging.contains(replica))
+                .collect(),
+        )
     }
 
     /// Followers outside the ISR that have caught up to the high watermark and this leader's
@@ -133,7 +183,11 @@ impl LeaderState {
         let caught_up: Vec<i32> = self
             .followers
             .iter()
-            .filter(|(replica, state)| !self.isr.contains(replica) && state.log_end_offset >= self.high_watermark && state.log_end_offset >= self.epoch_start_offset)
+            .filter(|(replica, state)| {
+                !self.isr.contains(replica)
+                    && state.log_end_offset >= self.high_watermark
+                    && state.log_end_offset >= self.epoch_start_offset
+            })
             .map(|(&replica, _)| replica)
             .collect();
         if caught_up.is_empty() {
@@ -150,7 +204,11 @@ impl LeaderState {
     }
 
     /// The controller committed (or rejected, with `None`) the pending change.
-    pub fn on_isr_committed(&mut self, committed: Option<BTreeSet<i32>>, leader_log_end_offset: i64) -> bool {
+    pub fn on_isr_committed(
+        &mut self,
+        committed: Option<BTreeSet<i32>>,
+        leader_log_end_offset: i64,
+    ) -> bool {
         self.pending_isr = None;
         if let Some(mut isr) = committed {
             isr.insert(self.leader_id);
@@ -172,7 +230,10 @@ mod tests {
     fn high_watermark_is_the_lowest_log_end_offset_in_the_isr() {
         let mut leader = state();
         assert_eq!(leader.high_watermark(), 90);
-        assert!(!leader.on_follower_fetch(2, 100, 100, 10), "follower 3 is still at 90");
+        assert!(
+            !leader.on_follower_fetch(2, 100, 100, 10),
+            "follower 3 is still at 90"
+        );
         assert!(leader.on_follower_fetch(3, 95, 100, 10));
         assert_eq!(leader.high_watermark(), 95);
         assert!(leader.on_follower_fetch(3, 100, 100, 20));
@@ -197,10 +258,16 @@ mod tests {
         leader.on_follower_fetch(3, 90, 100, 1_000);
         assert_eq!(leader.propose_shrink(20_000, 30_000), None);
         leader.on_follower_fetch(2, 100, 100, 39_000);
-        let proposed = leader.propose_shrink(40_000, 30_000).expect("3 has lagged for 40 s");
+        let proposed = leader
+            .propose_shrink(40_000, 30_000)
+            .expect("3 has lagged for 40 s");
         assert_eq!(proposed, BTreeSet::from([1, 2]));
         leader.on_isr_proposed(proposed.clone());
-        assert_eq!(leader.propose_shrink(50_000, 30_000), None, "one change at a time");
+        assert_eq!(
+            leader.propose_shrink(50_000, 30_000),
+            None,
+            "one change at a time"
+        );
         leader.on_isr_committed(Some(proposed), 100);
         // Without 3 the high watermark follows 2 alone.
         assert_eq!(leader.high_watermark(), 100);

@@ -9,8 +9,8 @@
 //! storage layer gets a `Clock`), and only `grpc` sees prost types.
 
 pub mod error;
-pub mod leader_state;
 mod grpc;
+pub mod leader_state;
 pub mod metadata;
 mod replica_fetcher;
 pub mod replica_manager;
@@ -27,8 +27,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_common::{Clock, SystemClock, TopicPartition};
-use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::replication_v1::replication_server::ReplicationServer;
+use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::v1::broker_server::BrokerServer;
 use strata_storage::LogManager;
 use tokio::sync::oneshot;
@@ -114,11 +114,16 @@ impl BrokerHandle {
         for task in self.background.drain(..) {
             task.abort();
         }
-        if let Err(error) = self.replicas.write_high_watermark_checkpoint(&self.data_dir) {
+        if let Err(error) = self
+            .replicas
+            .write_high_watermark_checkpoint(&self.data_dir)
+        {
             warn!(%error, "could not checkpoint high watermarks at shutdown");
         }
         for partition in self.replicas.partitions() {
-            let _ = self.replicas.remove_partition(partition.topic_partition(), false);
+            let _ = self
+                .replicas
+                .remove_partition(partition.topic_partition(), false);
         }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -133,7 +138,9 @@ impl BrokerHandle {
         let logs = self.logs.clone();
         match tokio::task::spawn_blocking(move || logs.close_all()).await {
             Ok(Ok(())) => info!("logs closed cleanly"),
-            Ok(Err(error)) => warn!(%error, "logs did not close cleanly; the next start will recover them"),
+            Ok(Err(error)) => {
+                warn!(%error, "logs did not close cleanly; the next start will recover them")
+            }
             Err(error) => warn!(%error, "closing logs failed"),
         }
     }
@@ -143,16 +150,20 @@ impl BrokerHandle {
         let interrupted = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(terminate) => terminate,
-                Err(error) => {
-                    warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
-                    let _ = interrupted.await;
-                    self.stop().await;
-                    return;
-                }
-            };
-            let server = self.server.as_mut().expect("a running broker has a server task");
+            let mut terminate =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(terminate) => terminate,
+                    Err(error) => {
+                        warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
+                        let _ = interrupted.await;
+                        self.stop().await;
+                        return;
+                    }
+                };
+            let server = self
+                .server
+                .as_mut()
+                .expect("a running broker has a server task");
             tokio::select! {
                 _ = interrupted => info!("received SIGINT; shutting down"),
                 _ = terminate.recv() => info!("received SIGTERM; shutting down"),
@@ -177,36 +188,75 @@ impl Broker {
         Broker::start_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    pub async fn start_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, BrokerError> {
+    pub async fn start_with_clock(
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<BrokerHandle, BrokerError> {
         if config.voters.len() > 1 {
             return Err(BrokerError::Startup(
                 "multi-node clusters (--voters) need the Raft controller, which this build does not have yet; start a single node without --voters".to_string(),
             ));
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io { operation: "create data directory", path: config.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
+            operation: "create data directory",
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let metadata = LocalMetadata::open(&config.data_dir, config.node_id)?;
         let logs = LogManager::new(&config.data_dir.join("logs"), clock.clone())?;
-        let replicas = Arc::new(ReplicaManager::new(config.node_id, logs.clone(), clock, config.replication.clone(), ReplicaManager::read_high_watermark_checkpoint(&config.data_dir)));
+        let replicas = Arc::new(ReplicaManager::new(
+            config.node_id,
+            logs.clone(),
+            clock,
+            config.replication.clone(),
+            ReplicaManager::read_high_watermark_checkpoint(&config.data_dir),
+        ));
         for topic in metadata.topics() {
-            let topic_config = TopicConfig::resolve(&topic.configs).map_err(|error| BrokerError::Startup(format!("topic '{}': {error}", topic.name)))?;
+            let topic_config = TopicConfig::resolve(&topic.configs).map_err(|error| {
+                BrokerError::Startup(format!("topic '{}': {error}", topic.name))
+            })?;
             for partition in 0..topic.partitions {
-                replicas.become_leader(TopicPartition::new(&topic.name, partition), &topic_config, 0)?;
+                replicas.become_leader(
+                    TopicPartition::new(&topic.name, partition),
+                    &topic_config,
+                    0,
+                )?;
             }
         }
         logs.start_maintenance(config.log_maintenance_interval);
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| BrokerError::Io { operation: "bind", path: PathBuf::from(config.listen.to_string()), source })?;
-        let local_addr = listener.local_addr().map_err(|source| BrokerError::Io { operation: "bind", path: PathBuf::from(config.listen.to_string()), source })?;
-        let advertised_address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
-        let state = Arc::new(BrokerState { node_id: config.node_id, advertised_address, metadata, replicas });
+            .map_err(|source| BrokerError::Io {
+                operation: "bind",
+                path: PathBuf::from(config.listen.to_string()),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| BrokerError::Io {
+            operation: "bind",
+            path: PathBuf::from(config.listen.to_string()),
+            source,
+        })?;
+        let advertised_address = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+        let state = Arc::new(BrokerState {
+            node_id: config.node_id,
+            advertised_address,
+            metadata,
+            replicas,
+        });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let broker_service = BrokerServer::new(grpc::BrokerService::new(state.clone())).max_decoding_message_size(MAX_REQUEST_BYTES).max_encoding_message_size(usize::MAX);
+        let broker_service = BrokerServer::new(grpc::BrokerService::new(state.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(usize::MAX);
         let admin_service = AdminServer::new(grpc::AdminService::new(state.clone()));
-        let replication_service = ReplicationServer::new(grpc::ReplicationService::new(state.clone())).max_encoding_message_size(usize::MAX);
+        let replication_service =
+            ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
+                .max_encoding_message_size(usize::MAX);
         let server = Server::builder()
             // Large windows let one stream carry a fetch or produce of megabytes without
             // waiting for window updates on every 64 KiB.
@@ -220,7 +270,8 @@ impl Broker {
                 let _ = shutdown_signal.await;
             });
         let server = tokio::spawn(server);
-        let isr_interval = Duration::from_millis((config.replication.replica_lag_time_max_ms / 4).max(50) as u64);
+        let isr_interval =
+            Duration::from_millis((config.replication.replica_lag_time_max_ms / 4).max(50) as u64);
         let isr_maintenance = {
             let replicas = state.replicas.clone();
             tokio::spawn(async move {
@@ -239,15 +290,29 @@ impl Broker {
                 loop {
                     ticks.tick().await;
                     let (replicas, data_dir) = (replicas.clone(), data_dir.clone());
-                    match tokio::task::spawn_blocking(move || replicas.write_high_watermark_checkpoint(&data_dir)).await {
+                    match tokio::task::spawn_blocking(move || {
+                        replicas.write_high_watermark_checkpoint(&data_dir)
+                    })
+                    .await
+                    {
                         Ok(Ok(())) => {}
-                        Ok(Err(error)) => warn!(%error, "could not checkpoint high watermarks; will retry"),
+                        Ok(Err(error)) => {
+                            warn!(%error, "could not checkpoint high watermarks; will retry")
+                        }
                         Err(error) => warn!(%error, "high-watermark checkpoint task failed"),
                     }
                 }
             })
         };
         info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
-        Ok(BrokerHandle { local_addr, replicas: state.replicas.clone(), background: vec![isr_maintenance, high_watermark_checkpoints], data_dir: config.data_dir.clone(), shutdown: Some(shutdown), server: Some(server), logs })
+        Ok(BrokerHandle {
+            local_addr,
+            replicas: state.replicas.clone(),
+            background: vec![isr_maintenance, high_watermark_checkpoints],
+            data_dir: config.data_dir.clone(),
+            shutdown: Some(shutdown),
+            server: Some(server),
+            logs,
+        })
     }
 }

@@ -53,8 +53,12 @@ impl LocalMetadata {
         let path = data_dir.join(FILE_NAME);
         let state = match checkpoint::read(&path)? {
             Some(payload) => {
-                let state: MetadataState = serde_json::from_slice(&payload)
-                    .map_err(|error| BrokerError::Startup(format!("{} is not valid metadata: {error}", path.display())))?;
+                let state: MetadataState = serde_json::from_slice(&payload).map_err(|error| {
+                    BrokerError::Startup(format!(
+                        "{} is not valid metadata: {error}",
+                        path.display()
+                    ))
+                })?;
                 if state.node_id != node_id {
                     return Err(BrokerError::Startup(format!(
                         "data directory {} belongs to node {}, not node {node_id}; use that node id or another directory",
@@ -65,12 +69,23 @@ impl LocalMetadata {
                 state
             }
             None => {
-                let state = MetadataState { cluster_id: random_id(), node_id, topics: BTreeMap::new(), next_producer_id: 0 };
-                checkpoint::write(&path, &serde_json::to_vec(&state).expect("metadata serialises"))?;
+                let state = MetadataState {
+                    cluster_id: random_id(),
+                    node_id,
+                    topics: BTreeMap::new(),
+                    next_producer_id: 0,
+                };
+                checkpoint::write(
+                    &path,
+                    &serde_json::to_vec(&state).expect("metadata serialises"),
+                )?;
                 state
             }
         };
-        Ok(LocalMetadata { path, state: RwLock::new(state) })
+        Ok(LocalMetadata {
+            path,
+            state: RwLock::new(state),
+        })
     }
 
     pub fn cluster_id(&self) -> String {
@@ -78,11 +93,22 @@ impl LocalMetadata {
     }
 
     pub fn topics(&self) -> Vec<TopicRecord> {
-        self.state.read().expect("metadata lock").topics.values().cloned().collect()
+        self.state
+            .read()
+            .expect("metadata lock")
+            .topics
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicRecord> {
-        self.state.read().expect("metadata lock").topics.get(name).cloned()
+        self.state
+            .read()
+            .expect("metadata lock")
+            .topics
+            .get(name)
+            .cloned()
     }
 
     fn persist(&self, state: &MetadataState) -> Result<(), PartitionError> {
@@ -91,23 +117,46 @@ impl LocalMetadata {
     }
 
     /// Validates a new topic against the rules and the live brokers; `commit` false only checks.
-    pub fn create_topic(&self, name: &str, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String>, live_brokers: i32, commit: bool) -> Result<TopicRecord, PartitionError> {
-        validate_topic_name(name).map_err(|message| PartitionError::new(ErrorCode::InvalidTopicException, message))?;
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+        live_brokers: i32,
+        commit: bool,
+    ) -> Result<TopicRecord, PartitionError> {
+        validate_topic_name(name)
+            .map_err(|message| PartitionError::new(ErrorCode::InvalidTopicException, message))?;
         if partitions <= 0 {
-            return Err(PartitionError::new(ErrorCode::InvalidPartitions, format!("a topic needs at least one partition, got {partitions}")));
+            return Err(PartitionError::new(
+                ErrorCode::InvalidPartitions,
+                format!("a topic needs at least one partition, got {partitions}"),
+            ));
         }
         if replication_factor <= 0 || replication_factor > live_brokers {
             return Err(PartitionError::new(
                 ErrorCode::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} must be between 1 and the {live_brokers} live broker(s)"),
+                format!(
+                    "replication factor {replication_factor} must be between 1 and the {live_brokers} live broker(s)"
+                ),
             ));
         }
         TopicConfig::resolve(&configs)?;
         let mut state = self.state.write().expect("metadata lock");
         if state.topics.contains_key(name) {
-            return Err(PartitionError::new(ErrorCode::TopicAlreadyExists, format!("topic '{name}' already exists")));
+            return Err(PartitionError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
         }
-        let record = TopicRecord { name: name.to_string(), topic_id: random_id(), partitions, replication_factor, configs };
+        let record = TopicRecord {
+            name: name.to_string(),
+            topic_id: random_id(),
+            partitions,
+            replication_factor,
+            configs,
+        };
         if commit {
             let mut next = state.clone();
             next.topics.insert(name.to_string(), record.clone());
@@ -131,18 +180,39 @@ impl LocalMetadata {
     pub fn delete_topic(&self, name: &str) -> Result<TopicRecord, PartitionError> {
         let mut state = self.state.write().expect("metadata lock");
         let mut next = state.clone();
-        let removed = next.topics.remove(name).ok_or_else(|| PartitionError::new(ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
+        let removed = next.topics.remove(name).ok_or_else(|| {
+            PartitionError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
         self.persist(&next)?;
         *state = next;
         Ok(removed)
     }
 
     /// Applies config changes (set, then delete) after validating the result.
-    pub fn alter_configs(&self, name: &str, set: BTreeMap<String, String>, delete: &[String], commit: bool) -> Result<TopicRecord, PartitionError> {
+    pub fn alter_configs(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        delete: &[String],
+        commit: bool,
+    ) -> Result<TopicRecord, PartitionError> {
         let mut state = self.state.write().expect("metadata lock");
         let mut next = state.clone();
-        let topic = next.topics.get_mut(name).ok_or_else(|| PartitionError::new(ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))?;
-        TopicConfig::check_keys(&delete.iter().map(|key| (key.clone(), String::new())).collect())?;
+        let topic = next.topics.get_mut(name).ok_or_else(|| {
+            PartitionError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+        TopicConfig::check_keys(
+            &delete
+                .iter()
+                .map(|key| (key.clone(), String::new()))
+                .collect(),
+        )?;
         topic.configs.extend(set);
         for key in delete {
             topic.configs.remove(key);

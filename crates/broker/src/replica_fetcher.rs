@@ -17,15 +17,30 @@ use tracing::{debug, warn};
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-pub(crate) fn spawn(manager: Arc<ReplicaManager>, partition: Arc<Partition>, leader_id: i32, leader_epoch: i32) -> JoinHandle<()> {
+pub(crate) fn spawn(
+    manager: Arc<ReplicaManager>,
+    partition: Arc<Partition>,
+    leader_id: i32,
+    leader_epoch: i32,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = RETRY_BACKOFF_MIN;
         let mut truncated = false;
         loop {
-            match fetch_once(&manager, &partition, leader_id, leader_epoch, &mut truncated).await {
+            match fetch_once(
+                &manager,
+                &partition,
+                leader_id,
+                leader_epoch,
+                &mut truncated,
+            )
+            .await
+            {
                 Ok(()) => backoff = RETRY_BACKOFF_MIN,
                 Err(error) => {
-                    if error.code == ErrorCode::FencedLeaderEpoch && partition.leader_epoch() != leader_epoch {
+                    if error.code == ErrorCode::FencedLeaderEpoch
+                        && partition.leader_epoch() != leader_epoch
+                    {
                         // This epoch is over; the task for the new one has taken over.
                         return;
                     }
@@ -38,23 +53,48 @@ pub(crate) fn spawn(manager: Arc<ReplicaManager>, partition: Arc<Partition>, lea
     })
 }
 
-async fn connect(manager: &ReplicaManager, leader_id: i32) -> Result<ReplicationClient<Channel>, PartitionError> {
-    let address = manager
-        .address_of(leader_id)
-        .ok_or_else(|| PartitionError::new(ErrorCode::LeaderNotAvailable, format!("no address known for broker {leader_id}")))?;
+async fn connect(
+    manager: &ReplicaManager,
+    leader_id: i32,
+) -> Result<ReplicationClient<Channel>, PartitionError> {
+    let address = manager.address_of(leader_id).ok_or_else(|| {
+        PartitionError::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("no address known for broker {leader_id}"),
+        )
+    })?;
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|error| PartitionError::new(ErrorCode::LeaderNotAvailable, format!("bad address '{address}' for broker {leader_id}: {error}")))?
+        .map_err(|error| {
+            PartitionError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("bad address '{address}' for broker {leader_id}: {error}"),
+            )
+        })?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true);
-    let channel = endpoint.connect().await.map_err(|error| PartitionError::new(ErrorCode::LeaderNotAvailable, format!("cannot reach broker {leader_id} at {address}: {error}")))?;
+    let channel = endpoint.connect().await.map_err(|error| {
+        PartitionError::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("cannot reach broker {leader_id} at {address}: {error}"),
+        )
+    })?;
     Ok(ReplicationClient::new(channel).max_decoding_message_size(usize::MAX))
 }
 
 fn status_error(status: tonic::Status) -> PartitionError {
-    PartitionError::new(ErrorCode::LeaderNotAvailable, format!("replication request failed: {status}"))
+    PartitionError::new(
+        ErrorCode::LeaderNotAvailable,
+        format!("replication request failed: {status}"),
+    )
 }
 
-async fn fetch_once(manager: &ReplicaManager, partition: &Arc<Partition>, leader_id: i32, leader_epoch: i32, truncated: &mut bool) -> Result<(), PartitionError> {
+async fn fetch_once(
+    manager: &ReplicaManager,
+    partition: &Arc<Partition>,
+    leader_id: i32,
+    leader_epoch: i32,
+    truncated: &mut bool,
+) -> Result<(), PartitionError> {
     let mut client = connect(manager, leader_id).await?;
     let topic_partition = partition.topic_partition().clone();
     if !*truncated {
@@ -62,24 +102,49 @@ async fn fetch_once(manager: &ReplicaManager, partition: &Arc<Partition>, leader
         if let Some(latest_epoch) = partition.log().latest_epoch() {
             let request = proto::OffsetsForLeaderEpochRequest {
                 replica_id: manager.node_id(),
-                partitions: vec![proto::EpochQuery { topic: topic_partition.topic.clone(), partition: topic_partition.partition, current_leader_epoch: leader_epoch, requested_epoch: latest_epoch }],
+                partitions: vec![proto::EpochQuery {
+                    topic: topic_partition.topic.clone(),
+                    partition: topic_partition.partition,
+                    current_leader_epoch: leader_epoch,
+                    requested_epoch: latest_epoch,
+                }],
             };
-            let response = client.offsets_for_leader_epoch(request).await.map_err(status_error)?.into_inner();
-            let answer = response.partitions.into_iter().next().ok_or_else(|| PartitionError::new(ErrorCode::InvalidRequest, "empty OffsetsForLeaderEpoch response"))?;
+            let response = client
+                .offsets_for_leader_epoch(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let answer = response.partitions.into_iter().next().ok_or_else(|| {
+                PartitionError::new(
+                    ErrorCode::InvalidRequest,
+                    "empty OffsetsForLeaderEpoch response",
+                )
+            })?;
             if answer.error_code != 0 {
-                return Err(PartitionError::new(ErrorCode::from_code(answer.error_code), answer.error_message));
+                return Err(PartitionError::new(
+                    ErrorCode::from_code(answer.error_code),
+                    answer.error_message,
+                ));
             }
             let log_end_offset = partition.log().log_end_offset();
-            let mut divergence = if answer.end_offset < 0 { log_end_offset } else { answer.end_offset };
+            let mut divergence = if answer.end_offset < 0 {
+                log_end_offset
+            } else {
+                answer.end_offset
+            };
             if answer.leader_epoch >= 0 && answer.leader_epoch < latest_epoch {
                 // The leader never saw our latest epoch: keep only what we have of its epoch.
-                if let Some((_, local_end)) = partition.log().end_offset_for_epoch(answer.leader_epoch) {
+                if let Some((_, local_end)) =
+                    partition.log().end_offset_for_epoch(answer.leader_epoch)
+                {
                     divergence = divergence.min(local_end);
                 }
             }
             if divergence < log_end_offset {
                 warn!(partition = %topic_partition, from = log_end_offset, to = divergence, leader_id, leader_epoch, "truncating a divergent tail");
-                manager.truncate_as_follower(partition, leader_epoch, divergence).await?;
+                manager
+                    .truncate_as_follower(partition, leader_epoch, divergence)
+                    .await?;
             }
         }
         *truncated = true;
@@ -90,13 +155,34 @@ async fn fetch_once(manager: &ReplicaManager, partition: &Arc<Partition>, leader
             replica_id: manager.node_id(),
             max_wait_ms: manager.config().replica_fetch_max_wait_ms,
             max_bytes: manager.config().replica_fetch_max_bytes,
-            partitions: vec![proto::ReplicaFetchPartition { topic: topic_partition.topic.clone(), partition: topic_partition.partition, leader_epoch, fetch_offset }],
+            partitions: vec![proto::ReplicaFetchPartition {
+                topic: topic_partition.topic.clone(),
+                partition: topic_partition.partition,
+                leader_epoch,
+                fetch_offset,
+            }],
         };
-        let response = client.replica_fetch(request).await.map_err(status_error)?.into_inner();
-        let answer = response.partitions.into_iter().next().ok_or_else(|| PartitionError::new(ErrorCode::InvalidRequest, "empty replica fetch response"))?;
+        let response = client
+            .replica_fetch(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let answer = response.partitions.into_iter().next().ok_or_else(|| {
+            PartitionError::new(ErrorCode::InvalidRequest, "empty replica fetch response")
+        })?;
         if answer.error_code != 0 {
-            return Err(PartitionError::new(ErrorCode::from_code(answer.error_code), answer.error_message));
+            return Err(PartitionError::new(
+                ErrorCode::from_code(answer.error_code),
+                answer.error_message,
+            ));
         }
-        manager.append_as_follower(partition, leader_epoch, answer.records, answer.high_watermark).await?;
+        manager
+            .append_as_follower(
+                partition,
+                leader_epoch,
+                answer.records,
+                answer.high_watermark,
+            )
+            .await?;
     }
 }

@@ -18,9 +18,9 @@ use crate::leader_state::LeaderState;
 use crate::topic_config::TopicConfig;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::path::Path;
 use std::time::Duration;
 use strata_common::{Clock, ErrorCode, TopicPartition};
 use strata_storage::{AppendInfo, Log, LogManager, ReadResult, StorageError, TimestampOffset};
@@ -44,7 +44,10 @@ impl Acks {
             0 => Ok(Acks::None),
             1 => Ok(Acks::Leader),
             -1 => Ok(Acks::All),
-            other => Err(PartitionError::new(ErrorCode::InvalidRequiredAcks, format!("acks must be 0, 1 or -1 (all), got {other}"))),
+            other => Err(PartitionError::new(
+                ErrorCode::InvalidRequiredAcks,
+                format!("acks must be 0, 1 or -1 (all), got {other}"),
+            )),
         }
     }
 }
@@ -60,7 +63,10 @@ pub struct PartitionAssignment {
 
 enum Role {
     Leader(LeaderState),
-    Follower { leader_id: i32, fetcher: Option<JoinHandle<()>> },
+    Follower {
+        leader_id: i32,
+        fetcher: Option<JoinHandle<()>>,
+    },
 }
 
 pub struct Partition {
@@ -114,7 +120,9 @@ impl Partition {
 
     fn publish_log_end_offset(&self) {
         let log_end_offset = self.log.log_end_offset();
-        self.log_end_offset.send_if_modified(|current| std::mem::replace(current, log_end_offset) != log_end_offset);
+        self.log_end_offset.send_if_modified(|current| {
+            std::mem::replace(current, log_end_offset) != log_end_offset
+        });
     }
 
     /// Checks that this broker leads the partition in `leader_epoch` (or any epoch, if `None`).
@@ -123,21 +131,40 @@ impl Partition {
         match (&*self.role.lock().expect("role lock"), leader_epoch) {
             (Role::Follower { leader_id, .. }, _) => Err(PartitionError::new(
                 ErrorCode::NotLeaderOrFollower,
-                format!("this broker follows {}; broker {leader_id} leads it in epoch {current}", self.topic_partition),
+                format!(
+                    "this broker follows {}; broker {leader_id} leads it in epoch {current}",
+                    self.topic_partition
+                ),
             )),
-            (Role::Leader(_), Some(requested)) if requested < current => {
-                Err(PartitionError::new(ErrorCode::FencedLeaderEpoch, format!("leader epoch {requested} of {} is older than the current {current}", self.topic_partition)))
-            }
-            (Role::Leader(_), Some(requested)) if requested > current => {
-                Err(PartitionError::new(ErrorCode::UnknownLeaderEpoch, format!("leader epoch {requested} of {} is newer than the current {current}", self.topic_partition)))
-            }
+            (Role::Leader(_), Some(requested)) if requested < current => Err(PartitionError::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "leader epoch {requested} of {} is older than the current {current}",
+                    self.topic_partition
+                ),
+            )),
+            (Role::Leader(_), Some(requested)) if requested > current => Err(PartitionError::new(
+                ErrorCode::UnknownLeaderEpoch,
+                format!(
+                    "leader epoch {requested} of {} is newer than the current {current}",
+                    self.topic_partition
+                ),
+            )),
             (Role::Leader(_), _) => Ok(()),
         }
     }
 }
 
 /// Asks the controller to change a partition's ISR; resolves to the ISR it committed.
-pub type IsrUpdater = Arc<dyn Fn(TopicPartition, i32, Vec<i32>) -> futures::future::BoxFuture<'static, Result<Vec<i32>, PartitionError>> + Send + Sync>;
+pub type IsrUpdater = Arc<
+    dyn Fn(
+            TopicPartition,
+            i32,
+            Vec<i32>,
+        ) -> futures::future::BoxFuture<'static, Result<Vec<i32>, PartitionError>>
+        + Send
+        + Sync,
+>;
 /// Resolves a broker id to the address its replication service listens on.
 pub type AddressBook = Arc<dyn Fn(i32) -> Option<String> + Send + Sync>;
 
@@ -151,7 +178,11 @@ pub struct ReplicationConfig {
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
-        ReplicationConfig { replica_lag_time_max_ms: 10_000, replica_fetch_max_wait_ms: 500, replica_fetch_max_bytes: 8 * 1024 * 1024 }
+        ReplicationConfig {
+            replica_lag_time_max_ms: 10_000,
+            replica_fetch_max_wait_ms: 500,
+            replica_fetch_max_bytes: 8 * 1024 * 1024,
+        }
     }
 }
 
@@ -168,12 +199,21 @@ pub struct ReplicaManager {
 }
 
 fn task_failed(error: tokio::task::JoinError) -> PartitionError {
-    PartitionError::new(ErrorCode::UnknownServerError, format!("storage task failed: {error}"))
+    PartitionError::new(
+        ErrorCode::UnknownServerError,
+        format!("storage task failed: {error}"),
+    )
 }
 
 impl ReplicaManager {
     /// `checkpointed_high_watermarks` comes from [`ReplicaManager::read_high_watermark_checkpoint`].
-    pub fn new(node_id: i32, logs: Arc<LogManager>, clock: Arc<dyn Clock>, config: ReplicationConfig, checkpointed_high_watermarks: HashMap<TopicPartition, i64>) -> ReplicaManager {
+    pub fn new(
+        node_id: i32,
+        logs: Arc<LogManager>,
+        clock: Arc<dyn Clock>,
+        config: ReplicationConfig,
+        checkpointed_high_watermarks: HashMap<TopicPartition, i64>,
+    ) -> ReplicaManager {
         ReplicaManager {
             node_id,
             logs,
@@ -205,9 +245,21 @@ impl ReplicaManager {
 
     /// Writes every hosted partition's high watermark to the checkpoint.
     pub fn write_high_watermark_checkpoint(&self, data_dir: &Path) -> Result<(), StorageError> {
-        let mut entries: Vec<(TopicPartition, i64)> = self.partitions().iter().map(|partition| (partition.topic_partition.clone(), partition.high_watermark())).collect();
+        let mut entries: Vec<(TopicPartition, i64)> = self
+            .partitions()
+            .iter()
+            .map(|partition| {
+                (
+                    partition.topic_partition.clone(),
+                    partition.high_watermark(),
+                )
+            })
+            .collect();
         entries.sort();
-        strata_storage::checkpoint::write(&data_dir.join(HIGH_WATERMARK_CHECKPOINT), &serde_json::to_vec(&entries).expect("high watermarks serialise"))
+        strata_storage::checkpoint::write(
+            &data_dir.join(HIGH_WATERMARK_CHECKPOINT),
+            &serde_json::to_vec(&entries).expect("high watermarks serialise"),
+        )
     }
 
     pub fn node_id(&self) -> i32 {
@@ -226,19 +278,43 @@ impl ReplicaManager {
         *self.address_book.write().expect("address book lock") = Some(address_book);
     }
     pub(crate) fn address_of(&self, broker_id: i32) -> Option<String> {
-        self.address_book.read().expect("address book lock").as_ref().and_then(|book| book(broker_id))
+        self.address_book
+            .read()
+            .expect("address book lock")
+            .as_ref()
+            .and_then(|book| book(broker_id))
     }
 
     /// Single-node convenience: lead the partition alone in `leader_epoch`.
-    pub fn become_leader(self: &Arc<Self>, topic_partition: TopicPartition, config: &TopicConfig, leader_epoch: i32) -> Result<Arc<Partition>, StorageError> {
-        let assignment = PartitionAssignment { leader_id: self.node_id, leader_epoch, replicas: vec![self.node_id], isr: vec![self.node_id] };
+    pub fn become_leader(
+        self: &Arc<Self>,
+        topic_partition: TopicPartition,
+        config: &TopicConfig,
+        leader_epoch: i32,
+    ) -> Result<Arc<Partition>, StorageError> {
+        let assignment = PartitionAssignment {
+            leader_id: self.node_id,
+            leader_epoch,
+            replicas: vec![self.node_id],
+            isr: vec![self.node_id],
+        };
         self.apply_assignment(topic_partition, config, &assignment)
     }
 
     /// Makes this broker's replica of a partition match the metadata: leader, follower (with a
     /// fetcher task), or, when it is not a replica, nothing. Idempotent for an unchanged epoch.
-    pub fn apply_assignment(self: &Arc<Self>, topic_partition: TopicPartition, config: &TopicConfig, assignment: &PartitionAssignment) -> Result<Arc<Partition>, StorageError> {
-        let existing = self.partitions.read().expect("partitions lock").get(&topic_partition).cloned();
+    pub fn apply_assignment(
+        self: &Arc<Self>,
+        topic_partition: TopicPartition,
+        config: &TopicConfig,
+        assignment: &PartitionAssignment,
+    ) -> Result<Arc<Partition>, StorageError> {
+        let existing = self
+            .partitions
+            .read()
+            .expect("partitions lock")
+            .get(&topic_partition)
+            .cloned();
         let partition = match existing {
             Some(partition) => partition,
             None => {
@@ -248,18 +324,28 @@ impl ReplicaManager {
                     topic_partition: topic_partition.clone(),
                     log,
                     leader_epoch: AtomicI32::new(-1),
-                    role: Mutex::new(Role::Follower { leader_id: -1, fetcher: None }),
+                    role: Mutex::new(Role::Follower {
+                        leader_id: -1,
+                        fetcher: None,
+                    }),
                     min_insync_replicas: AtomicI32::new(config.min_insync_replicas),
                     // Until replicas report in, only what is known to be everywhere is visible: the
                     // checkpointed mark (a single replica is always "everywhere").
                     high_watermark: watch::Sender::new(if assignment.replicas.len() <= 1 {
                         log_end_offset
                     } else {
-                        self.checkpointed_high_watermarks.get(&topic_partition).copied().unwrap_or(0).min(log_end_offset)
+                        self.checkpointed_high_watermarks
+                            .get(&topic_partition)
+                            .copied()
+                            .unwrap_or(0)
+                            .min(log_end_offset)
                     }),
                     log_end_offset: watch::Sender::new(log_end_offset),
                 });
-                self.partitions.write().expect("partitions lock").insert(topic_partition.clone(), partition.clone());
+                self.partitions
+                    .write()
+                    .expect("partitions lock")
+                    .insert(topic_partition.clone(), partition.clone());
                 partition
             }
         };
@@ -272,10 +358,16 @@ impl ReplicaManager {
 
     fn change_role(self: &Arc<Self>, partition: &Arc<Partition>, assignment: &PartitionAssignment) {
         let mut role = partition.role.lock().expect("role lock");
-        if let Role::Follower { fetcher: Some(fetcher), .. } = &*role {
+        if let Role::Follower {
+            fetcher: Some(fetcher),
+            ..
+        } = &*role
+        {
             fetcher.abort();
         }
-        partition.leader_epoch.store(assignment.leader_epoch, Ordering::Release);
+        partition
+            .leader_epoch
+            .store(assignment.leader_epoch, Ordering::Release);
         if assignment.leader_id == self.node_id {
             let state = LeaderState::new(
                 self.node_id,
@@ -291,25 +383,56 @@ impl ReplicaManager {
             partition.publish_high_watermark(state.high_watermark());
             *role = Role::Leader(state);
         } else {
-            let fetcher = (assignment.leader_id >= 0).then(|| crate::replica_fetcher::spawn(self.clone(), partition.clone(), assignment.leader_id, assignment.leader_epoch));
-            *role = Role::Follower { leader_id: assignment.leader_id, fetcher };
+            let fetcher = (assignment.leader_id >= 0).then(|| {
+                crate::replica_fetcher::spawn(
+                    self.clone(),
+                    partition.clone(),
+                    assignment.leader_id,
+                    assignment.leader_epoch,
+                )
+            });
+            *role = Role::Follower {
+                leader_id: assignment.leader_id,
+                fetcher,
+            };
         }
     }
 
     /// Stops hosting a partition; with `delete`, removes its data.
-    pub fn remove_partition(&self, topic_partition: &TopicPartition, delete: bool) -> Result<(), StorageError> {
-        if let Some(partition) = self.partitions.write().expect("partitions lock").remove(topic_partition)
-            && let Role::Follower { fetcher: Some(fetcher), .. } = &*partition.role.lock().expect("role lock")
+    pub fn remove_partition(
+        &self,
+        topic_partition: &TopicPartition,
+        delete: bool,
+    ) -> Result<(), StorageError> {
+        if let Some(partition) = self
+            .partitions
+            .write()
+            .expect("partitions lock")
+            .remove(topic_partition)
+            && let Role::Follower {
+                fetcher: Some(fetcher),
+                ..
+            } = &*partition.role.lock().expect("role lock")
         {
             fetcher.abort();
         }
-        if delete { self.logs.delete_log(topic_partition) } else { Ok(()) }
+        if delete {
+            self.logs.delete_log(topic_partition)
+        } else {
+            Ok(())
+        }
     }
 
-    pub fn update_config(&self, topic_partition: &TopicPartition, config: &TopicConfig) -> Result<(), PartitionError> {
+    pub fn update_config(
+        &self,
+        topic_partition: &TopicPartition,
+        config: &TopicConfig,
+    ) -> Result<(), PartitionError> {
         let partition = self.partition(&topic_partition.topic, topic_partition.partition)?;
         partition.log.set_config(config.log.clone())?;
-        partition.min_insync_replicas.store(config.min_insync_replicas, Ordering::Release);
+        partition
+            .min_insync_replicas
+            .store(config.min_insync_replicas, Ordering::Release);
         Ok(())
     }
 
@@ -323,12 +446,24 @@ impl ReplicaManager {
     }
 
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().expect("partitions lock").values().cloned().collect()
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Appends a producer's batches as leader and waits as `acks` asks: for `acks=all`, until
     /// the high watermark covers the batches (every in-sync replica has them).
-    pub async fn append(&self, topic: &str, partition: i32, records: Bytes, acks: Acks, timeout: Duration) -> Result<AppendInfo, PartitionError> {
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<AppendInfo, PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(None)?;
         let required = partition.min_insync_replicas.load(Ordering::Acquire) as usize;
@@ -337,7 +472,10 @@ impl ReplicaManager {
             if in_sync < required {
                 return Err(PartitionError::new(
                     ErrorCode::NotEnoughReplicas,
-                    format!("{} has {in_sync} in-sync replica(s); min.insync.replicas is {required}", partition.topic_partition),
+                    format!(
+                        "{} has {in_sync} in-sync replica(s); min.insync.replicas is {required}",
+                        partition.topic_partition
+                    ),
                 ));
             }
         }
@@ -347,8 +485,14 @@ impl ReplicaManager {
             // Re-checked under the role lock: leadership may have moved while this waited.
             let role = appending.role.lock().expect("role lock");
             match &*role {
-                Role::Leader(_) => appending.log.append(records, appending.leader_epoch()).map_err(PartitionError::from),
-                Role::Follower { .. } => Err(PartitionError::new(ErrorCode::NotLeaderOrFollower, format!("{} lost leadership", appending.topic_partition))),
+                Role::Leader(_) => appending
+                    .log
+                    .append(records, appending.leader_epoch())
+                    .map_err(PartitionError::from),
+                Role::Follower { .. } => Err(PartitionError::new(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!("{} lost leadership", appending.topic_partition),
+                )),
             }
         })
         .await
@@ -359,14 +503,28 @@ impl ReplicaManager {
             return Ok(info);
         }
         let target = info.last_offset + 1;
-        let replicated = tokio::time::timeout(timeout, high_watermarks.wait_for(|&high_watermark| high_watermark >= target)).await;
+        let replicated = tokio::time::timeout(
+            timeout,
+            high_watermarks.wait_for(|&high_watermark| high_watermark >= target),
+        )
+        .await;
         match replicated {
             Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(PartitionError::new(ErrorCode::NotLeaderOrFollower, format!("{} was removed while waiting", partition.topic_partition))),
+            Ok(Err(_)) => {
+                return Err(PartitionError::new(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!("{} was removed while waiting", partition.topic_partition),
+                ));
+            }
             Err(_) => {
                 return Err(PartitionError::new(
                     ErrorCode::RequestTimedOut,
-                    format!("{} was appended at offset {} but not replicated to every in-sync replica within {} ms", partition.topic_partition, info.base_offset, timeout.as_millis()),
+                    format!(
+                        "{} was appended at offset {} but not replicated to every in-sync replica within {} ms",
+                        partition.topic_partition,
+                        info.base_offset,
+                        timeout.as_millis()
+                    ),
                 ));
             }
         }
@@ -374,7 +532,10 @@ impl ReplicaManager {
         if in_sync < required {
             return Err(PartitionError::new(
                 ErrorCode::NotEnoughReplicasAfterAppend,
-                format!("{} was written but the ISR shrank to {in_sync}, below min.insync.replicas {required}", partition.topic_partition),
+                format!(
+                    "{} was written but the ISR shrank to {in_sync}, below min.insync.replicas {required}",
+                    partition.topic_partition
+                ),
             ));
         }
         Ok(info)
@@ -390,40 +551,77 @@ impl ReplicaManager {
     }
 
     /// Whole batches from `offset`, up to the high watermark, as a consumer sees them.
-    pub fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: u64) -> Result<(ReadResult, i64), PartitionError> {
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<(ReadResult, i64), PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(None)?;
         let high_watermark = partition.high_watermark();
-        let read = partition.log.read(offset, max_bytes, Some(high_watermark))?;
+        let read = partition
+            .log
+            .read(offset, max_bytes, Some(high_watermark))?;
         Ok((read, high_watermark))
     }
 
     /// Kafka's ListOffsets: -2 earliest, -1 latest (the high watermark), else the first offset at
     /// or after a timestamp (`None` when there is none below the high watermark).
-    pub fn list_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<Option<TimestampOffset>, PartitionError> {
+    pub fn list_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(None)?;
         match timestamp {
-            -2 => Ok(Some(TimestampOffset { offset: partition.log.log_start_offset(), timestamp: -1 })),
-            -1 => Ok(Some(TimestampOffset { offset: partition.high_watermark(), timestamp: -1 })),
+            -2 => Ok(Some(TimestampOffset {
+                offset: partition.log.log_start_offset(),
+                timestamp: -1,
+            })),
+            -1 => Ok(Some(TimestampOffset {
+                offset: partition.high_watermark(),
+                timestamp: -1,
+            })),
             timestamp if timestamp >= 0 => {
                 let found = partition.log.offset_for_timestamp(timestamp);
                 Ok(found.filter(|found| found.offset < partition.high_watermark()))
             }
-            other => Err(PartitionError::new(ErrorCode::InvalidRequest, format!("timestamp {other} is not -2 (earliest), -1 (latest) or a time in milliseconds"))),
+            other => Err(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "timestamp {other} is not -2 (earliest), -1 (latest) or a time in milliseconds"
+                ),
+            )),
         }
     }
 
     /// The leader's side of a follower fetch: records the follower's position (which may advance
     /// the high watermark) and reads from `fetch_offset` up to the log end offset.
-    pub fn replica_read(&self, replica_id: i32, topic: &str, partition: i32, leader_epoch: i32, fetch_offset: i64, max_bytes: u64) -> Result<(ReadResult, i64), PartitionError> {
+    pub fn replica_read(
+        &self,
+        replica_id: i32,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        fetch_offset: i64,
+        max_bytes: u64,
+    ) -> Result<(ReadResult, i64), PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(Some(leader_epoch))?;
         let log_end_offset = partition.log.log_end_offset();
         {
             let mut role = partition.role.lock().expect("role lock");
             if let Role::Leader(state) = &mut *role
-                && state.on_follower_fetch(replica_id, fetch_offset, log_end_offset, self.clock.now_ms())
+                && state.on_follower_fetch(
+                    replica_id,
+                    fetch_offset,
+                    log_end_offset,
+                    self.clock.now_ms(),
+                )
             {
                 partition.publish_high_watermark(state.high_watermark());
             }
@@ -433,12 +631,24 @@ impl ReplicaManager {
     }
 
     /// A follower's fetch watches the leader's log end offset.
-    pub fn subscribe_log_end_offset(&self, topic: &str, partition: i32) -> Option<watch::Receiver<i64>> {
-        self.partition(topic, partition).ok().map(|partition| partition.log_end_offset.subscribe())
+    pub fn subscribe_log_end_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<watch::Receiver<i64>> {
+        self.partition(topic, partition)
+            .ok()
+            .map(|partition| partition.log_end_offset.subscribe())
     }
 
     /// OffsetsForLeaderEpoch on the leader.
-    pub fn end_offset_for_epoch(&self, topic: &str, partition: i32, current_leader_epoch: i32, requested_epoch: i32) -> Result<Option<(i32, i64)>, PartitionError> {
+    pub fn end_offset_for_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+        requested_epoch: i32,
+    ) -> Result<Option<(i32, i64)>, PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(Some(current_leader_epoch))?;
         Ok(partition.log.end_offset_for_epoch(requested_epoch))
@@ -446,12 +656,25 @@ impl ReplicaManager {
 
     /// The follower's append of batches fetched from the leader of `leader_epoch`. Refused if the
     /// partition moved on to another epoch meanwhile.
-    pub(crate) async fn append_as_follower(&self, partition: &Arc<Partition>, leader_epoch: i32, records: Bytes, leader_high_watermark: i64) -> Result<(), PartitionError> {
+    pub(crate) async fn append_as_follower(
+        &self,
+        partition: &Arc<Partition>,
+        leader_epoch: i32,
+        records: Bytes,
+        leader_high_watermark: i64,
+    ) -> Result<(), PartitionError> {
         let appending = partition.clone();
         tokio::task::spawn_blocking(move || {
             let role = appending.role.lock().expect("role lock");
-            if !matches!(&*role, Role::Follower { .. }) || appending.leader_epoch() != leader_epoch {
-                return Err(PartitionError::new(ErrorCode::FencedLeaderEpoch, format!("{} left leader epoch {leader_epoch}", appending.topic_partition)));
+            if !matches!(&*role, Role::Follower { .. }) || appending.leader_epoch() != leader_epoch
+            {
+                return Err(PartitionError::new(
+                    ErrorCode::FencedLeaderEpoch,
+                    format!(
+                        "{} left leader epoch {leader_epoch}",
+                        appending.topic_partition
+                    ),
+                ));
             }
             if !records.is_empty() {
                 appending.log.append_as_follower(records)?;
@@ -466,14 +689,29 @@ impl ReplicaManager {
     }
 
     /// The follower's truncation to the divergence point the leader reported.
-    pub(crate) async fn truncate_as_follower(&self, partition: &Arc<Partition>, leader_epoch: i32, offset: i64) -> Result<(), PartitionError> {
+    pub(crate) async fn truncate_as_follower(
+        &self,
+        partition: &Arc<Partition>,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<(), PartitionError> {
         let truncating = partition.clone();
         tokio::task::spawn_blocking(move || {
             let role = truncating.role.lock().expect("role lock");
-            if !matches!(&*role, Role::Follower { .. }) || truncating.leader_epoch() != leader_epoch {
-                return Err(PartitionError::new(ErrorCode::FencedLeaderEpoch, format!("{} left leader epoch {leader_epoch}", truncating.topic_partition)));
+            if !matches!(&*role, Role::Follower { .. }) || truncating.leader_epoch() != leader_epoch
+            {
+                return Err(PartitionError::new(
+                    ErrorCode::FencedLeaderEpoch,
+                    format!(
+                        "{} left leader epoch {leader_epoch}",
+                        truncating.topic_partition
+                    ),
+                ));
             }
-            truncating.log.truncate_to(offset).map_err(PartitionError::from)
+            truncating
+                .log
+                .truncate_to(offset)
+                .map_err(PartitionError::from)
         })
         .await
         .map_err(task_failed)??;
@@ -491,20 +729,33 @@ impl ReplicaManager {
         for partition in self.partitions() {
             let proposal = {
                 let mut role = partition.role.lock().expect("role lock");
-                let Role::Leader(state) = &mut *role else { continue };
-                let proposal = state.propose_shrink(now_ms, self.config.replica_lag_time_max_ms).or_else(|| state.propose_expand());
+                let Role::Leader(state) = &mut *role else {
+                    continue;
+                };
+                let proposal = state
+                    .propose_shrink(now_ms, self.config.replica_lag_time_max_ms)
+                    .or_else(|| state.propose_expand());
                 if let Some(proposal) = &proposal {
                     state.on_isr_proposed(proposal.clone());
                 }
                 proposal.map(|proposal| (state.leader_epoch(), proposal))
             };
-            let Some((leader_epoch, proposal)) = proposal else { continue };
-            let result = updater(partition.topic_partition.clone(), leader_epoch, proposal.into_iter().collect()).await;
+            let Some((leader_epoch, proposal)) = proposal else {
+                continue;
+            };
+            let result = updater(
+                partition.topic_partition.clone(),
+                leader_epoch,
+                proposal.into_iter().collect(),
+            )
+            .await;
             let mut role = partition.role.lock().expect("role lock");
             if let Role::Leader(state) = &mut *role
                 && state.leader_epoch() == leader_epoch
             {
-                let committed = result.ok().map(|isr| isr.into_iter().collect::<BTreeSet<i32>>());
+                let committed = result
+                    .ok()
+                    .map(|isr| isr.into_iter().collect::<BTreeSet<i32>>());
                 if state.on_isr_committed(committed, partition.log.log_end_offset()) {
                     partition.publish_high_watermark(state.high_watermark());
                 }

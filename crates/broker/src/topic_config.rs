@@ -41,7 +41,10 @@ fn invalid(message: String) -> PartitionError {
 }
 
 fn parse_i64(key: &str, value: &str) -> Result<i64, PartitionError> {
-    value.trim().parse::<i64>().map_err(|_| invalid(format!("{key} must be an integer, got '{value}'")))
+    value
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| invalid(format!("{key} must be an integer, got '{value}'")))
 }
 
 /// `-1` (or Kafka's `Long.MAX_VALUE` for flush settings) means "no limit".
@@ -49,7 +52,9 @@ fn parse_limit(key: &str, value: &str) -> Result<Option<i64>, PartitionError> {
     match parse_i64(key, value)? {
         -1 | i64::MAX => Ok(None),
         limit if limit > 0 => Ok(Some(limit)),
-        limit => Err(invalid(format!("{key} must be positive or -1, got {limit}"))),
+        limit => Err(invalid(format!(
+            "{key} must be positive or -1, got {limit}"
+        ))),
     }
 }
 
@@ -66,7 +71,10 @@ impl TopicConfig {
         for key in overrides.keys() {
             if !KEYS.iter().any(|(known, _)| known == key) {
                 let known: Vec<&str> = KEYS.iter().map(|(known, _)| *known).collect();
-                return Err(invalid(format!("unknown topic config '{key}'; supported: {}", known.join(", "))));
+                return Err(invalid(format!(
+                    "unknown topic config '{key}'; supported: {}",
+                    known.join(", ")
+                )));
             }
         }
         Ok(())
@@ -76,37 +84,67 @@ impl TopicConfig {
     pub fn resolve(overrides: &BTreeMap<String, String>) -> Result<TopicConfig, PartitionError> {
         TopicConfig::check_keys(overrides)?;
         let value = |key: &str| -> String {
-            overrides.get(key).cloned().unwrap_or_else(|| KEYS.iter().find(|(known, _)| *known == key).expect("known key").1.to_string())
+            overrides.get(key).cloned().unwrap_or_else(|| {
+                KEYS.iter()
+                    .find(|(known, _)| *known == key)
+                    .expect("known key")
+                    .1
+                    .to_string()
+            })
         };
         let cleanup_policy = value("cleanup.policy");
         if cleanup_policy != "delete" {
-            return Err(invalid(format!("cleanup.policy '{cleanup_policy}' is not supported; only 'delete' is")));
+            return Err(invalid(format!(
+                "cleanup.policy '{cleanup_policy}' is not supported; only 'delete' is"
+            )));
         }
         let message_timestamp_type = match value("message.timestamp.type").as_str() {
             "CreateTime" => TimestampType::CreateTime,
             "LogAppendTime" => TimestampType::LogAppendTime,
-            other => return Err(invalid(format!("message.timestamp.type must be CreateTime or LogAppendTime, got '{other}'"))),
+            other => {
+                return Err(invalid(format!(
+                    "message.timestamp.type must be CreateTime or LogAppendTime, got '{other}'"
+                )));
+            }
         };
         let unclean_leader_election = match value("unclean.leader.election.enable").as_str() {
             "true" => true,
             "false" => false,
-            other => return Err(invalid(format!("unclean.leader.election.enable must be true or false, got '{other}'"))),
+            other => {
+                return Err(invalid(format!(
+                    "unclean.leader.election.enable must be true or false, got '{other}'"
+                )));
+            }
         };
-        let min_insync_replicas = parse_positive("min.insync.replicas", &value("min.insync.replicas"))?;
+        let min_insync_replicas =
+            parse_positive("min.insync.replicas", &value("min.insync.replicas"))?;
         let log = LogConfig {
             segment_bytes: parse_positive("segment.bytes", &value("segment.bytes"))? as u64,
             segment_ms: parse_limit("segment.ms", &value("segment.ms"))?,
             retention_ms: parse_limit("retention.ms", &value("retention.ms"))?,
-            retention_bytes: parse_limit("retention.bytes", &value("retention.bytes"))?.map(|bytes| bytes as u64),
-            max_message_bytes: parse_positive("max.message.bytes", &value("max.message.bytes"))? as usize,
-            index_interval_bytes: parse_positive("index.interval.bytes", &value("index.interval.bytes"))? as u64,
-            segment_index_bytes: parse_positive("segment.index.bytes", &value("segment.index.bytes"))? as u64,
-            flush_messages: parse_limit("flush.messages", &value("flush.messages"))?.map(|messages| messages as u64),
+            retention_bytes: parse_limit("retention.bytes", &value("retention.bytes"))?
+                .map(|bytes| bytes as u64),
+            max_message_bytes: parse_positive("max.message.bytes", &value("max.message.bytes"))?
+                as usize,
+            index_interval_bytes: parse_positive(
+                "index.interval.bytes",
+                &value("index.interval.bytes"),
+            )? as u64,
+            segment_index_bytes: parse_positive(
+                "segment.index.bytes",
+                &value("segment.index.bytes"),
+            )? as u64,
+            flush_messages: parse_limit("flush.messages", &value("flush.messages"))?
+                .map(|messages| messages as u64),
             flush_ms: parse_limit("flush.ms", &value("flush.ms"))?,
             message_timestamp_type,
         };
         log.validate().map_err(|error| invalid(error.to_string()))?;
-        Ok(TopicConfig { log, min_insync_replicas: i32::try_from(min_insync_replicas).unwrap_or(i32::MAX), unclean_leader_election })
+        Ok(TopicConfig {
+            log,
+            min_insync_replicas: i32::try_from(min_insync_replicas).unwrap_or(i32::MAX),
+            unclean_leader_election,
+        })
     }
 
     /// Every key with its effective value and whether that value is the default.
@@ -125,7 +163,10 @@ mod tests {
     use super::*;
 
     fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
     }
 
     #[test]
@@ -140,11 +181,22 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_bad_values_are_refused() {
-        let config = TopicConfig::resolve(&overrides(&[("retention.ms", "-1"), ("flush.messages", "1"), ("segment.bytes", "1048576")])).unwrap();
+        let config = TopicConfig::resolve(&overrides(&[
+            ("retention.ms", "-1"),
+            ("flush.messages", "1"),
+            ("segment.bytes", "1048576"),
+        ]))
+        .unwrap();
         assert_eq!(config.log.retention_ms, None);
         assert_eq!(config.log.flush_messages, Some(1));
         assert_eq!(config.log.segment_bytes, 1 << 20);
-        for bad in [("retention.ms", "soon"), ("segment.bytes", "0"), ("cleanup.policy", "compact"), ("no.such.key", "1"), ("message.timestamp.type", "Later")] {
+        for bad in [
+            ("retention.ms", "soon"),
+            ("segment.bytes", "0"),
+            ("cleanup.policy", "compact"),
+            ("no.such.key", "1"),
+            ("message.timestamp.type", "Later"),
+        ] {
             let error = TopicConfig::resolve(&overrides(&[bad])).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidConfig, "{bad:?}");
             assert!(error.message.contains(bad.0), "{}", error.message);

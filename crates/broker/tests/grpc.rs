@@ -19,54 +19,131 @@ struct TestBroker {
 }
 
 async fn start(data_dir: &std::path::Path) -> TestBroker {
-    let handle = Broker::start(BrokerConfig { data_dir: data_dir.to_owned(), listen: "127.0.0.1:0".parse().unwrap(), ..BrokerConfig::default() }).await.expect("broker starts");
+    let handle = Broker::start(BrokerConfig {
+        data_dir: data_dir.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker starts");
     let endpoint = format!("http://{}", handle.local_addr());
-    let channel = Channel::from_shared(endpoint).unwrap().connect().await.expect("connect");
-    TestBroker { handle, broker: BrokerClient::new(channel.clone()).max_decoding_message_size(usize::MAX), admin: AdminClient::new(channel) }
+    let channel = Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    TestBroker {
+        handle,
+        broker: BrokerClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
+        admin: AdminClient::new(channel),
+    }
 }
 
-async fn create_topic(admin: &mut AdminClient<Channel>, name: &str, partitions: i32, configs: &[(&str, &str)]) -> proto::TopicResult {
+async fn create_topic(
+    admin: &mut AdminClient<Channel>,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> proto::TopicResult {
     let request = proto::CreateTopicsRequest {
         topics: vec![proto::CreatableTopic {
             name: name.to_string(),
             num_partitions: partitions,
             replication_factor: 1,
-            configs: configs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect::<HashMap<_, _>>(),
+            configs: configs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect::<HashMap<_, _>>(),
         }],
         timeout_ms: 5_000,
         validate_only: false,
     };
-    admin.create_topics(request).await.unwrap().into_inner().topics.remove(0)
+    admin
+        .create_topics(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .topics
+        .remove(0)
 }
 
 fn records(values: &[&str], timestamp: i64) -> Bytes {
     let mut builder = RecordBatchBuilder::new();
     for (index, value) in values.iter().enumerate() {
-        let headers = [Header { key: "index".into(), value: Some(Bytes::from(index.to_string())) }];
-        builder.push(timestamp + index as i64, Some(b"key"), Some(value.as_bytes()), &headers);
+        let headers = [Header {
+            key: "index".into(),
+            value: Some(Bytes::from(index.to_string())),
+        }];
+        builder.push(
+            timestamp + index as i64,
+            Some(b"key"),
+            Some(value.as_bytes()),
+            &headers,
+        );
     }
     builder.build().into_bytes()
 }
 
-async fn produce(broker: &mut BrokerClient<Channel>, topic: &str, partition: i32, records: Bytes) -> proto::PartitionProduceResponse {
-    let request = proto::ProduceRequest { acks: -1, timeout_ms: 5_000, partitions: vec![proto::PartitionRecords { topic: topic.to_string(), partition, records }] };
-    broker.produce(request).await.unwrap().into_inner().partitions.remove(0)
+async fn produce(
+    broker: &mut BrokerClient<Channel>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> proto::PartitionProduceResponse {
+    let request = proto::ProduceRequest {
+        acks: -1,
+        timeout_ms: 5_000,
+        partitions: vec![proto::PartitionRecords {
+            topic: topic.to_string(),
+            partition,
+            records,
+        }],
+    };
+    broker
+        .produce(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .partitions
+        .remove(0)
 }
 
-async fn fetch(broker: &mut BrokerClient<Channel>, topic: &str, offset: i64, max_wait_ms: i32) -> proto::FetchPartitionResponse {
+async fn fetch(
+    broker: &mut BrokerClient<Channel>,
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+) -> proto::FetchPartitionResponse {
     let request = proto::FetchRequest {
         max_wait_ms,
         min_bytes: 1,
         max_bytes: 1 << 20,
         isolation_level: 0,
-        partitions: vec![proto::FetchPartition { topic: topic.to_string(), partition: 0, fetch_offset: offset, partition_max_bytes: 0 }],
+        partitions: vec![proto::FetchPartition {
+            topic: topic.to_string(),
+            partition: 0,
+            fetch_offset: offset,
+            partition_max_bytes: 0,
+        }],
     };
-    broker.fetch(request).await.unwrap().into_inner().partitions.remove(0)
+    broker
+        .fetch(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .partitions
+        .remove(0)
 }
 
 fn values(records: Bytes) -> Vec<String> {
     BatchIter::new(records)
-        .flat_map(|batch| batch.unwrap().records().map(|record| String::from_utf8(record.unwrap().value.unwrap().to_vec()).unwrap()).collect::<Vec<_>>())
+        .flat_map(|batch| {
+            batch
+                .unwrap()
+                .records()
+                .map(|record| String::from_utf8(record.unwrap().value.unwrap().to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -74,7 +151,12 @@ fn values(records: Bytes) -> Vec<String> {
 async fn produce_then_fetch_round_trips_and_survives_a_restart() {
     let directory = tempfile::tempdir().unwrap();
     let mut node = start(directory.path()).await;
-    assert_eq!(create_topic(&mut node.admin, "orders", 2, &[]).await.error_code, 0);
+    assert_eq!(
+        create_topic(&mut node.admin, "orders", 2, &[])
+            .await
+            .error_code,
+        0
+    );
     let response = produce(&mut node.broker, "orders", 0, records(&["a", "b"], 1_000)).await;
     assert_eq!((response.error_code, response.base_offset), (0, 0));
     let response = produce(&mut node.broker, "orders", 0, records(&["c"], 2_000)).await;
@@ -86,10 +168,19 @@ async fn produce_then_fetch_round_trips_and_survives_a_restart() {
     node.handle.shutdown().await;
 
     let mut node = start(directory.path()).await;
-    assert_eq!(values(fetch(&mut node.broker, "orders", 2, 0).await.records), ["c"]);
+    assert_eq!(
+        values(fetch(&mut node.broker, "orders", 2, 0).await.records),
+        ["c"]
+    );
     let by_time = node
         .broker
-        .list_offsets(proto::ListOffsetsRequest { partitions: vec![proto::ListOffsetsPartition { topic: "orders".into(), partition: 0, timestamp: 1_500 }] })
+        .list_offsets(proto::ListOffsetsRequest {
+            partitions: vec![proto::ListOffsetsPartition {
+                topic: "orders".into(),
+                partition: 0,
+                timestamp: 1_500,
+            }],
+        })
         .await
         .unwrap()
         .into_inner()
@@ -108,7 +199,10 @@ async fn a_waiting_fetch_wakes_on_produce() {
     // The fetch may wait up to 30 s; it only returns records if the produce woke it.
     let waiting = tokio::spawn(async move { fetch(&mut fetcher, "events", 0, 30_000).await });
     produce(&mut node.broker, "events", 0, records(&["wake"], 1)).await;
-    let fetched = tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("the fetch returned").unwrap();
+    let fetched = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the fetch returned")
+        .unwrap();
     assert_eq!(values(fetched.records), ["wake"]);
     node.handle.shutdown().await;
 }
@@ -117,36 +211,109 @@ async fn a_waiting_fetch_wakes_on_produce() {
 async fn errors_carry_codes_and_touch_nothing() {
     let directory = tempfile::tempdir().unwrap();
     let mut node = start(directory.path()).await;
-    assert_eq!(create_topic(&mut node.admin, "bad name", 1, &[]).await.error_code, ErrorCode::InvalidTopicException.code());
-    assert_eq!(create_topic(&mut node.admin, "zero", 0, &[]).await.error_code, ErrorCode::InvalidPartitions.code());
-    assert_eq!(create_topic(&mut node.admin, "cfg", 1, &[("retention.ms", "soon")]).await.error_code, ErrorCode::InvalidConfig.code());
-    assert_eq!(create_topic(&mut node.admin, "small", 1, &[("max.message.bytes", "200")]).await.error_code, 0);
-    assert_eq!(create_topic(&mut node.admin, "small", 1, &[]).await.error_code, ErrorCode::TopicAlreadyExists.code());
+    assert_eq!(
+        create_topic(&mut node.admin, "bad name", 1, &[])
+            .await
+            .error_code,
+        ErrorCode::InvalidTopicException.code()
+    );
+    assert_eq!(
+        create_topic(&mut node.admin, "zero", 0, &[])
+            .await
+            .error_code,
+        ErrorCode::InvalidPartitions.code()
+    );
+    assert_eq!(
+        create_topic(&mut node.admin, "cfg", 1, &[("retention.ms", "soon")])
+            .await
+            .error_code,
+        ErrorCode::InvalidConfig.code()
+    );
+    assert_eq!(
+        create_topic(&mut node.admin, "small", 1, &[("max.message.bytes", "200")])
+            .await
+            .error_code,
+        0
+    );
+    assert_eq!(
+        create_topic(&mut node.admin, "small", 1, &[])
+            .await
+            .error_code,
+        ErrorCode::TopicAlreadyExists.code()
+    );
 
-    assert_eq!(produce(&mut node.broker, "missing", 0, records(&["x"], 1)).await.error_code, ErrorCode::UnknownTopicOrPartition.code());
-    assert_eq!(produce(&mut node.broker, "small", 7, records(&["x"], 1)).await.error_code, ErrorCode::UnknownTopicOrPartition.code());
-    let large = produce(&mut node.broker, "small", 0, records(&[&"x".repeat(300)], 1)).await;
+    assert_eq!(
+        produce(&mut node.broker, "missing", 0, records(&["x"], 1))
+            .await
+            .error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        produce(&mut node.broker, "small", 7, records(&["x"], 1))
+            .await
+            .error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+    let large = produce(
+        &mut node.broker,
+        "small",
+        0,
+        records(&[&"x".repeat(300)], 1),
+    )
+    .await;
     assert_eq!(large.error_code, ErrorCode::MessageTooLarge.code());
     let mut corrupt = records(&["x"], 1).to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0x55;
-    assert_eq!(produce(&mut node.broker, "small", 0, corrupt.into()).await.error_code, ErrorCode::CorruptMessage.code());
-    assert_eq!(produce(&mut node.broker, "small", 0, Bytes::from_static(b"garbage")).await.error_code, ErrorCode::CorruptMessage.code());
+    assert_eq!(
+        produce(&mut node.broker, "small", 0, corrupt.into())
+            .await
+            .error_code,
+        ErrorCode::CorruptMessage.code()
+    );
+    assert_eq!(
+        produce(&mut node.broker, "small", 0, Bytes::from_static(b"garbage"))
+            .await
+            .error_code,
+        ErrorCode::CorruptMessage.code()
+    );
 
     let out_of_range = fetch(&mut node.broker, "small", 5, 0).await;
     assert_eq!(out_of_range.error_code, ErrorCode::OffsetOutOfRange.code());
-    assert!(out_of_range.error_message.contains("0 to 0"), "{}", out_of_range.error_message);
-    assert_eq!((out_of_range.log_start_offset, out_of_range.high_watermark), (0, 0));
+    assert!(
+        out_of_range.error_message.contains("0 to 0"),
+        "{}",
+        out_of_range.error_message
+    );
+    assert_eq!(
+        (out_of_range.log_start_offset, out_of_range.high_watermark),
+        (0, 0)
+    );
 
     let status = node
         .broker
-        .produce(proto::ProduceRequest { acks: 2, timeout_ms: 1_000, partitions: vec![] })
+        .produce(proto::ProduceRequest {
+            acks: 2,
+            timeout_ms: 1_000,
+            partitions: vec![],
+        })
         .await
         .expect_err("acks=2 is refused");
-    let code: i32 = status.metadata().get(ERROR_CODE_METADATA).unwrap().to_str().unwrap().parse().unwrap();
+    let code: i32 = status
+        .metadata()
+        .get(ERROR_CODE_METADATA)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(code, ErrorCode::InvalidRequiredAcks.code());
 
-    assert_eq!(fetch(&mut node.broker, "small", 0, 0).await.high_watermark, 0, "nothing was stored");
+    assert_eq!(
+        fetch(&mut node.broker, "small", 0, 0).await.high_watermark,
+        0,
+        "nothing was stored"
+    );
     node.handle.shutdown().await;
 }
 
@@ -154,23 +321,72 @@ async fn errors_carry_codes_and_touch_nothing() {
 async fn topic_configs_describe_alter_and_delete() {
     let directory = tempfile::tempdir().unwrap();
     let mut node = start(directory.path()).await;
-    create_topic(&mut node.admin, "configured", 1, &[("retention.ms", "60000")]).await;
+    create_topic(
+        &mut node.admin,
+        "configured",
+        1,
+        &[("retention.ms", "60000")],
+    )
+    .await;
     let alter = proto::AlterConfigsRequest {
-        topics: vec![proto::AlterTopicConfigs { name: "configured".into(), set: HashMap::from([("segment.bytes".into(), "1048576".into())]), delete: vec!["retention.ms".into()] }],
+        topics: vec![proto::AlterTopicConfigs {
+            name: "configured".into(),
+            set: HashMap::from([("segment.bytes".into(), "1048576".into())]),
+            delete: vec!["retention.ms".into()],
+        }],
         validate_only: false,
     };
-    assert_eq!(node.admin.alter_configs(alter).await.unwrap().into_inner().topics[0].error_code, 0);
-    let described = node.admin.describe_configs(proto::DescribeConfigsRequest { topics: vec!["configured".into(), "nope".into()] }).await.unwrap().into_inner();
-    let entries: HashMap<String, (String, bool)> = described.topics[0].entries.iter().map(|entry| (entry.name.clone(), (entry.value.clone(), entry.is_default))).collect();
+    assert_eq!(
+        node.admin
+            .alter_configs(alter)
+            .await
+            .unwrap()
+            .into_inner()
+            .topics[0]
+            .error_code,
+        0
+    );
+    let described = node
+        .admin
+        .describe_configs(proto::DescribeConfigsRequest {
+            topics: vec!["configured".into(), "nope".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let entries: HashMap<String, (String, bool)> = described.topics[0]
+        .entries
+        .iter()
+        .map(|entry| (entry.name.clone(), (entry.value.clone(), entry.is_default)))
+        .collect();
     assert_eq!(entries["segment.bytes"], ("1048576".to_string(), false));
     assert_eq!(entries["retention.ms"], ("604800000".to_string(), true));
-    assert_eq!(described.topics[1].error_code, ErrorCode::UnknownTopicOrPartition.code());
+    assert_eq!(
+        described.topics[1].error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
 
     produce(&mut node.broker, "configured", 0, records(&["x"], 1)).await;
-    let deleted = node.admin.delete_topics(proto::DeleteTopicsRequest { names: vec!["configured".into()], timeout_ms: 1_000 }).await.unwrap().into_inner();
+    let deleted = node
+        .admin
+        .delete_topics(proto::DeleteTopicsRequest {
+            names: vec!["configured".into()],
+            timeout_ms: 1_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(deleted.topics[0].error_code, 0);
-    assert!(!directory.path().join("logs/configured-0").exists(), "data is removed");
-    let metadata = node.broker.metadata(proto::MetadataRequest { topics: vec![] }).await.unwrap().into_inner();
+    assert!(
+        !directory.path().join("logs/configured-0").exists(),
+        "data is removed"
+    );
+    let metadata = node
+        .broker
+        .metadata(proto::MetadataRequest { topics: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(metadata.topics.is_empty());
     node.handle.shutdown().await;
 }
@@ -181,23 +397,51 @@ async fn streaming_fetch_respects_granted_credit() {
     let mut node = start(directory.path()).await;
     create_topic(&mut node.admin, "tail", 1, &[]).await;
     for round in 0..3 {
-        produce(&mut node.broker, "tail", 0, records(&[&format!("r{round}")], round)).await;
+        produce(
+            &mut node.broker,
+            "tail",
+            0,
+            records(&[&format!("r{round}")], round),
+        )
+        .await;
     }
     let (grants, grant_stream) = tokio::sync::mpsc::channel(4);
     grants
         .send(proto::FetchStreamRequest {
-            partitions: vec![proto::FetchPartition { topic: "tail".into(), partition: 0, fetch_offset: 0, partition_max_bytes: 0 }],
+            partitions: vec![proto::FetchPartition {
+                topic: "tail".into(),
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 0,
+            }],
             grant_bytes: 1,
             max_wait_ms: 0,
         })
         .await
         .unwrap();
-    let mut responses = node.broker.fetch_stream(tokio_stream::wrappers::ReceiverStream::new(grant_stream)).await.unwrap().into_inner();
+    let mut responses = node
+        .broker
+        .fetch_stream(tokio_stream::wrappers::ReceiverStream::new(grant_stream))
+        .await
+        .unwrap()
+        .into_inner();
     // One byte of credit still yields one whole batch, then nothing until more is granted.
     let first = responses.message().await.unwrap().unwrap();
     assert_eq!(values(first.partitions[0].records.clone()), ["r0"]);
-    assert!(tokio::time::timeout(Duration::from_millis(300), responses.message()).await.is_err(), "no credit, no data");
-    grants.send(proto::FetchStreamRequest { partitions: vec![], grant_bytes: 1 << 20, max_wait_ms: 0 }).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), responses.message())
+            .await
+            .is_err(),
+        "no credit, no data"
+    );
+    grants
+        .send(proto::FetchStreamRequest {
+            partitions: vec![],
+            grant_bytes: 1 << 20,
+            max_wait_ms: 0,
+        })
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let response = responses.message().await.unwrap().unwrap();

@@ -16,7 +16,11 @@ async fn start(node_id: i32, directory: &std::path::Path) -> BrokerHandle {
         node_id,
         data_dir: directory.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        replication: ReplicationConfig { replica_lag_time_max_ms: 1_000, replica_fetch_max_wait_ms: 200, ..ReplicationConfig::default() },
+        replication: ReplicationConfig {
+            replica_lag_time_max_ms: 1_000,
+            replica_fetch_max_wait_ms: 200,
+            ..ReplicationConfig::default()
+        },
         ..BrokerConfig::default()
     };
     Broker::start(config).await.expect("broker starts")
@@ -25,23 +29,42 @@ async fn start(node_id: i32, directory: &std::path::Path) -> BrokerHandle {
 fn records(tag: &str, count: usize) -> Bytes {
     let mut builder = RecordBatchBuilder::new();
     for index in 0..count {
-        builder.push(1_000 + index as i64, Some(b"k"), Some(format!("{tag}-{index}").as_bytes()), &[]);
+        builder.push(
+            1_000 + index as i64,
+            Some(b"k"),
+            Some(format!("{tag}-{index}").as_bytes()),
+            &[],
+        );
     }
     builder.build().into_bytes()
 }
 
 fn values(broker: &BrokerHandle, topic_partition: &TopicPartition) -> Vec<String> {
-    let log = broker.replica_manager().partition(&topic_partition.topic, topic_partition.partition).unwrap().log().clone();
+    let log = broker
+        .replica_manager()
+        .partition(&topic_partition.topic, topic_partition.partition)
+        .unwrap()
+        .log()
+        .clone();
     let read = log.read(0, 1 << 20, None).unwrap();
     BatchIter::new(read.records)
-        .flat_map(|batch| batch.unwrap().records().map(|record| String::from_utf8(record.unwrap().value.unwrap().to_vec()).unwrap()).collect::<Vec<_>>())
+        .flat_map(|batch| {
+            batch
+                .unwrap()
+                .records()
+                .map(|record| String::from_utf8(record.unwrap().value.unwrap().to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -51,7 +74,10 @@ async fn acks_all_waits_for_the_follower_and_a_dead_follower_leaves_the_isr() {
     let directories = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let leader = start(1, directories[0].path()).await;
     let follower = start(2, directories[1].path()).await;
-    let addresses: HashMap<i32, String> = HashMap::from([(1, leader.local_addr().to_string()), (2, follower.local_addr().to_string())]);
+    let addresses: HashMap<i32, String> = HashMap::from([
+        (1, leader.local_addr().to_string()),
+        (2, follower.local_addr().to_string()),
+    ]);
     let book: AddressBook = Arc::new(move |id| addresses.get(&id).cloned());
     // The "controller": commits every ISR change the leader proposes and remembers the last.
     let committed: Arc<Mutex<Vec<i32>>> = Arc::new(Mutex::new(vec![1, 2]));
@@ -65,42 +91,112 @@ async fn acks_all_waits_for_the_follower_and_a_dead_follower_leaves_the_isr() {
         broker.replica_manager().set_isr_updater(updater.clone());
     }
     let topic_partition = TopicPartition::new("replicated", 0);
-    let config = TopicConfig::resolve(&[("min.insync.replicas".to_string(), "2".to_string())].into_iter().collect()).unwrap();
-    let assignment = PartitionAssignment { leader_id: 1, leader_epoch: 1, replicas: vec![1, 2], isr: vec![1, 2] };
-    leader.replica_manager().apply_assignment(topic_partition.clone(), &config, &assignment).unwrap();
-    follower.replica_manager().apply_assignment(topic_partition.clone(), &config, &assignment).unwrap();
+    let config = TopicConfig::resolve(
+        &[("min.insync.replicas".to_string(), "2".to_string())]
+            .into_iter()
+            .collect(),
+    )
+    .unwrap();
+    let assignment = PartitionAssignment {
+        leader_id: 1,
+        leader_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    leader
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &assignment)
+        .unwrap();
+    follower
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &assignment)
+        .unwrap();
 
     let timeout = Duration::from_secs(10);
     for round in 0..5 {
-        let info = leader.replica_manager().append("replicated", 0, records(&format!("r{round}"), 3), Acks::All, timeout).await.expect("acks=all succeeds with both in sync");
+        let info = leader
+            .replica_manager()
+            .append(
+                "replicated",
+                0,
+                records(&format!("r{round}"), 3),
+                Acks::All,
+                timeout,
+            )
+            .await
+            .expect("acks=all succeeds with both in sync");
         assert_eq!(info.base_offset, round * 3);
     }
     // acks=all returned, so the follower already has every record.
     assert_eq!(values(&follower, &topic_partition).len(), 15);
-    assert_eq!(values(&follower, &topic_partition), values(&leader, &topic_partition));
-    let follower_partition = follower.replica_manager().partition("replicated", 0).unwrap();
-    eventually("the follower's high watermark", || follower_partition.high_watermark() == 15).await;
-    assert_eq!(follower_partition.log().leader_epoch_entries(), leader.replica_manager().partition("replicated", 0).unwrap().log().leader_epoch_entries());
+    assert_eq!(
+        values(&follower, &topic_partition),
+        values(&leader, &topic_partition)
+    );
+    let follower_partition = follower
+        .replica_manager()
+        .partition("replicated", 0)
+        .unwrap();
+    eventually("the follower's high watermark", || {
+        follower_partition.high_watermark() == 15
+    })
+    .await;
+    assert_eq!(
+        follower_partition.log().leader_epoch_entries(),
+        leader
+            .replica_manager()
+            .partition("replicated", 0)
+            .unwrap()
+            .log()
+            .leader_epoch_entries()
+    );
 
     // Consumers may not read from a follower.
-    let error = follower.replica_manager().read("replicated", 0, 0, 1024).unwrap_err();
+    let error = follower
+        .replica_manager()
+        .read("replicated", 0, 0, 1024)
+        .unwrap_err();
     assert_eq!(error.code, ErrorCode::NotLeaderOrFollower);
 
     follower.shutdown().await;
-    eventually("the dead follower to leave the ISR", || *committed.lock().unwrap() == vec![1]).await;
-    let refused = leader.replica_manager().append("replicated", 0, records("lonely", 1), Acks::All, timeout).await.unwrap_err();
+    eventually("the dead follower to leave the ISR", || {
+        *committed.lock().unwrap() == vec![1]
+    })
+    .await;
+    let refused = leader
+        .replica_manager()
+        .append("replicated", 0, records("lonely", 1), Acks::All, timeout)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code, ErrorCode::NotEnoughReplicas);
     // acks=1 still works without the follower.
-    leader.replica_manager().append("replicated", 0, records("one", 1), Acks::Leader, timeout).await.unwrap();
+    leader
+        .replica_manager()
+        .append("replicated", 0, records("one", 1), Acks::Leader, timeout)
+        .await
+        .unwrap();
 
     // The follower comes back, catches up and rejoins the ISR.
     let follower = start(2, directories[1].path()).await;
     follower.replica_manager().set_address_book(book.clone());
     follower.replica_manager().set_isr_updater(updater.clone());
-    follower.replica_manager().apply_assignment(topic_partition.clone(), &config, &assignment).unwrap();
-    eventually("the follower to rejoin the ISR", || *committed.lock().unwrap() == vec![1, 2]).await;
-    leader.replica_manager().append("replicated", 0, records("back", 1), Acks::All, timeout).await.expect("acks=all works again");
-    assert_eq!(values(&follower, &topic_partition), values(&leader, &topic_partition));
+    follower
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &assignment)
+        .unwrap();
+    eventually("the follower to rejoin the ISR", || {
+        *committed.lock().unwrap() == vec![1, 2]
+    })
+    .await;
+    leader
+        .replica_manager()
+        .append("replicated", 0, records("back", 1), Acks::All, timeout)
+        .await
+        .expect("acks=all works again");
+    assert_eq!(
+        values(&follower, &topic_partition),
+        values(&leader, &topic_partition)
+    );
     leader.shutdown().await;
     follower.shutdown().await;
 }
@@ -110,7 +206,10 @@ async fn a_follower_truncates_its_divergent_tail_to_the_new_leaders_epoch_end() 
     let directories = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let first = start(1, directories[0].path()).await;
     let second = start(2, directories[1].path()).await;
-    let addresses: HashMap<i32, String> = HashMap::from([(1, first.local_addr().to_string()), (2, second.local_addr().to_string())]);
+    let addresses: HashMap<i32, String> = HashMap::from([
+        (1, first.local_addr().to_string()),
+        (2, second.local_addr().to_string()),
+    ]);
     let book: AddressBook = Arc::new(move |id| addresses.get(&id).cloned());
     let updater: IsrUpdater = Arc::new(|_, _, isr| Box::pin(async move { Ok(isr) }));
     for broker in [&first, &second] {
@@ -122,26 +221,89 @@ async fn a_follower_truncates_its_divergent_tail_to_the_new_leaders_epoch_end() 
     let timeout = Duration::from_secs(10);
 
     // Epoch 1: broker 1 leads, both replicate three batches.
-    let epoch_one = PartitionAssignment { leader_id: 1, leader_epoch: 1, replicas: vec![1, 2], isr: vec![1, 2] };
-    first.replica_manager().apply_assignment(topic_partition.clone(), &config, &epoch_one).unwrap();
-    second.replica_manager().apply_assignment(topic_partition.clone(), &config, &epoch_one).unwrap();
+    let epoch_one = PartitionAssignment {
+        leader_id: 1,
+        leader_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    first
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &epoch_one)
+        .unwrap();
+    second
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &epoch_one)
+        .unwrap();
     for round in 0..3 {
-        first.replica_manager().append("diverge", 0, records(&format!("a{round}"), 1), Acks::All, timeout).await.unwrap();
+        first
+            .replica_manager()
+            .append(
+                "diverge",
+                0,
+                records(&format!("a{round}"), 1),
+                Acks::All,
+                timeout,
+            )
+            .await
+            .unwrap();
     }
     // Broker 1 writes two more that never replicate (broker 2 is cut off, as by a partition).
-    second.replica_manager().apply_assignment(topic_partition.clone(), &config, &PartitionAssignment { leader_id: -1, leader_epoch: 2, ..epoch_one.clone() }).unwrap();
+    second
+        .replica_manager()
+        .apply_assignment(
+            topic_partition.clone(),
+            &config,
+            &PartitionAssignment {
+                leader_id: -1,
+                leader_epoch: 2,
+                ..epoch_one.clone()
+            },
+        )
+        .unwrap();
     for round in 0..2 {
-        first.replica_manager().append("diverge", 0, records(&format!("lost{round}"), 1), Acks::Leader, timeout).await.unwrap();
+        first
+            .replica_manager()
+            .append(
+                "diverge",
+                0,
+                records(&format!("lost{round}"), 1),
+                Acks::Leader,
+                timeout,
+            )
+            .await
+            .unwrap();
     }
     // Epoch 3: broker 2 becomes leader with its three records and takes a new write.
-    let epoch_three = PartitionAssignment { leader_id: 2, leader_epoch: 3, replicas: vec![1, 2], isr: vec![2] };
-    second.replica_manager().apply_assignment(topic_partition.clone(), &config, &epoch_three).unwrap();
-    second.replica_manager().append("diverge", 0, records("b0", 1), Acks::Leader, timeout).await.unwrap();
-    first.replica_manager().apply_assignment(topic_partition.clone(), &config, &epoch_three).unwrap();
+    let epoch_three = PartitionAssignment {
+        leader_id: 2,
+        leader_epoch: 3,
+        replicas: vec![1, 2],
+        isr: vec![2],
+    };
+    second
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &epoch_three)
+        .unwrap();
+    second
+        .replica_manager()
+        .append("diverge", 0, records("b0", 1), Acks::Leader, timeout)
+        .await
+        .unwrap();
+    first
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &epoch_three)
+        .unwrap();
 
     // Broker 1 must drop lost0 and lost1 and take b0 at offset 3.
-    eventually("broker 1 to converge on the new leader's log", || values(&first, &topic_partition) == ["a0-0", "a1-0", "a2-0", "b0-0"]).await;
-    assert_eq!(values(&second, &topic_partition), ["a0-0", "a1-0", "a2-0", "b0-0"]);
+    eventually("broker 1 to converge on the new leader's log", || {
+        values(&first, &topic_partition) == ["a0-0", "a1-0", "a2-0", "b0-0"]
+    })
+    .await;
+    assert_eq!(
+        values(&second, &topic_partition),
+        ["a0-0", "a1-0", "a2-0", "b0-0"]
+    );
     first.shutdown().await;
     second.shutdown().await;
 }

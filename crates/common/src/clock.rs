@@ -31,7 +31,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now_ms: i64) -> ManualClock {
-        ManualClock { now_ms: AtomicI64::new(now_ms) }
+        ManualClock {
+            now_ms: AtomicI64::new(now_ms),
+        }
     }
     pub fn advance_ms(&self, elapsed_ms: i64) {
         self.now_ms.fetch_add(elapsed_ms, Ordering::SeqCst);

@@ -132,8 +132,16 @@ mod tests {
         let mut codes = HashSet::new();
         let mut names = HashSet::new();
         for &error in ErrorCode::ALL {
-            assert!(codes.insert(error.code()), "duplicate code {}", error.code());
-            assert!(names.insert(error.name()), "duplicate name {}", error.name());
+            assert!(
+                codes.insert(error.code()),
+                "duplicate code {}",
+                error.code()
+            );
+            assert!(
+                names.insert(error.name()),
+                "duplicate name {}",
+                error.name()
+            );
             assert_eq!(ErrorCode::from_code(error.code()), error);
         }
     }

@@ -89,7 +89,10 @@ impl RecordBatch {
     /// magic is not 2; does not check the CRC or the records.
     pub fn new(bytes: Bytes) -> Result<RecordBatch, BatchError> {
         if bytes.len() < BATCH_HEADER_BYTES {
-            return Err(BatchError::TooShort { needed: BATCH_HEADER_BYTES, actual: bytes.len() });
+            return Err(BatchError::TooShort {
+                needed: BATCH_HEADER_BYTES,
+                actual: bytes.len(),
+            });
         }
         let declared = read_i32(&bytes, 8);
         if i64::from(declared) != (bytes.len() - LENGTH_FIELD_END) as i64 {
@@ -182,7 +185,10 @@ impl RecordBatch {
     pub fn verify_crc(&self) -> Result<(), BatchError> {
         let computed = self.compute_crc();
         if computed != self.stored_crc() {
-            return Err(BatchError::CorruptCrc { stored: self.stored_crc(), computed });
+            return Err(BatchError::CorruptCrc {
+                stored: self.stored_crc(),
+                computed,
+            });
         }
         Ok(())
     }
@@ -191,12 +197,17 @@ impl RecordBatch {
     /// record decoded and checked against the header (count, offset deltas, timestamps).
     pub fn validate(&self, max_bytes: usize) -> Result<(), BatchError> {
         if self.size_in_bytes() > max_bytes {
-            return Err(BatchError::TooLarge { size: self.size_in_bytes(), max: max_bytes });
+            return Err(BatchError::TooLarge {
+                size: self.size_in_bytes(),
+                max: max_bytes,
+            });
         }
         self.verify_crc()?;
         let compression = self.compression_type()?;
         if compression != CompressionType::None {
-            return Err(BatchError::UnsupportedCompression((self.attributes() & COMPRESSION_MASK) as u8));
+            return Err(BatchError::UnsupportedCompression(
+                (self.attributes() & COMPRESSION_MASK) as u8,
+            ));
         }
         let declared = self.record_count();
         if declared <= 0 {
@@ -213,7 +224,10 @@ impl RecordBatch {
         let mut index: i64 = 0;
         while position < records.len() {
             if index >= i64::from(declared) {
-                return Err(BatchError::RecordCountMismatch { declared, found: index + 1 });
+                return Err(BatchError::RecordCountMismatch {
+                    declared,
+                    found: index + 1,
+                });
             }
             let record = parse_record(records, &mut position, index)?;
             if i64::from(record.offset_delta) != index {
@@ -234,7 +248,10 @@ impl RecordBatch {
             index += 1;
         }
         if index != i64::from(declared) {
-            return Err(BatchError::RecordCountMismatch { declared, found: index });
+            return Err(BatchError::RecordCountMismatch {
+                declared,
+                found: index,
+            });
         }
         Ok(())
     }
@@ -285,7 +302,8 @@ impl RecordBatch {
     pub fn set_log_append_time(bytes: &mut [u8], timestamp: i64) {
         let attributes = read_i16(bytes, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_MASK;
         bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-        bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&timestamp.to_be_bytes());
+        bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&timestamp.to_be_bytes());
         let crc = crc32c::crc32c(&bytes[CRC_COVERED_FROM..]);
         bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     }
@@ -313,7 +331,10 @@ pub struct BatchIter {
 
 impl BatchIter {
     pub fn new(bytes: Bytes) -> BatchIter {
-        BatchIter { remaining: bytes, failed: false }
+        BatchIter {
+            remaining: bytes,
+            failed: false,
+        }
     }
 }
 
@@ -325,11 +346,15 @@ impl Iterator for BatchIter {
             return None;
         }
         let result = match RecordBatch::peek_size(&self.remaining) {
-            None => Err(BatchError::TooShort { needed: LENGTH_FIELD_END, actual: self.remaining.len() }),
+            None => Err(BatchError::TooShort {
+                needed: LENGTH_FIELD_END,
+                actual: self.remaining.len(),
+            }),
             Some(Err(error)) => Err(error),
-            Some(Ok(size)) if size > self.remaining.len() => {
-                Err(BatchError::TooShort { needed: size, actual: self.remaining.len() })
-            }
+            Some(Ok(size)) if size > self.remaining.len() => Err(BatchError::TooShort {
+                needed: size,
+                actual: self.remaining.len(),
+            }),
             Some(Ok(size)) => RecordBatch::new(self.remaining.split_to(size)),
         };
         self.failed = result.is_err();

@@ -1,4 +1,6 @@
-use crate::batch::{BATCH_HEADER_BYTES, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE, RecordBatch};
+use crate::batch::{
+    BATCH_HEADER_BYTES, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE, RecordBatch,
+};
 use crate::record::{Header, encode_record};
 use bytes::Bytes;
 
@@ -55,7 +57,13 @@ impl RecordBatchBuilder {
     }
 
     /// Appends a record. The first record's timestamp becomes the batch's base timestamp.
-    pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) {
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) {
         if self.record_count == 0 {
             self.base_timestamp = timestamp;
         }
@@ -90,7 +98,10 @@ impl RecordBatchBuilder {
     /// # Panics
     /// When no record was pushed: an empty batch is a caller bug, not a wire condition.
     pub fn build(mut self) -> RecordBatch {
-        assert!(self.record_count > 0, "a record batch needs at least one record");
+        assert!(
+            self.record_count > 0,
+            "a record batch needs at least one record"
+        );
         let batch_length = (self.buffer.len() - LENGTH_FIELD_END) as i32;
         let header = &mut self.buffer[..BATCH_HEADER_BYTES];
         header[0..8].copy_from_slice(&0i64.to_be_bytes());

@@ -22,7 +22,13 @@ pub enum BatchError {
     #[error("record {index}: {reason}")]
     InvalidRecord { index: i64, reason: String },
     #[error("batch last_offset_delta is {last_offset_delta} but it has {record_count} records")]
-    InvalidLastOffsetDelta { last_offset_delta: i32, record_count: i32 },
+    InvalidLastOffsetDelta {
+        last_offset_delta: i32,
+        record_count: i32,
+    },
     #[error("batch max_timestamp {max_timestamp} is below a record timestamp {record_timestamp}")]
-    InvalidMaxTimestamp { max_timestamp: i64, record_timestamp: i64 },
+    InvalidMaxTimestamp {
+        max_timestamp: i64,
+        record_timestamp: i64,
+    },
 }

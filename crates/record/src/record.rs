@@ -42,29 +42,51 @@ pub(crate) struct RawRecord {
 }
 
 fn invalid(index: i64, reason: impl Into<String>) -> BatchError {
-    BatchError::InvalidRecord { index, reason: reason.into() }
+    BatchError::InvalidRecord {
+        index,
+        reason: reason.into(),
+    }
 }
 
 /// Reads a length-prefixed byte field ending by `end`; -1 means null.
-fn read_nullable_range(records: &[u8], position: &mut usize, end: usize, index: i64, what: &str) -> Result<Option<Range<usize>>, BatchError> {
-    let length = varint::read_i32(&records[..end], position).ok_or_else(|| invalid(index, format!("{what} length is not a valid varint")))?;
+fn read_nullable_range(
+    records: &[u8],
+    position: &mut usize,
+    end: usize,
+    index: i64,
+    what: &str,
+) -> Result<Option<Range<usize>>, BatchError> {
+    let length = varint::read_i32(&records[..end], position)
+        .ok_or_else(|| invalid(index, format!("{what} length is not a valid varint")))?;
     if length == -1 {
         return Ok(None);
     }
-    let length = usize::try_from(length).map_err(|_| invalid(index, format!("{what} length {length} is negative")))?;
+    let length = usize::try_from(length)
+        .map_err(|_| invalid(index, format!("{what} length {length} is negative")))?;
     let field_end = position
         .checked_add(length)
         .filter(|&field_end| field_end <= end)
-        .ok_or_else(|| invalid(index, format!("{what} of {length} bytes overruns the record")))?;
+        .ok_or_else(|| {
+            invalid(
+                index,
+                format!("{what} of {length} bytes overruns the record"),
+            )
+        })?;
     let range = *position..field_end;
     *position = field_end;
     Ok(Some(range))
 }
 
 /// Walks the record starting at `position`, advancing `position` past it.
-pub(crate) fn parse_record(records: &[u8], position: &mut usize, index: i64) -> Result<RecordLayout, BatchError> {
-    let length = varint::read_i32(records, position).ok_or_else(|| invalid(index, "length is not a valid varint"))?;
-    let length = usize::try_from(length).map_err(|_| invalid(index, format!("length {length} is negative")))?;
+pub(crate) fn parse_record(
+    records: &[u8],
+    position: &mut usize,
+    index: i64,
+) -> Result<RecordLayout, BatchError> {
+    let length = varint::read_i32(records, position)
+        .ok_or_else(|| invalid(index, "length is not a valid varint"))?;
+    let length = usize::try_from(length)
+        .map_err(|_| invalid(index, format!("length {length} is negative")))?;
     let end = position
         .checked_add(length)
         .filter(|&end| end <= records.len())
@@ -74,35 +96,75 @@ pub(crate) fn parse_record(records: &[u8], position: &mut usize, index: i64) -> 
         return Err(invalid(index, "record is empty"));
     }
     *position += 1; // Record attributes: unused in v2, as in Kafka.
-    let timestamp_delta = varint::read_i64(body, position).ok_or_else(|| invalid(index, "timestamp delta is not a valid varint"))?;
-    let offset_delta = varint::read_i32(body, position).ok_or_else(|| invalid(index, "offset delta is not a valid varint"))?;
+    let timestamp_delta = varint::read_i64(body, position)
+        .ok_or_else(|| invalid(index, "timestamp delta is not a valid varint"))?;
+    let offset_delta = varint::read_i32(body, position)
+        .ok_or_else(|| invalid(index, "offset delta is not a valid varint"))?;
     let key = read_nullable_range(records, position, end, index, "key")?;
     let value = read_nullable_range(records, position, end, index, "value")?;
-    let header_count = varint::read_i32(body, position).ok_or_else(|| invalid(index, "header count is not a valid varint"))?;
-    let header_count = usize::try_from(header_count).map_err(|_| invalid(index, format!("header count {header_count} is negative")))?;
+    let header_count = varint::read_i32(body, position)
+        .ok_or_else(|| invalid(index, "header count is not a valid varint"))?;
+    let header_count = usize::try_from(header_count)
+        .map_err(|_| invalid(index, format!("header count {header_count} is negative")))?;
     let headers_start = *position;
     for _ in 0..header_count {
-        let key = read_nullable_range(records, position, end, index, "header key")?.ok_or_else(|| invalid(index, "header key is null"))?;
-        std::str::from_utf8(&records[key]).map_err(|_| invalid(index, "header key is not UTF-8"))?;
+        let key = read_nullable_range(records, position, end, index, "header key")?
+            .ok_or_else(|| invalid(index, "header key is null"))?;
+        std::str::from_utf8(&records[key])
+            .map_err(|_| invalid(index, "header key is not UTF-8"))?;
         read_nullable_range(records, position, end, index, "header value")?;
     }
     if *position != end {
-        return Err(invalid(index, format!("{} bytes left over after the record's fields", end - *position)));
+        return Err(invalid(
+            index,
+            format!(
+                "{} bytes left over after the record's fields",
+                end - *position
+            ),
+        ));
     }
-    Ok(RecordLayout { offset_delta, timestamp_delta, key, value, headers: headers_start..end, header_count })
+    Ok(RecordLayout {
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+        headers: headers_start..end,
+        header_count,
+    })
 }
 
 /// Decodes the record starting at `position` into slices sharing `records`' storage.
-pub(crate) fn decode_record(records: &Bytes, position: &mut usize, index: i64) -> Result<RawRecord, BatchError> {
+pub(crate) fn decode_record(
+    records: &Bytes,
+    position: &mut usize,
+    index: i64,
+) -> Result<RawRecord, BatchError> {
     let layout = parse_record(records, position, index)?;
     let mut headers = Vec::with_capacity(layout.header_count);
     let mut header_position = layout.headers.start;
     for _ in 0..layout.header_count {
         // Already checked by `parse_record`; these cannot fail.
-        let key = read_nullable_range(records, &mut header_position, layout.headers.end, index, "header key")?.ok_or_else(|| invalid(index, "header key is null"))?;
-        let value = read_nullable_range(records, &mut header_position, layout.headers.end, index, "header value")?;
-        let key = String::from_utf8(records[key].to_vec()).map_err(|_| invalid(index, "header key is not UTF-8"))?;
-        headers.push(Header { key, value: value.map(|range| records.slice(range)) });
+        let key = read_nullable_range(
+            records,
+            &mut header_position,
+            layout.headers.end,
+            index,
+            "header key",
+        )?
+        .ok_or_else(|| invalid(index, "header key is null"))?;
+        let value = read_nullable_range(
+            records,
+            &mut header_position,
+            layout.headers.end,
+            index,
+            "header value",
+        )?;
+        let key = String::from_utf8(records[key].to_vec())
+            .map_err(|_| invalid(index, "header key is not UTF-8"))?;
+        headers.push(Header {
+            key,
+            value: value.map(|range| records.slice(range)),
+        });
     }
     Ok(RawRecord {
         offset_delta: layout.offset_delta,
@@ -146,7 +208,8 @@ pub(crate) fn encode_record(
         + nullable_size(value)
         + varint::size_i64(headers.len() as i64);
     for header in headers {
-        body_length += nullable_size(Some(header.key.as_bytes())) + nullable_size(header.value.as_deref());
+        body_length +=
+            nullable_size(Some(header.key.as_bytes())) + nullable_size(header.value.as_deref());
     }
     buffer.reserve(body_length + 5);
     varint::write_i64(buffer, body_length as i64);

@@ -1,12 +1,30 @@
 use bytes::Bytes;
 use proptest::prelude::*;
-use strata_record::{BatchError, BatchIter, Header, RecordBatch, RecordBatchBuilder, TimestampType};
+use strata_record::{
+    BatchError, BatchIter, Header, RecordBatch, RecordBatchBuilder, TimestampType,
+};
 
 fn sample_batch() -> RecordBatch {
     let mut builder = RecordBatchBuilder::new().producer(7, 1, 100);
-    builder.push(1_000, Some(b"k1"), Some(b"v1"), &[Header { key: "h".into(), value: Some(Bytes::from_static(b"x")) }]);
+    builder.push(
+        1_000,
+        Some(b"k1"),
+        Some(b"v1"),
+        &[Header {
+            key: "h".into(),
+            value: Some(Bytes::from_static(b"x")),
+        }],
+    );
     builder.push(1_005, None, Some(b"v2"), &[]);
-    builder.push(1_002, Some(b"k3"), None, &[Header { key: "n".into(), value: None }]);
+    builder.push(
+        1_002,
+        Some(b"k3"),
+        None,
+        &[Header {
+            key: "n".into(),
+            value: None,
+        }],
+    );
     builder.build()
 }
 
@@ -25,7 +43,13 @@ fn built_batch_round_trips_every_field() {
     let records: Vec<_> = batch.records().collect::<Result<_, _>>().unwrap();
     assert_eq!(records.len(), 3);
     assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
-    assert_eq!(records[0].headers, vec![Header { key: "h".into(), value: Some(Bytes::from_static(b"x")) }]);
+    assert_eq!(
+        records[0].headers,
+        vec![Header {
+            key: "h".into(),
+            value: Some(Bytes::from_static(b"x"))
+        }]
+    );
     assert_eq!(records[1].key, None);
     assert_eq!(records[1].timestamp, 1_005);
     assert_eq!(records[2].value, None);
@@ -53,7 +77,11 @@ fn log_append_time_overrides_record_timestamps() {
     let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
     batch.validate(usize::MAX).unwrap();
     assert_eq!(batch.timestamp_type(), TimestampType::LogAppendTime);
-    assert!(batch.records().all(|record| record.unwrap().timestamp == 99_999));
+    assert!(
+        batch
+            .records()
+            .all(|record| record.unwrap().timestamp == 99_999)
+    );
 }
 
 #[test]
@@ -62,22 +90,34 @@ fn a_flipped_bit_fails_the_crc() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x10;
     let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
-    assert!(matches!(batch.validate(usize::MAX), Err(BatchError::CorruptCrc { .. })));
+    assert!(matches!(
+        batch.validate(usize::MAX),
+        Err(BatchError::CorruptCrc { .. })
+    ));
 }
 
 #[test]
 fn wrong_magic_is_refused() {
     let mut bytes = sample_batch().into_bytes().to_vec();
     bytes[16] = 1;
-    assert_eq!(RecordBatch::new(Bytes::from(bytes)), Err(BatchError::InvalidMagic(1)));
+    assert_eq!(
+        RecordBatch::new(Bytes::from(bytes)),
+        Err(BatchError::InvalidMagic(1))
+    );
 }
 
 #[test]
 fn a_length_that_overruns_is_refused() {
     let mut bytes = sample_batch().into_bytes().to_vec();
     bytes[8..12].copy_from_slice(&10_000i32.to_be_bytes());
-    assert!(matches!(RecordBatch::new(Bytes::from(bytes.clone())), Err(BatchError::LengthMismatch { .. })));
-    let error = BatchIter::new(Bytes::from(bytes)).next().unwrap().unwrap_err();
+    assert!(matches!(
+        RecordBatch::new(Bytes::from(bytes.clone())),
+        Err(BatchError::LengthMismatch { .. })
+    ));
+    let error = BatchIter::new(Bytes::from(bytes))
+        .next()
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(error, BatchError::TooShort { .. }));
 }
 
@@ -94,7 +134,10 @@ fn more_records_than_declared_are_refused() {
     bytes[23..27].copy_from_slice(&1i32.to_be_bytes());
     resign(&mut bytes);
     let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
-    assert!(matches!(batch.validate(usize::MAX), Err(BatchError::RecordCountMismatch { declared: 2, .. })));
+    assert!(matches!(
+        batch.validate(usize::MAX),
+        Err(BatchError::RecordCountMismatch { declared: 2, .. })
+    ));
 }
 
 #[test]
@@ -104,7 +147,13 @@ fn fewer_records_than_declared_are_refused() {
     bytes[23..27].copy_from_slice(&3i32.to_be_bytes());
     resign(&mut bytes);
     let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
-    assert_eq!(batch.validate(usize::MAX), Err(BatchError::RecordCountMismatch { declared: 4, found: 3 }));
+    assert_eq!(
+        batch.validate(usize::MAX),
+        Err(BatchError::RecordCountMismatch {
+            declared: 4,
+            found: 3
+        })
+    );
 }
 
 #[test]
@@ -113,14 +162,23 @@ fn compressed_batches_are_refused_with_their_codec() {
     bytes[22] |= 4;
     resign(&mut bytes);
     let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
-    assert_eq!(batch.validate(usize::MAX), Err(BatchError::UnsupportedCompression(4)));
+    assert_eq!(
+        batch.validate(usize::MAX),
+        Err(BatchError::UnsupportedCompression(4))
+    );
 }
 
 #[test]
 fn oversized_batches_are_refused() {
     let batch = sample_batch();
     let size = batch.size_in_bytes();
-    assert_eq!(batch.validate(size - 1), Err(BatchError::TooLarge { size, max: size - 1 }));
+    assert_eq!(
+        batch.validate(size - 1),
+        Err(BatchError::TooLarge {
+            size,
+            max: size - 1
+        })
+    );
     batch.validate(size).unwrap();
 }
 
@@ -128,7 +186,9 @@ fn oversized_batches_are_refused() {
 fn batch_iter_splits_concatenated_batches() {
     let mut joined = sample_batch().into_bytes().to_vec();
     joined.extend_from_slice(&sample_batch().into_bytes());
-    let batches: Vec<_> = BatchIter::new(Bytes::from(joined)).collect::<Result<_, _>>().unwrap();
+    let batches: Vec<_> = BatchIter::new(Bytes::from(joined))
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(batches.len(), 2);
 }
 
@@ -137,25 +197,74 @@ fn batch_iter_splits_concatenated_batches() {
 #[test]
 fn golden_batch_bytes() {
     let mut builder = RecordBatchBuilder::new();
-    builder.push(1_700_000_000_000, Some(b"key"), Some(b"value"), &[Header { key: "h".into(), value: Some(Bytes::from_static(b"1")) }]);
-    let hex: String = builder.build().as_bytes().iter().map(|byte| format!("{byte:02x}")).collect();
+    builder.push(
+        1_700_000_000_000,
+        Some(b"key"),
+        Some(b"value"),
+        &[Header {
+            key: "h".into(),
+            value: Some(Bytes::from_static(b"1")),
+        }],
+    );
+    let hex: String = builder
+        .build()
+        .as_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     assert_eq!(
         hex,
         concat!(
-            "0000000000000000", "00000044", "ffffffff", "02", "16c8334a", "0000", "00000000",
-            "0000018bcfe56800", "0000018bcfe56800", "ffffffffffffffff", "ffff", "ffffffff", "00000001",
+            "0000000000000000",
+            "00000044",
+            "ffffffff",
+            "02",
+            "16c8334a",
+            "0000",
+            "00000000",
+            "0000018bcfe56800",
+            "0000018bcfe56800",
+            "ffffffffffffffff",
+            "ffff",
+            "ffffffff",
+            "00000001",
             // One record of 18 bytes: attributes, deltas, key "key", value "value", header h=1.
-            "24", "00", "00", "00", "06", "6b6579", "0a", "76616c7565", "02", "02", "68", "02", "31"
+            "24",
+            "00",
+            "00",
+            "00",
+            "06",
+            "6b6579",
+            "0a",
+            "76616c7565",
+            "02",
+            "02",
+            "68",
+            "02",
+            "31"
         )
     );
 }
 
-fn arbitrary_record() -> impl Strategy<Value = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>)> {
+fn arbitrary_record() -> impl Strategy<
+    Value = (
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Vec<(String, Option<Vec<u8>>)>,
+    ),
+> {
     (
         -1_000_000i64..1_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..256)),
-        proptest::collection::vec(("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16))), 0..4),
+        proptest::collection::vec(
+            (
+                "[a-z]{0,8}",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+            ),
+            0..4,
+        ),
     )
 }
 

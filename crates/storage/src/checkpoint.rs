@@ -31,8 +31,10 @@ pub fn write(path: &Path, payload: &[u8]) -> Result<()> {
         .truncate(true)
         .open(&temporary)
         .map_err(StorageError::io("create", &temporary))?;
-    file.write_all(&bytes).map_err(StorageError::io("write", &temporary))?;
-    file.sync_all().map_err(StorageError::io("fsync", &temporary))?;
+    file.write_all(&bytes)
+        .map_err(StorageError::io("write", &temporary))?;
+    file.sync_all()
+        .map_err(StorageError::io("fsync", &temporary))?;
     fs::rename(&temporary, path).map_err(StorageError::io("rename", path))?;
     sync_directory(path.parent().unwrap_or(Path::new(".")))
 }
@@ -42,19 +44,33 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(StorageError::Io { operation: "read", path: path.into(), source: error }),
+        Err(error) => {
+            return Err(StorageError::Io {
+                operation: "read",
+                path: path.into(),
+                source: error,
+            });
+        }
     };
-    let corrupt = |reason: String| StorageError::Corrupt { path: path.into(), reason };
+    let corrupt = |reason: String| StorageError::Corrupt {
+        path: path.into(),
+        reason,
+    };
     if bytes.len() < HEADER_BYTES + 4 || &bytes[..4] != MAGIC {
         return Err(corrupt("not a Strata checkpoint file".to_string()));
     }
     let version = u32::from_be_bytes(bytes[4..8].try_into().expect("four bytes"));
     if version != FORMAT_VERSION {
-        return Err(corrupt(format!("format version {version} is not supported")));
+        return Err(corrupt(format!(
+            "format version {version} is not supported"
+        )));
     }
     let length = u32::from_be_bytes(bytes[8..12].try_into().expect("four bytes")) as usize;
     if bytes.len() != HEADER_BYTES + length + 4 {
-        return Err(corrupt(format!("payload length {length} disagrees with file size {}", bytes.len())));
+        return Err(corrupt(format!(
+            "payload length {length} disagrees with file size {}",
+            bytes.len()
+        )));
     }
     let (body, stored) = bytes.split_at(HEADER_BYTES + length);
     let stored = u32::from_be_bytes(stored.try_into().expect("four bytes"));

@@ -58,18 +58,32 @@ impl LogConfig {
     pub fn validate(&self) -> Result<(), StorageError> {
         let invalid = |message: String| Err(StorageError::InvalidConfig(message));
         if self.segment_bytes < 1024 || self.segment_bytes > SEGMENT_BYTES_MAX {
-            return invalid(format!("segment.bytes must be between 1024 and {SEGMENT_BYTES_MAX}, got {}", self.segment_bytes));
+            return invalid(format!(
+                "segment.bytes must be between 1024 and {SEGMENT_BYTES_MAX}, got {}",
+                self.segment_bytes
+            ));
         }
         if self.segment_index_bytes < SEGMENT_INDEX_BYTES_MIN {
-            return invalid(format!("segment.index.bytes must be at least {SEGMENT_INDEX_BYTES_MIN}, got {}", self.segment_index_bytes));
+            return invalid(format!(
+                "segment.index.bytes must be at least {SEGMENT_INDEX_BYTES_MIN}, got {}",
+                self.segment_index_bytes
+            ));
         }
         if self.max_message_bytes < strata_record::BATCH_HEADER_BYTES {
-            return invalid(format!("max.message.bytes must be at least {}, got {}", strata_record::BATCH_HEADER_BYTES, self.max_message_bytes));
+            return invalid(format!(
+                "max.message.bytes must be at least {}, got {}",
+                strata_record::BATCH_HEADER_BYTES,
+                self.max_message_bytes
+            ));
         }
         if self.index_interval_bytes == 0 {
             return invalid("index.interval.bytes must be positive".to_string());
         }
-        for (name, value) in [("segment.ms", self.segment_ms), ("retention.ms", self.retention_ms), ("flush.ms", self.flush_ms)] {
+        for (name, value) in [
+            ("segment.ms", self.segment_ms),
+            ("retention.ms", self.retention_ms),
+            ("flush.ms", self.flush_ms),
+        ] {
             if let Some(value) = value
                 && value <= 0
             {

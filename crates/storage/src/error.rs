@@ -13,13 +13,27 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum StorageError {
     #[error("{operation} {path}: {source}")]
-    Io { operation: &'static str, path: PathBuf, source: io::Error },
-    #[error("offset {requested} is out of range; the log holds offsets {log_start_offset} to {log_end_offset}")]
-    OffsetOutOfRange { requested: i64, log_start_offset: i64, log_end_offset: i64 },
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "offset {requested} is out of range; the log holds offsets {log_start_offset} to {log_end_offset}"
+    )]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
     #[error("batch {index} of the request is invalid: {source}")]
     InvalidBatch { index: usize, source: BatchError },
     #[error("batch {index} of the request is {size} bytes; max.message.bytes is {max}")]
-    MessageTooLarge { index: usize, size: usize, max: usize },
+    MessageTooLarge {
+        index: usize,
+        size: usize,
+        max: usize,
+    },
     #[error("batch starting at offset {found} does not follow the log end offset {expected}")]
     NonMonotonicOffsets { expected: i64, found: i64 },
     #[error("the request carries no record batches")]
@@ -32,16 +46,33 @@ pub enum StorageError {
     StaleLeaderEpoch { requested: i32, latest: i32 },
     #[error("the log at {0} is closed")]
     Closed(PathBuf),
-    #[error("producer {producer_id} sent sequence {found}, expected {expected}: a batch in between is missing")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, found: i32 },
+    #[error(
+        "producer {producer_id} sent sequence {found}, expected {expected}: a batch in between is missing"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        found: i32,
+    },
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
-    ProducerFenced { producer_id: i64, epoch: i16, current_epoch: i16 },
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
 }
 
 impl StorageError {
-    pub(crate) fn io(operation: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+    pub(crate) fn io(
+        operation: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> StorageError {
         let path = path.into();
-        move |source| StorageError::Io { operation, path, source }
+        move |source| StorageError::Io {
+            operation,
+            path,
+            source,
+        }
     }
 
     /// The wire code a broker reports for this error.
@@ -63,7 +94,9 @@ impl StorageError {
                 | BatchError::CorruptCrc { .. } => ErrorCode::CorruptMessage,
             },
             StorageError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
-            StorageError::NonMonotonicOffsets { .. } | StorageError::EmptyAppend => ErrorCode::InvalidRequest,
+            StorageError::NonMonotonicOffsets { .. } | StorageError::EmptyAppend => {
+                ErrorCode::InvalidRequest
+            }
             StorageError::InvalidConfig(_) => ErrorCode::InvalidConfig,
             StorageError::StaleLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
             StorageError::Closed(_) => ErrorCode::NotLeaderOrFollower,

@@ -34,12 +34,16 @@ impl<const WIDTH: usize> IndexFile<WIDTH> {
             .truncate(false)
             .open(path)
             .map_err(StorageError::io("open index", path))?;
-        let file_length = file.metadata().map_err(StorageError::io("stat index", path))?.len();
+        let file_length = file
+            .metadata()
+            .map_err(StorageError::io("stat index", path))?
+            .len();
         let mapped_length = match capacity_bytes {
             Some(capacity) => {
                 let capacity = (capacity - capacity % WIDTH as u64).max((entries * WIDTH) as u64);
                 if file_length != capacity {
-                    file.set_len(capacity).map_err(StorageError::io("extend index", path))?;
+                    file.set_len(capacity)
+                        .map_err(StorageError::io("extend index", path))?;
                 }
                 capacity
             }
@@ -47,8 +51,18 @@ impl<const WIDTH: usize> IndexFile<WIDTH> {
         };
         let map = Self::map(&file, path, mapped_length)?;
         let mapped_entries = mapped_length as usize / WIDTH;
-        assert!(entries <= mapped_entries, "{} has room for {mapped_entries} entries, not {entries}", path.display());
-        Ok(IndexFile { path: path.to_owned(), file, map, mapped_entries, entries: AtomicUsize::new(entries) })
+        assert!(
+            entries <= mapped_entries,
+            "{} has room for {mapped_entries} entries, not {entries}",
+            path.display()
+        );
+        Ok(IndexFile {
+            path: path.to_owned(),
+            file,
+            map,
+            mapped_entries,
+            entries: AtomicUsize::new(entries),
+        })
     }
 
     fn map(file: &File, path: &Path, length: u64) -> Result<Option<Mmap>> {
@@ -57,16 +71,24 @@ impl<const WIDTH: usize> IndexFile<WIDTH> {
         }
         // SAFETY: the map is read-only and only the region below the published entry count is
         // read; the file is never shrunk below that count while the map is alive.
-        let map = unsafe { MmapOptions::new().len(length as usize).map(file) }.map_err(StorageError::io("mmap index", path))?;
+        let map = unsafe { MmapOptions::new().len(length as usize).map(file) }
+            .map_err(StorageError::io("mmap index", path))?;
         Ok(Some(map))
     }
 
     /// How many whole entries the file holds, by its length, for indexes opened read-only.
     pub(crate) fn file_entries(path: &Path) -> Result<Option<(usize, bool)>> {
         match std::fs::metadata(path) {
-            Ok(metadata) => Ok(Some(((metadata.len() / WIDTH as u64) as usize, metadata.len() % WIDTH as u64 == 0))),
+            Ok(metadata) => Ok(Some((
+                (metadata.len() / WIDTH as u64) as usize,
+                metadata.len() % WIDTH as u64 == 0,
+            ))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(StorageError::Io { operation: "stat index", path: path.into(), source: error }),
+            Err(error) => Err(StorageError::Io {
+                operation: "stat index",
+                path: path.into(),
+                source: error,
+            }),
         }
     }
 
@@ -80,13 +102,19 @@ impl<const WIDTH: usize> IndexFile<WIDTH> {
 
     pub(crate) fn entry(&self, index: usize) -> [u8; WIDTH] {
         let map = self.map.as_ref().expect("an index with entries is mapped");
-        map[index * WIDTH..(index + 1) * WIDTH].try_into().expect("entry width")
+        map[index * WIDTH..(index + 1) * WIDTH]
+            .try_into()
+            .expect("entry width")
     }
 
     /// Appends an entry. The caller (the single writer) has checked there is room.
     pub(crate) fn append(&self, entry: [u8; WIDTH]) -> Result<()> {
         let index = self.len();
-        assert!(index < self.mapped_entries, "{} is full", self.path.display());
+        assert!(
+            index < self.mapped_entries,
+            "{} is full",
+            self.path.display()
+        );
         self.file
             .write_all_at(&entry, (index * WIDTH) as u64)
             .map_err(StorageError::io("write index", &self.path))?;
@@ -109,11 +137,17 @@ impl<const WIDTH: usize> IndexFile<WIDTH> {
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(StorageError::io("fsync index", &self.path))
+        self.file
+            .sync_data()
+            .map_err(StorageError::io("fsync index", &self.path))
     }
 
     /// Binary search for the last entry whose key (as extracted by `key`) is at most `target`.
-    pub(crate) fn last_at_or_below(&self, target: i64, key: impl Fn(&[u8; WIDTH]) -> i64) -> Option<[u8; WIDTH]> {
+    pub(crate) fn last_at_or_below(
+        &self,
+        target: i64,
+        key: impl Fn(&[u8; WIDTH]) -> i64,
+    ) -> Option<[u8; WIDTH]> {
         let (mut low, mut high) = (0usize, self.len());
         while low < high {
             let middle = low + (high - low) / 2;

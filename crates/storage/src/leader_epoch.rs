@@ -35,7 +35,10 @@ impl LeaderEpochCache {
             Ok(None) | Err(StorageError::Corrupt { .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let Some(count) = payload.get(0..4).map(|bytes| u32::from_be_bytes(bytes.try_into().expect("four bytes")) as usize) else {
+        let Some(count) = payload
+            .get(0..4)
+            .map(|bytes| u32::from_be_bytes(bytes.try_into().expect("four bytes")) as usize)
+        else {
             return Ok(None);
         };
         if payload.len() != 4 + count * 12 {
@@ -48,7 +51,9 @@ impl LeaderEpochCache {
                 start_offset: i64::from_be_bytes(chunk[4..12].try_into().expect("eight bytes")),
             })
             .collect();
-        let ordered = entries.windows(2).all(|pair| pair[0].epoch < pair[1].epoch && pair[0].start_offset <= pair[1].start_offset);
+        let ordered = entries.windows(2).all(|pair| {
+            pair[0].epoch < pair[1].epoch && pair[0].start_offset <= pair[1].start_offset
+        });
         if !ordered {
             return Ok(None);
         }
@@ -56,7 +61,10 @@ impl LeaderEpochCache {
     }
 
     pub(crate) fn empty(directory: &Path) -> LeaderEpochCache {
-        LeaderEpochCache { path: directory.join(FILE_NAME), entries: Vec::new() }
+        LeaderEpochCache {
+            path: directory.join(FILE_NAME),
+            entries: Vec::new(),
+        }
     }
 
     pub(crate) fn entries(&self) -> &[EpochEntry] {
@@ -74,9 +82,17 @@ impl LeaderEpochCache {
             return false;
         }
         if let Some(last) = self.entries.last() {
-            assert!(start_offset >= last.start_offset, "epoch {epoch} starts at {start_offset}, before epoch {} at {}", last.epoch, last.start_offset);
+            assert!(
+                start_offset >= last.start_offset,
+                "epoch {epoch} starts at {start_offset}, before epoch {} at {}",
+                last.epoch,
+                last.start_offset
+            );
         }
-        self.entries.push(EpochEntry { epoch, start_offset });
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
         true
     }
 
@@ -89,8 +105,15 @@ impl LeaderEpochCache {
             return Some((latest, log_end_offset));
         }
         let higher = self.entries.iter().find(|entry| entry.epoch > requested)?;
-        let floor = self.entries.iter().rev().find(|entry| entry.epoch <= requested);
-        Some((floor.map_or(requested, |entry| entry.epoch), higher.start_offset))
+        let floor = self
+            .entries
+            .iter()
+            .rev()
+            .find(|entry| entry.epoch <= requested);
+        Some((
+            floor.map_or(requested, |entry| entry.epoch),
+            higher.start_offset,
+        ))
     }
 
     /// Forgets epochs that start at or after `end_offset` (the log was truncated there).
@@ -103,7 +126,10 @@ impl LeaderEpochCache {
     /// Moves the start of the log to `start_offset`: epochs wholly before it are dropped, and the
     /// epoch that spans it now starts there.
     pub(crate) fn truncate_from_start(&mut self, start_offset: i64) -> bool {
-        let spanning = self.entries.iter().rposition(|entry| entry.start_offset <= start_offset);
+        let spanning = self
+            .entries
+            .iter()
+            .rposition(|entry| entry.start_offset <= start_offset);
         match spanning {
             Some(index) if index > 0 || self.entries[index].start_offset < start_offset => {
                 self.entries.drain(..index);
@@ -154,10 +180,28 @@ mod tests {
         assert!(!cache.assign(2, 12));
         assert!(!cache.assign(3, 12));
         assert!(cache.truncate_from_end(10));
-        assert_eq!(cache.entries(), &[EpochEntry { epoch: 1, start_offset: 0 }]);
+        assert_eq!(
+            cache.entries(),
+            &[EpochEntry {
+                epoch: 1,
+                start_offset: 0
+            }]
+        );
         let mut cache = self::cache(&[(1, 0), (3, 10), (4, 25)]);
         assert!(cache.truncate_from_start(12));
-        assert_eq!(cache.entries(), &[EpochEntry { epoch: 3, start_offset: 12 }, EpochEntry { epoch: 4, start_offset: 25 }]);
+        assert_eq!(
+            cache.entries(),
+            &[
+                EpochEntry {
+                    epoch: 3,
+                    start_offset: 12
+                },
+                EpochEntry {
+                    epoch: 4,
+                    start_offset: 25
+                }
+            ]
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ mod producer_state;
 mod segment;
 mod time_index;
 
-pub use config::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, LogConfig};
+pub use config::{
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, LogConfig,
+};
 pub use error::{Result, StorageError};
 pub use leader_epoch::EpochEntry;
 pub use log::{AppendInfo, Log, ReadResult, RecoveryReport, RetentionReport, TimestampOffset};

@@ -24,7 +24,10 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::producer_state::{BatchIdentity, ProducerStateTable, SequenceCheck};
-use crate::segment::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment, TIME_INDEX_SUFFIX, Truncation, file_path};
+use crate::segment::{
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment,
+    TIME_INDEX_SUFFIX, Truncation, file_path,
+};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs;
@@ -117,7 +120,11 @@ struct LogState {
 }
 
 fn read_state(directory: &Path) -> Result<LogState> {
-    let fresh = LogState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false };
+    let fresh = LogState {
+        recovery_point: 0,
+        log_start_offset: 0,
+        clean_shutdown: false,
+    };
     match checkpoint::read(&directory.join(STATE_FILE_NAME)) {
         Ok(Some(payload)) if payload.len() == 17 => Ok(LogState {
             recovery_point: i64::from_be_bytes(payload[0..8].try_into().expect("eight bytes")),
@@ -135,47 +142,66 @@ fn read_state(directory: &Path) -> Result<LogState> {
 
 fn parse_base_offset(file_name: &str) -> Option<i64> {
     let stem = file_name.strip_suffix(".log")?;
-    (stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit())).then(|| stem.parse().ok()).flatten()
+    (stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
 }
 
 impl Log {
     /// Opens the log in `directory`, creating it if needed, and recovers from an unclean
     /// shutdown. A directory that cannot be read is an error, never treated as empty.
-    pub fn open(directory: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<(Log, RecoveryReport)> {
+    pub fn open(
+        directory: &Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Log, RecoveryReport)> {
         config.validate()?;
-        fs::create_dir_all(directory).map_err(StorageError::io("create log directory", directory))?;
+        fs::create_dir_all(directory)
+            .map_err(StorageError::io("create log directory", directory))?;
         let now_ms = clock.now_ms();
         let mut base_offsets = Vec::new();
-        let entries = fs::read_dir(directory).map_err(StorageError::io("list log directory", directory))?;
+        let entries =
+            fs::read_dir(directory).map_err(StorageError::io("list log directory", directory))?;
         for entry in entries {
             let entry = entry.map_err(StorageError::io("list log directory", directory))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 // A checkpoint write that never reached its rename; the previous file stands.
-                fs::remove_file(entry.path()).map_err(StorageError::io("remove temporary file", entry.path()))?;
+                fs::remove_file(entry.path())
+                    .map_err(StorageError::io("remove temporary file", entry.path()))?;
             } else if let Some(base_offset) = parse_base_offset(&name) {
                 base_offsets.push(base_offset);
             }
         }
         base_offsets.sort_unstable();
         // An index without its log is what a crash in the middle of deleting a segment leaves.
-        for entry in fs::read_dir(directory).map_err(StorageError::io("list log directory", directory))?.flatten() {
+        for entry in fs::read_dir(directory)
+            .map_err(StorageError::io("list log directory", directory))?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let orphan = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().any(|suffix| {
-                name.strip_suffix(&format!(".{suffix}"))
-                    .and_then(|stem| stem.parse::<i64>().ok())
-                    .is_some_and(|base| !base_offsets.contains(&base))
-            });
+            let orphan = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+                .iter()
+                .any(|suffix| {
+                    name.strip_suffix(&format!(".{suffix}"))
+                        .and_then(|stem| stem.parse::<i64>().ok())
+                        .is_some_and(|base| !base_offsets.contains(&base))
+                });
             if orphan {
-                fs::remove_file(entry.path()).map_err(StorageError::io("remove orphan index", entry.path()))?;
+                fs::remove_file(entry.path())
+                    .map_err(StorageError::io("remove orphan index", entry.path()))?;
             }
         }
 
         let state = read_state(directory)?;
-        let mut report = RecoveryReport { clean_shutdown: state.clean_shutdown, ..RecoveryReport::default() };
+        let mut report = RecoveryReport {
+            clean_shutdown: state.clean_shutdown,
+            ..RecoveryReport::default()
+        };
         let mut segments = BTreeMap::new();
         if base_offsets.is_empty() {
-            let segment = Segment::create(directory, state.log_start_offset.max(0), &config, now_ms, 0)?;
+            let segment =
+                Segment::create(directory, state.log_start_offset.max(0), &config, now_ms, 0)?;
             segments.insert(segment.base_offset(), Arc::new(segment));
         }
         let mut index = 0;
@@ -183,9 +209,15 @@ impl Log {
             let base_offset = base_offsets[index];
             let next_base = base_offsets.get(index + 1).copied();
             let is_last = next_base.is_none();
-            let trusted = state.clean_shutdown || next_base.is_some_and(|next| next <= state.recovery_point);
-            let mode = if trusted { OpenMode::Trusted } else { OpenMode::Recover };
-            let (segment, truncation, recovered) = Segment::open(directory, base_offset, &config, mode, is_last, now_ms)?;
+            let trusted =
+                state.clean_shutdown || next_base.is_some_and(|next| next <= state.recovery_point);
+            let mode = if trusted {
+                OpenMode::Trusted
+            } else {
+                OpenMode::Recover
+            };
+            let (segment, truncation, recovered) =
+                Segment::open(directory, base_offset, &config, mode, is_last, now_ms)?;
             report.segments_recovered += usize::from(recovered);
             let mut segment = segment;
             if let Some(mut truncation) = truncation {
@@ -193,20 +225,35 @@ impl Log {
                 // Everything after a cut is unreachable: offsets must stay dense and ordered.
                 for &later in &base_offsets[index + 1..] {
                     let log_path = file_path(directory, later, LOG_SUFFIX);
-                    truncation.bytes_discarded += fs::metadata(&log_path).map_or(0, |metadata| metadata.len());
+                    truncation.bytes_discarded +=
+                        fs::metadata(&log_path).map_or(0, |metadata| metadata.len());
                     report.segments_deleted += 1;
                     for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
                         let path = file_path(directory, later, suffix);
                         match fs::remove_file(&path) {
                             Ok(()) => {}
                             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(error) => return Err(StorageError::Io { operation: "delete segment", path, source: error }),
+                            Err(error) => {
+                                return Err(StorageError::Io {
+                                    operation: "delete segment",
+                                    path,
+                                    source: error,
+                                });
+                            }
                         }
                     }
                 }
                 if !is_last {
                     drop(segment);
-                    segment = Segment::open(directory, base_offset, &config, OpenMode::Trusted, true, now_ms)?.0;
+                    segment = Segment::open(
+                        directory,
+                        base_offset,
+                        &config,
+                        OpenMode::Trusted,
+                        true,
+                        now_ms,
+                    )?
+                    .0;
                 }
                 report.truncation = Some(truncation);
                 segments.insert(base_offset, Arc::new(segment));
@@ -216,11 +263,24 @@ impl Log {
             index += 1;
         }
 
-        let first = segments.values().next().expect("a log has at least one segment");
-        let last = segments.values().next_back().expect("a log has at least one segment");
+        let first = segments
+            .values()
+            .next()
+            .expect("a log has at least one segment");
+        let last = segments
+            .values()
+            .next_back()
+            .expect("a log has at least one segment");
         let log_end_offset = last.next_offset();
-        let log_start_offset = state.log_start_offset.max(first.base_offset()).min(log_end_offset);
-        let recovery_point = if state.clean_shutdown { log_end_offset } else { state.recovery_point.clamp(log_start_offset, log_end_offset) };
+        let log_start_offset = state
+            .log_start_offset
+            .max(first.base_offset())
+            .min(log_end_offset);
+        let recovery_point = if state.clean_shutdown {
+            log_end_offset
+        } else {
+            state.recovery_point.clamp(log_start_offset, log_end_offset)
+        };
         report.log_start_offset = log_start_offset;
         report.log_end_offset = log_end_offset;
 
@@ -237,7 +297,9 @@ impl Log {
                 cache
             }
         };
-        if leader_epochs.truncate_from_end(log_end_offset) | leader_epochs.truncate_from_start(log_start_offset) {
+        if leader_epochs.truncate_from_end(log_end_offset)
+            | leader_epochs.truncate_from_start(log_start_offset)
+        {
             leader_epochs.persist()?;
         }
 
@@ -293,18 +355,35 @@ impl Log {
     }
 
     pub fn size_in_bytes(&self) -> u64 {
-        self.segments_snapshot().iter().map(|segment| segment.size()).sum()
+        self.segments_snapshot()
+            .iter()
+            .map(|segment| segment.size())
+            .sum()
     }
     pub fn segment_base_offsets(&self) -> Vec<i64> {
-        self.segments_snapshot().iter().map(|segment| segment.base_offset()).collect()
+        self.segments_snapshot()
+            .iter()
+            .map(|segment| segment.base_offset())
+            .collect()
     }
 
     fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
-        self.segments.read().expect("segments lock").values().cloned().collect()
+        self.segments
+            .read()
+            .expect("segments lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn active_segment(&self) -> Arc<Segment> {
-        self.segments.read().expect("segments lock").values().next_back().cloned().expect("a log has at least one segment")
+        self.segments
+            .read()
+            .expect("segments lock")
+            .values()
+            .next_back()
+            .cloned()
+            .expect("a log has at least one segment")
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
@@ -325,12 +404,16 @@ impl Log {
         if let Some(latest) = writer.leader_epochs.latest_epoch()
             && leader_epoch < latest
         {
-            return Err(StorageError::StaleLeaderEpoch { requested: leader_epoch, latest });
+            return Err(StorageError::StaleLeaderEpoch {
+                requested: leader_epoch,
+                latest,
+            });
         }
         if let Some(duplicate) = check_sequences(&writer.producers, &batches)? {
             return Ok(duplicate);
         }
-        let log_append_time = (config.message_timestamp_type == TimestampType::LogAppendTime).then(|| self.clock.now_ms());
+        let log_append_time = (config.message_timestamp_type == TimestampType::LogAppendTime)
+            .then(|| self.clock.now_ms());
         let mut next_offset = self.log_end_offset();
         let mut prepared = Vec::with_capacity(batches.len());
         for batch in batches {
@@ -342,7 +425,9 @@ impl Log {
                 }
                 None => batch,
             };
-            let mut header: [u8; STAMPED_HEADER_BYTES] = batch.as_bytes()[..STAMPED_HEADER_BYTES].try_into().expect("header bytes");
+            let mut header: [u8; STAMPED_HEADER_BYTES] = batch.as_bytes()[..STAMPED_HEADER_BYTES]
+                .try_into()
+                .expect("header bytes");
             RecordBatch::set_base_offset(&mut header, next_offset);
             RecordBatch::set_partition_leader_epoch(&mut header, leader_epoch);
             next_offset += i64::from(batch.last_offset_delta()) + 1;
@@ -368,17 +453,25 @@ impl Log {
         let mut prepared = Vec::with_capacity(batches.len());
         for batch in batches {
             if batch.base_offset() < expected {
-                return Err(StorageError::NonMonotonicOffsets { expected, found: batch.base_offset() });
+                return Err(StorageError::NonMonotonicOffsets {
+                    expected,
+                    found: batch.base_offset(),
+                });
             }
             expected = batch.next_offset();
-            let header = batch.as_bytes()[..STAMPED_HEADER_BYTES].try_into().expect("header bytes");
+            let header = batch.as_bytes()[..STAMPED_HEADER_BYTES]
+                .try_into()
+                .expect("header bytes");
             prepared.push(PreparedBatch { header, batch });
         }
         let info = self.append_prepared(&mut writer, &prepared, &config)?;
         record_producers(&mut writer.producers, &prepared);
         let mut epochs_changed = false;
         for prepared in &prepared {
-            epochs_changed |= writer.leader_epochs.assign(prepared.batch.partition_leader_epoch(), prepared.base_offset());
+            epochs_changed |= writer.leader_epochs.assign(
+                prepared.batch.partition_leader_epoch(),
+                prepared.base_offset(),
+            );
         }
         if epochs_changed {
             writer.leader_epochs.persist()?;
@@ -387,14 +480,26 @@ impl Log {
         Ok(info)
     }
 
-    fn append_prepared(&self, writer: &mut Writer, prepared: &[PreparedBatch], config: &LogConfig) -> Result<AppendInfo> {
-        let total: u64 = prepared.iter().map(|batch| batch.batch.size_in_bytes() as u64).sum();
+    fn append_prepared(
+        &self,
+        writer: &mut Writer,
+        prepared: &[PreparedBatch],
+        config: &LogConfig,
+    ) -> Result<AppendInfo> {
+        let total: u64 = prepared
+            .iter()
+            .map(|batch| batch.batch.size_in_bytes() as u64)
+            .sum();
         let base_offset = prepared.first().expect("at least one batch").base_offset();
         let next_offset = prepared.last().expect("at least one batch").next_offset();
         let now_ms = self.clock.now_ms();
         let mut active = self.active_segment();
-        let too_old = config.segment_ms.is_some_and(|segment_ms| now_ms - active.created_ms() >= segment_ms);
-        if !active.can_fit(total, next_offset - 1, config.segment_bytes) || (too_old && !active.is_empty()) {
+        let too_old = config
+            .segment_ms
+            .is_some_and(|segment_ms| now_ms - active.created_ms() >= segment_ms);
+        if !active.can_fit(total, next_offset - 1, config.segment_bytes)
+            || (too_old && !active.is_empty())
+        {
             active = self.roll(writer, base_offset, total, config)?;
         }
         active.append(prepared)?;
@@ -406,14 +511,24 @@ impl Log {
             last_offset: next_offset - 1,
             log_end_offset: next_offset,
             record_count,
-            max_timestamp: prepared.iter().map(|batch| batch.batch.max_timestamp()).max().unwrap_or(i64::MIN),
+            max_timestamp: prepared
+                .iter()
+                .map(|batch| batch.batch.max_timestamp())
+                .max()
+                .unwrap_or(i64::MIN),
             log_append_time: None,
             duplicate: false,
         })
     }
 
     /// Closes the active segment for writes and starts a new one at `base_offset`.
-    fn roll(&self, writer: &mut Writer, base_offset: i64, minimum_capacity: u64, config: &LogConfig) -> Result<Arc<Segment>> {
+    fn roll(
+        &self,
+        writer: &mut Writer,
+        base_offset: i64,
+        minimum_capacity: u64,
+        config: &LogConfig,
+    ) -> Result<Arc<Segment>> {
         let old = self.active_segment();
         let now_ms = self.clock.now_ms();
         let mut segments = self.segments.write().expect("segments lock");
@@ -426,16 +541,30 @@ impl Log {
             old.close_for_writes()?;
             writer.rolled_unsynced.push(old.clone());
         }
-        let segment = Arc::new(Segment::create(&self.directory, base_offset, config, now_ms, minimum_capacity)?);
+        let segment = Arc::new(Segment::create(
+            &self.directory,
+            base_offset,
+            config,
+            now_ms,
+            minimum_capacity,
+        )?);
         segments.insert(base_offset, segment.clone());
         Ok(segment)
     }
 
     fn maybe_flush(&self, writer: MutexGuard<'_, Writer>, config: &LogConfig) -> Result<()> {
-        let by_count = config.flush_messages.is_some_and(|limit| writer.records_since_flush >= limit);
-        let by_time = config.flush_ms.is_some_and(|limit| self.clock.now_ms() - writer.last_flush_ms >= limit);
+        let by_count = config
+            .flush_messages
+            .is_some_and(|limit| writer.records_since_flush >= limit);
+        let by_time = config
+            .flush_ms
+            .is_some_and(|limit| self.clock.now_ms() - writer.last_flush_ms >= limit);
         drop(writer);
-        if by_count || by_time { self.flush() } else { Ok(()) }
+        if by_count || by_time {
+            self.flush()
+        } else {
+            Ok(())
+        }
     }
 
     /// fsyncs every byte appended so far and moves the recovery point to the log end offset.
@@ -447,15 +576,22 @@ impl Log {
             writer.last_flush_ms = self.clock.now_ms();
             let mut segments = writer.rolled_unsynced.clone();
             segments.push(self.active_segment());
-            (segments, self.log_end_offset(), writer.truncation_generation)
+            (
+                segments,
+                self.log_end_offset(),
+                writer.truncation_generation,
+            )
         };
         for segment in &segments {
             segment.sync()?;
         }
         let mut writer = self.writer.lock().expect("writer lock");
-        writer.rolled_unsynced.retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
+        writer
+            .rolled_unsynced
+            .retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
         if writer.truncation_generation == generation {
-            self.recovery_point.fetch_max(log_end_offset, Ordering::AcqRel);
+            self.recovery_point
+                .fetch_max(log_end_offset, Ordering::AcqRel);
         }
         Ok(())
     }
@@ -482,7 +618,9 @@ impl Log {
             segment.sync()?;
         }
         let mut writer = self.writer.lock().expect("writer lock");
-        writer.rolled_unsynced.retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
+        writer
+            .rolled_unsynced
+            .retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
         if writer.truncation_generation == generation {
             self.recovery_point.fetch_max(newest, Ordering::AcqRel);
         }
@@ -510,22 +648,40 @@ impl Log {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         if offset < log_start_offset || offset > log_end_offset {
-            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset, log_end_offset });
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start_offset,
+                log_end_offset,
+            });
         }
         let bound = max_offset.unwrap_or(log_end_offset).min(log_end_offset);
         let candidates: Vec<Arc<Segment>> = {
             let segments = self.segments.read().expect("segments lock");
-            let floor = segments.range(..=offset).next_back().map_or(i64::MIN, |(&base, _)| base);
-            segments.range(floor..).map(|(_, segment)| segment.clone()).collect()
+            let floor = segments
+                .range(..=offset)
+                .next_back()
+                .map_or(i64::MIN, |(&base, _)| base);
+            segments
+                .range(floor..)
+                .map(|(_, segment)| segment.clone())
+                .collect()
         };
         for segment in candidates {
             if segment.next_offset() <= offset {
                 continue;
             }
             let records = segment.read(offset, max_bytes, bound);
-            return Ok(ReadResult { records, log_start_offset, log_end_offset });
+            return Ok(ReadResult {
+                records,
+                log_start_offset,
+                log_end_offset,
+            });
         }
-        Ok(ReadResult { records: Bytes::new(), log_start_offset, log_end_offset })
+        Ok(ReadResult {
+            records: Bytes::new(),
+            log_start_offset,
+            log_end_offset,
+        })
     }
 
     /// The offset and timestamp of the first record whose timestamp is at or after `timestamp`,
@@ -541,18 +697,29 @@ impl Log {
 
     /// The latest leader epoch that wrote to this log.
     pub fn latest_epoch(&self) -> Option<i32> {
-        self.writer.lock().expect("writer lock").leader_epochs.latest_epoch()
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .leader_epochs
+            .latest_epoch()
     }
 
     /// Kafka's OffsetsForLeaderEpoch answer: the largest epoch at or below `epoch` and the offset
     /// where it ended here; `None` when `epoch` is newer than any this log has seen.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         let writer = self.writer.lock().expect("writer lock");
-        writer.leader_epochs.end_offset_for(epoch, self.log_end_offset())
+        writer
+            .leader_epochs
+            .end_offset_for(epoch, self.log_end_offset())
     }
 
     pub fn leader_epoch_entries(&self) -> Vec<EpochEntry> {
-        self.writer.lock().expect("writer lock").leader_epochs.entries().to_vec()
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .leader_epochs
+            .entries()
+            .to_vec()
     }
 
     /// Removes every batch that holds `offset` or comes after it, as a follower does when it
@@ -568,32 +735,55 @@ impl Log {
         let target = {
             let mut segments = self.segments.write().expect("segments lock");
             let target_base = segments.range(..=offset).next_back().map_or_else(
-                || *segments.keys().next().expect("a log has at least one segment"),
+                || {
+                    *segments
+                        .keys()
+                        .next()
+                        .expect("a log has at least one segment")
+                },
                 |(&base, _)| base,
             );
-            let later: Vec<i64> = segments.range(target_base + 1..).map(|(&base, _)| base).collect();
+            let later: Vec<i64> = segments
+                .range(target_base + 1..)
+                .map(|(&base, _)| base)
+                .collect();
             for base in later {
                 let segment = segments.remove(&base).expect("listed segment");
                 segment.delete_files()?;
             }
             let mut target = segments[&target_base].clone();
             if !target.is_writable() {
-                let (reopened, _, _) = Segment::open(&self.directory, target_base, &config, OpenMode::Trusted, true, now_ms)?;
+                let (reopened, _, _) = Segment::open(
+                    &self.directory,
+                    target_base,
+                    &config,
+                    OpenMode::Trusted,
+                    true,
+                    now_ms,
+                )?;
                 target = Arc::new(reopened);
                 segments.insert(target_base, target.clone());
             }
             target
         };
-        writer.rolled_unsynced.retain(|segment| segment.base_offset() < target.base_offset());
+        writer
+            .rolled_unsynced
+            .retain(|segment| segment.base_offset() < target.base_offset());
         let log_end_offset = target.truncate_to(offset)?;
         target.sync()?;
         self.log_end_offset.store(log_end_offset, Ordering::Release);
-        self.log_start_offset.fetch_min(log_end_offset, Ordering::AcqRel);
-        self.recovery_point.fetch_min(log_end_offset, Ordering::AcqRel);
+        self.log_start_offset
+            .fetch_min(log_end_offset, Ordering::AcqRel);
+        self.recovery_point
+            .fetch_min(log_end_offset, Ordering::AcqRel);
         if writer.leader_epochs.truncate_from_end(log_end_offset) {
             writer.leader_epochs.persist()?;
         }
-        writer.producers = rebuild_producer_state(self.segments_snapshot().iter().map(|segment| segment.as_ref()));
+        writer.producers = rebuild_producer_state(
+            self.segments_snapshot()
+                .iter()
+                .map(|segment| segment.as_ref()),
+        );
         self.write_state(false)
     }
 
@@ -603,13 +793,18 @@ impl Log {
         let mut writer = self.lock_writer()?;
         let log_end_offset = self.log_end_offset();
         if offset > log_end_offset || offset < 0 {
-            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset: self.log_start_offset(), log_end_offset });
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset,
+            });
         }
         if offset <= self.log_start_offset() {
             return Ok(self.log_start_offset());
         }
         self.log_start_offset.store(offset, Ordering::Release);
-        self.recovery_point.fetch_max(offset.min(self.recovery_point()), Ordering::AcqRel);
+        self.recovery_point
+            .fetch_max(offset.min(self.recovery_point()), Ordering::AcqRel);
         if writer.leader_epochs.truncate_from_start(offset) {
             writer.leader_epochs.persist()?;
         }
@@ -625,10 +820,14 @@ impl Log {
         let config = self.config();
         let now_ms = self.clock.now_ms();
         let log_start_offset = self.log_start_offset();
-        let mut excess_bytes = config.retention_bytes.map(|limit| self.size_in_bytes() as i64 - limit as i64);
+        let mut excess_bytes = config
+            .retention_bytes
+            .map(|limit| self.size_in_bytes() as i64 - limit as i64);
         let report = self.delete_segments_while(&mut writer, |segment, _| {
             let below_start = segment.next_offset() <= log_start_offset;
-            let expired = config.retention_ms.is_some_and(|retention_ms| segment.max_timestamp() < now_ms - retention_ms);
+            let expired = config
+                .retention_ms
+                .is_some_and(|retention_ms| segment.max_timestamp() < now_ms - retention_ms);
             let oversized = excess_bytes.is_some_and(|excess| excess - segment.size() as i64 >= 0);
             if oversized && let Some(excess) = excess_bytes.as_mut() {
                 *excess -= segment.size() as i64;
@@ -636,7 +835,10 @@ impl Log {
             below_start || expired || oversized
         })?;
         if report.segments_deleted > 0 {
-            if writer.leader_epochs.truncate_from_start(self.log_start_offset()) {
+            if writer
+                .leader_epochs
+                .truncate_from_start(self.log_start_offset())
+            {
                 writer.leader_epochs.persist()?;
             }
             self.write_state(false)?;
@@ -645,7 +847,11 @@ impl Log {
     }
 
     /// Deletes closed segments from the oldest while `should_delete` says so.
-    fn delete_segments_while(&self, writer: &mut Writer, mut should_delete: impl FnMut(&Segment, usize) -> bool) -> Result<RetentionReport> {
+    fn delete_segments_while(
+        &self,
+        writer: &mut Writer,
+        mut should_delete: impl FnMut(&Segment, usize) -> bool,
+    ) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
         let deleted: Vec<Arc<Segment>> = {
             let mut segments = self.segments.write().expect("segments lock");
@@ -658,14 +864,20 @@ impl Log {
                 deleted.push(segments.remove(&base).expect("listed segment"));
             }
             if let Some(first) = segments.values().next() {
-                self.log_start_offset.fetch_max(first.base_offset(), Ordering::AcqRel);
-                self.recovery_point.fetch_max(self.log_start_offset().min(self.log_end_offset()), Ordering::AcqRel);
+                self.log_start_offset
+                    .fetch_max(first.base_offset(), Ordering::AcqRel);
+                self.recovery_point.fetch_max(
+                    self.log_start_offset().min(self.log_end_offset()),
+                    Ordering::AcqRel,
+                );
             }
             deleted
         };
         for segment in &deleted {
             segment.delete_files()?;
-            writer.rolled_unsynced.retain(|unsynced| !Arc::ptr_eq(unsynced, segment));
+            writer
+                .rolled_unsynced
+                .retain(|unsynced| !Arc::ptr_eq(unsynced, segment));
             report.segments_deleted += 1;
             report.bytes_deleted += segment.size();
         }
@@ -683,7 +895,8 @@ impl Log {
         let active = self.active_segment();
         active.close_for_writes()?;
         active.sync()?;
-        self.recovery_point.store(self.log_end_offset(), Ordering::Release);
+        self.recovery_point
+            .store(self.log_end_offset(), Ordering::Release);
         self.write_state(true)?;
         writer.closed = true;
         Ok(())
@@ -693,7 +906,8 @@ impl Log {
     pub fn delete(&self) -> Result<()> {
         let mut writer = self.writer.lock().expect("writer lock");
         writer.closed = true;
-        fs::remove_dir_all(&self.directory).map_err(StorageError::io("delete log directory", &self.directory))
+        fs::remove_dir_all(&self.directory)
+            .map_err(StorageError::io("delete log directory", &self.directory))
     }
 
     /// Asserts the invariants listed in the module documentation. For tests; costs a scan.
@@ -701,43 +915,88 @@ impl Log {
         let segments = self.segments_snapshot();
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
-        assert!(log_start_offset <= log_end_offset, "log start {log_start_offset} is past the end {log_end_offset}");
-        assert!(self.recovery_point() <= log_end_offset, "recovery point is past the log end");
+        assert!(
+            log_start_offset <= log_end_offset,
+            "log start {log_start_offset} is past the end {log_end_offset}"
+        );
+        assert!(
+            self.recovery_point() <= log_end_offset,
+            "recovery point is past the log end"
+        );
         let mut previous_end = i64::MIN;
         for (index, segment) in segments.iter().enumerate() {
             segment.validate();
-            assert!(segment.base_offset() >= previous_end, "segment {} overlaps its predecessor", segment.log_path().display());
-            assert_eq!(segment.is_writable(), index == segments.len() - 1, "only the last segment is writable");
+            assert!(
+                segment.base_offset() >= previous_end,
+                "segment {} overlaps its predecessor",
+                segment.log_path().display()
+            );
+            assert_eq!(
+                segment.is_writable(),
+                index == segments.len() - 1,
+                "only the last segment is writable"
+            );
             previous_end = segment.next_offset();
         }
-        assert_eq!(previous_end, log_end_offset, "the last segment ends at the log end offset");
+        assert_eq!(
+            previous_end, log_end_offset,
+            "the last segment ends at the log end offset"
+        );
         let epochs = self.leader_epoch_entries();
-        assert!(epochs.windows(2).all(|pair| pair[0].epoch < pair[1].epoch && pair[0].start_offset <= pair[1].start_offset));
-        assert!(epochs.iter().all(|entry| entry.start_offset <= log_end_offset));
+        assert!(
+            epochs.windows(2).all(|pair| pair[0].epoch < pair[1].epoch
+                && pair[0].start_offset <= pair[1].start_offset)
+        );
+        assert!(
+            epochs
+                .iter()
+                .all(|entry| entry.start_offset <= log_end_offset)
+        );
     }
 }
 
 fn identity(batch: &RecordBatch) -> BatchIdentity {
-    BatchIdentity { producer_id: batch.producer_id(), producer_epoch: batch.producer_epoch(), base_sequence: batch.base_sequence(), record_count: batch.record_count() }
+    BatchIdentity {
+        producer_id: batch.producer_id(),
+        producer_epoch: batch.producer_epoch(),
+        base_sequence: batch.base_sequence(),
+        record_count: batch.record_count(),
+    }
 }
 
 /// Checks every batch's producer sequence against the table and against the batches before it
 /// in the same request. A retried single batch that is already in the log comes back as the
 /// append it duplicates.
-fn check_sequences(producers: &ProducerStateTable, batches: &[RecordBatch]) -> Result<Option<AppendInfo>> {
+fn check_sequences(
+    producers: &ProducerStateTable,
+    batches: &[RecordBatch],
+) -> Result<Option<AppendInfo>> {
     for (index, batch) in batches.iter().enumerate() {
         let batch_identity = identity(batch);
-        let earlier = batches[..index].iter().rev().find(|earlier| earlier.producer_id() == batch.producer_id() && batch.producer_id() != strata_record::NO_PRODUCER_ID);
+        let earlier = batches[..index].iter().rev().find(|earlier| {
+            earlier.producer_id() == batch.producer_id()
+                && batch.producer_id() != strata_record::NO_PRODUCER_ID
+        });
         let check = match earlier {
             Some(earlier) => {
                 let expected = earlier.base_sequence().wrapping_add(earlier.record_count());
-                if batch.base_sequence() == expected { SequenceCheck::Accept } else { SequenceCheck::OutOfOrder { expected, found: batch.base_sequence() } }
+                if batch.base_sequence() == expected {
+                    SequenceCheck::Accept
+                } else {
+                    SequenceCheck::OutOfOrder {
+                        expected,
+                        found: batch.base_sequence(),
+                    }
+                }
             }
             None => producers.check(&batch_identity),
         };
         match check {
             SequenceCheck::Accept => {}
-            SequenceCheck::Duplicate { base_offset, last_offset } if batches.len() == 1 => {
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } if batches.len() == 1 => {
                 return Ok(Some(AppendInfo {
                     base_offset,
                     last_offset,
@@ -749,11 +1008,25 @@ fn check_sequences(producers: &ProducerStateTable, batches: &[RecordBatch]) -> R
                 }));
             }
             SequenceCheck::Duplicate { .. } => {
-                return Err(StorageError::OutOfOrderSequence { producer_id: batch.producer_id(), expected: -1, found: batch.base_sequence() });
+                return Err(StorageError::OutOfOrderSequence {
+                    producer_id: batch.producer_id(),
+                    expected: -1,
+                    found: batch.base_sequence(),
+                });
             }
-            SequenceCheck::OutOfOrder { expected, found } => return Err(StorageError::OutOfOrderSequence { producer_id: batch.producer_id(), expected, found }),
+            SequenceCheck::OutOfOrder { expected, found } => {
+                return Err(StorageError::OutOfOrderSequence {
+                    producer_id: batch.producer_id(),
+                    expected,
+                    found,
+                });
+            }
             SequenceCheck::Fenced { current_epoch } => {
-                return Err(StorageError::ProducerFenced { producer_id: batch.producer_id(), epoch: batch.producer_epoch(), current_epoch });
+                return Err(StorageError::ProducerFenced {
+                    producer_id: batch.producer_id(),
+                    epoch: batch.producer_epoch(),
+                    current_epoch,
+                });
             }
         }
     }
@@ -762,7 +1035,11 @@ fn check_sequences(producers: &ProducerStateTable, batches: &[RecordBatch]) -> R
 
 fn record_producers(producers: &mut ProducerStateTable, prepared: &[PreparedBatch]) {
     for batch in prepared {
-        producers.record(&identity(&batch.batch), batch.base_offset(), batch.next_offset() - 1);
+        producers.record(
+            &identity(&batch.batch),
+            batch.base_offset(),
+            batch.next_offset() - 1,
+        );
     }
 }
 
@@ -779,14 +1056,26 @@ fn rebuild_producer_state<'a>(segments: impl Iterator<Item = &'a Segment>) -> Pr
 
 /// Splits a request into batches and checks each. Producer batches (`from_producer`) get full
 /// validation; replicated batches were validated by the leader and need only framing and CRC.
-fn parse_batches(records: Bytes, config: &LogConfig, from_producer: bool) -> Result<Vec<RecordBatch>> {
+fn parse_batches(
+    records: Bytes,
+    config: &LogConfig,
+    from_producer: bool,
+) -> Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for (index, batch) in BatchIter::new(records).enumerate() {
         let batch = batch.map_err(|source| StorageError::InvalidBatch { index, source })?;
         if batch.size_in_bytes() > config.max_message_bytes {
-            return Err(StorageError::MessageTooLarge { index, size: batch.size_in_bytes(), max: config.max_message_bytes });
+            return Err(StorageError::MessageTooLarge {
+                index,
+                size: batch.size_in_bytes(),
+                max: config.max_message_bytes,
+            });
         }
-        let checked = if from_producer { batch.validate(usize::MAX) } else { batch.verify_crc() };
+        let checked = if from_producer {
+            batch.validate(usize::MAX)
+        } else {
+            batch.verify_crc()
+        };
         checked.map_err(|source| StorageError::InvalidBatch { index, source })?;
         batches.push(batch);
     }

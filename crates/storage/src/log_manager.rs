@@ -29,7 +29,12 @@ pub struct LogManager {
 impl LogManager {
     pub fn new(root: &Path, clock: Arc<dyn Clock>) -> Result<Arc<LogManager>> {
         fs::create_dir_all(root).map_err(StorageError::io("create data directory", root))?;
-        Ok(Arc::new(LogManager { root: root.to_owned(), clock, logs: RwLock::new(HashMap::new()), maintenance: Mutex::new(None) }))
+        Ok(Arc::new(LogManager {
+            root: root.to_owned(),
+            clock,
+            logs: RwLock::new(HashMap::new()),
+            maintenance: Mutex::new(None),
+        }))
     }
 
     pub fn root(&self) -> &Path {
@@ -37,13 +42,16 @@ impl LogManager {
     }
 
     pub fn log_directory(&self, partition: &TopicPartition) -> PathBuf {
-        self.root.join(format!("{}-{}", partition.topic, partition.partition))
+        self.root
+            .join(format!("{}-{}", partition.topic, partition.partition))
     }
 
     /// Partitions that have a log directory under the root, whether opened or not.
     pub fn partitions_on_disk(&self) -> Result<Vec<TopicPartition>> {
         let mut partitions = Vec::new();
-        for entry in fs::read_dir(&self.root).map_err(StorageError::io("list data directory", &self.root))? {
+        for entry in
+            fs::read_dir(&self.root).map_err(StorageError::io("list data directory", &self.root))?
+        {
             let entry = entry.map_err(StorageError::io("list data directory", &self.root))?;
             if !entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false) {
                 continue;
@@ -60,7 +68,11 @@ impl LogManager {
     }
 
     /// Opens (recovering if needed) the log of `partition`, or returns it if already open.
-    pub fn open_log(&self, partition: &TopicPartition, config: LogConfig) -> Result<(Arc<Log>, Option<RecoveryReport>)> {
+    pub fn open_log(
+        &self,
+        partition: &TopicPartition,
+        config: LogConfig,
+    ) -> Result<(Arc<Log>, Option<RecoveryReport>)> {
         let mut logs = self.logs.write().expect("logs lock");
         if let Some(log) = logs.get(partition) {
             return Ok((log.clone(), None));
@@ -76,7 +88,12 @@ impl LogManager {
     }
 
     pub fn logs(&self) -> Vec<(TopicPartition, Arc<Log>)> {
-        self.logs.read().expect("logs lock").iter().map(|(partition, log)| (partition.clone(), log.clone())).collect()
+        self.logs
+            .read()
+            .expect("logs lock")
+            .iter()
+            .map(|(partition, log)| (partition.clone(), log.clone()))
+            .collect()
     }
 
     /// Closes and removes a partition's log and its directory.
@@ -89,7 +106,11 @@ impl LogManager {
                 match fs::remove_dir_all(&directory) {
                     Ok(()) => Ok(()),
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(error) => Err(StorageError::Io { operation: "delete log directory", path: directory, source: error }),
+                    Err(error) => Err(StorageError::Io {
+                        operation: "delete log directory",
+                        path: directory,
+                        source: error,
+                    }),
                 }
             }
         }
@@ -107,7 +128,9 @@ impl LogManager {
             for (step, run) in steps {
                 match run(&log) {
                     Ok(()) | Err(StorageError::Closed(_)) => {}
-                    Err(error) => warn!(%partition, step, %error, "log maintenance failed; will retry"),
+                    Err(error) => {
+                        warn!(%partition, step, %error, "log maintenance failed; will retry")
+                    }
                 }
             }
         }
@@ -121,12 +144,19 @@ impl LogManager {
             .name("log-maintenance".to_string())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                    let Some(manager) = manager.upgrade() else { return };
+                    let Some(manager) = manager.upgrade() else {
+                        return;
+                    };
                     manager.run_maintenance();
                 }
             })
             .expect("spawn the log maintenance thread");
-        if let Some((previous, handle)) = self.maintenance.lock().expect("maintenance lock").replace((stop, handle)) {
+        if let Some((previous, handle)) = self
+            .maintenance
+            .lock()
+            .expect("maintenance lock")
+            .replace((stop, handle))
+        {
             drop(previous);
             let _ = handle.join();
         }

@@ -26,8 +26,16 @@ fn decode(entry: &[u8; OFFSET_ENTRY_BYTES]) -> (u32, u32) {
 }
 
 impl OffsetIndex {
-    pub(crate) fn open(path: &Path, base_offset: i64, entries: usize, capacity_bytes: Option<u64>) -> Result<Self> {
-        Ok(OffsetIndex { base_offset, file: IndexFile::open(path, entries, capacity_bytes)? })
+    pub(crate) fn open(
+        path: &Path,
+        base_offset: i64,
+        entries: usize,
+        capacity_bytes: Option<u64>,
+    ) -> Result<Self> {
+        Ok(OffsetIndex {
+            base_offset,
+            file: IndexFile::open(path, entries, capacity_bytes)?,
+        })
     }
 
     pub(crate) fn file(&self) -> &IndexFile<OFFSET_ENTRY_BYTES> {
@@ -36,9 +44,13 @@ impl OffsetIndex {
 
     /// Records that the batch with base offset `offset` starts at `position`.
     pub(crate) fn append(&self, offset: i64, position: u32) -> Result<()> {
-        let relative = u32::try_from(offset - self.base_offset).expect("segment rolls before relative offsets overflow");
+        let relative = u32::try_from(offset - self.base_offset)
+            .expect("segment rolls before relative offsets overflow");
         if let Some(last) = self.last_entry() {
-            assert!(relative > last.0 && position > last.1, "offset index entries must increase");
+            assert!(
+                relative > last.0 && position > last.1,
+                "offset index entries must increase"
+            );
         }
         let mut entry = [0u8; OFFSET_ENTRY_BYTES];
         entry[0..4].copy_from_slice(&relative.to_be_bytes());
@@ -47,14 +59,20 @@ impl OffsetIndex {
     }
 
     fn last_entry(&self) -> Option<(u32, u32)> {
-        self.file.len().checked_sub(1).map(|index| decode(&self.file.entry(index)))
+        self.file
+            .len()
+            .checked_sub(1)
+            .map(|index| decode(&self.file.entry(index)))
     }
 
     /// The (offset, position) of the last indexed batch starting at or before `offset`, or the
     /// segment's start.
     pub(crate) fn lookup(&self, offset: i64) -> (i64, u32) {
         let relative = offset - self.base_offset;
-        match self.file.last_at_or_below(relative, |entry| i64::from(decode(entry).0)) {
+        match self
+            .file
+            .last_at_or_below(relative, |entry| i64::from(decode(entry).0))
+        {
             Some(entry) => {
                 let (relative, position) = decode(&entry);
                 (self.base_offset + i64::from(relative), position)
@@ -66,13 +84,19 @@ impl OffsetIndex {
     /// Drops entries for batches at or after `offset`.
     pub(crate) fn truncate_to_offset(&self, offset: i64) {
         let relative = offset - self.base_offset;
-        let keep = (0..self.file.len()).take_while(|&index| i64::from(decode(&self.file.entry(index)).0) < relative).count();
+        let keep = (0..self.file.len())
+            .take_while(|&index| i64::from(decode(&self.file.entry(index)).0) < relative)
+            .count();
         self.file.truncate_entries(keep);
     }
 
     /// Checks what the file holds against the log it indexes: entries strictly increasing and
     /// every position inside the log. An error is a reason to rebuild.
-    pub(crate) fn sanity_check(path: &Path, base_offset: i64, log_size: u64) -> Result<std::result::Result<usize, String>> {
+    pub(crate) fn sanity_check(
+        path: &Path,
+        base_offset: i64,
+        log_size: u64,
+    ) -> Result<std::result::Result<usize, String>> {
         let Some((entries, whole)) = IndexFile::<OFFSET_ENTRY_BYTES>::file_entries(path)? else {
             return Ok(Err("missing".to_string()));
         };
@@ -84,7 +108,9 @@ impl OffsetIndex {
         for entry_index in 0..entries {
             let (relative, position) = decode(&index.file.entry(entry_index));
             if u64::from(position) >= log_size.max(1) {
-                return Ok(Err(format!("entry {entry_index} points at position {position}, past the log's {log_size} bytes")));
+                return Ok(Err(format!(
+                    "entry {entry_index} points at position {position}, past the log's {log_size} bytes"
+                )));
             }
             if let Some((last_relative, last_position)) = previous
                 && (relative <= last_relative || position <= last_position)

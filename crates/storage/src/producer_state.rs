@@ -25,7 +25,8 @@ pub(crate) struct BatchIdentity {
 impl BatchIdentity {
     fn last_sequence(&self) -> i32 {
         // Sequences wrap from i32::MAX to 0, as in Kafka.
-        ((i64::from(self.base_sequence) + i64::from(self.record_count) - 1) % (i64::from(i32::MAX) + 1)) as i32
+        ((i64::from(self.base_sequence) + i64::from(self.record_count) - 1)
+            % (i64::from(i32::MAX) + 1)) as i32
     }
 }
 
@@ -71,19 +72,42 @@ impl ProducerStateTable {
             return SequenceCheck::Accept;
         };
         if batch.producer_epoch < entry.epoch {
-            return SequenceCheck::Fenced { current_epoch: entry.epoch };
+            return SequenceCheck::Fenced {
+                current_epoch: entry.epoch,
+            };
         }
         if batch.producer_epoch > entry.epoch {
             // A new epoch restarts its sequence at zero.
-            return if batch.base_sequence == 0 { SequenceCheck::Accept } else { SequenceCheck::OutOfOrder { expected: 0, found: batch.base_sequence } };
+            return if batch.base_sequence == 0 {
+                SequenceCheck::Accept
+            } else {
+                SequenceCheck::OutOfOrder {
+                    expected: 0,
+                    found: batch.base_sequence,
+                }
+            };
         }
         let last_sequence = batch.last_sequence();
-        if let Some(previous) = entry.batches.iter().find(|previous| previous.base_sequence == batch.base_sequence && previous.last_sequence == last_sequence) {
-            return SequenceCheck::Duplicate { base_offset: previous.base_offset, last_offset: previous.last_offset };
+        if let Some(previous) = entry.batches.iter().find(|previous| {
+            previous.base_sequence == batch.base_sequence && previous.last_sequence == last_sequence
+        }) {
+            return SequenceCheck::Duplicate {
+                base_offset: previous.base_offset,
+                last_offset: previous.last_offset,
+            };
         }
-        let expected = entry.batches.back().map_or(0, |last| if last.last_sequence == i32::MAX { 0 } else { last.last_sequence + 1 });
+        let expected = entry.batches.back().map_or(0, |last| {
+            if last.last_sequence == i32::MAX {
+                0
+            } else {
+                last.last_sequence + 1
+            }
+        });
         if batch.base_sequence != expected {
-            return SequenceCheck::OutOfOrder { expected, found: batch.base_sequence };
+            return SequenceCheck::OutOfOrder {
+                expected,
+                found: batch.base_sequence,
+            };
         }
         SequenceCheck::Accept
     }
@@ -99,7 +123,12 @@ impl ProducerStateTable {
             entry.batches.clear();
         }
         entry.epoch = entry.epoch.max(batch.producer_epoch);
-        entry.batches.push_back(BatchRecord { base_sequence: batch.base_sequence, last_sequence: batch.last_sequence(), base_offset, last_offset });
+        entry.batches.push_back(BatchRecord {
+            base_sequence: batch.base_sequence,
+            last_sequence: batch.last_sequence(),
+            base_offset,
+            last_offset,
+        });
         while entry.batches.len() > BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
@@ -110,8 +139,18 @@ impl ProducerStateTable {
 mod tests {
     use super::*;
 
-    fn batch(producer_id: i64, producer_epoch: i16, base_sequence: i32, record_count: i32) -> BatchIdentity {
-        BatchIdentity { producer_id, producer_epoch, base_sequence, record_count }
+    fn batch(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        record_count: i32,
+    ) -> BatchIdentity {
+        BatchIdentity {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            record_count,
+        }
     }
 
     #[test]
@@ -123,16 +162,37 @@ mod tests {
         let second = batch(7, 0, 3, 2);
         assert_eq!(table.check(&second), SequenceCheck::Accept);
         table.record(&second, 13, 14);
-        assert_eq!(table.check(&first), SequenceCheck::Duplicate { base_offset: 10, last_offset: 12 });
-        assert_eq!(table.check(&batch(7, 0, 6, 1)), SequenceCheck::OutOfOrder { expected: 5, found: 6 });
+        assert_eq!(
+            table.check(&first),
+            SequenceCheck::Duplicate {
+                base_offset: 10,
+                last_offset: 12
+            }
+        );
+        assert_eq!(
+            table.check(&batch(7, 0, 6, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 5,
+                found: 6
+            }
+        );
     }
 
     #[test]
     fn older_epochs_are_fenced_and_new_epochs_restart_at_zero() {
         let mut table = ProducerStateTable::default();
         table.record(&batch(7, 2, 0, 1), 0, 0);
-        assert_eq!(table.check(&batch(7, 1, 1, 1)), SequenceCheck::Fenced { current_epoch: 2 });
-        assert_eq!(table.check(&batch(7, 3, 5, 1)), SequenceCheck::OutOfOrder { expected: 0, found: 5 });
+        assert_eq!(
+            table.check(&batch(7, 1, 1, 1)),
+            SequenceCheck::Fenced { current_epoch: 2 }
+        );
+        assert_eq!(
+            table.check(&batch(7, 3, 5, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 0,
+                found: 5
+            }
+        );
         assert_eq!(table.check(&batch(7, 3, 0, 1)), SequenceCheck::Accept);
     }
 
@@ -142,8 +202,20 @@ mod tests {
         for index in 0..7 {
             table.record(&batch(1, 0, index, 1), i64::from(index), i64::from(index));
         }
-        assert_eq!(table.check(&batch(1, 0, 2, 1)), SequenceCheck::Duplicate { base_offset: 2, last_offset: 2 });
-        assert_eq!(table.check(&batch(1, 0, 1, 1)), SequenceCheck::OutOfOrder { expected: 7, found: 1 });
+        assert_eq!(
+            table.check(&batch(1, 0, 2, 1)),
+            SequenceCheck::Duplicate {
+                base_offset: 2,
+                last_offset: 2
+            }
+        );
+        assert_eq!(
+            table.check(&batch(1, 0, 1, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 7,
+                found: 1
+            }
+        );
         let mut wrapping = ProducerStateTable::default();
         wrapping.record(&batch(2, 0, i32::MAX - 1, 2), 0, 1);
         assert_eq!(wrapping.check(&batch(2, 0, 0, 1)), SequenceCheck::Accept);

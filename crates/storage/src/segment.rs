@@ -113,13 +113,20 @@ fn map_file(file: &File, path: &Path, length: u64) -> Result<Bytes> {
     // SAFETY: the map is read-only; Strata writes the file only with positional writes beyond
     // the published size (or zeroes bytes nobody may read any more), and never shrinks it below a
     // published size while mapped. Another process modifying the file is outside the contract.
-    let map = unsafe { MmapOptions::new().len(length as usize).map(file) }.map_err(StorageError::io("mmap log", path))?;
+    let map = unsafe { MmapOptions::new().len(length as usize).map(file) }
+        .map_err(StorageError::io("mmap log", path))?;
     Ok(Bytes::from_owner(map))
 }
 
 impl Segment {
     /// Creates an empty, writable segment with room for at least `minimum_capacity` bytes.
-    pub(crate) fn create(directory: &Path, base_offset: i64, config: &LogConfig, now_ms: i64, minimum_capacity: u64) -> Result<Segment> {
+    pub(crate) fn create(
+        directory: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+        minimum_capacity: u64,
+    ) -> Result<Segment> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
@@ -132,7 +139,18 @@ impl Segment {
             let path = file_path(directory, base_offset, suffix);
             File::create(&path).map_err(StorageError::io("create index", &path))?;
         }
-        Segment::assemble(directory, base_offset, file, config, true, 0, now_ms, minimum_capacity, 0, 0)
+        Segment::assemble(
+            directory,
+            base_offset,
+            file,
+            config,
+            true,
+            0,
+            now_ms,
+            minimum_capacity,
+            0,
+            0,
+        )
     }
 
     /// Builds the in-memory segment around an open log file whose first `size` bytes are valid
@@ -153,15 +171,26 @@ impl Segment {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         let capacity = if writable {
             let capacity = config.segment_bytes.max(minimum_capacity).max(size);
-            file.set_len(capacity).map_err(StorageError::io("extend segment", &log_path))?;
+            file.set_len(capacity)
+                .map_err(StorageError::io("extend segment", &log_path))?;
             capacity
         } else {
             size
         };
         let data = map_file(&file, &log_path, capacity)?;
         let index_capacity = writable.then_some(config.segment_index_bytes);
-        let offset_index = OffsetIndex::open(&file_path(directory, base_offset, OFFSET_INDEX_SUFFIX), base_offset, offset_entries, index_capacity)?;
-        let time_index = TimeIndex::open(&file_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, time_entries, index_capacity)?;
+        let offset_index = OffsetIndex::open(
+            &file_path(directory, base_offset, OFFSET_INDEX_SUFFIX),
+            base_offset,
+            offset_entries,
+            index_capacity,
+        )?;
+        let time_index = TimeIndex::open(
+            &file_path(directory, base_offset, TIME_INDEX_SUFFIX),
+            base_offset,
+            time_entries,
+            index_capacity,
+        )?;
         let segment = Segment {
             base_offset,
             directory: directory.to_owned(),
@@ -188,40 +217,97 @@ impl Segment {
         for header in segment.headers_from(u64::from(tail_position), size) {
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.next_offset;
-            bytes_since_index_entry = if header.position == u64::from(tail_position) { 0 } else { bytes_since_index_entry } + header.size;
+            bytes_since_index_entry = if header.position == u64::from(tail_position) {
+                0
+            } else {
+                bytes_since_index_entry
+            } + header.size;
         }
         segment.next_offset.store(next_offset, Ordering::Release);
-        segment.max_timestamp.store(max_timestamp, Ordering::Release);
-        segment.bytes_since_index_entry.store(bytes_since_index_entry, Ordering::Relaxed);
+        segment
+            .max_timestamp
+            .store(max_timestamp, Ordering::Release);
+        segment
+            .bytes_since_index_entry
+            .store(bytes_since_index_entry, Ordering::Relaxed);
         Ok(segment)
     }
 
     /// Opens an existing segment. In `Recover` mode (or when a trusted segment's indexes fail
     /// their sanity check) every batch is validated, the indexes are rebuilt, and a torn or
     /// corrupt tail is cut; the returned `Truncation` says where and why.
-    pub(crate) fn open(directory: &Path, base_offset: i64, config: &LogConfig, mode: OpenMode, writable: bool, now_ms: i64) -> Result<(Segment, Option<Truncation>, bool)> {
+    pub(crate) fn open(
+        directory: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        mode: OpenMode,
+        writable: bool,
+        now_ms: i64,
+    ) -> Result<(Segment, Option<Truncation>, bool)> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&log_path)
             .map_err(StorageError::io("open segment", &log_path))?;
-        let file_length = file.metadata().map_err(StorageError::io("stat segment", &log_path))?.len();
+        let file_length = file
+            .metadata()
+            .map_err(StorageError::io("stat segment", &log_path))?
+            .len();
         if let OpenMode::Trusted = mode {
-            let offset_check = OffsetIndex::sanity_check(&file_path(directory, base_offset, OFFSET_INDEX_SUFFIX), base_offset, file_length)?;
+            let offset_check = OffsetIndex::sanity_check(
+                &file_path(directory, base_offset, OFFSET_INDEX_SUFFIX),
+                base_offset,
+                file_length,
+            )?;
             if let Ok(offset_entries) = offset_check {
-                let segment = Segment::assemble(directory, base_offset, file.try_clone().map_err(StorageError::io("open segment", &log_path))?, config, false, file_length, now_ms, 0, offset_entries, 0)?;
+                let segment = Segment::assemble(
+                    directory,
+                    base_offset,
+                    file.try_clone()
+                        .map_err(StorageError::io("open segment", &log_path))?,
+                    config,
+                    false,
+                    file_length,
+                    now_ms,
+                    0,
+                    offset_entries,
+                    0,
+                )?;
                 let next_offset = segment.next_offset();
-                let time_check = TimeIndex::sanity_check(&file_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, next_offset)?;
+                let time_check = TimeIndex::sanity_check(
+                    &file_path(directory, base_offset, TIME_INDEX_SUFFIX),
+                    base_offset,
+                    next_offset,
+                )?;
                 if let (Ok(time_entries), true) = (time_check, segment.tail_is_valid(file_length)) {
                     drop(segment);
-                    let segment = Segment::assemble(directory, base_offset, file, config, writable, file_length, now_ms, 0, offset_entries, time_entries)?;
+                    let segment = Segment::assemble(
+                        directory,
+                        base_offset,
+                        file,
+                        config,
+                        writable,
+                        file_length,
+                        now_ms,
+                        0,
+                        offset_entries,
+                        time_entries,
+                    )?;
                     return Ok((segment, None, false));
                 }
             }
             warn!(segment = %log_path.display(), "indexes or tail failed their sanity check; recovering the segment");
         }
-        let (segment, truncation) = Segment::recover(directory, base_offset, file, file_length, config, writable, now_ms)?;
+        let (segment, truncation) = Segment::recover(
+            directory,
+            base_offset,
+            file,
+            file_length,
+            config,
+            writable,
+            now_ms,
+        )?;
         Ok((segment, truncation, true))
     }
 
@@ -244,29 +330,58 @@ impl Segment {
 
     /// Parses and CRC-checks the batch at `position`, which must start at `expected_offset`
     /// (unless that is `i64::MIN`) and end by `limit`.
-    fn validated_batch_at(&self, position: u64, limit: u64, expected_offset: i64) -> std::result::Result<RecordBatch, String> {
+    fn validated_batch_at(
+        &self,
+        position: u64,
+        limit: u64,
+        expected_offset: i64,
+    ) -> std::result::Result<RecordBatch, String> {
         let remaining = &self.data[position as usize..limit as usize];
         let size = match RecordBatch::peek_size(remaining) {
-            None => return Err(format!("{} trailing bytes are too few for a batch header", remaining.len())),
+            None => {
+                return Err(format!(
+                    "{} trailing bytes are too few for a batch header",
+                    remaining.len()
+                ));
+            }
             Some(Err(error)) => return Err(error.to_string()),
             Some(Ok(size)) => size,
         };
         if size > remaining.len() {
-            return Err(format!("batch of {size} bytes overruns the {} bytes left in the file", remaining.len()));
+            return Err(format!(
+                "batch of {size} bytes overruns the {} bytes left in the file",
+                remaining.len()
+            ));
         }
-        let batch = RecordBatch::new(self.data.slice(position as usize..position as usize + size)).map_err(|error| error.to_string())?;
+        let batch = RecordBatch::new(self.data.slice(position as usize..position as usize + size))
+            .map_err(|error| error.to_string())?;
         batch.verify_crc().map_err(|error| error.to_string())?;
         if batch.last_offset_delta() < 0 || batch.record_count() <= 0 {
-            return Err(format!("batch at offset {} has no records", batch.base_offset()));
+            return Err(format!(
+                "batch at offset {} has no records",
+                batch.base_offset()
+            ));
         }
         // The base offset is outside the CRC, so density is what detects damage to it.
         if expected_offset != i64::MIN && batch.base_offset() != expected_offset {
-            return Err(format!("batch offset {} does not follow offset {}", batch.base_offset(), expected_offset - 1));
+            return Err(format!(
+                "batch offset {} does not follow offset {}",
+                batch.base_offset(),
+                expected_offset - 1
+            ));
         }
         Ok(batch)
     }
 
-    fn recover(directory: &Path, base_offset: i64, file: File, file_length: u64, config: &LogConfig, writable: bool, now_ms: i64) -> Result<(Segment, Option<Truncation>)> {
+    fn recover(
+        directory: &Path,
+        base_offset: i64,
+        file: File,
+        file_length: u64,
+        config: &LogConfig,
+        writable: bool,
+        now_ms: i64,
+    ) -> Result<(Segment, Option<Truncation>)> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         // Start from empty indexes and a segment that believes it holds nothing, then re-append
         // every batch that validates, as the original appends did.
@@ -278,7 +393,9 @@ impl Segment {
             base_offset,
             directory: directory.to_owned(),
             log_path: log_path.clone(),
-            file: file.try_clone().map_err(StorageError::io("open segment", &log_path))?,
+            file: file
+                .try_clone()
+                .map_err(StorageError::io("open segment", &log_path))?,
             data: map_file(&file, &log_path, file_length)?,
             capacity: file_length,
             writable: AtomicBool::new(false),
@@ -287,8 +404,18 @@ impl Segment {
             max_timestamp: AtomicI64::new(i64::MIN),
             bytes_since_index_entry: AtomicU64::new(0),
             index_interval_bytes: config.index_interval_bytes,
-            offset_index: OffsetIndex::open(&file_path(directory, base_offset, OFFSET_INDEX_SUFFIX), base_offset, 0, Some(config.segment_index_bytes))?,
-            time_index: TimeIndex::open(&file_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, 0, Some(config.segment_index_bytes))?,
+            offset_index: OffsetIndex::open(
+                &file_path(directory, base_offset, OFFSET_INDEX_SUFFIX),
+                base_offset,
+                0,
+                Some(config.segment_index_bytes),
+            )?,
+            time_index: TimeIndex::open(
+                &file_path(directory, base_offset, TIME_INDEX_SUFFIX),
+                base_offset,
+                0,
+                Some(config.segment_index_bytes),
+            )?,
             created_ms: now_ms,
         };
 
@@ -297,10 +424,17 @@ impl Segment {
         let mut previous_epoch = i32::MIN;
         let mut truncation_reason = None;
         while position < file_length {
-            if scanner.data[position as usize..].iter().take(LENGTH_FIELD_END).all(|&byte| byte == 0) {
+            if scanner.data[position as usize..]
+                .iter()
+                .take(LENGTH_FIELD_END)
+                .all(|&byte| byte == 0)
+            {
                 // A zero length field: the preallocated, never-written end of the file. A real
                 // batch always declares a length of at least its header.
-                if scanner.data[position as usize..].iter().any(|&byte| byte != 0) {
+                if scanner.data[position as usize..]
+                    .iter()
+                    .any(|&byte| byte != 0)
+                {
                     truncation_reason = Some("zeroed bytes followed by stray data".to_string());
                 }
                 break;
@@ -308,16 +442,28 @@ impl Segment {
             match scanner.validated_batch_at(position, file_length, expected_offset) {
                 Ok(batch) if batch.partition_leader_epoch() < previous_epoch => {
                     // Also outside the CRC; epochs never go backwards within a log.
-                    truncation_reason = Some(format!("leader epoch {} follows epoch {previous_epoch}", batch.partition_leader_epoch()));
+                    truncation_reason = Some(format!(
+                        "leader epoch {} follows epoch {previous_epoch}",
+                        batch.partition_leader_epoch()
+                    ));
                     break;
                 }
                 Ok(batch) => {
                     previous_epoch = batch.partition_leader_epoch();
-                    scanner.index_batch(position, batch.base_offset(), batch.max_timestamp(), batch.size_in_bytes() as u64)?;
+                    scanner.index_batch(
+                        position,
+                        batch.base_offset(),
+                        batch.max_timestamp(),
+                        batch.size_in_bytes() as u64,
+                    )?;
                     position += batch.size_in_bytes() as u64;
                     expected_offset = batch.next_offset();
-                    scanner.next_offset.store(expected_offset, Ordering::Release);
-                    scanner.max_timestamp.fetch_max(batch.max_timestamp(), Ordering::AcqRel);
+                    scanner
+                        .next_offset
+                        .store(expected_offset, Ordering::Release);
+                    scanner
+                        .max_timestamp
+                        .fetch_max(batch.max_timestamp(), Ordering::AcqRel);
                 }
                 Err(reason) => {
                     truncation_reason = Some(reason);
@@ -327,9 +473,17 @@ impl Segment {
         }
         let truncation = match truncation_reason {
             Some(reason) => {
-                let last_nonzero = scanner.data[position as usize..].iter().rposition(|&byte| byte != 0);
+                let last_nonzero = scanner.data[position as usize..]
+                    .iter()
+                    .rposition(|&byte| byte != 0);
                 let bytes_discarded = last_nonzero.map_or(0, |index| index as u64 + 1);
-                Some(Truncation { segment_base_offset: base_offset, position, log_end_offset: expected_offset, bytes_discarded, reason })
+                Some(Truncation {
+                    segment_base_offset: base_offset,
+                    position,
+                    log_end_offset: expected_offset,
+                    bytes_discarded,
+                    reason,
+                })
             }
             None => None,
         };
@@ -339,10 +493,23 @@ impl Segment {
         // Cut the file at the last valid batch: this drops torn or stale bytes for good, so they
         // cannot reappear after the next append. Nothing maps the file yet, so shrinking is safe.
         if file_length != position {
-            file.set_len(position).map_err(StorageError::io("truncate segment", &log_path))?;
-            file.sync_all().map_err(StorageError::io("fsync segment", &log_path))?;
+            file.set_len(position)
+                .map_err(StorageError::io("truncate segment", &log_path))?;
+            file.sync_all()
+                .map_err(StorageError::io("fsync segment", &log_path))?;
         }
-        let segment = Segment::assemble(directory, base_offset, file, config, writable, position, now_ms, 0, offset_entries, time_entries)?;
+        let segment = Segment::assemble(
+            directory,
+            base_offset,
+            file,
+            config,
+            writable,
+            position,
+            now_ms,
+            0,
+            offset_entries,
+            time_entries,
+        )?;
         if !writable {
             segment.trim_indexes()?;
         }
@@ -350,15 +517,28 @@ impl Segment {
     }
 
     /// Adds index entries for a batch just made part of the segment, at the configured interval.
-    fn index_batch(&self, position: u64, base_offset: i64, max_timestamp: i64, size: u64) -> Result<()> {
+    fn index_batch(
+        &self,
+        position: u64,
+        base_offset: i64,
+        max_timestamp: i64,
+        size: u64,
+    ) -> Result<()> {
         let since = self.bytes_since_index_entry.load(Ordering::Relaxed);
-        let running_max = self.max_timestamp.load(Ordering::Acquire).max(max_timestamp);
-        if (position == 0 || since >= self.index_interval_bytes) && !self.offset_index.file().is_full() && !self.time_index.file().is_full() {
+        let running_max = self
+            .max_timestamp
+            .load(Ordering::Acquire)
+            .max(max_timestamp);
+        if (position == 0 || since >= self.index_interval_bytes)
+            && !self.offset_index.file().is_full()
+            && !self.time_index.file().is_full()
+        {
             self.offset_index.append(base_offset, position as u32)?;
             self.time_index.maybe_append(running_max, base_offset)?;
             self.bytes_since_index_entry.store(size, Ordering::Relaxed);
         } else {
-            self.bytes_since_index_entry.store(since + size, Ordering::Relaxed);
+            self.bytes_since_index_entry
+                .store(since + size, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -391,17 +571,31 @@ impl Segment {
     /// Whether `bytes` more, ending at offset `last_offset`, still fit this segment.
     pub(crate) fn can_fit(&self, bytes: u64, last_offset: i64, segment_bytes: u64) -> bool {
         let size = self.size();
-        let within_size = size + bytes <= self.capacity && (size == 0 || size + bytes <= segment_bytes);
+        let within_size =
+            size + bytes <= self.capacity && (size == 0 || size + bytes <= segment_bytes);
         let within_offsets = last_offset - self.base_offset <= i64::from(i32::MAX);
-        within_size && within_offsets && !self.offset_index.file().is_full() && !self.time_index.file().is_full()
+        within_size
+            && within_offsets
+            && !self.offset_index.file().is_full()
+            && !self.time_index.file().is_full()
     }
 
     /// Writes prepared batches at the end of the segment and publishes them.
     pub(crate) fn append(&self, batches: &[PreparedBatch]) -> Result<()> {
-        assert!(self.is_writable(), "append to a closed segment {}", self.log_path.display());
+        assert!(
+            self.is_writable(),
+            "append to a closed segment {}",
+            self.log_path.display()
+        );
         let position = self.size();
-        let total: u64 = batches.iter().map(|prepared| prepared.batch.size_in_bytes() as u64).sum();
-        assert!(position + total <= self.capacity, "caller rolls before a segment overflows");
+        let total: u64 = batches
+            .iter()
+            .map(|prepared| prepared.batch.size_in_bytes() as u64)
+            .sum();
+        assert!(
+            position + total <= self.capacity,
+            "caller rolls before a segment overflows"
+        );
         if let Err(error) = self.write_at(position, batches) {
             // Leave the invariant "zero beyond size" intact for recovery; on a full disk this
             // overwrite needs no new blocks for bytes that were written.
@@ -415,12 +609,19 @@ impl Segment {
         let mut batch_position = position;
         for prepared in batches {
             let size = prepared.batch.size_in_bytes() as u64;
-            if let Err(error) = self.index_batch(batch_position, prepared.base_offset(), prepared.batch.max_timestamp(), size) {
+            if let Err(error) = self.index_batch(
+                batch_position,
+                prepared.base_offset(),
+                prepared.batch.max_timestamp(),
+                size,
+            ) {
                 // The indexes are sparse accelerators; a missing entry only lengthens a scan.
                 warn!(segment = %self.log_path.display(), %error, "skipped an index entry");
             }
-            self.max_timestamp.fetch_max(prepared.batch.max_timestamp(), Ordering::AcqRel);
-            self.next_offset.store(prepared.next_offset(), Ordering::Release);
+            self.max_timestamp
+                .fetch_max(prepared.batch.max_timestamp(), Ordering::AcqRel);
+            self.next_offset
+                .store(prepared.next_offset(), Ordering::Release);
             batch_position += size;
         }
         Ok(())
@@ -430,20 +631,28 @@ impl Segment {
         let mut slices = Vec::with_capacity(batches.len() * 2);
         for prepared in batches {
             slices.push(IoSlice::new(&prepared.header));
-            slices.push(IoSlice::new(&prepared.batch.as_bytes()[STAMPED_HEADER_BYTES..]));
+            slices.push(IoSlice::new(
+                &prepared.batch.as_bytes()[STAMPED_HEADER_BYTES..],
+            ));
         }
         let mut file = &self.file;
-        file.seek(SeekFrom::Start(position)).map_err(StorageError::io("seek segment", &self.log_path))?;
+        file.seek(SeekFrom::Start(position))
+            .map_err(StorageError::io("seek segment", &self.log_path))?;
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
         // IOV_MAX is 1024 on Linux; write in chunks of at most that many slices.
         while !remaining.is_empty() {
             let chunk = remaining.len().min(1024);
-            let written = file.write_vectored(&remaining[..chunk]).map_err(StorageError::io("write segment", &self.log_path))?;
+            let written = file
+                .write_vectored(&remaining[..chunk])
+                .map_err(StorageError::io("write segment", &self.log_path))?;
             if written == 0 {
                 return Err(StorageError::Io {
                     operation: "write segment",
                     path: self.log_path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::WriteZero, "the disk accepted no bytes"),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "the disk accepted no bytes",
+                    ),
                 });
             }
             IoSlice::advance_slices(&mut remaining, written);
@@ -456,7 +665,9 @@ impl Segment {
         let mut position = from;
         while position < to {
             let length = (to - position).min(ZEROS.len() as u64) as usize;
-            self.file.write_all_at(&ZEROS[..length], position).map_err(StorageError::io("zero segment", &self.log_path))?;
+            self.file
+                .write_all_at(&ZEROS[..length], position)
+                .map_err(StorageError::io("zero segment", &self.log_path))?;
             position += length as u64;
         }
         Ok(())
@@ -464,7 +675,11 @@ impl Segment {
 
     /// Iterates over the headers of the batches stored between `from` and `limit`. Only for
     /// bytes already validated (published, or checked by recovery).
-    pub(crate) fn headers_from(&self, from: u64, limit: u64) -> impl Iterator<Item = BatchHeader> + '_ {
+    pub(crate) fn headers_from(
+        &self,
+        from: u64,
+        limit: u64,
+    ) -> impl Iterator<Item = BatchHeader> + '_ {
         let mut position = from;
         std::iter::from_fn(move || {
             if position >= limit {
@@ -472,11 +687,17 @@ impl Segment {
             }
             let bytes = &self.data[position as usize..limit as usize];
             let size = match RecordBatch::peek_size(bytes) {
-                Some(Ok(size)) if size <= bytes.len() && size >= strata_record::BATCH_HEADER_BYTES => size,
+                Some(Ok(size))
+                    if size <= bytes.len() && size >= strata_record::BATCH_HEADER_BYTES =>
+                {
+                    size
+                }
                 _ => return None,
             };
-            let read_i64 = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
-            let read_i32 = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"));
+            let read_i64 =
+                |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+            let read_i32 =
+                |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"));
             let base_offset = read_i64(0);
             let header = BatchHeader {
                 position,
@@ -487,7 +708,9 @@ impl Segment {
                 partition_leader_epoch: read_i32(12),
                 producer: BatchIdentity {
                     producer_id: read_i64(43),
-                    producer_epoch: i16::from_be_bytes(bytes[51..53].try_into().expect("two bytes")),
+                    producer_epoch: i16::from_be_bytes(
+                        bytes[51..53].try_into().expect("two bytes"),
+                    ),
                     base_sequence: read_i32(53),
                     record_count: read_i32(57),
                 },
@@ -501,7 +724,8 @@ impl Segment {
     pub(crate) fn find_batch(&self, offset: i64) -> Option<BatchHeader> {
         let size = self.size();
         let (_, position) = self.offset_index.lookup(offset);
-        self.headers_from(u64::from(position), size).find(|header| header.next_offset > offset)
+        self.headers_from(u64::from(position), size)
+            .find(|header| header.next_offset > offset)
     }
 
     /// Whole batches starting with the one that holds `offset`: at most `max_bytes` of them
@@ -524,7 +748,11 @@ impl Segment {
     }
 
     /// The first record at or after `timestamp` in this segment, with its timestamp.
-    pub(crate) fn find_offset_by_timestamp(&self, timestamp: i64, minimum_offset: i64) -> Option<(i64, i64)> {
+    pub(crate) fn find_offset_by_timestamp(
+        &self,
+        timestamp: i64,
+        minimum_offset: i64,
+    ) -> Option<(i64, i64)> {
         if self.max_timestamp() < timestamp {
             return None;
         }
@@ -535,10 +763,16 @@ impl Segment {
             if header.next_offset <= start_offset || header.max_timestamp < timestamp {
                 continue;
             }
-            let Ok(batch) = RecordBatch::new(self.data.slice(header.position as usize..(header.position + header.size) as usize)) else {
+            let Ok(batch) = RecordBatch::new(
+                self.data
+                    .slice(header.position as usize..(header.position + header.size) as usize),
+            ) else {
                 continue;
             };
-            let found = batch.records().flatten().find(|record| record.offset >= minimum_offset && record.timestamp >= timestamp);
+            let found = batch
+                .records()
+                .flatten()
+                .find(|record| record.offset >= minimum_offset && record.timestamp >= timestamp);
             if let Some(record) = found {
                 return Some((record.offset, record.timestamp));
             }
@@ -548,14 +782,20 @@ impl Segment {
 
     /// Drops every batch that holds `offset` or comes after it; returns the new next offset.
     pub(crate) fn truncate_to(&self, offset: i64) -> Result<i64> {
-        assert!(self.is_writable(), "truncate a closed segment {}", self.log_path.display());
+        assert!(
+            self.is_writable(),
+            "truncate a closed segment {}",
+            self.log_path.display()
+        );
         let old_size = self.size();
         let Some(first_dropped) = self.find_batch(offset) else {
             return Ok(self.next_offset());
         };
         let new_size = first_dropped.position;
-        self.offset_index.truncate_to_offset(first_dropped.base_offset);
-        self.time_index.truncate_to_offset(first_dropped.base_offset);
+        self.offset_index
+            .truncate_to_offset(first_dropped.base_offset);
+        self.time_index
+            .truncate_to_offset(first_dropped.base_offset);
         self.size.store(new_size, Ordering::Release);
         self.zero(new_size, old_size)?;
         let mut max_timestamp = i64::MIN;
@@ -563,16 +803,25 @@ impl Segment {
             max_timestamp = max_timestamp.max(header.max_timestamp);
         }
         self.max_timestamp.store(max_timestamp, Ordering::Release);
-        self.next_offset.store(first_dropped.base_offset.min(self.next_offset()), Ordering::Release);
+        self.next_offset.store(
+            first_dropped.base_offset.min(self.next_offset()),
+            Ordering::Release,
+        );
         let (_, last_entry_position) = self.offset_index.lookup(i64::MAX);
-        let since = if new_size == 0 { 0 } else { new_size - u64::from(last_entry_position) };
+        let since = if new_size == 0 {
+            0
+        } else {
+            new_size - u64::from(last_entry_position)
+        };
         self.bytes_since_index_entry.store(since, Ordering::Relaxed);
         Ok(self.next_offset())
     }
 
     /// fsyncs the log file and its indexes.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(StorageError::io("fsync segment", &self.log_path))?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io("fsync segment", &self.log_path))?;
         self.offset_index.file().sync()?;
         self.time_index.file().sync()
     }
@@ -589,11 +838,17 @@ impl Segment {
     pub(crate) fn close_for_writes(&self) -> Result<()> {
         if !self.is_empty() && !self.time_index.file().is_full() {
             // So the time index alone knows the segment's largest timestamp after a restart.
-            let last_offset = self.headers_from(0, self.size()).last().map_or(self.base_offset, |header| header.base_offset);
-            self.time_index.maybe_append(self.max_timestamp(), last_offset)?;
+            let last_offset = self
+                .headers_from(0, self.size())
+                .last()
+                .map_or(self.base_offset, |header| header.base_offset);
+            self.time_index
+                .maybe_append(self.max_timestamp(), last_offset)?;
         }
         self.writable.store(false, Ordering::Release);
-        self.file.set_len(self.size()).map_err(StorageError::io("trim segment", &self.log_path))?;
+        self.file
+            .set_len(self.size())
+            .map_err(StorageError::io("trim segment", &self.log_path))?;
         self.trim_indexes()
     }
 
@@ -604,7 +859,13 @@ impl Segment {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(StorageError::Io { operation: "delete segment", path, source: error }),
+                Err(error) => {
+                    return Err(StorageError::Io {
+                        operation: "delete segment",
+                        path,
+                        source: error,
+                    });
+                }
             }
         }
         Ok(())
@@ -616,11 +877,25 @@ impl Segment {
         let mut expected = self.base_offset;
         let mut end = 0;
         for header in self.headers_from(0, size) {
-            assert!(header.base_offset >= expected, "offsets go backwards in {}", self.log_path.display());
+            assert!(
+                header.base_offset >= expected,
+                "offsets go backwards in {}",
+                self.log_path.display()
+            );
             expected = header.next_offset;
             end = header.position + header.size;
         }
-        assert_eq!(end, size, "{} has bytes below its size that are not whole batches", self.log_path.display());
-        assert_eq!(expected, self.next_offset(), "{} next offset disagrees with its batches", self.log_path.display());
+        assert_eq!(
+            end,
+            size,
+            "{} has bytes below its size that are not whole batches",
+            self.log_path.display()
+        );
+        assert_eq!(
+            expected,
+            self.next_offset(),
+            "{} next offset disagrees with its batches",
+            self.log_path.display()
+        );
     }
 }

@@ -26,8 +26,16 @@ fn decode(entry: &[u8; TIME_ENTRY_BYTES]) -> (i64, u32) {
 }
 
 impl TimeIndex {
-    pub(crate) fn open(path: &Path, base_offset: i64, entries: usize, capacity_bytes: Option<u64>) -> Result<Self> {
-        Ok(TimeIndex { base_offset, file: IndexFile::open(path, entries, capacity_bytes)? })
+    pub(crate) fn open(
+        path: &Path,
+        base_offset: i64,
+        entries: usize,
+        capacity_bytes: Option<u64>,
+    ) -> Result<Self> {
+        Ok(TimeIndex {
+            base_offset,
+            file: IndexFile::open(path, entries, capacity_bytes)?,
+        })
     }
 
     pub(crate) fn file(&self) -> &IndexFile<TIME_ENTRY_BYTES> {
@@ -35,7 +43,10 @@ impl TimeIndex {
     }
 
     pub(crate) fn last_timestamp(&self) -> Option<i64> {
-        self.file.len().checked_sub(1).map(|index| decode(&self.file.entry(index)).0)
+        self.file
+            .len()
+            .checked_sub(1)
+            .map(|index| decode(&self.file.entry(index)).0)
     }
 
     /// Records that batches from `offset` on may hold timestamps up to `timestamp`, the running
@@ -44,7 +55,8 @@ impl TimeIndex {
         if self.last_timestamp().is_some_and(|last| timestamp <= last) {
             return Ok(());
         }
-        let relative = u32::try_from(offset - self.base_offset).expect("segment rolls before relative offsets overflow");
+        let relative = u32::try_from(offset - self.base_offset)
+            .expect("segment rolls before relative offsets overflow");
         let mut entry = [0u8; TIME_ENTRY_BYTES];
         entry[0..8].copy_from_slice(&timestamp.to_be_bytes());
         entry[8..12].copy_from_slice(&relative.to_be_bytes());
@@ -54,7 +66,10 @@ impl TimeIndex {
     /// The offset from which to scan for the first record with a timestamp of at least
     /// `timestamp`.
     pub(crate) fn lookup(&self, timestamp: i64) -> i64 {
-        match self.file.last_at_or_below(timestamp - 1, |entry| decode(entry).0) {
+        match self
+            .file
+            .last_at_or_below(timestamp - 1, |entry| decode(entry).0)
+        {
             Some(entry) => self.base_offset + i64::from(decode(&entry).1),
             None => self.base_offset,
         }
@@ -63,12 +78,18 @@ impl TimeIndex {
     /// Drops entries for offsets at or after `offset`.
     pub(crate) fn truncate_to_offset(&self, offset: i64) {
         let relative = offset - self.base_offset;
-        let keep = (0..self.file.len()).take_while(|&index| i64::from(decode(&self.file.entry(index)).1) < relative).count();
+        let keep = (0..self.file.len())
+            .take_while(|&index| i64::from(decode(&self.file.entry(index)).1) < relative)
+            .count();
         self.file.truncate_entries(keep);
     }
 
     /// Entries strictly increasing in timestamp, offsets non-decreasing and inside the segment.
-    pub(crate) fn sanity_check(path: &Path, base_offset: i64, next_offset: i64) -> Result<std::result::Result<usize, String>> {
+    pub(crate) fn sanity_check(
+        path: &Path,
+        base_offset: i64,
+        next_offset: i64,
+    ) -> Result<std::result::Result<usize, String>> {
         let Some((entries, whole)) = IndexFile::<TIME_ENTRY_BYTES>::file_entries(path)? else {
             return Ok(Err("missing".to_string()));
         };
@@ -80,7 +101,9 @@ impl TimeIndex {
         for entry_index in 0..entries {
             let (timestamp, relative) = decode(&index.file.entry(entry_index));
             if base_offset + i64::from(relative) >= next_offset.max(base_offset + 1) {
-                return Ok(Err(format!("entry {entry_index} points past the segment's last offset")));
+                return Ok(Err(format!(
+                    "entry {entry_index} points past the segment's last offset"
+                )));
             }
             if let Some((last_timestamp, last_relative)) = previous
                 && (timestamp <= last_timestamp || relative < last_relative)

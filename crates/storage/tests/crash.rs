@@ -11,7 +11,14 @@ use strata_storage::LogConfig;
 use support::*;
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 16 * 1024, index_interval_bytes: 512, segment_index_bytes: 4096, retention_ms: None, segment_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 16 * 1024,
+        index_interval_bytes: 512,
+        segment_index_bytes: 4096,
+        retention_ms: None,
+        segment_ms: None,
+        ..LogConfig::default()
+    }
 }
 
 /// What a crash left: every value written in offset order, how many records were fsynced, the
@@ -36,7 +43,11 @@ fn active_segment(directory: &Path) -> std::path::PathBuf {
 }
 
 fn meaningful_length(path: &Path) -> usize {
-    fs::read(path).unwrap().iter().rposition(|&byte| byte != 0).map_or(0, |index| index + 1)
+    fs::read(path)
+        .unwrap()
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |index| index + 1)
 }
 
 /// Builds a log of `batches` batches of 3 records, fsyncs after `flushed_batches`, then "crashes"
@@ -48,7 +59,8 @@ fn build(directory: &Path, batches: usize, flushed_batches: usize) -> Crashed {
     let mut durable = None;
     for round in 0..batches {
         let tag = format!("r{round}");
-        log.append(batch_with_size(&tag, 3, START_MS + round as i64, 120), 0).unwrap();
+        log.append(batch_with_size(&tag, 3, START_MS + round as i64, 120), 0)
+            .unwrap();
         expected.extend((0..3).map(|index| format!("{tag}-{index}")));
         if round + 1 == flushed_batches {
             log.flush().unwrap();
@@ -60,13 +72,22 @@ fn build(directory: &Path, batches: usize, flushed_batches: usize) -> Crashed {
     let active = active_segment(directory);
     let (durable_bytes, durable_records) = match durable {
         Some((flushed_active, bytes)) => {
-            assert_eq!(flushed_active, active, "the test needs no roll between the flush and the crash");
+            assert_eq!(
+                flushed_active, active,
+                "the test needs no roll between the flush and the crash"
+            );
             (bytes, flushed_batches * 3)
         }
         None => (0, 0),
     };
     let written_bytes = meaningful_length(&active);
-    Crashed { expected, durable_records, active, durable_bytes, written_bytes }
+    Crashed {
+        expected,
+        durable_records,
+        active,
+        durable_bytes,
+        written_bytes,
+    }
 }
 
 /// Opens the damaged log and checks the invariants against what was written.
@@ -74,9 +95,20 @@ fn check_after_crash(directory: &Path, expected: &[String], durable_records: usi
     let clock = clock();
     let (log, report) = open(directory, config(), &clock);
     log.validate();
-    let served: Vec<String> = values(&read_all(&log, 0, 4096)).iter().map(|value| value.trim_end_matches('.').to_string()).collect();
-    assert!(served.len() >= durable_records, "lost fsynced records: {} served, {durable_records} durable; {report:?}", served.len());
-    assert_eq!(&served[..], &expected[..served.len()], "served records must be a prefix of what was written");
+    let served: Vec<String> = values(&read_all(&log, 0, 4096))
+        .iter()
+        .map(|value| value.trim_end_matches('.').to_string())
+        .collect();
+    assert!(
+        served.len() >= durable_records,
+        "lost fsynced records: {} served, {durable_records} durable; {report:?}",
+        served.len()
+    );
+    assert_eq!(
+        &served[..],
+        &expected[..served.len()],
+        "served records must be a prefix of what was written"
+    );
     // The log takes new appends where recovery left it.
     let end = log.log_end_offset();
     log.append(batch("after-crash", 1, START_MS), 0).unwrap();
@@ -92,7 +124,12 @@ fn cutting_the_active_segment_after_the_recovery_point_never_serves_a_torn_batch
         let crashed = build(directory.path(), 60, 40);
         // Only bytes the log never fsynced can be lost in a crash.
         let cut = rng.random_range(crashed.durable_bytes..=crashed.written_bytes);
-        OpenOptions::new().write(true).open(&crashed.active).unwrap().set_len(cut as u64).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&crashed.active)
+            .unwrap()
+            .set_len(cut as u64)
+            .unwrap();
         eprintln!("trial {trial}: cut {} at {cut}", crashed.active.display());
         check_after_crash(directory.path(), &crashed.expected, crashed.durable_records);
     }
@@ -110,7 +147,10 @@ fn flipped_bits_after_the_recovery_point_are_cut_not_served() {
             bytes[position] ^= 1 << rng.random_range(0..8);
         }
         fs::write(&crashed.active, &bytes).unwrap();
-        eprintln!("trial {trial}: flipped bits in {}", crashed.active.display());
+        eprintln!(
+            "trial {trial}: flipped bits in {}",
+            crashed.active.display()
+        );
         check_after_crash(directory.path(), &crashed.expected, crashed.durable_records);
     }
 }
@@ -126,10 +166,15 @@ fn garbage_after_zeroed_preallocation_is_reported() {
     fs::write(&active, &bytes).unwrap();
     let clock = clock();
     let (log, report) = open(directory.path(), config(), &clock);
-    let truncation = report.truncation.expect("stray bytes after the end are reported");
+    let truncation = report
+        .truncation
+        .expect("stray bytes after the end are reported");
     assert_eq!(truncation.log_end_offset, 15);
     assert!(truncation.bytes_discarded > 0);
-    assert_eq!(values(&read_all(&log, 0, 4096)).len(), crashed.expected.len());
+    assert_eq!(
+        values(&read_all(&log, 0, 4096)).len(),
+        crashed.expected.len()
+    );
 }
 
 #[test]
@@ -142,5 +187,9 @@ fn a_corrupt_state_checkpoint_recovers_every_segment() {
     let (log, report) = open(directory.path(), config(), &clock);
     assert!(report.segments_recovered > 1);
     assert_eq!(values(&read_all(&log, 0, 4096)).len(), expected.len());
-    assert_eq!(log.latest_epoch(), Some(0), "epochs are rebuilt from the batches");
+    assert_eq!(
+        log.latest_epoch(),
+        Some(0),
+        "epochs are rebuilt from the batches"
+    );
 }

@@ -19,7 +19,14 @@ fn fixture() -> PathBuf {
 }
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 1024, index_interval_bytes: 64, segment_index_bytes: 1024, retention_ms: None, segment_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 64,
+        segment_index_bytes: 1024,
+        retention_ms: None,
+        segment_ms: None,
+        ..LogConfig::default()
+    }
 }
 
 fn golden_batch(round: i64) -> Bytes {
@@ -27,8 +34,16 @@ fn golden_batch(round: i64) -> Bytes {
     for index in 0..4 {
         let key = format!("user-{}", (round + index) % 3);
         let value = format!("event {round}.{index} {}", "payload ".repeat(5));
-        let headers = [Header { key: "source".into(), value: Some(Bytes::from_static(b"golden")) }];
-        builder.push(1_700_000_000_000 + round * 1_000 + index, Some(key.as_bytes()), Some(value.as_bytes()), &headers);
+        let headers = [Header {
+            key: "source".into(),
+            value: Some(Bytes::from_static(b"golden")),
+        }];
+        builder.push(
+            1_700_000_000_000 + round * 1_000 + index,
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &headers,
+        );
     }
     builder.build().into_bytes()
 }
@@ -63,7 +78,10 @@ fn format_v1_log_directory_still_opens_with_the_same_content() {
     let (log, report) = open(copy.path(), config(), &clock);
     assert!(report.clean_shutdown, "the fixture was closed cleanly");
     assert_eq!(report.segments_recovered, 0);
-    assert!(log.segment_base_offsets().len() > 1, "the fixture spans several segments");
+    assert!(
+        log.segment_base_offsets().len() > 1,
+        "the fixture spans several segments"
+    );
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 32));
     assert_eq!(log.latest_epoch(), Some(2));
     assert_eq!(log.end_offset_for_epoch(0), Some((0, 12)));
@@ -73,8 +91,23 @@ fn format_v1_log_directory_still_opens_with_the_same_content() {
     assert_eq!(first.offset, 2);
     assert_eq!(first.timestamp, 1_700_000_000_002);
     assert_eq!(first.key.as_deref(), Some(&b"user-2"[..]));
-    assert!(first.value.as_deref().unwrap().starts_with(b"event 0.2 payload"));
-    assert_eq!(first.headers, [Header { key: "source".into(), value: Some(Bytes::from_static(b"golden")) }]);
-    assert_eq!(log.offset_for_timestamp(1_700_000_005_001).unwrap().offset, 21);
+    assert!(
+        first
+            .value
+            .as_deref()
+            .unwrap()
+            .starts_with(b"event 0.2 payload")
+    );
+    assert_eq!(
+        first.headers,
+        [Header {
+            key: "source".into(),
+            value: Some(Bytes::from_static(b"golden"))
+        }]
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1_700_000_005_001).unwrap().offset,
+        21
+    );
     log.validate();
 }

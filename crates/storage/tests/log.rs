@@ -18,17 +18,25 @@ fn append_assigns_dense_offsets_and_read_returns_whole_batches() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
 
     let first = log.append(batch("a", 3, START_MS), 0).unwrap();
-    assert_eq!((first.base_offset, first.last_offset, first.log_end_offset), (0, 2, 3));
+    assert_eq!(
+        (first.base_offset, first.last_offset, first.log_end_offset),
+        (0, 2, 3)
+    );
     let second = log.append(batch("b", 2, START_MS + 10), 0).unwrap();
     assert_eq!((second.base_offset, second.log_end_offset), (3, 5));
 
     // Reading from the middle of a batch returns that whole batch.
     let read = log.read(1, 1 << 20, None).unwrap();
-    let batches: Vec<RecordBatch> = BatchIter::new(read.records).collect::<Result<_, _>>().unwrap();
+    let batches: Vec<RecordBatch> = BatchIter::new(read.records)
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(batches.len(), 2);
     assert_eq!(batches[0].base_offset(), 0);
     assert_eq!(batches[0].partition_leader_epoch(), 0);
-    assert_eq!(values(&read_all(&log, 0, 1 << 20)), ["a-0", "a-1", "a-2", "b-0", "b-1"]);
+    assert_eq!(
+        values(&read_all(&log, 0, 1 << 20)),
+        ["a-0", "a-1", "a-2", "b-0", "b-1"]
+    );
     assert!(log.read(5, 1 << 20, None).unwrap().records.is_empty());
     log.validate();
 }
@@ -38,10 +46,15 @@ fn max_bytes_bounds_a_read_but_one_batch_always_comes_back() {
     let directory = tempfile::tempdir().unwrap();
     let (log, _) = open(directory.path(), LogConfig::default(), &clock());
     for round in 0..4 {
-        log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 200), 0).unwrap();
+        log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 200), 0)
+            .unwrap();
     }
     let one = log.read(0, 10, None).unwrap();
-    assert_eq!(BatchIter::new(one.records).count(), 1, "a batch larger than max_bytes still comes back alone");
+    assert_eq!(
+        BatchIter::new(one.records).count(),
+        1,
+        "a batch larger than max_bytes still comes back alone"
+    );
     let size = log.read(0, 10, None).unwrap().records.len() as u64;
     let two = log.read(0, 2 * size + 1, None).unwrap();
     assert_eq!(BatchIter::new(two.records).count(), 2);
@@ -57,7 +70,14 @@ fn offsets_outside_the_log_are_out_of_range_with_the_valid_range() {
     let (log, _) = open(directory.path(), small_config(), &clock());
     log.append(batch("a", 5, START_MS), 0).unwrap();
     let error = log.read(6, 1024, None).unwrap_err();
-    assert!(matches!(error, StorageError::OffsetOutOfRange { requested: 6, log_start_offset: 0, log_end_offset: 5 }));
+    assert!(matches!(
+        error,
+        StorageError::OffsetOutOfRange {
+            requested: 6,
+            log_start_offset: 0,
+            log_end_offset: 5
+        }
+    ));
     assert_eq!(error.error_code(), ErrorCode::OffsetOutOfRange);
     assert!(error.to_string().contains("0 to 5"));
     assert!(log.read(-1, 1024, None).is_err());
@@ -66,7 +86,10 @@ fn offsets_outside_the_log_are_out_of_range_with_the_valid_range() {
 #[test]
 fn invalid_batches_are_refused_and_change_nothing() {
     let directory = tempfile::tempdir().unwrap();
-    let config = LogConfig { max_message_bytes: 400, ..small_config() };
+    let config = LogConfig {
+        max_message_bytes: 400,
+        ..small_config()
+    };
     let (log, _) = open(directory.path(), config, &clock());
     log.append(batch("ok", 2, START_MS), 0).unwrap();
 
@@ -74,18 +97,35 @@ fn invalid_batches_are_refused_and_change_nothing() {
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     let error = log.append(corrupt.into(), 0).unwrap_err();
-    assert!(matches!(error, StorageError::InvalidBatch { source: BatchError::CorruptCrc { .. }, .. }));
+    assert!(matches!(
+        error,
+        StorageError::InvalidBatch {
+            source: BatchError::CorruptCrc { .. },
+            ..
+        }
+    ));
     assert_eq!(error.error_code(), ErrorCode::CorruptMessage);
 
     let mut wrong_magic = batch("bad", 2, START_MS).to_vec();
     wrong_magic[16] = 1;
-    assert!(matches!(log.append(wrong_magic.into(), 0), Err(StorageError::InvalidBatch { source: BatchError::InvalidMagic(1), .. })));
+    assert!(matches!(
+        log.append(wrong_magic.into(), 0),
+        Err(StorageError::InvalidBatch {
+            source: BatchError::InvalidMagic(1),
+            ..
+        })
+    ));
 
     let mut overrun = batch("bad", 2, START_MS).to_vec();
     overrun[8..12].copy_from_slice(&1_000_000i32.to_be_bytes());
-    assert!(matches!(log.append(overrun.into(), 0), Err(StorageError::InvalidBatch { .. })));
+    assert!(matches!(
+        log.append(overrun.into(), 0),
+        Err(StorageError::InvalidBatch { .. })
+    ));
 
-    let large = log.append(batch_with_size("big", 1, START_MS, 500), 0).unwrap_err();
+    let large = log
+        .append(batch_with_size("big", 1, START_MS, 500), 0)
+        .unwrap_err();
     assert!(matches!(large, StorageError::MessageTooLarge { .. }));
     assert_eq!(large.error_code(), ErrorCode::MessageTooLarge);
 
@@ -95,8 +135,14 @@ fn invalid_batches_are_refused_and_change_nothing() {
     let last = bad.len() - 1;
     bad[last] ^= 1;
     mixed.extend_from_slice(&bad);
-    assert!(matches!(log.append(mixed.into(), 0), Err(StorageError::InvalidBatch { index: 1, .. })));
-    assert!(matches!(log.append(bytes::Bytes::new(), 0), Err(StorageError::EmptyAppend)));
+    assert!(matches!(
+        log.append(mixed.into(), 0),
+        Err(StorageError::InvalidBatch { index: 1, .. })
+    ));
+    assert!(matches!(
+        log.append(bytes::Bytes::new(), 0),
+        Err(StorageError::EmptyAppend)
+    ));
 
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(values(&read_all(&log, 0, 1 << 20)), ["ok-0", "ok-1"]);
@@ -109,16 +155,27 @@ fn segments_roll_by_size_and_reads_cross_them() {
     let (log, _) = open(directory.path(), small_config(), &clock());
     let mut expected = Vec::new();
     for round in 0..40 {
-        log.append(batch_with_size(&format!("r{round}"), 3, START_MS + round, 150), 0).unwrap();
+        log.append(
+            batch_with_size(&format!("r{round}"), 3, START_MS + round, 150),
+            0,
+        )
+        .unwrap();
         expected.extend((0..3).map(|index| format!("r{round}-{index}")));
     }
-    assert!(log.segment_base_offsets().len() > 3, "4 KiB segments must have rolled");
+    assert!(
+        log.segment_base_offsets().len() > 3,
+        "4 KiB segments must have rolled"
+    );
     let mut padded = values(&read_all(&log, 0, 300));
     for value in &mut padded {
         *value = value.trim_end_matches('.').to_string();
     }
     assert_eq!(padded, expected);
-    for name in ["00000000000000000000.log", "00000000000000000000.index", "00000000000000000000.timeindex"] {
+    for name in [
+        "00000000000000000000.log",
+        "00000000000000000000.index",
+        "00000000000000000000.timeindex",
+    ] {
         assert!(directory.path().join(name).exists(), "{name} exists");
     }
     log.validate();
@@ -128,7 +185,10 @@ fn segments_roll_by_size_and_reads_cross_them() {
 fn segments_roll_by_age() {
     let directory = tempfile::tempdir().unwrap();
     let clock = clock();
-    let config = LogConfig { segment_ms: Some(1_000), ..small_config() };
+    let config = LogConfig {
+        segment_ms: Some(1_000),
+        ..small_config()
+    };
     let (log, _) = open(directory.path(), config, &clock);
     log.append(batch("a", 1, START_MS), 0).unwrap();
     log.append(batch("b", 1, START_MS), 0).unwrap();
@@ -144,7 +204,8 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     let (log, _) = open(directory.path(), small_config(), &clock());
     for round in 0..30 {
         // Records at START_MS + 100*round + {0,1,2}.
-        log.append(batch(&format!("r{round}"), 3, START_MS + 100 * round), 0).unwrap();
+        log.append(batch(&format!("r{round}"), 3, START_MS + 100 * round), 0)
+            .unwrap();
     }
     let found = log.offset_for_timestamp(START_MS + 1_001).unwrap();
     assert_eq!((found.offset, found.timestamp), (31, START_MS + 1_001));
@@ -161,10 +222,17 @@ fn clean_reopen_keeps_everything_and_scans_nothing() {
     {
         let (log, _) = open(directory.path(), small_config(), &clock);
         for round in 0..20 {
-            log.append(batch_with_size(&format!("r{round}"), 2, START_MS + round, 150), 3).unwrap();
+            log.append(
+                batch_with_size(&format!("r{round}"), 2, START_MS + round, 150),
+                3,
+            )
+            .unwrap();
         }
         log.close().unwrap();
-        assert!(matches!(log.append(batch("late", 1, START_MS), 3), Err(StorageError::Closed(_))));
+        assert!(matches!(
+            log.append(batch("late", 1, START_MS), 3),
+            Err(StorageError::Closed(_))
+        ));
     }
     let (log, report) = open(directory.path(), small_config(), &clock);
     assert!(report.clean_shutdown);
@@ -185,7 +253,11 @@ fn unclean_reopen_recovers_from_the_recovery_point() {
     {
         let (log, _) = open(directory.path(), small_config(), &clock);
         for round in 0..20 {
-            log.append(batch_with_size(&format!("r{round}"), 2, START_MS + round, 150), 0).unwrap();
+            log.append(
+                batch_with_size(&format!("r{round}"), 2, START_MS + round, 150),
+                0,
+            )
+            .unwrap();
         }
         log.flush().unwrap();
         assert_eq!(log.recovery_point(), 40);
@@ -208,7 +280,11 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
     {
         let (log, _) = open(directory.path(), small_config(), &clock);
         for round in 0..30 {
-            log.append(batch_with_size(&format!("r{round}"), 2, START_MS + 10 * round, 150), 0).unwrap();
+            log.append(
+                batch_with_size(&format!("r{round}"), 2, START_MS + 10 * round, 150),
+                0,
+            )
+            .unwrap();
         }
         log.close().unwrap();
     }
@@ -220,7 +296,10 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
     }
     fs::write(&time_index, bytes).unwrap();
     let (log, report) = open(directory.path(), small_config(), &clock);
-    assert!(report.segments_recovered >= 1, "the broken segment was rebuilt");
+    assert!(
+        report.segments_recovered >= 1,
+        "the broken segment was rebuilt"
+    );
     assert_eq!(read_all(&log, 0, 100).len(), 60);
     assert_eq!(log.offset_for_timestamp(START_MS + 101).unwrap().offset, 21);
     log.validate();
@@ -232,7 +311,11 @@ fn truncate_to_drops_the_tail_across_segments_and_is_durable() {
     let clock = clock();
     let (log, _) = open(directory.path(), small_config(), &clock);
     for round in 0..30 {
-        log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 150), round as i32 / 10).unwrap();
+        log.append(
+            batch_with_size(&format!("r{round}"), 2, START_MS, 150),
+            round as i32 / 10,
+        )
+        .unwrap();
     }
     assert!(log.segment_base_offsets().len() > 2);
     log.truncate_to(13).unwrap();
@@ -265,12 +348,27 @@ fn follower_appends_keep_offsets_and_epochs() {
     let fetched = leader.read(0, 1 << 20, None).unwrap().records;
     follower.append_as_follower(fetched).unwrap();
     assert_eq!(follower.log_end_offset(), 4);
-    assert_eq!(follower.leader_epoch_entries(), leader.leader_epoch_entries());
+    assert_eq!(
+        follower.leader_epoch_entries(),
+        leader.leader_epoch_entries()
+    );
     // A batch that does not continue the log is refused.
     let again = leader.read(0, 1 << 20, None).unwrap().records;
-    assert!(matches!(follower.append_as_follower(again), Err(StorageError::NonMonotonicOffsets { expected: 4, found: 0 })));
+    assert!(matches!(
+        follower.append_as_follower(again),
+        Err(StorageError::NonMonotonicOffsets {
+            expected: 4,
+            found: 0
+        })
+    ));
     // And a leader from an older epoch cannot write.
-    assert!(matches!(follower.append(batch("zombie", 1, START_MS), 1), Err(StorageError::StaleLeaderEpoch { requested: 1, latest: 2 })));
+    assert!(matches!(
+        follower.append(batch("zombie", 1, START_MS), 1),
+        Err(StorageError::StaleLeaderEpoch {
+            requested: 1,
+            latest: 2
+        })
+    ));
 }
 
 #[test]
@@ -279,21 +377,36 @@ fn retention_by_time_and_size_never_deletes_the_active_segment() {
     let clock = clock();
     let (log, _) = open(directory.path(), small_config(), &clock);
     for round in 0..30 {
-        log.append(batch_with_size(&format!("r{round}"), 2, START_MS + round * 1_000, 150), 0).unwrap();
+        log.append(
+            batch_with_size(&format!("r{round}"), 2, START_MS + round * 1_000, 150),
+            0,
+        )
+        .unwrap();
     }
     let segments_before = log.segment_base_offsets().len();
     assert!(segments_before >= 3);
 
-    log.set_config(LogConfig { retention_bytes: Some(log.size_in_bytes() / 2), ..small_config() }).unwrap();
+    log.set_config(LogConfig {
+        retention_bytes: Some(log.size_in_bytes() / 2),
+        ..small_config()
+    })
+    .unwrap();
     let by_size = log.enforce_retention().unwrap();
     assert!(by_size.segments_deleted > 0);
     assert!(log.size_in_bytes() >= small_config().segment_bytes.min(log.size_in_bytes()));
     assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
-    assert!(matches!(log.read(0, 100, None), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(0, 100, None),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
 
     // Every record is older than a minute: everything but the active segment goes.
     clock.set_ms(START_MS + 200_000);
-    log.set_config(LogConfig { retention_ms: Some(60_000), ..small_config() }).unwrap();
+    log.set_config(LogConfig {
+        retention_ms: Some(60_000),
+        ..small_config()
+    })
+    .unwrap();
     log.enforce_retention().unwrap();
     assert_eq!(log.segment_base_offsets().len(), 1);
     assert_eq!(log.log_end_offset(), 60);
@@ -308,11 +421,15 @@ fn delete_records_before_moves_the_log_start_durably() {
     {
         let (log, _) = open(directory.path(), small_config(), &clock);
         for round in 0..30 {
-            log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 150), 0).unwrap();
+            log.append(batch_with_size(&format!("r{round}"), 2, START_MS, 150), 0)
+                .unwrap();
         }
         assert_eq!(log.delete_records_before(25).unwrap(), 25);
         assert!(log.segment_base_offsets()[0] <= 25);
-        assert!(matches!(log.read(24, 100, None), Err(StorageError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(24, 100, None),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
         let records = read_all(&log, 25, 1 << 20);
         assert_eq!(records[0].offset, 25);
         assert!(log.delete_records_before(61).is_err());
@@ -324,7 +441,10 @@ fn delete_records_before_moves_the_log_start_durably() {
 #[test]
 fn flush_messages_moves_the_recovery_point() {
     let directory = tempfile::tempdir().unwrap();
-    let config = LogConfig { flush_messages: Some(3), ..small_config() };
+    let config = LogConfig {
+        flush_messages: Some(3),
+        ..small_config()
+    };
     let (log, _) = open(directory.path(), config, &clock());
     log.append(batch("a", 2, START_MS), 0).unwrap();
     assert_eq!(log.recovery_point(), 0);
@@ -336,13 +456,20 @@ fn flush_messages_moves_the_recovery_point() {
 fn log_append_time_stamps_the_broker_clock() {
     let directory = tempfile::tempdir().unwrap();
     let clock = clock();
-    let config = LogConfig { message_timestamp_type: TimestampType::LogAppendTime, ..small_config() };
+    let config = LogConfig {
+        message_timestamp_type: TimestampType::LogAppendTime,
+        ..small_config()
+    };
     let (log, _) = open(directory.path(), config, &clock);
     clock.set_ms(START_MS + 5_000);
     let info = log.append(batch("a", 2, 42), 0).unwrap();
     assert_eq!(info.log_append_time, Some(START_MS + 5_000));
     let records = read_all(&log, 0, 1 << 20);
-    assert!(records.iter().all(|record| record.timestamp == START_MS + 5_000));
+    assert!(
+        records
+            .iter()
+            .all(|record| record.timestamp == START_MS + 5_000)
+    );
 }
 
 #[test]
@@ -350,7 +477,9 @@ fn an_unreadable_log_directory_is_an_error_not_an_empty_log() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("not-a-directory");
     fs::write(&path, b"x").unwrap();
-    let error = Log::open(&path, small_config(), clock()).err().expect("opening a file as a log fails");
+    let error = Log::open(&path, small_config(), clock())
+        .err()
+        .expect("opening a file as a log fails");
     assert!(error.to_string().contains("not-a-directory"), "{error}");
     assert_eq!(fs::read(&path).unwrap(), b"x", "nothing was touched");
 }
@@ -379,7 +508,8 @@ fn concurrent_readers_only_see_whole_batches() {
             });
         }
         for round in 0..writes {
-            log.append(batch(&format!("r{round}"), 2, START_MS), 0).unwrap();
+            log.append(batch(&format!("r{round}"), 2, START_MS), 0)
+                .unwrap();
         }
     });
     log.validate();
@@ -388,7 +518,12 @@ fn concurrent_readers_only_see_whole_batches() {
 fn idempotent_batch(sequence: i32, count: usize, epoch: i16) -> bytes::Bytes {
     let mut builder = strata_record::RecordBatchBuilder::new().producer(42, epoch, sequence);
     for index in 0..count {
-        builder.push(START_MS, None, Some(format!("s{}", sequence as usize + index).as_bytes()), &[]);
+        builder.push(
+            START_MS,
+            None,
+            Some(format!("s{}", sequence as usize + index).as_bytes()),
+            &[],
+        );
     }
     builder.build().into_bytes()
 }
@@ -402,11 +537,21 @@ fn a_retried_producer_batch_is_written_once_and_keeps_its_offsets() {
     let first = log.append(idempotent_batch(0, 2, 0), 0).unwrap();
     assert_eq!((first.base_offset, first.duplicate), (1, false));
     let retry = log.append(idempotent_batch(0, 2, 0), 0).unwrap();
-    assert_eq!((retry.base_offset, retry.last_offset, retry.duplicate), (1, 2, true));
+    assert_eq!(
+        (retry.base_offset, retry.last_offset, retry.duplicate),
+        (1, 2, true)
+    );
     assert_eq!(log.log_end_offset(), 3, "the retry wrote nothing");
 
     let skipped = log.append(idempotent_batch(5, 1, 0), 0).unwrap_err();
-    assert!(matches!(skipped, StorageError::OutOfOrderSequence { expected: 2, found: 5, .. }));
+    assert!(matches!(
+        skipped,
+        StorageError::OutOfOrderSequence {
+            expected: 2,
+            found: 5,
+            ..
+        }
+    ));
     assert_eq!(skipped.error_code(), ErrorCode::OutOfOrderSequenceNumber);
     log.append(idempotent_batch(2, 1, 0), 0).unwrap();
     log.append(idempotent_batch(0, 1, 1), 0).unwrap();

@@ -37,11 +37,22 @@ struct Model {
 }
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 2048, index_interval_bytes: 128, segment_index_bytes: 1024, retention_ms: None, segment_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 2048,
+        index_interval_bytes: 128,
+        segment_index_bytes: 1024,
+        retention_ms: None,
+        segment_ms: None,
+        ..LogConfig::default()
+    }
 }
 
 fn pick(at: usize, low: i64, high: i64) -> i64 {
-    if high <= low { low } else { low + (at as i64).rem_euclid(high - low + 1) }
+    if high <= low {
+        low
+    } else {
+        low + (at as i64).rem_euclid(high - low + 1)
+    }
 }
 
 proptest! {

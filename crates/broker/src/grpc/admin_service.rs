@@ -17,15 +17,30 @@ impl AdminService {
         AdminService { state }
     }
 
-    fn create_topic(&self, topic: proto::CreatableTopic, validate_only: bool) -> Result<(), PartitionError> {
+    fn create_topic(
+        &self,
+        topic: proto::CreatableTopic,
+        validate_only: bool,
+    ) -> Result<(), PartitionError> {
         let configs: BTreeMap<String, String> = topic.configs.into_iter().collect();
-        let record = self.state.metadata.create_topic(&topic.name, topic.num_partitions, topic.replication_factor, configs, 1, !validate_only)?;
+        let record = self.state.metadata.create_topic(
+            &topic.name,
+            topic.num_partitions,
+            topic.replication_factor,
+            configs,
+            1,
+            !validate_only,
+        )?;
         if validate_only {
             return Ok(());
         }
         let config = TopicConfig::resolve(&record.configs)?;
         for partition in 0..record.partitions {
-            self.state.replicas.become_leader(TopicPartition::new(&record.name, partition), &config, 0)?;
+            self.state.replicas.become_leader(
+                TopicPartition::new(&record.name, partition),
+                &config,
+                0,
+            )?;
         }
         Ok(())
     }
@@ -33,20 +48,33 @@ impl AdminService {
     fn delete_topic(&self, name: &str) -> Result<(), PartitionError> {
         let record = self.state.metadata.delete_topic(name)?;
         for partition in 0..record.partitions {
-            self.state.replicas.remove_partition(&TopicPartition::new(name, partition), true)?;
+            self.state
+                .replicas
+                .remove_partition(&TopicPartition::new(name, partition), true)?;
         }
         Ok(())
     }
 
-    fn alter_configs(&self, request: proto::AlterTopicConfigs, validate_only: bool) -> Result<(), PartitionError> {
+    fn alter_configs(
+        &self,
+        request: proto::AlterTopicConfigs,
+        validate_only: bool,
+    ) -> Result<(), PartitionError> {
         let set: BTreeMap<String, String> = request.set.into_iter().collect();
-        let record = self.state.metadata.alter_configs(&request.name, set, &request.delete, !validate_only)?;
+        let record = self.state.metadata.alter_configs(
+            &request.name,
+            set,
+            &request.delete,
+            !validate_only,
+        )?;
         if validate_only {
             return Ok(());
         }
         let config = TopicConfig::resolve(&record.configs)?;
         for partition in 0..record.partitions {
-            self.state.replicas.update_config(&TopicPartition::new(&record.name, partition), &config)?;
+            self.state
+                .replicas
+                .update_config(&TopicPartition::new(&record.name, partition), &config)?;
         }
         Ok(())
     }
@@ -54,12 +82,19 @@ impl AdminService {
 
 fn topic_result(name: String, result: Result<(), PartitionError>) -> proto::TopicResult {
     let (error_code, error_message) = error_fields(&result);
-    proto::TopicResult { name, error_code, error_message }
+    proto::TopicResult {
+        name,
+        error_code,
+        error_message,
+    }
 }
 
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
-    async fn create_topics(&self, request: Request<proto::CreateTopicsRequest>) -> Result<Response<proto::CreateTopicsResponse>, Status> {
+    async fn create_topics(
+        &self,
+        request: Request<proto::CreateTopicsRequest>,
+    ) -> Result<Response<proto::CreateTopicsResponse>, Status> {
         let request = request.into_inner();
         let topics = request
             .topics
@@ -72,15 +107,23 @@ impl proto::admin_server::Admin for AdminService {
         Ok(Response::new(proto::CreateTopicsResponse { topics }))
     }
 
-    async fn delete_topics(&self, request: Request<proto::DeleteTopicsRequest>) -> Result<Response<proto::DeleteTopicsResponse>, Status> {
+    async fn delete_topics(
+        &self,
+        request: Request<proto::DeleteTopicsRequest>,
+    ) -> Result<Response<proto::DeleteTopicsResponse>, Status> {
         let topics = request.into_inner().names.into_iter().map(|name| {
             let result = self.delete_topic(&name);
             topic_result(name, result)
         });
-        Ok(Response::new(proto::DeleteTopicsResponse { topics: topics.collect() }))
+        Ok(Response::new(proto::DeleteTopicsResponse {
+            topics: topics.collect(),
+        }))
     }
 
-    async fn describe_configs(&self, request: Request<proto::DescribeConfigsRequest>) -> Result<Response<proto::DescribeConfigsResponse>, Status> {
+    async fn describe_configs(
+        &self,
+        request: Request<proto::DescribeConfigsRequest>,
+    ) -> Result<Response<proto::DescribeConfigsResponse>, Status> {
         let topics = request
             .into_inner()
             .topics
@@ -92,7 +135,11 @@ impl proto::admin_server::Admin for AdminService {
                     error_message: String::new(),
                     entries: TopicConfig::describe(&topic.configs)
                         .into_iter()
-                        .map(|(name, value, is_default)| proto::ConfigEntry { name, value, is_default })
+                        .map(|(name, value, is_default)| proto::ConfigEntry {
+                            name,
+                            value,
+                            is_default,
+                        })
                         .collect(),
                 },
                 None => proto::TopicConfigs {
@@ -106,7 +153,10 @@ impl proto::admin_server::Admin for AdminService {
         Ok(Response::new(proto::DescribeConfigsResponse { topics }))
     }
 
-    async fn alter_configs(&self, request: Request<proto::AlterConfigsRequest>) -> Result<Response<proto::AlterConfigsResponse>, Status> {
+    async fn alter_configs(
+        &self,
+        request: Request<proto::AlterConfigsRequest>,
+    ) -> Result<Response<proto::AlterConfigsResponse>, Status> {
         let request = request.into_inner();
         let topics = request
             .topics

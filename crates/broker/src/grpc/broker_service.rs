@@ -31,7 +31,11 @@ impl BrokerService {
     }
 }
 
-fn fetch_error(topic: &str, partition: i32, error: PartitionError) -> proto::FetchPartitionResponse {
+fn fetch_error(
+    topic: &str,
+    partition: i32,
+    error: PartitionError,
+) -> proto::FetchPartitionResponse {
     proto::FetchPartitionResponse {
         topic: topic.to_string(),
         partition,
@@ -49,19 +53,43 @@ impl BrokerState {
     /// Once the budget is spent, later partitions are still answered (without records) so the
     /// client learns their high watermarks; the first batch found always comes back whole, so a
     /// consumer makes progress past a batch larger than its budget.
-    fn read_partitions(&self, partitions: &[proto::FetchPartition], max_bytes: u64) -> Vec<proto::FetchPartitionResponse> {
+    fn read_partitions(
+        &self,
+        partitions: &[proto::FetchPartition],
+        max_bytes: u64,
+    ) -> Vec<proto::FetchPartitionResponse> {
         let mut remaining = max_bytes;
-        let mut responses: Vec<proto::FetchPartitionResponse> = Vec::with_capacity(partitions.len());
+        let mut responses: Vec<proto::FetchPartitionResponse> =
+            Vec::with_capacity(partitions.len());
         for request in partitions {
             let nothing_read_yet = responses.iter().all(|response| response.records.is_empty());
-            let partition_budget = if request.partition_max_bytes > 0 { request.partition_max_bytes as u64 } else { u64::MAX };
+            let partition_budget = if request.partition_max_bytes > 0 {
+                request.partition_max_bytes as u64
+            } else {
+                u64::MAX
+            };
             let budget = partition_budget.min(remaining);
             let result = if budget == 0 && !nothing_read_yet {
-                self.replicas.partition(&request.topic, request.partition).map(|partition| (Bytes::new(), partition.log().log_start_offset(), partition.high_watermark()))
+                self.replicas
+                    .partition(&request.topic, request.partition)
+                    .map(|partition| {
+                        (
+                            Bytes::new(),
+                            partition.log().log_start_offset(),
+                            partition.high_watermark(),
+                        )
+                    })
             } else {
                 self.replicas
-                    .read(&request.topic, request.partition, request.fetch_offset, budget)
-                    .map(|(read, high_watermark)| (read.records, read.log_start_offset, high_watermark))
+                    .read(
+                        &request.topic,
+                        request.partition,
+                        request.fetch_offset,
+                        budget,
+                    )
+                    .map(|(read, high_watermark)| {
+                        (read.records, read.log_start_offset, high_watermark)
+                    })
             };
             responses.push(match result {
                 Ok((records, log_start_offset, high_watermark)) => {
@@ -80,7 +108,9 @@ impl BrokerState {
                 Err(error) => {
                     let mut response = fetch_error(&request.topic, request.partition, error);
                     // As Kafka does, tell a consumer that asked out of range where the range is.
-                    if let Ok(partition) = self.replicas.partition(&request.topic, request.partition) {
+                    if let Ok(partition) =
+                        self.replicas.partition(&request.topic, request.partition)
+                    {
                         response.high_watermark = partition.high_watermark();
                         response.log_start_offset = partition.log().log_start_offset();
                     }
@@ -94,7 +124,11 @@ impl BrokerState {
     fn subscribe(&self, partitions: &[proto::FetchPartition]) -> Vec<watch::Receiver<i64>> {
         partitions
             .iter()
-            .filter_map(|request| self.replicas.partition(&request.topic, request.partition).ok())
+            .filter_map(|request| {
+                self.replicas
+                    .partition(&request.topic, request.partition)
+                    .ok()
+            })
             .map(|partition| partition.subscribe())
             .collect()
     }
@@ -105,7 +139,9 @@ async fn any_changed(receivers: &mut [watch::Receiver<i64>]) {
     if receivers.is_empty() {
         return futures::future::pending().await;
     }
-    let changes = receivers.iter_mut().map(|receiver| Box::pin(receiver.changed()));
+    let changes = receivers
+        .iter_mut()
+        .map(|receiver| Box::pin(receiver.changed()));
     let _ = select_all(changes).await;
 }
 
@@ -113,33 +149,69 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<proto::FetchResponse, Status
 
 #[tonic::async_trait]
 impl proto::broker_server::Broker for BrokerService {
-    async fn produce(&self, request: Request<proto::ProduceRequest>) -> Result<Response<proto::ProduceResponse>, Status> {
+    async fn produce(
+        &self,
+        request: Request<proto::ProduceRequest>,
+    ) -> Result<Response<proto::ProduceResponse>, Status> {
         let request = request.into_inner();
         let acks = Acks::from_wire(request.acks).map_err(to_status)?;
         let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
         let appends = request.partitions.into_iter().map(|partition| async move {
-            let append = self.state.replicas.append(&partition.topic, partition.partition, partition.records, acks, timeout);
+            let append = self.state.replicas.append(
+                &partition.topic,
+                partition.partition,
+                partition.records,
+                acks,
+                timeout,
+            );
             let result = match tokio::time::timeout(timeout, append).await {
                 Ok(result) => result,
-                Err(_) => Err(PartitionError::new(ErrorCode::RequestTimedOut, format!("the append did not complete within {} ms", timeout.as_millis()))),
+                Err(_) => Err(PartitionError::new(
+                    ErrorCode::RequestTimedOut,
+                    format!(
+                        "the append did not complete within {} ms",
+                        timeout.as_millis()
+                    ),
+                )),
             };
             let (error_code, error_message) = error_fields(&result);
             let (base_offset, log_append_time) = match &result {
                 Ok(info) => (info.base_offset, info.log_append_time.unwrap_or(-1)),
                 Err(_) => (-1, -1),
             };
-            let log_start_offset = self.state.replicas.partition(&partition.topic, partition.partition).map_or(-1, |partition| partition.log().log_start_offset());
-            proto::PartitionProduceResponse { topic: partition.topic, partition: partition.partition, error_code, error_message, base_offset, log_append_time, log_start_offset }
+            let log_start_offset = self
+                .state
+                .replicas
+                .partition(&partition.topic, partition.partition)
+                .map_or(-1, |partition| partition.log().log_start_offset());
+            proto::PartitionProduceResponse {
+                topic: partition.topic,
+                partition: partition.partition,
+                error_code,
+                error_message,
+                base_offset,
+                log_append_time,
+                log_start_offset,
+            }
         });
-        Ok(Response::new(proto::ProduceResponse { partitions: join_all(appends).await }))
+        Ok(Response::new(proto::ProduceResponse {
+            partitions: join_all(appends).await,
+        }))
     }
 
-    async fn fetch(&self, request: Request<proto::FetchRequest>) -> Result<Response<proto::FetchResponse>, Status> {
+    async fn fetch(
+        &self,
+        request: Request<proto::FetchRequest>,
+    ) -> Result<Response<proto::FetchResponse>, Status> {
         let request = request.into_inner();
         if request.max_bytes <= 0 {
-            return Err(to_status(PartitionError::new(ErrorCode::InvalidFetchSize, format!("max_bytes must be positive, got {}", request.max_bytes))));
+            return Err(to_status(PartitionError::new(
+                ErrorCode::InvalidFetchSize,
+                format!("max_bytes must be positive, got {}", request.max_bytes),
+            )));
         }
-        let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+        let deadline = Instant::now()
+            + Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
         let min_bytes = request.min_bytes.max(0) as usize;
         // Subscribe before reading, so a produce between the read and the wait still wakes us.
         let mut receivers = self.state.subscribe(&request.partitions);
@@ -147,14 +219,24 @@ impl proto::broker_server::Broker for BrokerService {
             for receiver in &mut receivers {
                 receiver.borrow_and_update();
             }
-            let partitions = self.state.read_partitions(&request.partitions, request.max_bytes as u64);
-            let bytes: usize = partitions.iter().map(|partition| partition.records.len()).sum();
+            let partitions = self
+                .state
+                .read_partitions(&request.partitions, request.max_bytes as u64);
+            let bytes: usize = partitions
+                .iter()
+                .map(|partition| partition.records.len())
+                .sum();
             let failed = partitions.iter().any(|partition| partition.error_code != 0);
             if bytes >= min_bytes || failed || Instant::now() >= deadline {
                 return Ok(Response::new(proto::FetchResponse { partitions }));
             }
-            if tokio::time::timeout_at(deadline, any_changed(&mut receivers)).await.is_err() {
-                let partitions = self.state.read_partitions(&request.partitions, request.max_bytes as u64);
+            if tokio::time::timeout_at(deadline, any_changed(&mut receivers))
+                .await
+                .is_err()
+            {
+                let partitions = self
+                    .state
+                    .read_partitions(&request.partitions, request.max_bytes as u64);
                 return Ok(Response::new(proto::FetchResponse { partitions }));
             }
         }
@@ -162,21 +244,38 @@ impl proto::broker_server::Broker for BrokerService {
 
     type FetchStreamStream = FetchStream;
 
-    async fn fetch_stream(&self, request: Request<Streaming<proto::FetchStreamRequest>>) -> Result<Response<FetchStream>, Status> {
+    async fn fetch_stream(
+        &self,
+        request: Request<Streaming<proto::FetchStreamRequest>>,
+    ) -> Result<Response<FetchStream>, Status> {
         let mut inbound = request.into_inner();
-        let start = inbound
-            .message()
-            .await?
-            .ok_or_else(|| to_status(PartitionError::new(ErrorCode::InvalidRequest, "the stream closed before its first message")))?;
+        let start = inbound.message().await?.ok_or_else(|| {
+            to_status(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                "the stream closed before its first message",
+            ))
+        })?;
         if start.partitions.is_empty() {
-            return Err(to_status(PartitionError::new(ErrorCode::InvalidRequest, "the first message must name the partitions to fetch")));
+            return Err(to_status(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                "the first message must name the partitions to fetch",
+            )));
         }
         let state = self.state.clone();
         // One response in flight beyond the one being sent: the credit, not this channel, is
         // what bounds memory, but a small channel keeps the broker from running ahead of it.
         let (sender, receiver) = mpsc::channel(1);
         tokio::spawn(async move {
-            let mut positions: HashMap<(String, i32), i64> = start.partitions.iter().map(|partition| ((partition.topic.clone(), partition.partition), partition.fetch_offset)).collect();
+            let mut positions: HashMap<(String, i32), i64> = start
+                .partitions
+                .iter()
+                .map(|partition| {
+                    (
+                        (partition.topic.clone(), partition.partition),
+                        partition.fetch_offset,
+                    )
+                })
+                .collect();
             let mut partitions = start.partitions;
             let mut credit = start.grant_bytes;
             let mut receivers = state.subscribe(&partitions);
@@ -187,25 +286,44 @@ impl proto::broker_server::Broker for BrokerService {
                     }
                     let requests: Vec<proto::FetchPartition> = partitions
                         .iter()
-                        .map(|partition| proto::FetchPartition { fetch_offset: positions[&(partition.topic.clone(), partition.partition)], partition_max_bytes: 0, ..partition.clone() })
+                        .map(|partition| proto::FetchPartition {
+                            fetch_offset: positions
+                                [&(partition.topic.clone(), partition.partition)],
+                            partition_max_bytes: 0,
+                            ..partition.clone()
+                        })
                         .collect();
                     let budget = (credit as u64).min(STREAM_CHUNK_BYTES * partitions.len() as u64);
                     let mut responses = state.read_partitions(&requests, budget);
-                    responses.retain(|response| response.error_code != 0 || !response.records.is_empty());
+                    responses.retain(|response| {
+                        response.error_code != 0 || !response.records.is_empty()
+                    });
                     if !responses.is_empty() {
                         for response in &responses {
                             let key = (response.topic.clone(), response.partition);
                             if response.error_code != 0 {
                                 // An errored partition is reported once and leaves the stream.
-                                partitions.retain(|partition| (partition.topic.clone(), partition.partition) != key);
+                                partitions.retain(|partition| {
+                                    (partition.topic.clone(), partition.partition) != key
+                                });
                                 continue;
                             }
                             credit -= response.records.len() as i64;
-                            if let Some(last) = strata_record::BatchIter::new(response.records.clone()).filter_map(Result::ok).last() {
+                            if let Some(last) =
+                                strata_record::BatchIter::new(response.records.clone())
+                                    .filter_map(Result::ok)
+                                    .last()
+                            {
                                 positions.insert(key, last.next_offset());
                             }
                         }
-                        if sender.send(Ok(proto::FetchResponse { partitions: responses })).await.is_err() {
+                        if sender
+                            .send(Ok(proto::FetchResponse {
+                                partitions: responses,
+                            }))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         continue;
@@ -225,40 +343,76 @@ impl proto::broker_server::Broker for BrokerService {
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
-    async fn list_offsets(&self, request: Request<proto::ListOffsetsRequest>) -> Result<Response<proto::ListOffsetsResponse>, Status> {
+    async fn list_offsets(
+        &self,
+        request: Request<proto::ListOffsetsRequest>,
+    ) -> Result<Response<proto::ListOffsetsResponse>, Status> {
         let partitions = request
             .into_inner()
             .partitions
             .into_iter()
             .map(|request| {
-                let result = self.state.replicas.list_offset(&request.topic, request.partition, request.timestamp);
+                let result = self.state.replicas.list_offset(
+                    &request.topic,
+                    request.partition,
+                    request.timestamp,
+                );
                 let (error_code, error_message) = error_fields(&result);
                 let (offset, timestamp) = match result {
                     Ok(Some(found)) => (found.offset, found.timestamp),
                     Ok(None) | Err(_) => (-1, -1),
                 };
-                proto::ListOffsetsPartitionResponse { topic: request.topic, partition: request.partition, error_code, error_message, timestamp, offset }
+                proto::ListOffsetsPartitionResponse {
+                    topic: request.topic,
+                    partition: request.partition,
+                    error_code,
+                    error_message,
+                    timestamp,
+                    offset,
+                }
             })
             .collect();
         Ok(Response::new(proto::ListOffsetsResponse { partitions }))
     }
 
-    async fn init_producer_id(&self, request: Request<proto::InitProducerIdRequest>) -> Result<Response<proto::InitProducerIdResponse>, Status> {
+    async fn init_producer_id(
+        &self,
+        request: Request<proto::InitProducerIdRequest>,
+    ) -> Result<Response<proto::InitProducerIdResponse>, Status> {
         if !request.into_inner().transactional_id.is_empty() {
-            return Err(to_status(PartitionError::new(ErrorCode::InvalidRequest, "transactional producers are not supported")));
+            return Err(to_status(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                "transactional producers are not supported",
+            )));
         }
         let result = self.state.metadata.allocate_producer_id();
         let (error_code, error_message) = error_fields(&result);
-        Ok(Response::new(proto::InitProducerIdResponse { error_code, error_message, producer_id: result.unwrap_or(-1), producer_epoch: 0 }))
+        Ok(Response::new(proto::InitProducerIdResponse {
+            error_code,
+            error_message,
+            producer_id: result.unwrap_or(-1),
+            producer_epoch: 0,
+        }))
     }
 
-    async fn metadata(&self, request: Request<proto::MetadataRequest>) -> Result<Response<proto::MetadataResponse>, Status> {
+    async fn metadata(
+        &self,
+        request: Request<proto::MetadataRequest>,
+    ) -> Result<Response<proto::MetadataResponse>, Status> {
         let request = request.into_inner();
         let node_id = self.state.node_id;
         let topic_metadata = |name: &str| -> proto::TopicMetadata {
             let Some(topic) = self.state.metadata.topic(name) else {
-                let error = PartitionError::new(ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist"));
-                return proto::TopicMetadata { name: name.to_string(), error_code: error.code.code(), error_message: error.message, partitions: Vec::new() };
+                let error = PartitionError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                );
+                return proto::TopicMetadata {
+                    name: name.to_string(),
+                    error_code: error.code.code(),
+                    error_message: error.message,
+                    partitions: Vec::new(),
+                };
             };
             let partitions = (0..topic.partitions)
                 .map(|partition| {
@@ -266,7 +420,11 @@ impl proto::broker_server::Broker for BrokerService {
                     let (error_code, _) = error_fields(&hosted);
                     proto::PartitionMetadata {
                         partition,
-                        error_code: if error_code == 0 { 0 } else { ErrorCode::LeaderNotAvailable.code() },
+                        error_code: if error_code == 0 {
+                            0
+                        } else {
+                            ErrorCode::LeaderNotAvailable.code()
+                        },
                         leader_id: node_id,
                         leader_epoch: hosted.map_or(-1, |hosted| hosted.leader_epoch()),
                         replicas: vec![node_id],
@@ -274,17 +432,35 @@ impl proto::broker_server::Broker for BrokerService {
                     }
                 })
                 .collect();
-            proto::TopicMetadata { name: topic.name, error_code: 0, error_message: String::new(), partitions }
+            proto::TopicMetadata {
+                name: topic.name,
+                error_code: 0,
+                error_message: String::new(),
+                partitions,
+            }
         };
         let topics = if request.topics.is_empty() {
-            self.state.metadata.topics().iter().map(|topic| topic_metadata(&topic.name)).collect()
+            self.state
+                .metadata
+                .topics()
+                .iter()
+                .map(|topic| topic_metadata(&topic.name))
+                .collect()
         } else {
-            request.topics.iter().map(|name| topic_metadata(name)).collect()
+            request
+                .topics
+                .iter()
+                .map(|name| topic_metadata(name))
+                .collect()
         };
         Ok(Response::new(proto::MetadataResponse {
             cluster_id: self.state.metadata.cluster_id(),
             controller_id: node_id,
-            brokers: vec![proto::BrokerMetadata { node_id, address: self.state.advertised_address.clone(), fenced: false }],
+            brokers: vec![proto::BrokerMetadata {
+                node_id,
+                address: self.state.advertised_address.clone(),
+                fenced: false,
+            }],
             topics,
         }))
     }

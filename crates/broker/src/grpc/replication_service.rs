@@ -18,19 +18,43 @@ impl ReplicationService {
         ReplicationService { state }
     }
 
-    fn read(&self, request: &proto::ReplicaFetchRequest) -> Vec<proto::ReplicaFetchPartitionResponse> {
+    fn read(
+        &self,
+        request: &proto::ReplicaFetchRequest,
+    ) -> Vec<proto::ReplicaFetchPartitionResponse> {
         let max_bytes = request.max_bytes.max(1) as u64;
         request
             .partitions
             .iter()
             .map(|partition| {
-                let result = self.state.replicas.replica_read(request.replica_id, &partition.topic, partition.partition, partition.leader_epoch, partition.fetch_offset, max_bytes);
+                let result = self.state.replicas.replica_read(
+                    request.replica_id,
+                    &partition.topic,
+                    partition.partition,
+                    partition.leader_epoch,
+                    partition.fetch_offset,
+                    max_bytes,
+                );
                 let (error_code, error_message) = error_fields(&result);
                 let (records, log_start_offset, log_end_offset, high_watermark) = match result {
-                    Ok((read, high_watermark)) => (read.records, read.log_start_offset, read.log_end_offset, high_watermark),
+                    Ok((read, high_watermark)) => (
+                        read.records,
+                        read.log_start_offset,
+                        read.log_end_offset,
+                        high_watermark,
+                    ),
                     Err(_) => (Bytes::new(), -1, -1, -1),
                 };
-                proto::ReplicaFetchPartitionResponse { topic: partition.topic.clone(), partition: partition.partition, error_code, error_message, high_watermark, log_start_offset, log_end_offset, records }
+                proto::ReplicaFetchPartitionResponse {
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    error_code,
+                    error_message,
+                    high_watermark,
+                    log_start_offset,
+                    log_end_offset,
+                    records,
+                }
             })
             .collect()
     }
@@ -38,40 +62,78 @@ impl ReplicationService {
 
 #[tonic::async_trait]
 impl proto::replication_server::Replication for ReplicationService {
-    async fn replica_fetch(&self, request: Request<proto::ReplicaFetchRequest>) -> Result<Response<proto::ReplicaFetchResponse>, Status> {
+    async fn replica_fetch(
+        &self,
+        request: Request<proto::ReplicaFetchRequest>,
+    ) -> Result<Response<proto::ReplicaFetchResponse>, Status> {
         let request = request.into_inner();
-        let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
-        let mut receivers: Vec<_> = request.partitions.iter().filter_map(|partition| self.state.replicas.subscribe_log_end_offset(&partition.topic, partition.partition)).collect();
+        let deadline =
+            Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
+        let mut receivers: Vec<_> = request
+            .partitions
+            .iter()
+            .filter_map(|partition| {
+                self.state
+                    .replicas
+                    .subscribe_log_end_offset(&partition.topic, partition.partition)
+            })
+            .collect();
         loop {
             for receiver in &mut receivers {
                 receiver.borrow_and_update();
             }
             let partitions = self.read(&request);
-            let has_data = partitions.iter().any(|partition| !partition.records.is_empty() || partition.error_code != 0);
+            let has_data = partitions
+                .iter()
+                .any(|partition| !partition.records.is_empty() || partition.error_code != 0);
             // The fetch itself moved the high watermark: answer at once so the follower learns it.
             if has_data || Instant::now() >= deadline || receivers.is_empty() {
                 return Ok(Response::new(proto::ReplicaFetchResponse { partitions }));
             }
-            let changes = receivers.iter_mut().map(|receiver| Box::pin(receiver.changed()));
-            if tokio::time::timeout_at(deadline, select_all(changes)).await.is_err() {
-                return Ok(Response::new(proto::ReplicaFetchResponse { partitions: self.read(&request) }));
+            let changes = receivers
+                .iter_mut()
+                .map(|receiver| Box::pin(receiver.changed()));
+            if tokio::time::timeout_at(deadline, select_all(changes))
+                .await
+                .is_err()
+            {
+                return Ok(Response::new(proto::ReplicaFetchResponse {
+                    partitions: self.read(&request),
+                }));
             }
         }
     }
 
-    async fn offsets_for_leader_epoch(&self, request: Request<proto::OffsetsForLeaderEpochRequest>) -> Result<Response<proto::OffsetsForLeaderEpochResponse>, Status> {
+    async fn offsets_for_leader_epoch(
+        &self,
+        request: Request<proto::OffsetsForLeaderEpochRequest>,
+    ) -> Result<Response<proto::OffsetsForLeaderEpochResponse>, Status> {
         let partitions = request
             .into_inner()
             .partitions
             .into_iter()
             .map(|query| {
                 let result: Result<Option<(i32, i64)>, PartitionError> =
-                    self.state.replicas.end_offset_for_epoch(&query.topic, query.partition, query.current_leader_epoch, query.requested_epoch);
+                    self.state.replicas.end_offset_for_epoch(
+                        &query.topic,
+                        query.partition,
+                        query.current_leader_epoch,
+                        query.requested_epoch,
+                    );
                 let (error_code, error_message) = error_fields(&result);
                 let (leader_epoch, end_offset) = result.ok().flatten().unwrap_or((-1, -1));
-                proto::EpochEndOffset { topic: query.topic, partition: query.partition, error_code, error_message, leader_epoch, end_offset }
+                proto::EpochEndOffset {
+                    topic: query.topic,
+                    partition: query.partition,
+                    error_code,
+                    error_message,
+                    leader_epoch,
+                    end_offset,
+                }
             })
             .collect();
-        Ok(Response::new(proto::OffsetsForLeaderEpochResponse { partitions }))
+        Ok(Response::new(proto::OffsetsForLeaderEpochResponse {
+            partitions,
+        }))
     }
 }

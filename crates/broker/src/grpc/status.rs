@@ -23,9 +23,11 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::CoordinatorNotAvailable
         | ErrorCode::CoordinatorLoadInProgress
         | ErrorCode::NotCoordinator => Code::Unavailable,
-        ErrorCode::FencedLeaderEpoch | ErrorCode::UnknownLeaderEpoch | ErrorCode::InvalidProducerEpoch | ErrorCode::OutOfOrderSequenceNumber | ErrorCode::DuplicateSequenceNumber => {
-            Code::FailedPrecondition
-        }
+        ErrorCode::FencedLeaderEpoch
+        | ErrorCode::UnknownLeaderEpoch
+        | ErrorCode::InvalidProducerEpoch
+        | ErrorCode::OutOfOrderSequenceNumber
+        | ErrorCode::DuplicateSequenceNumber => Code::FailedPrecondition,
         ErrorCode::KafkaStorageError | ErrorCode::UnknownServerError => Code::Internal,
         ErrorCode::CorruptMessage
         | ErrorCode::InvalidFetchSize
@@ -43,8 +45,19 @@ fn grpc_code(code: ErrorCode) -> Code {
 }
 
 pub fn to_status(error: PartitionError) -> Status {
-    let mut status = Status::new(grpc_code(error.code), format!("{}: {}", error.code.name(), error.message));
-    status.metadata_mut().insert(ERROR_CODE_METADATA, error.code.code().to_string().parse().expect("digits are valid metadata"));
+    let mut status = Status::new(
+        grpc_code(error.code),
+        format!("{}: {}", error.code.name(), error.message),
+    );
+    status.metadata_mut().insert(
+        ERROR_CODE_METADATA,
+        error
+            .code
+            .code()
+            .to_string()
+            .parse()
+            .expect("digits are valid metadata"),
+    );
     status
 }
 

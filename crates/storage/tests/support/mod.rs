@@ -22,17 +22,33 @@ pub fn batch_with_size(tag: &str, count: usize, timestamp: i64, value_bytes: usi
         let mut value = format!("{tag}-{index}").into_bytes();
         value.resize(value.len().max(value_bytes), b'.');
         let key = format!("key-{}", index % 7);
-        builder.push(timestamp + index as i64, Some(key.as_bytes()), Some(&value), &[]);
+        builder.push(
+            timestamp + index as i64,
+            Some(key.as_bytes()),
+            Some(&value),
+            &[],
+        );
     }
     builder.build().into_bytes()
 }
 
 /// Small segments and a dense index, so a few kilobytes exercise rolls and index lookups.
 pub fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 4096, index_interval_bytes: 256, segment_index_bytes: 4096, retention_ms: None, segment_ms: None, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        segment_index_bytes: 4096,
+        retention_ms: None,
+        segment_ms: None,
+        ..LogConfig::default()
+    }
 }
 
-pub fn open(directory: &Path, config: LogConfig, clock: &Arc<ManualClock>) -> (Log, RecoveryReport) {
+pub fn open(
+    directory: &Path,
+    config: LogConfig,
+    clock: &Arc<ManualClock>,
+) -> (Log, RecoveryReport) {
     Log::open(directory, config, clock.clone()).expect("log opens")
 }
 
@@ -47,12 +63,20 @@ pub fn read_all(log: &Log, mut offset: i64, max_bytes: u64) -> Vec<Record> {
     let mut guard = 0;
     while offset < end {
         guard += 1;
-        assert!(guard < 100_000, "read_all makes no progress at offset {offset}");
+        assert!(
+            guard < 100_000,
+            "read_all makes no progress at offset {offset}"
+        );
         let read = log.read(offset, max_bytes, None).expect("read");
-        assert!(!read.records.is_empty(), "no records at offset {offset} below the log end {end}");
+        assert!(
+            !read.records.is_empty(),
+            "no records at offset {offset} below the log end {end}"
+        );
         for batch in BatchIter::new(read.records) {
             let batch: RecordBatch = batch.expect("whole batch");
-            batch.verify_crc().expect("served batches are never corrupt");
+            batch
+                .verify_crc()
+                .expect("served batches are never corrupt");
             for record in batch.records() {
                 let record = record.expect("valid record");
                 if record.offset >= offset {
@@ -66,5 +90,10 @@ pub fn read_all(log: &Log, mut offset: i64, max_bytes: u64) -> Vec<Record> {
 }
 
 pub fn values(records: &[Record]) -> Vec<String> {
-    records.iter().map(|record| String::from_utf8(record.value.as_ref().expect("value").to_vec()).expect("utf-8")).collect()
+    records
+        .iter()
+        .map(|record| {
+            String::from_utf8(record.value.as_ref().expect("value").to_vec()).expect("utf-8")
+        })
+        .collect()
 }
