@@ -3,6 +3,7 @@
 //! Command and flag spellings are a public interface: scripts depend on them. Every failure
 //! prints one line, `error: ...`, to stderr and exits non-zero.
 
+mod bench;
 mod cluster;
 mod consume;
 mod produce;
@@ -64,6 +65,12 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Measure produce and consume throughput and latency against a running cluster.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  strata bench produce --topic bench --records 1000000 --record-size 100\n  strata bench consume --topic bench\n  strata bench e2e --topic latency --rate 5000 --duration-s 10"
+    )]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(command) => {
             init_tracing_if_asked();
             cluster::run(command).await
+        }
+        Command::Bench(command) => {
+            init_tracing_if_asked();
+            bench::run(command).await
         }
     }
 }

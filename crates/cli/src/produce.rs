@@ -14,7 +14,8 @@ pub struct ProduceArgs {
     /// Split each line at the first SEP into key and value; without it lines have no key.
     #[arg(long, value_name = "SEP")]
     key_separator: Option<String>,
-    /// Replicas that must have a record before it counts as acknowledged.
+    /// Replicas that must have a record before it counts as acknowledged. With `all` the
+    /// producer is idempotent (a retried batch is written once); 1 and 0 turn that off.
     #[arg(long, default_value = "all", value_name = "all|1|0", value_parser = parse_acks)]
     acks: Acks,
     /// Send every record to this partition instead of choosing by key.
@@ -24,7 +25,7 @@ pub struct ProduceArgs {
     bootstrap: Bootstrap,
 }
 
-fn parse_acks(text: &str) -> Result<Acks, String> {
+pub fn parse_acks(text: &str) -> Result<Acks, String> {
     text.parse::<Acks>()
         .map_err(|_| format!("'{text}' is not one of all, 1, 0"))
 }
@@ -53,6 +54,8 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
     let config = ProducerConfig::builder()
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .acks(args.acks)
+        // Idempotence needs acks=all; asking for 1 or 0 is asking for less.
+        .enable_idempotence(args.acks == Acks::All)
         .connect_timeout_ms(5_000)
         .build()?;
     let producer = Producer::connect(config)

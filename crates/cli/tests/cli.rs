@@ -130,6 +130,10 @@ fn every_command_help_shows_an_example() -> Result<()> {
         &["produce"],
         &["consume"],
         &["cluster", "status"],
+        &["bench"],
+        &["bench", "produce"],
+        &["bench", "consume"],
+        &["bench", "e2e"],
     ];
     for path in commands {
         let mut arguments = path.to_vec();
@@ -160,6 +164,9 @@ fn client_commands_document_the_bootstrap_flag_and_its_environment_variable() ->
         &["produce"],
         &["consume"],
         &["cluster", "status"],
+        &["bench", "produce"],
+        &["bench", "consume"],
+        &["bench", "e2e"],
     ] {
         let mut arguments = path.to_vec();
         arguments.push("--help");
@@ -267,6 +274,57 @@ fn bad_arguments_fail_before_connecting() -> Result<()> {
             "host:port",
         ),
         (&["no-such-command"], "no-such-command"),
+        (
+            &[
+                "bench",
+                "produce",
+                "--topic",
+                "t",
+                "--records",
+                "0",
+                "--record-size",
+                "1",
+            ],
+            "0",
+        ),
+        (
+            &[
+                "bench",
+                "produce",
+                "--topic",
+                "t",
+                "--records",
+                "1",
+                "--record-size",
+                "1",
+                "--acks",
+                "2",
+            ],
+            "all, 1, 0",
+        ),
+        (
+            &[
+                "bench",
+                "produce",
+                "--topic",
+                "t",
+                "--records",
+                "1",
+                "--record-size",
+                "1",
+                "--producers",
+                "4",
+                "--rate",
+                "2",
+            ],
+            "--rate 2",
+        ),
+        (&["bench", "produce", "--topic", "t"], "required"),
+        (&["bench", "e2e", "--topic", "t", "--record-size", "8"], "8"),
+        (
+            &["bench", "consume", "--topic", "t", "--consumers", "0"],
+            "0",
+        ),
     ];
     for (arguments, expected) in cases {
         let mut arguments = arguments.to_vec();
@@ -536,6 +594,184 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
 
     let deleted = run_args(&["topic", "delete", "cli-events", "--bootstrap", bootstrap])?;
     ensure!(deleted.status.success(), "{}", deleted.stderr);
+    drop(server);
+    Ok(())
+}
+
+/// Runs a `--json` bench command and returns its one JSON object.
+fn bench_json(arguments: &[&str]) -> Result<Value> {
+    let output = run(strata(arguments), "", Duration::from_secs(60))?;
+    ensure!(
+        output.status.success(),
+        "{arguments:?} failed: {}",
+        output.stderr
+    );
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    ensure!(
+        lines.len() == 1,
+        "{arguments:?}: stdout must be one JSON object, got {:?}",
+        output.stdout
+    );
+    serde_json::from_str(lines[0]).with_context(|| format!("{arguments:?}: {}", lines[0]))
+}
+
+fn number(value: &Value, key: &str) -> Result<f64> {
+    value[key]
+        .as_f64()
+        .with_context(|| format!("'{key}' is not a number in {value}"))
+}
+
+/// The latency percentiles are positive and ordered.
+fn check_latency(result: &Value) -> Result<()> {
+    let latency = &result["latency_ms"];
+    let values: Vec<f64> = ["p50", "p99", "p99_9", "max"]
+        .iter()
+        .map(|key| number(latency, key))
+        .collect::<Result<_>>()?;
+    ensure!(values[0] > 0.0, "{latency}");
+    ensure!(
+        values.windows(2).all(|pair| pair[0] <= pair[1]),
+        "percentiles out of order: {latency}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let server = start_server(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+    )?;
+    let bootstrap = server.address.as_str();
+
+    // The topic does not exist: the benchmark creates it.
+    let produced = bench_json(&[
+        "bench",
+        "produce",
+        "--topic",
+        "bench",
+        "--records",
+        "2000",
+        "--record-size",
+        "100",
+        "--json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(produced["command"] == "produce", "{produced}");
+    ensure!(produced["records"] == 2000, "{produced}");
+    ensure!(produced["bytes"] == 200_000, "{produced}");
+    ensure!(produced["errors"] == 0, "{produced}");
+    ensure!(produced["acks"] == "all", "{produced}");
+    ensure!(produced["idempotence"] == true, "{produced}");
+    ensure!(produced["partitions"] == 1, "{produced}");
+    ensure!(number(&produced, "records_per_sec")? > 0.0, "{produced}");
+    ensure!(number(&produced, "mb_per_sec")? > 0.0, "{produced}");
+    ensure!(number(&produced, "elapsed_s")? > 0.0, "{produced}");
+    check_latency(&produced)?;
+    ensure!(
+        number(&produced["loopback"], "gb_per_sec")? > 0.0,
+        "{produced}"
+    );
+    let ratio = number(&produced, "ratio_of_loopback")?;
+    ensure!(ratio > 0.0 && ratio < 1.0, "{produced}");
+
+    let consumed = bench_json(&[
+        "bench",
+        "consume",
+        "--topic",
+        "bench",
+        "--records",
+        "2000",
+        "--json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(consumed["command"] == "consume", "{consumed}");
+    ensure!(consumed["records"] == 2000, "{consumed}");
+    ensure!(consumed["bytes"] == 200_000, "{consumed}");
+    ensure!(number(&consumed, "records_per_sec")? > 0.0, "{consumed}");
+    ensure!(consumed["latency_ms"].is_null(), "{consumed}");
+    ensure!(number(&consumed, "ratio_of_loopback")? > 0.0, "{consumed}");
+
+    // Without --records it reads up to the high watermark found at the start.
+    let everything = bench_json(&[
+        "bench",
+        "consume",
+        "--topic",
+        "bench",
+        "--consumers",
+        "2",
+        "--json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(everything["records"] == 2000, "{everything}");
+    ensure!(
+        everything["consumers"] == 1,
+        "one partition, one consumer: {everything}"
+    );
+
+    let e2e = bench_json(&[
+        "bench",
+        "e2e",
+        "--topic",
+        "latency",
+        "--duration-s",
+        "1",
+        "--rate",
+        "500",
+        "--json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(e2e["command"] == "e2e", "{e2e}");
+    let received = number(&e2e, "records")?;
+    ensure!(
+        (1.0..=510.0).contains(&received),
+        "about 500 records in one second at 500/s: {e2e}"
+    );
+    ensure!(e2e["records"] == e2e["records_acknowledged"], "{e2e}");
+    ensure!(e2e["errors"] == 0, "{e2e}");
+    check_latency(&e2e)?;
+
+    // The text output carries the same numbers for a reader.
+    let text = run(
+        strata(&[
+            "bench",
+            "produce",
+            "--topic",
+            "bench",
+            "--records",
+            "500",
+            "--record-size",
+            "10",
+            "--acks",
+            "1",
+            "--keys",
+            "3",
+            "--bootstrap",
+            bootstrap,
+        ]),
+        "",
+        Duration::from_secs(60),
+    )?;
+    ensure!(text.status.success(), "{}", text.stderr);
+    for expected in [
+        "loopback baseline:",
+        "records/s",
+        "% of loopback",
+        "ack latency:",
+        "p99.9",
+        "idempotence=false",
+    ] {
+        ensure!(
+            text.stdout.contains(expected),
+            "{expected:?} missing:\n{}",
+            text.stdout
+        );
+    }
     drop(server);
     Ok(())
 }

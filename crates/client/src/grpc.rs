@@ -23,6 +23,7 @@ use tonic::transport::Channel;
 use crate::admin::{ConfigEntry, NewTopic};
 use crate::error::{Error, Result};
 use crate::metadata::{BrokerNode, MetadataSnapshot, PartitionInfo, TopicDescription};
+use crate::record_accumulator::ProducerIdAndEpoch;
 
 /// The gRPC metadata key through which the broker reports a whole-request failure's error code.
 pub const ERROR_CODE_METADATA_KEY: &str = "strata-error-code";
@@ -307,6 +308,53 @@ pub(crate) async fn produce(
             (topic_partition, result)
         })
         .collect())
+}
+
+// ---- InitProducerId ----
+
+/// Asks for a fresh producer id and epoch for an idempotent producer (no transactional id).
+pub(crate) async fn init_producer_id(
+    connection: &Connection,
+    timeout: Duration,
+) -> Result<ProducerIdAndEpoch> {
+    let mut client = BrokerClient::new(connection.channel.clone());
+    let message = wire::InitProducerIdRequest {
+        transactional_id: String::new(),
+    };
+    let response = call(
+        connection,
+        "InitProducerId",
+        timeout,
+        client.init_producer_id(request(message, timeout)),
+    )
+    .await?;
+    if let Some(error) = body_error(response.error_code, &response.error_message, || {
+        format!("{} could not allocate a producer id", connection.address)
+    }) {
+        return Err(error);
+    }
+    let epoch = i16::try_from(response.producer_epoch).map_err(|_| {
+        Error::broker(
+            ErrorCode::UnknownServerError,
+            format!(
+                "{} answered InitProducerId with epoch {}, outside the batch header's 16 bits",
+                connection.address, response.producer_epoch
+            ),
+        )
+    })?;
+    if response.producer_id < 0 || epoch < 0 {
+        return Err(Error::broker(
+            ErrorCode::UnknownServerError,
+            format!(
+                "{} answered InitProducerId without an error but with producer id {} epoch {epoch}",
+                connection.address, response.producer_id
+            ),
+        ));
+    }
+    Ok(ProducerIdAndEpoch {
+        producer_id: response.producer_id,
+        epoch,
+    })
 }
 
 // ---- Fetch ----

@@ -10,8 +10,17 @@
 //!
 //! Ordering: at most one batch per partition is in flight, and a retried batch goes back to the
 //! front of its partition's queue, so records of a partition are stored in `send` order even
-//! across retries. (A request that timed out on the client may still have been appended, so a
-//! retry can duplicate it; idempotent producing will close that gap.)
+//! across retries.
+//!
+//! Idempotence (on by default, as in Kafka 3.x): a request that timed out or whose response was
+//! lost may still have been appended, so its retry could store the records twice. With
+//! `enable_idempotence` the producer gets a producer id and epoch from `InitProducerId` when it
+//! connects and stamps each batch with them and a per-partition sequence (see
+//! [`RecordAccumulator`]); a retry resends the same bytes, and the leader answers a batch it
+//! already has with the original offset instead of appending it again. When a stamped batch
+//! fails for good (a sequence error, the delivery timeout, a refused batch) the id is retired
+//! and the sender task fetches a new one before stamping more batches, because the old id's
+//! sequence now has a gap the leader would refuse forever.
 //!
 //! Lifetime: the sender task runs until the producer is closed, explicitly with
 //! [`Producer::close`] or by dropping the last clone; either way it sends what is buffered first.
@@ -36,7 +45,7 @@ use crate::partitioner::Partitioner;
 use crate::producer_config::{Acks, ProducerConfig};
 use crate::producer_record::{ProducerRecord, RecordMetadata};
 use crate::record_accumulator::{
-    ProducerBatch, RecordAccumulator, RecordFields, record_size_upper_bound,
+    ProducerBatch, ProducerIdAndEpoch, RecordAccumulator, RecordFields, record_size_upper_bound,
     single_record_batch_size,
 };
 use crate::retry::Backoff;
@@ -135,14 +144,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Producer {
-    /// Validates the configuration, fetches metadata from the bootstrap brokers and starts the
-    /// sender task. Must be called inside a Tokio runtime.
+    /// Validates the configuration, fetches metadata from the bootstrap brokers, obtains a
+    /// producer id when idempotence is on (waiting up to `max_block_ms` for a broker to give
+    /// one) and starts the sender task. Must be called inside a Tokio runtime.
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
         let cluster = Cluster::connect(config.connection_settings()).await?;
+        let accumulator = if config.enable_idempotence() {
+            let producer = init_producer_id(&cluster, &config).await?;
+            tracing::debug!(?producer, "idempotent producer initialised");
+            let mut accumulator =
+                RecordAccumulator::idempotent(config.batch_size(), config.linger());
+            accumulator.set_producer(producer);
+            accumulator
+        } else {
+            RecordAccumulator::new(config.batch_size(), config.linger())
+        };
         let shared = Arc::new(ProducerShared {
             cluster,
             state: Mutex::new(ProducerState {
-                accumulator: RecordAccumulator::new(config.batch_size(), config.linger()),
+                accumulator,
                 partitioner: Partitioner::default(),
                 topics: BTreeSet::new(),
                 incomplete: BTreeSet::new(),
@@ -479,6 +499,8 @@ impl ProducerShared {
 async fn run_sender(shared: Arc<ProducerShared>) {
     let config = shared.config.clone();
     let mut last_refresh: Option<Instant> = None;
+    let mut producer_id_backoff = Backoff::new(config.retry_backoff(), config.retry_backoff_max());
+    let mut producer_id_not_before: Option<Instant> = None;
     loop {
         // Registered before the state is read, so a wake-up between the two is not lost.
         let woken = shared.wake_sender.notified();
@@ -499,6 +521,7 @@ async fn run_sender(shared: Arc<ProducerShared>) {
                     ),
                     now.saturating_duration_since(batch.created),
                 );
+                state.accumulator.on_batch_failed(&batch);
                 shared.finish_batch(&mut state, batch, Err(error));
             }
             let finished =
@@ -513,6 +536,32 @@ async fn run_sender(shared: Arc<ProducerShared>) {
         shared.batches_completed.notify_waiters();
         if finished {
             break;
+        }
+
+        // A retired producer id is replaced before anything new is stamped. Batches already
+        // stamped (retries) are in `readiness` and keep flowing meanwhile.
+        let needs_producer_id = lock(&shared.state).accumulator.needs_producer_id();
+        let mut producer_id_retry_at = None;
+        if needs_producer_id {
+            if producer_id_not_before.is_none_or(|at| at <= now) {
+                match fetch_producer_id(&shared.cluster, config.request_timeout()).await {
+                    Ok(producer) => {
+                        tracing::info!(?producer, "idempotent producer got a new producer id");
+                        lock(&shared.state).accumulator.set_producer(producer);
+                        producer_id_backoff =
+                            Backoff::new(config.retry_backoff(), config.retry_backoff_max());
+                        producer_id_not_before = None;
+                        // New batches are stampable now: look again at once.
+                        continue;
+                    }
+                    Err(error) => {
+                        let at = Instant::now() + producer_id_backoff.next_delay();
+                        tracing::debug!(%error, "InitProducerId failed; retrying");
+                        producer_id_not_before = Some(at);
+                    }
+                }
+            }
+            producer_id_retry_at = producer_id_not_before;
         }
 
         // Route each ready partition to its leader; partitions with no known leader wait for
@@ -531,7 +580,7 @@ async fn run_sender(shared: Arc<ProducerShared>) {
                 None => leaderless = true,
             }
         }
-        let mut wake_at = [readiness.next_check, next_expiry]
+        let mut wake_at = [readiness.next_check, next_expiry, producer_id_retry_at]
             .into_iter()
             .flatten()
             .min();
@@ -704,6 +753,11 @@ async fn send_batches(
                 }
                 Err(error) => {
                     state.accumulator.complete(&topic_partition);
+                    // OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH land here too:
+                    // they are not retriable, since resending the same sequence cannot succeed.
+                    if state.accumulator.on_batch_failed(&batch) {
+                        tracing::info!(%topic_partition, %error, "a stamped batch failed; retiring the producer id");
+                    }
                     shared.finish_batch(&mut state, batch, Err(error));
                 }
             }
@@ -711,4 +765,51 @@ async fn send_batches(
     }
     shared.wake_sender.notify_one();
     shared.batches_completed.notify_waiters();
+}
+
+/// Asks any broker for a producer id, once.
+async fn fetch_producer_id(
+    cluster: &Cluster,
+    timeout: std::time::Duration,
+) -> Result<ProducerIdAndEpoch> {
+    let connection = cluster.any_connection().await?;
+    let result = grpc::init_producer_id(&connection, timeout).await;
+    if let Err(error) = &result {
+        cluster.on_error(error, &connection.address, std::iter::empty());
+    }
+    result
+}
+
+/// The producer id for a new producer: retried with backoff on retriable errors until
+/// `max_block_ms` has passed, so a cluster that is still starting up does not fail `connect`.
+async fn init_producer_id(
+    cluster: &Cluster,
+    config: &ProducerConfig,
+) -> Result<ProducerIdAndEpoch> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + config.max_block();
+    let mut backoff = Backoff::new(config.retry_backoff(), config.retry_backoff_max());
+    // Bounded by the deadline: every pass either returns or sleeps towards it.
+    loop {
+        let error = match tokio::time::timeout_at(
+            deadline,
+            fetch_producer_id(cluster, config.request_timeout()),
+        )
+        .await
+        {
+            Ok(Ok(producer)) => return Ok(producer),
+            Ok(Err(error)) if error.is_retriable() => error,
+            Ok(Err(error)) => return Err(error),
+            Err(_) => Error::timeout(
+                "waiting for a producer id (InitProducerId)",
+                started.elapsed(),
+            ),
+        };
+        let delay = backoff.next_delay();
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(error);
+        }
+        tracing::debug!(%error, ?delay, "InitProducerId failed; retrying");
+        tokio::time::sleep(delay).await;
+    }
 }

@@ -66,17 +66,27 @@ impl fmt::Display for Acks {
 ///
 /// let config = ProducerConfig::builder()
 ///     .bootstrap("127.0.0.1:7070,127.0.0.1:7071")
-///     .acks(Acks::Leader)
 ///     .linger_ms(10)
 ///     .build()?;
-/// assert_eq!(config.acks(), Acks::Leader);
+/// assert!(config.enable_idempotence());
+/// assert_eq!(config.acks(), Acks::All);
 /// assert_eq!(config.batch_size(), 1 << 20);
+///
+/// // acks=1 gives up the guarantee that a retried batch is written once, so it needs
+/// // idempotence turned off explicitly, as in Kafka.
+/// assert!(ProducerConfig::builder().acks(Acks::Leader).build().is_err());
+/// let relaxed = ProducerConfig::builder()
+///     .acks(Acks::Leader)
+///     .enable_idempotence(false)
+///     .build()?;
+/// assert_eq!(relaxed.acks(), Acks::Leader);
 /// # Ok::<(), strata_client::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct ProducerConfig {
     bootstrap: Vec<String>,
     acks: Acks,
+    enable_idempotence: bool,
     linger: Duration,
     batch_size: usize,
     buffer_memory: usize,
@@ -100,6 +110,9 @@ impl ProducerConfig {
     }
     pub fn acks(&self) -> Acks {
         self.acks
+    }
+    pub fn enable_idempotence(&self) -> bool {
+        self.enable_idempotence
     }
     pub fn linger(&self) -> Duration {
         self.linger
@@ -149,6 +162,7 @@ impl ProducerConfig {
 pub struct ProducerConfigBuilder {
     bootstrap: String,
     acks: Acks,
+    enable_idempotence: bool,
     linger_ms: u64,
     batch_size: usize,
     buffer_memory: usize,
@@ -167,6 +181,8 @@ impl Default for ProducerConfigBuilder {
         ProducerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             acks: Acks::All,
+            // Kafka 3.x's default: a retry after a lost response must not write a batch twice.
+            enable_idempotence: true,
             linger_ms: 5,
             // Larger than Kafka's 16 KiB: gRPC's per-request cost is higher than Kafka's framing,
             // so fewer, larger requests pay off.
@@ -194,6 +210,13 @@ impl ProducerConfigBuilder {
     /// Default [`Acks::All`].
     pub fn acks(mut self, acks: Acks) -> Self {
         self.acks = acks;
+        self
+    }
+    /// Stamps every batch with a producer id, epoch and per-partition sequence (obtained with
+    /// `InitProducerId` on connect), so the leader writes a retried batch once and answers the
+    /// retry with the original offset. Requires [`Acks::All`]. Default true, as in Kafka 3.x.
+    pub fn enable_idempotence(mut self, enable: bool) -> Self {
+        self.enable_idempotence = enable;
         self
     }
     /// How long a batch waits for more records before it is sent. Default 5 ms.
@@ -256,6 +279,16 @@ impl ProducerConfigBuilder {
 
     pub fn build(self) -> Result<ProducerConfig> {
         let bootstrap = parse_bootstrap(&self.bootstrap)?;
+        // Kafka's rule: with acks=1 a leader can acknowledge a batch and lose it on failover, and
+        // with acks=0 no answer comes back at all, so sequence numbers could no longer tell a
+        // retry from a new batch. Refused rather than silently downgraded.
+        if self.enable_idempotence && self.acks != Acks::All {
+            return Err(Error::Config(format!(
+                "acks must be all when enable_idempotence is true (acks is {}); \
+                 set enable_idempotence(false) to use acks 0 or 1",
+                self.acks
+            )));
+        }
         if self.max_request_size <= BATCH_HEADER_BYTES {
             return Err(Error::Config(format!(
                 "max_request_size {} leaves no room for a record after the {BATCH_HEADER_BYTES}-byte batch header",
@@ -290,6 +323,7 @@ impl ProducerConfigBuilder {
         Ok(ProducerConfig {
             bootstrap,
             acks: self.acks,
+            enable_idempotence: self.enable_idempotence,
             linger: Duration::from_millis(self.linger_ms),
             batch_size: self.batch_size,
             buffer_memory: self.buffer_memory,
@@ -317,6 +351,7 @@ mod tests {
             .build()
             .expect("defaults are valid");
         assert_eq!(config.acks(), Acks::All);
+        assert!(config.enable_idempotence());
         assert_eq!(config.linger(), Duration::from_millis(5));
         assert_eq!(config.batch_size(), 1 << 20);
         assert_eq!(config.buffer_memory(), 64 << 20);
@@ -345,6 +380,26 @@ mod tests {
                 .build(),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn idempotence_requires_acks_all_unless_turned_off() {
+        for acks in [Acks::None, Acks::Leader] {
+            match ProducerConfig::builder().acks(acks).build() {
+                Err(Error::Config(message)) => {
+                    assert!(message.contains("acks must be all"), "{message}");
+                    assert!(message.contains("enable_idempotence(false)"), "{message}");
+                }
+                other => panic!("acks={acks} with idempotence was accepted: {other:?}"),
+            }
+            let config = ProducerConfig::builder()
+                .acks(acks)
+                .enable_idempotence(false)
+                .build()
+                .expect("acks 0 and 1 are fine without idempotence");
+            assert_eq!(config.acks(), acks);
+            assert!(!config.enable_idempotence());
+        }
     }
 
     #[test]

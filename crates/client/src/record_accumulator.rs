@@ -12,6 +12,19 @@
 //!   backoff has passed, or a flush or close is in progress.
 //! - At most one batch per partition is in flight. A retried batch goes back to the front of its
 //!   queue, so retries never reorder a partition's records.
+//!
+//! Idempotence (Kafka's `TransactionManager` sequence bookkeeping, without transactions): an
+//! idempotent accumulator stamps each batch with the producer id, epoch and the partition's next
+//! base sequence when the batch is first drained, and advances the sequence by its record count
+//! (wrapping from `i32::MAX` to 0). A retry resends the built bytes, so it carries the same
+//! sequence and the leader recognises it. Assigning at drain rather than at append means a batch
+//! that expires before it was ever sent used no sequence, so it leaves no gap.
+//!
+//! When a sequenced batch fails for good its fate on the broker may be unknown (a timeout) and
+//! the next sequence would leave a gap the leader refuses, so the accumulator forgets the producer
+//! id: no new batch is stamped until [`RecordAccumulator::set_producer`] installs a fresh one,
+//! whose sequences start at 0 on every partition. Batches already stamped with the old id keep it;
+//! the old id's state on their partitions is still consistent, so their retries still work.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -19,6 +32,29 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_common::TopicPartition;
 use strata_record::{BATCH_HEADER_BYTES, Header, RecordBatch, RecordBatchBuilder};
+
+/// The identity an idempotent producer stamps on its batches (Kafka's `ProducerIdAndEpoch`),
+/// obtained from `InitProducerId`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProducerIdAndEpoch {
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+/// What a drained batch of an idempotent producer was stamped with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BatchSequence {
+    pub producer: ProducerIdAndEpoch,
+    pub base_sequence: i32,
+}
+
+/// The sequence after `record_count` records from `base_sequence`: sequences count records and
+/// wrap from `i32::MAX` to 0, as the leader expects.
+pub(crate) fn next_sequence(base_sequence: i32, record_count: i32) -> i32 {
+    debug_assert!(base_sequence >= 0 && record_count > 0);
+    let wrapped = (i64::from(base_sequence) + i64::from(record_count)) % (i64::from(i32::MAX) + 1);
+    i32::try_from(wrapped).expect("a value modulo 2^31 fits i32")
+}
 
 /// An upper bound of the bytes one record takes inside a batch, computed before encoding so a
 /// batch never grows past `batch_size`. Every varint is counted at its maximum width.
@@ -69,6 +105,8 @@ pub(crate) struct ProducerBatch<C> {
     retry_not_before: Option<Instant>,
     /// Buffer memory held by the batch, returned when it completes.
     pub reserved_bytes: usize,
+    /// Set on the first drain of an idempotent producer's batch; never changes afterwards.
+    pub sequence: Option<BatchSequence>,
     closed: bool,
 }
 
@@ -95,16 +133,32 @@ impl<C> ProducerBatch<C> {
         }
     }
 
-    fn build(&mut self) {
+    /// Encodes the batch, stamped with `sequence` when given. Building twice is a no-op, so a
+    /// retry keeps the bytes (and the sequence) of its first attempt.
+    fn build(&mut self, sequence: Option<BatchSequence>) {
         let contents = std::mem::replace(
             &mut self.contents,
             Contents::Open(RecordBatchBuilder::new()),
         );
         self.contents = match contents {
-            Contents::Open(builder) => Contents::Built(builder.build()),
+            Contents::Open(mut builder) => {
+                if let Some(sequence) = sequence {
+                    builder.set_producer(
+                        sequence.producer.producer_id,
+                        sequence.producer.epoch,
+                        sequence.base_sequence,
+                    );
+                }
+                self.sequence = sequence;
+                Contents::Built(builder.build())
+            }
             built @ Contents::Built(_) => built,
         };
         self.closed = true;
+    }
+
+    fn is_built(&self) -> bool {
+        matches!(self.contents, Contents::Built(_))
     }
 }
 
@@ -117,6 +171,7 @@ impl<C> std::fmt::Debug for ProducerBatch<C> {
             .field("records", &self.completions.len())
             .field("size_in_bytes", &self.size_in_bytes())
             .field("attempts", &self.attempts)
+            .field("sequence", &self.sequence)
             .field("closed", &self.closed)
             .finish()
     }
@@ -172,6 +227,13 @@ pub(crate) struct RecordAccumulator<C> {
     next_batch_id: u64,
     flushes_in_progress: usize,
     closing: bool,
+    /// Whether batches must be stamped with a producer id and sequence before they are sent.
+    idempotent: bool,
+    /// The id batches are stamped with; `None` while an idempotent accumulator waits for one.
+    producer: Option<ProducerIdAndEpoch>,
+    /// Next base sequence per partition under `producer`. Kept apart from `partitions`, whose
+    /// entries come and go with their queues, because a sequence must outlive an empty queue.
+    next_sequences: BTreeMap<TopicPartition, i32>,
 }
 
 fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
@@ -187,6 +249,67 @@ impl<C> RecordAccumulator<C> {
             next_batch_id: 0,
             flushes_in_progress: 0,
             closing: false,
+            idempotent: false,
+            producer: None,
+            next_sequences: BTreeMap::new(),
+        }
+    }
+
+    /// An accumulator whose batches carry a producer id and sequences. Nothing new is sent until
+    /// [`set_producer`](Self::set_producer) gives it an id.
+    pub(crate) fn idempotent(batch_size: usize, linger: Duration) -> RecordAccumulator<C> {
+        RecordAccumulator {
+            idempotent: true,
+            ..RecordAccumulator::new(batch_size, linger)
+        }
+    }
+
+    /// Installs the producer id and epoch to stamp batches with. A different id restarts every
+    /// partition's sequence at 0, as the leader expects of a producer id it has not seen.
+    pub(crate) fn set_producer(&mut self, producer: ProducerIdAndEpoch) {
+        assert!(
+            self.idempotent,
+            "only an idempotent accumulator stamps batches"
+        );
+        if self.producer != Some(producer) {
+            self.next_sequences.clear();
+        }
+        self.producer = Some(producer);
+    }
+
+    /// The producer id batches are stamped with, if any.
+    #[cfg(test)]
+    pub(crate) fn producer(&self) -> Option<ProducerIdAndEpoch> {
+        self.producer
+    }
+
+    /// An idempotent accumulator without a usable producer id: the caller must obtain one with
+    /// `InitProducerId` before new batches can be sent.
+    pub(crate) fn needs_producer_id(&self) -> bool {
+        self.idempotent && self.producer.is_none()
+    }
+
+    /// The base sequence the next batch drained for `topic_partition` will get.
+    #[cfg(test)]
+    pub(crate) fn next_sequence(&self, topic_partition: &TopicPartition) -> i32 {
+        self.next_sequences
+            .get(topic_partition)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A batch was failed for good (not acknowledged). If it was stamped under the current
+    /// producer id, the partition's sequence now has a gap (or an unknown batch) behind it, so
+    /// the id is dropped and `true` returned: the caller must fetch a new one. A batch stamped
+    /// under an id already replaced changes nothing.
+    pub(crate) fn on_batch_failed(&mut self, batch: &ProducerBatch<C>) -> bool {
+        match batch.sequence {
+            Some(sequence) if Some(sequence.producer) == self.producer => {
+                self.producer = None;
+                self.next_sequences.clear();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -222,6 +345,7 @@ impl<C> RecordAccumulator<C> {
                 attempts: 0,
                 retry_not_before: None,
                 reserved_bytes: 0,
+                sequence: None,
                 closed: false,
             });
         }
@@ -257,6 +381,10 @@ impl<C> RecordAccumulator<C> {
             if queue.in_flight {
                 continue;
             }
+            // A new batch cannot be stamped until a producer id arrives; retries already are.
+            if self.needs_producer_id() && !oldest.is_built() {
+                continue;
+            }
             if let Some(retry_at) = oldest.retry_not_before
                 && retry_at > now
             {
@@ -286,14 +414,45 @@ impl<C> RecordAccumulator<C> {
 
     /// Takes the oldest batch of `topic_partition` for sending and marks the partition in
     /// flight until [`complete`](Self::complete) or [`reenqueue`](Self::reenqueue).
+    ///
+    /// The first drain of a batch builds it; an idempotent accumulator stamps it with the
+    /// partition's next sequence then. Returns `None` for a batch that cannot be stamped yet
+    /// (no producer id).
     pub(crate) fn drain(&mut self, topic_partition: &TopicPartition) -> Option<ProducerBatch<C>> {
+        let needs_producer_id = self.needs_producer_id();
         let queue = self.partitions.get_mut(topic_partition)?;
         if queue.in_flight {
             return None;
         }
-        let mut batch = queue.batches.pop_front()?;
+        let oldest = queue.batches.front()?;
+        let sequence = match (self.producer, oldest.is_built()) {
+            (_, true) => None,
+            (None, false) if needs_producer_id => return None,
+            (None, false) => None,
+            (Some(producer), false) => {
+                let base_sequence = self
+                    .next_sequences
+                    .get(topic_partition)
+                    .copied()
+                    .unwrap_or(0);
+                let record_count = i32::try_from(oldest.record_count())
+                    .expect("a batch of at most batch_size bytes has fewer than 2^31 records");
+                self.next_sequences.insert(
+                    topic_partition.clone(),
+                    next_sequence(base_sequence, record_count),
+                );
+                Some(BatchSequence {
+                    producer,
+                    base_sequence,
+                })
+            }
+        };
+        let mut batch = queue
+            .batches
+            .pop_front()
+            .expect("the queue has the batch just looked at");
         queue.in_flight = true;
-        batch.build();
+        batch.build(sequence);
         batch.attempts += 1;
         batch.retry_not_before = None;
         Some(batch)
@@ -606,5 +765,211 @@ mod tests {
         assert!(!accumulator.is_empty());
         assert_eq!(accumulator.drain_all().len(), 1);
         assert!(accumulator.is_empty());
+    }
+
+    const PRODUCER: ProducerIdAndEpoch = ProducerIdAndEpoch {
+        producer_id: 7,
+        epoch: 0,
+    };
+
+    /// The producer fields of a drained batch's encoded header.
+    fn stamped(batch: &ProducerBatch<u32>) -> (i64, i16, i32, i32) {
+        let encoded = RecordBatch::new(batch.bytes()).expect("a built batch is well framed");
+        (
+            encoded.producer_id(),
+            encoded.producer_epoch(),
+            encoded.base_sequence(),
+            encoded.record_count(),
+        )
+    }
+
+    fn idempotent() -> RecordAccumulator<u32> {
+        let mut accumulator = RecordAccumulator::idempotent(1 << 20, LINGER);
+        accumulator.set_producer(PRODUCER);
+        accumulator
+    }
+
+    #[test]
+    fn sequences_are_assigned_per_partition_at_drain_and_count_records() {
+        let start = Instant::now();
+        let mut accumulator = idempotent();
+        for (tag, value) in [b"a", b"b", b"c"].into_iter().enumerate() {
+            append(&mut accumulator, 0, start, value, tag as u32);
+        }
+        append(&mut accumulator, 1, start, b"x", 10);
+        assert_eq!(
+            accumulator.next_sequence(&partition(0)),
+            0,
+            "nothing drained yet"
+        );
+
+        let first = accumulator
+            .drain(&partition(0))
+            .expect("ready by flush-free drain");
+        assert_eq!(stamped(&first), (7, 0, 0, 3));
+        assert_eq!(
+            first.sequence,
+            Some(BatchSequence {
+                producer: PRODUCER,
+                base_sequence: 0
+            })
+        );
+        assert_eq!(accumulator.next_sequence(&partition(0)), 3);
+        accumulator.complete(&partition(0));
+
+        let other = accumulator
+            .drain(&partition(1))
+            .expect("partition 1 has a batch");
+        assert_eq!(
+            stamped(&other),
+            (7, 0, 0, 1),
+            "each partition counts from 0"
+        );
+        accumulator.complete(&partition(1));
+
+        // The partition's queue emptied and was removed; its sequence must survive that.
+        assert!(accumulator.is_empty());
+        append(&mut accumulator, 0, start, b"d", 3);
+        append(&mut accumulator, 0, start, b"e", 4);
+        let second = accumulator.drain(&partition(0)).expect("the next batch");
+        assert_eq!(stamped(&second), (7, 0, 3, 2));
+        assert_eq!(accumulator.next_sequence(&partition(0)), 5);
+    }
+
+    #[test]
+    fn a_retry_resends_the_same_bytes_and_sequence() {
+        let start = Instant::now();
+        let mut accumulator = idempotent();
+        append(&mut accumulator, 0, start, b"a", 0);
+        let first = accumulator.drain(&partition(0)).expect("a batch");
+        let bytes = first.bytes();
+        append(&mut accumulator, 0, start, b"b", 1);
+        accumulator.reenqueue(first, start);
+
+        let retry = accumulator
+            .drain(&partition(0))
+            .expect("the retry comes first");
+        assert_eq!(retry.attempts, 2);
+        assert_eq!(
+            retry.bytes(),
+            bytes,
+            "a retry is byte for byte the first attempt"
+        );
+        assert_eq!(stamped(&retry), (7, 0, 0, 1));
+        assert_eq!(
+            accumulator.next_sequence(&partition(0)),
+            1,
+            "a retry takes no new sequence"
+        );
+        accumulator.complete(&partition(0));
+        let next = accumulator
+            .drain(&partition(0))
+            .expect("then the next batch");
+        assert_eq!(stamped(&next), (7, 0, 1, 1));
+    }
+
+    #[test]
+    fn sequences_wrap_from_i32_max_to_zero() {
+        assert_eq!(next_sequence(0, 1), 1);
+        assert_eq!(next_sequence(i32::MAX, 1), 0);
+        assert_eq!(next_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(next_sequence(i32::MAX - 4, 5), 0);
+    }
+
+    #[test]
+    fn nothing_new_is_sent_until_a_producer_id_arrives() {
+        let start = Instant::now();
+        let mut accumulator: RecordAccumulator<u32> =
+            RecordAccumulator::idempotent(1 << 20, Duration::ZERO);
+        assert!(accumulator.needs_producer_id());
+        append(&mut accumulator, 0, start, b"a", 0);
+        assert!(accumulator.ready(start).ready.is_empty());
+        assert!(accumulator.drain(&partition(0)).is_none());
+
+        accumulator.set_producer(PRODUCER);
+        assert!(!accumulator.needs_producer_id());
+        assert_eq!(accumulator.ready(start).ready, vec![partition(0)]);
+        let batch = accumulator.drain(&partition(0)).expect("stampable now");
+        assert_eq!(stamped(&batch), (7, 0, 0, 1));
+    }
+
+    #[test]
+    fn a_failed_batch_retires_the_producer_id_and_a_new_one_restarts_at_zero() {
+        let start = Instant::now();
+        let mut accumulator = RecordAccumulator::idempotent(1 << 20, Duration::ZERO);
+        accumulator.set_producer(PRODUCER);
+        append(&mut accumulator, 0, start, b"a", 0);
+        append(&mut accumulator, 1, start, b"b", 1);
+        let failing = accumulator.drain(&partition(0)).expect("partition 0");
+        let in_flight_elsewhere = accumulator.drain(&partition(1)).expect("partition 1");
+        append(&mut accumulator, 0, start, b"c", 2);
+
+        accumulator.complete(&partition(0));
+        assert!(accumulator.on_batch_failed(&failing), "the id is retired");
+        assert!(accumulator.needs_producer_id());
+        assert!(
+            !accumulator.on_batch_failed(&failing),
+            "a second failure under the retired id changes nothing"
+        );
+        // New batches wait for the new id ...
+        assert!(accumulator.ready(start).ready.is_empty());
+        assert!(accumulator.drain(&partition(0)).is_none());
+        // ... but a batch stamped with the old id is still retried with it.
+        accumulator.reenqueue(in_flight_elsewhere, start);
+        assert_eq!(accumulator.ready(start).ready, vec![partition(1)]);
+        let retry = accumulator.drain(&partition(1)).expect("the old-id retry");
+        assert_eq!(stamped(&retry), (7, 0, 0, 1));
+        accumulator.complete(&partition(1));
+
+        let renewed = ProducerIdAndEpoch {
+            producer_id: 8,
+            epoch: 0,
+        };
+        accumulator.set_producer(renewed);
+        let next = accumulator.drain(&partition(0)).expect("stampable again");
+        assert_eq!(
+            stamped(&next),
+            (8, 0, 0, 1),
+            "a new id starts at sequence 0"
+        );
+        assert!(
+            !accumulator.on_batch_failed(&retry),
+            "a batch of the old id does not retire the new one"
+        );
+        assert_eq!(accumulator.producer(), Some(renewed));
+    }
+
+    #[test]
+    fn a_batch_that_expires_before_its_first_send_uses_no_sequence() {
+        let start = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let mut accumulator = idempotent();
+        append(&mut accumulator, 0, start, b"old", 0);
+        let expired = accumulator.expire(start + timeout, timeout);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].sequence, None);
+        assert!(!accumulator.on_batch_failed(&expired[0]));
+        append(&mut accumulator, 0, start + timeout, b"new", 1);
+        let batch = accumulator.drain(&partition(0)).expect("a batch");
+        assert_eq!(stamped(&batch), (7, 0, 0, 1), "no gap was left");
+    }
+
+    #[test]
+    fn a_plain_accumulator_stamps_no_producer() {
+        let start = Instant::now();
+        let mut accumulator = RecordAccumulator::new(1 << 20, LINGER);
+        assert!(!accumulator.needs_producer_id());
+        append(&mut accumulator, 0, start, b"a", 0);
+        let batch = accumulator.drain(&partition(0)).expect("a batch");
+        assert_eq!(
+            stamped(&batch),
+            (
+                strata_record::NO_PRODUCER_ID,
+                -1,
+                strata_record::NO_SEQUENCE,
+                1
+            )
+        );
+        assert_eq!(batch.sequence, None);
     }
 }

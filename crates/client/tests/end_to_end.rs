@@ -3,7 +3,7 @@
 //! Every wait is on a condition (a delivery, a poll result) with a bounded deadline; nothing
 //! sleeps to synchronise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,9 @@ use strata_client::{
     ErrorCode, Header, NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
     RecordMetadata, TopicPartition,
 };
+use strata_proto::v1 as wire;
+use strata_proto::v1::broker_client::BrokerClient;
+use strata_record::{BatchIter, RecordBatch};
 use tempfile::TempDir;
 
 /// The longest any single step of these tests may take on a slow, loaded CI machine.
@@ -483,6 +486,7 @@ async fn acks_zero_does_not_wait_for_offsets() -> Result<()> {
     let config = ProducerConfig::builder()
         .bootstrap(bootstrap.as_str())
         .acks(Acks::None)
+        .enable_idempotence(false)
         .build()?;
     let producer = Producer::connect(config).await?;
     let stored = producer
@@ -497,6 +501,153 @@ async fn acks_zero_does_not_wait_for_offsets() -> Result<()> {
     consumer.assign(vec![TopicPartition::new("fire-and-forget", 0)])?;
     let records = poll_records(&mut consumer, 1).await?;
     assert_eq!(records[0].value.as_deref(), Some(&b"x"[..]));
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// Every batch of `topic_partition` from offset 0, as stored, through a raw Fetch.
+async fn stored_batches(
+    client: &mut BrokerClient<tonic::transport::Channel>,
+    topic_partition: &TopicPartition,
+) -> Result<Vec<RecordBatch>> {
+    let response = client
+        .fetch(wire::FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 64 << 20,
+            isolation_level: wire::IsolationLevel::ReadUncommitted as i32,
+            partitions: vec![wire::FetchPartition {
+                topic: topic_partition.topic.clone(),
+                partition: topic_partition.partition,
+                fetch_offset: 0,
+                partition_max_bytes: 64 << 20,
+            }],
+        })
+        .await?
+        .into_inner();
+    let partition = response
+        .partitions
+        .into_iter()
+        .next()
+        .context("the fetch answers the partition")?;
+    ensure!(partition.error_code == 0, "{}", partition.error_message);
+    Ok(BatchIter::new(partition.records).collect::<Result<Vec<_>, _>>()?)
+}
+
+#[tokio::test]
+async fn an_idempotent_producer_writes_each_record_once() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let topic = "written-once";
+    admin(&bootstrap)
+        .await?
+        .create_topic(NewTopic::new(topic, 2, 1))
+        .await?;
+
+    // Small batches, so each partition gets several and the sequences have to add up.
+    let config = ProducerConfig::builder()
+        .bootstrap(bootstrap.as_str())
+        .batch_size(256)
+        .linger_ms(1)
+        .build()?;
+    assert!(config.enable_idempotence(), "idempotence is the default");
+    let producer = Producer::connect(config).await?;
+    let mut deliveries = Vec::new();
+    for index in 0..200 {
+        let record =
+            ProducerRecord::new(topic, format!("value-{index}")).key(format!("key-{}", index % 7));
+        deliveries.push(producer.send(record).await?);
+    }
+    let mut stored = Vec::new();
+    for delivery in deliveries {
+        stored.push(tokio::time::timeout(STEP_TIMEOUT, delivery).await??);
+    }
+    producer.close().await?;
+    let positions: BTreeSet<(i32, i64)> = stored
+        .iter()
+        .map(|metadata| (metadata.partition, metadata.offset))
+        .collect();
+    assert_eq!(positions.len(), 200, "every record has its own offset");
+
+    // Each record is in the log exactly once: the log ends right after the 200.
+    let admin = admin(&bootstrap).await?;
+    let mut log_end = BTreeMap::new();
+    for topic_partition in partitions(topic, 2) {
+        let latest = admin
+            .list_offsets(&topic_partition, OffsetSpec::Latest)
+            .await?
+            .context("latest always has an offset")?;
+        log_end.insert(topic_partition, latest.offset);
+    }
+    assert_eq!(log_end.values().sum::<i64>(), 200);
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    consumer.assign(partitions(topic, 2))?;
+    let received = poll_records(&mut consumer, 200).await?;
+    let values: BTreeSet<Bytes> = received
+        .iter()
+        .filter_map(|record| record.value.clone())
+        .collect();
+    assert_eq!(received.len(), 200);
+    assert_eq!(values.len(), 200, "no value twice");
+
+    // The batches carry one producer id, epoch 0, and per-partition sequences from 0 that count
+    // records without a gap.
+    let mut raw = BrokerClient::connect(format!("http://{bootstrap}")).await?;
+    let mut producer_ids = BTreeSet::new();
+    let mut last_batch = None;
+    for topic_partition in partitions(topic, 2) {
+        let batches = stored_batches(&mut raw, &topic_partition).await?;
+        ensure!(batches.len() > 1, "{topic_partition} got several batches");
+        let mut expected_sequence = 0;
+        for batch in &batches {
+            producer_ids.insert(batch.producer_id());
+            assert_eq!(batch.producer_epoch(), 0);
+            assert_eq!(
+                batch.base_sequence(),
+                expected_sequence,
+                "{topic_partition}"
+            );
+            expected_sequence += batch.record_count();
+        }
+        last_batch = batches
+            .last()
+            .cloned()
+            .map(|batch| (topic_partition, batch));
+    }
+    assert_eq!(producer_ids.len(), 1, "{producer_ids:?}");
+    assert!(producer_ids.iter().all(|&id| id >= 0));
+
+    // A retry after a lost response resends the producer's bytes: the leader must answer with
+    // the original offset and write nothing. The stored batch differs from what the producer
+    // sent only in the two fields the leader stamps, outside the CRC.
+    let (topic_partition, batch) = last_batch.context("a batch")?;
+    let mut resent = batch.as_bytes().to_vec();
+    RecordBatch::set_base_offset(&mut resent, 0);
+    RecordBatch::set_partition_leader_epoch(&mut resent, -1);
+    let response = raw
+        .produce(wire::ProduceRequest {
+            acks: -1,
+            timeout_ms: 10_000,
+            partitions: vec![wire::PartitionRecords {
+                topic: topic_partition.topic.clone(),
+                partition: topic_partition.partition,
+                records: Bytes::from(resent),
+            }],
+        })
+        .await?
+        .into_inner();
+    let answer = &response.partitions[0];
+    assert_eq!(answer.error_code, 0, "{}", answer.error_message);
+    assert_eq!(
+        answer.base_offset,
+        batch.base_offset(),
+        "the original offset"
+    );
+    let latest = admin
+        .list_offsets(&topic_partition, OffsetSpec::Latest)
+        .await?
+        .context("latest")?;
+    assert_eq!(Some(latest.offset), log_end.get(&topic_partition).copied());
     broker.shutdown().await;
     Ok(())
 }

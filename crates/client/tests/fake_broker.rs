@@ -1,9 +1,11 @@
 //! The client against a small in-memory broker served over real gRPC on loopback.
 //!
 //! The fake speaks the wire protocol as `proto/strata.proto` describes it, keeps each partition's
-//! batches in memory, and lets a test inject errors and hold produce responses. That exercises
-//! the producer's batching, retries, ordering and backpressure and the consumer's long-polling
-//! without the real broker, and pins down what the client expects of a broker.
+//! batches in memory, and lets a test inject errors, hold produce responses and lose them after
+//! appending. Like the real leader it hands out producer ids and dedupes a retried batch by its
+//! producer id and sequence. That exercises the producer's batching, retries, idempotence,
+//! ordering and backpressure and the consumer's long-polling without the real broker, and pins
+//! down what the client expects of a broker.
 //!
 //! Every wait is on a condition with a bounded deadline; nothing sleeps to synchronise.
 
@@ -36,6 +38,33 @@ struct PartitionLog {
     next_offset: i64,
 }
 
+/// What the fake remembers of a producer on one partition: its epoch and its last batches as
+/// (base_sequence, record_count, base_offset), as the real leader does.
+#[derive(Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<(i32, i32, i64)>,
+}
+
+/// The producer fields of a batch as the fake received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReceivedBatch {
+    topic_partition: TopicPartition,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    record_count: i32,
+    crc: u32,
+}
+
+/// What the sequence check decided for one batch.
+enum SequenceVerdict {
+    Append,
+    /// Already stored at this base offset.
+    Duplicate(i64),
+    Refuse(ErrorCode, String),
+}
+
 #[derive(Default)]
 struct FakeState {
     topics: BTreeMap<String, Vec<PartitionLog>>,
@@ -45,6 +74,95 @@ struct FakeState {
     /// Per produce request: the partitions it carried.
     produce_requests: Vec<Vec<TopicPartition>>,
     metadata_requests: usize,
+    /// Partitions whose next produce is appended but answered with UNAVAILABLE, as when the
+    /// connection drops after the broker appended and before the response arrived.
+    lost_responses: VecDeque<TopicPartition>,
+    /// Every batch received, retries included, in arrival order.
+    received_batches: Vec<ReceivedBatch>,
+    producers: BTreeMap<(TopicPartition, i64), ProducerEntry>,
+    /// Producer ids handed out by InitProducerId, in order.
+    producer_ids: Vec<i64>,
+    /// Retried batches answered with their original offset instead of being appended.
+    duplicates_answered: usize,
+}
+
+impl FakeState {
+    /// The leader's idempotence rules, small: a known producer's batch must continue its
+    /// sequence; one of its last five batches again is a duplicate; an older epoch is fenced.
+    fn check_sequence(
+        &self,
+        topic_partition: &TopicPartition,
+        batch: &RecordBatch,
+    ) -> SequenceVerdict {
+        if batch.producer_id() < 0 {
+            return SequenceVerdict::Append;
+        }
+        let Some(entry) = self
+            .producers
+            .get(&(topic_partition.clone(), batch.producer_id()))
+        else {
+            return SequenceVerdict::Append;
+        };
+        if batch.producer_epoch() < entry.epoch {
+            return SequenceVerdict::Refuse(
+                ErrorCode::InvalidProducerEpoch,
+                format!(
+                    "epoch {} is older than {}",
+                    batch.producer_epoch(),
+                    entry.epoch
+                ),
+            );
+        }
+        if let Some((_, _, base_offset)) = entry.batches.iter().find(|(sequence, count, _)| {
+            *sequence == batch.base_sequence() && *count == batch.record_count()
+        }) {
+            return SequenceVerdict::Duplicate(*base_offset);
+        }
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |(sequence, count, _)| sequence.wrapping_add(*count));
+        if batch.base_sequence() != expected {
+            return SequenceVerdict::Refuse(
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!(
+                    "expected sequence {expected}, got {}",
+                    batch.base_sequence()
+                ),
+            );
+        }
+        SequenceVerdict::Append
+    }
+
+    fn record_sequence(
+        &mut self,
+        topic_partition: &TopicPartition,
+        batch: &RecordBatch,
+        base_offset: i64,
+    ) {
+        if batch.producer_id() < 0 {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry((topic_partition.clone(), batch.producer_id()))
+            .or_default();
+        entry.epoch = batch.producer_epoch();
+        entry
+            .batches
+            .push_back((batch.base_sequence(), batch.record_count(), base_offset));
+        if entry.batches.len() > 5 {
+            entry.batches.pop_front();
+        }
+    }
+
+    fn received(&self, topic_partition: &TopicPartition) -> Vec<ReceivedBatch> {
+        self.received_batches
+            .iter()
+            .filter(|batch| batch.topic_partition == *topic_partition)
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -157,6 +275,7 @@ impl BrokerService for FakeBroker {
             .map_err(|_| Status::unavailable("shutting down"))?;
         permit.forget();
         let mut responses = Vec::new();
+        let mut lose_response = false;
         {
             let mut state = self.state();
             state.produce_requests.push(
@@ -189,33 +308,83 @@ impl BrokerService for FakeBroker {
                     responses.push(response);
                     continue;
                 }
-                let Some(log) = state
+                if !state
                     .topics
-                    .get_mut(&part.topic)
-                    .and_then(|logs| logs.get_mut(part.partition as usize))
-                else {
+                    .get(&part.topic)
+                    .is_some_and(|logs| (0..logs.len()).contains(&(part.partition as usize)))
+                {
                     response.error_code = ErrorCode::UnknownTopicOrPartition.code();
                     responses.push(response);
                     continue;
-                };
-                response.base_offset = log.next_offset;
+                }
+                let mut batches = Vec::new();
                 for batch in BatchIter::new(part.records) {
                     let batch =
                         batch.map_err(|error| Status::invalid_argument(error.to_string()))?;
                     batch
                         .validate(usize::MAX)
                         .map_err(|error| Status::invalid_argument(error.to_string()))?;
-                    let mut bytes = batch.as_bytes().to_vec();
-                    RecordBatch::set_base_offset(&mut bytes, log.next_offset);
-                    let next = log.next_offset + i64::from(batch.record_count());
-                    log.batches
-                        .push((log.next_offset, next, Bytes::from(bytes)));
-                    log.next_offset = next;
+                    state.received_batches.push(ReceivedBatch {
+                        topic_partition: topic_partition.clone(),
+                        producer_id: batch.producer_id(),
+                        producer_epoch: batch.producer_epoch(),
+                        base_sequence: batch.base_sequence(),
+                        record_count: batch.record_count(),
+                        crc: batch.stored_crc(),
+                    });
+                    batches.push(batch);
+                }
+                // The client sends one batch per partition, which keeps the fake's
+                // idempotence check to the single-batch case the producer exercises.
+                let verdict = match batches.as_slice() {
+                    [only] => state.check_sequence(&topic_partition, only),
+                    _ => SequenceVerdict::Append,
+                };
+                match verdict {
+                    SequenceVerdict::Refuse(code, message) => {
+                        response.error_code = code.code();
+                        response.error_message = message;
+                    }
+                    SequenceVerdict::Duplicate(base_offset) => {
+                        state.duplicates_answered += 1;
+                        response.base_offset = base_offset;
+                    }
+                    SequenceVerdict::Append => {
+                        let log = &mut state.topics.get_mut(&part.topic).expect("checked above")
+                            [part.partition as usize];
+                        response.base_offset = log.next_offset;
+                        let mut appended = Vec::new();
+                        for batch in &batches {
+                            let mut bytes = batch.as_bytes().to_vec();
+                            RecordBatch::set_base_offset(&mut bytes, log.next_offset);
+                            let next = log.next_offset + i64::from(batch.record_count());
+                            log.batches
+                                .push((log.next_offset, next, Bytes::from(bytes)));
+                            appended.push(log.next_offset);
+                            log.next_offset = next;
+                        }
+                        for (batch, base_offset) in batches.iter().zip(appended) {
+                            state.record_sequence(&topic_partition, batch, base_offset);
+                        }
+                    }
+                }
+                if let Some(index) = state
+                    .lost_responses
+                    .iter()
+                    .position(|lost| *lost == topic_partition)
+                {
+                    state.lost_responses.remove(index);
+                    lose_response = true;
                 }
                 responses.push(response);
             }
         }
         self.appended.notify_waiters();
+        if lose_response {
+            // The records are stored; only the answer goes missing. No strata-error-code, so the
+            // client sees a transport failure and cannot know whether the append happened.
+            return Err(Status::unavailable("connection lost before the response"));
+        }
         Ok(Response::new(wire::ProduceResponse {
             partitions: responses,
         }))
@@ -264,9 +433,15 @@ impl BrokerService for FakeBroker {
         &self,
         _request: Request<wire::InitProducerIdRequest>,
     ) -> Result<Response<wire::InitProducerIdResponse>, Status> {
-        Err(Status::unimplemented(
-            "the fake broker has no idempotent producers",
-        ))
+        let mut state = self.state();
+        // Distinct from small numbers a test might use by accident.
+        let producer_id = 1_000 + state.producer_ids.len() as i64;
+        state.producer_ids.push(producer_id);
+        Ok(Response::new(wire::InitProducerIdResponse {
+            producer_id,
+            producer_epoch: 0,
+            ..Default::default()
+        }))
     }
 
     async fn list_offsets(
@@ -738,7 +913,13 @@ async fn flush_sends_lingering_records_at_once() -> Result<()> {
 async fn acks_zero_resolves_with_offset_minus_one() -> Result<()> {
     let fake = start_fake().await?;
     fake.create("fire", 1);
-    let producer = Producer::connect(producer_config(&fake).acks(Acks::None).build()?).await?;
+    let producer = Producer::connect(
+        producer_config(&fake)
+            .acks(Acks::None)
+            .enable_idempotence(false)
+            .build()?,
+    )
+    .await?;
     let stored = tokio::time::timeout(
         STEP_TIMEOUT,
         producer.send(ProducerRecord::new("fire", "x")).await?,
@@ -1032,5 +1213,147 @@ async fn an_unreachable_bootstrap_fails_cleanly() -> Result<()> {
     );
     assert!(error.is_retriable());
     assert!(error.to_string().contains(&address), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_response_is_retried_with_the_same_sequence_and_written_once() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("lost", 1);
+    let tp = TopicPartition::new("lost", 0);
+    let producer = Producer::connect(producer_config(&fake).linger_ms(0).build()?).await?;
+    let producer_id = *fake
+        .state()
+        .producer_ids
+        .first()
+        .context("connect asked for a producer id")?;
+
+    let first = producer.send(ProducerRecord::new("lost", "a")).await?;
+    assert_eq!(tokio::time::timeout(STEP_TIMEOUT, first).await??.offset, 0);
+
+    // The next batch is appended at offset 1, but its response never arrives.
+    fake.state().lost_responses.push_back(tp.clone());
+    let second = producer.send(ProducerRecord::new("lost", "b")).await?;
+    let stored = tokio::time::timeout(STEP_TIMEOUT, second).await??;
+    assert_eq!(
+        stored.offset, 1,
+        "the retry is answered with the original offset"
+    );
+    ensure!(
+        fake.state().lost_responses.is_empty(),
+        "the response was lost"
+    );
+
+    let third = producer.send(ProducerRecord::new("lost", "c")).await?;
+    assert_eq!(tokio::time::timeout(STEP_TIMEOUT, third).await??.offset, 2);
+    producer.close().await?;
+
+    assert_eq!(fake.values("lost", 0), vec!["a", "b", "c"], "written once");
+    let state = fake.state();
+    assert_eq!(state.duplicates_answered, 1);
+    assert_eq!(state.producer_ids, vec![producer_id], "no new producer id");
+    let received = state.received(&tp);
+    let summary: Vec<(i64, i16, i32, i32)> = received
+        .iter()
+        .map(|batch| {
+            (
+                batch.producer_id,
+                batch.producer_epoch,
+                batch.base_sequence,
+                batch.record_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (producer_id, 0, 0, 1),
+            (producer_id, 0, 1, 1),
+            (producer_id, 0, 1, 1),
+            (producer_id, 0, 2, 1),
+        ],
+        "the retry carried the same producer id, epoch and sequence"
+    );
+    assert_eq!(
+        received[1].crc, received[2].crc,
+        "the retry resent the same bytes"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sequence_and_epoch_errors_fail_the_batch_and_the_producer_gets_a_new_id() -> Result<()> {
+    for code in [
+        ErrorCode::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch,
+    ] {
+        let fake = start_fake().await?;
+        fake.create("fenced", 1);
+        let tp = TopicPartition::new("fenced", 0);
+        let producer = Producer::connect(producer_config(&fake).linger_ms(0).build()?).await?;
+        producer
+            .send(ProducerRecord::new("fenced", "before"))
+            .await?
+            .await?;
+
+        fake.state().produce_faults.push_back((tp.clone(), code));
+        let delivery = producer
+            .send(ProducerRecord::new("fenced", "refused"))
+            .await?;
+        match tokio::time::timeout(STEP_TIMEOUT, delivery).await? {
+            Err(error) => {
+                assert_eq!(error.code(), Some(code), "{error}");
+                assert!(!error.is_retriable());
+            }
+            Ok(stored) => bail!("expected {code}, the record was stored at {stored:?}"),
+        }
+        let requests_after_failure = fake.state().produce_requests.len();
+        assert_eq!(
+            requests_after_failure, 2,
+            "{code} is not retried: one request for 'before', one for 'refused'"
+        );
+
+        // The old id's sequence has a gap now; the producer continues under a new id from 0.
+        let stored = producer
+            .send(ProducerRecord::new("fenced", "after"))
+            .await?
+            .await?;
+        assert_eq!(stored.offset, 1);
+        producer.close().await?;
+        let state = fake.state();
+        assert_eq!(state.producer_ids.len(), 2, "a new producer id for {code}");
+        let last = state.received(&tp).last().cloned().context("a batch")?;
+        assert_eq!(
+            (last.producer_id, last.base_sequence),
+            (state.producer_ids[1], 0)
+        );
+        drop(state);
+        assert_eq!(fake.values("fenced", 0), vec!["before", "after"]);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_idempotence_batches_carry_no_producer_id() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("plain", 1);
+    let config = producer_config(&fake)
+        .acks(Acks::Leader)
+        .enable_idempotence(false)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    producer
+        .send(ProducerRecord::new("plain", "x"))
+        .await?
+        .await?;
+    producer.close().await?;
+    let state = fake.state();
+    assert!(state.producer_ids.is_empty(), "no InitProducerId");
+    let received = state.received(&TopicPartition::new("plain", 0));
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        (received[0].producer_id, received[0].base_sequence),
+        (strata_record::NO_PRODUCER_ID, strata_record::NO_SEQUENCE)
+    );
     Ok(())
 }

@@ -1,0 +1,105 @@
+//! The baseline a benchmark is quoted against: raw TCP throughput over loopback on this machine,
+//! measured in-process in the same run (TigerBeetle's and iggy-bench's habit of comparing with a
+//! baseline measured alongside, rather than with a number from another day and machine).
+//!
+//! A tokio `TcpListener` on 127.0.0.1:0 reads into a 1 MiB buffer while a writer pushes the bytes
+//! in 1 MiB writes. Nothing is parsed or copied beyond the socket buffers, so this is the ceiling
+//! any client-broker path over loopback can reach; a benchmark's MB/s divided by it says how much
+//! of that ceiling Strata's protocol, batching and storage leave.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const WRITE_BYTES: usize = 1 << 20;
+/// Smaller transfers are dominated by task start-up and the first socket-buffer fill, which
+/// would make the ratio meaningless for short benchmark runs.
+const BASELINE_BYTES_MIN: u64 = 64 << 20;
+/// A long benchmark's full volume adds nothing to the estimate but time.
+const BASELINE_BYTES_MAX: u64 = 1 << 30;
+
+#[derive(Clone, Copy, Debug)]
+pub struct LoopbackBaseline {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl LoopbackBaseline {
+    pub fn bytes_per_second(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How many bytes the baseline pushes for a benchmark that moves `benchmark_bytes`: the same
+/// amount, kept between 64 MiB and 1 GiB.
+pub fn baseline_bytes(benchmark_bytes: u64) -> u64 {
+    benchmark_bytes.clamp(BASELINE_BYTES_MIN, BASELINE_BYTES_MAX)
+}
+
+/// Pushes `bytes` through a loopback TCP connection and times it from the first write to the
+/// reader seeing the end of the stream.
+pub async fn measure(bytes: u64) -> Result<LoopbackBaseline> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot listen on loopback for the baseline")?;
+    let address = listener.local_addr()?;
+    let reader = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await?;
+        let mut buffer = vec![0u8; WRITE_BYTES];
+        let mut received = 0u64;
+        // Ends at end of stream: the writer shuts its side down after `bytes`.
+        loop {
+            let read = socket.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            received += read as u64;
+        }
+        Ok::<u64, std::io::Error>(received)
+    });
+    let mut stream = TcpStream::connect(address)
+        .await
+        .context("cannot connect over loopback for the baseline")?;
+    stream.set_nodelay(true)?;
+    let chunk = vec![0x5au8; WRITE_BYTES];
+    let started = Instant::now();
+    let mut remaining = bytes;
+    while remaining > 0 {
+        let length = remaining.min(WRITE_BYTES as u64) as usize;
+        stream.write_all(&chunk[..length]).await?;
+        remaining -= length as u64;
+    }
+    stream.shutdown().await?;
+    let received = reader
+        .await
+        .context("the baseline reader failed")?
+        .context("the baseline reader failed")?;
+    let elapsed = started.elapsed();
+    ensure!(
+        received == bytes,
+        "the baseline reader got {received} of {bytes} bytes"
+    );
+    Ok(LoopbackBaseline { bytes, elapsed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_volume_follows_the_benchmark_within_bounds() {
+        assert_eq!(baseline_bytes(0), 64 << 20);
+        assert_eq!(baseline_bytes(200 << 20), 200 << 20);
+        assert_eq!(baseline_bytes(u64::MAX), 1 << 30);
+    }
+
+    #[tokio::test]
+    async fn the_baseline_moves_every_byte() -> Result<()> {
+        let baseline = measure(3 * WRITE_BYTES as u64 + 17).await?;
+        assert_eq!(baseline.bytes, 3 * WRITE_BYTES as u64 + 17);
+        assert!(baseline.bytes_per_second() > 0.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,322 @@
+//! `strata bench produce`: Kafka's `producer-perf-test`. P producers send N records of B bytes,
+//! each its own share, as fast as the producer accepts them or paced to `--rate` by a token
+//! bucket. Each record's ack latency runs from just before `send` (so time blocked on a full
+//! buffer counts, as it would for an application) to its `DeliveryFuture` resolving.
+//!
+//! Per producer, a sending task hands each `DeliveryFuture` to a collector task that awaits them
+//! all concurrently and records latencies, so sending never waits for acknowledgements beyond
+//! the producer's own backpressure (`buffer_memory`). That backpressure also bounds how many
+//! futures the collector holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use strata_client::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use tokio::sync::mpsc;
+
+use super::loopback::{self, baseline_bytes};
+use super::progress::Progress;
+use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, record_latency};
+use super::token_bucket::TokenBucket;
+use super::{PayloadPool, TopicCreation, ensure_topic, split_evenly};
+use crate::Bootstrap;
+use crate::produce::parse_acks;
+use crate::topic::connect_admin;
+
+#[derive(Debug, Args)]
+pub struct ProduceBenchArgs {
+    /// Topic to write to; created when missing (see --partitions).
+    #[arg(long, value_name = "T")]
+    topic: String,
+    /// Records to send in total.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    records: u64,
+    /// Bytes of each record's value.
+    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    record_size: u64,
+    /// Producers sending in parallel, each with its own connections and share of the records.
+    #[arg(long, default_value_t = 1, value_name = "P", value_parser = clap::value_parser!(u64).range(1..=256))]
+    producers: u64,
+    /// Replicas that must have a record before it is acknowledged. With `all` the producers are
+    /// idempotent unless --no-idempotence; 1 and 0 are never idempotent.
+    #[arg(long, default_value = "all", value_name = "all|1|0", value_parser = parse_acks)]
+    acks: Acks,
+    /// Turn idempotence off with --acks all, to measure what it costs.
+    #[arg(long)]
+    no_idempotence: bool,
+    /// Producer batch size in bytes; default the producer's (1 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: Option<u64>,
+    /// How long a batch waits for more records; default the producer's (5 ms).
+    #[arg(long, value_name = "MS")]
+    linger_ms: Option<u64>,
+    /// Total send rate in records per second across all producers; default as fast as possible.
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Give records keys, cycling through K distinct ones; default no keys.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    keys: Option<u64>,
+    #[command(flatten)]
+    creation: TopicCreation,
+    /// Print one JSON object with the result instead of text; progress goes to stderr.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+/// One producer's part of the run.
+struct ProducerJob {
+    topic: String,
+    first_index: u64,
+    count: u64,
+    rate: Option<u64>,
+    keys: Option<u64>,
+    pool: PayloadPool,
+}
+
+/// What one producer's collector saw.
+pub(super) struct AckTally {
+    pub histogram: Histogram<u64>,
+    pub failed: u64,
+    pub first_error: Option<strata_client::Error>,
+}
+
+/// What one producer's sending task ended with.
+struct ProducerOutcome {
+    tally: AckTally,
+    /// `send` itself refused a record; the producer stopped sending then.
+    send_error: Option<strata_client::Error>,
+}
+
+pub async fn run(args: ProduceBenchArgs) -> Result<()> {
+    let output = Output { json: args.json };
+    if let Some(rate) = args.rate {
+        ensure!(
+            rate >= args.producers,
+            "--rate {rate} is below one record per second per producer (--producers {})",
+            args.producers
+        );
+    }
+    let idempotence = args.acks == Acks::All && !args.no_idempotence;
+    let mut builder = ProducerConfig::builder()
+        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .acks(args.acks)
+        .enable_idempotence(idempotence)
+        .connect_timeout_ms(5_000);
+    if let Some(batch_size) = args.batch_size {
+        let batch_size = usize::try_from(batch_size).context("--batch-size is too large")?;
+        builder = builder.batch_size(batch_size);
+    }
+    if let Some(linger_ms) = args.linger_ms {
+        builder = builder.linger_ms(linger_ms);
+    }
+    let config = builder.build().context("invalid producer settings")?;
+
+    let admin = connect_admin(&args.bootstrap).await?;
+    let description = ensure_topic(&admin, &args.topic, &args.creation, output).await?;
+
+    let payload_bytes = args.records.saturating_mul(args.record_size);
+    let baseline = loopback::measure(baseline_bytes(payload_bytes))
+        .await
+        .context("cannot measure the loopback baseline")?;
+    output.note(&format!(
+        "loopback baseline: {:.2} GB/s ({} MiB in {:.1} ms)",
+        baseline.bytes_per_second() / 1e9,
+        baseline.bytes >> 20,
+        baseline.elapsed.as_secs_f64() * 1e3
+    ));
+
+    let mut producers = Vec::new();
+    for _ in 0..args.producers {
+        producers.push(
+            Producer::connect(config.clone())
+                .await
+                .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?,
+        );
+    }
+
+    let pool = PayloadPool::new(usize::try_from(args.record_size)?);
+    let shares = split_evenly(args.records, args.producers);
+    let rates: Vec<Option<u64>> = match args.rate {
+        Some(rate) => split_evenly(rate, args.producers)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None; shares.len()],
+    };
+    let progress = Progress::start("produce", Some(args.records), output);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut first_index = 0;
+    for ((producer, count), rate) in producers.iter().zip(shares).zip(rates) {
+        let job = ProducerJob {
+            topic: args.topic.clone(),
+            first_index,
+            count,
+            rate,
+            keys: args.keys,
+            pool: pool.clone(),
+        };
+        first_index += count;
+        tasks.push(tokio::spawn(run_producer(
+            producer.clone(),
+            job,
+            progress.counter(),
+        )));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.context("a producer task failed")?);
+    }
+    let elapsed = started.elapsed();
+    progress.finish().await;
+    for producer in producers {
+        producer.close().await.context("cannot close a producer")?;
+    }
+
+    let mut histogram = latency_histogram();
+    let mut failed = 0;
+    let mut first_error = None;
+    let mut send_error = None;
+    for outcome in outcomes {
+        histogram
+            .add(&outcome.tally.histogram)
+            .context("latency histograms have the same bounds")?;
+        failed += outcome.tally.failed;
+        if first_error.is_none() {
+            first_error = outcome.tally.first_error;
+        }
+        if send_error.is_none() {
+            send_error = outcome.send_error;
+        }
+    }
+    let acknowledged = histogram.len();
+    let summary = BenchSummary {
+        command: "produce",
+        topic: args.topic.clone(),
+        records: acknowledged,
+        bytes: acknowledged * args.record_size,
+        elapsed,
+        latency_label: "ack latency",
+        latency: LatencySummary::of(&histogram),
+        ack_latency: None,
+        loopback: Some(baseline),
+        errors: failed,
+        details: vec![
+            ("record_size", json!(args.record_size)),
+            ("producers", json!(args.producers)),
+            ("acks", json!(args.acks.to_string())),
+            ("idempotence", json!(idempotence)),
+            ("batch_size", json!(config.batch_size())),
+            ("linger_ms", json!(config.linger().as_millis() as u64)),
+            ("target_rate", json!(args.rate)),
+            ("keys", json!(args.keys)),
+            ("partitions", json!(description.partitions.len())),
+        ],
+    };
+    summary.print(output);
+    if let Some(error) = send_error {
+        return Err(anyhow::Error::new(error).context("the producer refused a record"));
+    }
+    if let Some(error) = first_error {
+        bail!(
+            "{failed} of {} records were not acknowledged; first error: {error}",
+            args.records
+        );
+    }
+    Ok(())
+}
+
+/// Sends one producer's share and returns what its collector saw.
+async fn run_producer(
+    producer: Producer,
+    job: ProducerJob,
+    acknowledged: Arc<AtomicU64>,
+) -> ProducerOutcome {
+    // Unbounded is fine: the producer's buffer memory bounds the deliveries outstanding.
+    let (deliveries, receiver) = mpsc::unbounded_channel();
+    let collector = tokio::spawn(collect_acks(receiver, acknowledged));
+    let mut bucket = job.rate.map(|rate| TokenBucket::new(rate, Instant::now()));
+    let mut send_error = None;
+    for index in job.first_index..job.first_index + job.count {
+        if let Some(bucket) = bucket.as_mut() {
+            bucket.take().await;
+        }
+        let mut record = ProducerRecord::new(job.topic.as_str(), job.pool.value(index));
+        if let Some(keys) = job.keys {
+            record = record.key(format!("key-{}", index % keys));
+        }
+        let sent_at = Instant::now();
+        match producer.send(record).await {
+            Ok(delivery) => {
+                // The collector only stops once this sender is dropped, so this cannot fail.
+                let _ = deliveries.send((sent_at, delivery));
+            }
+            Err(error) => {
+                send_error = Some(error);
+                break;
+            }
+        }
+    }
+    drop(deliveries);
+    // The last batch goes now rather than after linger; each outcome is in its delivery.
+    let _ = producer.flush().await;
+    let tally = match collector.await {
+        Ok(tally) => tally,
+        Err(join_error) => AckTally {
+            histogram: latency_histogram(),
+            failed: job.count,
+            first_error: Some(strata_client::Error::InvalidInput(format!(
+                "the acknowledgement collector failed: {join_error}"
+            ))),
+        },
+    };
+    ProducerOutcome { tally, send_error }
+}
+
+/// Awaits every delivery handed over, recording each ack latency, until the sender hangs up and
+/// every delivery has resolved (each does, at the latest after the delivery timeout).
+pub(super) async fn collect_acks(
+    mut deliveries: mpsc::UnboundedReceiver<(Instant, DeliveryFuture)>,
+    acknowledged: Arc<AtomicU64>,
+) -> AckTally {
+    let mut pending = FuturesUnordered::new();
+    let mut histogram = latency_histogram();
+    let mut failed = 0;
+    let mut first_error = None;
+    let mut open = true;
+    loop {
+        tokio::select! {
+            received = deliveries.recv(), if open => match received {
+                Some((sent_at, delivery)) => {
+                    pending.push(async move { (sent_at, delivery.await) });
+                }
+                None => open = false,
+            },
+            Some((sent_at, outcome)) = pending.next(), if !pending.is_empty() => match outcome {
+                Ok(_) => {
+                    record_latency(&mut histogram, sent_at.elapsed());
+                    acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    failed += 1;
+                    first_error.get_or_insert(error);
+                }
+            },
+            else => break,
+        }
+    }
+    AckTally {
+        histogram,
+        failed,
+        first_error,
+    }
+}
