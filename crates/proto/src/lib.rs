@@ -13,3 +13,9 @@ pub mod v1 {
 pub mod replication_v1 {
     tonic::include_proto!("strata.replication.v1");
 }
+
+/// The controller quorum's private API (Raft messages and command forwarding).
+#[allow(clippy::all, missing_docs)]
+pub mod controller_v1 {
+    tonic::include_proto!("strata.controller.v1");
+}

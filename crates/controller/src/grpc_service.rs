@@ -1,0 +1,168 @@
+//! The server side of the controller gRPC service (`strata.controller.v1.ControllerService`).
+//!
+//! It hands Raft messages to the local openraft node and proposes forwarded commands when this
+//! node leads. Errors become `tonic::Status` in exactly one place, [`status`]; Raft's own errors
+//! travel back inside the reply payload, where the sender's openraft expects them.
+
+use crate::error::ControllerError;
+use crate::metadata_command::MetadataCommand;
+use crate::network::{SharedClusterId, read_cluster_id};
+use crate::raft_types::{NodeId, Raft, TypeConfig};
+use crate::submit::{SubmitReply, propose};
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_proto::controller_v1::controller_service_server::ControllerService;
+use strata_proto::controller_v1::{RaftRequest, RaftResponse, SubmitRequest, SubmitResponse};
+use tonic::{Request, Response, Status};
+
+/// Why a request to this controller failed before or outside Raft.
+#[derive(Debug, thiserror::Error)]
+enum ServiceError {
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The sender belongs to another cluster or addressed another node.
+    #[error("{0}")]
+    WrongPeer(String),
+    #[error("controller {0} is stopped")]
+    Stopped(NodeId),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+}
+
+/// The one mapping from this service's errors to gRPC statuses.
+fn status(error: ServiceError) -> Status {
+    match &error {
+        ServiceError::Malformed(_) => Status::invalid_argument(error.to_string()),
+        ServiceError::WrongPeer(_) => Status::failed_precondition(error.to_string()),
+        // Unavailable is what the sender treats as "down, back off and retry".
+        ServiceError::Stopped(_) => Status::unavailable(error.to_string()),
+        ServiceError::Controller(ControllerError::Raft(_)) => {
+            Status::unavailable(error.to_string())
+        }
+        ServiceError::Controller(_) => Status::internal(error.to_string()),
+    }
+}
+
+/// The controller service; mount it with `tonic::transport::Server::add_service` (see
+/// [`crate::Controller::service`]).
+#[derive(Clone)]
+pub struct ControllerGrpcService {
+    raft: Raft,
+    node_id: NodeId,
+    cluster_id: SharedClusterId,
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
+    serde_json::from_slice(bytes).map_err(|error| ServiceError::Malformed(error.to_string()))
+}
+
+impl ControllerGrpcService {
+    pub(crate) fn new(
+        raft: Raft,
+        node_id: NodeId,
+        cluster_id: SharedClusterId,
+    ) -> ControllerGrpcService {
+        ControllerGrpcService {
+            raft,
+            node_id,
+            cluster_id,
+        }
+    }
+
+    fn check_cluster(&self, sender_cluster_id: &str) -> Result<(), ServiceError> {
+        let ours = read_cluster_id(&self.cluster_id);
+        if !ours.is_empty() && !sender_cluster_id.is_empty() && ours != sender_cluster_id {
+            return Err(ServiceError::WrongPeer(format!(
+                "controller {} belongs to cluster {ours}, but the request comes from cluster {sender_cluster_id}",
+                self.node_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_raft_request(&self, request: &RaftRequest) -> Result<(), ServiceError> {
+        if u64::try_from(request.target_node_id) != Ok(self.node_id) {
+            return Err(ServiceError::WrongPeer(format!(
+                "this is controller {}, not controller {}; check the voter list",
+                self.node_id, request.target_node_id
+            )));
+        }
+        self.check_cluster(&request.cluster_id)
+    }
+
+    /// Encodes a Raft result for the sender, unless the node is stopped: then the sender should
+    /// see this peer as down rather than receive a fatal error of ours as if it were its own.
+    fn raft_reply<T: Serialize, E: Serialize>(
+        &self,
+        result: Result<T, RaftError<NodeId, E>>,
+    ) -> Result<RaftResponse, ServiceError> {
+        if let Err(RaftError::Fatal(_)) = &result {
+            return Err(ServiceError::Stopped(self.node_id));
+        }
+        let payload = serde_json::to_vec(&result)
+            .map_err(|error| ServiceError::Malformed(error.to_string()))?;
+        Ok(RaftResponse {
+            payload: payload.into(),
+        })
+    }
+
+    async fn handle_submit(&self, request: SubmitRequest) -> Result<SubmitResponse, ServiceError> {
+        self.check_cluster(&request.cluster_id)?;
+        let command: MetadataCommand = decode(&request.command)?;
+        let reply: SubmitReply = propose(&self.raft, command).await?;
+        reply
+            .into_response()
+            .map_err(|error| ServiceError::Malformed(error.to_string()))
+    }
+}
+
+#[tonic::async_trait]
+impl ControllerService for ControllerGrpcService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        let request = request.into_inner();
+        let reply = async {
+            self.check_raft_request(&request)?;
+            let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload)?;
+            self.raft_reply(self.raft.append_entries(rpc).await)
+        };
+        reply.await.map(Response::new).map_err(status)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        let request = request.into_inner();
+        let reply = async {
+            self.check_raft_request(&request)?;
+            let rpc: VoteRequest<NodeId> = decode(&request.payload)?;
+            self.raft_reply(self.raft.vote(rpc).await)
+        };
+        reply.await.map(Response::new).map_err(status)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        let request = request.into_inner();
+        let reply = async {
+            self.check_raft_request(&request)?;
+            let rpc: InstallSnapshotRequest<TypeConfig> = decode(&request.payload)?;
+            self.raft_reply(self.raft.install_snapshot(rpc).await)
+        };
+        reply.await.map(Response::new).map_err(status)
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        self.handle_submit(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+}

@@ -1,0 +1,117 @@
+//! The commands of the metadata log and what applying one produced.
+//!
+//! A command is the unit the controller quorum agrees on: it is appended to the Raft log, and every
+//! controller applies it to its own [`crate::MetadataState`]. Applying must give the same result
+//! everywhere, so a command carries every input that is not already in the state — in particular
+//! every time value, read from a `Clock` by whoever proposes it, never by the state machine.
+
+use crate::metadata_state::{PartitionMetadata, TopicMetadata};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use strata_common::TopicPartition;
+
+/// One change to the cluster metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataCommand {
+    /// Names the cluster. Proposed once by the first Raft leader; refused once a cluster id is
+    /// set, so concurrent proposals cannot rename it.
+    InitializeCluster {
+        cluster_id: String,
+    },
+    /// A broker process announces itself. `incarnation` changes on every process start (a random
+    /// number, say); the same incarnation registering again is a retry and keeps its broker epoch,
+    /// a new one gets a new broker epoch and is unfenced. A new incarnation of a broker that was
+    /// unfenced is first fenced, because the restarted process may have lost unflushed data: the
+    /// partitions it led come back to it only through an election.
+    RegisterBroker {
+        broker_id: i32,
+        address: String,
+        incarnation: u64,
+        now_ms: i64,
+    },
+    /// Keeps a broker's session alive. Refused for an unknown broker or a stale broker epoch.
+    BrokerHeartbeat {
+        broker_id: i32,
+        broker_epoch: i64,
+        now_ms: i64,
+    },
+    /// Takes a broker out of service (its session expired): leadership of its partitions moves to
+    /// another in-sync replica and it leaves every ISR it can leave. Issued by the controller leader.
+    FenceBroker {
+        broker_id: i32,
+    },
+    /// Puts a fenced broker back in service. Partitions it could lead come back through
+    /// [`MetadataCommand::ElectLeaders`].
+    UnfenceBroker {
+        broker_id: i32,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Sets then deletes topic config overrides.
+    AlterTopicConfigs {
+        name: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
+    /// The partition leader's request to change the ISR (Kafka's AlterPartition). Refused unless
+    /// it comes from the current leader in the current leader epoch.
+    AlterPartitionIsr {
+        partition: TopicPartition,
+        leader_id: i32,
+        leader_epoch: i32,
+        new_isr: Vec<i32>,
+    },
+    /// Elects a leader for every leaderless partition that has an eligible replica: an unfenced
+    /// ISR member, or with `unclean.leader.election.enable=true` any unfenced replica.
+    ElectLeaders,
+}
+
+/// What an applied command changed; the proposer gets it back from [`crate::Controller::submit`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    ClusterInitialized {
+        cluster_id: String,
+    },
+    BrokerRegistered {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
+    HeartbeatAccepted {
+        broker_id: i32,
+        fenced: bool,
+    },
+    /// `partitions`: those whose leader or ISR changed.
+    BrokerFenced {
+        broker_id: i32,
+        partitions: Vec<TopicPartition>,
+    },
+    BrokerUnfenced {
+        broker_id: i32,
+    },
+    TopicCreated {
+        topic: TopicMetadata,
+    },
+    TopicDeleted {
+        name: String,
+        topic_id: String,
+    },
+    TopicConfigsAltered {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    PartitionIsrAltered {
+        partition: TopicPartition,
+        state: PartitionMetadata,
+    },
+    /// `partitions`: those that got a new leader.
+    LeadersElected {
+        partitions: Vec<TopicPartition>,
+    },
+}
