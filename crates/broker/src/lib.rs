@@ -8,6 +8,7 @@
 //! Architecture invariant: the broker never reads the wall clock in its decision logic (the
 //! storage layer gets a `Clock`), and only `grpc` sees prost types.
 
+mod broker_lifecycle;
 pub mod error;
 mod grpc;
 pub mod leader_state;
@@ -19,14 +20,15 @@ pub mod topic_config;
 pub use error::{BrokerError, PartitionError};
 pub use grpc::status::ERROR_CODE_METADATA;
 
-use metadata::LocalMetadata;
+use metadata::NodeState;
 use replica_manager::ReplicaManager;
 pub use replica_manager::ReplicationConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_common::{Clock, SystemClock, TopicPartition};
+use strata_common::{Clock, SystemClock};
+use strata_controller::{Controller, ControllerConfig, MetadataCommand};
 use strata_proto::replication_v1::replication_server::ReplicationServer;
 use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::v1::broker_server::BrokerServer;
@@ -35,7 +37,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use topic_config::TopicConfig;
 use tracing::{info, warn};
 
 /// Requests up to this size are accepted (a produce of many batches, for instance); single
@@ -59,6 +60,8 @@ pub struct BrokerConfig {
     /// How often retention, time-based flushes and checkpoints run.
     pub log_maintenance_interval: Duration,
     pub replication: ReplicationConfig,
+    /// A broker whose heartbeats stop for this long is fenced and loses its leaderships.
+    pub broker_session_timeout_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -71,15 +74,18 @@ impl Default for BrokerConfig {
             voters: Vec::new(),
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
+            broker_session_timeout_ms: 2_000,
         }
     }
 }
 
 /// What the request handlers share.
 pub(crate) struct BrokerState {
-    pub(crate) node_id: i32,
-    pub(crate) advertised_address: String,
-    pub(crate) metadata: LocalMetadata,
+    pub(crate) node: NodeState,
+    pub(crate) controller: Arc<Controller>,
+    /// The metadata state the local replicas last caught up with.
+    pub(crate) applied_metadata:
+        tokio::sync::watch::Receiver<Arc<strata_controller::MetadataState>>,
     pub(crate) replicas: Arc<ReplicaManager>,
 }
 
@@ -87,6 +93,8 @@ pub(crate) struct BrokerState {
 pub struct BrokerHandle {
     local_addr: SocketAddr,
     replicas: Arc<ReplicaManager>,
+    controller: Arc<Controller>,
+    single_node: bool,
     background: Vec<JoinHandle<()>>,
     data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -111,6 +119,21 @@ impl BrokerHandle {
     }
 
     async fn stop(&mut self) {
+        if !self.single_node {
+            // Controlled shutdown: hand leadership to other in-sync replicas before going away,
+            // instead of leaving clients to wait out the session timeout.
+            let fence = MetadataCommand::FenceBroker {
+                broker_id: self.replicas.node_id(),
+            };
+            match tokio::time::timeout(Duration::from_secs(3), self.controller.submit(fence)).await
+            {
+                Ok(Ok(_)) => info!("leadership moved away for a controlled shutdown"),
+                Ok(Err(error)) => warn!(%error, "controlled shutdown could not move leadership"),
+                Err(_) => {
+                    warn!("controlled shutdown timed out; the session timeout will move leadership")
+                }
+            }
+        }
         for task in self.background.drain(..) {
             task.abort();
         }
@@ -135,6 +158,7 @@ impl BrokerHandle {
                 Err(error) => warn!(%error, "gRPC server task failed"),
             }
         }
+        self.controller.shutdown().await;
         let logs = self.logs.clone();
         match tokio::task::spawn_blocking(move || logs.close_all()).await {
             Ok(Ok(())) => info!("logs closed cleanly"),
@@ -192,37 +216,20 @@ impl Broker {
         config: BrokerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<BrokerHandle, BrokerError> {
-        if config.voters.len() > 1 {
-            return Err(BrokerError::Startup(
-                "multi-node clusters (--voters) need the Raft controller, which this build does not have yet; start a single node without --voters".to_string(),
-            ));
-        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
             operation: "create data directory",
             path: config.data_dir.clone(),
             source,
         })?;
-        let metadata = LocalMetadata::open(&config.data_dir, config.node_id)?;
+        let node = NodeState::open(&config.data_dir, config.node_id)?;
         let logs = LogManager::new(&config.data_dir.join("logs"), clock.clone())?;
         let replicas = Arc::new(ReplicaManager::new(
             config.node_id,
             logs.clone(),
-            clock,
+            clock.clone(),
             config.replication.clone(),
             ReplicaManager::read_high_watermark_checkpoint(&config.data_dir),
         ));
-        for topic in metadata.topics() {
-            let topic_config = TopicConfig::resolve(&topic.configs).map_err(|error| {
-                BrokerError::Startup(format!("topic '{}': {error}", topic.name))
-            })?;
-            for partition in 0..topic.partitions {
-                replicas.become_leader(
-                    TopicPartition::new(&topic.name, partition),
-                    &topic_config,
-                    0,
-                )?;
-            }
-        }
         logs.start_maintenance(config.log_maintenance_interval);
 
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -241,10 +248,30 @@ impl Broker {
             .advertise
             .clone()
             .unwrap_or_else(|| local_addr.to_string());
+        // Every node runs a controller voter next to its broker (KRaft's combined mode); with no
+        // --voters the node is a quorum of one.
+        let voters = if config.voters.is_empty() {
+            vec![(config.node_id, advertised_address.clone())]
+        } else {
+            config.voters.clone()
+        };
+        let single_node = voters.len() == 1;
+        let controller_config = ControllerConfig {
+            broker_session_timeout_ms: config.broker_session_timeout_ms,
+            ..ControllerConfig::new(config.node_id, voters, config.data_dir.clone())
+        };
+        let controller = Arc::new(
+            Controller::start(controller_config, clock.clone())
+                .await
+                .map_err(|error| BrokerError::Startup(format!("controller: {error}")))?,
+        );
+        broker_lifecycle::connect_replicas(&replicas, &controller);
+        let (applied_sender, applied_metadata) =
+            tokio::sync::watch::channel(Arc::new(strata_controller::MetadataState::new()));
         let state = Arc::new(BrokerState {
-            node_id: config.node_id,
-            advertised_address,
-            metadata,
+            applied_metadata,
+            node,
+            controller: controller.clone(),
             replicas,
         });
 
@@ -266,6 +293,7 @@ impl Broker {
             .add_service(broker_service)
             .add_service(admin_service)
             .add_service(replication_service)
+            .add_service(controller.service())
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = shutdown_signal.await;
             });
@@ -304,11 +332,82 @@ impl Broker {
                 }
             })
         };
+        let publisher = tokio::spawn(broker_lifecycle::publish_metadata(
+            state.replicas.clone(),
+            controller.metadata(),
+            applied_sender,
+        ));
+        let incarnation = broker_lifecycle::new_incarnation();
+        // Registration needs a quorum; in a fresh multi-node cluster the other voters may still be
+        // starting, so wait for them for a while before giving up.
+        let registration_wait = if single_node {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(120)
+        };
+        let broker_epoch = match broker_lifecycle::register(
+            &controller,
+            config.node_id,
+            &advertised_address,
+            incarnation,
+            &clock,
+            registration_wait,
+        )
+        .await
+        {
+            Ok(epoch) => epoch,
+            Err(error) => {
+                publisher.abort();
+                let _ = shutdown.send(());
+                controller.shutdown().await;
+                return Err(BrokerError::Startup(format!(
+                    "could not register with the controller quorum: {error}"
+                )));
+            }
+        };
+        // Serve nothing stale: the replicas catch up with everything the quorum had committed
+        // when this broker registered before start returns.
+        let heartbeats = tokio::spawn(broker_lifecycle::heartbeat_loop(
+            controller.clone(),
+            config.node_id,
+            advertised_address.clone(),
+            incarnation,
+            broker_epoch,
+            clock.clone(),
+            Duration::from_millis((config.broker_session_timeout_ms / 4).max(50) as u64),
+        ));
+        // A restarted broker is fenced until the controller sees it heartbeat, and partitions
+        // only it could lead are leaderless until the controller re-elects: wait for both, so a
+        // broker that says it is up serves what it hosts.
+        let registered_at = controller.metadata().borrow().metadata_offset;
+        let node_id = config.node_id;
+        let ready = move |applied: &strata_controller::MetadataState| {
+            applied.metadata_offset >= registered_at
+                && applied.broker(node_id).is_some_and(|broker| !broker.fenced)
+                && applied
+                    .topics
+                    .values()
+                    .flat_map(|topic| &topic.partitions)
+                    .all(|partition| partition.leader >= 0 || !partition.isr.contains(&node_id))
+        };
+        if let Err(error) =
+            broker_lifecycle::wait_until_applied(&state.applied_metadata, registration_wait, ready)
+                .await
+        {
+            warn!(%error, "replicas have not caught up with the metadata yet; continuing");
+        }
         info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
         Ok(BrokerHandle {
             local_addr,
             replicas: state.replicas.clone(),
-            background: vec![isr_maintenance, high_watermark_checkpoints],
+            background: vec![
+                isr_maintenance,
+                high_watermark_checkpoints,
+                publisher,
+                heartbeats,
+            ],
+            controller,
+            single_node,
             data_dir: config.data_dir.clone(),
             shutdown: Some(shutdown),
             server: Some(server),

@@ -1,61 +1,49 @@
-//! The broker's view of the cluster: its identity, the topics and where their partitions live.
+//! State this node keeps for itself, outside the replicated metadata: its identity (node id,
+//! checked on every start so a data directory is never served under another id) and the counter
+//! behind the idempotent-producer ids it hands out.
 //!
-//! Until the Raft controller lands this is a single-node store kept in the data directory
-//! (`cluster-metadata`, a checksummed checkpoint holding JSON), and this node leads every
-//! partition in leader epoch 0. Everything else in the broker asks this type, not the disk,
-//! so the controller can replace it without touching the request paths.
+//! Topics, partitions, leaders and brokers live in the Raft controller's replicated
+//! `MetadataState`, not here. The file is `node-state`, a checksummed checkpoint holding JSON.
 
 use crate::error::{BrokerError, PartitionError};
-use crate::topic_config::TopicConfig;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use strata_common::{ErrorCode, validate_topic_name};
+use std::sync::Mutex;
 use strata_storage::checkpoint;
 
-const FILE_NAME: &str = "cluster-metadata";
+const FILE_NAME: &str = "node-state";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicRecord {
-    pub name: String,
-    pub topic_id: String,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub configs: BTreeMap<String, String>,
-}
+/// Producer ids are striped by node id so every node can hand them out without coordination:
+/// node `n` hands out `n, n + STRIDE, n + 2 * STRIDE, ...`. Node ids must stay below it.
+pub const PRODUCER_ID_STRIDE: i64 = 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct MetadataState {
-    cluster_id: String,
+struct NodeStateFile {
     node_id: i32,
-    topics: BTreeMap<String, TopicRecord>,
-    /// The next idempotent-producer id to hand out; persisted before it is handed out.
-    #[serde(default)]
-    next_producer_id: i64,
+    next_producer_sequence: i64,
 }
 
-pub struct LocalMetadata {
+pub struct NodeState {
     path: PathBuf,
-    state: RwLock<MetadataState>,
+    state: Mutex<NodeStateFile>,
 }
 
-fn random_id() -> String {
-    let bytes: [u8; 16] = rand::rng().random();
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-impl LocalMetadata {
-    /// Loads the metadata of `data_dir`, or initialises it with a new cluster id. A data
-    /// directory written by another node id is refused: its logs belong to that node.
-    pub fn open(data_dir: &Path, node_id: i32) -> Result<LocalMetadata, BrokerError> {
+impl NodeState {
+    /// Loads the node state of `data_dir`, or initialises it. A data directory written by
+    /// another node id is refused: its logs belong to that node.
+    pub fn open(data_dir: &Path, node_id: i32) -> Result<NodeState, BrokerError> {
+        if !(0..PRODUCER_ID_STRIDE as i32).contains(&node_id) {
+            return Err(BrokerError::Startup(format!(
+                "node id {node_id} must be between 0 and {}",
+                PRODUCER_ID_STRIDE - 1
+            )));
+        }
         let path = data_dir.join(FILE_NAME);
         let state = match checkpoint::read(&path)? {
             Some(payload) => {
-                let state: MetadataState = serde_json::from_slice(&payload).map_err(|error| {
+                let state: NodeStateFile = serde_json::from_slice(&payload).map_err(|error| {
                     BrokerError::Startup(format!(
-                        "{} is not valid metadata: {error}",
+                        "{} is not valid node state: {error}",
                         path.display()
                     ))
                 })?;
@@ -69,160 +57,61 @@ impl LocalMetadata {
                 state
             }
             None => {
-                let state = MetadataState {
-                    cluster_id: random_id(),
+                let state = NodeStateFile {
                     node_id,
-                    topics: BTreeMap::new(),
-                    next_producer_id: 0,
+                    next_producer_sequence: 0,
                 };
                 checkpoint::write(
                     &path,
-                    &serde_json::to_vec(&state).expect("metadata serialises"),
+                    &serde_json::to_vec(&state).expect("node state serialises"),
                 )?;
                 state
             }
         };
-        Ok(LocalMetadata {
+        Ok(NodeState {
             path,
-            state: RwLock::new(state),
+            state: Mutex::new(state),
         })
     }
 
-    pub fn cluster_id(&self) -> String {
-        self.state.read().expect("metadata lock").cluster_id.clone()
-    }
-
-    pub fn topics(&self) -> Vec<TopicRecord> {
-        self.state
-            .read()
-            .expect("metadata lock")
-            .topics
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub fn topic(&self, name: &str) -> Option<TopicRecord> {
-        self.state
-            .read()
-            .expect("metadata lock")
-            .topics
-            .get(name)
-            .cloned()
-    }
-
-    fn persist(&self, state: &MetadataState) -> Result<(), PartitionError> {
-        let payload = serde_json::to_vec(state).expect("metadata serialises");
-        checkpoint::write(&self.path, &payload).map_err(PartitionError::from)
-    }
-
-    /// Validates a new topic against the rules and the live brokers; `commit` false only checks.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i32,
-        configs: BTreeMap<String, String>,
-        live_brokers: i32,
-        commit: bool,
-    ) -> Result<TopicRecord, PartitionError> {
-        validate_topic_name(name)
-            .map_err(|message| PartitionError::new(ErrorCode::InvalidTopicException, message))?;
-        if partitions <= 0 {
-            return Err(PartitionError::new(
-                ErrorCode::InvalidPartitions,
-                format!("a topic needs at least one partition, got {partitions}"),
-            ));
-        }
-        if replication_factor <= 0 || replication_factor > live_brokers {
-            return Err(PartitionError::new(
-                ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "replication factor {replication_factor} must be between 1 and the {live_brokers} live broker(s)"
-                ),
-            ));
-        }
-        TopicConfig::resolve(&configs)?;
-        let mut state = self.state.write().expect("metadata lock");
-        if state.topics.contains_key(name) {
-            return Err(PartitionError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
-        }
-        let record = TopicRecord {
-            name: name.to_string(),
-            topic_id: random_id(),
-            partitions,
-            replication_factor,
-            configs,
-        };
-        if commit {
-            let mut next = state.clone();
-            next.topics.insert(name.to_string(), record.clone());
-            self.persist(&next)?;
-            *state = next;
-        }
-        Ok(record)
-    }
-
-    /// A producer id never handed out before, on this cluster, even across restarts.
+    /// A producer id never handed out before on this cluster, even across restarts: the counter
+    /// is persisted before the id leaves this node.
     pub fn allocate_producer_id(&self) -> Result<i64, PartitionError> {
-        let mut state = self.state.write().expect("metadata lock");
+        let mut state = self.state.lock().expect("node state lock");
         let mut next = state.clone();
-        let producer_id = next.next_producer_id;
-        next.next_producer_id += 1;
-        self.persist(&next)?;
+        let producer_id =
+            next.next_producer_sequence * PRODUCER_ID_STRIDE + i64::from(next.node_id);
+        next.next_producer_sequence += 1;
+        checkpoint::write(
+            &self.path,
+            &serde_json::to_vec(&next).expect("node state serialises"),
+        )
+        .map_err(PartitionError::from)?;
         *state = next;
         Ok(producer_id)
     }
+}
 
-    pub fn delete_topic(&self, name: &str) -> Result<TopicRecord, PartitionError> {
-        let mut state = self.state.write().expect("metadata lock");
-        let mut next = state.clone();
-        let removed = next.topics.remove(name).ok_or_else(|| {
-            PartitionError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        self.persist(&next)?;
-        *state = next;
-        Ok(removed)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Applies config changes (set, then delete) after validating the result.
-    pub fn alter_configs(
-        &self,
-        name: &str,
-        set: BTreeMap<String, String>,
-        delete: &[String],
-        commit: bool,
-    ) -> Result<TopicRecord, PartitionError> {
-        let mut state = self.state.write().expect("metadata lock");
-        let mut next = state.clone();
-        let topic = next.topics.get_mut(name).ok_or_else(|| {
-            PartitionError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        TopicConfig::check_keys(
-            &delete
-                .iter()
-                .map(|key| (key.clone(), String::new()))
-                .collect(),
-        )?;
-        topic.configs.extend(set);
-        for key in delete {
-            topic.configs.remove(key);
-        }
-        TopicConfig::resolve(&topic.configs)?;
-        let record = topic.clone();
-        if commit {
-            self.persist(&next)?;
-            *state = next;
-        }
-        Ok(record)
+    #[test]
+    fn producer_ids_are_striped_by_node_and_survive_restarts() {
+        let directory = tempfile::tempdir().unwrap();
+        let state = NodeState::open(directory.path(), 3).unwrap();
+        assert_eq!(state.allocate_producer_id().unwrap(), 3);
+        assert_eq!(
+            state.allocate_producer_id().unwrap(),
+            3 + PRODUCER_ID_STRIDE
+        );
+        drop(state);
+        let state = NodeState::open(directory.path(), 3).unwrap();
+        assert_eq!(
+            state.allocate_producer_id().unwrap(),
+            3 + 2 * PRODUCER_ID_STRIDE
+        );
+        let error = NodeState::open(directory.path(), 4).err().unwrap();
+        assert!(error.to_string().contains("belongs to node 3"), "{error}");
     }
 }

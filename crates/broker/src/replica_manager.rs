@@ -499,7 +499,8 @@ impl ReplicaManager {
         .map_err(task_failed)??;
         partition.publish_log_end_offset();
         self.advance_leader_high_watermark(&partition);
-        if acks != Acks::All || info.duplicate {
+        // A duplicate waits too: its first attempt may have timed out before replicating.
+        if acks != Acks::All {
             return Ok(info);
         }
         let target = info.last_offset + 1;

@@ -164,8 +164,8 @@ pub struct Controller {
     metadata: watch::Receiver<Arc<MetadataState>>,
     submit_timeout: Duration,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    stopped: bool,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 fn raft_failed(error: impl std::fmt::Display) -> ControllerError {
@@ -250,8 +250,8 @@ impl Controller {
             metadata,
             submit_timeout: Duration::from_millis(config.submit_timeout_ms),
             shutdown,
-            tasks,
-            stopped: false,
+            tasks: std::sync::Mutex::new(tasks),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -363,14 +363,19 @@ impl Controller {
 
     /// Stops the background tasks and the Raft node. The service stops answering Raft messages
     /// (peers see this node as down); the data directory can be opened again.
-    pub async fn shutdown(mut self) {
-        self.stopped = true;
+    /// Takes `&self` so an owner that shares the controller (a broker's request handlers hold
+    /// it too) can still stop it in order; calling it twice is harmless.
+    pub async fn shutdown(&self) {
+        if self.stopped.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         // Raft first, so nothing applies after the tasks' last look at the metadata.
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(node_id = self.node_id, %error, "raft node did not stop cleanly");
         }
         let _ = self.shutdown.send(true);
-        for task in self.tasks.drain(..) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().expect("tasks lock").drain(..).collect();
+        for task in tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout(TASK_STOP_TIMEOUT, task).await.is_err() {
                 abort.abort();
@@ -383,7 +388,7 @@ impl Drop for Controller {
     /// A controller dropped without `shutdown` still stops: its tasks see the signal and the Raft
     /// node is shut down in the background, so a dropped node stops voting and replicating.
     fn drop(&mut self) {
-        if self.stopped {
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         let _ = self.shutdown.send(true);

@@ -1,12 +1,17 @@
 use crate::BrokerState;
+use crate::broker_lifecycle::{controller_error, wait_until_applied};
 use crate::error::PartitionError;
 use crate::grpc::status::error_fields;
 use crate::topic_config::TopicConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use strata_common::{ErrorCode, TopicPartition};
+use strata_common::{ErrorCode, validate_topic_name};
+use strata_controller::MetadataCommand;
 use strata_proto::v1 as proto;
 use tonic::{Request, Response, Status};
+
+/// How long an admin request waits for its committed change to be applied on this broker.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct AdminService {
     state: Arc<BrokerState>,
@@ -17,66 +22,101 @@ impl AdminService {
         AdminService { state }
     }
 
-    fn create_topic(
+    async fn create_topic(
         &self,
         topic: proto::CreatableTopic,
         validate_only: bool,
     ) -> Result<(), PartitionError> {
         let configs: BTreeMap<String, String> = topic.configs.into_iter().collect();
-        let record = self.state.metadata.create_topic(
-            &topic.name,
-            topic.num_partitions,
-            topic.replication_factor,
-            configs,
-            1,
-            !validate_only,
-        )?;
+        // The controller checks names, counts and keys; the values are the broker's to judge.
+        validate_topic_name(&topic.name)
+            .map_err(|message| PartitionError::new(ErrorCode::InvalidTopicException, message))?;
+        TopicConfig::resolve(&configs)?;
         if validate_only {
             return Ok(());
         }
-        let config = TopicConfig::resolve(&record.configs)?;
-        for partition in 0..record.partitions {
-            self.state.replicas.become_leader(
-                TopicPartition::new(&record.name, partition),
-                &config,
-                0,
-            )?;
-        }
-        Ok(())
+        let name = topic.name.clone();
+        let command = MetadataCommand::CreateTopic {
+            name: topic.name,
+            partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            configs,
+        };
+        self.state
+            .controller
+            .submit(command)
+            .await
+            .map_err(controller_error)?;
+        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
+            state.topic(&name).is_some()
+        })
+        .await
     }
 
-    fn delete_topic(&self, name: &str) -> Result<(), PartitionError> {
-        let record = self.state.metadata.delete_topic(name)?;
-        for partition in 0..record.partitions {
-            self.state
-                .replicas
-                .remove_partition(&TopicPartition::new(name, partition), true)?;
-        }
-        Ok(())
+    async fn delete_topic(&self, name: String) -> Result<(), PartitionError> {
+        self.state
+            .controller
+            .submit(MetadataCommand::DeleteTopic { name: name.clone() })
+            .await
+            .map_err(controller_error)?;
+        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
+            state.topic(&name).is_none()
+        })
+        .await
     }
 
-    fn alter_configs(
+    async fn alter_configs(
         &self,
         request: proto::AlterTopicConfigs,
         validate_only: bool,
     ) -> Result<(), PartitionError> {
         let set: BTreeMap<String, String> = request.set.into_iter().collect();
-        let record = self.state.metadata.alter_configs(
-            &request.name,
-            set,
-            &request.delete,
-            !validate_only,
+        let current = self
+            .state
+            .controller
+            .metadata()
+            .borrow()
+            .topic(&request.name)
+            .map(|topic| topic.configs.clone())
+            .ok_or_else(|| {
+                PartitionError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{}' does not exist", request.name),
+                )
+            })?;
+        let mut resulting = current;
+        resulting.extend(set.clone());
+        for key in &request.delete {
+            resulting.remove(key);
+        }
+        TopicConfig::check_keys(
+            &request
+                .delete
+                .iter()
+                .map(|key| (key.clone(), String::new()))
+                .collect(),
         )?;
+        TopicConfig::resolve(&resulting)?;
         if validate_only {
             return Ok(());
         }
-        let config = TopicConfig::resolve(&record.configs)?;
-        for partition in 0..record.partitions {
-            self.state
-                .replicas
-                .update_config(&TopicPartition::new(&record.name, partition), &config)?;
-        }
-        Ok(())
+        let name = request.name.clone();
+        let command = MetadataCommand::AlterTopicConfigs {
+            name: request.name,
+            set,
+            delete: request.delete,
+        };
+        self.state
+            .controller
+            .submit(command)
+            .await
+            .map_err(controller_error)?;
+        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
+            state
+                .topic(&name)
+                .is_some_and(|topic| topic.configs == resulting)
+        })
+        .await
     }
 }
 
@@ -96,14 +136,12 @@ impl proto::admin_server::Admin for AdminService {
         request: Request<proto::CreateTopicsRequest>,
     ) -> Result<Response<proto::CreateTopicsResponse>, Status> {
         let request = request.into_inner();
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|topic| {
-                let name = topic.name.clone();
-                topic_result(name, self.create_topic(topic, request.validate_only))
-            })
-            .collect();
+        let validate_only = request.validate_only;
+        let topics = request.topics.into_iter().map(|topic| async move {
+            let name = topic.name.clone();
+            topic_result(name, self.create_topic(topic, validate_only).await)
+        });
+        let topics = futures::future::join_all(topics).await;
         Ok(Response::new(proto::CreateTopicsResponse { topics }))
     }
 
@@ -111,12 +149,16 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::DeleteTopicsRequest>,
     ) -> Result<Response<proto::DeleteTopicsResponse>, Status> {
-        let topics = request.into_inner().names.into_iter().map(|name| {
-            let result = self.delete_topic(&name);
-            topic_result(name, result)
-        });
+        let topics = request
+            .into_inner()
+            .names
+            .into_iter()
+            .map(|name| async move {
+                let result = self.delete_topic(name.clone()).await;
+                topic_result(name, result)
+            });
         Ok(Response::new(proto::DeleteTopicsResponse {
-            topics: topics.collect(),
+            topics: futures::future::join_all(topics).await,
         }))
     }
 
@@ -128,26 +170,35 @@ impl proto::admin_server::Admin for AdminService {
             .into_inner()
             .topics
             .into_iter()
-            .map(|name| match self.state.metadata.topic(&name) {
-                Some(topic) => proto::TopicConfigs {
-                    name,
-                    error_code: 0,
-                    error_message: String::new(),
-                    entries: TopicConfig::describe(&topic.configs)
-                        .into_iter()
-                        .map(|(name, value, is_default)| proto::ConfigEntry {
-                            name,
-                            value,
-                            is_default,
-                        })
-                        .collect(),
-                },
-                None => proto::TopicConfigs {
-                    error_code: ErrorCode::UnknownTopicOrPartition.code(),
-                    error_message: format!("topic '{name}' does not exist"),
-                    name,
-                    entries: Vec::new(),
-                },
+            .map(|name| {
+                match self
+                    .state
+                    .controller
+                    .metadata()
+                    .borrow()
+                    .topic(&name)
+                    .cloned()
+                {
+                    Some(topic) => proto::TopicConfigs {
+                        name,
+                        error_code: 0,
+                        error_message: String::new(),
+                        entries: TopicConfig::describe(&topic.configs)
+                            .into_iter()
+                            .map(|(name, value, is_default)| proto::ConfigEntry {
+                                name,
+                                value,
+                                is_default,
+                            })
+                            .collect(),
+                    },
+                    None => proto::TopicConfigs {
+                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                        error_message: format!("topic '{name}' does not exist"),
+                        name,
+                        entries: Vec::new(),
+                    },
+                }
             })
             .collect();
         Ok(Response::new(proto::DescribeConfigsResponse { topics }))
@@ -158,14 +209,12 @@ impl proto::admin_server::Admin for AdminService {
         request: Request<proto::AlterConfigsRequest>,
     ) -> Result<Response<proto::AlterConfigsResponse>, Status> {
         let request = request.into_inner();
-        let topics = request
-            .topics
-            .into_iter()
-            .map(|topic| {
-                let name = topic.name.clone();
-                topic_result(name, self.alter_configs(topic, request.validate_only))
-            })
-            .collect();
+        let validate_only = request.validate_only;
+        let topics = request.topics.into_iter().map(|topic| async move {
+            let name = topic.name.clone();
+            topic_result(name, self.alter_configs(topic, validate_only).await)
+        });
+        let topics = futures::future::join_all(topics).await;
         Ok(Response::new(proto::AlterConfigsResponse { topics }))
     }
 }

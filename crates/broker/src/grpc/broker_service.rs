@@ -385,7 +385,7 @@ impl proto::broker_server::Broker for BrokerService {
                 "transactional producers are not supported",
             )));
         }
-        let result = self.state.metadata.allocate_producer_id();
+        let result = self.state.node.allocate_producer_id();
         let (error_code, error_message) = error_fields(&result);
         Ok(Response::new(proto::InitProducerIdResponse {
             error_code,
@@ -400,51 +400,46 @@ impl proto::broker_server::Broker for BrokerService {
         request: Request<proto::MetadataRequest>,
     ) -> Result<Response<proto::MetadataResponse>, Status> {
         let request = request.into_inner();
-        let node_id = self.state.node_id;
+        // Served from this node's copy of the replicated metadata, which trails the controller
+        // leader by at most the replication delay; clients refresh on NOT_LEADER_OR_FOLLOWER.
+        let state = self.state.controller.metadata().borrow().clone();
         let topic_metadata = |name: &str| -> proto::TopicMetadata {
-            let Some(topic) = self.state.metadata.topic(name) else {
-                let error = PartitionError::new(
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("topic '{name}' does not exist"),
-                );
+            let Some(topic) = state.topic(name) else {
                 return proto::TopicMetadata {
                     name: name.to_string(),
-                    error_code: error.code.code(),
-                    error_message: error.message,
+                    error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                    error_message: format!("topic '{name}' does not exist"),
                     partitions: Vec::new(),
                 };
             };
-            let partitions = (0..topic.partitions)
-                .map(|partition| {
-                    let hosted = self.state.replicas.partition(name, partition);
-                    let (error_code, _) = error_fields(&hosted);
-                    proto::PartitionMetadata {
-                        partition,
-                        error_code: if error_code == 0 {
-                            0
-                        } else {
-                            ErrorCode::LeaderNotAvailable.code()
-                        },
-                        leader_id: node_id,
-                        leader_epoch: hosted.map_or(-1, |hosted| hosted.leader_epoch()),
-                        replicas: vec![node_id],
-                        isr: vec![node_id],
-                    }
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| proto::PartitionMetadata {
+                    partition: partition.partition,
+                    error_code: if partition.leader < 0 {
+                        ErrorCode::LeaderNotAvailable.code()
+                    } else {
+                        0
+                    },
+                    leader_id: partition.leader,
+                    leader_epoch: partition.leader_epoch,
+                    replicas: partition.replicas.clone(),
+                    isr: partition.isr.clone(),
                 })
                 .collect();
             proto::TopicMetadata {
-                name: topic.name,
+                name: topic.name.clone(),
                 error_code: 0,
                 error_message: String::new(),
                 partitions,
             }
         };
         let topics = if request.topics.is_empty() {
-            self.state
-                .metadata
-                .topics()
-                .iter()
-                .map(|topic| topic_metadata(&topic.name))
+            state
+                .topics
+                .keys()
+                .map(|name| topic_metadata(name))
                 .collect()
         } else {
             request
@@ -453,14 +448,19 @@ impl proto::broker_server::Broker for BrokerService {
                 .map(|name| topic_metadata(name))
                 .collect()
         };
+        let brokers = state
+            .brokers
+            .values()
+            .map(|broker| proto::BrokerMetadata {
+                node_id: broker.broker_id,
+                address: broker.address.clone(),
+                fenced: broker.fenced,
+            })
+            .collect();
         Ok(Response::new(proto::MetadataResponse {
-            cluster_id: self.state.metadata.cluster_id(),
-            controller_id: node_id,
-            brokers: vec![proto::BrokerMetadata {
-                node_id,
-                address: self.state.advertised_address.clone(),
-                fenced: false,
-            }],
+            cluster_id: state.cluster_id.clone(),
+            controller_id: self.state.controller.leader_id().unwrap_or(-1),
+            brokers,
             topics,
         }))
     }

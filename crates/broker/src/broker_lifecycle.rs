@@ -1,0 +1,243 @@
+//! How a broker takes part in the cluster (Kafka's `BrokerLifecycleManager` and
+//! `BrokerMetadataPublisher`): it registers with the controller quorum, keeps its session alive
+//! with heartbeats, and makes its replicas follow the replicated metadata: it leads, follows,
+//! reconfigures or deletes partitions as each new `MetadataState` arrives.
+//!
+//! The controller decides; this module only applies. A broker that stops heartbeating is fenced
+//! by the controller, which moves its leaderships to other in-sync replicas.
+
+use crate::error::PartitionError;
+use crate::replica_manager::{AddressBook, IsrUpdater, PartitionAssignment, ReplicaManager};
+use crate::topic_config::TopicConfig;
+use rand::Rng;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_common::{Clock, ErrorCode, TopicPartition};
+use strata_controller::{
+    CommandOutcome, Controller, ControllerError, MetadataCommand, MetadataState,
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub(crate) fn controller_error(error: ControllerError) -> PartitionError {
+    PartitionError::new(error.code(), error.to_string())
+}
+
+/// Registers this broker; returns its broker epoch. Retries until `deadline_after` passes,
+/// because at start-up the quorum may still be electing its first leader.
+pub(crate) async fn register(
+    controller: &Controller,
+    broker_id: i32,
+    address: &str,
+    incarnation: u64,
+    clock: &Arc<dyn Clock>,
+    deadline_after: Duration,
+) -> Result<i64, PartitionError> {
+    let deadline = tokio::time::Instant::now() + deadline_after;
+    loop {
+        let command = MetadataCommand::RegisterBroker {
+            broker_id,
+            address: address.to_string(),
+            incarnation,
+            now_ms: clock.now_ms(),
+        };
+        match controller.submit(command).await {
+            Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }) => return Ok(broker_epoch),
+            Ok(other) => {
+                return Err(PartitionError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("unexpected registration outcome {other:?}"),
+                ));
+            }
+            Err(error) if error.is_retriable() && tokio::time::Instant::now() < deadline => {
+                warn!(%error, "broker registration failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(controller_error(error)),
+        }
+    }
+}
+
+pub(crate) fn new_incarnation() -> u64 {
+    rand::rng().random()
+}
+
+/// Heartbeats every `interval`; re-registers when the controller no longer knows this epoch
+/// (it was fenced, or the quorum lost and regained its state).
+pub(crate) async fn heartbeat_loop(
+    controller: Arc<Controller>,
+    broker_id: i32,
+    address: String,
+    incarnation: u64,
+    mut broker_epoch: i64,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let command = MetadataCommand::BrokerHeartbeat {
+            broker_id,
+            broker_epoch,
+            now_ms: clock.now_ms(),
+        };
+        match controller.submit(command).await {
+            Ok(_) => {}
+            Err(ControllerError::Rejected(rejected)) => {
+                warn!(%rejected, "heartbeat refused; registering again");
+                match register(
+                    &controller,
+                    broker_id,
+                    &address,
+                    incarnation,
+                    &clock,
+                    interval * 4,
+                )
+                .await
+                {
+                    Ok(epoch) => broker_epoch = epoch,
+                    Err(error) => warn!(%error, "re-registration failed; will retry"),
+                }
+            }
+            Err(error) => warn!(%error, "heartbeat failed; will retry"),
+        }
+    }
+}
+
+/// Wires the replica manager to the controller: broker addresses and ISR changes.
+pub(crate) fn connect_replicas(replicas: &ReplicaManager, controller: &Arc<Controller>) {
+    let metadata = controller.metadata();
+    let address_book: AddressBook = Arc::new(move |broker_id| {
+        metadata
+            .borrow()
+            .brokers
+            .get(&broker_id)
+            .map(|broker| broker.address.clone())
+    });
+    replicas.set_address_book(address_book);
+    let node_id = replicas.node_id();
+    let submitter = controller.clone();
+    let updater: IsrUpdater = Arc::new(move |partition: TopicPartition, leader_epoch, new_isr| {
+        let controller = submitter.clone();
+        Box::pin(async move {
+            let command = MetadataCommand::AlterPartitionIsr {
+                partition,
+                leader_id: node_id,
+                leader_epoch,
+                new_isr,
+            };
+            match controller.submit(command).await.map_err(controller_error)? {
+                CommandOutcome::PartitionIsrAltered { state, .. } => Ok(state.isr),
+                other => Err(PartitionError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("unexpected ISR outcome {other:?}"),
+                )),
+            }
+        })
+    });
+    replicas.set_isr_updater(updater);
+}
+
+/// Applies every new metadata state to the local replicas until the channel closes, publishing
+/// each state on `applied` once the replicas match it. Admin requests wait on `applied` so that
+/// "topic created" means "this broker serves it", and start-up waits on it so a restarted broker
+/// serves its partitions before it says it is up.
+pub(crate) async fn publish_metadata(
+    replicas: Arc<ReplicaManager>,
+    mut metadata: watch::Receiver<Arc<MetadataState>>,
+    applied: watch::Sender<Arc<MetadataState>>,
+) {
+    let mut applied_configs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut known_partitions: HashSet<TopicPartition> = HashSet::new();
+    loop {
+        let state = metadata.borrow_and_update().clone();
+        apply(
+            &replicas,
+            &state,
+            &mut applied_configs,
+            &mut known_partitions,
+        );
+        applied.send_replace(state);
+        if metadata.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until this broker has applied a metadata state satisfying `condition`, up to `timeout`.
+pub(crate) async fn wait_until_applied(
+    applied: &watch::Receiver<Arc<MetadataState>>,
+    timeout: Duration,
+    condition: impl Fn(&MetadataState) -> bool,
+) -> Result<(), PartitionError> {
+    let mut applied = applied.clone();
+    match tokio::time::timeout(timeout, applied.wait_for(|state| condition(state))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(PartitionError::new(
+            ErrorCode::NotLeaderOrFollower,
+            "the broker is shutting down",
+        )),
+        Err(_) => Err(PartitionError::new(
+            ErrorCode::RequestTimedOut,
+            format!(
+                "the change was committed but not yet applied on this broker after {} ms",
+                timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+fn apply(
+    replicas: &Arc<ReplicaManager>,
+    state: &MetadataState,
+    applied_configs: &mut BTreeMap<String, BTreeMap<String, String>>,
+    known_partitions: &mut HashSet<TopicPartition>,
+) {
+    let node_id = replicas.node_id();
+    let mut hosted = HashSet::new();
+    for topic in state.topics.values() {
+        let config = match TopicConfig::resolve(&topic.configs) {
+            Ok(config) => config,
+            Err(error) => {
+                warn!(topic = %topic.name, %error, "topic config does not resolve; keeping the previous one");
+                continue;
+            }
+        };
+        let configs_changed = applied_configs.get(&topic.name) != Some(&topic.configs);
+        for partition in &topic.partitions {
+            if !partition.replicas.contains(&node_id) {
+                continue;
+            }
+            let topic_partition = TopicPartition::new(&topic.name, partition.partition);
+            hosted.insert(topic_partition.clone());
+            let assignment = PartitionAssignment {
+                leader_id: partition.leader,
+                leader_epoch: partition.leader_epoch,
+                replicas: partition.replicas.clone(),
+                isr: partition.isr.clone(),
+            };
+            if let Err(error) =
+                replicas.apply_assignment(topic_partition.clone(), &config, &assignment)
+            {
+                warn!(partition = %topic_partition, %error, "could not apply the partition's assignment");
+                continue;
+            }
+            if configs_changed && let Err(error) = replicas.update_config(&topic_partition, &config)
+            {
+                warn!(partition = %topic_partition, %error, "could not apply the topic config");
+            }
+        }
+        applied_configs.insert(topic.name.clone(), topic.configs.clone());
+    }
+    // Partitions this node hosted under the controller's metadata and no longer does: the topic
+    // was deleted (or the replica moved away), so its data goes.
+    for gone in known_partitions.difference(&hosted) {
+        info!(partition = %gone, "partition no longer assigned here; deleting it");
+        if let Err(error) = replicas.remove_partition(gone, true) {
+            warn!(partition = %gone, %error, "could not delete the partition");
+        }
+    }
+    applied_configs.retain(|topic, _| state.topics.contains_key(topic));
+    *known_partitions = hosted;
+}
