@@ -1,0 +1,281 @@
+//! Three real `strata server` processes on loopback forming one cluster (Raft controller quorum
+//! plus brokers): SIGKILL the leader of a partition while an idempotent `acks=all` producer runs,
+//! then check that every acknowledged record is readable exactly once and in per-key order, that
+//! leadership moved, and that the killed node rejoins every ISR after a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_client::{
+    Admin, AdminConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
+    ProducerRecord, TopicPartition,
+};
+
+const KEYS: usize = 12;
+const RECORDS: usize = 3_000;
+
+struct Node {
+    id: i32,
+    address: String,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(id: i32, address: &str, voters: &str, data_dir: &Path) -> Child {
+    let log = std::fs::File::create(data_dir.join(format!("node-{id}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "server",
+            "--node-id",
+            &id.to_string(),
+            "--listen",
+            address,
+            "--voters",
+            voters,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.join(format!("node-{id}")))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("strata server starts")
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, at most `limit`; the poll interval is not a guess at
+/// how long anything takes, only how often to look.
+async fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn admin(bootstrap: &str) -> Admin {
+    Admin::connect(
+        AdminConfig::builder()
+            .bootstrap(bootstrap)
+            .request_timeout_ms(5_000)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_a_leader_kill_exactly_once_and_in_key_order() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| Node {
+            id,
+            address: format!("127.0.0.1:{}", free_port()),
+            child: None,
+        })
+        .collect();
+    let voters = nodes
+        .iter()
+        .map(|node| format!("{}@{}", node.id, node.address))
+        .collect::<Vec<_>>()
+        .join(",");
+    for node in &mut nodes {
+        node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
+    }
+    let bootstrap = nodes
+        .iter()
+        .map(|node| node.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+
+    eventually("three live brokers", Duration::from_secs(60), async || {
+        let admin = Admin::connect(
+            AdminConfig::builder()
+                .bootstrap(&bootstrap)
+                .request_timeout_ms(2_000)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .ok()?;
+        let cluster = admin.describe_cluster().await.ok()?;
+        (cluster
+            .brokers
+            .iter()
+            .filter(|broker| !broker.fenced)
+            .count()
+            == 3)
+            .then_some(())
+    })
+    .await;
+    let admin = admin(&bootstrap).await;
+    admin
+        .create_topic(NewTopic::new("orders", 3, 3).config("min.insync.replicas", "2"))
+        .await
+        .unwrap();
+
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(&bootstrap)
+            .linger_ms(1)
+            .delivery_timeout_ms(60_000)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut deliveries = Vec::with_capacity(RECORDS);
+    let mut killed: Option<(i32, Instant)> = None;
+    for index in 0..RECORDS {
+        let key = format!("key-{}", index % KEYS);
+        let value = format!("{key}:{index}");
+        deliveries.push((
+            key.clone(),
+            value.clone(),
+            producer
+                .send(ProducerRecord::new("orders", value).key(key))
+                .await
+                .unwrap(),
+        ));
+        if index == RECORDS / 3 {
+            // Wait for what was sent so far, then SIGKILL the leader of partition 0.
+            producer.flush().await.unwrap();
+            let leader = admin.describe_topic("orders").await.unwrap().partitions[0]
+                .leader
+                .expect("partition 0 has a leader");
+            let node = nodes.iter_mut().find(|node| node.id == leader).unwrap();
+            node.child.as_mut().unwrap().kill().unwrap();
+            node.child.take().unwrap().wait().unwrap();
+            killed = Some((leader, Instant::now()));
+        }
+    }
+    let (killed_id, killed_at) = killed.unwrap();
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut failed = 0;
+    for (key, value, delivery) in deliveries {
+        match delivery.await {
+            Ok(_) => acknowledged.push((key, value)),
+            Err(_) => failed += 1,
+        }
+    }
+    eprintln!(
+        "acknowledged {} records, {failed} failed",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() >= RECORDS / 3,
+        "the records before the kill were acknowledged"
+    );
+
+    let survivors: String = nodes
+        .iter()
+        .filter(|node| node.id != killed_id)
+        .map(|node| node.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let admin = self::admin(&survivors).await;
+    let failover = eventually(
+        "a new leader for partition 0",
+        Duration::from_secs(30),
+        async || {
+            let leader = admin.describe_topic("orders").await.ok()?.partitions[0].leader?;
+            (leader != killed_id).then(|| killed_at.elapsed())
+        },
+    )
+    .await;
+    eprintln!(
+        "partition 0 leadership moved {failover:?} after the kill (upper bound: includes the producer's drain)"
+    );
+
+    // Read everything back through the survivors and check the acknowledged set.
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::builder()
+            .bootstrap(&survivors)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let partitions: Vec<TopicPartition> = (0..3)
+        .map(|partition| TopicPartition::new("orders", partition))
+        .collect();
+    consumer.assign(partitions.clone()).unwrap();
+    consumer.seek_to_beginning(&partitions).await.unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let wanted = acknowledged.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged
+        .iter()
+        .any(|(_, value)| !seen.contains_key(value))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged records are missing: {} of {wanted} seen",
+            seen.len()
+        );
+        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+            let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
+            *seen.entry(value).or_default() += 1;
+            order.entry(key).or_default().push(index);
+        }
+    }
+    let duplicates: usize = seen.values().filter(|&&count| count > 1).count();
+    assert_eq!(
+        duplicates, 0,
+        "an idempotent producer writes each record once"
+    );
+    for (key, indexes) in &order {
+        assert!(
+            indexes.windows(2).all(|pair| pair[0] < pair[1]),
+            "records of {key} are out of order: {indexes:?}"
+        );
+    }
+
+    // The killed node comes back with its data and rejoins every ISR.
+    let node = nodes.iter_mut().find(|node| node.id == killed_id).unwrap();
+    node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
+    eventually(
+        "the restarted node in every ISR",
+        Duration::from_secs(60),
+        async || {
+            let topic = admin.describe_topic("orders").await.ok()?;
+            topic
+                .partitions
+                .iter()
+                .all(|partition| partition.isr.contains(&killed_id))
+                .then_some(())
+        },
+    )
+    .await;
+}
