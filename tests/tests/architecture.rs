@@ -101,6 +101,16 @@ fn the_record_format_and_common_types_do_no_io() {
 }
 
 #[test]
+fn the_controller_knows_nothing_of_brokers_or_clients() {
+    let dependencies = dependencies();
+    assert_free_of(
+        &dependencies,
+        "strata-controller",
+        &["strata-broker", "strata-client", "strata-cli"],
+    );
+}
+
+#[test]
 fn the_client_never_depends_on_server_crates() {
     let dependencies = dependencies();
     assert_free_of(

@@ -1,9 +1,10 @@
-//! A Strata broker node: serves produce, fetch, offsets, metadata and topic admin over gRPC on
-//! top of the storage crate.
+//! A Strata node: a broker serving produce, fetch, offsets, metadata, topic admin and
+//! replication over gRPC on top of the storage crate, next to a Raft controller voter.
 //!
-//! Request flow: `grpc` decodes a request and calls the `ReplicaManager` (data path) or the
-//! `LocalMetadata` (admin path); errors come back per partition as `PartitionError` and become
-//! wire codes in `grpc::status`, the one place that maps them.
+//! Request flow: `grpc` decodes a request and calls the `ReplicaManager` (data path) or submits
+//! a command to the `Controller` (admin path); `broker_lifecycle` applies the replicated metadata
+//! to the replicas. Errors come back per partition as `PartitionError` and become wire codes in
+//! `grpc::status`, the one place that maps them.
 //!
 //! Architecture invariant: the broker never reads the wall clock in its decision logic (the
 //! storage layer gets a `Clock`), and only `grpc` sees prost types.
@@ -281,6 +282,18 @@ impl Broker {
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
         let admin_service = AdminServer::new(grpc::AdminService::new(state.clone()));
+        // Clients are turned away with a retriable error until this node has registered and
+        // caught up with the metadata; the controller and replication services must answer
+        // before that, since getting there needs them.
+        let serving_clients = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let broker_service = tonic::service::interceptor::InterceptedService::new(
+            broker_service,
+            grpc::status::ready_interceptor(serving_clients.clone()),
+        );
+        let admin_service = tonic::service::interceptor::InterceptedService::new(
+            admin_service,
+            grpc::status::ready_interceptor(serving_clients.clone()),
+        );
         let replication_service =
             ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
                 .max_encoding_message_size(usize::MAX);
@@ -397,6 +410,7 @@ impl Broker {
             warn!(%error, "replicas have not caught up with the metadata yet; continuing");
         }
         info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
+        serving_clients.store(true, std::sync::atomic::Ordering::Release);
         Ok(BrokerHandle {
             local_addr,
             replicas: state.replicas.clone(),

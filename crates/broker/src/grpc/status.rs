@@ -68,3 +68,19 @@ pub fn error_fields<T>(result: &Result<T, PartitionError>) -> (i32, String) {
         Err(error) => (error.code.code(), error.message.clone()),
     }
 }
+
+/// Refuses client requests with `LEADER_NOT_AVAILABLE` (retriable) until `ready` is set.
+pub fn ready_interceptor(
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl tonic::service::Interceptor + Clone {
+    move |request: tonic::Request<()>| {
+        if ready.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(request)
+        } else {
+            Err(to_status(PartitionError::new(
+                ErrorCode::LeaderNotAvailable,
+                "this node is still starting: registering with the controller quorum",
+            )))
+        }
+    }
+}
