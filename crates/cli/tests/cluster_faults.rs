@@ -1,7 +1,8 @@
 //! Three real `strata server` processes on loopback forming one cluster (Raft controller quorum
 //! plus brokers): SIGKILL the leader of a partition while an idempotent `acks=all` producer runs,
 //! then check that every acknowledged record is readable exactly once and in per-key order, that
-//! leadership moved, and that the killed node rejoins every ISR after a restart.
+//! leadership moved, and that the killed node rejoins every ISR after a restart. A second leader
+//! failure after the first node rejoined (KIP-279's case) must lose nothing either.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -92,8 +93,138 @@ async fn admin(bootstrap: &str) -> Admin {
     .unwrap()
 }
 
+/// Sends `count` keyed records starting at `first`, SIGKILLs the leader of partition 0 after a
+/// third of them, and returns the acknowledged `(key, value)` pairs and the killed node.
+async fn produce_through_a_leader_kill(
+    producer: &Producer,
+    admin: &Admin,
+    nodes: &mut [Node],
+    first: usize,
+    count: usize,
+) -> (Vec<(String, String)>, i32) {
+    let mut deliveries = Vec::with_capacity(count);
+    let mut killed = None;
+    for index in first..first + count {
+        let key = format!("key-{}", index % KEYS);
+        let value = format!("{key}:{index}");
+        deliveries.push((
+            key.clone(),
+            value.clone(),
+            producer
+                .send(ProducerRecord::new("orders", value).key(key))
+                .await
+                .unwrap(),
+        ));
+        if index == first + count / 3 {
+            producer.flush().await.unwrap();
+            let leader = admin.describe_topic("orders").await.unwrap().partitions[0]
+                .leader
+                .expect("partition 0 has a leader");
+            let node = nodes.iter_mut().find(|node| node.id == leader).unwrap();
+            node.child.as_mut().unwrap().kill().unwrap();
+            node.child.take().unwrap().wait().unwrap();
+            killed = Some(leader);
+        }
+    }
+    let mut acknowledged = Vec::new();
+    let mut failed = 0;
+    for (key, value, delivery) in deliveries {
+        match delivery.await {
+            Ok(_) => acknowledged.push((key, value)),
+            Err(_) => failed += 1,
+        }
+    }
+    eprintln!(
+        "acknowledged {} records, {failed} failed",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() >= count / 3,
+        "the records before the kill were acknowledged"
+    );
+    (acknowledged, killed.unwrap())
+}
+
+/// Reads the whole topic through `bootstrap` and checks every acknowledged record is there
+/// exactly once and every key's records are in the order they were sent.
+async fn assert_exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, String)]) {
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::builder()
+            .bootstrap(bootstrap)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let partitions: Vec<TopicPartition> = (0..3)
+        .map(|partition| TopicPartition::new("orders", partition))
+        .collect();
+    consumer.assign(partitions.clone()).unwrap();
+    consumer.seek_to_beginning(&partitions).await.unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged
+        .iter()
+        .any(|(_, value)| !seen.contains_key(value))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged records are missing: {} of {} seen",
+            seen.len(),
+            acknowledged.len()
+        );
+        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+            let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
+            *seen.entry(value).or_default() += 1;
+            order.entry(key).or_default().push(index);
+        }
+    }
+    let duplicates = seen.values().filter(|&&count| count > 1).count();
+    assert_eq!(
+        duplicates, 0,
+        "an idempotent producer writes each record once"
+    );
+    for (key, indexes) in &order {
+        assert!(
+            indexes.windows(2).all(|pair| pair[0] < pair[1]),
+            "records of {key} are out of order: {indexes:?}"
+        );
+    }
+}
+
+fn survivors(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .filter(|node| node.child.is_some())
+        .map(|node| node.address.clone())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn restart_and_rejoin(nodes: &mut [Node], killed: i32, voters: &str, data_dir: &Path) {
+    let node = nodes.iter_mut().find(|node| node.id == killed).unwrap();
+    node.child = Some(spawn(node.id, &node.address, voters, data_dir));
+    let admin = admin(&survivors(nodes)).await;
+    eventually(
+        "the restarted node in every ISR",
+        Duration::from_secs(60),
+        async || {
+            let topic = admin.describe_topic("orders").await.ok()?;
+            topic
+                .partitions
+                .iter()
+                .all(|partition| partition.isr.contains(&killed) && partition.leader.is_some())
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_records_survive_a_leader_kill_exactly_once_and_in_key_order() {
+async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_order() {
     let directory = tempfile::tempdir().unwrap();
     let mut nodes: Vec<Node> = (1..=3)
         .map(|id| Node {
@@ -110,12 +241,7 @@ async fn acknowledged_records_survive_a_leader_kill_exactly_once_and_in_key_orde
     for node in &mut nodes {
         node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
     }
-    let bootstrap = nodes
-        .iter()
-        .map(|node| node.address.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-
+    let bootstrap = survivors(&nodes);
     eventually("three live brokers", Duration::from_secs(60), async || {
         let admin = Admin::connect(
             AdminConfig::builder()
@@ -136,12 +262,11 @@ async fn acknowledged_records_survive_a_leader_kill_exactly_once_and_in_key_orde
             .then_some(())
     })
     .await;
-    let admin = admin(&bootstrap).await;
-    admin
+    admin(&bootstrap)
+        .await
         .create_topic(NewTopic::new("orders", 3, 3).config("min.insync.replicas", "2"))
         .await
         .unwrap();
-
     let producer = Producer::connect(
         ProducerConfig::builder()
             .bootstrap(&bootstrap)
@@ -152,130 +277,34 @@ async fn acknowledged_records_survive_a_leader_kill_exactly_once_and_in_key_orde
     )
     .await
     .unwrap();
-    let mut deliveries = Vec::with_capacity(RECORDS);
-    let mut killed: Option<(i32, Instant)> = None;
-    for index in 0..RECORDS {
-        let key = format!("key-{}", index % KEYS);
-        let value = format!("{key}:{index}");
-        deliveries.push((
-            key.clone(),
-            value.clone(),
-            producer
-                .send(ProducerRecord::new("orders", value).key(key))
-                .await
-                .unwrap(),
-        ));
-        if index == RECORDS / 3 {
-            // Wait for what was sent so far, then SIGKILL the leader of partition 0.
-            producer.flush().await.unwrap();
-            let leader = admin.describe_topic("orders").await.unwrap().partitions[0]
-                .leader
-                .expect("partition 0 has a leader");
-            let node = nodes.iter_mut().find(|node| node.id == leader).unwrap();
-            node.child.as_mut().unwrap().kill().unwrap();
-            node.child.take().unwrap().wait().unwrap();
-            killed = Some((leader, Instant::now()));
-        }
-    }
-    let (killed_id, killed_at) = killed.unwrap();
-    let mut acknowledged: Vec<(String, String)> = Vec::new();
-    let mut failed = 0;
-    for (key, value, delivery) in deliveries {
-        match delivery.await {
-            Ok(_) => acknowledged.push((key, value)),
-            Err(_) => failed += 1,
-        }
-    }
-    eprintln!(
-        "acknowledged {} records, {failed} failed",
-        acknowledged.len()
-    );
-    assert!(
-        acknowledged.len() >= RECORDS / 3,
-        "the records before the kill were acknowledged"
-    );
 
-    let survivors: String = nodes
-        .iter()
-        .filter(|node| node.id != killed_id)
-        .map(|node| node.address.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    let admin = self::admin(&survivors).await;
-    let failover = eventually(
+    // First failure.
+    let admin_before = admin(&bootstrap).await;
+    let (mut acknowledged, first_killed) =
+        produce_through_a_leader_kill(&producer, &admin_before, &mut nodes, 0, RECORDS).await;
+    let admin_after = admin(&survivors(&nodes)).await;
+    eventually(
         "a new leader for partition 0",
         Duration::from_secs(30),
         async || {
-            let leader = admin.describe_topic("orders").await.ok()?.partitions[0].leader?;
-            (leader != killed_id).then(|| killed_at.elapsed())
+            let leader = admin_after.describe_topic("orders").await.ok()?.partitions[0].leader?;
+            (leader != first_killed).then_some(())
         },
     )
     .await;
-    eprintln!(
-        "partition 0 leadership moved {failover:?} after the kill (upper bound: includes the producer's drain)"
-    );
+    assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    restart_and_rejoin(&mut nodes, first_killed, &voters, directory.path()).await;
 
-    // Read everything back through the survivors and check the acknowledged set.
-    let mut consumer = Consumer::connect(
-        ConsumerConfig::builder()
-            .bootstrap(&survivors)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let partitions: Vec<TopicPartition> = (0..3)
-        .map(|partition| TopicPartition::new("orders", partition))
-        .collect();
-    consumer.assign(partitions.clone()).unwrap();
-    consumer.seek_to_beginning(&partitions).await.unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let wanted = acknowledged.len();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acknowledged
-        .iter()
-        .any(|(_, value)| !seen.contains_key(value))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged records are missing: {} of {wanted} seen",
-            seen.len()
-        );
-        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-            let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
-            *seen.entry(value).or_default() += 1;
-            order.entry(key).or_default().push(index);
-        }
-    }
-    let duplicates: usize = seen.values().filter(|&&count| count > 1).count();
-    assert_eq!(
-        duplicates, 0,
-        "an idempotent producer writes each record once"
-    );
-    for (key, indexes) in &order {
-        assert!(
-            indexes.windows(2).all(|pair| pair[0] < pair[1]),
-            "records of {key} are out of order: {indexes:?}"
-        );
-    }
-
-    // The killed node comes back with its data and rejoins every ISR.
-    let node = nodes.iter_mut().find(|node| node.id == killed_id).unwrap();
-    node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
-    eventually(
-        "the restarted node in every ISR",
-        Duration::from_secs(60),
-        async || {
-            let topic = admin.describe_topic("orders").await.ok()?;
-            topic
-                .partitions
-                .iter()
-                .all(|partition| partition.isr.contains(&killed_id))
-                .then_some(())
-        },
+    // Second failure, of whichever node leads now, after the first one rejoined.
+    let (more, second_killed) = produce_through_a_leader_kill(
+        &producer,
+        &admin(&survivors(&nodes)).await,
+        &mut nodes,
+        RECORDS,
+        RECORDS,
     )
     .await;
+    acknowledged.extend(more);
+    assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    restart_and_rejoin(&mut nodes, second_killed, &voters, directory.path()).await;
 }
