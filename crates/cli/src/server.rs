@@ -121,11 +121,10 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
     } else {
         Vec::new()
     };
-    let mut handles = Vec::new();
-    let mut addresses = Vec::new();
+    let mut configs = Vec::new();
     for node in 1..=nodes {
         let address = address_of(node)?;
-        let config = BrokerConfig {
+        configs.push(BrokerConfig {
             node_id: node,
             data_dir: args.data_dir.join(format!("node-{node}")),
             listen: address
@@ -134,10 +133,21 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
             advertise: None,
             voters: voters.clone(),
             ..BrokerConfig::default()
-        };
-        let handle = Broker::start(config).await.with_context(|| {
-            format!("cannot start node {node} on {address} (is the port in use?)")
-        })?;
+        });
+    }
+    // All nodes start together: each waits for a controller quorum before it is up, so starting
+    // them one after another would wait forever for the ones not started yet.
+    let started = futures::future::join_all(configs.into_iter().map(|config| async move {
+        let (node, address) = (config.node_id, config.listen);
+        Broker::start(config)
+            .await
+            .with_context(|| format!("cannot start node {node} on {address} (is the port in use?)"))
+    }))
+    .await;
+    let mut handles = Vec::new();
+    let mut addresses = Vec::new();
+    for handle in started {
+        let handle = handle?;
         addresses.push(handle.local_addr().to_string());
         handles.push(handle);
     }
