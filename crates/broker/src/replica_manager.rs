@@ -350,10 +350,28 @@ impl ReplicaManager {
             }
         };
         if partition.leader_epoch() == assignment.leader_epoch {
+            self.adopt_controller_isr(&partition, assignment);
             return Ok(partition);
         }
         self.change_role(&partition, assignment);
         Ok(partition)
+    }
+
+    /// The controller may change a partition's ISR without a new leader epoch, e.g. when it fences
+    /// a follower's broker. The leader must then stop counting that follower for `acks=all` and
+    /// the high watermark at once, not only after its own lag check would have dropped it.
+    fn adopt_controller_isr(&self, partition: &Partition, assignment: &PartitionAssignment) {
+        let mut role = partition.role.lock().expect("role lock");
+        let Role::Leader(state) = &mut *role else {
+            return;
+        };
+        let committed: BTreeSet<i32> = assignment.isr.iter().copied().collect();
+        if state.has_pending_isr_change() || *state.isr() == committed {
+            return;
+        }
+        if state.on_isr_committed(Some(committed), partition.log.log_end_offset()) {
+            partition.publish_high_watermark(state.high_watermark());
+        }
     }
 
     fn change_role(self: &Arc<Self>, partition: &Arc<Partition>, assignment: &PartitionAssignment) {

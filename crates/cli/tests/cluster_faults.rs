@@ -308,3 +308,156 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
     assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
     restart_and_rejoin(&mut nodes, second_killed, &voters, directory.path()).await;
 }
+
+fn signal(node: &Node, signal: &str) {
+    let pid = node
+        .child
+        .as_ref()
+        .expect("node is running")
+        .id()
+        .to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// A follower cut off (SIGSTOP) leaves the ISR; with `min.insync.replicas=3` every `acks=all`
+/// produce then fails with NOT_ENOUGH_REPLICAS instead of being acknowledged with two copies.
+/// (Three voters keep their quorum with one node paused, so the controller can shrink the ISR;
+/// pausing two nodes would stop the quorum itself.) After SIGCONT it rejoins and writes succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_leaves_the_isr_and_acks_all_is_refused_not_acknowledged() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|id| Node {
+            id,
+            address: format!("127.0.0.1:{}", free_port()),
+            child: None,
+        })
+        .collect();
+    let voters = nodes
+        .iter()
+        .map(|node| format!("{}@{}", node.id, node.address))
+        .collect::<Vec<_>>()
+        .join(",");
+    for node in &mut nodes {
+        node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
+    }
+    let bootstrap = survivors(&nodes);
+    eventually("three live brokers", Duration::from_secs(60), async || {
+        let admin = Admin::connect(
+            AdminConfig::builder()
+                .bootstrap(&bootstrap)
+                .request_timeout_ms(2_000)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .ok()?;
+        let cluster = admin.describe_cluster().await.ok()?;
+        (cluster
+            .brokers
+            .iter()
+            .filter(|broker| !broker.fenced)
+            .count()
+            == 3)
+            .then_some(())
+    })
+    .await;
+    let admin = admin(&bootstrap).await;
+    admin
+        .create_topic(NewTopic::new("orders", 1, 3).config("min.insync.replicas", "3"))
+        .await
+        .unwrap();
+    let partition = admin.describe_topic("orders").await.unwrap().partitions[0].clone();
+    let leader = partition.leader.unwrap();
+    let follower = *partition
+        .replicas
+        .iter()
+        .find(|&&replica| replica != leader)
+        .unwrap();
+    eprintln!(
+        "leader {leader}, pausing {follower}; nodes {:?}",
+        nodes
+            .iter()
+            .map(|node| (node.id, node.address.clone()))
+            .collect::<Vec<_>>()
+    );
+    // The producer talks to the leader only, so the paused node cannot stall its metadata.
+    let leader_address = nodes
+        .iter()
+        .find(|node| node.id == leader)
+        .unwrap()
+        .address
+        .clone();
+    let leader_admin = self::admin(&leader_address).await;
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(&leader_address)
+            .linger_ms(0)
+            .request_timeout_ms(10_000)
+            .delivery_timeout_ms(10_000)
+            .retries(0)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    producer
+        .send(ProducerRecord::new("orders", "before").key("k"))
+        .await
+        .unwrap()
+        .await
+        .expect("all three in sync");
+
+    signal(
+        nodes.iter().find(|node| node.id == follower).unwrap(),
+        "-STOP",
+    );
+    eventually(
+        "the paused follower out of the ISR",
+        Duration::from_secs(30),
+        async || {
+            let isr = leader_admin.describe_topic("orders").await.ok()?.partitions[0]
+                .isr
+                .clone();
+            (!isr.contains(&follower)).then_some(())
+        },
+    )
+    .await;
+    let refused = producer
+        .send(ProducerRecord::new("orders", "during").key("k"))
+        .await
+        .unwrap()
+        .await
+        .expect_err("two copies are fewer than min.insync.replicas");
+    assert_eq!(
+        refused.code(),
+        Some(strata_client::ErrorCode::NotEnoughReplicas),
+        "{refused}"
+    );
+
+    signal(
+        nodes.iter().find(|node| node.id == follower).unwrap(),
+        "-CONT",
+    );
+    eventually(
+        "the follower back in the ISR",
+        Duration::from_secs(60),
+        async || {
+            let isr = leader_admin.describe_topic("orders").await.ok()?.partitions[0]
+                .isr
+                .clone();
+            isr.contains(&follower).then_some(())
+        },
+    )
+    .await;
+    producer
+        .send(ProducerRecord::new("orders", "after").key("k"))
+        .await
+        .unwrap()
+        .await
+        .expect("acks=all works again");
+}
