@@ -15,7 +15,9 @@ use strata_client::{
 };
 
 const KEYS: usize = 12;
-const RECORDS: usize = 3_000;
+/// Records sent through the first leader kill (the 50,000) and through the second.
+const RECORDS: usize = 50_000;
+const RECORDS_SECOND_FAILURE: usize = 5_000;
 
 struct Node {
     id: i32,
@@ -223,9 +225,9 @@ async fn restart_and_rejoin(nodes: &mut [Node], killed: i32, voters: &str, data_
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_order() {
-    let directory = tempfile::tempdir().unwrap();
+/// Starts three `strata server` processes that name each other as voters and waits until all
+/// three brokers are registered and unfenced. Returns the nodes and the `--voters` value.
+async fn start_cluster(data_dir: &Path) -> (Vec<Node>, String) {
     let mut nodes: Vec<Node> = (1..=3)
         .map(|id| Node {
             id,
@@ -239,7 +241,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
         .collect::<Vec<_>>()
         .join(",");
     for node in &mut nodes {
-        node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
+        node.child = Some(spawn(node.id, &node.address, &voters, data_dir));
     }
     let bootstrap = survivors(&nodes);
     eventually("three live brokers", Duration::from_secs(60), async || {
@@ -262,6 +264,14 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
             .then_some(())
     })
     .await;
+    (nodes, voters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_order() {
+    let directory = tempfile::tempdir().unwrap();
+    let (mut nodes, voters) = start_cluster(directory.path()).await;
+    let bootstrap = survivors(&nodes);
     admin(&bootstrap)
         .await
         .create_topic(NewTopic::new("orders", 3, 3).config("min.insync.replicas", "2"))
@@ -301,7 +311,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
         &admin(&survivors(&nodes)).await,
         &mut nodes,
         RECORDS,
-        RECORDS,
+        RECORDS_SECOND_FAILURE,
     )
     .await;
     acknowledged.extend(more);
@@ -330,42 +340,8 @@ fn signal(node: &Node, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_follower_leaves_the_isr_and_acks_all_is_refused_not_acknowledged() {
     let directory = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            address: format!("127.0.0.1:{}", free_port()),
-            child: None,
-        })
-        .collect();
-    let voters = nodes
-        .iter()
-        .map(|node| format!("{}@{}", node.id, node.address))
-        .collect::<Vec<_>>()
-        .join(",");
-    for node in &mut nodes {
-        node.child = Some(spawn(node.id, &node.address, &voters, directory.path()));
-    }
+    let (nodes, _voters) = start_cluster(directory.path()).await;
     let bootstrap = survivors(&nodes);
-    eventually("three live brokers", Duration::from_secs(60), async || {
-        let admin = Admin::connect(
-            AdminConfig::builder()
-                .bootstrap(&bootstrap)
-                .request_timeout_ms(2_000)
-                .build()
-                .unwrap(),
-        )
-        .await
-        .ok()?;
-        let cluster = admin.describe_cluster().await.ok()?;
-        (cluster
-            .brokers
-            .iter()
-            .filter(|broker| !broker.fenced)
-            .count()
-            == 3)
-            .then_some(())
-    })
-    .await;
     let admin = admin(&bootstrap).await;
     admin
         .create_topic(NewTopic::new("orders", 1, 3).config("min.insync.replicas", "3"))
