@@ -198,6 +198,48 @@ pub struct ReplicaManager {
     address_book: RwLock<Option<AddressBook>>,
 }
 
+fn check_follower_epoch(partition: &Partition, leader_epoch: i32) -> Result<(), PartitionError> {
+    let role = partition.role.lock().expect("role lock");
+    follower_in_epoch(partition, &role, leader_epoch)
+}
+
+fn follower_in_epoch(
+    partition: &Partition,
+    role: &Role,
+    leader_epoch: i32,
+) -> Result<(), PartitionError> {
+    if matches!(role, Role::Follower { .. }) && partition.leader_epoch() == leader_epoch {
+        return Ok(());
+    }
+    Err(PartitionError::new(
+        ErrorCode::FencedLeaderEpoch,
+        format!(
+            "{} left leader epoch {leader_epoch}",
+            partition.topic_partition
+        ),
+    ))
+}
+
+/// Runs a follower's write to its log on the blocking pool, under the role lock and only while
+/// the partition still follows in `leader_epoch`, then publishes the new log end offset. This is
+/// what keeps a batch fetched in an old epoch from landing after a new epoch's truncation.
+async fn run_as_follower(
+    partition: &Arc<Partition>,
+    leader_epoch: i32,
+    write: impl FnOnce(&Log) -> Result<(), StorageError> + Send + 'static,
+) -> Result<(), PartitionError> {
+    let writing = partition.clone();
+    tokio::task::spawn_blocking(move || {
+        let role = writing.role.lock().expect("role lock");
+        follower_in_epoch(&writing, &role, leader_epoch)?;
+        write(&writing.log).map_err(PartitionError::from)
+    })
+    .await
+    .map_err(task_failed)??;
+    partition.publish_log_end_offset();
+    Ok(())
+}
+
 fn task_failed(error: tokio::task::JoinError) -> PartitionError {
     PartitionError::new(
         ErrorCode::UnknownServerError,
@@ -682,27 +724,14 @@ impl ReplicaManager {
         records: Bytes,
         leader_high_watermark: i64,
     ) -> Result<(), PartitionError> {
-        let appending = partition.clone();
-        tokio::task::spawn_blocking(move || {
-            let role = appending.role.lock().expect("role lock");
-            if !matches!(&*role, Role::Follower { .. }) || appending.leader_epoch() != leader_epoch
-            {
-                return Err(PartitionError::new(
-                    ErrorCode::FencedLeaderEpoch,
-                    format!(
-                        "{} left leader epoch {leader_epoch}",
-                        appending.topic_partition
-                    ),
-                ));
-            }
-            if !records.is_empty() {
-                appending.log.append_as_follower(records)?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(task_failed)??;
-        partition.publish_log_end_offset();
+        if !records.is_empty() {
+            run_as_follower(partition, leader_epoch, move |log| {
+                log.append_as_follower(records).map(|_| ())
+            })
+            .await?;
+        } else {
+            check_follower_epoch(partition, leader_epoch)?;
+        }
         partition.publish_high_watermark(leader_high_watermark.min(partition.log.log_end_offset()));
         Ok(())
     }
@@ -714,28 +743,7 @@ impl ReplicaManager {
         leader_epoch: i32,
         offset: i64,
     ) -> Result<(), PartitionError> {
-        let truncating = partition.clone();
-        tokio::task::spawn_blocking(move || {
-            let role = truncating.role.lock().expect("role lock");
-            if !matches!(&*role, Role::Follower { .. }) || truncating.leader_epoch() != leader_epoch
-            {
-                return Err(PartitionError::new(
-                    ErrorCode::FencedLeaderEpoch,
-                    format!(
-                        "{} left leader epoch {leader_epoch}",
-                        truncating.topic_partition
-                    ),
-                ));
-            }
-            truncating
-                .log
-                .truncate_to(offset)
-                .map_err(PartitionError::from)
-        })
-        .await
-        .map_err(task_failed)??;
-        partition.publish_log_end_offset();
-        Ok(())
+        run_as_follower(partition, leader_epoch, move |log| log.truncate_to(offset)).await
     }
 
     /// One pass of ISR maintenance on every partition this broker leads: propose dropping

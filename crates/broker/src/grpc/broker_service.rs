@@ -134,8 +134,9 @@ impl BrokerState {
     }
 }
 
-/// Waits until any of `receivers` sees a new high watermark (or all senders are gone).
-async fn any_changed(receivers: &mut [watch::Receiver<i64>]) {
+/// Waits until any of `receivers` sees a new value (or all senders are gone); forever when there
+/// are none, so callers bound it with their own deadline.
+pub(crate) async fn any_changed(receivers: &mut [watch::Receiver<i64>]) {
     if receivers.is_empty() {
         return futures::future::pending().await;
     }

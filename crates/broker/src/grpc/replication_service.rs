@@ -1,8 +1,8 @@
 use crate::BrokerState;
 use crate::error::PartitionError;
+use crate::grpc::broker_service::any_changed;
 use crate::grpc::status::error_fields;
 use bytes::Bytes;
-use futures::future::select_all;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_proto::replication_v1 as proto;
@@ -86,14 +86,12 @@ impl proto::replication_server::Replication for ReplicationService {
             let has_data = partitions
                 .iter()
                 .any(|partition| !partition.records.is_empty() || partition.error_code != 0);
-            // The fetch itself moved the high watermark: answer at once so the follower learns it.
+            // Answer as soon as there is something to copy (or an error to report); otherwise wait
+            // for the leader's log to grow, up to the follower's max wait.
             if has_data || Instant::now() >= deadline || receivers.is_empty() {
                 return Ok(Response::new(proto::ReplicaFetchResponse { partitions }));
             }
-            let changes = receivers
-                .iter_mut()
-                .map(|receiver| Box::pin(receiver.changed()));
-            if tokio::time::timeout_at(deadline, select_all(changes))
+            if tokio::time::timeout_at(deadline, any_changed(&mut receivers))
                 .await
                 .is_err()
             {
