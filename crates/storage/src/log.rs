@@ -582,18 +582,7 @@ impl Log {
                 writer.truncation_generation,
             )
         };
-        for segment in &segments {
-            segment.sync()?;
-        }
-        let mut writer = self.writer.lock().expect("writer lock");
-        writer
-            .rolled_unsynced
-            .retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
-        if writer.truncation_generation == generation {
-            self.recovery_point
-                .fetch_max(log_end_offset, Ordering::AcqRel);
-        }
-        Ok(())
+        self.sync_and_advance_recovery_point(&segments, generation, log_end_offset)
     }
 
     /// Flushes when `flush.ms` has passed since the last flush; for a background task.
@@ -614,7 +603,19 @@ impl Log {
         let Some(newest) = segments.iter().map(|segment| segment.next_offset()).max() else {
             return Ok(());
         };
-        for segment in &segments {
+        self.sync_and_advance_recovery_point(&segments, generation, newest)
+    }
+
+    /// fsyncs `segments` without the writer lock, forgets them as unsynced, and moves the
+    /// recovery point to `durable_up_to` unless a truncation happened since `generation` was
+    /// read (then the synced bytes may no longer be the log's).
+    fn sync_and_advance_recovery_point(
+        &self,
+        segments: &[Arc<Segment>],
+        generation: u64,
+        durable_up_to: i64,
+    ) -> Result<()> {
+        for segment in segments {
             segment.sync()?;
         }
         let mut writer = self.writer.lock().expect("writer lock");
@@ -622,7 +623,8 @@ impl Log {
             .rolled_unsynced
             .retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
         if writer.truncation_generation == generation {
-            self.recovery_point.fetch_max(newest, Ordering::AcqRel);
+            self.recovery_point
+                .fetch_max(durable_up_to, Ordering::AcqRel);
         }
         Ok(())
     }
