@@ -72,6 +72,8 @@ error_codes! {
     RequestTimedOut = 7, "REQUEST_TIMED_OUT", true;
     /// The batch is larger than the topic's `max.message.bytes`.
     MessageTooLarge = 10, "MESSAGE_TOO_LARGE", false;
+    /// The offset metadata string is longer than the coordinator accepts.
+    OffsetMetadataTooLarge = 12, "OFFSET_METADATA_TOO_LARGE", false;
     /// The coordinator is still loading the group's state.
     CoordinatorLoadInProgress = 14, "COORDINATOR_LOAD_IN_PROGRESS", true;
     /// No coordinator is available for the group.
@@ -86,6 +88,13 @@ error_codes! {
     NotEnoughReplicasAfterAppend = 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND", true;
     /// `acks` was not 0, 1 or -1 (all).
     InvalidRequiredAcks = 21, "INVALID_REQUIRED_ACKS", false;
+    /// The group id is empty or too long.
+    InvalidGroupId = 24, "INVALID_GROUP_ID", false;
+    /// The member is not (or no longer) in the group: it left, or missed heartbeats for its
+    /// session timeout. It must rejoin with epoch 0.
+    UnknownMemberId = 25, "UNKNOWN_MEMBER_ID", false;
+    /// The session timeout is outside the broker's allowed range.
+    InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT", false;
     /// The batch's timestamps are not acceptable.
     InvalidTimestamp = 32, "INVALID_TIMESTAMP", false;
     /// The topic already exists.
@@ -106,6 +115,10 @@ error_codes! {
     InvalidProducerEpoch = 47, "INVALID_PRODUCER_EPOCH", false;
     /// The broker could not read or write its log directory (disk full, IO error).
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR", true;
+    /// The operation needs an empty group (no members), e.g. resetting or deleting offsets.
+    NonEmptyGroup = 68, "NON_EMPTY_GROUP", false;
+    /// The group does not exist.
+    GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND", false;
     /// The leader epoch in the request is older than the partition's.
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH", true;
     /// The leader epoch in the request is newer than the broker knows.
@@ -114,6 +127,13 @@ error_codes! {
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE", false;
     /// A record inside a batch is malformed.
     InvalidRecord = 87, "INVALID_RECORD", false;
+    /// The member's epoch is ahead of the coordinator's: it must rejoin.
+    FencedMemberEpoch = 110, "FENCED_MEMBER_EPOCH", false;
+    /// The server-side assignor named by the member does not exist.
+    UnsupportedAssignor = 112, "UNSUPPORTED_ASSIGNOR", false;
+    /// The member's epoch is behind the coordinator's, or it no longer owns the partition: it
+    /// heartbeats to learn its new assignment, then retries.
+    StaleMemberEpoch = 113, "STALE_MEMBER_EPOCH", true;
 }
 
 impl fmt::Display for ErrorCode {

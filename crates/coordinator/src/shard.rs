@@ -1,0 +1,765 @@
+//! All consumer groups of one `__consumer_offsets` partition: a pure state machine.
+//!
+//! Requests go in with the current time; records and answers come out. Every operation first
+//! works out the records that describe its effect, then applies them with [`replay`] — the same
+//! function a newly elected coordinator uses to load the partition — so the live state and the
+//! loaded state cannot drift apart. The caller appends the records and answers the client only
+//! once they are replicated; if that fails it throws the shard away and reloads it from the log.
+//!
+//! [`replay`]: CoordinatorShard::replay
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use strata_common::{ErrorCode, TopicPartition};
+
+use crate::assignor::{Assignment, Assignor, AssignorMember};
+use crate::records::{CoordinatorRecord, GroupOffsets, GroupState, MemberState, OffsetAndMetadata};
+
+/// Kafka's limit for the free-form metadata committed with an offset.
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+const GROUP_ID_MAX_BYTES: usize = 255;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl CoordinatorError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> CoordinatorError {
+        CoordinatorError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for CoordinatorError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for CoordinatorError {}
+
+pub type Result<T> = std::result::Result<T, CoordinatorError>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// How often settled members heartbeat.
+    pub heartbeat_interval_ms: i32,
+    /// How often members that are moving partitions heartbeat, so a rebalance takes a few of
+    /// these rather than a few heartbeat intervals.
+    pub reconcile_interval_ms: i32,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub default_assignor: Assignor,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            heartbeat_interval_ms: 1_000,
+            reconcile_interval_ms: 100,
+            min_session_timeout_ms: 500,
+            max_session_timeout_ms: 300_000,
+            default_assignor: Assignor::Uniform,
+        }
+    }
+}
+
+/// Member epochs with a meaning of their own (KIP-848).
+pub const JOIN_EPOCH: i32 = 0;
+pub const LEAVE_EPOCH: i32 = -1;
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscribed_topics: Option<BTreeSet<String>>,
+    pub assignor: Option<String>,
+    pub owned: Option<Assignment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    pub assignment: Assignment,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupStateName {
+    Empty,
+    Assigning,
+    Reconciling,
+    Stable,
+}
+
+impl GroupStateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupStateName::Empty => "Empty",
+            GroupStateName::Assigning => "Assigning",
+            GroupStateName::Reconciling => "Reconciling",
+            GroupStateName::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub state: GroupStateName,
+    pub group: GroupState,
+    pub offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+}
+
+/// A group in memory: its stored state plus timers, which are not stored (a new coordinator
+/// gives every member a fresh session).
+#[derive(Clone, Debug, Default)]
+struct Group {
+    state: Option<GroupState>,
+    offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    session_deadlines: HashMap<String, i64>,
+    revocation_deadlines: HashMap<String, i64>,
+}
+
+impl Group {
+    fn has_members(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|state| !state.members.is_empty())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state.is_none() && self.offsets.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct CoordinatorShard {
+    config: CoordinatorConfig,
+    groups: BTreeMap<String, Group>,
+}
+
+fn settled(member: &MemberState, assignment_epoch: i32) -> bool {
+    member.revoking.is_empty()
+        && member.assigned == member.target
+        && member.member_epoch == assignment_epoch
+}
+
+fn validate_group_id(group_id: &str) -> Result<()> {
+    if group_id.is_empty() || group_id.len() > GROUP_ID_MAX_BYTES {
+        return Err(CoordinatorError::new(
+            ErrorCode::InvalidGroupId,
+            format!("group id must be 1 to {GROUP_ID_MAX_BYTES} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+impl CoordinatorShard {
+    pub fn new(config: CoordinatorConfig) -> CoordinatorShard {
+        CoordinatorShard {
+            config,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Applies one record: the only way the shard's stored state changes.
+    pub fn replay(&mut self, record: &CoordinatorRecord) {
+        match record {
+            CoordinatorRecord::OffsetCommit {
+                group_id,
+                topic_partition,
+                value,
+            } => {
+                let group = self.groups.entry(group_id.clone()).or_default();
+                match value {
+                    Some(value) => {
+                        group.offsets.insert(topic_partition.clone(), value.clone());
+                    }
+                    None => {
+                        group.offsets.remove(topic_partition);
+                    }
+                }
+                if group.is_empty() {
+                    self.groups.remove(group_id);
+                }
+            }
+            CoordinatorRecord::Group { group_id, value } => match value {
+                Some(state) => {
+                    let group = self.groups.entry(group_id.clone()).or_default();
+                    group
+                        .session_deadlines
+                        .retain(|member_id, _| state.members.contains_key(member_id));
+                    group.revocation_deadlines.retain(|member_id, _| {
+                        state
+                            .members
+                            .get(member_id)
+                            .is_some_and(|member| !member.revoking.is_empty())
+                    });
+                    group.state = Some(state.clone());
+                }
+                None => {
+                    self.groups.remove(group_id);
+                }
+            },
+            CoordinatorRecord::Snapshot { groups, offsets } => {
+                self.groups.clear();
+                for state in groups {
+                    self.groups.entry(state.group_id.clone()).or_default().state =
+                        Some(state.clone());
+                }
+                for group_offsets in offsets {
+                    let group = self
+                        .groups
+                        .entry(group_offsets.group_id.clone())
+                        .or_default();
+                    group.offsets = group_offsets.offsets.iter().cloned().collect();
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, records: &[CoordinatorRecord]) {
+        for record in records {
+            self.replay(record);
+        }
+    }
+
+    /// A record holding the whole shard, to write and then cut the log before.
+    pub fn snapshot(&self) -> CoordinatorRecord {
+        CoordinatorRecord::Snapshot {
+            groups: self
+                .groups
+                .values()
+                .filter_map(|group| group.state.clone())
+                .collect(),
+            offsets: self
+                .groups
+                .iter()
+                .filter(|(_, group)| !group.offsets.is_empty())
+                .map(|(group_id, group)| GroupOffsets {
+                    group_id: group_id.clone(),
+                    offsets: group
+                        .offsets
+                        .iter()
+                        .map(|(tp, offset)| (tp.clone(), offset.clone()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The KIP-848 heartbeat: join, stay, or leave; returns the member's current assignment.
+    /// `new_member_id` is used if the request joins.
+    pub fn heartbeat(
+        &mut self,
+        request: HeartbeatRequest,
+        topic_partition_counts: &BTreeMap<String, i32>,
+        new_member_id: &str,
+        now_ms: i64,
+    ) -> Result<(HeartbeatResponse, Vec<CoordinatorRecord>)> {
+        validate_group_id(&request.group_id)?;
+        let assignor_name = match &request.assignor {
+            Some(name) if !name.is_empty() => {
+                if Assignor::from_name(name).is_none() {
+                    return Err(CoordinatorError::new(
+                        ErrorCode::UnsupportedAssignor,
+                        format!(
+                            "no assignor named '{name}'; choose one of {:?}",
+                            Assignor::NAMES
+                        ),
+                    ));
+                }
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        let group = self.groups.get(&request.group_id);
+        let mut next = group
+            .and_then(|group| group.state.clone())
+            .unwrap_or_else(|| {
+                GroupState::new(&request.group_id, self.config.default_assignor.name())
+            });
+        let before = group.and_then(|group| group.state.clone());
+
+        let member_id = match request.member_epoch {
+            LEAVE_EPOCH | STATIC_LEAVE_EPOCH => {
+                return self.leave(next, before, &request);
+            }
+            JOIN_EPOCH => {
+                self.check_session_timeout(request.session_timeout_ms)?;
+                join(&mut next, &request, new_member_id)
+            }
+            epoch => {
+                let Some(member) = next.members.get_mut(&request.member_id) else {
+                    return Err(unknown_member(&request.group_id, &request.member_id));
+                };
+                if epoch != member.member_epoch && epoch != member.previous_member_epoch {
+                    return Err(CoordinatorError::new(
+                        ErrorCode::FencedMemberEpoch,
+                        format!(
+                            "member {} sent epoch {epoch} but its epoch is {}; it must rejoin",
+                            request.member_id, member.member_epoch
+                        ),
+                    ));
+                }
+                member.left_temporarily = false;
+                request.member_id.clone()
+            }
+        };
+
+        {
+            let member = next.members.get_mut(&member_id).expect("joined or known");
+            if let Some(topics) = &request.subscribed_topics
+                && *topics != member.subscribed_topics
+            {
+                member.subscribed_topics = topics.clone();
+                next.group_epoch += 1;
+            }
+        }
+        if let Some(name) = assignor_name
+            && name != next.assignor
+        {
+            next.assignor = name;
+            next.group_epoch += 1;
+        }
+        let subscribed: BTreeSet<&String> = next
+            .members
+            .values()
+            .flat_map(|member| &member.subscribed_topics)
+            .collect();
+        let counts: BTreeMap<String, i32> = topic_partition_counts
+            .iter()
+            .filter(|(topic, _)| subscribed.contains(topic))
+            .map(|(topic, count)| (topic.clone(), *count))
+            .collect();
+        if counts != next.partition_counts {
+            next.partition_counts = counts;
+            next.group_epoch += 1;
+        }
+        compute_target_if_stale(&mut next);
+        reconcile(&mut next, &member_id, request.owned.as_ref());
+
+        let member = &next.members[&member_id];
+        let response = HeartbeatResponse {
+            member_id: member_id.clone(),
+            member_epoch: member.member_epoch,
+            heartbeat_interval_ms: if settled(member, next.assignment_epoch) {
+                self.config.heartbeat_interval_ms
+            } else {
+                self.config.reconcile_interval_ms
+            },
+            assignment: member.assigned.clone(),
+        };
+        let session_timeout = i64::from(member.session_timeout_ms);
+        let revoking = !member.revoking.is_empty();
+        let rebalance_timeout = i64::from(member.rebalance_timeout_ms);
+        let records = if before.as_ref() != Some(&next) {
+            vec![CoordinatorRecord::Group {
+                group_id: request.group_id.clone(),
+                value: Some(next),
+            }]
+        } else {
+            Vec::new()
+        };
+        self.apply(&records);
+        let group = self
+            .groups
+            .get_mut(&request.group_id)
+            .expect("the group exists after a heartbeat");
+        group
+            .session_deadlines
+            .insert(member_id.clone(), now_ms + session_timeout);
+        if revoking {
+            group
+                .revocation_deadlines
+                .entry(member_id)
+                .or_insert(now_ms + rebalance_timeout);
+        } else {
+            group.revocation_deadlines.remove(&member_id);
+        }
+        Ok((response, records))
+    }
+
+    fn check_session_timeout(&self, session_timeout_ms: i32) -> Result<()> {
+        let (min, max) = (
+            self.config.min_session_timeout_ms,
+            self.config.max_session_timeout_ms,
+        );
+        if !(min..=max).contains(&session_timeout_ms) {
+            return Err(CoordinatorError::new(
+                ErrorCode::InvalidSessionTimeout,
+                format!("session timeout {session_timeout_ms} ms is outside [{min}, {max}] ms"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn leave(
+        &mut self,
+        mut next: GroupState,
+        before: Option<GroupState>,
+        request: &HeartbeatRequest,
+    ) -> Result<(HeartbeatResponse, Vec<CoordinatorRecord>)> {
+        let temporary = request.member_epoch == STATIC_LEAVE_EPOCH;
+        match next.members.get_mut(&request.member_id) {
+            Some(member) if temporary && member.instance_id.is_some() => {
+                member.left_temporarily = true;
+            }
+            Some(_) => {
+                next.members.remove(&request.member_id);
+                next.group_epoch += 1;
+                compute_target_if_stale(&mut next);
+            }
+            // Leaving twice, or after being removed, is not an error.
+            None => {}
+        }
+        let records = if before.as_ref() != Some(&next) && before.is_some() {
+            vec![CoordinatorRecord::Group {
+                group_id: request.group_id.clone(),
+                value: Some(next),
+            }]
+        } else {
+            Vec::new()
+        };
+        self.apply(&records);
+        Ok((
+            HeartbeatResponse {
+                member_id: request.member_id.clone(),
+                member_epoch: request.member_epoch,
+                heartbeat_interval_ms: 0,
+                assignment: Assignment::new(),
+            },
+            records,
+        ))
+    }
+
+    /// Removes members whose session expired, and members that did not release revoked
+    /// partitions within their rebalance timeout. Also starts sessions for members loaded from
+    /// the log, which have none yet.
+    pub fn expire_members(&mut self, now_ms: i64) -> Vec<CoordinatorRecord> {
+        let mut records = Vec::new();
+        for (group_id, group) in &mut self.groups {
+            let Some(state) = &group.state else { continue };
+            let mut next = state.clone();
+            for (member_id, member) in &state.members {
+                let session = *group
+                    .session_deadlines
+                    .entry(member_id.clone())
+                    .or_insert(now_ms + i64::from(member.session_timeout_ms));
+                let revocation = group.revocation_deadlines.get(member_id).copied();
+                if session <= now_ms || revocation.is_some_and(|deadline| deadline <= now_ms) {
+                    next.members.remove(member_id);
+                }
+            }
+            if next.members.len() != state.members.len() {
+                next.group_epoch += 1;
+                compute_target_if_stale(&mut next);
+                records.push(CoordinatorRecord::Group {
+                    group_id: group_id.clone(),
+                    value: Some(next),
+                });
+            }
+        }
+        self.apply(&records);
+        records
+    }
+
+    /// Checks a commit against the group's membership. Returns the per-partition outcome and
+    /// the records of the accepted ones.
+    #[allow(clippy::type_complexity)]
+    pub fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<(Vec<(TopicPartition, Result<()>)>, Vec<CoordinatorRecord>)> {
+        validate_group_id(group_id)?;
+        let group = self.groups.get(group_id);
+        let owner = if member_id.is_empty() && member_epoch < 0 {
+            if group.is_some_and(Group::has_members) {
+                return Err(CoordinatorError::new(
+                    ErrorCode::NonEmptyGroup,
+                    format!(
+                        "group '{group_id}' has active members; only they can commit (stop them to reset offsets)"
+                    ),
+                ));
+            }
+            None
+        } else {
+            let member = group
+                .and_then(|group| group.state.as_ref())
+                .and_then(|state| state.members.get(member_id))
+                .ok_or_else(|| unknown_member(group_id, member_id))?;
+            if member_epoch > member.member_epoch {
+                return Err(CoordinatorError::new(
+                    ErrorCode::FencedMemberEpoch,
+                    format!(
+                        "member {member_id} committed with epoch {member_epoch}; its epoch is {}",
+                        member.member_epoch
+                    ),
+                ));
+            }
+            if member_epoch < member.member_epoch && member_epoch != member.previous_member_epoch {
+                return Err(CoordinatorError::new(
+                    ErrorCode::StaleMemberEpoch,
+                    format!(
+                        "member {member_id} committed with epoch {member_epoch}; its epoch is {}",
+                        member.member_epoch
+                    ),
+                ));
+            }
+            Some(member)
+        };
+        let mut outcomes = Vec::new();
+        let mut records = Vec::new();
+        for (topic_partition, offset) in offsets {
+            let outcome = if let Some(member) = owner
+                && !member.assigned.contains(&topic_partition)
+                && !member.revoking.contains(&topic_partition)
+            {
+                Err(CoordinatorError::new(
+                    ErrorCode::StaleMemberEpoch,
+                    format!(
+                        "member {member_id} does not own {topic_partition} (its assignment changed)"
+                    ),
+                ))
+            } else if offset.offset < 0 {
+                Err(CoordinatorError::new(
+                    ErrorCode::OffsetOutOfRange,
+                    format!("offset {} for {topic_partition} is negative", offset.offset),
+                ))
+            } else if offset.metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                Err(CoordinatorError::new(
+                    ErrorCode::OffsetMetadataTooLarge,
+                    format!(
+                        "metadata is {} bytes; the limit is {OFFSET_METADATA_MAX_BYTES}",
+                        offset.metadata.len()
+                    ),
+                ))
+            } else {
+                records.push(CoordinatorRecord::OffsetCommit {
+                    group_id: group_id.to_string(),
+                    topic_partition: topic_partition.clone(),
+                    value: Some(offset),
+                });
+                Ok(())
+            };
+            outcomes.push((topic_partition, outcome));
+        }
+        self.apply(&records);
+        Ok((outcomes, records))
+    }
+
+    /// Committed offsets of `partitions` (all committed ones when `None`).
+    pub fn committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Vec<(TopicPartition, Option<OffsetAndMetadata>)> {
+        let offsets = self.groups.get(group_id).map(|group| &group.offsets);
+        match partitions {
+            Some(partitions) => partitions
+                .iter()
+                .map(|tp| (tp.clone(), offsets.and_then(|o| o.get(tp)).cloned()))
+                .collect(),
+            None => offsets
+                .into_iter()
+                .flatten()
+                .map(|(tp, offset)| (tp.clone(), Some(offset.clone())))
+                .collect(),
+        }
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let group = self.groups.get(group_id)?;
+        let state = group
+            .state
+            .clone()
+            .unwrap_or_else(|| GroupState::new(group_id, self.config.default_assignor.name()));
+        Some(GroupDescription {
+            state: state_name(&state),
+            group: state,
+            offsets: group.offsets.clone(),
+        })
+    }
+
+    /// Every group: id, state and member count.
+    pub fn list(&self) -> Vec<(String, GroupStateName, usize)> {
+        self.groups
+            .iter()
+            .map(|(group_id, group)| {
+                let (state, members) = match &group.state {
+                    Some(state) => (state_name(state), state.members.len()),
+                    None => (GroupStateName::Empty, 0),
+                };
+                (group_id.clone(), state, members)
+            })
+            .collect()
+    }
+
+    /// Deletes an empty group with its offsets.
+    pub fn delete_group(&mut self, group_id: &str) -> Result<Vec<CoordinatorRecord>> {
+        let Some(group) = self.groups.get(group_id) else {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupIdNotFound,
+                format!("group '{group_id}' does not exist"),
+            ));
+        };
+        if group.has_members() {
+            return Err(CoordinatorError::new(
+                ErrorCode::NonEmptyGroup,
+                format!("group '{group_id}' has active members; stop them first"),
+            ));
+        }
+        let records = vec![CoordinatorRecord::Group {
+            group_id: group_id.to_string(),
+            value: None,
+        }];
+        self.apply(&records);
+        Ok(records)
+    }
+}
+
+fn unknown_member(group_id: &str, member_id: &str) -> CoordinatorError {
+    CoordinatorError::new(
+        ErrorCode::UnknownMemberId,
+        format!(
+            "member '{member_id}' is not in group '{group_id}': it left or was removed after missing heartbeats for its session timeout; it must rejoin"
+        ),
+    )
+}
+
+fn state_name(state: &GroupState) -> GroupStateName {
+    if state.members.is_empty() {
+        GroupStateName::Empty
+    } else if state.assignment_epoch < state.group_epoch {
+        GroupStateName::Assigning
+    } else if state
+        .members
+        .values()
+        .all(|member| settled(member, state.assignment_epoch))
+    {
+        GroupStateName::Stable
+    } else {
+        GroupStateName::Reconciling
+    }
+}
+
+/// Adds the joining member; a static member replaces the previous holder of its instance id and
+/// inherits its partitions and epoch, so a restart moves nothing.
+fn join(next: &mut GroupState, request: &HeartbeatRequest, new_member_id: &str) -> String {
+    let previous = request.instance_id.as_ref().and_then(|instance_id| {
+        next.members
+            .values()
+            .find(|member| member.instance_id.as_ref() == Some(instance_id))
+            .map(|member| member.member_id.clone())
+    });
+    let mut member = match previous.and_then(|id| next.members.remove(&id)) {
+        Some(previous) => MemberState {
+            member_id: new_member_id.to_string(),
+            left_temporarily: false,
+            ..previous
+        },
+        None => {
+            next.group_epoch += 1;
+            MemberState {
+                member_id: new_member_id.to_string(),
+                instance_id: request.instance_id.clone(),
+                member_epoch: 0,
+                previous_member_epoch: 0,
+                subscribed_topics: BTreeSet::new(),
+                rebalance_timeout_ms: 0,
+                session_timeout_ms: 0,
+                assigned: Assignment::new(),
+                revoking: Assignment::new(),
+                target: Assignment::new(),
+                left_temporarily: false,
+            }
+        }
+    };
+    member.rebalance_timeout_ms = request.rebalance_timeout_ms.max(1);
+    member.session_timeout_ms = request.session_timeout_ms;
+    next.members.insert(new_member_id.to_string(), member);
+    new_member_id.to_string()
+}
+
+fn compute_target_if_stale(group: &mut GroupState) {
+    if group.assignment_epoch >= group.group_epoch {
+        return;
+    }
+    let assignor = Assignor::from_name(&group.assignor).unwrap_or_default();
+    let assignor_members: Vec<AssignorMember<'_>> = group
+        .members
+        .values()
+        .map(|member| AssignorMember {
+            member_id: &member.member_id,
+            sort_key: member.instance_id.as_deref().unwrap_or(&member.member_id),
+            subscribed_topics: &member.subscribed_topics,
+            current: &member.assigned,
+        })
+        .collect();
+    let mut target = assignor.assign(&assignor_members, &group.partition_counts);
+    for (member_id, member) in &mut group.members {
+        member.target = target.remove(member_id).unwrap_or_default();
+    }
+    group.assignment_epoch = group.group_epoch;
+}
+
+/// Moves one member toward its target (KIP-848's reconciliation): first it gives up what it must
+/// lose and confirms (by reporting what it owns); only then does it get partitions, and only
+/// those no other member still owns. So no partition is ever consumed by two members at once,
+/// and partitions that do not move are consumed throughout.
+fn reconcile(group: &mut GroupState, member_id: &str, owned: Option<&Assignment>) {
+    let held_by_others: BTreeSet<TopicPartition> = group
+        .members
+        .values()
+        .filter(|other| other.member_id != member_id)
+        .flat_map(|other| other.assigned.iter().chain(&other.revoking))
+        .cloned()
+        .collect();
+    let assignment_epoch = group.assignment_epoch;
+    let member = group.members.get_mut(member_id).expect("member exists");
+    if !member.revoking.is_empty() {
+        match owned {
+            Some(owned) if owned.is_disjoint(&member.revoking) => member.revoking.clear(),
+            _ => return,
+        }
+    }
+    let revoke: Assignment = member
+        .assigned
+        .difference(&member.target)
+        .cloned()
+        .collect();
+    if !revoke.is_empty() {
+        member
+            .assigned
+            .retain(|partition| !revoke.contains(partition));
+        member.revoking = revoke;
+        return;
+    }
+    let free: Vec<TopicPartition> = member
+        .target
+        .difference(&member.assigned)
+        .filter(|partition| !held_by_others.contains(*partition))
+        .cloned()
+        .collect();
+    member.assigned.extend(free);
+    if member.member_epoch != assignment_epoch {
+        member.previous_member_epoch = member.member_epoch;
+        member.member_epoch = assignment_epoch;
+    }
+}

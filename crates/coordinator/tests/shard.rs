@@ -1,0 +1,444 @@
+//! The coordinator's state machine driven like a cluster drives it: members heartbeat, the
+//! clock moves, records come out. Clients here obey the protocol: they stop consuming a revoked
+//! partition and report what they own on the next heartbeat.
+
+use std::collections::{BTreeMap, BTreeSet};
+use strata_common::{ErrorCode, TopicPartition};
+use strata_coordinator::shard::{JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH};
+use strata_coordinator::*;
+
+const SESSION_MS: i32 = 1_000;
+
+struct Client {
+    member_id: String,
+    epoch: i32,
+    instance_id: Option<String>,
+    owned: Assignment,
+}
+
+struct Harness {
+    shard: CoordinatorShard,
+    counts: BTreeMap<String, i32>,
+    now: i64,
+    log: Vec<CoordinatorRecord>,
+    next_id: u32,
+}
+
+impl Harness {
+    fn new(partitions: i32) -> Harness {
+        Harness {
+            shard: CoordinatorShard::new(CoordinatorConfig::default()),
+            counts: [("t".to_string(), partitions)].into(),
+            now: 0,
+            log: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    fn request(&self, client: &Client, epoch: i32) -> HeartbeatRequest {
+        HeartbeatRequest {
+            group_id: "g".to_string(),
+            member_id: client.member_id.clone(),
+            member_epoch: epoch,
+            instance_id: client.instance_id.clone(),
+            rebalance_timeout_ms: 5_000,
+            session_timeout_ms: SESSION_MS,
+            subscribed_topics: Some(["t".to_string()].into()),
+            assignor: None,
+            owned: Some(client.owned.clone()),
+        }
+    }
+
+    fn send(&mut self, request: HeartbeatRequest) -> Result<HeartbeatResponse, CoordinatorError> {
+        self.next_id += 1;
+        let id = format!("member-{}", self.next_id);
+        let (response, records) = self.shard.heartbeat(request, &self.counts, &id, self.now)?;
+        self.log.extend(records);
+        self.check_exclusive_ownership();
+        Ok(response)
+    }
+
+    fn join(&mut self, instance_id: Option<&str>) -> Client {
+        let mut client = Client {
+            member_id: String::new(),
+            epoch: JOIN_EPOCH,
+            instance_id: instance_id.map(str::to_string),
+            owned: Assignment::new(),
+        };
+        let response = self.send(self.request(&client, JOIN_EPOCH)).unwrap();
+        client.member_id = response.member_id;
+        client.epoch = response.member_epoch;
+        client.owned = response.assignment;
+        client
+    }
+
+    fn heartbeat(&mut self, client: &mut Client) {
+        let response = self.send(self.request(client, client.epoch)).unwrap();
+        client.epoch = response.member_epoch;
+        // An obedient client: drops revoked partitions at once, starts on new ones.
+        client.owned = response.assignment;
+    }
+
+    /// Heartbeats everyone until nothing changes; returns the rounds it took.
+    fn settle(&mut self, clients: &mut [&mut Client]) -> usize {
+        for round in 1..=20 {
+            let before: Vec<(i32, Assignment)> = clients
+                .iter()
+                .map(|client| (client.epoch, client.owned.clone()))
+                .collect();
+            for client in clients.iter_mut() {
+                self.heartbeat(client);
+            }
+            let after: Vec<(i32, Assignment)> = clients
+                .iter()
+                .map(|client| (client.epoch, client.owned.clone()))
+                .collect();
+            if before == after && self.shard.describe("g").unwrap().state == GroupStateName::Stable
+            {
+                return round;
+            }
+        }
+        panic!("the group did not settle in 20 rounds");
+    }
+
+    fn check_exclusive_ownership(&self) {
+        let Some(description) = self.shard.describe("g") else {
+            return;
+        };
+        let mut seen = BTreeSet::new();
+        for member in description.group.members.values() {
+            for partition in member.assigned.iter().chain(&member.revoking) {
+                assert!(
+                    seen.insert(partition.clone()),
+                    "{partition} is owned by two members: {:?}",
+                    description.group.members
+                );
+            }
+        }
+    }
+
+    fn replayed(&self) -> CoordinatorShard {
+        let mut shard = CoordinatorShard::new(CoordinatorConfig::default());
+        for record in &self.log {
+            shard.replay(&record.clone());
+        }
+        shard
+    }
+}
+
+fn partitions(clients: &[&Client]) -> usize {
+    clients.iter().map(|client| client.owned.len()).sum()
+}
+
+#[test]
+fn three_members_share_all_partitions_disjointly() {
+    let mut harness = Harness::new(12);
+    let mut a = harness.join(None);
+    let mut b = harness.join(None);
+    let mut c = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b, &mut c]);
+    assert_eq!(partitions(&[&a, &b, &c]), 12);
+    for client in [&a, &b, &c] {
+        assert_eq!(client.owned.len(), 4);
+    }
+    let union: BTreeSet<_> = [&a, &b, &c]
+        .iter()
+        .flat_map(|client| client.owned.iter().cloned())
+        .collect();
+    assert_eq!(union.len(), 12);
+}
+
+#[test]
+fn a_fourth_member_takes_only_what_it_needs_and_the_rest_keep_consuming() {
+    let mut harness = Harness::new(12);
+    let mut a = harness.join(None);
+    let mut b = harness.join(None);
+    let mut c = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b, &mut c]);
+    let before: Vec<Assignment> = [&a, &b, &c].iter().map(|c| c.owned.clone()).collect();
+
+    let mut d = harness.join(None);
+    // Every heartbeat during the rebalance: an old member's partitions only ever shrink to the
+    // ones it keeps, never to something new.
+    for _ in 0..10 {
+        for (index, client) in [&mut a, &mut b, &mut c].into_iter().enumerate() {
+            harness.heartbeat(client);
+            assert!(client.owned.is_subset(&before[index]));
+            assert!(client.owned.len() >= 3);
+        }
+        harness.heartbeat(&mut d);
+    }
+    harness.settle(&mut [&mut a, &mut b, &mut c, &mut d]);
+    for client in [&a, &b, &c, &d] {
+        assert_eq!(client.owned.len(), 3);
+    }
+    let moved: usize = [&a, &b, &c]
+        .iter()
+        .enumerate()
+        .map(|(index, client)| before[index].difference(&client.owned).count())
+        .sum();
+    assert_eq!(moved, 3, "only the new member's share moved");
+}
+
+#[test]
+fn a_leaving_member_gives_its_partitions_to_the_others() {
+    let mut harness = Harness::new(6);
+    let mut a = harness.join(None);
+    let mut b = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b]);
+    let leaving = harness.request(&b, LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    harness.settle(&mut [&mut a]);
+    assert_eq!(a.owned.len(), 6);
+}
+
+#[test]
+fn an_expired_member_is_removed_and_its_commits_are_rejected() {
+    let mut harness = Harness::new(4);
+    let mut a = harness.join(None);
+    let mut b = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b]);
+    harness.now += i64::from(SESSION_MS) / 2;
+    harness.heartbeat(&mut a);
+    harness.now += i64::from(SESSION_MS) / 2 + 1;
+    let records = harness.shard.expire_members(harness.now);
+    assert_eq!(records.len(), 1, "b's session expired");
+    harness.log.extend(records);
+    harness.settle(&mut [&mut a]);
+    assert_eq!(a.owned.len(), 4);
+
+    let offset = OffsetAndMetadata {
+        offset: 5,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp: 0,
+    };
+    let tp = b.owned.iter().next().unwrap().clone();
+    let error = harness
+        .shard
+        .commit_offsets("g", &b.member_id, b.epoch, vec![(tp, offset)])
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::UnknownMemberId);
+    assert!(
+        error.message.contains("session timeout"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
+    let mut harness = Harness::new(6);
+    let mut a = harness.join(Some("worker-a"));
+    let mut b = harness.join(Some("worker-b"));
+    harness.settle(&mut [&mut a, &mut b]);
+    let epoch = harness.shard.describe("g").unwrap().group.group_epoch;
+    let owned = a.owned.clone();
+
+    let leaving = harness.request(&a, STATIC_LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    harness.heartbeat(&mut b);
+    assert_eq!(
+        b.owned.len(),
+        3,
+        "b does not get a's partitions while it restarts"
+    );
+
+    let mut restarted = harness.join(Some("worker-a"));
+    assert_eq!(restarted.owned, owned);
+    harness.settle(&mut [&mut restarted, &mut b]);
+    assert_eq!(
+        harness.shard.describe("g").unwrap().group.group_epoch,
+        epoch
+    );
+}
+
+#[test]
+fn a_member_that_does_not_release_revoked_partitions_is_removed_after_its_rebalance_timeout() {
+    let mut harness = Harness::new(4);
+    let mut a = harness.join(None);
+    harness.settle(&mut [&mut a]);
+    let mut b = harness.join(None);
+    harness.heartbeat(&mut a);
+    // `a` was told to give up two partitions but keeps reporting them.
+    let stubborn = HeartbeatRequest {
+        owned: Some((0..4).map(|p| TopicPartition::new("t", p)).collect()),
+        ..harness.request(&a, a.epoch)
+    };
+    harness.send(stubborn.clone()).unwrap();
+    harness.heartbeat(&mut b);
+    assert!(b.owned.is_empty(), "b waits for a to release");
+    harness.now += 5_001;
+    harness.heartbeat(&mut b);
+    harness
+        .log
+        .extend(harness.shard.expire_members(harness.now));
+    harness.settle(&mut [&mut b]);
+    assert_eq!(b.owned.len(), 4);
+}
+
+#[test]
+fn commits_are_checked_against_membership() {
+    let mut harness = Harness::new(2);
+    let mut a = harness.join(None);
+    harness.settle(&mut [&mut a]);
+    let offset = |offset| OffsetAndMetadata {
+        offset,
+        leader_epoch: -1,
+        metadata: "m".to_string(),
+        commit_timestamp: 1,
+    };
+    let tp = TopicPartition::new("t", 0);
+    let (outcomes, records) = harness
+        .shard
+        .commit_offsets("g", &a.member_id, a.epoch, vec![(tp.clone(), offset(10))])
+        .unwrap();
+    assert!(outcomes[0].1.is_ok());
+    harness.log.extend(records);
+
+    let error = harness
+        .shard
+        .commit_offsets("g", "", -1, vec![(tp.clone(), offset(0))])
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::NonEmptyGroup);
+    let error = harness
+        .shard
+        .commit_offsets(
+            "g",
+            &a.member_id,
+            a.epoch + 1,
+            vec![(tp.clone(), offset(0))],
+        )
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::FencedMemberEpoch);
+    let (outcomes, _) = harness
+        .shard
+        .commit_offsets(
+            "g",
+            &a.member_id,
+            a.epoch,
+            vec![(TopicPartition::new("t", 7), offset(1))],
+        )
+        .unwrap();
+    assert_eq!(
+        outcomes[0].1.as_ref().unwrap_err().code,
+        ErrorCode::StaleMemberEpoch
+    );
+    let (outcomes, _) = harness
+        .shard
+        .commit_offsets("g", &a.member_id, a.epoch, vec![(tp.clone(), offset(-5))])
+        .unwrap();
+    assert_eq!(
+        outcomes[0].1.as_ref().unwrap_err().code,
+        ErrorCode::OffsetOutOfRange
+    );
+    assert_eq!(
+        harness.shard.committed_offsets("g", Some(&[tp.clone()]))[0].1,
+        Some(offset(10))
+    );
+
+    // Once the group is empty, an outside commit (an offset reset) is accepted; then the group
+    // can be deleted with its offsets.
+    let leaving = harness.request(&a, LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    let (outcomes, records) = harness
+        .shard
+        .commit_offsets("g", "", -1, vec![(tp.clone(), offset(0))])
+        .unwrap();
+    assert!(outcomes[0].1.is_ok());
+    harness.log.extend(records);
+    harness.log.extend(harness.shard.delete_group("g").unwrap());
+    assert!(harness.shard.describe("g").is_none());
+    assert_eq!(
+        harness.shard.delete_group("g").unwrap_err().code,
+        ErrorCode::GroupIdNotFound
+    );
+}
+
+#[test]
+fn replaying_the_records_or_a_snapshot_rebuilds_the_same_state() {
+    let mut harness = Harness::new(8);
+    let mut a = harness.join(Some("static"));
+    let mut b = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b]);
+    let mut c = harness.join(None);
+    harness.heartbeat(&mut a);
+    harness.heartbeat(&mut c);
+    for (index, client) in [&a, &b].iter().enumerate() {
+        let tp = client.owned.iter().next().unwrap().clone();
+        let (_, records) = harness
+            .shard
+            .commit_offsets(
+                "g",
+                &client.member_id,
+                client.epoch,
+                vec![(
+                    tp,
+                    OffsetAndMetadata {
+                        offset: 100 + index as i64,
+                        leader_epoch: 0,
+                        metadata: String::new(),
+                        commit_timestamp: 9,
+                    },
+                )],
+            )
+            .unwrap();
+        harness.log.extend(records);
+    }
+    let live = harness.shard.describe("g").unwrap();
+    assert_eq!(harness.replayed().describe("g").unwrap(), live);
+
+    let mut from_snapshot = CoordinatorShard::new(CoordinatorConfig::default());
+    from_snapshot.replay(&CoordinatorRecord::Group {
+        group_id: "stale".to_string(),
+        value: Some(GroupState::new("stale", "range")),
+    });
+    from_snapshot.replay(&harness.shard.snapshot());
+    assert_eq!(from_snapshot.describe("g").unwrap(), live);
+    assert!(
+        from_snapshot.describe("stale").is_none(),
+        "a snapshot replaces older state"
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let mut harness = Harness::new(2);
+    let client = Client {
+        member_id: "nobody".to_string(),
+        epoch: 3,
+        instance_id: None,
+        owned: Assignment::new(),
+    };
+    let error = harness.send(harness.request(&client, 3)).unwrap_err();
+    assert_eq!(error.code, ErrorCode::UnknownMemberId);
+    let mut request = harness.request(&client, JOIN_EPOCH);
+    request.session_timeout_ms = 1;
+    assert_eq!(
+        harness.send(request).unwrap_err().code,
+        ErrorCode::InvalidSessionTimeout
+    );
+    let mut request = harness.request(&client, JOIN_EPOCH);
+    request.assignor = Some("magic".to_string());
+    assert_eq!(
+        harness.send(request).unwrap_err().code,
+        ErrorCode::UnsupportedAssignor
+    );
+    let mut request = harness.request(&client, JOIN_EPOCH);
+    request.group_id = String::new();
+    assert_eq!(
+        harness.send(request).unwrap_err().code,
+        ErrorCode::InvalidGroupId
+    );
+}
+
+#[test]
+fn new_partitions_of_a_subscribed_topic_are_assigned() {
+    let mut harness = Harness::new(2);
+    let mut a = harness.join(None);
+    harness.settle(&mut [&mut a]);
+    assert_eq!(a.owned.len(), 2);
+    harness.counts.insert("t".to_string(), 5);
+    harness.settle(&mut [&mut a]);
+    assert_eq!(a.owned.len(), 5);
+}
