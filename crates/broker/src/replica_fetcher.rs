@@ -170,6 +170,17 @@ async fn fetch_once(
         let answer = response.partitions.into_iter().next().ok_or_else(|| {
             PartitionError::new(ErrorCode::InvalidRequest, "empty replica fetch response")
         })?;
+        if answer.error_code == ErrorCode::OffsetOutOfRange.code()
+            && answer.log_start_offset > fetch_offset
+        {
+            // Retention or a coordinator snapshot moved the leader's log start past everything
+            // this replica has: what it has is gone on the leader, so start over from there.
+            warn!(partition = %topic_partition, fetch_offset, leader_log_start = answer.log_start_offset, "behind the leader's log start; restarting the log there");
+            manager
+                .restart_log_as_follower(partition, leader_epoch, answer.log_start_offset)
+                .await?;
+            continue;
+        }
         if answer.error_code != 0 {
             return Err(PartitionError::new(
                 ErrorCode::from_code(answer.error_code),
@@ -182,6 +193,7 @@ async fn fetch_once(
                 leader_epoch,
                 answer.records,
                 answer.high_watermark,
+                answer.log_start_offset,
             )
             .await?;
     }

@@ -789,6 +789,34 @@ impl Log {
         self.write_state(false)
     }
 
+    /// Empties the log and restarts it at `offset`, as a follower does when the leader's log
+    /// start has moved past everything it has (Kafka's `truncateFullyAndStartAt`).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        writer.truncation_generation += 1;
+        writer.rolled_unsynced.clear();
+        {
+            let mut segments = self.segments.write().expect("segments lock");
+            // A crash between the two steps leaves no segment, which `open` handles by starting
+            // an empty one at the checkpointed log start.
+            for (_, segment) in std::mem::take(&mut *segments) {
+                segment.delete_files()?;
+            }
+            let fresh = Segment::create(&self.directory, offset, &config, now_ms, 0)?;
+            segments.insert(offset, Arc::new(fresh));
+        }
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.log_end_offset.store(offset, Ordering::Release);
+        self.recovery_point.store(offset, Ordering::Release);
+        if writer.leader_epochs.truncate_from_end(0) {
+            writer.leader_epochs.persist()?;
+        }
+        writer.producers = ProducerStateTable::default();
+        self.write_state(false)
+    }
+
     /// Moves the log start offset up to `offset` (Kafka's DeleteRecords): records below it are no
     /// longer served and the segments wholly below it are deleted. Returns the new start.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {

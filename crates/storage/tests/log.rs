@@ -566,3 +566,44 @@ fn a_retried_producer_batch_is_written_once_and_keeps_its_offsets() {
     assert_eq!(retry.base_offset, 4);
     assert_eq!(log.log_end_offset(), 5);
 }
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
+    let leader_directory = tempfile::tempdir().unwrap();
+    let follower_directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (leader, _) = open(leader_directory.path(), small_config(), &clock);
+    for round in 0..10 {
+        leader
+            .append(batch(&format!("l{round}"), 1, START_MS), 0)
+            .unwrap();
+    }
+    let (follower, _) = open(follower_directory.path(), small_config(), &clock);
+    for round in 0..3 {
+        follower
+            .append(batch(&format!("f{round}"), 1, START_MS), 0)
+            .unwrap();
+    }
+
+    follower.truncate_fully_and_start_at(5).unwrap();
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (5, 5)
+    );
+    assert!(follower.read(5, 1 << 20, None).unwrap().records.is_empty());
+    let tail = leader.read(5, 1 << 20, None).unwrap().records;
+    follower.append_as_follower(tail).unwrap();
+    assert_eq!(
+        values(&read_all(&follower, 5, 1 << 20)),
+        ["l5-0", "l6-0", "l7-0", "l8-0", "l9-0"]
+    );
+    follower.validate();
+    drop(follower);
+
+    let (reopened, _) = open(follower_directory.path(), small_config(), &clock);
+    assert_eq!(
+        (reopened.log_start_offset(), reopened.log_end_offset()),
+        (5, 10)
+    );
+    assert_eq!(values(&read_all(&reopened, 5, 1 << 20)).len(), 5);
+}

@@ -43,7 +43,16 @@ impl ReplicationService {
                         read.log_end_offset,
                         high_watermark,
                     ),
-                    Err(_) => (Bytes::new(), -1, -1, -1),
+                    // The log start tells a follower that fell below it where to restart.
+                    Err(_) => (
+                        Bytes::new(),
+                        self.state
+                            .replicas
+                            .partition(&partition.topic, partition.partition)
+                            .map_or(-1, |local| local.log().log_start_offset()),
+                        -1,
+                        -1,
+                    ),
                 };
                 proto::ReplicaFetchPartitionResponse {
                     topic: partition.topic.clone(),
