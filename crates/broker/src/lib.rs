@@ -11,6 +11,7 @@
 
 mod broker_lifecycle;
 pub mod error;
+mod group_coordinator;
 mod grpc;
 pub mod leader_state;
 pub mod metadata;
@@ -21,6 +22,7 @@ pub mod topic_config;
 pub use error::{BrokerError, PartitionError};
 pub use grpc::status::ERROR_CODE_METADATA;
 
+pub use group_coordinator::GroupCoordinatorConfig;
 use metadata::NodeState;
 use replica_manager::ReplicaManager;
 pub use replica_manager::ReplicationConfig;
@@ -33,6 +35,7 @@ use strata_controller::{Controller, ControllerConfig, MetadataCommand};
 use strata_proto::replication_v1::replication_server::ReplicationServer;
 use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::v1::broker_server::BrokerServer;
+use strata_proto::v1::group_coordinator_server::GroupCoordinatorServer;
 use strata_storage::LogManager;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,6 +66,7 @@ pub struct BrokerConfig {
     pub replication: ReplicationConfig,
     /// A broker whose heartbeats stop for this long is fenced and loses its leaderships.
     pub broker_session_timeout_ms: i64,
+    pub groups: GroupCoordinatorConfig,
 }
 
 impl Default for BrokerConfig {
@@ -76,6 +80,7 @@ impl Default for BrokerConfig {
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
             broker_session_timeout_ms: 1_500,
+            groups: GroupCoordinatorConfig::default(),
         }
     }
 }
@@ -88,6 +93,7 @@ pub(crate) struct BrokerState {
     pub(crate) applied_metadata:
         tokio::sync::watch::Receiver<Arc<strata_controller::MetadataState>>,
     pub(crate) replicas: Arc<ReplicaManager>,
+    pub(crate) groups: Arc<group_coordinator::GroupCoordinator>,
 }
 
 /// A running broker.
@@ -269,11 +275,19 @@ impl Broker {
         broker_lifecycle::connect_replicas(&replicas, &controller);
         let (applied_sender, applied_metadata) =
             tokio::sync::watch::channel(Arc::new(strata_controller::MetadataState::new()));
+        let groups = Arc::new(group_coordinator::GroupCoordinator::new(
+            config.groups.clone(),
+            replicas.clone(),
+            controller.clone(),
+            applied_metadata.clone(),
+            clock.clone(),
+        ));
         let state = Arc::new(BrokerState {
             applied_metadata,
             node,
             controller: controller.clone(),
             replicas,
+            groups,
         });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
@@ -294,6 +308,10 @@ impl Broker {
             admin_service,
             grpc::status::ready_interceptor(serving_clients.clone()),
         );
+        let group_service = tonic::service::interceptor::InterceptedService::new(
+            GroupCoordinatorServer::new(grpc::GroupService::new(state.clone())),
+            grpc::status::ready_interceptor(serving_clients.clone()),
+        );
         let replication_service =
             ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
                 .max_encoding_message_size(usize::MAX);
@@ -305,6 +323,7 @@ impl Broker {
             .max_frame_size(Some(1024 * 1024))
             .add_service(broker_service)
             .add_service(admin_service)
+            .add_service(group_service)
             .add_service(replication_service)
             .add_service(controller.service())
             .serve_with_incoming_shutdown(incoming, async {
@@ -320,6 +339,20 @@ impl Broker {
                 loop {
                     ticks.tick().await;
                     replicas.maintain_isr().await;
+                }
+            })
+        };
+        let member_expiry = {
+            let groups = state.groups.clone();
+            let interval = Duration::from_millis(
+                config.groups.coordinator.reconcile_interval_ms.max(10) as u64,
+            );
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    groups.expire_members().await;
                 }
             })
         };
@@ -416,6 +449,7 @@ impl Broker {
             replicas: state.replicas.clone(),
             background: vec![
                 isr_maintenance,
+                member_expiry,
                 high_watermark_checkpoints,
                 publisher,
                 heartbeats,

@@ -52,6 +52,60 @@ impl Acks {
     }
 }
 
+/// An append on the leader that is not known to be on every in-sync replica yet.
+pub struct PendingReplication {
+    partition: Arc<Partition>,
+    high_watermarks: watch::Receiver<i64>,
+    target: i64,
+    base_offset: i64,
+    required: usize,
+}
+
+impl PendingReplication {
+    /// Waits until the high watermark covers the append: every in-sync replica has it, and the
+    /// ISR still has `min.insync.replicas` members.
+    pub async fn wait(mut self, timeout: Duration) -> Result<(), PartitionError> {
+        let target = self.target;
+        let replicated = tokio::time::timeout(
+            timeout,
+            self.high_watermarks
+                .wait_for(|&high_watermark| high_watermark >= target),
+        )
+        .await;
+        let topic_partition = &self.partition.topic_partition;
+        match replicated {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                return Err(PartitionError::new(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!("{topic_partition} was removed while waiting"),
+                ));
+            }
+            Err(_) => {
+                return Err(PartitionError::new(
+                    ErrorCode::RequestTimedOut,
+                    format!(
+                        "{topic_partition} was appended at offset {} but not replicated to every in-sync replica within {} ms",
+                        self.base_offset,
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+        }
+        let in_sync = self.partition.in_sync_replicas().len();
+        if in_sync < self.required {
+            return Err(PartitionError::new(
+                ErrorCode::NotEnoughReplicasAfterAppend,
+                format!(
+                    "{topic_partition} was written but the ISR shrank to {in_sync}, below min.insync.replicas {}",
+                    self.required
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Who leads a partition and who replicates it, as the metadata says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionAssignment {
@@ -524,6 +578,27 @@ impl ReplicaManager {
         acks: Acks,
         timeout: Duration,
     ) -> Result<AppendInfo, PartitionError> {
+        let (info, replication) = self
+            .append_as_leader(topic, partition, records, acks)
+            .await?;
+        // A duplicate waits too: its first attempt may have timed out before replicating.
+        if acks == Acks::All {
+            replication.wait(timeout).await?;
+        }
+        Ok(info)
+    }
+
+    /// The first half of an append: checks leadership (and, for `acks=all`,
+    /// `min.insync.replicas`) and appends to the leader's log. The returned
+    /// [`PendingReplication`] waits for the second half. Callers that must order appends (the
+    /// group coordinator) hold their own lock across this half only.
+    pub async fn append_as_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: Acks,
+    ) -> Result<(AppendInfo, PendingReplication), PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(None)?;
         let required = partition.min_insync_replicas.load(Ordering::Acquire) as usize;
@@ -539,7 +614,7 @@ impl ReplicaManager {
                 ));
             }
         }
-        let mut high_watermarks = partition.subscribe();
+        let high_watermarks = partition.subscribe();
         let appending = partition.clone();
         let info = tokio::task::spawn_blocking(move || {
             // Re-checked under the role lock: leadership may have moved while this waited.
@@ -559,49 +634,15 @@ impl ReplicaManager {
         .map_err(task_failed)??;
         partition.publish_log_end_offset();
         self.advance_leader_high_watermark(&partition);
-        // A duplicate waits too: its first attempt may have timed out before replicating.
-        if acks != Acks::All {
-            return Ok(info);
-        }
-        let target = info.last_offset + 1;
-        let replicated = tokio::time::timeout(
-            timeout,
-            high_watermarks.wait_for(|&high_watermark| high_watermark >= target),
-        )
-        .await;
-        match replicated {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
-                return Err(PartitionError::new(
-                    ErrorCode::NotLeaderOrFollower,
-                    format!("{} was removed while waiting", partition.topic_partition),
-                ));
-            }
-            Err(_) => {
-                return Err(PartitionError::new(
-                    ErrorCode::RequestTimedOut,
-                    format!(
-                        "{} was appended at offset {} but not replicated to every in-sync replica within {} ms",
-                        partition.topic_partition,
-                        info.base_offset,
-                        timeout.as_millis()
-                    ),
-                ));
-            }
-        }
-        let in_sync = partition.in_sync_replicas().len();
-        if in_sync < required {
-            return Err(PartitionError::new(
-                ErrorCode::NotEnoughReplicasAfterAppend,
-                format!(
-                    "{} was written but the ISR shrank to {in_sync}, below min.insync.replicas {required}",
-                    partition.topic_partition
-                ),
-            ));
-        }
-        Ok(info)
+        let pending = PendingReplication {
+            partition,
+            high_watermarks,
+            target: info.last_offset + 1,
+            base_offset: info.base_offset,
+            required,
+        };
+        Ok((info, pending))
     }
-
     fn advance_leader_high_watermark(&self, partition: &Partition) {
         let mut role = partition.role.lock().expect("role lock");
         if let Role::Leader(state) = &mut *role
@@ -723,6 +764,7 @@ impl ReplicaManager {
         leader_epoch: i32,
         records: Bytes,
         leader_high_watermark: i64,
+        leader_log_start_offset: i64,
     ) -> Result<(), PartitionError> {
         if !records.is_empty() {
             run_as_follower(partition, leader_epoch, move |log| {
@@ -732,8 +774,33 @@ impl ReplicaManager {
         } else {
             check_follower_epoch(partition, leader_epoch)?;
         }
+        // Follow the leader's log start (retention, DeleteRecords, coordinator snapshots), so
+        // what the leader dropped does not outlive it here.
+        let local = &partition.log;
+        if leader_log_start_offset > local.log_start_offset()
+            && leader_log_start_offset <= local.log_end_offset()
+        {
+            run_as_follower(partition, leader_epoch, move |log| {
+                log.delete_records_before(leader_log_start_offset)
+                    .map(|_| ())
+            })
+            .await?;
+        }
         partition.publish_high_watermark(leader_high_watermark.min(partition.log.log_end_offset()));
         Ok(())
+    }
+
+    /// Empties a follower's log and restarts it at the leader's log start.
+    pub(crate) async fn restart_log_as_follower(
+        &self,
+        partition: &Arc<Partition>,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<(), PartitionError> {
+        run_as_follower(partition, leader_epoch, move |log| {
+            log.truncate_fully_and_start_at(offset)
+        })
+        .await
     }
 
     /// The follower's truncation to the divergence point the leader reported.

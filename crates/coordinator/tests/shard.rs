@@ -333,7 +333,7 @@ fn commits_are_checked_against_membership() {
         ErrorCode::OffsetOutOfRange
     );
     assert_eq!(
-        harness.shard.committed_offsets("g", Some(&[tp.clone()]))[0].1,
+        harness.shard.committed_offsets("g", Some(std::slice::from_ref(&tp)))[0].1,
         Some(offset(10))
     );
 

@@ -27,7 +27,12 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::UnknownLeaderEpoch
         | ErrorCode::InvalidProducerEpoch
         | ErrorCode::OutOfOrderSequenceNumber
-        | ErrorCode::DuplicateSequenceNumber => Code::FailedPrecondition,
+        | ErrorCode::DuplicateSequenceNumber
+        | ErrorCode::UnknownMemberId
+        | ErrorCode::FencedMemberEpoch
+        | ErrorCode::StaleMemberEpoch
+        | ErrorCode::NonEmptyGroup => Code::FailedPrecondition,
+        ErrorCode::GroupIdNotFound => Code::NotFound,
         ErrorCode::KafkaStorageError | ErrorCode::UnknownServerError => Code::Internal,
         ErrorCode::CorruptMessage
         | ErrorCode::InvalidFetchSize
@@ -40,7 +45,11 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::InvalidConfig
         | ErrorCode::InvalidRequest
         | ErrorCode::UnsupportedCompressionType
-        | ErrorCode::InvalidRecord => Code::InvalidArgument,
+        | ErrorCode::InvalidRecord
+        | ErrorCode::OffsetMetadataTooLarge
+        | ErrorCode::InvalidGroupId
+        | ErrorCode::InvalidSessionTimeout
+        | ErrorCode::UnsupportedAssignor => Code::InvalidArgument,
     }
 }
 

@@ -1,0 +1,423 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use strata_common::{ErrorCode, TopicPartition};
+use strata_coordinator::{Assignment, HeartbeatRequest, OffsetAndMetadata};
+use strata_proto::v1 as proto;
+use tonic::{Request, Response, Status};
+
+use crate::BrokerState;
+use crate::error::PartitionError;
+use crate::grpc::status::error_fields;
+
+pub struct GroupService {
+    state: Arc<BrokerState>,
+}
+
+impl GroupService {
+    pub fn new(state: Arc<BrokerState>) -> GroupService {
+        GroupService { state }
+    }
+}
+
+fn to_assignment(partitions: Vec<proto::TopicPartitions>) -> Assignment {
+    partitions
+        .into_iter()
+        .flat_map(|topic| {
+            let name = topic.topic;
+            topic
+                .partitions
+                .into_iter()
+                .map(move |partition| TopicPartition::new(name.clone(), partition))
+        })
+        .collect()
+}
+
+fn from_assignment<'a>(
+    partitions: impl IntoIterator<Item = &'a TopicPartition>,
+) -> Vec<proto::TopicPartitions> {
+    let mut topics: Vec<proto::TopicPartitions> = Vec::new();
+    for partition in partitions {
+        match topics.last_mut() {
+            Some(last) if last.topic == partition.topic => {
+                last.partitions.push(partition.partition)
+            }
+            _ => topics.push(proto::TopicPartitions {
+                topic: partition.topic.clone(),
+                partitions: vec![partition.partition],
+            }),
+        }
+    }
+    topics
+}
+
+fn committed(
+    topic_partition: &TopicPartition,
+    offset: Option<&OffsetAndMetadata>,
+) -> proto::CommittedOffset {
+    proto::CommittedOffset {
+        topic: topic_partition.topic.clone(),
+        partition: topic_partition.partition,
+        offset: offset.map_or(-1, |offset| offset.offset),
+        leader_epoch: offset.map_or(-1, |offset| offset.leader_epoch),
+        metadata: offset
+            .map(|offset| offset.metadata.clone())
+            .unwrap_or_default(),
+        commit_timestamp: offset.map_or(-1, |offset| offset.commit_timestamp),
+    }
+}
+
+fn new_member_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl BrokerState {
+    async fn heartbeat(
+        &self,
+        request: proto::ConsumerGroupHeartbeatRequest,
+    ) -> Result<proto::ConsumerGroupHeartbeatResponse, PartitionError> {
+        let groups = &self.groups;
+        let shard = groups.shard_for(&request.group_id).await?;
+        let counts = groups.topic_partition_counts();
+        let heartbeat = HeartbeatRequest {
+            group_id: request.group_id,
+            member_id: request.member_id,
+            member_epoch: request.member_epoch,
+            instance_id: Some(request.group_instance_id).filter(|id| !id.is_empty()),
+            rebalance_timeout_ms: request.rebalance_timeout_ms,
+            session_timeout_ms: request.session_timeout_ms,
+            subscribed_topics: request.has_subscription.then(|| {
+                request
+                    .subscribed_topic_names
+                    .into_iter()
+                    .collect::<BTreeSet<_>>()
+            }),
+            assignor: Some(request.server_assignor).filter(|name| !name.is_empty()),
+            owned: request
+                .has_owned
+                .then(|| to_assignment(request.owned_partitions)),
+        };
+        let member_id = new_member_id();
+        let now_ms = self.groups.now_ms();
+        let response = groups
+            .write(&shard, |shard| {
+                shard.heartbeat(heartbeat, &counts, &member_id, now_ms)
+            })
+            .await?;
+        Ok(proto::ConsumerGroupHeartbeatResponse {
+            error_code: 0,
+            error_message: String::new(),
+            member_id: response.member_id,
+            member_epoch: response.member_epoch,
+            heartbeat_interval_ms: response.heartbeat_interval_ms,
+            assignment: from_assignment(&response.assignment),
+        })
+    }
+
+    async fn commit(
+        &self,
+        request: proto::OffsetCommitRequest,
+    ) -> Result<Vec<proto::PartitionError>, PartitionError> {
+        let groups = &self.groups;
+        let shard = groups.shard_for(&request.group_id).await?;
+        let now_ms = self.groups.now_ms();
+        let wanted: Vec<(TopicPartition, i64)> = request
+            .partitions
+            .iter()
+            .map(|partition| {
+                (
+                    TopicPartition::new(partition.topic.clone(), partition.partition),
+                    partition.offset,
+                )
+            })
+            .collect();
+        // A committed offset is never above the high watermark: it would skip records that do
+        // not exist yet (or never will, after a leader change).
+        let checks = groups.check_high_watermarks(&wanted).await;
+        let mut answers = vec![None; wanted.len()];
+        let mut accepted = Vec::new();
+        for (index, (partition, check)) in request.partitions.into_iter().zip(checks).enumerate() {
+            match check {
+                Ok(()) => accepted.push((
+                    index,
+                    TopicPartition::new(partition.topic, partition.partition),
+                    OffsetAndMetadata {
+                        offset: partition.offset,
+                        leader_epoch: partition.leader_epoch,
+                        metadata: partition.metadata,
+                        commit_timestamp: now_ms,
+                    },
+                )),
+                Err(error) => answers[index] = Some(Err(error)),
+            }
+        }
+        if !accepted.is_empty() {
+            let indexes: Vec<usize> = accepted.iter().map(|(index, _, _)| *index).collect();
+            let offsets = accepted
+                .into_iter()
+                .map(|(_, partition, offset)| (partition, offset))
+                .collect();
+            let outcomes = groups
+                .write(&shard, |shard| {
+                    shard.commit_offsets(
+                        &request.group_id,
+                        &request.member_id,
+                        request.member_epoch,
+                        offsets,
+                    )
+                })
+                .await?;
+            for (index, (_, outcome)) in indexes.into_iter().zip(outcomes) {
+                answers[index] =
+                    Some(outcome.map_err(|error| PartitionError::new(error.code, error.message)));
+            }
+        }
+        Ok(wanted
+            .iter()
+            .zip(answers)
+            .map(|((topic_partition, _), answer)| {
+                let (error_code, error_message) =
+                    error_fields(&answer.expect("every partition was answered"));
+                proto::PartitionError {
+                    topic: topic_partition.topic.clone(),
+                    partition: topic_partition.partition,
+                    error_code,
+                    error_message,
+                }
+            })
+            .collect())
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: proto::OffsetFetchRequest,
+    ) -> Result<Vec<proto::CommittedOffset>, PartitionError> {
+        let shard = self.groups.shard_for(&request.group_id).await?;
+        let partitions: Vec<TopicPartition> =
+            to_assignment(request.partitions).into_iter().collect();
+        let wanted = (!partitions.is_empty()).then_some(partitions.as_slice());
+        let offsets = self
+            .groups
+            .read(&shard, |shard| {
+                shard.committed_offsets(&request.group_id, wanted)
+            })
+            .await?;
+        Ok(offsets
+            .iter()
+            .map(|(topic_partition, offset)| committed(topic_partition, offset.as_ref()))
+            .collect())
+    }
+
+    async fn describe_group(
+        &self,
+        group_id: String,
+    ) -> Result<proto::DescribeGroupResponse, PartitionError> {
+        let shard = self.groups.shard_for(&group_id).await?;
+        let description = self
+            .groups
+            .read(&shard, |shard| shard.describe(&group_id))
+            .await?
+            .ok_or_else(|| {
+                PartitionError::new(
+                    ErrorCode::GroupIdNotFound,
+                    format!("group '{group_id}' does not exist"),
+                )
+            })?;
+        let group = description.group;
+        Ok(proto::DescribeGroupResponse {
+            error_code: 0,
+            error_message: String::new(),
+            group_id,
+            state: description.state.as_str().to_string(),
+            group_epoch: group.group_epoch,
+            assignment_epoch: group.assignment_epoch,
+            assignor: group.assignor,
+            members: group
+                .members
+                .into_values()
+                .map(|member| proto::GroupMember {
+                    member_id: member.member_id,
+                    group_instance_id: member.instance_id.unwrap_or_default(),
+                    member_epoch: member.member_epoch,
+                    subscribed_topic_names: member.subscribed_topics.into_iter().collect(),
+                    assignment: from_assignment(&member.assigned),
+                    revoking: from_assignment(&member.revoking),
+                    target: from_assignment(&member.target),
+                })
+                .collect(),
+            offsets: description
+                .offsets
+                .iter()
+                .map(|(topic_partition, offset)| committed(topic_partition, Some(offset)))
+                .collect(),
+            coordinator_id: self.replicas.node_id(),
+        })
+    }
+}
+
+fn reply<T>(
+    result: Result<T, PartitionError>,
+    on_error: impl FnOnce(i32, String) -> T,
+) -> Result<Response<T>, Status> {
+    Ok(Response::new(match result {
+        Ok(answer) => answer,
+        Err(error) => on_error(error.code.code(), error.message),
+    }))
+}
+
+#[tonic::async_trait]
+impl proto::group_coordinator_server::GroupCoordinator for GroupService {
+    async fn find_coordinator(
+        &self,
+        request: Request<proto::FindCoordinatorRequest>,
+    ) -> Result<Response<proto::FindCoordinatorResponse>, Status> {
+        let group_id = request.into_inner().group_id;
+        let result =
+            self.state
+                .groups
+                .find_coordinator(&group_id)
+                .await
+                .map(|(node_id, address)| proto::FindCoordinatorResponse {
+                    error_code: 0,
+                    error_message: String::new(),
+                    node_id,
+                    address,
+                });
+        reply(result, |error_code, error_message| {
+            proto::FindCoordinatorResponse {
+                error_code,
+                error_message,
+                node_id: -1,
+                address: String::new(),
+            }
+        })
+    }
+
+    async fn consumer_group_heartbeat(
+        &self,
+        request: Request<proto::ConsumerGroupHeartbeatRequest>,
+    ) -> Result<Response<proto::ConsumerGroupHeartbeatResponse>, Status> {
+        let result = self.state.heartbeat(request.into_inner()).await;
+        reply(result, |error_code, error_message| {
+            proto::ConsumerGroupHeartbeatResponse {
+                error_code,
+                error_message,
+                ..Default::default()
+            }
+        })
+    }
+
+    async fn offset_commit(
+        &self,
+        request: Request<proto::OffsetCommitRequest>,
+    ) -> Result<Response<proto::OffsetCommitResponse>, Status> {
+        let request = request.into_inner();
+        let partitions: Vec<(String, i32)> = request
+            .partitions
+            .iter()
+            .map(|partition| (partition.topic.clone(), partition.partition))
+            .collect();
+        let result = self.state.commit(request).await;
+        // A failure of the whole commit is reported on every partition, as Kafka does.
+        let partitions = match result {
+            Ok(answers) => answers,
+            Err(error) => partitions
+                .into_iter()
+                .map(|(topic, partition)| proto::PartitionError {
+                    topic,
+                    partition,
+                    error_code: error.code.code(),
+                    error_message: error.message.clone(),
+                })
+                .collect(),
+        };
+        Ok(Response::new(proto::OffsetCommitResponse { partitions }))
+    }
+
+    async fn offset_fetch(
+        &self,
+        request: Request<proto::OffsetFetchRequest>,
+    ) -> Result<Response<proto::OffsetFetchResponse>, Status> {
+        let result = self
+            .state
+            .fetch_offsets(request.into_inner())
+            .await
+            .map(|offsets| proto::OffsetFetchResponse {
+                error_code: 0,
+                error_message: String::new(),
+                offsets,
+            });
+        reply(result, |error_code, error_message| {
+            proto::OffsetFetchResponse {
+                error_code,
+                error_message,
+                offsets: Vec::new(),
+            }
+        })
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<proto::ListGroupsRequest>,
+    ) -> Result<Response<proto::ListGroupsResponse>, Status> {
+        let mut groups = Vec::new();
+        for shard in self.state.groups.led_shards().await {
+            if let Ok(listed) = self.state.groups.read(&shard, |shard| shard.list()).await {
+                groups.extend(listed.into_iter().map(|(group_id, state, members)| {
+                    proto::ListedGroup {
+                        group_id,
+                        state: state.as_str().to_string(),
+                        members: members as i32,
+                    }
+                }));
+            }
+        }
+        Ok(Response::new(proto::ListGroupsResponse {
+            error_code: 0,
+            error_message: String::new(),
+            groups,
+        }))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<proto::DescribeGroupRequest>,
+    ) -> Result<Response<proto::DescribeGroupResponse>, Status> {
+        let result = self
+            .state
+            .describe_group(request.into_inner().group_id)
+            .await;
+        reply(result, |error_code, error_message| {
+            proto::DescribeGroupResponse {
+                error_code,
+                error_message,
+                ..Default::default()
+            }
+        })
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<proto::DeleteGroupRequest>,
+    ) -> Result<Response<proto::DeleteGroupResponse>, Status> {
+        let group_id = request.into_inner().group_id;
+        let groups = &self.state.groups;
+        let result = async {
+            let shard = groups.shard_for(&group_id).await?;
+            groups
+                .write(&shard, |shard| Ok(((), shard.delete_group(&group_id)?)))
+                .await
+        }
+        .await
+        .map(|()| proto::DeleteGroupResponse {
+            error_code: 0,
+            error_message: String::new(),
+        });
+        reply(result, |error_code, error_message| {
+            proto::DeleteGroupResponse {
+                error_code,
+                error_message,
+            }
+        })
+    }
+}
