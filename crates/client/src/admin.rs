@@ -1,4 +1,4 @@
-//! Topic and cluster administration.
+//! Topic, consumer-group and cluster administration.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use strata_common::{ErrorCode, TopicPartition};
 
 use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap, unknown_topic};
 use crate::error::{Error, Result};
+use crate::group::{CoordinatorLocator, GroupDescription, GroupListing, OffsetAndMetadata};
 use crate::grpc::{self, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use crate::metadata::{ClusterDescription, TopicDescription};
 use crate::retry::{Backoff, RetryPolicy, with_retries};
@@ -62,6 +63,30 @@ pub enum OffsetSpec {
     Latest,
     /// The first record whose timestamp (ms since the Unix epoch) is at or after this one.
     Timestamp(i64),
+}
+
+/// Where [`Admin::reset_group_offsets`] moves a group (Kafka's `--reset-offsets` options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetReset {
+    ToEarliest,
+    ToLatest,
+    /// Clamped into the partition's retained range.
+    ToOffset(i64),
+    /// The first record at or after this time (ms since the Unix epoch), or the end.
+    ToTimestamp(i64),
+    /// As `ToTimestamp`, this long before now.
+    ByDuration(Duration),
+}
+
+/// One partition's position in a group, from [`Admin::group_lag`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic_partition: TopicPartition,
+    pub committed: Option<i64>,
+    pub log_end_offset: Option<i64>,
+    /// Records the group has not consumed yet (the whole log when it never committed).
+    pub lag: Option<i64>,
+    pub member_id: Option<String>,
 }
 
 /// An offset found by [`Admin::list_offsets`].
@@ -375,6 +400,196 @@ impl Admin {
                 timestamp: listed.timestamp,
             })
         }))
+    }
+
+    fn coordinator(&self, group_id: &str) -> Result<CoordinatorLocator> {
+        if group_id.is_empty() {
+            return Err(Error::InvalidInput("group id is empty".to_string()));
+        }
+        Ok(CoordinatorLocator::new(
+            self.cluster.clone(),
+            group_id,
+            self.config.settings.request_timeout,
+        ))
+    }
+
+    /// Every consumer group in the cluster. Each broker lists the groups it coordinates, so
+    /// every broker is asked; a broker that does not answer makes the whole call fail rather
+    /// than return a partial list.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let snapshot = self.refresh_with_retries(&[]).await?;
+        let timeout = self.config.settings.request_timeout;
+        let mut groups = Vec::new();
+        for broker in snapshot.brokers.values().filter(|broker| !broker.fenced) {
+            let connection = self.cluster.connection(&broker.address).await?;
+            groups.extend(grpc::list_groups(&connection, timeout).await?);
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(groups)
+    }
+
+    /// A group's members, their assignments and its committed offsets.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let locator = self.coordinator(group_id)?;
+        let timeout = self.config.settings.request_timeout;
+        locator
+            .call(timeout, |connection| async move {
+                grpc::describe_group(&connection, group_id, timeout).await
+            })
+            .await
+    }
+
+    /// Deletes a group with no members, and its committed offsets.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let locator = self.coordinator(group_id)?;
+        let timeout = self.config.settings.request_timeout;
+        locator
+            .call(timeout, |connection| async move {
+                grpc::delete_group(&connection, group_id, timeout).await
+            })
+            .await
+    }
+
+    /// Per partition of the group's topics: committed offset, log end offset (high watermark)
+    /// and lag, with the member consuming it.
+    pub async fn group_lag(&self, group_id: &str) -> Result<Vec<PartitionLag>> {
+        let description = self.describe_group(group_id).await?;
+        let mut partitions: BTreeMap<TopicPartition, Option<String>> = description
+            .offsets
+            .keys()
+            .map(|topic_partition| (topic_partition.clone(), None))
+            .collect();
+        for member in &description.members {
+            for topic_partition in member.assignment.iter().chain(&member.revoking) {
+                partitions.insert(topic_partition.clone(), Some(member.member_id.clone()));
+            }
+        }
+        let ends = self
+            .cluster
+            .list_offsets(
+                partitions
+                    .keys()
+                    .map(|topic_partition| (topic_partition.clone(), LATEST_TIMESTAMP))
+                    .collect(),
+                self.config.retry_policy,
+            )
+            .await?;
+        Ok(partitions
+            .into_iter()
+            .map(|(topic_partition, member_id)| {
+                let committed = description
+                    .offsets
+                    .get(&topic_partition)
+                    .map(|offset| offset.offset);
+                let log_end_offset = ends.get(&topic_partition).and_then(|listed| listed.offset);
+                let lag = match (committed, log_end_offset) {
+                    (Some(committed), Some(end)) => Some((end - committed).max(0)),
+                    (None, Some(end)) => Some(end),
+                    _ => None,
+                };
+                PartitionLag {
+                    topic_partition,
+                    committed,
+                    log_end_offset,
+                    lag,
+                    member_id,
+                }
+            })
+            .collect())
+    }
+
+    /// Where `reset` would move the group's offsets for every partition of `topic`, as
+    /// (partition, current committed offset, new offset). With `execute` the new offsets are
+    /// committed; that needs the group to have no active members (`NON_EMPTY_GROUP`).
+    pub async fn reset_group_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        reset: OffsetReset,
+        execute: bool,
+    ) -> Result<Vec<(TopicPartition, Option<i64>, i64)>> {
+        let locator = self.coordinator(group_id)?;
+        let partitions = self.describe_topic(topic).await?.partitions.len() as i32;
+        let partitions: Vec<TopicPartition> = (0..partitions)
+            .map(|partition| TopicPartition::new(topic, partition))
+            .collect();
+        let timeout = self.config.settings.request_timeout;
+        let current = locator
+            .call(timeout, |connection| {
+                let partitions = &partitions;
+                async move { grpc::offset_fetch(&connection, group_id, partitions, timeout).await }
+            })
+            .await?;
+        let query = |spec: i64| -> Vec<(TopicPartition, i64)> {
+            partitions.iter().map(|tp| (tp.clone(), spec)).collect()
+        };
+        let policy = self.config.retry_policy;
+        let earliest = self
+            .cluster
+            .list_offsets(query(EARLIEST_TIMESTAMP), policy)
+            .await?;
+        let latest = self
+            .cluster
+            .list_offsets(query(LATEST_TIMESTAMP), policy)
+            .await?;
+        let by_time = match reset {
+            OffsetReset::ToTimestamp(timestamp) => Some(timestamp),
+            OffsetReset::ByDuration(back) => Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |now| now.saturating_sub(back).as_millis() as i64),
+            ),
+            _ => None,
+        };
+        if by_time.is_some_and(|timestamp| timestamp < 0) {
+            return Err(Error::InvalidInput("the timestamp is negative".to_string()));
+        }
+        let found = match by_time {
+            Some(timestamp) => Some(self.cluster.list_offsets(query(timestamp), policy).await?),
+            None => None,
+        };
+        let mut plan = Vec::new();
+        for topic_partition in &partitions {
+            let offset_of = |listed: &BTreeMap<TopicPartition, crate::grpc::ListedOffset>| {
+                listed.get(topic_partition).and_then(|listed| listed.offset)
+            };
+            let low = offset_of(&earliest).unwrap_or(0);
+            let high = offset_of(&latest).unwrap_or(low);
+            let target = match reset {
+                OffsetReset::ToEarliest => low,
+                OffsetReset::ToLatest => high,
+                // Kafka clamps an offset outside the log into it.
+                OffsetReset::ToOffset(offset) => offset.clamp(low, high),
+                OffsetReset::ToTimestamp(_) | OffsetReset::ByDuration(_) => {
+                    found.as_ref().and_then(offset_of).unwrap_or(high)
+                }
+            };
+            let committed = current
+                .get(topic_partition)
+                .cloned()
+                .flatten()
+                .map(|offset| offset.offset);
+            plan.push((topic_partition.clone(), committed, target));
+        }
+        if execute {
+            let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = plan
+                .iter()
+                .map(|(tp, _, target)| (tp.clone(), OffsetAndMetadata::new(*target)))
+                .collect();
+            let answers = locator
+                .call(timeout, |connection| {
+                    let offsets = &offsets;
+                    async move {
+                        grpc::offset_commit(&connection, group_id, None, offsets, timeout).await
+                    }
+                })
+                .await?;
+            for (_, answer) in answers {
+                answer?;
+            }
+        }
+        Ok(plan)
     }
 
     /// The cluster id, the controller and the brokers.

@@ -73,6 +73,19 @@ pub struct ConsumerConfig {
     retries: u32,
     retry_backoff: Duration,
     retry_backoff_max: Duration,
+    group: GroupSettings,
+}
+
+/// Consumer-group settings (Kafka's `group.id`, `group.instance.id`, `enable.auto.commit`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GroupSettings {
+    pub group_id: Option<String>,
+    pub group_instance_id: Option<String>,
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    pub session_timeout: Duration,
+    pub max_poll_interval: Duration,
+    pub assignor: Option<String>,
 }
 
 impl ConsumerConfig {
@@ -114,6 +127,17 @@ impl ConsumerConfig {
         self.retry_backoff
     }
 
+    /// The consumer group this consumer commits to and, after `subscribe`, joins.
+    pub fn group_id(&self) -> Option<&str> {
+        self.group.group_id.as_deref()
+    }
+    pub fn enable_auto_commit(&self) -> bool {
+        self.group.enable_auto_commit
+    }
+    pub(crate) fn group(&self) -> &GroupSettings {
+        &self.group
+    }
+
     pub(crate) fn connection_settings(&self) -> ConnectionSettings {
         ConnectionSettings {
             bootstrap: self.bootstrap.clone(),
@@ -146,6 +170,13 @@ pub struct ConsumerConfigBuilder {
     retries: u32,
     retry_backoff_ms: u64,
     retry_backoff_max_ms: u64,
+    group_id: Option<String>,
+    group_instance_id: Option<String>,
+    enable_auto_commit: bool,
+    auto_commit_interval_ms: u64,
+    session_timeout_ms: u64,
+    max_poll_interval_ms: u64,
+    group_remote_assignor: Option<String>,
 }
 
 impl Default for ConsumerConfigBuilder {
@@ -163,11 +194,65 @@ impl Default for ConsumerConfigBuilder {
             retries: 5,
             retry_backoff_ms: 100,
             retry_backoff_max_ms: 1_000,
+            group_id: None,
+            group_instance_id: None,
+            enable_auto_commit: true,
+            auto_commit_interval_ms: 5_000,
+            session_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
+            group_remote_assignor: None,
         }
     }
 }
 
 impl ConsumerConfigBuilder {
+    /// The consumer group to join with `subscribe`, or to commit to from `assign`. Default none.
+    pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// Static membership: a consumer restarted with the same instance id gets its partitions
+    /// back without a rebalance, if it returns within the session timeout.
+    pub fn group_instance_id(mut self, instance_id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(instance_id.into());
+        self
+    }
+
+    /// Commit the positions of returned records every `auto_commit_interval_ms`, before a
+    /// partition is revoked, and on `close` (at-least-once when records are processed before
+    /// the next poll). Default true. Turn it off to commit yourself with `commit`.
+    pub fn enable_auto_commit(mut self, enable: bool) -> Self {
+        self.enable_auto_commit = enable;
+        self
+    }
+
+    /// Default 5000.
+    pub fn auto_commit_interval_ms(mut self, interval_ms: u64) -> Self {
+        self.auto_commit_interval_ms = interval_ms;
+        self
+    }
+
+    /// A member that does not heartbeat for this long is removed from the group and its
+    /// partitions go to others. Default 10000.
+    pub fn session_timeout_ms(mut self, session_timeout_ms: u64) -> Self {
+        self.session_timeout_ms = session_timeout_ms;
+        self
+    }
+
+    /// A member whose application does not call `poll` for this long leaves the group (it is
+    /// stuck), and rejoins at its next poll. Default 300000.
+    pub fn max_poll_interval_ms(mut self, max_poll_interval_ms: u64) -> Self {
+        self.max_poll_interval_ms = max_poll_interval_ms;
+        self
+    }
+
+    /// The coordinator's assignor for the group: `uniform` (sticky, the default) or `range`.
+    pub fn group_remote_assignor(mut self, assignor: impl Into<String>) -> Self {
+        self.group_remote_assignor = Some(assignor.into());
+        self
+    }
+
     /// `host:port[,host:port...]` of brokers to learn the cluster from. Default `127.0.0.1:7070`.
     pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
         self.bootstrap = addresses.into();
@@ -267,7 +352,42 @@ impl ConsumerConfigBuilder {
                 return Err(Error::Config(format!("{name} must be positive")));
             }
         }
+        if let Some(group_id) = &self.group_id
+            && (group_id.is_empty() || group_id.len() > 255)
+        {
+            return Err(Error::Config(
+                "group_id must be 1 to 255 bytes long".to_string(),
+            ));
+        }
+        for (name, value) in [
+            ("auto_commit_interval_ms", self.auto_commit_interval_ms),
+            ("session_timeout_ms", self.session_timeout_ms),
+            ("max_poll_interval_ms", self.max_poll_interval_ms),
+        ] {
+            if value == 0 || i32::try_from(value).is_err() {
+                return Err(Error::Config(format!(
+                    "{name} must be between 1 and {}, not {value}",
+                    i32::MAX
+                )));
+            }
+        }
+        if let Some(assignor) = &self.group_remote_assignor
+            && !["uniform", "range"].contains(&assignor.as_str())
+        {
+            return Err(Error::Config(format!(
+                "group_remote_assignor '{assignor}' is not one of uniform, range"
+            )));
+        }
         Ok(ConsumerConfig {
+            group: GroupSettings {
+                group_id: self.group_id,
+                group_instance_id: self.group_instance_id,
+                enable_auto_commit: self.enable_auto_commit,
+                auto_commit_interval: Duration::from_millis(self.auto_commit_interval_ms),
+                session_timeout: Duration::from_millis(self.session_timeout_ms),
+                max_poll_interval: Duration::from_millis(self.max_poll_interval_ms),
+                assignor: self.group_remote_assignor,
+            },
             bootstrap,
             max_poll_records: self.max_poll_records,
             fetch_min_bytes: self.fetch_min_bytes,

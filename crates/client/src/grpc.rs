@@ -9,7 +9,7 @@
 //! a `tonic::Status` whose `strata-error-code` metadata carries the numeric code.
 //! [`status_to_error`] decodes the second; [`body_error`] the first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,12 @@ use strata_common::{ErrorCode, TopicPartition};
 use strata_proto::v1 as wire;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::broker_client::BrokerClient;
+use strata_proto::v1::group_coordinator_client::GroupCoordinatorClient;
 use tonic::transport::Channel;
 
 use crate::admin::{ConfigEntry, NewTopic};
 use crate::error::{Error, Result};
+use crate::group::{GroupDescription, GroupListing, MemberDescription, OffsetAndMetadata};
 use crate::metadata::{BrokerNode, MetadataSnapshot, PartitionInfo, TopicDescription};
 use crate::record_accumulator::ProducerIdAndEpoch;
 
@@ -747,4 +749,324 @@ mod tests {
             .unwrap_err();
         assert_eq!(missing.code(), Some(ErrorCode::UnknownTopicOrPartition));
     }
+}
+
+// ---- Consumer groups ----
+
+fn to_wire_partitions<'a>(
+    partitions: impl IntoIterator<Item = &'a TopicPartition>,
+) -> Vec<wire::TopicPartitions> {
+    let mut topics: Vec<wire::TopicPartitions> = Vec::new();
+    for partition in partitions {
+        match topics.last_mut() {
+            Some(last) if last.topic == partition.topic => {
+                last.partitions.push(partition.partition)
+            }
+            _ => topics.push(wire::TopicPartitions {
+                topic: partition.topic.clone(),
+                partitions: vec![partition.partition],
+            }),
+        }
+    }
+    topics
+}
+
+fn from_wire_partitions(topics: Vec<wire::TopicPartitions>) -> BTreeSet<TopicPartition> {
+    topics
+        .into_iter()
+        .flat_map(|topic| {
+            let name = topic.topic;
+            topic
+                .partitions
+                .into_iter()
+                .map(move |partition| TopicPartition::new(name.clone(), partition))
+        })
+        .collect()
+}
+
+fn group_error(code: i32, message: &str, group_id: &str, rpc: &str) -> Result<()> {
+    match body_error(code, message, || {
+        format!("{rpc} for group '{group_id}' failed")
+    }) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Returns the coordinator's `(node id, address)`.
+pub(crate) async fn find_coordinator(
+    connection: &Connection,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<(i32, String)> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::FindCoordinatorRequest {
+        group_id: group_id.to_string(),
+    };
+    let response = call(
+        connection,
+        "FindCoordinator",
+        timeout,
+        client.find_coordinator(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "FindCoordinator",
+    )?;
+    Ok((response.node_id, response.address))
+}
+
+/// What a member tells its coordinator on every heartbeat.
+#[derive(Clone, Debug)]
+pub(crate) struct Heartbeat {
+    pub group_id: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscribed_topics: BTreeSet<String>,
+    pub assignor: Option<String>,
+    pub owned: BTreeSet<TopicPartition>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct HeartbeatAnswer {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval: Duration,
+    pub assignment: BTreeSet<TopicPartition>,
+}
+
+pub(crate) async fn consumer_group_heartbeat(
+    connection: &Connection,
+    heartbeat: &Heartbeat,
+    timeout: Duration,
+) -> Result<HeartbeatAnswer> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::ConsumerGroupHeartbeatRequest {
+        group_id: heartbeat.group_id.clone(),
+        member_id: heartbeat.member_id.clone(),
+        member_epoch: heartbeat.member_epoch,
+        group_instance_id: heartbeat.instance_id.clone().unwrap_or_default(),
+        rebalance_timeout_ms: heartbeat.rebalance_timeout_ms,
+        session_timeout_ms: heartbeat.session_timeout_ms,
+        has_subscription: true,
+        subscribed_topic_names: heartbeat.subscribed_topics.iter().cloned().collect(),
+        server_assignor: heartbeat.assignor.clone().unwrap_or_default(),
+        has_owned: true,
+        owned_partitions: to_wire_partitions(&heartbeat.owned),
+    };
+    let response = call(
+        connection,
+        "ConsumerGroupHeartbeat",
+        timeout,
+        client.consumer_group_heartbeat(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        &heartbeat.group_id,
+        "ConsumerGroupHeartbeat",
+    )?;
+    Ok(HeartbeatAnswer {
+        member_id: response.member_id,
+        member_epoch: response.member_epoch,
+        heartbeat_interval: Duration::from_millis(response.heartbeat_interval_ms.max(0) as u64),
+        assignment: from_wire_partitions(response.assignment),
+    })
+}
+
+/// Commits offsets; the answer is per partition.
+pub(crate) async fn offset_commit(
+    connection: &Connection,
+    group_id: &str,
+    member: Option<(&str, i32)>,
+    offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    timeout: Duration,
+) -> Result<Vec<(TopicPartition, Result<()>)>> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let (member_id, member_epoch) = member.unwrap_or(("", -1));
+    let message = wire::OffsetCommitRequest {
+        group_id: group_id.to_string(),
+        member_id: member_id.to_string(),
+        member_epoch,
+        partitions: offsets
+            .iter()
+            .map(|(topic_partition, offset)| wire::OffsetCommitPartition {
+                topic: topic_partition.topic.clone(),
+                partition: topic_partition.partition,
+                offset: offset.offset,
+                leader_epoch: offset.leader_epoch.unwrap_or(-1),
+                metadata: offset.metadata.clone(),
+            })
+            .collect(),
+    };
+    let response = call(
+        connection,
+        "OffsetCommit",
+        timeout,
+        client.offset_commit(request(message, timeout)),
+    )
+    .await?;
+    Ok(response
+        .partitions
+        .into_iter()
+        .map(|partition| {
+            let topic_partition = TopicPartition::new(partition.topic, partition.partition);
+            let result = match body_error(partition.error_code, &partition.error_message, || {
+                format!("committing {topic_partition} for group '{group_id}' failed")
+            }) {
+                Some(error) => Err(error),
+                None => Ok(()),
+            };
+            (topic_partition, result)
+        })
+        .collect())
+}
+
+fn from_wire_offset(offset: wire::CommittedOffset) -> (TopicPartition, Option<OffsetAndMetadata>) {
+    let topic_partition = TopicPartition::new(offset.topic, offset.partition);
+    let committed = (offset.offset >= 0).then(|| OffsetAndMetadata {
+        offset: offset.offset,
+        leader_epoch: (offset.leader_epoch >= 0).then_some(offset.leader_epoch),
+        metadata: offset.metadata,
+    });
+    (topic_partition, committed)
+}
+
+/// Committed offsets of `partitions` (every committed partition when empty).
+pub(crate) async fn offset_fetch(
+    connection: &Connection,
+    group_id: &str,
+    partitions: &[TopicPartition],
+    timeout: Duration,
+) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::OffsetFetchRequest {
+        group_id: group_id.to_string(),
+        partitions: to_wire_partitions(partitions),
+    };
+    let response = call(
+        connection,
+        "OffsetFetch",
+        timeout,
+        client.offset_fetch(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "OffsetFetch",
+    )?;
+    Ok(response.offsets.into_iter().map(from_wire_offset).collect())
+}
+
+pub(crate) async fn list_groups(
+    connection: &Connection,
+    timeout: Duration,
+) -> Result<Vec<GroupListing>> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let response = call(
+        connection,
+        "ListGroups",
+        timeout,
+        client.list_groups(request(wire::ListGroupsRequest {}, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        "*",
+        "ListGroups",
+    )?;
+    Ok(response
+        .groups
+        .into_iter()
+        .map(|group| GroupListing {
+            group_id: group.group_id,
+            state: group.state,
+            members: group.members.max(0) as usize,
+        })
+        .collect())
+}
+
+pub(crate) async fn describe_group(
+    connection: &Connection,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<GroupDescription> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::DescribeGroupRequest {
+        group_id: group_id.to_string(),
+    };
+    let response = call(
+        connection,
+        "DescribeGroup",
+        timeout,
+        client.describe_group(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "DescribeGroup",
+    )?;
+    Ok(GroupDescription {
+        group_id: response.group_id,
+        state: response.state,
+        group_epoch: response.group_epoch,
+        assignment_epoch: response.assignment_epoch,
+        assignor: response.assignor,
+        coordinator_id: response.coordinator_id,
+        members: response
+            .members
+            .into_iter()
+            .map(|member| MemberDescription {
+                member_id: member.member_id,
+                group_instance_id: Some(member.group_instance_id).filter(|id| !id.is_empty()),
+                member_epoch: member.member_epoch,
+                subscribed_topics: member.subscribed_topic_names,
+                assignment: from_wire_partitions(member.assignment),
+                revoking: from_wire_partitions(member.revoking),
+                target: from_wire_partitions(member.target),
+            })
+            .collect(),
+        offsets: response
+            .offsets
+            .into_iter()
+            .map(from_wire_offset)
+            .filter_map(|(topic_partition, offset)| Some((topic_partition, offset?)))
+            .collect(),
+    })
+}
+
+pub(crate) async fn delete_group(
+    connection: &Connection,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::DeleteGroupRequest {
+        group_id: group_id.to_string(),
+    };
+    let response = call(
+        connection,
+        "DeleteGroup",
+        timeout,
+        client.delete_group(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "DeleteGroup",
+    )
 }

@@ -48,6 +48,7 @@ mod consumer;
 mod consumer_config;
 mod consumer_record;
 mod error;
+mod group;
 mod grpc;
 mod metadata;
 mod partitioner;
@@ -58,12 +59,16 @@ mod record_accumulator;
 mod retry;
 
 pub use admin::{
-    Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetSpec,
+    Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetReset,
+    OffsetSpec, PartitionLag,
 };
 pub use consumer::Consumer;
 pub use consumer_config::{AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder};
 pub use consumer_record::ConsumerRecord;
 pub use error::{Error, Result};
+pub use group::{
+    GroupDescription, GroupListing, MemberDescription, OffsetAndMetadata, RebalanceEvent,
+};
 pub use grpc::ERROR_CODE_METADATA_KEY;
 pub use metadata::{BrokerNode, ClusterDescription, PartitionInfo, TopicDescription};
 pub use partitioner::{murmur2, partition_for_key};

@@ -82,6 +82,14 @@ impl MetadataSnapshot {
         MetadataSnapshot { topics, ..response }
     }
 
+    /// Names of the topics that exist (not those the broker reported an error for).
+    pub fn topic_names(&self) -> impl Iterator<Item = &str> {
+        self.topics
+            .iter()
+            .filter(|(_, description)| description.is_ok())
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn topic(&self, topic: &str) -> Option<&Result<TopicDescription>> {
         self.topics.get(topic)
     }
