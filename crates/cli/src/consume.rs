@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig, TopicPartition};
+use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
 
 use crate::Bootstrap;
 use crate::record_format::{RecordFormat, write_record};
@@ -15,8 +15,10 @@ use crate::topic::connect_admin;
 #[command(group = clap::ArgGroup::new("start").multiple(false).args(["offset", "from_beginning", "from_timestamp"]))]
 pub struct ConsumeArgs {
     topic: String,
-    /// Consumer group to join (not available yet).
-    #[arg(long, value_name = "G")]
+    /// Join this consumer group: its coordinator assigns partitions, and the offsets of printed
+    /// records are committed, so the next run continues where this one stopped. With a group,
+    /// --from-beginning applies only where the group has no committed offset.
+    #[arg(long, value_name = "G", conflicts_with_all = ["partition", "offset", "from_timestamp"])]
     group: Option<String>,
     /// Read only this partition; default: every partition of the topic.
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
@@ -47,9 +49,34 @@ pub struct ConsumeArgs {
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConsumeArgs) -> Result<()> {
-    if args.group.is_some() {
-        bail!("consumer groups are not available yet; read with --partition and --offset instead");
-    }
+    let consumer = match &args.group {
+        Some(group) => join_group(&args, group).await?,
+        None => assign_partitions(&args).await?,
+    };
+    print_records(&args, consumer).await
+}
+
+async fn join_group(args: &ConsumeArgs, group: &str) -> Result<Consumer> {
+    let reset = if args.from_beginning {
+        AutoOffsetReset::Earliest
+    } else {
+        AutoOffsetReset::Latest
+    };
+    let config = ConsumerConfig::builder()
+        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .group_id(group)
+        .auto_offset_reset(reset)
+        .auto_commit_interval_ms(1_000)
+        .connect_timeout_ms(5_000)
+        .build()?;
+    let mut consumer = Consumer::connect(config)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
+    consumer.subscribe([args.topic.as_str()])?;
+    Ok(consumer)
+}
+
+async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
     let partitions: Vec<TopicPartition> = match args.partition {
         Some(partition) => vec![TopicPartition::new(args.topic.as_str(), partition)],
         None => {
@@ -102,7 +129,23 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
             .await
             .context("cannot find the end of the topic")?;
     }
+    Ok(consumer)
+}
 
+/// Moves each partition back to its first record that was polled but not printed, so a group
+/// commits only what was printed.
+fn rewind_to_unprinted(consumer: &mut Consumer, unprinted: &[ConsumerRecord]) -> Result<()> {
+    let mut rewound = std::collections::BTreeSet::new();
+    for record in unprinted {
+        let topic_partition = TopicPartition::new(record.topic.as_str(), record.partition);
+        if rewound.insert(topic_partition.clone()) {
+            consumer.seek(&topic_partition, record.offset)?;
+        }
+    }
+    Ok(())
+}
+
+async fn print_records(args: &ConsumeArgs, mut consumer: Consumer) -> Result<()> {
     let idle_timeout = args.timeout_ms.map(Duration::from_millis);
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
@@ -131,11 +174,12 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         last_record = Instant::now();
         output.clear();
         let mut reached_limit = false;
-        for record in &records {
+        for (index, record) in records.iter().enumerate() {
             write_record(&mut output, record, args.format);
             printed += 1;
             if args.max_messages.is_some_and(|max| printed >= max) {
                 reached_limit = true;
+                rewind_to_unprinted(&mut consumer, &records[index + 1..])?;
                 break;
             }
         }
@@ -150,6 +194,14 @@ pub async fn run(args: ConsumeArgs) -> Result<()> {
         if reached_limit {
             break;
         }
+    }
+    if args.group.is_some() {
+        // Only what was printed is committed: the last poll may have returned records beyond
+        // --max-messages, and those must reach the next run.
+        consumer
+            .close()
+            .await
+            .context("cannot commit the group's offsets")?;
     }
     eprintln!(
         "consumed {printed} record{}",

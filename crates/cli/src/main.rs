@@ -6,6 +6,7 @@
 mod bench;
 mod cluster;
 mod consume;
+mod group;
 mod produce;
 mod record_format;
 mod server;
@@ -22,7 +23,7 @@ const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:7070";
     name = "strata",
     version,
     about = "Strata: a Kafka-style distributed commit log",
-    after_help = "Example:\n  strata dev\n  strata topic create orders --partitions 3 --replication-factor 1\n  printf 'k1:hello\\n' | strata produce orders --key-separator :\n  strata consume orders --from-beginning --max-messages 1"
+    after_help = "Example:\n  strata dev\n  strata topic create orders --partitions 3 --replication-factor 1\n  printf 'k1:hello\\n' | strata produce orders --key-separator :\n  strata consume orders --from-beginning --max-messages 1\n  strata consume orders --group billing"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,12 +60,15 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records to stdout.
     #[command(
-        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000"
+        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000\n  strata consume events --group billing --from-beginning"
     )]
     Consume(consume::ConsumeArgs),
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// List, describe (with lag), reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Measure produce and consume throughput and latency against a running cluster.
     #[command(
         subcommand,
@@ -123,6 +127,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing_if_asked();
             cluster::run(command).await
         }
+        Command::Group(command) => {
+            init_tracing_if_asked();
+            group::run(command).await
+        }
         Command::Bench(command) => {
             init_tracing_if_asked();
             bench::run(command).await
@@ -143,12 +151,21 @@ fn report_usage_error(error: clap::Error) -> ExitCode {
         }
         _ => {
             let rendered = error.render().to_string();
-            let first = rendered
+            let mut lines = rendered
                 .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("invalid arguments");
+                .map(str::trim)
+                .filter(|line| !line.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error: {first} (see --help)");
+            // "the following required arguments were not provided:" is followed by their names.
+            let detail = match first.ends_with(':') {
+                true => lines
+                    .next()
+                    .map(|line| format!(" {line}"))
+                    .unwrap_or_default(),
+                false => String::new(),
+            };
+            eprintln!("error: {first}{detail} (see --help)");
             ExitCode::from(2)
         }
     }

@@ -130,6 +130,10 @@ fn every_command_help_shows_an_example() -> Result<()> {
         &["produce"],
         &["consume"],
         &["cluster", "status"],
+        &["group", "list"],
+        &["group", "describe"],
+        &["group", "reset-offsets"],
+        &["group", "delete"],
         &["bench"],
         &["bench", "produce"],
         &["bench", "consume"],
@@ -246,8 +250,12 @@ fn bad_arguments_fail_before_connecting() -> Result<()> {
         (&["produce", "t", "--acks", "2"], "all, 1, 0"),
         (&["produce", "t", "--partition", "-1"], "-1"),
         (
-            &["consume", "t", "--group", "g"],
-            "consumer groups are not available yet",
+            &["consume", "t", "--group", "g", "--offset", "1"],
+            "cannot be used with",
+        ),
+        (
+            &["group", "reset-offsets", "g", "--topic", "t"],
+            "--to-earliest",
         ),
         (
             &["consume", "t", "--offset", "1", "--from-beginning"],
@@ -591,6 +599,87 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
     ])?;
     let line = single_error_line(&zero)?;
     ensure!(line.contains("INVALID_PARTITIONS"), "{line}");
+
+    // A group reads part of the topic, and the next run continues from its committed offset.
+    let consume_group = |max: &str| {
+        run_args(&[
+            "consume",
+            "cli-events",
+            "--group",
+            "tour",
+            "--from-beginning",
+            "--max-messages",
+            max,
+            "--timeout-ms",
+            "20000",
+            "--bootstrap",
+            bootstrap,
+        ])
+    };
+    let first = consume_group("2")?;
+    ensure!(first.status.success(), "{}", first.stderr);
+    ensure!(
+        first.stdout == "signed up\nlogged in\n",
+        "{:?}",
+        first.stdout
+    );
+    let rest = consume_group("1")?;
+    ensure!(rest.status.success(), "{}", rest.stderr);
+    ensure!(rest.stdout == "bought: two things\n", "{:?}", rest.stdout);
+
+    let groups = run_args(&["group", "list", "--bootstrap", bootstrap])?;
+    ensure!(groups.status.success(), "{}", groups.stderr);
+    ensure!(groups.stdout.contains("tour"), "{}", groups.stdout);
+    let described = run_args(&["group", "describe", "tour", "--bootstrap", bootstrap])?;
+    ensure!(described.status.success(), "{}", described.stderr);
+    let row = described
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("cli-events"))
+        .with_context(|| described.stdout.clone())?;
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    ensure!(
+        columns[1..5] == ["0", "3", "3", "0"],
+        "partition, committed, end, lag: {row}"
+    );
+
+    let plan = run_args(&[
+        "group",
+        "reset-offsets",
+        "tour",
+        "--topic",
+        "cli-events",
+        "--to-offset",
+        "1",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(plan.status.success(), "{}", plan.stderr);
+    ensure!(plan.stderr.contains("dry run"), "{}", plan.stderr);
+    let executed = run_args(&[
+        "group",
+        "reset-offsets",
+        "tour",
+        "--topic",
+        "cli-events",
+        "--to-offset",
+        "1",
+        "--execute",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(executed.status.success(), "{}", executed.stderr);
+    let replayed = consume_group("2")?;
+    ensure!(
+        replayed.stdout == "logged in\nbought: two things\n",
+        "{:?}",
+        replayed.stdout
+    );
+    let deleted_group = run_args(&["group", "delete", "tour", "--bootstrap", bootstrap])?;
+    ensure!(deleted_group.status.success(), "{}", deleted_group.stderr);
+    let missing = run_args(&["group", "describe", "tour", "--bootstrap", bootstrap])?;
+    let line = single_error_line(&missing)?;
+    ensure!(line.contains("GROUP_ID_NOT_FOUND"), "{line}");
 
     let deleted = run_args(&["topic", "delete", "cli-events", "--bootstrap", bootstrap])?;
     ensure!(deleted.status.success(), "{}", deleted.stderr);

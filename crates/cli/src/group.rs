@@ -1,0 +1,196 @@
+//! `strata group ...`: consumer-group administration (list, describe with lag, reset offsets,
+//! delete).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use strata_client::OffsetReset;
+
+use crate::Bootstrap;
+use crate::topic::connect_admin;
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List every consumer group with its state and member count.
+    #[command(after_help = "Example:\n  strata group list")]
+    List(ListArgs),
+    /// Show a group's members and, per partition, committed offset, log end offset and lag.
+    #[command(after_help = "Example:\n  strata group describe billing")]
+    Describe(GroupArgs),
+    /// Move a group's committed offsets (dry run unless --execute). The group must be empty.
+    #[command(
+        after_help = "Example:\n  strata group reset-offsets billing --topic orders --to-earliest            # shows the plan\n  strata group reset-offsets billing --topic orders --to-timestamp 1767225600000 --execute\n  strata group reset-offsets billing --topic orders --by-duration-ms 3600000 --execute"
+    )]
+    ResetOffsets(ResetArgs),
+    /// Delete an empty group and its committed offsets.
+    #[command(after_help = "Example:\n  strata group delete billing")]
+    Delete(GroupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    group: String,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).multiple(false).args(["to_earliest", "to_latest", "to_offset", "to_timestamp", "by_duration_ms"]))]
+pub struct ResetArgs {
+    group: String,
+    #[arg(long, value_name = "TOPIC")]
+    topic: String,
+    #[arg(long)]
+    to_earliest: bool,
+    #[arg(long)]
+    to_latest: bool,
+    /// Clamped into each partition's retained range.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    to_offset: Option<i64>,
+    /// The first record at or after this time (ms since the Unix epoch).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
+    to_timestamp: Option<i64>,
+    /// The first record at or after this long ago.
+    #[arg(long, value_name = "MS")]
+    by_duration_ms: Option<u64>,
+    /// Commit the new offsets; without it only the plan is printed.
+    #[arg(long)]
+    execute: bool,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_string(), |value| value.to_string())
+}
+
+pub async fn run(command: GroupCommand) -> Result<()> {
+    match command {
+        GroupCommand::List(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            let groups = admin.list_groups().await.context("cannot list groups")?;
+            if groups.is_empty() {
+                println!("no groups");
+                return Ok(());
+            }
+            println!("{:<32} {:<12} MEMBERS", "GROUP", "STATE");
+            for group in groups {
+                println!(
+                    "{:<32} {:<12} {}",
+                    group.group_id, group.state, group.members
+                );
+            }
+        }
+        GroupCommand::Describe(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            let context = || format!("cannot describe group '{}'", args.group);
+            let description = admin
+                .describe_group(&args.group)
+                .await
+                .with_context(context)?;
+            let lag = admin.group_lag(&args.group).await.with_context(context)?;
+            println!(
+                "group {}  state {}  epoch {}  assignor {}  coordinator {}",
+                description.group_id,
+                description.state,
+                description.group_epoch,
+                description.assignor,
+                description.coordinator_id
+            );
+            if description.members.is_empty() {
+                println!("no active members");
+            } else {
+                println!("members");
+                for member in &description.members {
+                    let partitions: Vec<String> =
+                        member.assignment.iter().map(ToString::to_string).collect();
+                    println!(
+                        "  {}{}  epoch {}  [{}]{}",
+                        member.member_id,
+                        member
+                            .group_instance_id
+                            .as_ref()
+                            .map(|id| format!(" ({id})"))
+                            .unwrap_or_default(),
+                        member.member_epoch,
+                        partitions.join(", "),
+                        if member.revoking.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  revoking {}", member.revoking.len())
+                        }
+                    );
+                }
+            }
+            println!(
+                "{:<24} {:>10} {:>14} {:>14} {:>10}  MEMBER",
+                "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"
+            );
+            for partition in lag {
+                println!(
+                    "{:<24} {:>10} {:>14} {:>14} {:>10}  {}",
+                    partition.topic_partition.topic,
+                    partition.topic_partition.partition,
+                    or_dash(partition.committed),
+                    or_dash(partition.log_end_offset),
+                    or_dash(partition.lag),
+                    partition.member_id.unwrap_or_else(|| "-".to_string())
+                );
+            }
+        }
+        GroupCommand::ResetOffsets(args) => {
+            let reset = if args.to_earliest {
+                OffsetReset::ToEarliest
+            } else if args.to_latest {
+                OffsetReset::ToLatest
+            } else if let Some(offset) = args.to_offset {
+                OffsetReset::ToOffset(offset)
+            } else if let Some(timestamp) = args.to_timestamp {
+                OffsetReset::ToTimestamp(timestamp)
+            } else if let Some(back) = args.by_duration_ms {
+                OffsetReset::ByDuration(Duration::from_millis(back))
+            } else {
+                bail!("choose where to reset to (see --help)");
+            };
+            let admin = connect_admin(&args.bootstrap).await?;
+            let plan = admin
+                .reset_group_offsets(&args.group, &args.topic, reset, args.execute)
+                .await
+                .with_context(|| format!("cannot reset the offsets of group '{}'", args.group))?;
+            println!(
+                "{:<24} {:>10} {:>14} {:>14}",
+                "TOPIC", "PARTITION", "CURRENT", "NEW"
+            );
+            for (topic_partition, current, new) in plan {
+                println!(
+                    "{:<24} {:>10} {:>14} {:>14}",
+                    topic_partition.topic,
+                    topic_partition.partition,
+                    or_dash(current),
+                    new
+                );
+            }
+            if args.execute {
+                eprintln!("offsets of group '{}' reset", args.group);
+            } else {
+                eprintln!("dry run: nothing changed; add --execute to commit these offsets");
+            }
+        }
+        GroupCommand::Delete(args) => {
+            let admin = connect_admin(&args.bootstrap).await?;
+            admin
+                .delete_group(&args.group)
+                .await
+                .with_context(|| format!("cannot delete group '{}'", args.group))?;
+            eprintln!("deleted group '{}'", args.group);
+        }
+    }
+    Ok(())
+}
