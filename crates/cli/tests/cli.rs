@@ -138,6 +138,7 @@ fn every_command_help_shows_an_example() -> Result<()> {
         &["bench", "produce"],
         &["bench", "consume"],
         &["bench", "e2e"],
+        &["bench", "group"],
     ];
     for path in commands {
         let mut arguments = path.to_vec();
@@ -171,6 +172,7 @@ fn client_commands_document_the_bootstrap_flag_and_its_environment_variable() ->
         &["bench", "produce"],
         &["bench", "consume"],
         &["bench", "e2e"],
+        &["bench", "group"],
     ] {
         let mut arguments = path.to_vec();
         arguments.push("--help");

@@ -7,6 +7,7 @@
 //!   beginning by C consumers with the partitions split between them; throughput.
 //! - `e2e`: records at a fixed rate for a fixed time while a consumer tails the topic; each record
 //!   carries its send time, so the consumer measures produce-to-consume latency.
+//! - `group`: consumer-group rebalance time and the cost of offset commits to produce.
 //!
 //! `produce` and `consume` first measure raw loopback TCP throughput in-process and quote their
 //! MB/s as a ratio of it, so a result means something on any machine. Every run is bounded by a
@@ -14,6 +15,7 @@
 
 mod consume;
 mod end_to_end;
+mod group;
 mod loopback;
 mod produce;
 mod progress;
@@ -44,6 +46,11 @@ pub enum BenchCommand {
         after_help = "Example:\n  strata bench e2e --topic latency\n  strata bench e2e --topic latency --rate 20000 --duration-s 30 --record-size 512 --json"
     )]
     E2e(end_to_end::EndToEndBenchArgs),
+    /// Time group rebalances as a member joins and leaves, and what offset commits cost produce.
+    #[command(
+        after_help = "Example:\n  strata bench group --topic groups --partitions 30 --members 10\n  strata bench group --topic groups --commit-rate 10000 --duration-s 10 --json"
+    )]
+    Group(group::GroupBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -51,6 +58,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Produce(args) => produce::run(args).await,
         BenchCommand::Consume(args) => consume::run(args).await,
         BenchCommand::E2e(args) => end_to_end::run(args).await,
+        BenchCommand::Group(args) => group::run(args).await,
     }
 }
 

@@ -1,0 +1,307 @@
+//! `strata bench group`: what consumer groups cost.
+//!
+//! - Rebalance time: with `--members` consumers in a group, one more joins and later leaves;
+//!   each is timed from the change until the coordinator reports the group `Stable` again
+//!   (every member at the new assignment, every partition owned). Repeated `--rounds` times;
+//!   medians reported.
+//! - Commit load: produce as fast as possible for `--duration-s`, then again while committers
+//!   send `--commit-rate` offset commits per second to another group; the ratio of the two
+//!   produce rates is what commits cost the data path (measured in the same run).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+use strata_client::{
+    Acks, Admin, AutoOffsetReset, Consumer, ConsumerConfig, OffsetAndMetadata, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
+};
+
+use super::report::{LatencySummary, Output, latency_histogram, record_latency};
+use super::{PayloadPool, TopicCreation, ensure_topic};
+use crate::Bootstrap;
+use crate::topic::connect_admin;
+
+#[derive(Debug, Args)]
+pub struct GroupBenchArgs {
+    /// Topic the group consumes; created when missing (see --partitions).
+    #[arg(long, value_name = "T")]
+    topic: String,
+    /// Members in the group before one joins and leaves.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    members: u64,
+    /// Join-and-leave rounds; the medians are reported.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=50))]
+    rounds: u64,
+    /// Offset commits per second during the commit-load phase; 0 skips that phase.
+    #[arg(long, default_value_t = 10_000, value_name = "R")]
+    commit_rate: u64,
+    /// Length of each produce phase of the commit-load measurement.
+    #[arg(long, default_value_t = 10, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=600))]
+    duration_s: u64,
+    #[command(flatten)]
+    creation: TopicCreation,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+}
+
+fn median(values: &mut [Duration]) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// A member that polls until told to stop, then leaves the group.
+struct Member {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+fn spawn_member(bootstrap: &str, group: &str, topic: &str) -> Result<Member> {
+    let config = ConsumerConfig::builder()
+        .bootstrap(bootstrap)
+        .group_id(group)
+        .auto_offset_reset(AutoOffsetReset::Latest)
+        .fetch_max_wait_ms(100)
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let topic = topic.to_string();
+    let task = tokio::spawn(async move {
+        let mut consumer = Consumer::connect(config).await?;
+        consumer.subscribe([topic])?;
+        let deadline = Instant::now() + Duration::from_secs(3_600);
+        while !stopping.load(Ordering::Acquire) && Instant::now() < deadline {
+            consumer.poll(Duration::from_millis(100)).await?;
+        }
+        consumer.close().await?;
+        Ok(())
+    });
+    Ok(Member { stop, task })
+}
+
+impl Member {
+    async fn stop(self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        self.task.await?
+    }
+}
+
+/// Waits until the group is Stable with `members` members owning all `partitions`.
+async fn await_stable(admin: &Admin, group: &str, members: usize, partitions: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(description) = admin.describe_group(group).await {
+            let owned: usize = description
+                .members
+                .iter()
+                .map(|member| member.assignment.len())
+                .sum();
+            if description.state == "Stable"
+                && description.members.len() == members
+                && owned == partitions
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("group '{group}' did not settle with {members} members within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn measure_rebalances(
+    args: &GroupBenchArgs,
+    admin: &Admin,
+    partitions: usize,
+    output: Output,
+) -> Result<(Duration, Duration)> {
+    let group = format!("bench-rebalance-{}", std::process::id());
+    let bootstrap = args.bootstrap.bootstrap.as_str();
+    let mut members = Vec::new();
+    for _ in 0..args.members {
+        members.push(spawn_member(bootstrap, &group, &args.topic)?);
+    }
+    await_stable(admin, &group, members.len(), partitions).await?;
+    let (mut joins, mut leaves) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let started = Instant::now();
+        let joining = spawn_member(bootstrap, &group, &args.topic)?;
+        await_stable(admin, &group, members.len() + 1, partitions).await?;
+        joins.push(started.elapsed());
+        let started = Instant::now();
+        joining.stop().await?;
+        await_stable(admin, &group, members.len(), partitions).await?;
+        leaves.push(started.elapsed());
+        output.note(&format!(
+            "round {round}: join {} ms, leave {} ms",
+            joins.last().unwrap().as_millis(),
+            leaves.last().unwrap().as_millis()
+        ));
+    }
+    for member in members {
+        member.stop().await?;
+    }
+    let _ = admin.delete_group(&group).await;
+    Ok((median(&mut joins), median(&mut leaves)))
+}
+
+/// Records produced per second for `duration`, at most 64 MiB unacknowledged.
+async fn produce_for(bootstrap: &str, topic: &str, duration: Duration) -> Result<f64> {
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(bootstrap)
+            .acks(Acks::Leader)
+            .enable_idempotence(false)
+            .build()?,
+    )
+    .await?;
+    let pool = PayloadPool::new(1024);
+    let mut pending = std::collections::VecDeque::new();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < duration {
+        pending.push_back(
+            producer
+                .send(ProducerRecord::new(topic, pool.value(sent)))
+                .await?,
+        );
+        sent += 1;
+        if pending.len() >= 65_536 {
+            pending.pop_front().expect("not empty").await?;
+        }
+    }
+    for delivery in pending {
+        delivery.await?;
+    }
+    let rate = sent as f64 / started.elapsed().as_secs_f64();
+    producer.close().await?;
+    Ok(rate)
+}
+
+struct CommitLoad {
+    stop: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Result<hdrhistogram::Histogram<u64>>>>,
+}
+
+/// Committers sharing `rate` commits per second, each committing every partition of `topic`
+/// one at a time as an empty group's standalone consumers do.
+async fn start_commit_load(
+    bootstrap: &str,
+    topic: &str,
+    partitions: usize,
+    rate: u64,
+) -> Result<CommitLoad> {
+    const COMMITTERS: u64 = 10;
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for committer in 0..COMMITTERS {
+        let config = ConsumerConfig::builder()
+            .bootstrap(bootstrap)
+            .group_id(format!("bench-commits-{}-{committer}", std::process::id()))
+            .enable_auto_commit(false)
+            .build()?;
+        let mut consumer = Consumer::connect(config).await?;
+        let (stop, commits, topic) = (stop.clone(), commits.clone(), topic.to_string());
+        let interval = Duration::from_secs_f64(COMMITTERS as f64 / rate.max(1) as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = latency_histogram();
+            let mut next = tokio::time::Instant::now();
+            let mut round = 0usize;
+            let deadline = Instant::now() + Duration::from_secs(3_600);
+            while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
+                tokio::time::sleep_until(next).await;
+                next += interval;
+                let partition = TopicPartition::new(topic.as_str(), (round % partitions) as i32);
+                round += 1;
+                let started = Instant::now();
+                // Offset 0 is always at or below the high watermark.
+                consumer
+                    .commit_offsets(BTreeMap::from([(partition, OffsetAndMetadata::new(0))]))
+                    .await?;
+                record_latency(&mut histogram, started.elapsed());
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(histogram)
+        }));
+    }
+    Ok(CommitLoad {
+        stop,
+        commits,
+        tasks,
+    })
+}
+
+pub async fn run(args: GroupBenchArgs) -> Result<()> {
+    let output = Output { json: args.json };
+    let admin = connect_admin(&args.bootstrap).await?;
+    let description = ensure_topic(&admin, &args.topic, &args.creation, output).await?;
+    let partitions = description.partitions.len();
+    output.note(&format!(
+        "{} members on '{}' ({partitions} partitions); {} join/leave rounds",
+        args.members, args.topic, args.rounds
+    ));
+    let (join, leave) = measure_rebalances(&args, &admin, partitions, output)
+        .await
+        .context("rebalance measurement failed")?;
+
+    let mut commit_result = serde_json::Value::Null;
+    if args.commit_rate > 0 {
+        let duration = Duration::from_secs(args.duration_s);
+        let bootstrap = args.bootstrap.bootstrap.as_str();
+        let baseline = produce_for(bootstrap, &args.topic, duration).await?;
+        let load = start_commit_load(bootstrap, &args.topic, partitions, args.commit_rate).await?;
+        let started = Instant::now();
+        let loaded = produce_for(bootstrap, &args.topic, duration).await?;
+        let commits = load.commits.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        load.stop.store(true, Ordering::Release);
+        let mut latencies = latency_histogram();
+        for task in load.tasks {
+            latencies.add(task.await??)?;
+        }
+        let latency = LatencySummary::of(&latencies);
+        output.note(&format!(
+            "produce alone {baseline:.0} records/s; with {commits:.0} commits/s {loaded:.0} records/s ({:.1}% of alone); commit latency p50 {:.2} ms p99 {:.2} ms",
+            loaded / baseline * 100.0,
+            latency.map_or(0.0, |l| l.p50_ms),
+            latency.map_or(0.0, |l| l.p99_ms),
+        ));
+        commit_result = json!({
+            "produce_alone_records_per_s": baseline,
+            "produce_with_commits_records_per_s": loaded,
+            "commits_per_s": commits,
+            "ratio": loaded / baseline,
+            "commit_latency_p50_ms": latency.map(|l| l.p50_ms),
+            "commit_latency_p99_ms": latency.map(|l| l.p99_ms),
+        });
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "members": args.members,
+                "partitions": partitions,
+                "rounds": args.rounds,
+                "join_median_ms": join.as_secs_f64() * 1e3,
+                "leave_median_ms": leave.as_secs_f64() * 1e3,
+                "commit_load": commit_result,
+            })
+        );
+    } else {
+        println!(
+            "rebalance with {} members: join median {} ms, leave median {} ms",
+            args.members,
+            join.as_millis(),
+            leave.as_millis()
+        );
+    }
+    Ok(())
+}
