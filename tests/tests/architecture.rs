@@ -146,3 +146,23 @@ fn only_the_proto_crate_compiles_protobuf_and_only_the_controller_sees_raft() {
         }
     }
 }
+
+#[test]
+fn the_group_coordinator_core_is_pure() {
+    let dependencies = dependencies();
+    assert_free_of(
+        &dependencies,
+        "strata-coordinator",
+        &[
+            "tokio",
+            "tonic",
+            "prost",
+            "openraft",
+            "strata-storage",
+            "strata-proto",
+            "strata-broker",
+            "strata-client",
+            "strata-controller",
+        ],
+    );
+}

@@ -77,3 +77,8 @@ pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
 pub use strata_common::{ErrorCode, TopicPartition};
 pub use strata_record::Header;
+
+/// The README's Rust examples, compiled by `cargo test --doc` so they cannot go stale.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExamples;
