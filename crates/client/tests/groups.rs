@@ -376,3 +376,69 @@ async fn two_groups_each_read_everything_and_reset_replays() -> Result<()> {
     broker.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_subscription_and_a_member_that_stops_polling() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let (broker, bootstrap) = start_broker(directory.path()).await?;
+    let admin = Admin::connect(AdminConfig::builder().bootstrap(&bootstrap).build()?).await?;
+    for topic in ["metrics-cpu", "metrics-disk", "logs"] {
+        admin.create_topic(NewTopic::new(topic, 2, 1)).await?;
+    }
+    let patient = ConsumerConfig::builder()
+        .bootstrap(&bootstrap)
+        .group_id("metrics")
+        .session_timeout_ms(5_000)
+        .max_poll_interval_ms(1_000)
+        .fetch_max_wait_ms(100)
+        .build()?;
+    let mut stalled = Consumer::connect(patient.clone()).await?;
+    stalled.subscribe_pattern("metrics-.*").await?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut owned = BTreeSet::new();
+    while owned.len() < 4 {
+        ensure!(Instant::now() < deadline, "only {owned:?} assigned");
+        stalled.poll(Duration::from_millis(100)).await?;
+        for event in stalled.rebalance_events() {
+            if let RebalanceEvent::Assigned(partitions) = event {
+                owned.extend(partitions);
+            }
+        }
+    }
+    assert!(
+        owned
+            .iter()
+            .all(|tp: &TopicPartition| tp.topic.starts_with("metrics-"))
+    );
+
+    // `stalled` stops polling: after max_poll_interval_ms it leaves and `active` gets everything.
+    let mut active = Consumer::connect(patient).await?;
+    active.subscribe_pattern("metrics-.*").await?;
+    let mut taken = BTreeSet::new();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while taken.len() < 4 {
+        ensure!(
+            Instant::now() < deadline,
+            "the stalled member kept {taken:?} from the active one"
+        );
+        active.poll(Duration::from_millis(100)).await?;
+        for event in active.rebalance_events() {
+            if let RebalanceEvent::Assigned(partitions) = event {
+                taken.extend(partitions);
+            }
+        }
+    }
+    // Its next poll notices it was removed, drops its partitions, and rejoins.
+    stalled.poll(Duration::from_millis(100)).await?;
+    assert!(
+        stalled
+            .rebalance_events()
+            .iter()
+            .any(|event| matches!(event, RebalanceEvent::Lost(_))),
+        "the stalled member learns it lost its partitions"
+    );
+    stalled.close().await?;
+    active.close().await?;
+    broker.shutdown().await;
+    Ok(())
+}
