@@ -134,6 +134,9 @@ error_codes! {
     /// The member's epoch is behind the coordinator's, or it no longer owns the partition: it
     /// heartbeats to learn its new assignment, then retries.
     StaleMemberEpoch = 113, "STALE_MEMBER_EPOCH", true;
+    /// A share-group acknowledgement for a record the member does not hold (its lock expired,
+    /// or another member has it); nothing was changed.
+    InvalidRecordState = 121, "INVALID_RECORD_STATE", false;
 }
 
 impl fmt::Display for ErrorCode {

@@ -13,6 +13,7 @@
 pub mod assignor;
 pub mod records;
 pub mod shard;
+pub mod share;
 
 pub use assignor::{Assignment, Assignor};
 pub use records::{CoordinatorRecord, GroupState, MemberState, OffsetAndMetadata};

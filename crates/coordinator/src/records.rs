@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use strata_common::TopicPartition;
 
 use crate::assignor::Assignment;
+use crate::share::StoredSharePartition;
 
 /// A committed offset: the next offset the group will read from the partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +102,23 @@ pub enum CoordinatorRecord {
     Snapshot {
         groups: Vec<GroupState>,
         offsets: Vec<GroupOffsets>,
+        #[serde(default)]
+        share: Vec<ShareStateEntry>,
     },
+    /// A share group's window on one partition; `None` deletes it.
+    ShareState {
+        group_id: String,
+        topic_partition: TopicPartition,
+        value: Option<StoredSharePartition>,
+    },
+}
+
+/// One share partition inside a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareStateEntry {
+    pub group_id: String,
+    pub topic_partition: TopicPartition,
+    pub state: StoredSharePartition,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -128,6 +145,14 @@ impl CoordinatorRecord {
             ),
             CoordinatorRecord::Group { group_id, .. } => format!("group/{group_id}"),
             CoordinatorRecord::Snapshot { .. } => "snapshot".to_string(),
+            CoordinatorRecord::ShareState {
+                group_id,
+                topic_partition,
+                ..
+            } => format!(
+                "share/{group_id}/{}/{}",
+                topic_partition.topic, topic_partition.partition
+            ),
         }
     }
 
@@ -185,6 +210,7 @@ mod tests {
                     group_id: "g".to_string(),
                     offsets: vec![(TopicPartition::new("t", 0), offset)],
                 }],
+                share: Vec::new(),
             },
         ];
         for record in records {

@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use strata_common::{ErrorCode, TopicPartition};
 
 use crate::assignor::{Assignment, Assignor, AssignorMember};
-use crate::records::{CoordinatorRecord, GroupOffsets, GroupState, MemberState, OffsetAndMetadata};
+use crate::records::{
+    CoordinatorRecord, GroupOffsets, GroupState, MemberState, OffsetAndMetadata, ShareStateEntry,
+};
+use crate::share::{AckKind, DeadLetter, ShareCounts, ShareLimits, SharePartition};
 
 /// Kafka's limit for the free-form metadata committed with an offset.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -141,10 +144,62 @@ impl Group {
     }
 }
 
+/// A share group: its partitions' windows and, for `describe`, its members and counters (the
+/// members and counters are not stored; a new coordinator starts them afresh).
+#[derive(Clone, Debug, Default)]
+struct ShareGroup {
+    partitions: BTreeMap<TopicPartition, SharePartition>,
+    members: BTreeMap<String, i64>,
+    delivered: u64,
+    acknowledged: u64,
+    dead_lettered: u64,
+}
+
+/// A share group as `describe` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareGroupDescription {
+    /// Member id and the time it last fetched.
+    pub members: Vec<(String, i64)>,
+    pub partitions: Vec<(TopicPartition, ShareCounts)>,
+    pub delivered: u64,
+    pub acknowledged: u64,
+    pub dead_lettered: u64,
+}
+
+/// One acknowledgement of a share-group member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareAck {
+    pub topic_partition: TopicPartition,
+    pub offset: i64,
+    pub kind: AckKind,
+    pub reason: Option<String>,
+}
+
+/// A partition a share fetch may acquire from: its log start and high watermark now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareFetchPartition {
+    pub topic_partition: TopicPartition,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// A dead letter with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareDeadLetter {
+    pub group_id: String,
+    pub topic_partition: TopicPartition,
+    pub dead_letter: DeadLetter,
+}
+
+/// Share-group members unseen for this long are dropped from `describe` and their records
+/// released (their locks would expire anyway).
+const SHARE_MEMBER_IDLE_MS: i64 = 60_000;
+
 #[derive(Debug, Default)]
 pub struct CoordinatorShard {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
+    share_groups: BTreeMap<String, ShareGroup>,
 }
 
 fn settled(member: &MemberState, assignment_epoch: i32) -> bool {
@@ -168,6 +223,7 @@ impl CoordinatorShard {
         CoordinatorShard {
             config,
             groups: BTreeMap::new(),
+            share_groups: BTreeMap::new(),
         }
     }
 
@@ -214,8 +270,43 @@ impl CoordinatorShard {
                     self.groups.remove(group_id);
                 }
             },
-            CoordinatorRecord::Snapshot { groups, offsets } => {
+            CoordinatorRecord::ShareState {
+                group_id,
+                topic_partition,
+                value,
+            } => {
+                let group = self.share_groups.entry(group_id.clone()).or_default();
+                match value {
+                    Some(stored) => {
+                        group
+                            .partitions
+                            .insert(topic_partition.clone(), SharePartition::from_stored(stored));
+                    }
+                    None => {
+                        group.partitions.remove(topic_partition);
+                    }
+                }
+                if group.partitions.is_empty() {
+                    self.share_groups.remove(group_id);
+                }
+            }
+            CoordinatorRecord::Snapshot {
+                groups,
+                offsets,
+                share,
+            } => {
                 self.groups.clear();
+                self.share_groups.clear();
+                for entry in share {
+                    self.share_groups
+                        .entry(entry.group_id.clone())
+                        .or_default()
+                        .partitions
+                        .insert(
+                            entry.topic_partition.clone(),
+                            SharePartition::from_stored(&entry.state),
+                        );
+                }
                 for state in groups {
                     self.groups.entry(state.group_id.clone()).or_default().state =
                         Some(state.clone());
@@ -256,6 +347,20 @@ impl CoordinatorShard {
                         .iter()
                         .map(|(tp, offset)| (tp.clone(), offset.clone()))
                         .collect(),
+                })
+                .collect(),
+            share: self
+                .share_groups
+                .iter()
+                .flat_map(|(group_id, group)| {
+                    group
+                        .partitions
+                        .iter()
+                        .map(move |(topic_partition, partition)| ShareStateEntry {
+                            group_id: group_id.clone(),
+                            topic_partition: topic_partition.clone(),
+                            state: partition.to_stored(),
+                        })
                 })
                 .collect(),
         }
@@ -632,6 +737,323 @@ impl CoordinatorShard {
         self.apply(&records);
         Ok(records)
     }
+}
+
+/// Share groups. Acquisitions change only memory; everything else also returns the record
+/// that stores the changed windows, so the live state equals the loaded state except that
+/// acquired records are loaded as available (redelivered after a failover).
+impl CoordinatorShard {
+    fn check_not_consumer_group(&self, group_id: &str) -> Result<()> {
+        validate_group_id(group_id)?;
+        if self.groups.contains_key(group_id) {
+            return Err(CoordinatorError::new(
+                ErrorCode::InvalidGroupId,
+                format!("'{group_id}' is a consumer group; a share group needs another name"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Acquires records for `member_id` across `partitions` (round robin from `first`), at
+    /// most `max_records` and never more than `max_in_flight` held by the member in all.
+    #[allow(clippy::too_many_arguments)]
+    pub fn share_acquire(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        partitions: &[ShareFetchPartition],
+        max_records: usize,
+        max_in_flight: usize,
+        lock_ms: i64,
+        limits: &ShareLimits,
+        now_ms: i64,
+    ) -> Result<Vec<(TopicPartition, Vec<(i64, u32)>)>> {
+        self.check_not_consumer_group(group_id)?;
+        let group = self.share_groups.entry(group_id.to_string()).or_default();
+        group.members.insert(member_id.to_string(), now_ms);
+        let held: usize = group
+            .partitions
+            .values()
+            .map(|partition| partition.held_by(member_id))
+            .sum();
+        let mut budget = max_records.min(max_in_flight.saturating_sub(held));
+        let mut acquired = Vec::new();
+        for fetch in partitions {
+            if budget == 0 {
+                break;
+            }
+            let partition = group
+                .partitions
+                .entry(fetch.topic_partition.clone())
+                .or_insert_with(SharePartition::new);
+            partition.initialize(fetch.log_start_offset);
+            partition.skip_to(fetch.log_start_offset);
+            let records = partition.acquire(
+                member_id,
+                budget,
+                now_ms,
+                now_ms + lock_ms,
+                fetch.high_watermark,
+                limits,
+            );
+            if !records.is_empty() {
+                budget -= records.len();
+                group.delivered += records.len() as u64;
+                acquired.push((fetch.topic_partition.clone(), records));
+            }
+        }
+        Ok(acquired)
+    }
+
+    /// Whether any of `partitions` has records that are available again now, or the time the
+    /// first delayed one becomes available.
+    pub fn share_next_available(&self, group_id: &str, now_ms: i64) -> Option<i64> {
+        let group = self.share_groups.get(group_id)?;
+        group
+            .partitions
+            .values()
+            .filter_map(|partition| {
+                if partition.has_available(now_ms) {
+                    Some(now_ms)
+                } else {
+                    partition.next_available_ms()
+                }
+            })
+            .min()
+    }
+
+    /// Applies acknowledgements; each gets its own outcome. Returns the dead letters to move
+    /// and the records storing the changed windows.
+    #[allow(clippy::type_complexity)]
+    pub fn share_acknowledge(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        acks: Vec<ShareAck>,
+        limits: &ShareLimits,
+        now_ms: i64,
+    ) -> Result<(
+        Vec<Result<()>>,
+        Vec<ShareDeadLetter>,
+        Vec<CoordinatorRecord>,
+    )> {
+        self.check_not_consumer_group(group_id)?;
+        let group = self.share_groups.entry(group_id.to_string()).or_default();
+        group.members.insert(member_id.to_string(), now_ms);
+        let mut outcomes = Vec::with_capacity(acks.len());
+        let mut dead_letters = Vec::new();
+        let mut changed = BTreeSet::new();
+        for ack in acks {
+            let Some(partition) = group.partitions.get_mut(&ack.topic_partition) else {
+                outcomes.push(Err(CoordinatorError::new(
+                    ErrorCode::InvalidRecordState,
+                    format!(
+                        "member {member_id} holds nothing in {}",
+                        ack.topic_partition
+                    ),
+                )));
+                continue;
+            };
+            let outcome = partition.acknowledge(
+                member_id,
+                ack.offset,
+                &ack.kind,
+                ack.reason.as_deref(),
+                now_ms,
+                limits,
+            );
+            match outcome {
+                Ok(dead_letter) => {
+                    if ack.kind == AckKind::Accept {
+                        group.acknowledged += 1;
+                    }
+                    if let Some(dead_letter) = dead_letter {
+                        group.dead_lettered += 1;
+                        dead_letters.push(ShareDeadLetter {
+                            group_id: group_id.to_string(),
+                            topic_partition: ack.topic_partition.clone(),
+                            dead_letter,
+                        });
+                    }
+                    changed.insert(ack.topic_partition);
+                    outcomes.push(Ok(()));
+                }
+                Err(error) => outcomes.push(Err(error)),
+            }
+        }
+        let records = store_windows(group_id, group, changed);
+        Ok((outcomes, dead_letters, records))
+    }
+
+    /// Extends the member's locks on `offsets`.
+    pub fn share_renew(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        offsets: &[(TopicPartition, i64)],
+        lock_ms: i64,
+        now_ms: i64,
+    ) -> Vec<Result<()>> {
+        let Some(group) = self.share_groups.get_mut(group_id) else {
+            return offsets
+                .iter()
+                .map(|(tp, offset)| {
+                    Err(CoordinatorError::new(
+                        ErrorCode::InvalidRecordState,
+                        format!("offset {offset} of {tp} is not held by member {member_id}"),
+                    ))
+                })
+                .collect();
+        };
+        group.members.insert(member_id.to_string(), now_ms);
+        offsets
+            .iter()
+            .map(
+                |(topic_partition, offset)| match group.partitions.get_mut(topic_partition) {
+                    Some(partition) => partition.renew(member_id, *offset, now_ms + lock_ms),
+                    None => Err(CoordinatorError::new(
+                        ErrorCode::InvalidRecordState,
+                        format!("member {member_id} holds nothing in {topic_partition}"),
+                    )),
+                },
+            )
+            .collect()
+    }
+
+    /// Releases everything a leaving member holds.
+    pub fn share_leave(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        limits: &ShareLimits,
+        now_ms: i64,
+    ) -> (Vec<ShareDeadLetter>, Vec<CoordinatorRecord>) {
+        let Some(group) = self.share_groups.get_mut(group_id) else {
+            return (Vec::new(), Vec::new());
+        };
+        group.members.remove(member_id);
+        let mut dead_letters = Vec::new();
+        let mut changed = BTreeSet::new();
+        for (topic_partition, partition) in &mut group.partitions {
+            if partition.held_by(member_id) > 0 {
+                for dead_letter in partition.release_member(member_id, now_ms, limits) {
+                    dead_letters.push(ShareDeadLetter {
+                        group_id: group_id.to_string(),
+                        topic_partition: topic_partition.clone(),
+                        dead_letter,
+                    });
+                }
+                changed.insert(topic_partition.clone());
+            }
+        }
+        group.dead_lettered += dead_letters.len() as u64;
+        let records = store_windows(group_id, group, changed);
+        (dead_letters, records)
+    }
+
+    /// Expired locks in every share group: redelivery or dead letters. Also forgets members
+    /// that stopped fetching.
+    pub fn share_expire(
+        &mut self,
+        limits: &ShareLimits,
+        now_ms: i64,
+    ) -> (Vec<ShareDeadLetter>, Vec<CoordinatorRecord>) {
+        let mut dead_letters = Vec::new();
+        let mut records = Vec::new();
+        for (group_id, group) in &mut self.share_groups {
+            group
+                .members
+                .retain(|_, last_seen| now_ms - *last_seen < SHARE_MEMBER_IDLE_MS);
+            let mut changed = BTreeSet::new();
+            for (topic_partition, partition) in &mut group.partitions {
+                let (dead, partition_changed) = partition.expire(now_ms, limits);
+                if partition_changed {
+                    changed.insert(topic_partition.clone());
+                }
+                group.dead_lettered += dead.len() as u64;
+                dead_letters.extend(dead.into_iter().map(|dead_letter| ShareDeadLetter {
+                    group_id: group_id.clone(),
+                    topic_partition: topic_partition.clone(),
+                    dead_letter,
+                }));
+            }
+            records.extend(store_windows(group_id, group, changed));
+        }
+        (dead_letters, records)
+    }
+
+    pub fn share_describe(&self, group_id: &str) -> Option<ShareGroupDescription> {
+        let group = self.share_groups.get(group_id)?;
+        Some(ShareGroupDescription {
+            members: group
+                .members
+                .iter()
+                .map(|(member_id, last_seen)| (member_id.clone(), *last_seen))
+                .collect(),
+            partitions: group
+                .partitions
+                .iter()
+                .map(|(topic_partition, partition)| (topic_partition.clone(), partition.counts()))
+                .collect(),
+            delivered: group.delivered,
+            acknowledged: group.acknowledged,
+            dead_lettered: group.dead_lettered,
+        })
+    }
+
+    pub fn share_group_ids(&self) -> Vec<(String, usize)> {
+        self.share_groups
+            .iter()
+            .map(|(group_id, group)| (group_id.clone(), group.members.len()))
+            .collect()
+    }
+
+    /// Deletes a share group with no active members.
+    pub fn share_delete(&mut self, group_id: &str) -> Result<Vec<CoordinatorRecord>> {
+        let Some(group) = self.share_groups.get(group_id) else {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupIdNotFound,
+                format!("share group '{group_id}' does not exist"),
+            ));
+        };
+        if !group.members.is_empty() {
+            return Err(CoordinatorError::new(
+                ErrorCode::NonEmptyGroup,
+                format!("share group '{group_id}' has active members; stop them first"),
+            ));
+        }
+        let records: Vec<CoordinatorRecord> = group
+            .partitions
+            .keys()
+            .map(|topic_partition| CoordinatorRecord::ShareState {
+                group_id: group_id.to_string(),
+                topic_partition: topic_partition.clone(),
+                value: None,
+            })
+            .collect();
+        self.share_groups.remove(group_id);
+        Ok(records)
+    }
+}
+
+/// Moves the start of each changed window and returns the records that store them.
+fn store_windows(
+    group_id: &str,
+    group: &mut ShareGroup,
+    changed: BTreeSet<TopicPartition>,
+) -> Vec<CoordinatorRecord> {
+    changed
+        .into_iter()
+        .filter_map(|topic_partition| {
+            let partition = group.partitions.get_mut(&topic_partition)?;
+            partition.advance_start();
+            Some(CoordinatorRecord::ShareState {
+                group_id: group_id.to_string(),
+                topic_partition,
+                value: Some(partition.to_stored()),
+            })
+        })
+        .collect()
 }
 
 fn unknown_member(group_id: &str, member_id: &str) -> CoordinatorError {

@@ -333,7 +333,10 @@ fn commits_are_checked_against_membership() {
         ErrorCode::OffsetOutOfRange
     );
     assert_eq!(
-        harness.shard.committed_offsets("g", Some(std::slice::from_ref(&tp)))[0].1,
+        harness
+            .shard
+            .committed_offsets("g", Some(std::slice::from_ref(&tp)))[0]
+            .1,
         Some(offset(10))
     );
 
@@ -441,4 +444,124 @@ fn new_partitions_of_a_subscribed_topic_are_assigned() {
     harness.counts.insert("t".to_string(), 5);
     harness.settle(&mut [&mut a]);
     assert_eq!(a.owned.len(), 5);
+}
+
+mod share_groups {
+    use super::*;
+    use strata_coordinator::shard::{ShareAck, ShareFetchPartition};
+    use strata_coordinator::share::{AckKind, ShareLimits};
+
+    const LIMITS: ShareLimits = ShareLimits {
+        max_delivery_attempts: 2,
+        max_window: 1_000,
+    };
+
+    fn partitions(high_watermark: i64) -> Vec<ShareFetchPartition> {
+        (0..2)
+            .map(|partition| ShareFetchPartition {
+                topic_partition: TopicPartition::new("jobs", partition),
+                log_start_offset: 0,
+                high_watermark,
+            })
+            .collect()
+    }
+
+    fn offsets(acquired: &[(TopicPartition, Vec<(i64, u32)>)]) -> BTreeSet<(TopicPartition, i64)> {
+        acquired
+            .iter()
+            .flat_map(|(tp, records)| records.iter().map(move |(offset, _)| (tp.clone(), *offset)))
+            .collect()
+    }
+
+    #[test]
+    fn workers_share_partitions_acks_survive_a_reload_and_poison_goes_to_the_dead_letter_topic() {
+        let mut shard = CoordinatorShard::new(CoordinatorConfig::default());
+        let mut log = Vec::new();
+        let first = shard
+            .share_acquire("q", "w1", &partitions(10), 8, 8, 1_000, &LIMITS, 0)
+            .unwrap();
+        let second = shard
+            .share_acquire("q", "w2", &partitions(10), 100, 5, 1_000, &LIMITS, 0)
+            .unwrap();
+        let (first, second) = (offsets(&first), offsets(&second));
+        assert_eq!(first.len(), 8);
+        assert_eq!(second.len(), 5, "max_in_flight bounds what a member holds");
+        assert!(
+            first.is_disjoint(&second),
+            "no record is held by two workers"
+        );
+        let third = shard
+            .share_acquire("q", "w2", &partitions(10), 100, 5, 1_000, &LIMITS, 0)
+            .unwrap();
+        assert!(
+            third.is_empty(),
+            "w2 gets nothing more until it acknowledges"
+        );
+
+        let acks: Vec<ShareAck> = first
+            .iter()
+            .map(|(tp, offset)| ShareAck {
+                topic_partition: tp.clone(),
+                offset: *offset,
+                kind: AckKind::Accept,
+                reason: None,
+            })
+            .collect();
+        let (outcomes, dead, records) = shard
+            .share_acknowledge("q", "w1", acks.clone(), &LIMITS, 10)
+            .unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert!(dead.is_empty());
+        log.extend(records);
+        let (outcomes, _, _) = shard
+            .share_acknowledge("q", "w1", acks, &LIMITS, 11)
+            .unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| outcome.as_ref().unwrap_err().code == ErrorCode::InvalidRecordState),
+            "acknowledging twice is an error with no effect"
+        );
+
+        // w2 crashes: its records come back after the lock; the second expiry dead-letters them.
+        let (dead, records) = shard.share_expire(&LIMITS, 1_001);
+        assert!(dead.is_empty());
+        log.extend(records);
+        let again = shard
+            .share_acquire("q", "w3", &partitions(10), 100, 100, 1_000, &LIMITS, 1_002)
+            .unwrap();
+        assert!(
+            offsets(&again).is_superset(&second),
+            "w2's records are redelivered"
+        );
+        let (dead, records) = shard.share_expire(&LIMITS, 3_000);
+        let dead_offsets: BTreeSet<(TopicPartition, i64)> = dead
+            .iter()
+            .map(|letter| (letter.topic_partition.clone(), letter.dead_letter.offset))
+            .collect();
+        assert_eq!(
+            dead_offsets, second,
+            "only the twice-delivered records are dead letters"
+        );
+        assert!(
+            dead.iter()
+                .all(|letter| letter.dead_letter.delivery_count == 2)
+        );
+        log.extend(records);
+
+        // The stored windows rebuild the acknowledged state.
+        let mut loaded = CoordinatorShard::new(CoordinatorConfig::default());
+        for record in &log {
+            loaded.replay(record);
+        }
+        let live = shard.share_describe("q").unwrap();
+        let reloaded = loaded.share_describe("q").unwrap();
+        assert_eq!(live.partitions, reloaded.partitions);
+        let mut from_snapshot = CoordinatorShard::new(CoordinatorConfig::default());
+        from_snapshot.replay(&shard.snapshot());
+        assert_eq!(
+            from_snapshot.share_describe("q").unwrap().partitions,
+            live.partitions
+        );
+    }
 }

@@ -31,7 +31,8 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::UnknownMemberId
         | ErrorCode::FencedMemberEpoch
         | ErrorCode::StaleMemberEpoch
-        | ErrorCode::NonEmptyGroup => Code::FailedPrecondition,
+        | ErrorCode::NonEmptyGroup
+        | ErrorCode::InvalidRecordState => Code::FailedPrecondition,
         ErrorCode::GroupIdNotFound => Code::NotFound,
         ErrorCode::KafkaStorageError | ErrorCode::UnknownServerError => Code::Internal,
         ErrorCode::CorruptMessage
