@@ -796,7 +796,7 @@ impl Consumer {
     /// Commits the position of every partition with one: the offset after the last record
     /// `poll` returned. Call it after processing a poll's records for at-least-once delivery
     /// (before processing, for at-most-once).
-    pub async fn commit(&mut self) -> Result<()> {
+    pub async fn commit(&self) -> Result<()> {
         let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = self
             .positions
             .iter()
@@ -812,7 +812,7 @@ impl Consumer {
 
     /// Commits the given offsets (the next offset to read, not the last one read).
     pub async fn commit_offsets(
-        &mut self,
+        &self,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> Result<()> {
         let group = self.group()?;

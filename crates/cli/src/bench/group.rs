@@ -4,9 +4,9 @@
 //!   each is timed from the change until the coordinator reports the group `Stable` again
 //!   (every member at the new assignment, every partition owned). Repeated `--rounds` times;
 //!   medians reported.
-//! - Commit load: produce as fast as possible for `--duration-s`, then again while committers
-//!   send `--commit-rate` offset commits per second to another group; the ratio of the two
-//!   produce rates is what commits cost the data path (measured in the same run).
+//! - Commit load: produce at `--produce-rate` for `--duration-s`, then again while committers
+//!   send `--commit-rate` offset commits per second; the produce rate and ack latency of the
+//!   two phases, measured in the same run, show what commits cost the data path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +40,9 @@ pub struct GroupBenchArgs {
     /// Offset commits per second during the commit-load phase; 0 skips that phase.
     #[arg(long, default_value_t = 10_000, value_name = "R")]
     commit_rate: u64,
+    /// Records of 1 KiB per second the producer sends in both phases.
+    #[arg(long, default_value_t = 20_000, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+    produce_rate: u64,
     /// Length of each produce phase of the commit-load measurement.
     #[arg(long, default_value_t = 10, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=600))]
     duration_s: u64,
@@ -152,37 +155,70 @@ async fn measure_rebalances(
     Ok((median(&mut joins), median(&mut leaves)))
 }
 
-/// Records produced per second for `duration`, at most 64 MiB unacknowledged.
-async fn produce_for(bootstrap: &str, topic: &str, duration: Duration) -> Result<f64> {
+/// What one produce phase achieved.
+struct ProducePhase {
+    records_per_second: f64,
+    latency: Option<LatencySummary>,
+}
+
+/// Produces 1 KiB records at `rate` per second for `duration` (acks=1), measuring each
+/// record's acknowledgement latency. A paced load, not a saturating one: the question is
+/// whether commits slow a producer that the cluster can keep up with.
+async fn produce_for(
+    bootstrap: &str,
+    topic: &str,
+    rate: u64,
+    duration: Duration,
+) -> Result<ProducePhase> {
     let producer = Producer::connect(
         ProducerConfig::builder()
             .bootstrap(bootstrap)
             .acks(Acks::Leader)
             .enable_idempotence(false)
+            .linger_ms(2)
             .build()?,
     )
     .await?;
     let pool = PayloadPool::new(1024);
-    let mut pending = std::collections::VecDeque::new();
+    let (sink, mut latencies) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let collector = tokio::spawn(async move {
+        let mut histogram = latency_histogram();
+        while let Some(latency) = latencies.recv().await {
+            record_latency(&mut histogram, latency);
+        }
+        histogram
+    });
     let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut next = tokio::time::Instant::now();
     let mut sent = 0u64;
     while started.elapsed() < duration {
-        pending.push_back(
-            producer
+        tokio::time::sleep_until(next).await;
+        // Catch up in bursts when the timer is late rather than losing rate.
+        while next <= tokio::time::Instant::now() && started.elapsed() < duration {
+            next += interval;
+            let sent_at = Instant::now();
+            let delivery = producer
                 .send(ProducerRecord::new(topic, pool.value(sent)))
-                .await?,
-        );
-        sent += 1;
-        if pending.len() >= 65_536 {
-            pending.pop_front().expect("not empty").await?;
+                .await?;
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                if delivery.await.is_ok() {
+                    let _ = sink.send(sent_at.elapsed());
+                }
+            });
+            sent += 1;
         }
     }
-    for delivery in pending {
-        delivery.await?;
-    }
-    let rate = sent as f64 / started.elapsed().as_secs_f64();
+    producer.flush().await?;
+    let records_per_second = sent as f64 / started.elapsed().as_secs_f64();
     producer.close().await?;
-    Ok(rate)
+    drop(sink);
+    let histogram = collector.await?;
+    Ok(ProducePhase {
+        records_per_second,
+        latency: LatencySummary::of(&histogram),
+    })
 }
 
 struct CommitLoad {
@@ -199,7 +235,10 @@ async fn start_commit_load(
     partitions: usize,
     rate: u64,
 ) -> Result<CommitLoad> {
+    // Ten consumers of ten groups, each with ten commits in flight at a time, as a busy group's
+    // members would have.
     const COMMITTERS: u64 = 10;
+    const IN_FLIGHT: u64 = 10;
     let stop = Arc::new(AtomicBool::new(false));
     let commits = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -209,29 +248,34 @@ async fn start_commit_load(
             .group_id(format!("bench-commits-{}-{committer}", std::process::id()))
             .enable_auto_commit(false)
             .build()?;
-        let mut consumer = Consumer::connect(config).await?;
-        let (stop, commits, topic) = (stop.clone(), commits.clone(), topic.to_string());
-        let interval = Duration::from_secs_f64(COMMITTERS as f64 / rate.max(1) as f64);
-        tasks.push(tokio::spawn(async move {
-            let mut histogram = latency_histogram();
-            let mut next = tokio::time::Instant::now();
-            let mut round = 0usize;
-            let deadline = Instant::now() + Duration::from_secs(3_600);
-            while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
-                tokio::time::sleep_until(next).await;
-                next += interval;
-                let partition = TopicPartition::new(topic.as_str(), (round % partitions) as i32);
-                round += 1;
-                let started = Instant::now();
-                // Offset 0 is always at or below the high watermark.
-                consumer
-                    .commit_offsets(BTreeMap::from([(partition, OffsetAndMetadata::new(0))]))
-                    .await?;
-                record_latency(&mut histogram, started.elapsed());
-                commits.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(histogram)
-        }));
+        let consumer = Arc::new(Consumer::connect(config).await?);
+        for lane in 0..IN_FLIGHT {
+            let (stop, commits, topic) = (stop.clone(), commits.clone(), topic.to_string());
+            let consumer = consumer.clone();
+            let interval =
+                Duration::from_secs_f64((COMMITTERS * IN_FLIGHT) as f64 / rate.max(1) as f64);
+            tasks.push(tokio::spawn(async move {
+                let mut histogram = latency_histogram();
+                let mut next = tokio::time::Instant::now();
+                let mut round = lane as usize;
+                let deadline = Instant::now() + Duration::from_secs(3_600);
+                while !stop.load(Ordering::Acquire) && Instant::now() < deadline {
+                    tokio::time::sleep_until(next).await;
+                    next += interval;
+                    let partition =
+                        TopicPartition::new(topic.as_str(), (round % partitions) as i32);
+                    round += IN_FLIGHT as usize;
+                    let started = Instant::now();
+                    // Offset 0 is always at or below the high watermark.
+                    consumer
+                        .commit_offsets(BTreeMap::from([(partition, OffsetAndMetadata::new(0))]))
+                        .await?;
+                    record_latency(&mut histogram, started.elapsed());
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(histogram)
+            }));
+        }
     }
     Ok(CommitLoad {
         stop,
@@ -257,30 +301,38 @@ pub async fn run(args: GroupBenchArgs) -> Result<()> {
     if args.commit_rate > 0 {
         let duration = Duration::from_secs(args.duration_s);
         let bootstrap = args.bootstrap.bootstrap.as_str();
-        let baseline = produce_for(bootstrap, &args.topic, duration).await?;
+        let baseline = produce_for(bootstrap, &args.topic, args.produce_rate, duration).await?;
         let load = start_commit_load(bootstrap, &args.topic, partitions, args.commit_rate).await?;
         let started = Instant::now();
-        let loaded = produce_for(bootstrap, &args.topic, duration).await?;
+        let loaded = produce_for(bootstrap, &args.topic, args.produce_rate, duration).await?;
         let commits = load.commits.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
         load.stop.store(true, Ordering::Release);
         let mut latencies = latency_histogram();
         for task in load.tasks {
             latencies.add(task.await??)?;
         }
-        let latency = LatencySummary::of(&latencies);
+        let commit_latency = LatencySummary::of(&latencies);
+        let p99 = |phase: &ProducePhase| phase.latency.map_or(0.0, |latency| latency.p99_ms);
         output.note(&format!(
-            "produce alone {baseline:.0} records/s; with {commits:.0} commits/s {loaded:.0} records/s ({:.1}% of alone); commit latency p50 {:.2} ms p99 {:.2} ms",
-            loaded / baseline * 100.0,
-            latency.map_or(0.0, |l| l.p50_ms),
-            latency.map_or(0.0, |l| l.p99_ms),
+            "produce at {} records/s alone: {:.0} records/s, ack p99 {:.2} ms; with {commits:.0} commits/s: {:.0} records/s ({:.1}%), ack p99 {:.2} ms; commit latency p50 {:.2} ms p99 {:.2} ms",
+            args.produce_rate,
+            baseline.records_per_second,
+            p99(&baseline),
+            loaded.records_per_second,
+            loaded.records_per_second / baseline.records_per_second * 100.0,
+            p99(&loaded),
+            commit_latency.map_or(0.0, |l| l.p50_ms),
+            commit_latency.map_or(0.0, |l| l.p99_ms),
         ));
         commit_result = json!({
-            "produce_alone_records_per_s": baseline,
-            "produce_with_commits_records_per_s": loaded,
+            "produce_rate": args.produce_rate,
+            "produce_alone_records_per_s": baseline.records_per_second,
+            "produce_alone_ack_p99_ms": p99(&baseline),
+            "produce_with_commits_records_per_s": loaded.records_per_second,
+            "produce_with_commits_ack_p99_ms": p99(&loaded),
             "commits_per_s": commits,
-            "ratio": loaded / baseline,
-            "commit_latency_p50_ms": latency.map(|l| l.p50_ms),
-            "commit_latency_p99_ms": latency.map(|l| l.p99_ms),
+            "commit_latency_p50_ms": commit_latency.map(|l| l.p50_ms),
+            "commit_latency_p99_ms": commit_latency.map(|l| l.p99_ms),
         });
     }
     if args.json {
