@@ -79,7 +79,7 @@ impl Default for BrokerConfig {
             voters: Vec::new(),
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
-            broker_session_timeout_ms: 1_500,
+            broker_session_timeout_ms: 4_000,
             groups: GroupCoordinatorConfig::default(),
         }
     }

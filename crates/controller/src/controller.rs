@@ -60,7 +60,8 @@ pub struct ControllerConfig {
     /// The base Raft election timeout. openraft draws a follower's timeout between this and twice
     /// this, and a follower that has a leader also waits out that leader's lease (twice this)
     /// first, so a dead leader is replaced after 3–4 times this plus one vote round trip: about
-    /// 0.9–1.2 s with the default of 300 ms.
+    /// 3–4 s with the default of 1000 ms (Kafka KRaft's default too). Shorter timeouts made a
+    /// saturated 2-core machine drop Raft messages and fence every broker at once.
     pub election_timeout_ms: u64,
     /// How often the leader sends Raft heartbeats, and how often its driver checks broker
     /// sessions. Must be well below `election_timeout_ms`.
@@ -88,8 +89,8 @@ impl ControllerConfig {
             node_id,
             voters,
             data_dir: data_dir.into(),
-            election_timeout_ms: 300,
-            heartbeat_interval_ms: 100,
+            election_timeout_ms: 1_000,
+            heartbeat_interval_ms: 250,
             broker_session_timeout_ms: 2_000,
             submit_timeout_ms: 5_000,
             snapshot_interval_entries: 1_000,
@@ -440,6 +441,7 @@ impl LeaderDriver {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader_since_ms: Option<i64> = None;
+        let mut last_tick_ms = self.clock.now_ms();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -448,6 +450,18 @@ impl LeaderDriver {
             if *shutdown.borrow() {
                 break;
             }
+            // A driver that did not run for a while (an overloaded or paused process) has not
+            // been watching heartbeats either: the heartbeats it missed may be queued behind it.
+            // Restart every session instead of fencing brokers for the controller's own stall.
+            let now_ms = self.clock.now_ms();
+            if now_ms - last_tick_ms > self.session_timeout_ms / 2 && leader_since_ms.is_some() {
+                tracing::warn!(
+                    stalled_ms = now_ms - last_tick_ms,
+                    "the controller's liveness check stalled; restarting broker sessions"
+                );
+                leader_since_ms = Some(now_ms);
+            }
+            last_tick_ms = now_ms;
             let (leading, applied_own_term) = {
                 let metrics = self.raft.metrics();
                 let metrics = metrics.borrow();

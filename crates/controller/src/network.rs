@@ -38,6 +38,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How soon openraft retries a peer that was unreachable; short, so a restarted controller is
 /// caught up soon after it comes back.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
+/// Raft messages get at least this long before a peer counts as unreachable: on a saturated
+/// machine a live peer can take several heartbeat intervals to answer, and calling it
+/// unreachable makes openraft back off and stop replicating to it, which is worse than waiting.
+const RAFT_RPC_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 
 /// The cluster id this node knows, empty until it learns one; sent with every request and
 /// checked on every request received.
@@ -293,7 +297,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 &self.address,
                 RaftRpc::AppendEntries,
                 &rpc,
-                option.hard_ttl(),
+                option.hard_ttl().max(RAFT_RPC_TIMEOUT_FLOOR),
             )
             .await
             .map_err(rpc_error)?;
@@ -318,7 +322,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 &self.address,
                 RaftRpc::InstallSnapshot,
                 &rpc,
-                option.hard_ttl(),
+                option.hard_ttl().max(RAFT_RPC_TIMEOUT_FLOOR),
             )
             .await
             .map_err(rpc_error)?;
@@ -337,7 +341,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 &self.address,
                 RaftRpc::Vote,
                 &rpc,
-                option.hard_ttl(),
+                option.hard_ttl().max(RAFT_RPC_TIMEOUT_FLOOR),
             )
             .await
             .map_err(rpc_error)?;
