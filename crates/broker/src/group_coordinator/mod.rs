@@ -23,6 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_common::{Clock, ErrorCode, TopicPartition};
 use strata_controller::{Controller, MetadataCommand, MetadataState};
+use strata_coordinator::shard::ShareDeadLetter;
+use strata_coordinator::share::ShareLimits;
 use strata_coordinator::{
     CoordinatorConfig, CoordinatorError, CoordinatorRecord, CoordinatorShard, OFFSETS_TOPIC,
     partition_for_group,
@@ -37,6 +39,10 @@ use crate::broker_lifecycle::{controller_error, wait_until_applied};
 use crate::error::PartitionError;
 use crate::replica_manager::{Acks, Partition, ReplicaManager};
 
+mod share;
+
+pub(crate) use share::{MemberAck, ShareSettings};
+
 #[derive(Clone, Debug)]
 pub struct GroupCoordinatorConfig {
     /// Partitions of `__consumer_offsets`, fixed when the topic is first created.
@@ -48,6 +54,9 @@ pub struct GroupCoordinatorConfig {
     /// How long a write waits for replication before the request fails (retriably).
     pub write_timeout: Duration,
     pub coordinator: CoordinatorConfig,
+    /// Share-group defaults: delivery attempts before the dead-letter topic, and the most
+    /// offsets in flight per share partition.
+    pub share_limits: ShareLimits,
 }
 
 impl Default for GroupCoordinatorConfig {
@@ -58,8 +67,15 @@ impl Default for GroupCoordinatorConfig {
             snapshot_every_records: 1_000,
             write_timeout: Duration::from_secs(5),
             coordinator: CoordinatorConfig::default(),
+            share_limits: ShareLimits::default(),
         }
     }
+}
+
+/// Where a partition is led, seen from this broker.
+pub(crate) enum PartitionLeader {
+    Local(Arc<Partition>),
+    Remote(String),
 }
 
 /// A loaded shard, valid for one leader epoch of its partition.
@@ -89,6 +105,9 @@ pub(crate) struct GroupCoordinator {
     /// needs no question to the partition's leader.
     high_watermarks: Mutex<HashMap<TopicPartition, i64>>,
     leader_clients: Mutex<HashMap<String, proto::broker_client::BrokerClient<Channel>>>,
+    /// Woken when share-group records may have become available (acknowledgements, releases,
+    /// expired locks), so waiting share fetches look again.
+    share_available: tokio::sync::Notify,
 }
 
 fn coordinator_error(error: CoordinatorError) -> PartitionError {
@@ -141,6 +160,7 @@ impl GroupCoordinator {
             loading: tokio::sync::Mutex::new(()),
             high_watermarks: Mutex::new(HashMap::new()),
             leader_clients: Mutex::new(HashMap::new()),
+            share_available: tokio::sync::Notify::new(),
         }
     }
 
@@ -355,6 +375,25 @@ impl GroupCoordinator {
             &mut CoordinatorShard,
         ) -> Result<(T, Vec<CoordinatorRecord>), CoordinatorError>,
     ) -> Result<T, PartitionError> {
+        self.write_with_dead_letters(shard, |shard| {
+            operation(shard).map(|(answer, records)| (answer, records, Vec::new()))
+        })
+        .await
+    }
+
+    /// Like `write`, for share-group operations that also dead-letter records: those are
+    /// written to their dead-letter topics (with `acks=all`) before the state that archives
+    /// them, so a failure in between redelivers a record rather than losing it.
+    pub(crate) async fn write_with_dead_letters<T>(
+        &self,
+        shard: &LoadedShard,
+        operation: impl FnOnce(
+            &mut CoordinatorShard,
+        ) -> Result<
+            (T, Vec<CoordinatorRecord>, Vec<ShareDeadLetter>),
+            CoordinatorError,
+        >,
+    ) -> Result<T, PartitionError> {
         let now_ms = self.clock.now_ms();
         let (answer, pending, snapshot) = {
             let mut inner = shard.inner.lock().await;
@@ -364,7 +403,14 @@ impl GroupCoordinator {
                     "the group coordinator is reloading its state",
                 ));
             }
-            let (answer, records) = operation(&mut inner.shard).map_err(coordinator_error)?;
+            let (answer, records, dead_letters) =
+                operation(&mut inner.shard).map_err(coordinator_error)?;
+            if !dead_letters.is_empty()
+                && let Err(error) = self.dead_letter(&dead_letters).await
+            {
+                inner.failed = true;
+                return Err(error);
+            }
             if records.is_empty() {
                 return Ok(answer);
             }
@@ -447,6 +493,20 @@ impl GroupCoordinator {
             if let Err(error) = expired {
                 warn!(partition = partition_index, %error, "could not store expired members");
             }
+            let limits = self.config.share_limits;
+            let expired = self
+                .write_with_dead_letters(&shard, |shard| {
+                    let (dead_letters, records) = shard.share_expire(&limits, now_ms);
+                    Ok((!records.is_empty(), records, dead_letters))
+                })
+                .await;
+            match expired {
+                Ok(true) => self.share_available.notify_waiters(),
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(partition = partition_index, %error, "could not expire share-group locks")
+                }
+            }
         }
     }
 
@@ -506,12 +566,20 @@ impl GroupCoordinator {
         &self,
         topic_partition: &TopicPartition,
     ) -> Result<i64, PartitionError> {
+        Ok(self.partition_bounds(topic_partition).await?.1)
+    }
+
+    /// Where `topic_partition` is led: here, or at a broker's address.
+    fn leader_of(
+        &self,
+        topic_partition: &TopicPartition,
+    ) -> Result<PartitionLeader, PartitionError> {
         if let Ok(local) = self
             .replicas
             .partition(&topic_partition.topic, topic_partition.partition)
             && local.is_leader()
         {
-            return Ok(local.high_watermark());
+            return Ok(PartitionLeader::Local(local));
         }
         let metadata = self.metadata();
         let leader = metadata
@@ -523,25 +591,40 @@ impl GroupCoordinator {
                 )
             })?
             .leader;
-        let address = metadata
+        metadata
             .broker(leader)
-            .map(|broker| broker.address.clone())
+            .filter(|broker| !broker.fenced)
+            .map(|broker| PartitionLeader::Remote(broker.address.clone()))
             .ok_or_else(|| {
                 PartitionError::new(
-                    ErrorCode::CoordinatorNotAvailable,
-                    format!("{topic_partition} has no leader to check the offset against"),
+                    ErrorCode::LeaderNotAvailable,
+                    format!("{topic_partition} has no leader right now"),
                 )
-            })?;
+            })
+    }
+
+    /// The partition's log start offset and high watermark, from its leader.
+    pub(crate) async fn partition_bounds(
+        &self,
+        topic_partition: &TopicPartition,
+    ) -> Result<(i64, i64), PartitionError> {
+        let address = match self.leader_of(topic_partition)? {
+            PartitionLeader::Local(local) => {
+                return Ok((local.log().log_start_offset(), local.high_watermark()));
+            }
+            PartitionLeader::Remote(address) => address,
+        };
         let mut client = self.leader_client(&address)?;
+        let query = |timestamp| proto::ListOffsetsPartition {
+            topic: topic_partition.topic.clone(),
+            partition: topic_partition.partition,
+            timestamp,
+        };
         let request = proto::ListOffsetsRequest {
-            partitions: vec![proto::ListOffsetsPartition {
-                topic: topic_partition.topic.clone(),
-                partition: topic_partition.partition,
-                timestamp: -1,
-            }],
+            partitions: vec![query(-2), query(-1)],
         };
         let unavailable =
-            |message: String| PartitionError::new(ErrorCode::CoordinatorNotAvailable, message);
+            |message: String| PartitionError::new(ErrorCode::LeaderNotAvailable, message);
         let response = client
             .list_offsets(request)
             .await
@@ -551,22 +634,29 @@ impl GroupCoordinator {
                     .expect("clients lock")
                     .remove(&address);
                 unavailable(format!(
-                    "cannot ask {address} for {topic_partition}'s high watermark: {status}"
+                    "cannot ask {address} for {topic_partition}'s offsets: {status}"
                 ))
             })?
             .into_inner();
-        let answer = response
-            .partitions
-            .into_iter()
-            .next()
-            .ok_or_else(|| unavailable("empty ListOffsets answer".to_string()))?;
-        if answer.error_code != 0 {
-            return Err(unavailable(format!(
-                "the leader of {topic_partition} answered: {}",
-                answer.error_message
-            )));
+        let mut offsets = Vec::with_capacity(2);
+        for answer in response.partitions {
+            if answer.error_code != 0 {
+                return Err(PartitionError::new(
+                    ErrorCode::from_code(answer.error_code),
+                    format!(
+                        "the leader of {topic_partition} answered: {}",
+                        answer.error_message
+                    ),
+                ));
+            }
+            offsets.push(answer.offset);
         }
-        Ok(answer.offset)
+        match offsets[..] {
+            [log_start, high_watermark] => Ok((log_start, high_watermark)),
+            _ => Err(unavailable(format!(
+                "incomplete ListOffsets answer for {topic_partition}"
+            ))),
+        }
     }
 
     fn leader_client(

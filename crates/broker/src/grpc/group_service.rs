@@ -8,7 +8,10 @@ use tonic::{Request, Response, Status};
 
 use crate::BrokerState;
 use crate::error::PartitionError;
+use crate::group_coordinator::{MemberAck, ShareSettings};
 use crate::grpc::status::error_fields;
+use strata_coordinator::shard::ShareAck;
+use strata_coordinator::share::AckKind;
 
 pub struct GroupService {
     state: Arc<BrokerState>,
@@ -65,6 +68,97 @@ fn committed(
             .unwrap_or_default(),
         commit_timestamp: offset.map_or(-1, |offset| offset.commit_timestamp),
     }
+}
+
+fn share_settings(settings: Option<proto::ShareSettings>) -> Result<ShareSettings, PartitionError> {
+    let settings = settings.unwrap_or_default();
+    let visibility_timeout_ms = match settings.visibility_timeout_ms {
+        0 => 30_000,
+        timeout if (100..=43_200_000).contains(&timeout) => i64::from(timeout),
+        other => {
+            return Err(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                format!("visibility timeout {other} ms is outside [100 ms, 12 h]"),
+            ));
+        }
+    };
+    let max_in_flight = match settings.max_in_flight {
+        0 => 500,
+        count if (1..=100_000).contains(&count) => count as usize,
+        other => {
+            return Err(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                format!("max_in_flight {other} is outside [1, 100000]"),
+            ));
+        }
+    };
+    let max_delivery_attempts = match settings.max_delivery_attempts {
+        attempts if (0..=1_000).contains(&attempts) => attempts as u32,
+        other => {
+            return Err(PartitionError::new(
+                ErrorCode::InvalidRequest,
+                format!("max_delivery_attempts {other} is outside [1, 1000]"),
+            ));
+        }
+    };
+    Ok(ShareSettings {
+        visibility_timeout_ms,
+        max_in_flight,
+        max_delivery_attempts,
+    })
+}
+
+fn member_acks(acks: Vec<proto::ShareAck>) -> Vec<MemberAck> {
+    acks.into_iter()
+        .map(|ack| {
+            let topic_partition = TopicPartition::new(ack.topic, ack.partition);
+            let reason = Some(ack.reason).filter(|reason| !reason.is_empty());
+            let kind = match proto::ShareAckType::try_from(ack.r#type) {
+                Ok(proto::ShareAckType::Renew) => {
+                    return MemberAck::Renew(topic_partition, ack.offset);
+                }
+                Ok(proto::ShareAckType::Release) => AckKind::Release {
+                    delay_ms: ack.delay_ms.max(0),
+                },
+                Ok(proto::ShareAckType::Reject) => AckKind::Reject,
+                Ok(proto::ShareAckType::Accept) | Err(_) => AckKind::Accept,
+            };
+            MemberAck::Settle(ShareAck {
+                topic_partition,
+                offset: ack.offset,
+                kind,
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn ack_results(
+    results: Vec<(TopicPartition, i64, Result<(), PartitionError>)>,
+) -> Vec<proto::ShareAckResult> {
+    results
+        .into_iter()
+        .map(|(topic_partition, offset, result)| {
+            let (error_code, error_message) = error_fields(&result);
+            proto::ShareAckResult {
+                topic: topic_partition.topic,
+                partition: topic_partition.partition,
+                offset,
+                error_code,
+                error_message,
+            }
+        })
+        .collect()
+}
+
+fn check_member(member_id: &str) -> Result<(), PartitionError> {
+    if member_id.is_empty() || member_id.len() > 255 {
+        return Err(PartitionError::new(
+            ErrorCode::InvalidRequest,
+            "a share-group member id must be 1 to 255 bytes long",
+        ));
+    }
+    Ok(())
 }
 
 fn new_member_id() -> String {
@@ -368,8 +462,26 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
                         group_id,
                         state: state.as_str().to_string(),
                         members: members as i32,
+                        group_type: "consumer".to_string(),
                     }
                 }));
+            }
+            if let Ok(listed) = self
+                .state
+                .groups
+                .read(&shard, |shard| shard.share_group_ids())
+                .await
+            {
+                groups.extend(
+                    listed
+                        .into_iter()
+                        .map(|(group_id, members)| proto::ListedGroup {
+                            group_id,
+                            state: if members == 0 { "Empty" } else { "Stable" }.to_string(),
+                            members: members as i32,
+                            group_type: "share".to_string(),
+                        }),
+                );
             }
         }
         Ok(Response::new(proto::ListGroupsResponse {
@@ -389,6 +501,156 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
             .await;
         reply(result, |error_code, error_message| {
             proto::DescribeGroupResponse {
+                error_code,
+                error_message,
+                ..Default::default()
+            }
+        })
+    }
+
+    async fn share_fetch(
+        &self,
+        request: Request<proto::ShareFetchRequest>,
+    ) -> Result<Response<proto::ShareFetchResponse>, Status> {
+        let request = request.into_inner();
+        let groups = &self.state.groups;
+        let result = async {
+            check_member(&request.member_id)?;
+            let settings = share_settings(request.settings)?;
+            let shard = groups.shard_for(&request.group_id).await?;
+            let acknowledgements = if request.acknowledgements.is_empty() {
+                Vec::new()
+            } else {
+                groups
+                    .share_acknowledge(
+                        &shard,
+                        &request.group_id,
+                        &request.member_id,
+                        member_acks(request.acknowledgements),
+                        &settings,
+                    )
+                    .await?
+            };
+            let max_records = request.max_records.clamp(1, 10_000) as usize;
+            let max_wait =
+                std::time::Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
+            let partitions = groups
+                .share_fetch(
+                    &shard,
+                    &request.group_id,
+                    &request.member_id,
+                    &request.topics,
+                    max_records,
+                    max_wait,
+                    &settings,
+                )
+                .await?;
+            Ok::<_, PartitionError>(proto::ShareFetchResponse {
+                error_code: 0,
+                error_message: String::new(),
+                partitions: partitions
+                    .into_iter()
+                    .map(|partition| proto::ShareFetchPartition {
+                        topic: partition.topic_partition.topic,
+                        partition: partition.topic_partition.partition,
+                        records: partition.records,
+                        acquired: partition
+                            .acquired
+                            .into_iter()
+                            .map(|(offset, delivery_count)| proto::AcquiredRecord {
+                                offset,
+                                delivery_count: delivery_count as i32,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                acknowledgements: ack_results(acknowledgements),
+            })
+        }
+        .await;
+        reply(result, |error_code, error_message| {
+            proto::ShareFetchResponse {
+                error_code,
+                error_message,
+                ..Default::default()
+            }
+        })
+    }
+
+    async fn share_acknowledge(
+        &self,
+        request: Request<proto::ShareAcknowledgeRequest>,
+    ) -> Result<Response<proto::ShareAcknowledgeResponse>, Status> {
+        let request = request.into_inner();
+        let groups = &self.state.groups;
+        let result = async {
+            check_member(&request.member_id)?;
+            let settings = share_settings(request.settings)?;
+            let shard = groups.shard_for(&request.group_id).await?;
+            let results = groups
+                .share_acknowledge(
+                    &shard,
+                    &request.group_id,
+                    &request.member_id,
+                    member_acks(request.acknowledgements),
+                    &settings,
+                )
+                .await?;
+            if request.leave {
+                groups
+                    .share_leave(&shard, &request.group_id, &request.member_id, &settings)
+                    .await?;
+            }
+            Ok::<_, PartitionError>(proto::ShareAcknowledgeResponse {
+                error_code: 0,
+                error_message: String::new(),
+                acknowledgements: ack_results(results),
+            })
+        }
+        .await;
+        reply(result, |error_code, error_message| {
+            proto::ShareAcknowledgeResponse {
+                error_code,
+                error_message,
+                acknowledgements: Vec::new(),
+            }
+        })
+    }
+
+    async fn describe_share_group(
+        &self,
+        request: Request<proto::DescribeGroupRequest>,
+    ) -> Result<Response<proto::DescribeShareGroupResponse>, Status> {
+        let group_id = request.into_inner().group_id;
+        let groups = &self.state.groups;
+        let result = async {
+            let shard = groups.shard_for(&group_id).await?;
+            let description = groups.describe_share(&shard, &group_id).await?;
+            Ok::<_, PartitionError>(proto::DescribeShareGroupResponse {
+                error_code: 0,
+                error_message: String::new(),
+                members: description.members.into_iter().map(|(id, _)| id).collect(),
+                partitions: description
+                    .partitions
+                    .into_iter()
+                    .map(|(topic_partition, counts)| proto::SharePartitionState {
+                        topic: topic_partition.topic,
+                        partition: topic_partition.partition,
+                        start_offset: counts.start_offset,
+                        fetch_offset: counts.fetch_offset,
+                        acquired: counts.acquired as i32,
+                        available: counts.available as i32,
+                    })
+                    .collect(),
+                delivered: description.delivered as i64,
+                acknowledged: description.acknowledged as i64,
+                dead_lettered: description.dead_lettered as i64,
+                coordinator_id: self.state.replicas.node_id(),
+            })
+        }
+        .await;
+        reply(result, |error_code, error_message| {
+            proto::DescribeShareGroupResponse {
                 error_code,
                 error_message,
                 ..Default::default()
