@@ -26,6 +26,9 @@ pub struct LogManager {
     maintenance: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
 }
 
+/// One step of a maintenance pass.
+type MaintenanceStep = fn(&Log) -> Result<()>;
+
 impl LogManager {
     pub fn new(root: &Path, clock: Arc<dyn Clock>) -> Result<Arc<LogManager>> {
         fs::create_dir_all(root).map_err(StorageError::io("create data directory", root))?;
@@ -119,7 +122,7 @@ impl LogManager {
     /// One maintenance pass over every open log.
     pub fn run_maintenance(&self) {
         for (partition, log) in self.logs() {
-            let steps: [(&str, fn(&Log) -> Result<()>); 4] = [
+            let steps: [(&str, MaintenanceStep); 4] = [
                 ("flush", Log::flush_if_due),
                 ("sync rolled segments", Log::sync_rolled_segments),
                 ("retention", |log| log.enforce_retention().map(|_| ())),

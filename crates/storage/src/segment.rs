@@ -661,7 +661,7 @@ impl Segment {
     }
 
     fn zero(&self, from: u64, to: u64) -> Result<()> {
-        const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let mut position = from;
         while position < to {
             let length = (to - position).min(ZEROS.len() as u64) as usize;

@@ -118,7 +118,7 @@ fn check_after_crash(directory: &Path, expected: &[String], durable_records: usi
 
 #[test]
 fn cutting_the_active_segment_after_the_recovery_point_never_serves_a_torn_batch() {
-    let mut rng = StdRng::seed_from_u64(0x5747_a7a);
+    let mut rng = StdRng::seed_from_u64(0x0574_7a7a);
     for trial in 0..40 {
         let directory = tempfile::tempdir().unwrap();
         let crashed = build(directory.path(), 60, 40);

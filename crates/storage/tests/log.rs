@@ -313,7 +313,7 @@ fn truncate_to_drops_the_tail_across_segments_and_is_durable() {
     for round in 0..30 {
         log.append(
             batch_with_size(&format!("r{round}"), 2, START_MS, 150),
-            round as i32 / 10,
+            round / 10,
         )
         .unwrap();
     }
