@@ -11,6 +11,7 @@ use crate::group::{CoordinatorLocator, GroupDescription, GroupListing, OffsetAnd
 use crate::grpc::{self, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use crate::metadata::{ClusterDescription, TopicDescription};
 use crate::retry::{Backoff, RetryPolicy, with_retries};
+use crate::share_consumer::ShareGroupDescription;
 
 /// A topic to create.
 ///
@@ -436,6 +437,17 @@ impl Admin {
         locator
             .call(timeout, |connection| async move {
                 grpc::describe_group(&connection, group_id, timeout).await
+            })
+            .await
+    }
+
+    /// A share group's members, in-flight windows and counters.
+    pub async fn describe_share_group(&self, group_id: &str) -> Result<ShareGroupDescription> {
+        let locator = self.coordinator(group_id)?;
+        let timeout = self.config.settings.request_timeout;
+        locator
+            .call(timeout, |connection| async move {
+                grpc::describe_share_group(&connection, group_id, timeout).await
             })
             .await
     }

@@ -55,6 +55,8 @@ pub struct GroupListing {
     /// `Empty`, `Assigning`, `Reconciling` or `Stable`.
     pub state: String,
     pub members: usize,
+    /// `consumer` or `share`.
+    pub group_type: String,
 }
 
 /// A group's members, assignment and committed offsets.

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::group::{GroupDescription, GroupListing, MemberDescription, OffsetAndMetadata};
 use crate::metadata::{BrokerNode, MetadataSnapshot, PartitionInfo, TopicDescription};
 use crate::record_accumulator::ProducerIdAndEpoch;
+use crate::share_consumer::{ShareGroupDescription, SharePartitionDescription};
 
 /// The gRPC metadata key through which the broker reports a whole-request failure's error code.
 pub const ERROR_CODE_METADATA_KEY: &str = "strata-error-code";
@@ -992,6 +993,11 @@ pub(crate) async fn list_groups(
             group_id: group.group_id,
             state: group.state,
             members: group.members.max(0) as usize,
+            group_type: if group.group_type.is_empty() {
+                "consumer".to_string()
+            } else {
+                group.group_type
+            },
         })
         .collect())
 }
@@ -1069,4 +1075,211 @@ pub(crate) async fn delete_group(
         group_id,
         "DeleteGroup",
     )
+}
+
+// ---- Share groups ----
+
+/// One acknowledgement of a delivered share-group record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShareAckRequest {
+    pub topic_partition: TopicPartition,
+    pub offset: i64,
+    pub kind: ShareAckKind,
+    pub delay_ms: i64,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShareAckKind {
+    Accept,
+    Release,
+    Reject,
+    Renew,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShareSettings {
+    pub visibility_timeout_ms: i32,
+    pub max_in_flight: i32,
+    pub max_delivery_attempts: i32,
+}
+
+fn to_wire_acks(acks: &[ShareAckRequest]) -> Vec<wire::ShareAck> {
+    acks.iter()
+        .map(|ack| wire::ShareAck {
+            topic: ack.topic_partition.topic.clone(),
+            partition: ack.topic_partition.partition,
+            offset: ack.offset,
+            r#type: match ack.kind {
+                ShareAckKind::Accept => wire::ShareAckType::Accept,
+                ShareAckKind::Release => wire::ShareAckType::Release,
+                ShareAckKind::Reject => wire::ShareAckType::Reject,
+                ShareAckKind::Renew => wire::ShareAckType::Renew,
+            } as i32,
+            delay_ms: ack.delay_ms,
+            reason: ack.reason.clone(),
+        })
+        .collect()
+}
+
+fn to_wire_settings(settings: ShareSettings) -> wire::ShareSettings {
+    wire::ShareSettings {
+        visibility_timeout_ms: settings.visibility_timeout_ms,
+        max_in_flight: settings.max_in_flight,
+        max_delivery_attempts: settings.max_delivery_attempts,
+    }
+}
+
+type AckOutcomes = Vec<(TopicPartition, i64, Result<()>)>;
+
+fn from_wire_ack_results(results: Vec<wire::ShareAckResult>) -> AckOutcomes {
+    results
+        .into_iter()
+        .map(|result| {
+            let topic_partition = TopicPartition::new(result.topic, result.partition);
+            let outcome = match body_error(result.error_code, &result.error_message, || {
+                format!(
+                    "acknowledging offset {} of {topic_partition} failed",
+                    result.offset
+                )
+            }) {
+                Some(error) => Err(error),
+                None => Ok(()),
+            };
+            (topic_partition, result.offset, outcome)
+        })
+        .collect()
+}
+
+/// One partition's acquired records: the batches and `(offset, delivery count)` pairs.
+pub(crate) type SharePartitionRecords = (TopicPartition, Bytes, Vec<(i64, u32)>);
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn share_fetch(
+    connection: &Connection,
+    group_id: &str,
+    member_id: &str,
+    topics: &[String],
+    max_records: i32,
+    max_wait: Duration,
+    settings: ShareSettings,
+    acks: &[ShareAckRequest],
+    timeout: Duration,
+) -> Result<(Vec<SharePartitionRecords>, AckOutcomes)> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone())
+        .max_decoding_message_size(usize::MAX);
+    let message = wire::ShareFetchRequest {
+        group_id: group_id.to_string(),
+        member_id: member_id.to_string(),
+        topics: topics.to_vec(),
+        max_records,
+        max_wait_ms: duration_ms_i32(max_wait),
+        settings: Some(to_wire_settings(settings)),
+        acknowledgements: to_wire_acks(acks),
+    };
+    let response = call(
+        connection,
+        "ShareFetch",
+        timeout + max_wait,
+        client.share_fetch(request(message, timeout + max_wait)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "ShareFetch",
+    )?;
+    let partitions = response
+        .partitions
+        .into_iter()
+        .map(|partition| {
+            (
+                TopicPartition::new(partition.topic, partition.partition),
+                partition.records,
+                partition
+                    .acquired
+                    .into_iter()
+                    .map(|record| (record.offset, record.delivery_count.max(0) as u32))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok((partitions, from_wire_ack_results(response.acknowledgements)))
+}
+
+pub(crate) async fn share_acknowledge(
+    connection: &Connection,
+    group_id: &str,
+    member_id: &str,
+    acks: &[ShareAckRequest],
+    settings: ShareSettings,
+    leave: bool,
+    timeout: Duration,
+) -> Result<AckOutcomes> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::ShareAcknowledgeRequest {
+        group_id: group_id.to_string(),
+        member_id: member_id.to_string(),
+        acknowledgements: to_wire_acks(acks),
+        settings: Some(to_wire_settings(settings)),
+        leave,
+    };
+    let response = call(
+        connection,
+        "ShareAcknowledge",
+        timeout,
+        client.share_acknowledge(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "ShareAcknowledge",
+    )?;
+    Ok(from_wire_ack_results(response.acknowledgements))
+}
+
+pub(crate) async fn describe_share_group(
+    connection: &Connection,
+    group_id: &str,
+    timeout: Duration,
+) -> Result<ShareGroupDescription> {
+    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let message = wire::DescribeGroupRequest {
+        group_id: group_id.to_string(),
+    };
+    let response = call(
+        connection,
+        "DescribeShareGroup",
+        timeout,
+        client.describe_share_group(request(message, timeout)),
+    )
+    .await?;
+    group_error(
+        response.error_code,
+        &response.error_message,
+        group_id,
+        "DescribeShareGroup",
+    )?;
+    Ok(ShareGroupDescription {
+        group_id: group_id.to_string(),
+        coordinator_id: response.coordinator_id,
+        members: response.members,
+        partitions: response
+            .partitions
+            .into_iter()
+            .map(|partition| SharePartitionDescription {
+                topic_partition: TopicPartition::new(partition.topic, partition.partition),
+                start_offset: partition.start_offset,
+                fetch_offset: partition.fetch_offset,
+                acquired: partition.acquired.max(0) as usize,
+                available: partition.available.max(0) as usize,
+            })
+            .collect(),
+        delivered: response.delivered.max(0) as u64,
+        acknowledged: response.acknowledged.max(0) as u64,
+        dead_lettered: response.dead_lettered.max(0) as u64,
+    })
 }

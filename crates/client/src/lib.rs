@@ -5,7 +5,10 @@
 //!   `send` returns a [`DeliveryFuture`] that resolves to the record's offset.
 //! - [`Consumer`]: reads assigned partitions with long-polling fetches, as `poll` batches or as
 //!   a `Stream`.
-//! - [`Admin`]: creates, deletes, describes and configures topics; describes the cluster.
+//! - [`ShareConsumer`]: a work-queue member of a share group; each record is acknowledged,
+//!   released or rejected (to the dead-letter topic) on its own.
+//! - [`Admin`]: creates, deletes, describes and configures topics; describes the cluster;
+//!   lists, describes, resets and deletes groups.
 //!
 //! Each starts from a list of bootstrap brokers (`host:port`), learns the cluster's brokers and
 //! partition leaders from `Metadata`, and talks to each leader directly over one cached gRPC
@@ -57,6 +60,7 @@ mod producer_config;
 mod producer_record;
 mod record_accumulator;
 mod retry;
+mod share_consumer;
 
 pub use admin::{
     Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetReset,
@@ -75,6 +79,10 @@ pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{DeliveryFuture, Producer};
 pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
+pub use share_consumer::{
+    ShareConsumer, ShareConsumerConfig, ShareGroupDescription, SharePartitionDescription,
+    ShareRecord,
+};
 pub use strata_common::{ErrorCode, TopicPartition};
 pub use strata_record::Header;
 

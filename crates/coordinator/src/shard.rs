@@ -183,6 +183,9 @@ pub struct ShareFetchPartition {
     pub high_watermark: i64,
 }
 
+/// Acquired `(offset, delivery count)` pairs per partition.
+pub type AcquiredRecords = Vec<(TopicPartition, Vec<(i64, u32)>)>;
+
 /// A dead letter with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareDeadLetter {
@@ -767,7 +770,7 @@ impl CoordinatorShard {
         lock_ms: i64,
         limits: &ShareLimits,
         now_ms: i64,
-    ) -> Result<Vec<(TopicPartition, Vec<(i64, u32)>)>> {
+    ) -> Result<AcquiredRecords> {
         self.check_not_consumer_group(group_id)?;
         let group = self.share_groups.entry(group_id.to_string()).or_default();
         group.members.insert(member_id.to_string(), now_ms);
@@ -785,7 +788,7 @@ impl CoordinatorShard {
             let partition = group
                 .partitions
                 .entry(fetch.topic_partition.clone())
-                .or_insert_with(SharePartition::new);
+                .or_default();
             partition.initialize(fetch.log_start_offset);
             partition.skip_to(fetch.log_start_offset);
             let records = partition.acquire(

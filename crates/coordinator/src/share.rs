@@ -90,7 +90,7 @@ pub struct StoredSharePartition {
     pub runs: Vec<StoredRun>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharePartition {
     /// Every offset below is acknowledged or archived. -1 until the first fetch decides where
     /// the group starts (the log start, like `auto.offset.reset=earliest`).
@@ -117,6 +117,12 @@ fn not_held(offset: i64, member_id: &str) -> CoordinatorError {
             "offset {offset} is not held by member {member_id}: its lock expired or another member holds it; it was not changed"
         ),
     )
+}
+
+impl Default for SharePartition {
+    fn default() -> Self {
+        SharePartition::new()
+    }
 }
 
 impl SharePartition {

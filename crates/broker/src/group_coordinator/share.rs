@@ -160,6 +160,7 @@ impl GroupCoordinator {
 
     /// Acquires up to `max_records` records of `topics` for the member, waiting up to
     /// `max_wait` for some to be available.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn share_fetch(
         &self,
         shard: &LoadedShard,
