@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use strata_client::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, ShareConsumer, ShareConsumerConfig,
+    TopicPartition,
+};
 
 use crate::Bootstrap;
 use crate::record_format::{RecordFormat, write_record};
@@ -20,6 +23,16 @@ pub struct ConsumeArgs {
     /// --from-beginning applies only where the group has no committed offset.
     #[arg(long, value_name = "G", conflicts_with_all = ["partition", "offset", "from_timestamp"])]
     group: Option<String>,
+    /// Read as a worker of this share group (a work queue): records are shared out one by one
+    /// among all its workers, each printed record is acknowledged (--ack-mode auto), and a
+    /// share group starts at the beginning of the topic.
+    #[arg(long, value_name = "G", conflicts_with_all = ["group", "partition", "offset", "from_timestamp", "from_beginning"])]
+    share_group: Option<String>,
+    /// With --share-group: `auto` acknowledges each printed record; `manual` leaves them
+    /// unacknowledged, so they are delivered again after the visibility timeout (a peek);
+    /// `reject` sends each printed record to the dead-letter topic (drains a queue into it).
+    #[arg(long, value_enum, default_value_t = AckMode::Auto, requires = "share_group")]
+    ack_mode: AckMode,
     /// Read only this partition; default: every partition of the topic.
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
     partition: Option<i32>,
@@ -44,11 +57,21 @@ pub struct ConsumeArgs {
     bootstrap: Bootstrap,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckMode {
+    Auto,
+    Manual,
+    Reject,
+}
+
 /// How long one poll may wait when there is no idle timeout: short enough that Ctrl-C and a
 /// closed stdout are noticed promptly.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConsumeArgs) -> Result<()> {
+    if let Some(group) = &args.share_group {
+        return consume_shared(&args, group).await;
+    }
     let consumer = match &args.group {
         Some(group) => join_group(&args, group).await?,
         None => assign_partitions(&args).await?,
@@ -130,6 +153,80 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
             .context("cannot find the end of the topic")?;
     }
     Ok(consumer)
+}
+
+/// Prints records delivered to this share-group worker, acknowledging them per --ack-mode.
+async fn consume_shared(args: &ConsumeArgs, group: &str) -> Result<()> {
+    let config = ShareConsumerConfig::new(group)
+        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .max_in_flight(args.max_messages.map_or(500, |max| max.min(500) as u32));
+    let mut worker = ShareConsumer::connect(config)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
+    worker.subscribe([args.topic.as_str()])?;
+    let idle_timeout = args.timeout_ms.map(Duration::from_millis);
+    let mut printed: u64 = 0;
+    let mut last_record = Instant::now();
+    let mut output = Vec::new();
+    let stdout = std::io::stdout();
+    'consuming: loop {
+        let wait = match idle_timeout {
+            Some(timeout) => {
+                let idle = last_record.elapsed();
+                if idle >= timeout {
+                    break;
+                }
+                (timeout - idle).min(POLL_INTERVAL)
+            }
+            None => POLL_INTERVAL,
+        };
+        let records = tokio::select! {
+            polled = worker.poll(wait) => polled.with_context(|| format!("cannot read topic '{}' as share group '{group}'", args.topic))?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        last_record = Instant::now();
+        output.clear();
+        let mut reached_limit = false;
+        for record in &records {
+            if reached_limit {
+                // Not printed: give it straight back to the group.
+                worker.release(record, "not printed");
+                continue;
+            }
+            write_record(&mut output, record, args.format);
+            printed += 1;
+            match args.ack_mode {
+                AckMode::Auto => worker.ack(record),
+                AckMode::Reject => {
+                    worker.reject(record, "rejected with strata consume --ack-mode reject")
+                }
+                AckMode::Manual => {}
+            }
+            reached_limit = args.max_messages.is_some_and(|max| printed >= max);
+        }
+        let mut locked = stdout.lock();
+        if let Err(error) = locked.write_all(&output).and_then(|()| locked.flush()) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                break 'consuming;
+            }
+            return Err(error).context("cannot write to stdout");
+        }
+        if reached_limit {
+            break;
+        }
+    }
+    worker
+        .close()
+        .await
+        .context("cannot send the acknowledgements")?;
+    eprintln!(
+        "consumed {printed} record{}",
+        if printed == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 /// Moves each partition back to its first record that was polled but not printed, so a group

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use strata_client::OffsetReset;
+use strata_client::{Admin, ErrorCode, OffsetReset};
 
 use crate::Bootstrap;
 use crate::topic::connect_admin;
@@ -15,7 +15,8 @@ pub enum GroupCommand {
     /// List every consumer group with its state and member count.
     #[command(after_help = "Example:\n  strata group list")]
     List(ListArgs),
-    /// Show a group's members and, per partition, committed offset, log end offset and lag.
+    /// Show a group's members and, per partition, committed offset, log end offset and lag; for
+    /// a share group, its in-flight, delivered, acknowledged and dead-lettered records.
     #[command(after_help = "Example:\n  strata group describe billing")]
     Describe(GroupArgs),
     /// Move a group's committed offsets (dry run unless --execute). The group must be empty.
@@ -67,6 +68,36 @@ pub struct ResetArgs {
     bootstrap: Bootstrap,
 }
 
+async fn describe_share_group(admin: &Admin, group: &str) -> Result<()> {
+    let description = admin.describe_share_group(group).await?;
+    println!(
+        "share group {}  coordinator {}  members {}",
+        description.group_id,
+        description.coordinator_id,
+        description.members.len()
+    );
+    println!(
+        "since the coordinator loaded it: delivered {}  acknowledged {}  dead-lettered {}",
+        description.delivered, description.acknowledged, description.dead_lettered
+    );
+    println!(
+        "{:<24} {:>10} {:>14} {:>14} {:>10} {:>10}",
+        "TOPIC", "PARTITION", "START", "NEXT", "IN-FLIGHT", "AVAILABLE"
+    );
+    for partition in description.partitions {
+        println!(
+            "{:<24} {:>10} {:>14} {:>14} {:>10} {:>10}",
+            partition.topic_partition.topic,
+            partition.topic_partition.partition,
+            partition.start_offset,
+            partition.fetch_offset,
+            partition.acquired,
+            partition.available
+        );
+    }
+    Ok(())
+}
+
 fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_string(), |value| value.to_string())
 }
@@ -91,10 +122,14 @@ pub async fn run(command: GroupCommand) -> Result<()> {
         GroupCommand::Describe(args) => {
             let admin = connect_admin(&args.bootstrap).await?;
             let context = || format!("cannot describe group '{}'", args.group);
-            let description = admin
-                .describe_group(&args.group)
-                .await
-                .with_context(context)?;
+            let description = match admin.describe_group(&args.group).await {
+                Err(error) if error.code() == Some(ErrorCode::GroupIdNotFound) => {
+                    return describe_share_group(&admin, &args.group)
+                        .await
+                        .with_context(context);
+                }
+                other => other.with_context(context)?,
+            };
             let lag = admin.group_lag(&args.group).await.with_context(context)?;
             println!(
                 "group {}  state {}  epoch {}  assignor {}  coordinator {}",

@@ -6,6 +6,7 @@
 mod bench;
 mod cluster;
 mod consume;
+mod dlq;
 mod group;
 mod produce;
 mod record_format;
@@ -60,7 +61,7 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records to stdout.
     #[command(
-        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000\n  strata consume events --group billing --from-beginning"
+        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000\n  strata consume events --group billing --from-beginning\n  strata consume jobs --share-group workers --max-messages 10"
     )]
     Consume(consume::ConsumeArgs),
     /// Inspect the cluster.
@@ -69,6 +70,9 @@ enum Command {
     /// List, describe (with lag), reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Dead-letter topics of share groups: list, peek, redrive.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Measure produce and consume throughput and latency against a running cluster.
     #[command(
         subcommand,
@@ -130,6 +134,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(command) => {
             init_tracing_if_asked();
             group::run(command).await
+        }
+        Command::Dlq(command) => {
+            init_tracing_if_asked();
+            dlq::run(command).await
         }
         Command::Bench(command) => {
             init_tracing_if_asked();

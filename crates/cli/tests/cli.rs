@@ -134,6 +134,9 @@ fn every_command_help_shows_an_example() -> Result<()> {
         &["group", "describe"],
         &["group", "reset-offsets"],
         &["group", "delete"],
+        &["dlq", "list"],
+        &["dlq", "peek"],
+        &["dlq", "redrive"],
         &["bench"],
         &["bench", "produce"],
         &["bench", "consume"],
@@ -682,6 +685,76 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
     let missing = run_args(&["group", "describe", "tour", "--bootstrap", bootstrap])?;
     let line = single_error_line(&missing)?;
     ensure!(line.contains("GROUP_ID_NOT_FOUND"), "{line}");
+
+    // A work queue: a share group takes the records, then a drain into the dead-letter topic,
+    // a look inside it, and a redrive back.
+    let queue = |ack_mode: &str| {
+        run_args(&[
+            "consume",
+            "cli-events",
+            "--share-group",
+            "workers",
+            "--ack-mode",
+            ack_mode,
+            "--max-messages",
+            "3",
+            "--timeout-ms",
+            "3000",
+            "--bootstrap",
+            bootstrap,
+        ])
+    };
+    let rejected = queue("reject")?;
+    ensure!(rejected.status.success(), "{}", rejected.stderr);
+    ensure!(
+        rejected.stdout.lines().count() == 3,
+        "{:?}",
+        rejected.stdout
+    );
+    let empty = queue("auto")?;
+    ensure!(
+        empty.stdout.is_empty(),
+        "rejected records are not redelivered: {:?}",
+        empty.stdout
+    );
+    let listed = run_args(&["dlq", "list", "--bootstrap", bootstrap])?;
+    ensure!(
+        listed.stdout.contains("cli-events.dlq") && listed.stdout.contains("3 records"),
+        "{}",
+        listed.stdout
+    );
+    let peeked = run_args(&["dlq", "peek", "cli-events.dlq", "--bootstrap", bootstrap])?;
+    ensure!(peeked.status.success(), "{}", peeked.stderr);
+    ensure!(
+        peeked.stdout.contains("from cli-events-0@0"),
+        "{}",
+        peeked.stdout
+    );
+    ensure!(
+        peeked.stdout.contains("--ack-mode reject"),
+        "the reason is shown: {}",
+        peeked.stdout
+    );
+    let share = run_args(&["group", "describe", "workers", "--bootstrap", bootstrap])?;
+    ensure!(share.stdout.contains("dead-lettered 3"), "{}", share.stdout);
+    let redriven = run_args(&["dlq", "redrive", "cli-events.dlq", "--bootstrap", bootstrap])?;
+    ensure!(
+        redriven.stderr.contains("redrove 3 record"),
+        "{}",
+        redriven.stderr
+    );
+    let again = run_args(&["dlq", "redrive", "cli-events.dlq", "--bootstrap", bootstrap])?;
+    ensure!(
+        again.stderr.contains("redrove 0 record"),
+        "a record is redriven once: {}",
+        again.stderr
+    );
+    let back = queue("auto")?;
+    ensure!(
+        back.stdout == "signed up\nlogged in\nbought: two things\n",
+        "redriven records are back in the queue: {:?}",
+        back.stdout
+    );
 
     let deleted = run_args(&["topic", "delete", "cli-events", "--bootstrap", bootstrap])?;
     ensure!(deleted.status.success(), "{}", deleted.stderr);

@@ -463,7 +463,7 @@ impl GroupCoordinator {
             .ok_or_else(|| {
                 PartitionError::new(
                     ErrorCode::GroupIdNotFound,
-                    format!("share group '{group_id}' does not exist"),
+                    format!("no consumer or share group '{group_id}' exists"),
                 )
             })
     }
