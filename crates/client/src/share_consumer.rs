@@ -399,8 +399,10 @@ impl ShareConsumer {
         Ok(())
     }
 
-    /// Sends queued acknowledgements now; fails with the first one the broker refused (for
-    /// example a record whose lock expired and went to another member).
+    /// Sends queued acknowledgements now. Fails if the request fails (the acknowledgements
+    /// stay queued for the next attempt), or with the first acknowledgement the broker refused
+    /// (for example a record whose lock expired and went to another member); every refused
+    /// one is listed by `take_ack_errors`.
     pub async fn commit(&mut self) -> Result<()> {
         let acks = std::mem::take(&mut self.pending);
         if !acks.is_empty() {
@@ -413,8 +415,8 @@ impl ShareConsumer {
             };
             self.record_outcomes(outcomes);
         }
-        match self.ack_errors.drain(..).next() {
-            Some((_, _, error)) => Err(error),
+        match self.ack_errors.first() {
+            Some((_, _, error)) => Err(error.clone()),
             None => Ok(()),
         }
     }
