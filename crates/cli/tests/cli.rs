@@ -142,6 +142,7 @@ fn every_command_help_shows_an_example() -> Result<()> {
         &["bench", "consume"],
         &["bench", "e2e"],
         &["bench", "group"],
+        &["bench", "share"],
     ];
     for path in commands {
         let mut arguments = path.to_vec();

@@ -8,6 +8,8 @@
 //! - `e2e`: records at a fixed rate for a fixed time while a consumer tails the topic; each record
 //!   carries its send time, so the consumer measures produce-to-consume latency.
 //! - `group`: consumer-group rebalance time and the cost of offset commits to produce.
+//! - `share`: share-group (work queue) throughput with per-record acks, next to a consumer
+//!   group reading the same records.
 //!
 //! `produce` and `consume` first measure raw loopback TCP throughput in-process and quote their
 //! MB/s as a ratio of it, so a result means something on any machine. Every run is bounded by a
@@ -20,6 +22,7 @@ mod loopback;
 mod produce;
 mod progress;
 mod report;
+mod share;
 mod token_bucket;
 
 use anyhow::{Context, Result};
@@ -51,6 +54,12 @@ pub enum BenchCommand {
         after_help = "Example:\n  strata bench group --topic groups --partitions 30 --members 10\n  strata bench group --topic groups --commit-rate 10000 --duration-s 10 --json"
     )]
     Group(group::GroupBenchArgs),
+    /// Work-queue throughput: share-group workers acknowledging every record, against a
+    /// consumer group reading the same records.
+    #[command(
+        after_help = "Example:\n  strata bench share --topic queue --partitions 4 --records 200000 --consumers 4"
+    )]
+    Share(share::ShareBenchArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -59,6 +68,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Consume(args) => consume::run(args).await,
         BenchCommand::E2e(args) => end_to_end::run(args).await,
         BenchCommand::Group(args) => group::run(args).await,
+        BenchCommand::Share(args) => share::run(args).await,
     }
 }
 
