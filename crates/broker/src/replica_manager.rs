@@ -66,12 +66,16 @@ impl PendingReplication {
     /// ISR still has `min.insync.replicas` members.
     pub async fn wait(mut self, timeout: Duration) -> Result<(), PartitionError> {
         let target = self.target;
+        // `wait_for` returns a guard that read-locks the watch channel: it must be dropped at
+        // once, because publishing a high watermark takes the write lock while holding the
+        // partition's role lock, which the ISR check below takes too.
         let replicated = tokio::time::timeout(
             timeout,
             self.high_watermarks
                 .wait_for(|&high_watermark| high_watermark >= target),
         )
-        .await;
+        .await
+        .map(|waited| waited.map(|_| ()));
         let topic_partition = &self.partition.topic_partition;
         match replicated {
             Ok(Ok(_)) => {}
