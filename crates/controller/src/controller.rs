@@ -441,7 +441,10 @@ impl LeaderDriver {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader_since_ms: Option<i64> = None;
-        let mut last_tick_ms = self.clock.now_ms();
+        // Measured on the runtime's own clock, not the injected one: this is about whether
+        // this task ran, which a test's manual clock says nothing about.
+        let mut last_tick = tokio::time::Instant::now();
+        let stall_limit = Duration::from_millis((self.session_timeout_ms / 2).max(1) as u64);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -453,15 +456,15 @@ impl LeaderDriver {
             // A driver that did not run for a while (an overloaded or paused process) has not
             // been watching heartbeats either: the heartbeats it missed may be queued behind it.
             // Restart every session instead of fencing brokers for the controller's own stall.
-            let now_ms = self.clock.now_ms();
-            if now_ms - last_tick_ms > self.session_timeout_ms / 2 && leader_since_ms.is_some() {
+            let stalled = last_tick.elapsed();
+            last_tick = tokio::time::Instant::now();
+            if stalled > stall_limit && leader_since_ms.is_some() {
                 tracing::warn!(
-                    stalled_ms = now_ms - last_tick_ms,
+                    stalled_ms = stalled.as_millis() as u64,
                     "the controller's liveness check stalled; restarting broker sessions"
                 );
-                leader_since_ms = Some(now_ms);
+                leader_since_ms = Some(self.clock.now_ms());
             }
-            last_tick_ms = now_ms;
             let (leading, applied_own_term) = {
                 let metrics = self.raft.metrics();
                 let metrics = metrics.borrow();

@@ -65,6 +65,10 @@ fn config(id: i32, voters: &[(i32, String)], data_dir: PathBuf) -> ControllerCon
     let mut config = ControllerConfig::new(id, voters.to_vec(), data_dir);
     // Small, so the restart test sees snapshots taken, the log purged and a snapshot installed.
     config.snapshot_interval_entries = 10;
+    // Fast elections keep the failover tests short; these in-process quorums carry no data
+    // load, which is what the longer defaults guard against.
+    config.election_timeout_ms = 300;
+    config.heartbeat_interval_ms = 100;
     config
 }
 
