@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use strata_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, ShareConsumer, ShareConsumerConfig,
-    TopicPartition,
+    ShareRecord, TopicPartition,
 };
 
 use crate::Bootstrap;
@@ -70,13 +70,20 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConsumeArgs) -> Result<()> {
     if let Some(group) = &args.share_group {
-        return consume_shared(&args, group).await;
+        let worker = ShareWorker {
+            worker: join_share_group(&args, group).await?,
+            ack_mode: args.ack_mode,
+        };
+        return print_records(&args, worker).await;
     }
-    let consumer = match &args.group {
-        Some(group) => join_group(&args, group).await?,
-        None => assign_partitions(&args).await?,
+    let reader = PartitionReader {
+        consumer: match &args.group {
+            Some(group) => join_group(&args, group).await?,
+            None => assign_partitions(&args).await?,
+        },
+        in_group: args.group.is_some(),
     };
-    print_records(&args, consumer).await
+    print_records(&args, reader).await
 }
 
 async fn join_group(args: &ConsumeArgs, group: &str) -> Result<Consumer> {
@@ -155,8 +162,8 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
     Ok(consumer)
 }
 
-/// Prints records delivered to this share-group worker, acknowledging them per --ack-mode.
-async fn consume_shared(args: &ConsumeArgs, group: &str) -> Result<()> {
+/// Joins a share group as a worker.
+async fn join_share_group(args: &ConsumeArgs, group: &str) -> Result<ShareConsumer> {
     let config = ShareConsumerConfig::new(group)
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .max_in_flight(args.max_messages.map_or(500, |max| max.min(500) as u32));
@@ -164,85 +171,106 @@ async fn consume_shared(args: &ConsumeArgs, group: &str) -> Result<()> {
         .await
         .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
     worker.subscribe([args.topic.as_str()])?;
-    let idle_timeout = args.timeout_ms.map(Duration::from_millis);
-    let mut printed: u64 = 0;
-    let mut last_record = Instant::now();
-    let mut output = Vec::new();
-    let stdout = std::io::stdout();
-    'consuming: loop {
-        let wait = match idle_timeout {
-            Some(timeout) => {
-                let idle = last_record.elapsed();
-                if idle >= timeout {
-                    break;
-                }
-                (timeout - idle).min(POLL_INTERVAL)
-            }
-            None => POLL_INTERVAL,
-        };
-        let records = tokio::select! {
-            polled = worker.poll(wait) => polled.with_context(|| format!("cannot read topic '{}' as share group '{group}'", args.topic))?,
-            _ = tokio::signal::ctrl_c() => break,
-        };
-        if records.is_empty() {
-            continue;
-        }
-        last_record = Instant::now();
-        output.clear();
-        let mut reached_limit = false;
-        for record in &records {
-            if reached_limit {
-                // Not printed: give it straight back to the group.
-                worker.release(record, "not printed");
-                continue;
-            }
-            write_record(&mut output, record, args.format);
-            printed += 1;
-            match args.ack_mode {
-                AckMode::Auto => worker.ack(record),
-                AckMode::Reject => {
-                    worker.reject(record, "rejected with strata consume --ack-mode reject")
-                }
-                AckMode::Manual => {}
-            }
-            reached_limit = args.max_messages.is_some_and(|max| printed >= max);
-        }
-        let mut locked = stdout.lock();
-        if let Err(error) = locked.write_all(&output).and_then(|()| locked.flush()) {
-            if error.kind() == std::io::ErrorKind::BrokenPipe {
-                break 'consuming;
-            }
-            return Err(error).context("cannot write to stdout");
-        }
-        if reached_limit {
-            break;
-        }
-    }
-    worker
-        .close()
-        .await
-        .context("cannot send the acknowledgements")?;
-    eprintln!(
-        "consumed {printed} record{}",
-        if printed == 1 { "" } else { "s" }
-    );
-    Ok(())
+    Ok(worker)
 }
 
-/// Moves each partition back to its first record that was polled but not printed, so a group
-/// commits only what was printed.
-fn rewind_to_unprinted(consumer: &mut Consumer, unprinted: &[ConsumerRecord]) -> Result<()> {
-    let mut rewound = std::collections::BTreeSet::new();
-    for record in unprinted {
-        let topic_partition = TopicPartition::new(record.topic.as_str(), record.partition);
-        if rewound.insert(topic_partition.clone()) {
-            consumer.seek(&topic_partition, record.offset)?;
-        }
-    }
-    Ok(())
+/// Where `strata consume` gets its records, and what happens to those it printed and those a
+/// poll returned beyond --max-messages.
+trait RecordSource {
+    type Record;
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<Self::Record>>;
+    fn record(record: &Self::Record) -> &ConsumerRecord;
+    fn printed(&mut self, record: &Self::Record);
+    fn not_printed(&mut self, rest: &[Self::Record]) -> Result<()>;
+    async fn finish(self) -> Result<()>;
 }
 
-async fn print_records(args: &ConsumeArgs, mut consumer: Consumer) -> Result<()> {
+/// A consumer of assigned partitions, or a consumer-group member (`in_group`).
+struct PartitionReader {
+    consumer: Consumer,
+    in_group: bool,
+}
+
+impl RecordSource for PartitionReader {
+    type Record = ConsumerRecord;
+
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<ConsumerRecord>> {
+        Ok(self.consumer.poll(wait).await?)
+    }
+
+    fn record(record: &ConsumerRecord) -> &ConsumerRecord {
+        record
+    }
+
+    fn printed(&mut self, _record: &ConsumerRecord) {}
+
+    /// Moves each partition back to its first record that was polled but not printed, so a
+    /// group commits only what was printed.
+    fn not_printed(&mut self, rest: &[ConsumerRecord]) -> Result<()> {
+        let mut rewound = std::collections::BTreeSet::new();
+        for record in rest {
+            let topic_partition = record.topic_partition();
+            if rewound.insert(topic_partition.clone()) {
+                self.consumer.seek(&topic_partition, record.offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<()> {
+        if self.in_group {
+            self.consumer
+                .close()
+                .await
+                .context("cannot commit the group's offsets")?;
+        }
+        Ok(())
+    }
+}
+
+/// A share-group worker that settles what it prints per --ack-mode and releases the rest.
+struct ShareWorker {
+    worker: ShareConsumer,
+    ack_mode: AckMode,
+}
+
+impl RecordSource for ShareWorker {
+    type Record = ShareRecord;
+
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<ShareRecord>> {
+        Ok(self.worker.poll(wait).await?)
+    }
+
+    fn record(record: &ShareRecord) -> &ConsumerRecord {
+        &record.record
+    }
+
+    fn printed(&mut self, record: &ShareRecord) {
+        match self.ack_mode {
+            AckMode::Auto => self.worker.ack(record),
+            AckMode::Reject => self
+                .worker
+                .reject(record, "rejected with strata consume --ack-mode reject"),
+            AckMode::Manual => {}
+        }
+    }
+
+    fn not_printed(&mut self, rest: &[ShareRecord]) -> Result<()> {
+        for record in rest {
+            self.worker.release(record, "not printed");
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<()> {
+        self.worker
+            .close()
+            .await
+            .context("cannot send the acknowledgements")
+    }
+}
+
+async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Result<()> {
     let idle_timeout = args.timeout_ms.map(Duration::from_millis);
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
@@ -262,7 +290,7 @@ async fn print_records(args: &ConsumeArgs, mut consumer: Consumer) -> Result<()>
             None => POLL_INTERVAL,
         };
         let records = tokio::select! {
-            polled = consumer.poll(wait) => polled.with_context(|| format!("cannot read topic '{}'", args.topic))?,
+            polled = source.poll(wait) => polled.with_context(|| format!("cannot read topic '{}'", args.topic))?,
             _ = tokio::signal::ctrl_c() => break,
         };
         if records.is_empty() {
@@ -272,11 +300,12 @@ async fn print_records(args: &ConsumeArgs, mut consumer: Consumer) -> Result<()>
         output.clear();
         let mut reached_limit = false;
         for (index, record) in records.iter().enumerate() {
-            write_record(&mut output, record, args.format);
+            write_record(&mut output, S::record(record), args.format);
+            source.printed(record);
             printed += 1;
             if args.max_messages.is_some_and(|max| printed >= max) {
                 reached_limit = true;
-                rewind_to_unprinted(&mut consumer, &records[index + 1..])?;
+                source.not_printed(&records[index + 1..])?;
                 break;
             }
         }
@@ -292,14 +321,7 @@ async fn print_records(args: &ConsumeArgs, mut consumer: Consumer) -> Result<()>
             break;
         }
     }
-    if args.group.is_some() {
-        // Only what was printed is committed: the last poll may have returned records beyond
-        // --max-messages, and those must reach the next run.
-        consumer
-            .close()
-            .await
-            .context("cannot commit the group's offsets")?;
-    }
+    source.finish().await?;
     eprintln!(
         "consumed {printed} record{}",
         if printed == 1 { "" } else { "s" }
