@@ -4,15 +4,14 @@
 //! leadership moved, and that the killed node rejoins every ISR after a restart. A second leader
 //! failure after the first node rejoined (KIP-279's case) must lose nothing either.
 
-use std::collections::{BTreeMap, HashMap};
+mod common;
+
+use common::eventually;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use strata_client::{
-    Admin, AdminConfig, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
-};
+use std::time::Duration;
+use strata_client::{Admin, AdminConfig, NewTopic, Producer, ProducerConfig, ProducerRecord};
 
 const KEYS: usize = 12;
 /// Records sent through the first leader kill (the 50,000) and through the second.
@@ -63,36 +62,8 @@ impl Drop for Node {
     }
 }
 
-/// Polls `check` until it returns `Some`, at most `limit`; the poll interval is not a guess at
-/// how long anything takes, only how often to look.
-async fn eventually<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn admin(bootstrap: &str) -> Admin {
-    Admin::connect(
-        AdminConfig::builder()
-            .bootstrap(bootstrap)
-            .request_timeout_ms(5_000)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap()
+    common::admin(bootstrap).await.unwrap()
 }
 
 /// Sends `count` keyed records starting at `first`, SIGKILLs the leader of partition 0 after a
@@ -149,52 +120,15 @@ async fn produce_through_a_leader_kill(
 
 /// Reads the whole topic through `bootstrap` and checks every acknowledged record is there
 /// exactly once and every key's records are in the order they were sent.
-async fn assert_exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, String)]) {
-    let mut consumer = Consumer::connect(
-        ConsumerConfig::builder()
-            .bootstrap(bootstrap)
-            .build()
-            .unwrap(),
+async fn exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, String)]) {
+    common::assert_exactly_once_in_key_order(
+        bootstrap,
+        "orders",
+        3,
+        acknowledged,
+        Duration::from_secs(60),
     )
-    .await
-    .unwrap();
-    let partitions: Vec<TopicPartition> = (0..3)
-        .map(|partition| TopicPartition::new("orders", partition))
-        .collect();
-    consumer.assign(partitions.clone()).unwrap();
-    consumer.seek_to_beginning(&partitions).await.unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acknowledged
-        .iter()
-        .any(|(_, value)| !seen.contains_key(value))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged records are missing: {} of {} seen",
-            seen.len(),
-            acknowledged.len()
-        );
-        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-            let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
-            *seen.entry(value).or_default() += 1;
-            order.entry(key).or_default().push(index);
-        }
-    }
-    let duplicates = seen.values().filter(|&&count| count > 1).count();
-    assert_eq!(
-        duplicates, 0,
-        "an idempotent producer writes each record once"
-    );
-    for (key, indexes) in &order {
-        assert!(
-            indexes.windows(2).all(|pair| pair[0] < pair[1]),
-            "records of {key} are out of order: {indexes:?}"
-        );
-    }
+    .await;
 }
 
 fn survivors(nodes: &[Node]) -> String {
@@ -302,7 +236,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
         },
     )
     .await;
-    assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
     restart_and_rejoin(&mut nodes, first_killed, &voters, directory.path()).await;
 
     // Second failure, of whichever node leads now, after the first one rejoined.
@@ -315,7 +249,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
     )
     .await;
     acknowledged.extend(more);
-    assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
     restart_and_rejoin(&mut nodes, second_killed, &voters, directory.path()).await;
 }
 
