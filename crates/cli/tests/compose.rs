@@ -150,11 +150,12 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         if thread::panicking() {
-            let logs = self.compose(
-                &["logs", "--no-color", "--tail", "40"],
-                Duration::from_secs(60),
-            );
-            eprintln!("last log lines of the cluster:\n{}", logs.stdout);
+            let logs = self.compose(&["logs", "--no-color"], Duration::from_secs(60));
+            let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", self.name));
+            match std::fs::write(&path, &logs.stdout) {
+                Ok(()) => eprintln!("the cluster's logs are in {}", path.display()),
+                Err(error) => eprintln!("cannot write {}: {error}", path.display()),
+            }
         }
         let stopping = Instant::now();
         let down = self.compose(
