@@ -106,14 +106,27 @@ pub(crate) async fn heartbeat_loop(
 }
 
 /// Wires the replica manager to the controller: broker addresses and ISR changes.
-pub(crate) fn connect_replicas(replicas: &ReplicaManager, controller: &Arc<Controller>) {
+///
+/// Followers reach a leader at its controller voter address (`voters`, the address the Raft
+/// quorum already uses between nodes) and fall back to the address the broker registered
+/// (`--advertise`, what clients are told). The two differ when clients and nodes see the network
+/// differently, as in a container deployment: clients use published host ports, nodes use each
+/// other's host names.
+pub(crate) fn connect_replicas(
+    replicas: &ReplicaManager,
+    controller: &Arc<Controller>,
+    voters: &[(i32, String)],
+) {
     let metadata = controller.metadata();
+    let voters: BTreeMap<i32, String> = voters.iter().cloned().collect();
     let address_book: AddressBook = Arc::new(move |broker_id| {
-        metadata
-            .borrow()
-            .brokers
-            .get(&broker_id)
-            .map(|broker| broker.address.clone())
+        replica_address(&voters, broker_id, || {
+            metadata
+                .borrow()
+                .brokers
+                .get(&broker_id)
+                .map(|broker| broker.address.clone())
+        })
     });
     replicas.set_address_book(address_book);
     let node_id = replicas.node_id();
@@ -137,6 +150,16 @@ pub(crate) fn connect_replicas(replicas: &ReplicaManager, controller: &Arc<Contr
         })
     });
     replicas.set_isr_updater(updater);
+}
+
+/// Where this node's followers reach broker `broker_id`: its voter address when it is a
+/// voter, else the address it registered.
+fn replica_address(
+    voters: &BTreeMap<i32, String>,
+    broker_id: i32,
+    registered: impl FnOnce() -> Option<String>,
+) -> Option<String> {
+    voters.get(&broker_id).cloned().or_else(registered)
 }
 
 /// Applies every new metadata state to the local replicas until the channel closes, publishing
@@ -240,4 +263,27 @@ fn apply(
     }
     applied_configs.retain(|topic, _| state.topics.contains_key(topic));
     *known_partitions = hosted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_prefer_the_voter_address_and_fall_back_to_the_registered_one() {
+        let voters: BTreeMap<i32, String> = [(1, "strata-1:7070".to_string())].into();
+        let registered = |address: &str| {
+            let address = address.to_string();
+            move || Some(address)
+        };
+        assert_eq!(
+            replica_address(&voters, 1, registered("localhost:7070")).as_deref(),
+            Some("strata-1:7070")
+        );
+        assert_eq!(
+            replica_address(&voters, 2, registered("localhost:7071")).as_deref(),
+            Some("localhost:7071")
+        );
+        assert_eq!(replica_address(&voters, 3, || None), None);
+    }
 }

@@ -272,7 +272,7 @@ impl Broker {
                 .await
                 .map_err(|error| BrokerError::Startup(format!("controller: {error}")))?,
         );
-        broker_lifecycle::connect_replicas(&replicas, &controller);
+        broker_lifecycle::connect_replicas(&replicas, &controller, &config.voters);
         let (applied_sender, applied_metadata) =
             tokio::sync::watch::channel(Arc::new(strata_controller::MetadataState::new()));
         let groups = Arc::new(group_coordinator::GroupCoordinator::new(

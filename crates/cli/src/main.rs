@@ -8,6 +8,7 @@ mod cluster;
 mod consume;
 mod dlq;
 mod group;
+mod health;
 mod produce;
 mod record_format;
 mod server;
@@ -79,6 +80,8 @@ enum Command {
         after_help = "Example:\n  strata bench produce --topic bench --records 1000000 --record-size 100\n  strata bench consume --topic bench\n  strata bench e2e --topic latency --rate 5000 --duration-s 10"
     )]
     Bench(bench::BenchCommand),
+    /// Exit 0 if the node at --bootstrap is up and serving clients (for health checks).
+    Health(health::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -143,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing_if_asked();
             bench::run(command).await
         }
+        Command::Health(args) => health::run(args).await,
     }
 }
 

@@ -7,14 +7,10 @@
 mod common;
 
 use common::*;
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-use strata_client::{
-    Admin, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
-    TopicPartition,
-};
+use std::time::Duration;
+use strata_client::{Admin, NewTopic, Producer, ProducerConfig, ProducerRecord};
 
 const KEYS: usize = 12;
 /// Records sent through the first leader kill (the 50,000) and through the second.
@@ -75,52 +71,15 @@ async fn produce_through_a_leader_kill(
 
 /// Reads the whole topic through `bootstrap` and checks every acknowledged record is there
 /// exactly once and every key's records are in the order they were sent.
-async fn assert_exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, String)]) {
-    let mut consumer = Consumer::connect(
-        ConsumerConfig::builder()
-            .bootstrap(bootstrap)
-            .build()
-            .unwrap(),
+async fn exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, String)]) {
+    common::assert_exactly_once_in_key_order(
+        bootstrap,
+        "orders",
+        3,
+        acknowledged,
+        Duration::from_secs(60),
     )
-    .await
-    .unwrap();
-    let partitions: Vec<TopicPartition> = (0..3)
-        .map(|partition| TopicPartition::new("orders", partition))
-        .collect();
-    consumer.assign(partitions.clone()).unwrap();
-    consumer.seek_to_beginning(&partitions).await.unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acknowledged
-        .iter()
-        .any(|(_, value)| !seen.contains_key(value))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "acknowledged records are missing: {} of {} seen",
-            seen.len(),
-            acknowledged.len()
-        );
-        for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-            let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
-            *seen.entry(value).or_default() += 1;
-            order.entry(key).or_default().push(index);
-        }
-    }
-    let duplicates = seen.values().filter(|&&count| count > 1).count();
-    assert_eq!(
-        duplicates, 0,
-        "an idempotent producer writes each record once"
-    );
-    for (key, indexes) in &order {
-        assert!(
-            indexes.windows(2).all(|pair| pair[0] < pair[1]),
-            "records of {key} are out of order: {indexes:?}"
-        );
-    }
+    .await;
 }
 
 async fn restart_and_rejoin(nodes: &mut [Node], killed: i32, voters: &str, data_dir: &Path) {
@@ -177,7 +136,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
         },
     )
     .await;
-    assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
     restart_and_rejoin(&mut nodes, first_killed, &voters, directory.path()).await;
 
     // Second failure, of whichever node leads now, after the first one rejoined.
@@ -190,7 +149,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
     )
     .await;
     acknowledged.extend(more);
-    assert_exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
     restart_and_rejoin(&mut nodes, second_killed, &voters, directory.path()).await;
 }
 

@@ -1,0 +1,421 @@
+//! The deployment users start first: `deploy/docker-compose.yml`, three `strata` containers on
+//! a compose network, driven from the host through the published ports 7070-7072 exactly as the
+//! README says. An idempotent `acks=all` producer sends 100,000 keyed records while one node is
+//! `docker kill`ed; every acknowledged record must then be readable exactly once and in per-key
+//! order, and the node must rejoin every ISR after `docker start`.
+//!
+//! The image is built offline from this test's own `strata` binary by `deploy/build-image.sh`
+//! (no registry needed). Without Docker the test says `SKIPPED` on stderr and returns. Every
+//! wait is a bounded poll; the compose project is torn down (`down -v`) even when the test fails.
+
+mod common;
+
+use common::{assert_exactly_once_in_key_order, eventually, try_admin};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use strata_client::{
+    Acks, Admin, NewTopic, PartitionInfo, Producer, ProducerConfig, ProducerRecord,
+};
+
+const RECORDS: usize = 100_000;
+const KEYS: usize = 60;
+const PARTITIONS: i32 = 6;
+const TOPIC: &str = "orders";
+const PORTS: [u16; 3] = [7070, 7071, 7072];
+const KILLED_SERVICE: &str = "strata-2";
+const KILLED_NODE: i32 = 2;
+/// Published ports of the nodes that stay up.
+const SURVIVORS: &str = "127.0.0.1:7070,127.0.0.1:7072";
+const EVERY_NODE: &str = "127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072";
+
+struct Finished {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `program args`, killing it if it is still running after `timeout`.
+fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Finished, String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{program} {} did not finish within {timeout:?}",
+                args.join(" ")
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Finished {
+        success: status.success(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Why Docker cannot be used here, if it cannot.
+fn docker_unavailable() -> Option<String> {
+    match run("docker", &["info"], Duration::from_secs(30)) {
+        Ok(finished) if finished.success => None,
+        Ok(finished) => Some(format!(
+            "`docker info` failed: {}",
+            finished.stderr.lines().next().unwrap_or("no message")
+        )),
+        Err(error) => Some(error),
+    }
+}
+
+/// `docker-compose` (v1, what the CI machines have) or else the `docker compose` plugin.
+fn compose_tool() -> Option<Vec<String>> {
+    let works = |program: &str, args: &[&str]| {
+        run(program, args, Duration::from_secs(30)).is_ok_and(|finished| finished.success)
+    };
+    if works("docker-compose", &["version"]) {
+        Some(vec!["docker-compose".to_string()])
+    } else if works("docker", &["compose", "version"]) {
+        Some(vec!["docker".to_string(), "compose".to_string()])
+    } else {
+        None
+    }
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// One compose project of `deploy/docker-compose.yml`; dropping it runs `down -v`.
+struct Project {
+    tool: Vec<String>,
+    name: String,
+    file: String,
+}
+
+impl Project {
+    fn compose(&self, args: &[&str], timeout: Duration) -> Finished {
+        let mut all: Vec<&str> = self.tool[1..].iter().map(String::as_str).collect();
+        all.extend(["-p", &self.name, "-f", &self.file]);
+        all.extend(args);
+        run(&self.tool[0], &all, timeout).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn compose_ok(&self, args: &[&str], timeout: Duration) -> String {
+        let finished = self.compose(args, timeout);
+        assert!(
+            finished.success,
+            "compose {} failed: {}",
+            args.join(" "),
+            finished.stderr
+        );
+        finished.stdout
+    }
+
+    /// The container id of `service` (`ps -q` works for compose v1 and v2 naming alike).
+    fn container(&self, service: &str) -> String {
+        let id = self.compose_ok(&["ps", "-q", service], Duration::from_secs(60));
+        let id = id.trim();
+        assert!(!id.is_empty(), "compose lists no container for {service}");
+        id.to_string()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let logs = self.compose(&["logs", "--no-color"], Duration::from_secs(60));
+            let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", self.name));
+            match std::fs::write(&path, &logs.stdout) {
+                Ok(()) => eprintln!("the cluster's logs are in {}", path.display()),
+                Err(error) => eprintln!("cannot write {}: {error}", path.display()),
+            }
+        }
+        let stopping = Instant::now();
+        let down = self.compose(
+            &["down", "-v", "--remove-orphans", "-t", "10"],
+            Duration::from_secs(120),
+        );
+        eprintln!("down -v took {:?}", stopping.elapsed());
+        if !down.success {
+            eprintln!(
+                "warning: `down -v` of project {} failed: {}",
+                self.name, down.stderr
+            );
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let finished =
+        run("docker", args, Duration::from_secs(60)).unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        finished.success,
+        "docker {} failed: {}",
+        args.join(" "),
+        finished.stderr
+    );
+    finished.stdout
+}
+
+/// Waits until Docker reports every container healthy; fails at once if one stopped.
+async fn all_healthy(containers: &[String], limit: Duration) {
+    eventually("every container healthy", limit, async || {
+        let mut args = vec![
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.Health.Status}}",
+        ];
+        args.extend(containers.iter().map(String::as_str));
+        let states = docker(&args);
+        assert!(
+            !states.contains("exited") && !states.contains("dead"),
+            "a container stopped while starting: {states}"
+        );
+        states
+            .lines()
+            .all(|state| state == "running healthy")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until every partition of the topic satisfies `condition`, as `admin` sees it.
+async fn every_partition(
+    admin: &Admin,
+    what: &str,
+    limit: Duration,
+    condition: impl Fn(&PartitionInfo) -> bool,
+) {
+    eventually(what, limit, async || {
+        let topic = admin.describe_topic(TOPIC).await.ok()?;
+        topic.partitions.iter().all(&condition).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_cluster_keeps_every_acknowledged_record_through_a_docker_kill() {
+    if let Some(reason) = docker_unavailable() {
+        eprintln!("SKIPPED: docker is not available ({reason})");
+        return;
+    }
+    let Some(tool) = compose_tool() else {
+        eprintln!(
+            "SKIPPED: docker works but neither docker-compose nor `docker compose` is installed"
+        );
+        return;
+    };
+    for port in PORTS {
+        if let Err(error) = TcpListener::bind(("0.0.0.0", port)) {
+            panic!(
+                "port {port} is taken ({error}); the compose test publishes 7070-7072 like \
+                 deploy/docker-compose.yml, so stop whatever holds it (`docker ps` shows a \
+                 leftover cluster)"
+            );
+        }
+    }
+    let repository = repository();
+    let started = Instant::now();
+
+    let image_dir = tempfile::tempdir().unwrap();
+    let script = repository.join("deploy/build-image.sh");
+    let build_dir = image_dir.path().join("image");
+    let built = run(
+        script.to_str().unwrap(),
+        &[
+            "--binary",
+            env!("CARGO_BIN_EXE_strata"),
+            "--build-dir",
+            build_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    )
+    .unwrap();
+    assert!(built.success, "build-image.sh failed: {}", built.stderr);
+    eprintln!("{}", built.stdout.trim());
+
+    let project = Project {
+        tool,
+        name: format!("strata-compose-test-{}", std::process::id()),
+        file: repository
+            .join("deploy/docker-compose.yml")
+            .to_str()
+            .unwrap()
+            .to_string(),
+    };
+    project.compose_ok(&["up", "-d", "--no-build"], Duration::from_secs(180));
+    let containers: Vec<String> = ["strata-1", "strata-2", "strata-3"]
+        .iter()
+        .map(|service| project.container(service))
+        .collect();
+    all_healthy(&containers, Duration::from_secs(180)).await;
+    let healthy_after = started.elapsed();
+    eprintln!("image built and three containers healthy after {healthy_after:?}");
+
+    // The host sees the nodes at their published ports and the advertised localhost:707x.
+    let admin_all = eventually("an admin connection", Duration::from_secs(30), async || {
+        try_admin(EVERY_NODE).await.ok()
+    })
+    .await;
+    let cluster = admin_all.describe_cluster().await.unwrap();
+    assert_eq!(
+        cluster
+            .brokers
+            .iter()
+            .map(|broker| (broker.node_id, broker.address.as_str(), broker.fenced))
+            .collect::<Vec<_>>(),
+        [
+            (1, "localhost:7070", false),
+            (2, "localhost:7071", false),
+            (3, "localhost:7072", false)
+        ]
+    );
+    admin_all
+        .create_topic(NewTopic::new(TOPIC, PARTITIONS, 3).config("min.insync.replicas", "2"))
+        .await
+        .unwrap();
+    // Replication between containers runs over the compose names: every replica joins the ISR.
+    every_partition(
+        &admin_all,
+        "every replica in sync",
+        Duration::from_secs(60),
+        |partition| partition.isr.len() == 3,
+    )
+    .await;
+
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(EVERY_NODE)
+            .acks(Acks::All)
+            .enable_idempotence(true)
+            .delivery_timeout_ms(120_000)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let killed = project.container(KILLED_SERVICE);
+    let producing = Instant::now();
+    let mut deliveries = Vec::with_capacity(RECORDS);
+    for index in 0..RECORDS {
+        let key = format!("key-{}", index % KEYS);
+        let value = format!("{key}:{index}");
+        let delivery = producer
+            .send(ProducerRecord::new(TOPIC, value.clone()).key(key.clone()))
+            .await
+            .unwrap();
+        // A task per delivery, so the number settled at the kill can be counted.
+        deliveries.push((key, value, tokio::spawn(delivery)));
+        if index == RECORDS / 2 {
+            // Mid-way, with batches in flight: the node dies without a chance to hand over.
+            let settled = deliveries
+                .iter()
+                .filter(|(_, _, delivery)| delivery.is_finished())
+                .count();
+            tokio::task::block_in_place(|| docker(&["kill", &killed]));
+            eprintln!(
+                "killed {KILLED_SERVICE} after {index} sends ({settled} settled) at {:?}",
+                producing.elapsed()
+            );
+        }
+    }
+    let mut acknowledged = Vec::with_capacity(RECORDS);
+    let mut failed = Vec::new();
+    for (key, value, delivery) in deliveries {
+        match delivery.await.unwrap() {
+            Ok(_) => acknowledged.push((key, value)),
+            Err(error) => failed.push(format!("{value}: {error}")),
+        }
+    }
+    let produced_in = producing.elapsed();
+    eprintln!(
+        "{} of {RECORDS} records acknowledged in {produced_in:?}; {} failed{}",
+        acknowledged.len(),
+        failed.len(),
+        failed
+            .first()
+            .map(|first| format!(", the first: {first}"))
+            .unwrap_or_default()
+    );
+    let acknowledged_after_kill = acknowledged
+        .iter()
+        .filter(|(_, value)| {
+            value.rsplit(':').next().unwrap().parse::<usize>().unwrap() > RECORDS / 2
+        })
+        .count();
+    assert!(
+        acknowledged_after_kill >= RECORDS / 4,
+        "with min.insync.replicas=2 the two remaining nodes keep acknowledging, but only \
+         {acknowledged_after_kill} of the {} records sent after the kill were",
+        RECORDS / 2
+    );
+
+    // While the node is down its partitions are led by the others.
+    let admin_survivors = eventually("an admin connection", Duration::from_secs(30), async || {
+        try_admin(SURVIVORS).await.ok()
+    })
+    .await;
+    every_partition(
+        &admin_survivors,
+        "every partition led by a surviving node",
+        Duration::from_secs(60),
+        |partition| partition.leader.is_some_and(|leader| leader != KILLED_NODE),
+    )
+    .await;
+    let consuming = Instant::now();
+    let read = assert_exactly_once_in_key_order(
+        SURVIVORS,
+        TOPIC,
+        PARTITIONS,
+        &acknowledged,
+        Duration::from_secs(180),
+    )
+    .await;
+    eprintln!(
+        "read {read} records back in {:?}: every acknowledged one once, in key order",
+        consuming.elapsed()
+    );
+
+    let restarting = Instant::now();
+    docker(&["start", &killed]);
+    every_partition(
+        &admin_survivors,
+        "the restarted node in every ISR",
+        Duration::from_secs(180),
+        |partition| partition.isr.contains(&KILLED_NODE) && partition.leader.is_some(),
+    )
+    .await;
+    eprintln!(
+        "{KILLED_SERVICE} back in every ISR {:?} after docker start",
+        restarting.elapsed()
+    );
+    all_healthy(&containers, Duration::from_secs(120)).await;
+    eprintln!("whole test {:?}", started.elapsed());
+}
