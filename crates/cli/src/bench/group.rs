@@ -235,9 +235,9 @@ async fn start_commit_load(
     partitions: usize,
     rate: u64,
 ) -> Result<CommitLoad> {
-    // Ten consumers of ten groups, each with ten commits in flight at a time, as a busy group's
-    // members would have.
-    const COMMITTERS: u64 = 10;
+    // Twenty consumers of twenty groups, each with ten commits in flight at a time, as the
+    // members of busy groups would have.
+    const COMMITTERS: u64 = 20;
     const IN_FLIGHT: u64 = 10;
     let stop = Arc::new(AtomicBool::new(false));
     let commits = Arc::new(AtomicU64::new(0));
