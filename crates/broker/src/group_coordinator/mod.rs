@@ -205,43 +205,68 @@ impl GroupCoordinator {
     }
 
     async fn ensure_offsets_topic(&self) -> Result<(), PartitionError> {
-        if self.metadata().topic(OFFSETS_TOPIC).is_none() {
-            let live = self.metadata().live_brokers().len() as i32;
-            let replication_factor = self
-                .config
-                .offsets_topic_replication_factor
-                .min(live.max(1));
-            let configs: BTreeMap<String, String> = [
-                ("retention.ms", "-1"),
-                ("retention.bytes", "-1"),
-                // Snapshots are single records holding every group of the partition.
-                ("max.message.bytes", "104857600"),
-                ("segment.bytes", "16777216"),
-                (
-                    "min.insync.replicas",
-                    if replication_factor >= 3 { "2" } else { "1" },
-                ),
-            ]
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect();
-            let command = MetadataCommand::CreateTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: self.config.offsets_topic_partitions,
-                replication_factor,
-                configs,
-            };
-            match self.controller.submit(command).await {
-                Ok(_) => info!(replication_factor, "created {OFFSETS_TOPIC}"),
-                Err(error) if error.code() == ErrorCode::TopicAlreadyExists => {}
-                Err(error) => return Err(controller_error(error)),
-            }
-        }
+        self.create_internal_topic(
+            OFFSETS_TOPIC,
+            self.config.offsets_topic_partitions,
+            |replication_factor| {
+                [
+                    ("retention.ms", "-1"),
+                    ("retention.bytes", "-1"),
+                    // Snapshots are single records holding every group of the partition.
+                    ("max.message.bytes", "104857600"),
+                    ("segment.bytes", "16777216"),
+                    (
+                        "min.insync.replicas",
+                        if replication_factor >= 3 { "2" } else { "1" },
+                    ),
+                ]
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect()
+            },
+        )
+        .await?;
         wait_until_applied(&self.applied_metadata, Duration::from_secs(10), |state| {
             state.topic(OFFSETS_TOPIC).is_some()
         })
         .await
         .map_err(|error| PartitionError::new(ErrorCode::CoordinatorNotAvailable, error.message))
+    }
+
+    /// Creates a topic the broker itself needs (the offsets topic, dead-letter topics) unless
+    /// it exists, replicated like the offsets topic but never more than the live brokers allow.
+    /// `configs` is given the replication factor chosen.
+    async fn create_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: impl FnOnce(i32) -> BTreeMap<String, String>,
+    ) -> Result<(), PartitionError> {
+        if self.metadata().topic(name).is_some() {
+            return Ok(());
+        }
+        let live = self.metadata().live_brokers().len() as i32;
+        let replication_factor = self
+            .config
+            .offsets_topic_replication_factor
+            .min(live.max(1));
+        let command = MetadataCommand::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs: configs(replication_factor),
+        };
+        match self.controller.submit(command).await {
+            Ok(_) => {
+                info!(
+                    topic = name,
+                    replication_factor, "created an internal topic"
+                );
+                Ok(())
+            }
+            Err(error) if error.code() == ErrorCode::TopicAlreadyExists => Ok(()),
+            Err(error) => Err(controller_error(error)),
+        }
     }
 
     /// The loaded shard for `group_id`, loading it if this broker just became its leader.

@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use strata_common::{ErrorCode, TopicPartition};
-use strata_controller::MetadataCommand;
 use strata_coordinator::shard::{
     ShareAck, ShareDeadLetter, ShareFetchPartition, ShareGroupDescription,
 };
@@ -23,7 +22,7 @@ use strata_record::{BatchIter, Header, RecordBatchBuilder};
 use tracing::{info, warn};
 
 use super::{GroupCoordinator, LoadedShard, PartitionLeader};
-use crate::broker_lifecycle::{controller_error, wait_until_applied};
+use crate::broker_lifecycle::wait_until_applied;
 use crate::error::PartitionError;
 use crate::replica_manager::Acks;
 
@@ -552,27 +551,11 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Creates a dead-letter topic (one partition, replicated like the offsets topic) unless
-    /// it exists.
+    /// Creates a dead-letter topic (one partition) unless it exists, and waits until it has a
+    /// leader.
     async fn ensure_topic(&self, topic: &str) -> Result<(), PartitionError> {
-        if self.metadata().topic(topic).is_none() {
-            let live = self.metadata().live_brokers().len() as i32;
-            let replication_factor = self
-                .config
-                .offsets_topic_replication_factor
-                .min(live.max(1));
-            let command = MetadataCommand::CreateTopic {
-                name: topic.to_string(),
-                partitions: 1,
-                replication_factor,
-                configs: BTreeMap::new(),
-            };
-            match self.controller.submit(command).await {
-                Ok(_) => info!(topic, "created a dead-letter topic"),
-                Err(error) if error.code() == ErrorCode::TopicAlreadyExists => {}
-                Err(error) => return Err(controller_error(error)),
-            }
-        }
+        self.create_internal_topic(topic, 1, |_| BTreeMap::new())
+            .await?;
         let topic = topic.to_string();
         wait_until_applied(&self.applied_metadata, Duration::from_secs(10), |state| {
             state
