@@ -793,17 +793,21 @@ impl Consumer {
             .unwrap_or_default()
     }
 
-    /// Commits the position of every partition with one: the offset after the last record
-    /// `poll` returned. Call it after processing a poll's records for at-least-once delivery
-    /// (before processing, for at-most-once).
-    pub async fn commit(&self) -> Result<()> {
-        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = self
-            .positions
+    /// Every known position as the offset to commit.
+    fn positions_to_commit(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        self.positions
             .iter()
             .filter_map(|(topic_partition, position)| {
                 position.map(|offset| (topic_partition.clone(), OffsetAndMetadata::new(offset)))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Commits the position of every partition with one: the offset after the last record
+    /// `poll` returned. Call it after processing a poll's records for at-least-once delivery
+    /// (before processing, for at-most-once).
+    pub async fn commit(&self) -> Result<()> {
+        let offsets = self.positions_to_commit();
         if offsets.is_empty() {
             return Ok(());
         }
@@ -840,11 +844,7 @@ impl Consumer {
         let Some(group) = self.group.as_ref() else {
             return;
         };
-        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = self
-            .positions
-            .iter()
-            .filter_map(|(tp, position)| position.map(|o| (tp.clone(), OffsetAndMetadata::new(o))))
-            .collect();
+        let offsets = self.positions_to_commit();
         let identity = match &group.membership {
             Some(membership) => match membership.commit_identity() {
                 Some(identity) => Some(identity),
