@@ -116,7 +116,7 @@ impl RecordBatchBuilder {
         header[51..53].copy_from_slice(&self.producer_epoch.to_be_bytes());
         header[53..57].copy_from_slice(&self.base_sequence.to_be_bytes());
         header[57..61].copy_from_slice(&self.record_count.to_be_bytes());
-        let crc = crc32c::crc32c(&self.buffer[21..]);
+        let crc = crate::batch::crc32c(&self.buffer[21..]);
         self.buffer[17..21].copy_from_slice(&crc.to_be_bytes());
         RecordBatch::new(Bytes::from(self.buffer)).expect("the builder writes a well-framed batch")
     }

@@ -49,6 +49,10 @@ fn invalid(index: i64, reason: impl Into<String>) -> BatchError {
 }
 
 /// Reads a length-prefixed byte field ending by `end`; -1 means null.
+///
+/// Always inlined: returned through the stack, its result stalled the record walk on a
+/// store-to-load forwarding miss twice per record (key and value), a third of the walk's time.
+#[inline(always)]
 fn read_nullable_range(
     records: &[u8],
     position: &mut usize,
@@ -77,7 +81,9 @@ fn read_nullable_range(
     Ok(Some(range))
 }
 
-/// Walks the record starting at `position`, advancing `position` past it.
+/// Walks the record starting at `position`, advancing `position` past it. Inlined into the
+/// batch walk for the same reason as `read_nullable_range`.
+#[inline(always)]
 pub(crate) fn parse_record(
     records: &[u8],
     position: &mut usize,

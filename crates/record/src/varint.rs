@@ -3,13 +3,10 @@
 use integer_encoding::VarInt;
 
 /// Reads a zigzag varint that must fit in `i32`, advancing `position`.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_i32(buffer: &[u8], position: &mut usize) -> Option<i32> {
-    // Most lengths, deltas and counts fit one byte; decode those inline, the rest in the library.
-    let first = *buffer.get(*position)?;
-    if first < 0x80 {
-        *position += 1;
-        return Some(((first >> 1) as i32) ^ -((first & 1) as i32));
+    if let Some(value) = read_short(buffer, position) {
+        return Some(value as i32);
     }
     let (value, length) = i32::decode_var(buffer.get(*position..)?)?;
     *position += length;
@@ -17,11 +14,37 @@ pub(crate) fn read_i32(buffer: &[u8], position: &mut usize) -> Option<i32> {
 }
 
 /// Reads a zigzag varint up to `i64`, advancing `position`.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_i64(buffer: &[u8], position: &mut usize) -> Option<i64> {
+    if let Some(value) = read_short(buffer, position) {
+        return Some(value);
+    }
     let (value, length) = i64::decode_var(buffer.get(*position..)?)?;
     *position += length;
     Some(value)
+}
+
+/// Decodes a varint of one or two bytes inline, or returns `None` (and leaves `position`) for
+/// the library to decode. Most lengths, deltas and counts fit two bytes (a 1 KiB value's length
+/// does); the library call is not inlined, and every produced batch is walked record by record.
+#[inline(always)]
+fn read_short(buffer: &[u8], position: &mut usize) -> Option<i64> {
+    match *buffer.get(*position..)? {
+        [first, ..] if first < 0x80 => {
+            *position += 1;
+            Some(zigzag(u64::from(first)))
+        }
+        [first, second, ..] if second < 0x80 => {
+            *position += 2;
+            Some(zigzag(u64::from(first & 0x7f) | u64::from(second) << 7))
+        }
+        _ => None,
+    }
+}
+
+#[inline]
+fn zigzag(encoded: u64) -> i64 {
+    ((encoded >> 1) as i64) ^ -((encoded & 1) as i64)
 }
 
 pub(crate) fn write_i64(buffer: &mut Vec<u8>, value: i64) {
@@ -54,14 +77,31 @@ mod tests {
     }
 
     #[test]
-    fn the_one_byte_fast_path_agrees_with_the_library() {
-        for value in -64i32..64 {
+    fn the_short_fast_paths_agree_with_the_library() {
+        // One and two bytes, with and without bytes after them.
+        for value in -9000i32..9000 {
             let mut buffer = Vec::new();
             write_i64(&mut buffer, value.into());
-            assert_eq!(buffer.len(), 1);
-            let mut position = 0;
-            assert_eq!(read_i32(&buffer, &mut position), Some(value));
-            assert_eq!(position, 1);
+            let width = buffer.len();
+            for trailing in [0, 3] {
+                let mut padded = buffer.clone();
+                padded.extend(std::iter::repeat_n(0xff, trailing));
+                let mut position = 0;
+                assert_eq!(read_i32(&padded, &mut position), Some(value));
+                assert_eq!(position, width);
+                let mut position = 0;
+                assert_eq!(read_i64(&padded, &mut position), Some(value.into()));
+                assert_eq!(position, width);
+            }
         }
+    }
+
+    #[test]
+    fn a_cut_varint_is_refused() {
+        let mut position = 0;
+        assert_eq!(read_i32(&[0x80], &mut position), None);
+        assert_eq!(read_i32(&[0x80, 0x80], &mut position), None);
+        assert_eq!(read_i64(&[0xff], &mut position), None);
+        assert_eq!(position, 0);
     }
 }

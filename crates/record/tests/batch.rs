@@ -97,6 +97,89 @@ fn a_flipped_bit_fails_the_crc() {
 }
 
 #[test]
+fn a_wrong_crc_is_reported_before_a_broken_record() {
+    // Corrupt the first record's length so the record walk fails too, without re-signing: the
+    // CRC error must win, as it would if the CRC were checked on its own first.
+    let mut bytes = sample_batch().into_bytes().to_vec();
+    bytes[61] = 0x7f;
+    let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+    assert!(matches!(
+        batch.validate(usize::MAX),
+        Err(BatchError::CorruptCrc { .. })
+    ));
+}
+
+/// A batch of 200 records of 1 KB.
+fn large_batch() -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new();
+    let value = vec![b'v'; 1000];
+    for index in 0..200 {
+        builder.push(1_000 + index, Some(b"key"), Some(&value), &[]);
+    }
+    builder.build().into_bytes().to_vec()
+}
+
+#[test]
+fn large_batches_validate_and_every_flipped_byte_is_caught() {
+    let bytes = large_batch();
+    let batch = RecordBatch::new(Bytes::from(bytes.clone())).unwrap();
+    assert_eq!(batch.validate(usize::MAX), Ok(()));
+    for position in (21..bytes.len()).step_by(997) {
+        let mut corrupt = bytes.clone();
+        corrupt[position] ^= 0x01;
+        let batch = RecordBatch::new(Bytes::from(corrupt)).unwrap();
+        assert!(
+            matches!(
+                batch.validate(usize::MAX),
+                Err(BatchError::CorruptCrc { .. })
+            ),
+            "a flip at byte {position} of {} went unnoticed",
+            bytes.len()
+        );
+    }
+}
+
+#[test]
+fn a_broken_record_deep_in_a_large_batch_is_found() {
+    let mut bytes = large_batch();
+    // The last record gets a length that ends inside its value, leaving bytes over.
+    let mut position = 61;
+    let mut records = RecordBatch::new(Bytes::from(bytes.clone()))
+        .unwrap()
+        .records()
+        .count();
+    // Walk the length varints to find the start of the last record.
+    while records > 1 {
+        let (length, width) = zigzag(&bytes[position..]);
+        position += width + length as usize;
+        records -= 1;
+    }
+    assert!(
+        position > 100_000,
+        "the broken record lies deep in the batch"
+    );
+    bytes[position] = 0x7e; // length 63
+    resign(&mut bytes);
+    let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+    assert!(matches!(
+        batch.validate(usize::MAX),
+        Err(BatchError::InvalidRecord { index: 199, .. })
+            | Err(BatchError::RecordCountMismatch { .. })
+    ));
+}
+
+fn zigzag(bytes: &[u8]) -> (i64, usize) {
+    let mut value = 0u64;
+    for (width, byte) in bytes.iter().enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * width);
+        if byte & 0x80 == 0 {
+            return (((value >> 1) as i64) ^ -((value & 1) as i64), width + 1);
+        }
+    }
+    panic!("unterminated varint")
+}
+
+#[test]
 fn wrong_magic_is_refused() {
     let mut bytes = sample_batch().into_bytes().to_vec();
     bytes[16] = 1;
