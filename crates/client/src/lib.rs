@@ -76,7 +76,7 @@ pub use group::{
 pub use grpc::ERROR_CODE_METADATA_KEY;
 pub use metadata::{BrokerNode, ClusterDescription, PartitionInfo, TopicDescription};
 pub use partitioner::{murmur2, partition_for_key};
-pub use producer::{DeliveryFuture, Producer};
+pub use producer::{DeliveryCallback, DeliveryFuture, Producer};
 pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
 pub use share_consumer::{

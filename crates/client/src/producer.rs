@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use strata_common::{Clock, ErrorCode, SystemClock, TopicPartition, validate_topic_name};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
@@ -99,9 +99,19 @@ impl Future for DeliveryFuture {
     }
 }
 
-/// The record's completion: its future's sender and what the metadata needs.
+/// Called once with a record's outcome, like the callback of Kafka's `send(record, callback)`.
+/// Runs on the producer's IO task: keep it short, and never block in it.
+pub type DeliveryCallback = Box<dyn FnOnce(Result<RecordMetadata>) + Send + 'static>;
+
+/// Where a record's outcome goes.
+enum Reply {
+    Future(oneshot::Sender<Result<RecordMetadata>>),
+    Callback(DeliveryCallback),
+}
+
+/// The record's completion: where its outcome goes and what the metadata needs.
 struct Completion {
-    sender: oneshot::Sender<Result<RecordMetadata>>,
+    reply: Reply,
     timestamp: i64,
 }
 
@@ -114,6 +124,11 @@ struct ProducerState {
     incomplete: BTreeSet<u64>,
     in_flight_requests: usize,
     closed: bool,
+    /// Callbacks of settled records, run outside this lock (a callback may call `send`).
+    callbacks_due: Vec<(DeliveryCallback, Result<RecordMetadata>)>,
+    /// Someone is running `callbacks_due`; others leave theirs to that caller, which keeps
+    /// callbacks in settlement order.
+    running_callbacks: bool,
 }
 
 struct ProducerShared {
@@ -168,6 +183,8 @@ impl Producer {
                 incomplete: BTreeSet::new(),
                 in_flight_requests: 0,
                 closed: false,
+                callbacks_due: Vec::new(),
+                running_callbacks: false,
             }),
             wake_sender: Notify::new(),
             batches_completed: Notify::new(),
@@ -192,9 +209,53 @@ impl Producer {
     /// Waits up to `max_block_ms` for topic metadata and for buffer memory. Fails at once for a
     /// record that can never be sent (bad topic name, partition out of range, too large).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let (sender, receiver) = oneshot::channel();
+        self.enqueue(record, Reply::Future(sender)).await?;
+        Ok(DeliveryFuture { receiver })
+    }
+
+    /// Buffers `record` like [`Producer::send`], and calls `callback` with its outcome instead of
+    /// returning a future (Kafka's `send(record, callback)`).
+    ///
+    /// Callbacks run on the producer's IO task, outside its locks, one at a time and in the
+    /// order the records were settled, so the records of one partition are reported in offset
+    /// order. A callback that panics is logged and the others still run. A callback must not
+    /// call [`Producer::flush`] or [`Producer::close`]: they wait for callbacks to finish. Cheaper than awaiting a
+    /// [`DeliveryFuture`] per record when an application sends many small records.
+    ///
+    /// ```no_run
+    /// use strata_client::{Producer, ProducerConfig, ProducerRecord};
+    ///
+    /// # async fn example(producer: Producer) -> strata_client::Result<()> {
+    /// producer
+    ///     .send_with_callback(
+    ///         ProducerRecord::new("orders", "order-1 created"),
+    ///         Box::new(|outcome| match outcome {
+    ///             Ok(metadata) => println!("stored at offset {}", metadata.offset),
+    ///             Err(error) => eprintln!("not stored: {error}"),
+    ///         }),
+    ///     )
+    ///     .await?;
+    /// producer.flush().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: DeliveryCallback,
+    ) -> Result<()> {
+        self.enqueue(record, Reply::Callback(callback)).await
+    }
+
+    /// What `send` and `send_with_callback` share. On an error `reply` is dropped unused: the
+    /// caller learns the error from the return value.
+    async fn enqueue(&self, mut record: ProducerRecord, reply: Reply) -> Result<()> {
         let shared = &self.shared;
         let config = &shared.config;
-        let deadline = tokio::time::Instant::now() + config.max_block();
+        // One clock read on the path that does not wait; a record's cost here is per record.
+        let mut now = Instant::now();
+        let deadline = tokio::time::Instant::from_std(now) + config.max_block();
         if lock(&shared.state).closed {
             return Err(Error::ProducerClosed);
         }
@@ -241,25 +302,34 @@ impl Producer {
         // The bound was checked against buffer_memory, which fits in u32 (see the builder).
         let permits =
             u32::try_from(size).expect("record size is below buffer_memory, which fits u32");
-        let waited_from = Instant::now();
-        match tokio::time::timeout_at(deadline, shared.buffer.clone().acquire_many_owned(permits))
-            .await
-        {
-            Ok(Ok(permit)) => permit.forget(),
-            Ok(Err(_closed)) => return Err(Error::ProducerClosed),
-            Err(_) => {
-                return Err(Error::timeout(
-                    format!(
-                        "waiting for {size} bytes of buffer memory (buffer_memory is {} bytes; the broker is not keeping up)",
-                        config.buffer_memory()
-                    ),
-                    waited_from.elapsed(),
-                ));
+        match shared.buffer.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(Error::ProducerClosed),
+            Err(TryAcquireError::NoPermits) => {
+                let waited_from = Instant::now();
+                match tokio::time::timeout_at(
+                    deadline,
+                    shared.buffer.clone().acquire_many_owned(permits),
+                )
+                .await
+                {
+                    Ok(Ok(permit)) => permit.forget(),
+                    Ok(Err(_closed)) => return Err(Error::ProducerClosed),
+                    Err(_) => {
+                        return Err(Error::timeout(
+                            format!(
+                                "waiting for {size} bytes of buffer memory (buffer_memory is {} bytes; the broker is not keeping up)",
+                                config.buffer_memory()
+                            ),
+                            waited_from.elapsed(),
+                        ));
+                    }
+                }
+                now = Instant::now();
             }
         }
 
         let timestamp = record.timestamp.unwrap_or_else(|| SystemClock.now_ms());
-        let (sender, receiver) = oneshot::channel();
         let appended = {
             let mut state = lock(&shared.state);
             if state.closed {
@@ -275,29 +345,28 @@ impl Producer {
                     partition_count,
                 ),
             };
-            let topic_partition = TopicPartition::new(record.topic.clone(), partition);
+            let topic_partition = TopicPartition::new(std::mem::take(&mut record.topic), partition);
             let fields = RecordFields {
                 timestamp,
                 key: record.key.as_deref(),
                 value: record.value.as_deref(),
                 headers: &record.headers,
             };
-            let completion = Completion { sender, timestamp };
-            let appended = state.accumulator.append(
-                &topic_partition,
-                Instant::now(),
-                fields,
-                size,
-                completion,
-            );
+            let completion = Completion { reply, timestamp };
+            let appended =
+                state
+                    .accumulator
+                    .append(&topic_partition, now, fields, size, completion);
             if appended.new_batch {
                 state.incomplete.insert(appended.batch_id);
             }
             if appended.batch_closed {
-                state.partitioner.on_batch_closed(&record.topic, partition);
+                state
+                    .partitioner
+                    .on_batch_closed(&topic_partition.topic, partition);
             }
-            if !state.topics.contains(&record.topic) {
-                state.topics.insert(record.topic.clone());
+            if !state.topics.contains(&topic_partition.topic) {
+                state.topics.insert(topic_partition.topic);
             }
             appended
         };
@@ -305,7 +374,7 @@ impl Producer {
         if appended.new_batch || appended.batch_closed {
             shared.wake_sender.notify_one();
         }
-        Ok(DeliveryFuture { receiver })
+        Ok(())
     }
 
     /// Waits until every record passed to `send` before this call is acknowledged or failed.
@@ -329,10 +398,15 @@ impl Producer {
                 let completed = shared.batches_completed.notified();
                 tokio::pin!(completed);
                 completed.as_mut().enable();
-                let done = lock(&shared.state)
-                    .incomplete
-                    .first()
-                    .is_none_or(|&oldest| oldest >= mark);
+                let done = {
+                    let state = lock(&shared.state);
+                    let callbacks_ran = !state.running_callbacks && state.callbacks_due.is_empty();
+                    callbacks_ran
+                        && state
+                            .incomplete
+                            .first()
+                            .is_none_or(|&oldest| oldest >= mark)
+                };
                 if done {
                     return;
                 }
@@ -365,7 +439,7 @@ impl Producer {
                     self.shared
                         .finish_batch(&mut state, batch, Err(error.clone()));
                 }
-                drop(state);
+                self.shared.unlock_and_run_callbacks(state);
                 self.shared.batches_completed.notify_waiters();
                 Err(error)
             }
@@ -425,6 +499,38 @@ impl Drop for FlushGuard<'_> {
 }
 
 impl ProducerShared {
+    /// Releases the state lock, then runs the callbacks settled so far, unless another caller
+    /// is already running them (it picks these up too, in order). Every section that settles
+    /// records ends here.
+    fn unlock_and_run_callbacks<'a>(&'a self, mut state: MutexGuard<'a, ProducerState>) {
+        if state.running_callbacks {
+            return;
+        }
+        state.running_callbacks = true;
+        loop {
+            let due = std::mem::take(&mut state.callbacks_due);
+            if due.is_empty() {
+                state.running_callbacks = false;
+                drop(state);
+                // `flush` returns only once the callbacks of what it waited for have run.
+                self.batches_completed.notify_waiters();
+                return;
+            }
+            drop(state);
+            for (callback, outcome) in due {
+                // Kafka's producer also catches what a callback throws: one bad callback must
+                // not stop the IO task or strand the callbacks queued behind it.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    callback(outcome)
+                }));
+                if ran.is_err() {
+                    tracing::error!("a delivery callback panicked; the producer carries on");
+                }
+            }
+            state = lock(&self.state);
+        }
+    }
+
     fn begin_close(&self) {
         {
             let mut state = lock(&self.state);
@@ -479,19 +585,30 @@ impl ProducerShared {
                         offset,
                         timestamp: log_append_time.unwrap_or(completion.timestamp),
                     };
-                    // The caller may have dropped the future; nobody is left to tell then.
-                    let _ = completion.sender.send(Ok(metadata));
+                    reply(state, completion.reply, Ok(metadata));
                 }
             }
             Err(error) => {
                 tracing::debug!(%topic_partition, %error, records = completions.len(), "batch failed");
                 for completion in completions {
-                    let _ = completion.sender.send(Err(error.clone()));
+                    reply(state, completion.reply, Err(error.clone()));
                 }
             }
         }
         state.incomplete.remove(&batch_id);
         self.buffer.add_permits(reserved_bytes);
+    }
+}
+
+/// Hands a settled record's outcome to its future, or queues its callback for
+/// [`ProducerShared::unlock_and_run_callbacks`].
+fn reply(state: &mut ProducerState, reply: Reply, outcome: Result<RecordMetadata>) {
+    match reply {
+        // The caller may have dropped the future; nobody is left to tell then.
+        Reply::Future(sender) => {
+            let _ = sender.send(outcome);
+        }
+        Reply::Callback(callback) => state.callbacks_due.push((callback, outcome)),
     }
 }
 
@@ -526,12 +643,14 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             }
             let finished =
                 state.closed && state.accumulator.is_empty() && state.in_flight_requests == 0;
-            (
+            let looked = (
                 state.accumulator.ready(now),
                 state.accumulator.next_expiry(config.delivery_timeout()),
                 state.topics.iter().cloned().collect::<Vec<_>>(),
                 finished,
-            )
+            );
+            shared.unlock_and_run_callbacks(state);
+            looked
         };
         shared.batches_completed.notify_waiters();
         if finished {
@@ -671,7 +790,7 @@ async fn send_batches(
                 Ok((-1, None)),
             );
         }
-        drop(state);
+        shared.unlock_and_run_callbacks(state);
         shared.batches_completed.notify_waiters();
     }
 
@@ -762,6 +881,7 @@ async fn send_batches(
                 }
             }
         }
+        shared.unlock_and_run_callbacks(state);
     }
     shared.wake_sender.notify_one();
     shared.batches_completed.notify_waiters();

@@ -324,7 +324,15 @@ impl<C> RecordAccumulator<C> {
         completion: C,
     ) -> Appended {
         let batch_size = self.batch_size;
-        let queue = self.partitions.entry(topic_partition.clone()).or_default();
+        // Looked up before `entry`, which would clone the key (a String) on every record.
+        if !self.partitions.contains_key(topic_partition) {
+            self.partitions
+                .insert(topic_partition.clone(), PartitionQueue::default());
+        }
+        let queue = self
+            .partitions
+            .get_mut(topic_partition)
+            .expect("the partition's queue was just ensured");
         let mut batch_closed = false;
         if let Some(open) = queue.batches.back_mut().filter(|batch| !batch.closed)
             && open.size_in_bytes() + size_bound > batch_size

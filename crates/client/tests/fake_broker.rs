@@ -818,6 +818,107 @@ async fn retriable_errors_are_retried_without_reordering() -> Result<()> {
 }
 
 #[tokio::test]
+async fn callbacks_run_in_offset_order_and_flush_waits_for_them() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("called", 1);
+    fake.create("chained", 1);
+    fake.state().produce_faults.push_back((
+        TopicPartition::new("called", 0),
+        ErrorCode::NotLeaderOrFollower,
+    ));
+    let config = producer_config(&fake)
+        .batch_size(200)
+        .linger_ms(0)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    type Outcomes = Vec<(usize, Result<i64, Error>)>;
+    let outcomes: Arc<Mutex<Outcomes>> = Arc::default();
+    let (chained_sender, chained) = tokio::sync::oneshot::channel();
+    let mut chained_sender = Some(chained_sender);
+    for index in 0..50 {
+        let outcomes = outcomes.clone();
+        let chain = producer.clone();
+        let chained_sender = if index == 20 {
+            chained_sender.take()
+        } else {
+            None
+        };
+        producer
+            .send_with_callback(
+                ProducerRecord::new("called", format!("{index:02}")).partition(0),
+                Box::new(move |outcome| {
+                    if index == 10 {
+                        panic!("a panicking callback must not stop the others");
+                    }
+                    // A callback may send; the record is only buffered here.
+                    if let Some(chained_sender) = chained_sender {
+                        tokio::spawn(async move {
+                            let record = ProducerRecord::new("chained", "from a callback");
+                            let stored = match chain.send(record).await {
+                                Ok(delivery) => delivery.await,
+                                Err(error) => Err(error),
+                            };
+                            let _ = chained_sender.send(stored.map(|metadata| metadata.offset));
+                        });
+                    }
+                    outcomes
+                        .lock()
+                        .unwrap()
+                        .push((index, outcome.map(|metadata| metadata.offset)));
+                }),
+            )
+            .await?;
+    }
+    producer.flush().await?;
+    let outcomes = outcomes.lock().unwrap().clone();
+    let expected: Vec<(usize, i64)> = (0..50)
+        .filter(|&index| index != 10)
+        .map(|index| (index, index as i64))
+        .collect();
+    let got: Vec<(usize, i64)> = outcomes
+        .iter()
+        .map(|(index, offset)| (*index, *offset.as_ref().expect("stored")))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every callback ran before flush returned, in offset order"
+    );
+    assert!(
+        fake.state().produce_faults.is_empty(),
+        "the retried batch was hit"
+    );
+
+    // A refused record's callback gets the error.
+    fake.state()
+        .produce_faults
+        .push_back((TopicPartition::new("called", 0), ErrorCode::MessageTooLarge));
+    let refused: Arc<Mutex<Option<Result<i64, Error>>>> = Arc::default();
+    let slot = refused.clone();
+    producer
+        .send_with_callback(
+            ProducerRecord::new("called", "refused").partition(0),
+            Box::new(move |outcome| {
+                *slot.lock().unwrap() = Some(outcome.map(|metadata| metadata.offset));
+            }),
+        )
+        .await?;
+    producer.flush().await?;
+    let refused = refused.lock().unwrap().take().expect("the callback ran");
+    assert_eq!(
+        refused.expect_err("refused").code(),
+        Some(ErrorCode::MessageTooLarge)
+    );
+    let chained = tokio::time::timeout(STEP_TIMEOUT, chained).await??;
+    assert_eq!(chained?, 0, "the record sent from a callback was stored");
+    assert_eq!(
+        fake.values("chained", 0),
+        vec!["from a callback".to_string()]
+    );
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_non_retriable_error_fails_the_batch_records() -> Result<()> {
     let fake = start_fake().await?;
     fake.create("refused", 1);

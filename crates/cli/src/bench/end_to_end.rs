@@ -24,9 +24,9 @@ use strata_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
     TopicPartition,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::produce::collect_acks;
+use super::produce::AckRecorder;
 use super::progress::Progress;
 use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, record_latency};
 use super::token_bucket::TokenBucket;
@@ -141,8 +141,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
     ));
 
     // Producing: paced by the token bucket until the duration is up.
-    let (deliveries, receiver) = mpsc::unbounded_channel();
-    let collector = tokio::spawn(collect_acks(receiver, Arc::new(AtomicU64::new(0))));
+    let recorder = AckRecorder::new(Arc::new(AtomicU64::new(0)));
     let pool = PayloadPool::new(record_size - HEADER_BYTES);
     let mut bucket = TokenBucket::new(args.rate, base);
     let end = base + duration;
@@ -160,26 +159,21 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         value.put_u64(u64::try_from(sent_at.duration_since(base).as_nanos()).unwrap_or(u64::MAX));
         value.extend_from_slice(&pool.value(index));
         index += 1;
-        match producer
-            .send(ProducerRecord::new(args.topic.as_str(), value.freeze()))
+        let record = ProducerRecord::new(args.topic.as_str(), value.freeze());
+        if let Err(error) = producer
+            .send_with_callback(record, recorder.callback(sent_at))
             .await
         {
-            Ok(delivery) => {
-                // The collector only stops once this sender is dropped, so this cannot fail.
-                let _ = deliveries.send((sent_at, delivery));
-            }
-            Err(error) => {
-                send_error = Some(error);
-                break;
-            }
+            send_error = Some(error);
+            break;
         }
     }
     let sending_stopped = Instant::now();
-    drop(deliveries);
-    let _ = producer.flush().await;
-    let acks = collector
-        .await
-        .context("the acknowledgement collector failed")?;
+    // Every callback has run once flush returns.
+    if let Err(error) = producer.flush().await {
+        send_error.get_or_insert(error);
+    }
+    let acks = recorder.take();
     let acknowledged = acks.histogram.len();
     // The tail learns how many records to expect and from when its drain timeout runs.
     let _ = produced_sender.send(Some(Produced {

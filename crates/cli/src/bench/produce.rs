@@ -3,23 +3,20 @@
 //! bucket. Each record's ack latency runs from just before `send` (so time blocked on a full
 //! buffer counts, as it would for an application) to its `DeliveryFuture` resolving.
 //!
-//! Per producer, a sending task hands each `DeliveryFuture` to a collector task that awaits them
-//! all concurrently and records latencies, so sending never waits for acknowledgements beyond
-//! the producer's own backpressure (`buffer_memory`). That backpressure also bounds how many
-//! futures the collector holds.
+//! Each record is sent with a delivery callback (Kafka's perf tool does the same) that records its
+//! latency, so sending never waits for acknowledgements beyond the producer's own backpressure
+//! (`buffer_memory`), and the harness adds no task, channel or future per record to what it
+//! measures.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use serde_json::json;
-use strata_client::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
-use tokio::sync::mpsc;
+use strata_client::{Acks, DeliveryCallback, Producer, ProducerConfig, ProducerRecord};
 
 use super::loopback::{self, baseline_bytes};
 use super::progress::Progress;
@@ -235,15 +232,13 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sends one producer's share and returns what its collector saw.
+/// Sends one producer's share and returns what its callbacks saw.
 async fn run_producer(
     producer: Producer,
     job: ProducerJob,
     acknowledged: Arc<AtomicU64>,
 ) -> ProducerOutcome {
-    // Unbounded is fine: the producer's buffer memory bounds the deliveries outstanding.
-    let (deliveries, receiver) = mpsc::unbounded_channel();
-    let collector = tokio::spawn(collect_acks(receiver, acknowledged));
+    let recorder = AckRecorder::new(acknowledged);
     let mut bucket = job.rate.map(|rate| TokenBucket::new(rate, Instant::now()));
     let mut send_error = None;
     for index in job.first_index..job.first_index + job.count {
@@ -255,68 +250,76 @@ async fn run_producer(
             record = record.key(format!("key-{}", index % keys));
         }
         let sent_at = Instant::now();
-        match producer.send(record).await {
-            Ok(delivery) => {
-                // The collector only stops once this sender is dropped, so this cannot fail.
-                let _ = deliveries.send((sent_at, delivery));
-            }
-            Err(error) => {
-                send_error = Some(error);
-                break;
-            }
+        if let Err(error) = producer
+            .send_with_callback(record, recorder.callback(sent_at))
+            .await
+        {
+            send_error = Some(error);
+            break;
         }
     }
-    drop(deliveries);
-    // The last batch goes now rather than after linger; each outcome is in its delivery.
-    let _ = producer.flush().await;
-    let tally = match collector.await {
-        Ok(tally) => tally,
-        Err(join_error) => AckTally {
-            histogram: latency_histogram(),
-            failed: job.count,
-            first_error: Some(strata_client::Error::InvalidInput(format!(
-                "the acknowledgement collector failed: {join_error}"
-            ))),
-        },
-    };
-    ProducerOutcome { tally, send_error }
+    // The last batch goes now rather than after linger. Flush returns once every record sent
+    // before it is settled and its callback has run (or after the delivery timeout).
+    if let Err(error) = producer.flush().await {
+        send_error.get_or_insert(error);
+    }
+    ProducerOutcome {
+        tally: recorder.take(),
+        send_error,
+    }
 }
 
-/// Awaits every delivery handed over, recording each ack latency, until the sender hangs up and
-/// every delivery has resolved (each does, at the latest after the delivery timeout).
-pub(super) async fn collect_acks(
-    mut deliveries: mpsc::UnboundedReceiver<(Instant, DeliveryFuture)>,
+/// Records each acknowledged record's latency from delivery callbacks.
+#[derive(Clone)]
+pub(super) struct AckRecorder {
+    tally: Arc<Mutex<AckTally>>,
     acknowledged: Arc<AtomicU64>,
-) -> AckTally {
-    let mut pending = FuturesUnordered::new();
-    let mut histogram = latency_histogram();
-    let mut failed = 0;
-    let mut first_error = None;
-    let mut open = true;
-    loop {
-        tokio::select! {
-            received = deliveries.recv(), if open => match received {
-                Some((sent_at, delivery)) => {
-                    pending.push(async move { (sent_at, delivery.await) });
-                }
-                None => open = false,
-            },
-            Some((sent_at, outcome)) = pending.next(), if !pending.is_empty() => match outcome {
-                Ok(_) => {
-                    record_latency(&mut histogram, sent_at.elapsed());
-                    acknowledged.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    failed += 1;
-                    first_error.get_or_insert(error);
-                }
-            },
-            else => break,
+}
+
+impl AckRecorder {
+    pub(super) fn new(acknowledged: Arc<AtomicU64>) -> AckRecorder {
+        AckRecorder {
+            tally: Arc::new(Mutex::new(AckTally {
+                histogram: latency_histogram(),
+                failed: 0,
+                first_error: None,
+            })),
+            acknowledged,
         }
     }
-    AckTally {
-        histogram,
-        failed,
-        first_error,
+
+    /// The callback for a record sent at `sent_at`.
+    pub(super) fn callback(&self, sent_at: Instant) -> DeliveryCallback {
+        let recorder = self.clone();
+        Box::new(move |outcome| {
+            let latency = sent_at.elapsed();
+            let mut tally = recorder
+                .tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match outcome {
+                Ok(_) => {
+                    record_latency(&mut tally.histogram, latency);
+                    recorder.acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    tally.failed += 1;
+                    tally.first_error.get_or_insert(error);
+                }
+            }
+        })
+    }
+
+    /// What the callbacks recorded so far; call after `flush`.
+    pub(super) fn take(&self) -> AckTally {
+        let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(
+            &mut *tally,
+            AckTally {
+                histogram: latency_histogram(),
+                failed: 0,
+                first_error: None,
+            },
+        )
     }
 }
