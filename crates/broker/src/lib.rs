@@ -315,12 +315,7 @@ impl Broker {
         let replication_service =
             ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
                 .max_encoding_message_size(usize::MAX);
-        let server = Server::builder()
-            // Large windows let one stream carry a fetch or produce of megabytes without
-            // waiting for window updates on every 64 KiB.
-            .initial_stream_window_size(Some(8 * 1024 * 1024))
-            .initial_connection_window_size(Some(32 * 1024 * 1024))
-            .max_frame_size(Some(1024 * 1024))
+        let server = strata_proto::http2::server(Server::builder())
             .add_service(broker_service)
             .add_service(admin_service)
             .add_service(group_service)

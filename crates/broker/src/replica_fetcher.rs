@@ -70,14 +70,16 @@ async fn connect(
                 format!("bad address '{address}' for broker {leader_id}: {error}"),
             )
         })?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true);
-    let channel = endpoint.connect().await.map_err(|error| {
-        PartitionError::new(
-            ErrorCode::LeaderNotAvailable,
-            format!("cannot reach broker {leader_id} at {address}: {error}"),
-        )
-    })?;
+        .connect_timeout(Duration::from_secs(2));
+    let channel = strata_proto::http2::endpoint(endpoint)
+        .connect()
+        .await
+        .map_err(|error| {
+            PartitionError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("cannot reach broker {leader_id} at {address}: {error}"),
+            )
+        })?;
     Ok(ReplicationClient::new(channel).max_decoding_message_size(usize::MAX))
 }
 

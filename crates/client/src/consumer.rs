@@ -5,6 +5,12 @@
 //! partition at its position; the broker holds the request until `fetch_min_bytes` are available
 //! or `fetch_max_wait_ms` passed, so an idle consumer costs one request per wait, not a spin.
 //!
+//! Pipelining: as soon as a fetch has buffered records, the next `Fetch` (from the end of what is
+//! buffered) is sent in the background, so the broker reads and sends it while this consumer
+//! decodes and the application works. It is collected once the buffer is empty, and its records
+//! are kept only for partitions whose next fetch offset is still the one it fetched from, so a
+//! `seek`, an `assign` or a rebalance in between discards them.
+//!
 //! The broker returns whole batches starting with the one that *contains* the fetch offset, so
 //! the records before the position in the first batch are skipped here. Every batch's CRC is
 //! checked before any of its records is returned.
@@ -82,8 +88,30 @@ pub struct Consumer {
     positions: BTreeMap<TopicPartition, Option<i64>>,
     /// Fetched records not yet returned, in fetch order.
     buffered: VecDeque<FetchedRecords>,
+    /// The fetch sent ahead of the next poll, if any.
+    prefetch: Option<Prefetch>,
     /// Present when the configuration names a group.
     group: Option<GroupClient>,
+}
+
+/// What one round of fetches returned, per leader: the leader, the topics asked for (to report
+/// errors against) and the response.
+type FetchResponses = Vec<(Leader, Vec<String>, Result<Vec<FetchedPartition>>)>;
+
+/// A fetch sent before the application asked for more records.
+struct Prefetch {
+    /// The offset each partition was fetched from.
+    fetched_from: BTreeMap<TopicPartition, i64>,
+    task: AbortOnDrop<FetchResponses>,
+}
+
+/// A task that is cancelled when its handle is dropped (a closed consumer stops its prefetch).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a consumer subscribes to.
@@ -163,6 +191,7 @@ impl Consumer {
             cluster,
             positions: BTreeMap::new(),
             buffered: VecDeque::new(),
+            prefetch: None,
             group,
         })
     }
@@ -437,7 +466,122 @@ impl Consumer {
                 }
             }
         }
+        if !taken.is_empty() {
+            self.start_prefetch();
+        }
         taken
+    }
+
+    /// Where the next fetch of each partition with a known position starts: after what is
+    /// buffered for it, else at its position.
+    fn next_fetch_offsets(&self) -> BTreeMap<TopicPartition, i64> {
+        self.positions
+            .iter()
+            .filter_map(|(topic_partition, position)| {
+                let after_buffered = self
+                    .buffered
+                    .iter()
+                    .rev()
+                    .find(|fetched| fetched.topic_partition == *topic_partition)
+                    .map(|fetched| fetched.next_fetch_offset);
+                Some((topic_partition.clone(), after_buffered.or(*position)?))
+            })
+            .collect()
+    }
+
+    /// Sends the next fetch of every partition with a known position and a cached leader now,
+    /// unless one is already in flight: the broker reads and sends it while the records already
+    /// buffered are decoded and handed out. At most one response per partition waits beyond
+    /// the buffer, since a prefetch is collected only once the buffer is empty.
+    fn start_prefetch(&mut self) {
+        if self.prefetch.is_none() {
+            self.prefetch_from(self.next_fetch_offsets());
+        }
+    }
+
+    fn prefetch_from(&mut self, fetched_from: BTreeMap<TopicPartition, i64>) {
+        let mut by_leader: Vec<(Leader, Vec<FetchTarget>)> = Vec::new();
+        for (topic_partition, &fetch_offset) in &fetched_from {
+            // Only what the cache knows: a prefetch never waits for metadata.
+            let Some(leader) = self.cluster.cached_leader(topic_partition) else {
+                continue;
+            };
+            self.add_target(&mut by_leader, leader, topic_partition, fetch_offset);
+        }
+        if by_leader.is_empty() {
+            return;
+        }
+        let responses = send_fetches(
+            self.cluster.clone(),
+            self.config.clone(),
+            by_leader,
+            self.config.fetch_max_wait(),
+        );
+        self.prefetch = Some(Prefetch {
+            fetched_from,
+            task: AbortOnDrop(tokio::spawn(responses)),
+        });
+    }
+
+    fn add_target(
+        &self,
+        by_leader: &mut Vec<(Leader, Vec<FetchTarget>)>,
+        leader: Leader,
+        topic_partition: &TopicPartition,
+        fetch_offset: i64,
+    ) {
+        let target = FetchTarget {
+            topic_partition: topic_partition.clone(),
+            fetch_offset,
+            partition_max_bytes: self.config.max_partition_fetch_bytes(),
+        };
+        match by_leader
+            .iter_mut()
+            .find(|(known, _)| known.node_id == leader.node_id)
+        {
+            Some((_, targets)) => targets.push(target),
+            None => by_leader.push((leader, vec![target])),
+        }
+    }
+
+    /// Waits until `deadline` for the prefetch and buffers what still applies. Returns `true`
+    /// when the prefetch finished (whatever it brought), `false` when it is still in flight.
+    async fn collect_prefetch(&mut self, deadline: Instant) -> Result<bool> {
+        let Some(prefetch) = self.prefetch.as_mut() else {
+            return Ok(true);
+        };
+        let responses = match tokio::time::timeout_at(deadline, &mut prefetch.task.0).await {
+            Err(_) => return Ok(false),
+            Ok(joined) => joined,
+        };
+        let prefetch = self.prefetch.take().expect("checked above");
+        let Ok(mut responses) = responses else {
+            // The task was cancelled or panicked; the next round fetches afresh.
+            return Ok(true);
+        };
+        let wanted = self.next_fetch_offsets();
+        let mut after_these = wanted.clone();
+        for (_, _, response) in &mut responses {
+            if let Ok(partitions) = response {
+                partitions.retain(|fetched| {
+                    let topic_partition = &fetched.topic_partition;
+                    wanted.get(topic_partition) == prefetch.fetched_from.get(topic_partition)
+                });
+                for fetched in partitions.iter() {
+                    if let Some(end) = end_of_whole_batches(&fetched.records) {
+                        after_these.insert(fetched.topic_partition.clone(), end);
+                    }
+                }
+            }
+        }
+        // The next fetch goes out before these records are decoded, so the broker works on it
+        // meanwhile. Were they refused or cut below, its offsets no longer match and it is
+        // discarded when collected.
+        self.prefetch_from(after_these);
+        // A retriable error is left to the normal round that follows, which meets it again
+        // and backs off; anything else fails the poll as it would there.
+        self.apply_fetch_responses(responses)?;
+        Ok(true)
     }
 
     /// Fetches until records are buffered or `deadline` passes.
@@ -451,6 +595,10 @@ impl Consumer {
             self.config.retry_backoff(),
             self.config.retry_backoff() * 10,
         );
+        if !self.has_buffered_records() && !self.collect_prefetch(deadline).await? {
+            // Still in flight at the deadline: it stays the next round's fetch.
+            return Ok(());
+        }
         // Bounded by the deadline: every round either long-polls or backs off.
         loop {
             if self.has_buffered_records() {
@@ -489,7 +637,11 @@ impl Consumer {
                 }
                 Err(error) => return Err(error),
             }
-            if self.has_buffered_records() || Instant::now() >= deadline {
+            if self.has_buffered_records() {
+                self.start_prefetch();
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
                 return Ok(());
             }
         }
@@ -499,24 +651,15 @@ impl Consumer {
     async fn fetch_once(&mut self, max_wait: Duration) -> Result<()> {
         let mut retriable: Option<Error> = None;
         let mut by_leader: Vec<(Leader, Vec<FetchTarget>)> = Vec::new();
-        for (topic_partition, position) in &self.positions {
-            let Some(fetch_offset) = *position else {
-                continue;
-            };
-            match self.cluster.leader(topic_partition).await {
+        let positions: Vec<(TopicPartition, i64)> = self
+            .positions
+            .iter()
+            .filter_map(|(topic_partition, position)| Some((topic_partition.clone(), (*position)?)))
+            .collect();
+        for (topic_partition, fetch_offset) in positions {
+            match self.cluster.leader(&topic_partition).await {
                 Ok(leader) => {
-                    let target = FetchTarget {
-                        topic_partition: topic_partition.clone(),
-                        fetch_offset,
-                        partition_max_bytes: self.config.max_partition_fetch_bytes(),
-                    };
-                    match by_leader
-                        .iter_mut()
-                        .find(|(known, _)| known.node_id == leader.node_id)
-                    {
-                        Some((_, targets)) => targets.push(target),
-                        None => by_leader.push((leader, vec![target])),
-                    }
+                    self.add_target(&mut by_leader, leader, &topic_partition, fetch_offset)
                 }
                 // Fresh metadata says the partition does not exist: waiting will not help.
                 Err(error) if error.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
@@ -534,33 +677,26 @@ impl Consumer {
                 )
             }));
         }
+        let responses = send_fetches(
+            self.cluster.clone(),
+            self.config.clone(),
+            by_leader,
+            max_wait,
+        )
+        .await;
+        if let Some(error) = self.apply_fetch_responses(responses)? {
+            retriable = Some(error);
+        }
+        match retriable {
+            Some(error) if !self.has_buffered_records() => Err(error),
+            _ => Ok(()),
+        }
+    }
 
-        let cluster = self.cluster.clone();
-        let config = &self.config;
-        let requests = by_leader.into_iter().map(|(leader, targets)| {
-            let cluster = cluster.clone();
-            async move {
-                let topics: Vec<String> = targets
-                    .iter()
-                    .map(|target| target.topic_partition.topic.clone())
-                    .collect();
-                let parameters = FetchParameters {
-                    max_wait,
-                    min_bytes: config.fetch_min_bytes(),
-                    max_bytes: config.fetch_max_bytes(),
-                    targets,
-                };
-                let response = match cluster.connection(&leader.address).await {
-                    Ok(connection) => {
-                        grpc::fetch(&connection, parameters, config.request_timeout()).await
-                    }
-                    Err(error) => Err(error),
-                };
-                (leader, topics, response)
-            }
-        });
-        let responses = futures::future::join_all(requests).await;
-
+    /// Buffers what a round of fetches returned. Returns the last retriable error met, for the
+    /// caller to back off on; fails on anything else.
+    fn apply_fetch_responses(&mut self, responses: FetchResponses) -> Result<Option<Error>> {
+        let mut retriable = None;
         for (leader, topics, response) in responses {
             let partitions = match response {
                 Ok(partitions) => partitions,
@@ -583,10 +719,7 @@ impl Consumer {
                 }
             }
         }
-        match retriable {
-            Some(error) if !self.has_buffered_records() => Err(error),
-            _ => Ok(()),
-        }
+        Ok(retriable)
     }
 
     /// Buffers one partition's fetched records. Returns a retriable error for the caller to
@@ -641,6 +774,39 @@ impl Consumer {
         });
         Ok(None)
     }
+}
+
+/// Sends one `Fetch` per leader, concurrently. Owns everything it uses, so it can run as a task.
+async fn send_fetches(
+    cluster: Arc<Cluster>,
+    config: ConsumerConfig,
+    by_leader: Vec<(Leader, Vec<FetchTarget>)>,
+    max_wait: Duration,
+) -> FetchResponses {
+    let requests = by_leader.into_iter().map(|(leader, targets)| {
+        let cluster = cluster.clone();
+        let config = &config;
+        async move {
+            let topics: Vec<String> = targets
+                .iter()
+                .map(|target| target.topic_partition.topic.clone())
+                .collect();
+            let parameters = FetchParameters {
+                max_wait,
+                min_bytes: config.fetch_min_bytes(),
+                max_bytes: config.fetch_max_bytes(),
+                targets,
+            };
+            let response = match cluster.connection(&leader.address).await {
+                Ok(connection) => {
+                    grpc::fetch(&connection, parameters, config.request_timeout()).await
+                }
+                Err(error) => Err(error),
+            };
+            (leader, topics, response)
+        }
+    });
+    futures::future::join_all(requests).await
 }
 
 /// Consumer groups: subscribe, commit, and the rebalance protocol's client side.
@@ -1113,6 +1279,14 @@ fn out_of_range(
 /// A batch cut off at the end of the response (the broker hit `max_bytes` mid-batch) is left for
 /// the next fetch; only a response whose first batch is cut off is an error, since the broker
 /// always returns at least one whole batch.
+/// The offset after the last whole batch of fetched bytes, from the batch headers alone.
+fn end_of_whole_batches(bytes: &Bytes) -> Option<i64> {
+    BatchIter::new(bytes.clone())
+        .map_while(|batch| batch.ok())
+        .last()
+        .map(|batch| batch.next_offset())
+}
+
 pub(crate) fn decode_fetched(
     topic_partition: &TopicPartition,
     position: i64,

@@ -136,8 +136,8 @@ pub(crate) fn body_error(
 pub(crate) async fn connect(address: &str, connect_timeout: Duration) -> Result<Connection> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| Error::Config(format!("'{address}' is not a valid host:port: {error}")))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
+        .connect_timeout(connect_timeout);
+    let endpoint = strata_proto::http2::endpoint(endpoint);
     let started = Instant::now();
     let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => channel,

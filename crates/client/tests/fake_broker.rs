@@ -74,6 +74,8 @@ struct FakeState {
     /// Per produce request: the partitions it carried.
     produce_requests: Vec<Vec<TopicPartition>>,
     metadata_requests: usize,
+    /// The fetch offset of every partition of every fetch request, in arrival order.
+    fetch_offsets: Vec<i64>,
     /// Partitions whose next produce is appended but answered with UNAVAILABLE, as when the
     /// connection drops after the broker appended and before the response arrived.
     lost_responses: VecDeque<TopicPartition>,
@@ -170,6 +172,8 @@ struct FakeBroker {
     address: String,
     state: Arc<Mutex<FakeState>>,
     appended: Arc<Notify>,
+    /// Notified on every fetch request.
+    fetched: Arc<Notify>,
     /// Each produce response waits for one permit: a test holds responses by emptying it.
     produce_gate: Arc<Semaphore>,
 }
@@ -395,6 +399,10 @@ impl BrokerService for FakeBroker {
         request: Request<wire::FetchRequest>,
     ) -> Result<Response<wire::FetchResponse>, Status> {
         let request = request.into_inner();
+        self.state()
+            .fetch_offsets
+            .extend(request.partitions.iter().map(|wanted| wanted.fetch_offset));
+        self.fetched.notify_waiters();
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
         loop {
@@ -694,6 +702,7 @@ async fn start_fake() -> Result<FakeBroker> {
         address,
         state: Arc::default(),
         appended: Arc::new(Notify::new()),
+        fetched: Arc::new(Notify::new()),
         produce_gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
     };
     let server = tonic::transport::Server::builder()
@@ -1101,6 +1110,60 @@ async fn poll_is_bounded_by_max_poll_records_and_stream_tails() -> Result<()> {
     assert_eq!(next.offset, 12);
     assert_eq!(next.value.as_deref(), Some(&b"tail"[..]));
     assert_eq!(tail.await?.offset, 12);
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_next_fetch_is_sent_before_the_next_poll_and_a_seek_back_discards_it() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("pipelined", 1);
+    // One record per batch, so a fetch limited to one batch returns one record.
+    let producer = Producer::connect(producer_config(&fake).linger_ms(0).build()?).await?;
+    for index in 0..6 {
+        producer
+            .send(ProducerRecord::new("pipelined", format!("{index}")).partition(0))
+            .await?
+            .await?;
+    }
+    let config = consumer_config(&fake)
+        .max_partition_fetch_bytes(1)
+        .fetch_max_bytes(1)
+        .build()?;
+    let mut consumer = Consumer::connect(config).await?;
+    let tp = TopicPartition::new("pipelined", 0);
+    consumer.assign(vec![tp.clone()])?;
+    let first = consumer.poll(STEP_TIMEOUT).await?;
+    assert_eq!(
+        first.iter().map(|record| record.offset).collect::<Vec<_>>(),
+        [0]
+    );
+
+    // Without another poll, the consumer asks for offset 1.
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let fetched = fake.fetched.notified();
+        tokio::pin!(fetched);
+        fetched.as_mut().enable();
+        if fake.state().fetch_offsets.contains(&1) {
+            break;
+        }
+        tokio::time::timeout_at(deadline, fetched)
+            .await
+            .context("no fetch for offset 1 was sent ahead of the poll")?;
+    }
+
+    // What was fetched ahead from offset 1 must not be returned after a seek back to 0 (it
+    // would skip record 0), and pipelined fetches lose and repeat nothing.
+    consumer.seek(&tp, 0)?;
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while offsets.len() < 6 {
+        ensure!(Instant::now() < deadline, "records missing: {offsets:?}");
+        let records = consumer.poll(Duration::from_millis(500)).await?;
+        offsets.extend(records.iter().map(|record| record.offset));
+    }
+    assert_eq!(offsets, (0..6).collect::<Vec<i64>>());
     producer.close().await?;
     Ok(())
 }

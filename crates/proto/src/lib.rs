@@ -19,3 +19,34 @@ pub mod replication_v1 {
 pub mod controller_v1 {
     tonic::include_proto!("strata.controller.v1");
 }
+
+/// HTTP/2 settings for every Strata connection that carries records, the same on both ends.
+///
+/// With the defaults (64 KiB windows on the server, 16 KiB frames) a 1 MiB fetch or produce
+/// travels in 64 frames and waits for window updates along the way; a receiver must advertise
+/// large windows and frames for the sender to use them, so clients need these as much as the
+/// broker does.
+pub mod http2 {
+    use tonic::transport::{Endpoint, Server};
+
+    pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+    pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
+    pub const MAX_FRAME_BYTES: u32 = 1 << 20;
+
+    /// A client endpoint (producer, consumer, follower fetching from a leader).
+    pub fn endpoint(endpoint: Endpoint) -> Endpoint {
+        endpoint
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
+            .tcp_nodelay(true)
+    }
+
+    /// The broker's server.
+    pub fn server(server: Server) -> Server {
+        server
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
+    }
+}

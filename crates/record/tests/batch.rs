@@ -329,14 +329,15 @@ fn golden_batch_bytes() {
     );
 }
 
-fn arbitrary_record() -> impl Strategy<
-    Value = (
-        i64,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Vec<(String, Option<Vec<u8>>)>,
-    ),
-> {
+/// A record's timestamp delta, key, value and headers.
+type ArbitraryRecord = (
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
+
+fn arbitrary_record() -> impl Strategy<Value = ArbitraryRecord> {
     (
         -1_000_000i64..1_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
@@ -375,11 +376,9 @@ proptest! {
     /// Decoding never panics, whatever the bytes: the bounded stand-in for a fuzz target.
     #[test]
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        for batch in BatchIter::new(Bytes::from(bytes)) {
-            if let Ok(batch) = batch {
-                let _ = batch.validate(usize::MAX);
-                let _ = batch.records().count();
-            }
+        for batch in BatchIter::new(Bytes::from(bytes)).flatten() {
+            let _ = batch.validate(usize::MAX);
+            let _ = batch.records().count();
         }
     }
 
@@ -391,10 +390,9 @@ proptest! {
         let position = position % bytes.len();
         bytes[position] = byte;
         resign(&mut bytes);
-        if let Ok(batch) = RecordBatch::new(Bytes::from(bytes)) {
-            if batch.validate(usize::MAX).is_ok() {
+        if let Ok(batch) = RecordBatch::new(Bytes::from(bytes))
+            && batch.validate(usize::MAX).is_ok() {
                 prop_assert!(batch.records().all(|record| record.is_ok()));
             }
-        }
     }
 }

@@ -699,9 +699,7 @@ impl GroupCoordinator {
             )
         })?;
         let client = proto::broker_client::BrokerClient::new(
-            endpoint
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
+            strata_proto::http2::endpoint(endpoint.connect_timeout(Duration::from_secs(2)))
                 .connect_lazy(),
         );
         clients.insert(address.to_string(), client.clone());
