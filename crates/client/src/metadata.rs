@@ -96,10 +96,10 @@ impl MetadataSnapshot {
 
     /// The partition count of `topic`, when metadata knows the topic.
     pub fn partition_count(&self, topic: &str) -> Option<Result<i32>> {
-        self.topics.get(topic).map(|description| {
-            description
-                .clone()
-                .map(|description| description.partitions.len() as i32)
+        // Borrowed, not cloned: the producer asks this once per record.
+        self.topics.get(topic).map(|description| match description {
+            Ok(description) => Ok(description.partitions.len() as i32),
+            Err(error) => Err(error.clone()),
         })
     }
 
