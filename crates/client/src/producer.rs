@@ -220,8 +220,9 @@ impl Producer {
     /// Callbacks run on the producer's IO task, outside its locks, one at a time and in the
     /// order the records were settled, so the records of one partition are reported in offset
     /// order. A callback that panics is logged and the others still run. A callback must not
-    /// call [`Producer::flush`] or [`Producer::close`]: they wait for callbacks to finish. Cheaper than awaiting a
-    /// [`DeliveryFuture`] per record when an application sends many small records.
+    /// call [`Producer::flush`] or [`Producer::close`], which wait for callbacks to finish.
+    /// Cheaper than awaiting a [`DeliveryFuture`] per record when an application sends many
+    /// small records.
     ///
     /// ```no_run
     /// use strata_client::{Producer, ProducerConfig, ProducerRecord};
@@ -440,7 +441,6 @@ impl Producer {
                         .finish_batch(&mut state, batch, Err(error.clone()));
                 }
                 self.shared.unlock_and_run_callbacks(state);
-                self.shared.batches_completed.notify_waiters();
                 Err(error)
             }
         }
@@ -501,7 +501,8 @@ impl Drop for FlushGuard<'_> {
 impl ProducerShared {
     /// Releases the state lock, then runs the callbacks settled so far, unless another caller
     /// is already running them (it picks these up too, in order). Every section that settles
-    /// records ends here.
+    /// records ends here, and the caller that runs the callbacks wakes `flush` afterwards: the
+    /// one place batch completions are announced.
     fn unlock_and_run_callbacks<'a>(&'a self, mut state: MutexGuard<'a, ProducerState>) {
         if state.running_callbacks {
             return;
@@ -652,7 +653,6 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             shared.unlock_and_run_callbacks(state);
             looked
         };
-        shared.batches_completed.notify_waiters();
         if finished {
             break;
         }
@@ -791,7 +791,6 @@ async fn send_batches(
             );
         }
         shared.unlock_and_run_callbacks(state);
-        shared.batches_completed.notify_waiters();
     }
 
     let result = match shared.cluster.connection(&leader.address).await {
@@ -884,7 +883,6 @@ async fn send_batches(
         shared.unlock_and_run_callbacks(state);
     }
     shared.wake_sender.notify_one();
-    shared.batches_completed.notify_waiters();
 }
 
 /// Asks any broker for a producer id, once.
