@@ -576,8 +576,11 @@ impl Consumer {
         }
         // The next fetch goes out before these records are decoded, so the broker works on it
         // meanwhile. Were they refused or cut below, its offsets no longer match and it is
-        // discarded when collected.
-        self.prefetch_from(after_these);
+        // discarded when collected. When nothing came back, the caller's normal round fetches
+        // next; a prefetch beside it would ask for the same offsets twice.
+        if after_these != wanted {
+            self.prefetch_from(after_these);
+        }
         // A retriable error is left to the normal round that follows, which meets it again
         // and backs off; anything else fails the poll as it would there.
         self.apply_fetch_responses(responses)?;
