@@ -86,6 +86,16 @@ pub(super) struct AckTally {
     pub first_error: Option<strata_client::Error>,
 }
 
+impl AckTally {
+    fn empty() -> AckTally {
+        AckTally {
+            histogram: latency_histogram(),
+            failed: 0,
+            first_error: None,
+        }
+    }
+}
+
 /// What one producer's sending task ended with.
 struct ProducerOutcome {
     tally: AckTally,
@@ -279,11 +289,7 @@ pub(super) struct AckRecorder {
 impl AckRecorder {
     pub(super) fn new(acknowledged: Arc<AtomicU64>) -> AckRecorder {
         AckRecorder {
-            tally: Arc::new(Mutex::new(AckTally {
-                histogram: latency_histogram(),
-                failed: 0,
-                first_error: None,
-            })),
+            tally: Arc::new(Mutex::new(AckTally::empty())),
             acknowledged,
         }
     }
@@ -313,13 +319,6 @@ impl AckRecorder {
     /// What the callbacks recorded so far; call after `flush`.
     pub(super) fn take(&self) -> AckTally {
         let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(
-            &mut *tally,
-            AckTally {
-                histogram: latency_histogram(),
-                failed: 0,
-                first_error: None,
-            },
-        )
+        std::mem::replace(&mut *tally, AckTally::empty())
     }
 }
