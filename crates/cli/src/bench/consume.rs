@@ -186,6 +186,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
         latency: None,
         ack_latency: None,
         loopback: Some(baseline),
+        file_write: None,
         errors: 0,
         details: vec![
             ("consumers", json!(consumers)),

@@ -200,6 +200,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         latency: LatencySummary::of(&tally.histogram),
         ack_latency: LatencySummary::of(&acks.histogram),
         loopback: None,
+        file_write: None,
         errors: acks.failed + missing,
         details: vec![
             ("target_rate", json!(args.rate)),

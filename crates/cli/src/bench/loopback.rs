@@ -1,5 +1,6 @@
-//! The baseline a benchmark is quoted against: raw TCP throughput over loopback on this machine,
-//! measured in-process in the same run (TigerBeetle's and iggy-bench's habit of comparing with a
+//! The baselines a benchmark is quoted against, measured in-process in the same run: raw TCP
+//! throughput over loopback on this machine, and (for produce) a raw write of the same bytes to a
+//! new file (TigerBeetle's and iggy-bench's habit of comparing with a
 //! baseline measured alongside, rather than with a number from another day and machine).
 //!
 //! A tokio `TcpListener` on 127.0.0.1:0 reads into a 1 MiB buffer while a writer pushes the bytes
@@ -20,13 +21,14 @@ const BASELINE_BYTES_MIN: u64 = 64 << 20;
 /// A long benchmark's full volume adds nothing to the estimate but time.
 const BASELINE_BYTES_MAX: u64 = 1 << 30;
 
+/// A baseline measured in the same run: how long `bytes` took.
 #[derive(Clone, Copy, Debug)]
-pub struct LoopbackBaseline {
+pub struct Baseline {
     pub bytes: u64,
     pub elapsed: Duration,
 }
 
-impl LoopbackBaseline {
+impl Baseline {
     pub fn bytes_per_second(&self) -> f64 {
         self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -40,7 +42,7 @@ pub fn baseline_bytes(benchmark_bytes: u64) -> u64 {
 
 /// Pushes `bytes` through a loopback TCP connection and times it from the first write to the
 /// reader seeing the end of the stream.
-pub async fn measure(bytes: u64) -> Result<LoopbackBaseline> {
+pub async fn measure(bytes: u64) -> Result<Baseline> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot listen on loopback for the baseline")?;
@@ -81,7 +83,35 @@ pub async fn measure(bytes: u64) -> Result<LoopbackBaseline> {
         received == bytes,
         "the baseline reader got {received} of {bytes} bytes"
     );
-    Ok(LoopbackBaseline { bytes, elapsed })
+    Ok(Baseline { bytes, elapsed })
+}
+
+/// Writes `bytes` into a new file in `directory` with plain 1 MiB `write` calls (buffered, no
+/// fsync: what the broker does by default), then deletes it. The ceiling for a broker whose log
+/// is on that disk; only meaningful when the broker runs on this machine (`strata dev`).
+pub async fn measure_file_write(directory: std::path::PathBuf, bytes: u64) -> Result<Baseline> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let file = tempfile::NamedTempFile::with_prefix_in("strata-bench-baseline-", &directory)
+            .with_context(|| format!("cannot create a baseline file in {}", directory.display()))?;
+        let mut writer = file.as_file();
+        let chunk = vec![0x5au8; WRITE_BYTES];
+        let started = Instant::now();
+        let mut remaining = bytes;
+        while remaining > 0 {
+            let length = remaining.min(WRITE_BYTES as u64) as usize;
+            writer
+                .write_all(&chunk[..length])
+                .context("the baseline file write failed")?;
+            remaining -= length as u64;
+        }
+        Ok(Baseline {
+            bytes,
+            elapsed: started.elapsed(),
+        })
+    })
+    .await
+    .context("the baseline file writer failed")?
 }
 
 #[cfg(test)]
@@ -100,6 +130,20 @@ mod tests {
         let baseline = measure(3 * WRITE_BYTES as u64 + 17).await?;
         assert_eq!(baseline.bytes, 3 * WRITE_BYTES as u64 + 17);
         assert!(baseline.bytes_per_second() > 0.0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_file_baseline_writes_and_removes_its_file() -> Result<()> {
+        let directory = tempfile::tempdir()?;
+        let baseline =
+            measure_file_write(directory.path().to_owned(), 2 * WRITE_BYTES as u64 + 5).await?;
+        assert_eq!(baseline.bytes, 2 * WRITE_BYTES as u64 + 5);
+        assert_eq!(
+            std::fs::read_dir(directory.path())?.count(),
+            0,
+            "the file is gone"
+        );
         Ok(())
     }
 }

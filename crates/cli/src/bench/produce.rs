@@ -57,6 +57,11 @@ pub struct ProduceBenchArgs {
     /// Total send rate in records per second across all producers; default as fast as possible.
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
+    /// Where the raw file write baseline writes (and then deletes) a file as large as the run's
+    /// payload (64 MiB to 1 GiB); default the system temp directory. Put it on the broker's disk:
+    /// the ratio means something only when the broker runs on this machine.
+    #[arg(long, value_name = "DIR")]
+    baseline_dir: Option<std::path::PathBuf>,
     /// Give records keys, cycling through K distinct ones; default no keys.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     keys: Option<u64>,
@@ -140,6 +145,17 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
         baseline.bytes >> 20,
         baseline.elapsed.as_secs_f64() * 1e3
     ));
+    let baseline_directory = args.baseline_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let file_write =
+        loopback::measure_file_write(baseline_directory, baseline_bytes(payload_bytes))
+            .await
+            .context("cannot measure the file write baseline")?;
+    output.note(&format!(
+        "file write baseline: {:.2} GB/s ({} MiB in {:.1} ms)",
+        file_write.bytes_per_second() / 1e9,
+        file_write.bytes >> 20,
+        file_write.elapsed.as_secs_f64() * 1e3
+    ));
 
     let mut producers = Vec::new();
     for _ in 0..args.producers {
@@ -216,6 +232,7 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
         latency: LatencySummary::of(&histogram),
         ack_latency: None,
         loopback: Some(baseline),
+        file_write: Some(file_write),
         errors: failed,
         details: vec![
             ("record_size", json!(args.record_size)),

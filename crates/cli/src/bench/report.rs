@@ -10,7 +10,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
-use super::loopback::LoopbackBaseline;
+use super::loopback::Baseline;
 use super::progress::format_count;
 
 /// Where a benchmark's lines go.
@@ -100,7 +100,9 @@ pub struct BenchSummary {
     pub latency: Option<LatencySummary>,
     /// Produce acknowledgement latency, when it is not already `latency` (end to end).
     pub ack_latency: Option<LatencySummary>,
-    pub loopback: Option<LoopbackBaseline>,
+    pub loopback: Option<Baseline>,
+    /// A raw write of the same bytes to a new file, for produce.
+    pub file_write: Option<Baseline>,
     /// Records that failed (produce) or went missing (end to end).
     pub errors: u64,
     /// Settings and command-specific counts, shown in both outputs.
@@ -118,8 +120,16 @@ impl BenchSummary {
 
     /// This run's payload throughput as a fraction of raw loopback TCP throughput.
     pub fn ratio_of_loopback(&self) -> Option<f64> {
-        self.loopback
-            .map(|baseline| self.bytes_per_second() / baseline.bytes_per_second())
+        self.ratio_of(self.loopback)
+    }
+
+    /// This run's payload throughput as a fraction of a raw file write on this machine.
+    pub fn ratio_of_file_write(&self) -> Option<f64> {
+        self.ratio_of(self.file_write)
+    }
+
+    fn ratio_of(&self, baseline: Option<Baseline>) -> Option<f64> {
+        baseline.map(|baseline| self.bytes_per_second() / baseline.bytes_per_second())
     }
 
     pub fn to_json(&self) -> Value {
@@ -148,21 +158,30 @@ impl BenchSummary {
         if let Some(ack_latency) = self.ack_latency {
             object.insert("ack_latency_ms".into(), ack_latency.to_json());
         }
-        object.insert(
-            "loopback".into(),
-            self.loopback.map_or(Value::Null, |baseline| {
+        let baseline_json = |baseline: Option<Baseline>| {
+            baseline.map_or(Value::Null, |baseline| {
                 json!({
                     "bytes": baseline.bytes,
                     "elapsed_s": round3(baseline.elapsed.as_secs_f64()),
                     "gb_per_sec": round3(baseline.bytes_per_second() / 1e9),
                 })
-            }),
-        );
+            })
+        };
+        let ratio_json = |ratio: Option<f64>| {
+            ratio.map_or(Value::Null, |ratio| json!((ratio * 1e6).round() / 1e6))
+        };
+        object.insert("loopback".into(), baseline_json(self.loopback));
         object.insert(
             "ratio_of_loopback".into(),
-            self.ratio_of_loopback()
-                .map_or(Value::Null, |ratio| json!((ratio * 1e6).round() / 1e6)),
+            ratio_json(self.ratio_of_loopback()),
         );
+        if self.file_write.is_some() {
+            object.insert("file_write".into(), baseline_json(self.file_write));
+            object.insert(
+                "ratio_of_file_write".into(),
+                ratio_json(self.ratio_of_file_write()),
+            );
+        }
         for (key, value) in &self.details {
             object.insert((*key).into(), value.clone());
         }
@@ -209,6 +228,13 @@ impl BenchSummary {
             lines.push(format!(
                 "  loopback:    {:.2} GB/s",
                 baseline.bytes_per_second() / 1e9
+            ));
+        }
+        if let Some(baseline) = self.file_write {
+            lines.push(format!(
+                "  file write:  {:.2} GB/s ({:.2}% of it)",
+                baseline.bytes_per_second() / 1e9,
+                self.ratio_of_file_write().unwrap_or_default() * 100.0
             ));
         }
         let latencies = [
@@ -258,9 +284,13 @@ mod tests {
             latency_label: "ack latency",
             latency: LatencySummary::of(&histogram),
             ack_latency: None,
-            loopback: Some(LoopbackBaseline {
+            loopback: Some(Baseline {
                 bytes: 1_000_000_000,
                 elapsed: Duration::from_millis(250),
+            }),
+            file_write: Some(Baseline {
+                bytes: 1_000_000,
+                elapsed: Duration::from_millis(1),
             }),
             errors: 0,
             details: vec![
@@ -278,6 +308,8 @@ mod tests {
         assert_eq!(summary.bytes_per_second(), 400_000.0);
         let ratio = summary.ratio_of_loopback().expect("a baseline");
         assert!((ratio - 1e-4).abs() < 1e-12, "{ratio}");
+        let ratio = summary.ratio_of_file_write().expect("a baseline");
+        assert!((ratio - 4e-4).abs() < 1e-12, "{ratio}");
     }
 
     #[test]
@@ -295,6 +327,8 @@ mod tests {
             "latency_ms",
             "loopback",
             "ratio_of_loopback",
+            "file_write",
+            "ratio_of_file_write",
             "acks",
             "producers",
         ] {
@@ -302,6 +336,7 @@ mod tests {
         }
         assert_eq!(json["records"], 2_000);
         assert_eq!(json["loopback"]["gb_per_sec"], 4.0);
+        assert_eq!(json["file_write"]["gb_per_sec"], 1.0);
         let latency = &json["latency_ms"];
         let p50 = latency["p50"].as_f64().expect("p50");
         let p99 = latency["p99"].as_f64().expect("p99");
@@ -316,6 +351,10 @@ mod tests {
         let text = summary().to_text();
         assert!(text.contains("4,000 records/s"), "{text}");
         assert!(text.contains("0.40 MB/s (0.01% of loopback)"), "{text}");
+        assert!(
+            text.contains("file write:  1.00 GB/s (0.04% of it)"),
+            "{text}"
+        );
         assert!(text.contains("p99.9"), "{text}");
         assert!(
             text.contains("settings:    acks=all producers=1\n"),
