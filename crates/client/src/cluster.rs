@@ -239,11 +239,17 @@ impl Cluster {
         self.snapshot().leader(topic_partition).and_then(Result::ok)
     }
 
+    /// The partition count of `topic` from the cache only; `None` when it is unknown or stale.
+    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<i32> {
+        if !self.is_fresh(topic) {
+            return None;
+        }
+        self.snapshot().partition_count(topic).and_then(Result::ok)
+    }
+
     /// The partition count of `topic`, refreshing metadata when the cache does not know it.
     pub(crate) async fn partition_count(&self, topic: &str) -> Result<i32> {
-        if self.is_fresh(topic)
-            && let Some(Ok(count)) = self.snapshot().partition_count(topic)
-        {
+        if let Some(count) = self.cached_partition_count(topic) {
             return Ok(count);
         }
         let snapshot = self.refresh(&[topic.to_string()]).await?;

@@ -288,9 +288,14 @@ impl Producer {
             });
         }
 
-        let partition_count = self
-            .wait_for_partition_count(&record.topic, deadline)
-            .await?;
+        // The cache answers almost every record; only a miss pays for the timed wait.
+        let partition_count = match shared.cluster.cached_partition_count(&record.topic) {
+            Some(count) if count > 0 => count,
+            _ => {
+                self.wait_for_partition_count(&record.topic, deadline)
+                    .await?
+            }
+        };
         if let Some(partition) = record.partition
             && partition >= partition_count
         {
