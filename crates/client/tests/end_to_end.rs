@@ -4,12 +4,10 @@
 //! sleeps to synchronise.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use strata_broker::{Broker, BrokerConfig, BrokerHandle};
 use strata_client::{
     Acks, Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Error,
     ErrorCode, Header, NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
@@ -21,18 +19,10 @@ use strata_record::{BatchIter, RecordBatch};
 use tempfile::TempDir;
 
 /// The longest any single step of these tests may take on a slow, loaded CI machine.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+mod common;
+use common::start_broker;
 
-async fn start_broker(data_dir: &Path) -> Result<(BrokerHandle, String)> {
-    let config = BrokerConfig {
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        ..Default::default()
-    };
-    let handle = Broker::start(config).await.context("starting the broker")?;
-    let address = handle.local_addr().to_string();
-    Ok((handle, address))
-}
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn admin(bootstrap: &str) -> Result<Admin> {
     Ok(Admin::connect(AdminConfig::builder().bootstrap(bootstrap).build()?).await?)

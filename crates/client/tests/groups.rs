@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use anyhow::{Result, ensure};
 use strata_client::{
     Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ErrorCode, NewTopic,
     OffsetReset, Producer, ProducerConfig, ProducerRecord, RebalanceEvent, TopicPartition,
@@ -16,20 +15,11 @@ use strata_client::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod common;
+use common::start_broker;
+
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 const PARTITIONS: i32 = 6;
-
-async fn start_broker(data_dir: &std::path::Path) -> Result<(BrokerHandle, String)> {
-    let handle = Broker::start(BrokerConfig {
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        ..Default::default()
-    })
-    .await
-    .context("starting the broker")?;
-    let address = handle.local_addr().to_string();
-    Ok((handle, address))
-}
 
 async fn produce(bootstrap: &str, topic: &str, range: std::ops::Range<usize>) -> Result<()> {
     let producer = Producer::connect(

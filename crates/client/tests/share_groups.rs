@@ -6,26 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use anyhow::{Result, ensure};
 use strata_client::{
     Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ErrorCode, NewTopic, Producer,
     ProducerConfig, ProducerRecord, ShareConsumer, ShareConsumerConfig, TopicPartition,
 };
 
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+mod common;
+use common::start_broker;
 
-async fn start_broker(data_dir: &std::path::Path) -> Result<(BrokerHandle, String)> {
-    let handle = Broker::start(BrokerConfig {
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        ..Default::default()
-    })
-    .await
-    .context("starting the broker")?;
-    let address = handle.local_addr().to_string();
-    Ok((handle, address))
-}
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn produce_jobs(bootstrap: &str, topic: &str, jobs: &[String]) -> Result<()> {
     let producer = Producer::connect(
