@@ -175,6 +175,22 @@ where
     }
 }
 
+// tonic refuses responses above 4 MiB by default. What a broker sends back is bounded by what
+// the client asked for (a fetch by `fetch_max_bytes`, 50 MiB by default), so the client sets no
+// limit of its own rather than fail a fetch it requested.
+
+fn broker_client(connection: &Connection) -> BrokerClient<Channel> {
+    BrokerClient::new(connection.channel.clone()).max_decoding_message_size(usize::MAX)
+}
+
+fn admin_client(connection: &Connection) -> AdminClient<Channel> {
+    AdminClient::new(connection.channel.clone()).max_decoding_message_size(usize::MAX)
+}
+
+fn group_client(connection: &Connection) -> GroupCoordinatorClient<Channel> {
+    GroupCoordinatorClient::new(connection.channel.clone()).max_decoding_message_size(usize::MAX)
+}
+
 fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
@@ -189,7 +205,7 @@ pub(crate) async fn metadata(
     topics: &[String],
     timeout: Duration,
 ) -> Result<MetadataSnapshot> {
-    let mut client = BrokerClient::new(connection.channel.clone());
+    let mut client = broker_client(connection);
     let message = wire::MetadataRequest {
         topics: topics.to_vec(),
     };
@@ -273,7 +289,7 @@ pub(crate) async fn produce(
     timeout: Duration,
     partitions: Vec<(TopicPartition, Bytes)>,
 ) -> Result<Vec<(TopicPartition, Result<ProducedBatch>)>> {
-    let mut client = BrokerClient::new(connection.channel.clone());
+    let mut client = broker_client(connection);
     let message = wire::ProduceRequest {
         acks,
         timeout_ms: duration_ms_i32(timeout),
@@ -320,7 +336,7 @@ pub(crate) async fn init_producer_id(
     connection: &Connection,
     timeout: Duration,
 ) -> Result<ProducerIdAndEpoch> {
-    let mut client = BrokerClient::new(connection.channel.clone());
+    let mut client = broker_client(connection);
     let message = wire::InitProducerIdRequest {
         transactional_id: String::new(),
     };
@@ -396,7 +412,7 @@ pub(crate) async fn fetch(
     parameters: FetchParameters,
     request_timeout: Duration,
 ) -> Result<Vec<FetchedPartition>> {
-    let mut client = BrokerClient::new(connection.channel.clone());
+    let mut client = broker_client(connection);
     let timeout = parameters.max_wait + request_timeout;
     let message = wire::FetchRequest {
         max_wait_ms: duration_ms_i32(parameters.max_wait),
@@ -457,7 +473,7 @@ pub(crate) async fn list_offsets(
     queries: Vec<(TopicPartition, i64)>,
     timeout: Duration,
 ) -> Result<Vec<(TopicPartition, Result<ListedOffset>)>> {
-    let mut client = BrokerClient::new(connection.channel.clone());
+    let mut client = broker_client(connection);
     let message = wire::ListOffsetsRequest {
         partitions: queries
             .into_iter()
@@ -516,7 +532,7 @@ pub(crate) async fn create_topic(
     topic: &NewTopic,
     timeout: Duration,
 ) -> Result<()> {
-    let mut client = AdminClient::new(connection.channel.clone());
+    let mut client = admin_client(connection);
     let message = wire::CreateTopicsRequest {
         topics: vec![wire::CreatableTopic {
             name: topic.name.clone(),
@@ -542,7 +558,7 @@ pub(crate) async fn delete_topic(
     name: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let mut client = AdminClient::new(connection.channel.clone());
+    let mut client = admin_client(connection);
     let message = wire::DeleteTopicsRequest {
         names: vec![name.to_string()],
         timeout_ms: duration_ms_i32(timeout),
@@ -562,7 +578,7 @@ pub(crate) async fn describe_configs(
     name: &str,
     timeout: Duration,
 ) -> Result<Vec<ConfigEntry>> {
-    let mut client = AdminClient::new(connection.channel.clone());
+    let mut client = admin_client(connection);
     let message = wire::DescribeConfigsRequest {
         topics: vec![name.to_string()],
     };
@@ -604,7 +620,7 @@ pub(crate) async fn alter_configs(
     delete: &[String],
     timeout: Duration,
 ) -> Result<()> {
-    let mut client = AdminClient::new(connection.channel.clone());
+    let mut client = admin_client(connection);
     let message = wire::AlterConfigsRequest {
         topics: vec![wire::AlterTopicConfigs {
             name: name.to_string(),
@@ -800,7 +816,7 @@ pub(crate) async fn find_coordinator(
     group_id: &str,
     timeout: Duration,
 ) -> Result<(i32, String)> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::FindCoordinatorRequest {
         group_id: group_id.to_string(),
     };
@@ -847,7 +863,7 @@ pub(crate) async fn consumer_group_heartbeat(
     heartbeat: &Heartbeat,
     timeout: Duration,
 ) -> Result<HeartbeatAnswer> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::ConsumerGroupHeartbeatRequest {
         group_id: heartbeat.group_id.clone(),
         member_id: heartbeat.member_id.clone(),
@@ -890,7 +906,7 @@ pub(crate) async fn offset_commit(
     offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
     timeout: Duration,
 ) -> Result<Vec<(TopicPartition, Result<()>)>> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let (member_id, member_epoch) = member.unwrap_or(("", -1));
     let message = wire::OffsetCommitRequest {
         group_id: group_id.to_string(),
@@ -947,7 +963,7 @@ pub(crate) async fn offset_fetch(
     partitions: &[TopicPartition],
     timeout: Duration,
 ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::OffsetFetchRequest {
         group_id: group_id.to_string(),
         partitions: to_wire_partitions(partitions),
@@ -972,7 +988,7 @@ pub(crate) async fn list_groups(
     connection: &Connection,
     timeout: Duration,
 ) -> Result<Vec<GroupListing>> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let response = call(
         connection,
         "ListGroups",
@@ -1007,7 +1023,7 @@ pub(crate) async fn describe_group(
     group_id: &str,
     timeout: Duration,
 ) -> Result<GroupDescription> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::DescribeGroupRequest {
         group_id: group_id.to_string(),
     };
@@ -1058,7 +1074,7 @@ pub(crate) async fn delete_group(
     group_id: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::DeleteGroupRequest {
         group_id: group_id.to_string(),
     };
@@ -1166,8 +1182,7 @@ pub(crate) async fn share_fetch(
     acks: &[ShareAckRequest],
     timeout: Duration,
 ) -> Result<(Vec<SharePartitionRecords>, AckOutcomes)> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone())
-        .max_decoding_message_size(usize::MAX);
+    let mut client = group_client(connection);
     let message = wire::ShareFetchRequest {
         group_id: group_id.to_string(),
         member_id: member_id.to_string(),
@@ -1217,7 +1232,7 @@ pub(crate) async fn share_acknowledge(
     leave: bool,
     timeout: Duration,
 ) -> Result<AckOutcomes> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::ShareAcknowledgeRequest {
         group_id: group_id.to_string(),
         member_id: member_id.to_string(),
@@ -1246,7 +1261,7 @@ pub(crate) async fn describe_share_group(
     group_id: &str,
     timeout: Duration,
 ) -> Result<ShareGroupDescription> {
-    let mut client = GroupCoordinatorClient::new(connection.channel.clone());
+    let mut client = group_client(connection);
     let message = wire::DescribeGroupRequest {
         group_id: group_id.to_string(),
     };

@@ -495,6 +495,46 @@ async fn acks_zero_does_not_wait_for_offsets() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_fetch_response_above_four_mib_is_read() -> Result<()> {
+    // gRPC's default message limit is 4 MiB; a consumer asking for more per fetch must get it.
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    admin(&bootstrap)
+        .await?
+        .create_topic(NewTopic::new("large-fetches", 1, 1))
+        .await?;
+    let producer = producer(&bootstrap).await?;
+    const RECORDS: usize = 48;
+    let value = Bytes::from(vec![b'v'; 128 << 10]);
+    for _ in 0..RECORDS {
+        drop(
+            producer
+                .send(ProducerRecord::new("large-fetches", value.clone()))
+                .await?,
+        );
+    }
+    producer.flush().await?;
+    producer.close().await?;
+
+    let config = ConsumerConfig::builder()
+        .bootstrap(bootstrap.as_str())
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .max_partition_fetch_bytes(8 << 20)
+        .build()?;
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign(vec![TopicPartition::new("large-fetches", 0)])?;
+    let records = poll_records(&mut consumer, RECORDS).await?;
+    assert_eq!(records.len(), RECORDS);
+    assert!(
+        records
+            .iter()
+            .all(|record| record.value == Some(value.clone()))
+    );
+    broker.shutdown().await;
+    Ok(())
+}
+
 /// Every batch of `topic_partition` from offset 0, as stored, through a raw Fetch.
 async fn stored_batches(
     client: &mut BrokerClient<tonic::transport::Channel>,
