@@ -16,9 +16,10 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
+        // `as_millis` divides a u128; a producer stamps every record, so this stays in u64.
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_millis() as i64)
+            .map(|elapsed| (elapsed.as_secs() * 1_000 + u64::from(elapsed.subsec_millis())) as i64)
             .unwrap_or(0)
     }
 }
@@ -46,5 +47,27 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clock_reads_milliseconds_since_the_epoch() {
+        let millis = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let before = millis();
+        let read = SystemClock.now_ms();
+        let after = millis();
+        assert!(
+            before <= read && read <= after,
+            "{before} <= {read} <= {after}"
+        );
     }
 }
