@@ -254,13 +254,14 @@ impl Producer {
     async fn enqueue(&self, mut record: ProducerRecord, reply: Reply) -> Result<()> {
         let shared = &self.shared;
         let config = &shared.config;
-        // One clock read on the path that does not wait; a record's cost here is per record.
-        let mut now = Instant::now();
-        let deadline = tokio::time::Instant::from_std(now) + config.max_block();
-        if lock(&shared.state).closed {
-            return Err(Error::ProducerClosed);
-        }
-        validate_topic_name(&record.topic).map_err(Error::InvalidInput)?;
+        // The clock is read only where it is needed: to start the `max_block_ms` deadline when
+        // this call has to wait, and to date a new batch. Most records need neither, and on this
+        // path every nanosecond is paid once per record.
+        let mut waiting_since: Option<Instant> = None;
+        let mut deadline = || {
+            tokio::time::Instant::from_std(*waiting_since.get_or_insert_with(Instant::now))
+                + config.max_block()
+        };
         if let Some(partition) = record.partition
             && partition < 0
         {
@@ -288,11 +289,16 @@ impl Producer {
             });
         }
 
-        // The cache answers almost every record; only a miss pays for the timed wait.
+        // The cache answers almost every record; only a miss pays for the timed wait. A topic
+        // in the cache exists, so its name is valid; a miss checks the name before asking.
         let partition_count = match shared.cluster.cached_partition_count(&record.topic) {
             Some(count) if count > 0 => count,
             _ => {
-                self.wait_for_partition_count(&record.topic, deadline)
+                if lock(&shared.state).closed {
+                    return Err(Error::ProducerClosed);
+                }
+                validate_topic_name(&record.topic).map_err(Error::InvalidInput)?;
+                self.wait_for_partition_count(&record.topic, deadline())
                     .await?
             }
         };
@@ -314,7 +320,7 @@ impl Producer {
             Err(TryAcquireError::NoPermits) => {
                 let waited_from = Instant::now();
                 match tokio::time::timeout_at(
-                    deadline,
+                    deadline(),
                     shared.buffer.clone().acquire_many_owned(permits),
                 )
                 .await
@@ -331,7 +337,6 @@ impl Producer {
                         ));
                     }
                 }
-                now = Instant::now();
             }
         }
 
@@ -362,17 +367,18 @@ impl Producer {
             let appended =
                 state
                     .accumulator
-                    .append(&topic_partition, now, fields, size, completion);
-            if appended.new_batch {
-                state.incomplete.insert(appended.batch_id);
-            }
+                    .append(&topic_partition, Instant::now, fields, size, completion);
             if appended.batch_closed {
                 state
                     .partitioner
                     .on_batch_closed(&topic_partition.topic, partition);
             }
-            if !state.topics.contains(&topic_partition.topic) {
-                state.topics.insert(topic_partition.topic);
+            // A topic's first record always starts a batch, so only new batches need a look.
+            if appended.new_batch {
+                state.incomplete.insert(appended.batch_id);
+                if !state.topics.contains(&topic_partition.topic) {
+                    state.topics.insert(topic_partition.topic);
+                }
             }
             appended
         };

@@ -315,10 +315,11 @@ impl<C> RecordAccumulator<C> {
 
     /// Adds a record to `topic_partition`'s open batch. `size_bound` is
     /// [`record_size_upper_bound`] of the record; it is also the buffer memory the record holds.
+    /// `now` is called only when the record starts a new batch, to date it.
     pub(crate) fn append(
         &mut self,
         topic_partition: &TopicPartition,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         record: RecordFields<'_>,
         size_bound: usize,
         completion: C,
@@ -349,7 +350,7 @@ impl<C> RecordAccumulator<C> {
                 topic_partition: topic_partition.clone(),
                 contents: Contents::Open(RecordBatchBuilder::new()),
                 completions: Vec::new(),
-                created: now,
+                created: now(),
                 attempts: 0,
                 retry_not_before: None,
                 reserved_bytes: 0,
@@ -583,7 +584,7 @@ mod tests {
         tag: u32,
     ) -> Appended {
         let size = record_size_upper_bound(None, Some(value), &[]);
-        accumulator.append(&partition(number), now, record(value), size, tag)
+        accumulator.append(&partition(number), || now, record(value), size, tag)
     }
 
     #[test]
