@@ -38,6 +38,10 @@ pub struct ConsumeBenchArgs {
     /// is already there; the flag is accepted for familiarity with Kafka's tools.
     #[arg(long)]
     from_beginning: bool,
+    /// Bytes a fetch may return per partition (the consumer's `max_partition_fetch_bytes`;
+    /// Kafka's consumer-perf-test calls it `--fetch-size`).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = clap::value_parser!(i32).range(1..))]
+    fetch_size: i32,
     /// Give up when no record arrived for this long.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
@@ -145,6 +149,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .auto_offset_reset(AutoOffsetReset::Earliest)
         .connect_timeout_ms(5_000)
+        .max_partition_fetch_bytes(args.fetch_size)
         .build()?;
     let idle_timeout = Duration::from_millis(args.timeout_ms);
     let progress = Progress::start("consume", Some(target), output);
@@ -192,6 +197,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
             ("consumers", json!(consumers)),
             ("partitions", json!(description.partitions.len())),
             ("target_records", json!(target)),
+            ("fetch_size", json!(args.fetch_size)),
         ],
     };
     summary.print(output);
