@@ -348,7 +348,12 @@ impl<C> RecordAccumulator<C> {
             queue.batches.push_back(ProducerBatch {
                 id,
                 topic_partition: topic_partition.clone(),
-                contents: Contents::Open(RecordBatchBuilder::new()),
+                // Sized for a full batch up front: growing by doubling to `batch_size` copied
+                // each batch once more (5 % of the client's CPU at 1 KiB records). Capacity not
+                // yet written costs address space, not memory.
+                contents: Contents::Open(RecordBatchBuilder::with_capacity(
+                    batch_size.max(single_record_batch_size(size_bound)),
+                )),
                 completions: Vec::new(),
                 created: now(),
                 attempts: 0,
