@@ -146,7 +146,12 @@ impl Cluster {
 
     /// Whether the cached metadata of `topic` can be trusted.
     pub(crate) fn is_fresh(&self, topic: &str) -> bool {
-        !self.stale_all.load(Ordering::SeqCst) && !lock(&self.stale_topics).contains(topic)
+        if self.stale_all.load(Ordering::SeqCst) {
+            return false;
+        }
+        // A producer asks once per record; an empty set needs no hashing.
+        let stale_topics = lock(&self.stale_topics);
+        stale_topics.is_empty() || !stale_topics.contains(topic)
     }
 
     /// Addresses to ask for metadata: brokers metadata already knows (they reflect the current
