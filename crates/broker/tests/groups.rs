@@ -59,6 +59,7 @@ async fn create_topic_with_records(channel: &Channel, topic: &str, records: usiz
         .produce(proto::ProduceRequest {
             acks: -1,
             timeout_ms: 5_000,
+            correlation_id: 0,
             partitions: vec![proto::PartitionRecords {
                 topic: topic.to_string(),
                 partition: 0,

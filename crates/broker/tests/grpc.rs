@@ -93,6 +93,7 @@ async fn produce(
     let request = proto::ProduceRequest {
         acks: -1,
         timeout_ms: 5_000,
+        correlation_id: 0,
         partitions: vec![proto::PartitionRecords {
             topic: topic.to_string(),
             partition,
@@ -295,6 +296,7 @@ async fn errors_carry_codes_and_touch_nothing() {
         .produce(proto::ProduceRequest {
             acks: 2,
             timeout_ms: 1_000,
+            correlation_id: 0,
             partitions: vec![],
         })
         .await
@@ -388,6 +390,69 @@ async fn topic_configs_describe_alter_and_delete() {
         .unwrap()
         .into_inner();
     assert!(metadata.topics.is_empty());
+    node.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_produce_stream_appends_and_answers_in_the_order_sent() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut node = start(directory.path()).await;
+    create_topic(&mut node.admin, "ordered", 1, &[]).await;
+    const REFUSED: u64 = 7;
+    // Every request is queued before the first answer, so many are in flight at once.
+    let requests: Vec<proto::ProduceRequest> = (0..20u64)
+        .map(|index| proto::ProduceRequest {
+            acks: if index == REFUSED { 5 } else { -1 },
+            timeout_ms: 5_000,
+            correlation_id: index,
+            partitions: vec![proto::PartitionRecords {
+                topic: "ordered".to_string(),
+                partition: 0,
+                records: records(&[&format!("v{index:02}")], 1_000),
+            }],
+        })
+        .collect();
+    let mut responses = node
+        .broker
+        .produce_stream(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answered = Vec::new();
+    while let Some(response) = responses.message().await.unwrap() {
+        answered.push(response);
+    }
+
+    let correlation_ids: Vec<u64> = answered
+        .iter()
+        .map(|response| response.correlation_id)
+        .collect();
+    assert_eq!(
+        correlation_ids,
+        (0..20).collect::<Vec<_>>(),
+        "answered in order"
+    );
+    let mut next_offset = 0;
+    for response in &answered {
+        let partition = &response.partitions[0];
+        if response.correlation_id == REFUSED {
+            // A bad request is answered with its error; the stream carries on.
+            assert_eq!(partition.error_code, ErrorCode::InvalidRequiredAcks.code());
+        } else {
+            assert_eq!(partition.error_code, 0, "{}", partition.error_message);
+            assert_eq!(
+                partition.base_offset, next_offset,
+                "appended in the order sent"
+            );
+            next_offset += 1;
+        }
+    }
+    let fetched = fetch(&mut node.broker, "ordered", 0, 0).await;
+    let expected: Vec<String> = (0..20)
+        .filter(|&index| index != REFUSED)
+        .map(|index| format!("v{index:02}"))
+        .collect();
+    assert_eq!(values(fetched.records), expected);
     node.handle.shutdown().await;
 }
 

@@ -281,35 +281,58 @@ pub(crate) struct ProducedBatch {
     pub log_append_time: Option<i64>,
 }
 
-/// Sends batches of several partitions, all led by the broker behind `connection`, in one
-/// request. The outer error fails the whole request; the inner ones single partitions.
-pub(crate) async fn produce(
-    connection: &Connection,
-    acks: i32,
-    timeout: Duration,
-    partitions: Vec<(TopicPartition, Bytes)>,
-) -> Result<Vec<(TopicPartition, Result<ProducedBatch>)>> {
-    let mut client = broker_client(connection);
-    let message = wire::ProduceRequest {
-        acks,
-        timeout_ms: duration_ms_i32(timeout),
-        partitions: partitions
-            .into_iter()
-            .map(|(topic_partition, records)| wire::PartitionRecords {
-                topic: topic_partition.topic,
-                partition: topic_partition.partition,
-                records,
-            })
-            .collect(),
-    };
-    let response = call(
-        connection,
-        "Produce",
-        timeout,
-        client.produce(request(message, timeout)),
-    )
-    .await?;
-    Ok(response
+/// A produce request carrying batches of several partitions, all led by one broker.
+pub(crate) struct ProduceRequest(wire::ProduceRequest);
+
+/// Each partition's outcome in a produce response.
+pub(crate) type ProduceResults = Vec<(TopicPartition, Result<ProducedBatch>)>;
+
+impl ProduceRequest {
+    pub(crate) fn new(
+        acks: i32,
+        timeout: Duration,
+        partitions: Vec<(TopicPartition, Bytes)>,
+    ) -> ProduceRequest {
+        ProduceRequest(wire::ProduceRequest {
+            acks,
+            timeout_ms: duration_ms_i32(timeout),
+            partitions: partitions
+                .into_iter()
+                .map(|(topic_partition, records)| wire::PartitionRecords {
+                    topic: topic_partition.topic,
+                    partition: topic_partition.partition,
+                    records,
+                })
+                .collect(),
+            correlation_id: 0,
+        })
+    }
+
+    /// Pairs the request with its response on a `ProduceStream`.
+    pub(crate) fn set_correlation_id(&mut self, correlation_id: u64) {
+        self.0.correlation_id = correlation_id;
+    }
+}
+
+/// The responses of a `ProduceStream`, in the order of its requests.
+pub(crate) struct ProduceResponses {
+    address: String,
+    responses: tonic::Streaming<wire::ProduceResponse>,
+}
+
+impl ProduceResponses {
+    /// The next response as `(correlation_id, results)`; `None` when the broker ended the stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<(u64, ProduceResults)>> {
+        match self.responses.message().await {
+            Ok(Some(response)) => Ok(Some((response.correlation_id, produce_results(response)))),
+            Ok(None) => Ok(None),
+            Err(status) => Err(status_to_error(&status, &self.address)),
+        }
+    }
+}
+
+fn produce_results(response: wire::ProduceResponse) -> ProduceResults {
+    response
         .partitions
         .into_iter()
         .map(|partition| {
@@ -326,7 +349,30 @@ pub(crate) async fn produce(
             };
             (topic_partition, result)
         })
-        .collect())
+        .collect()
+}
+
+/// Opens a `ProduceStream` that sends the requests `requests` yields, in order.
+pub(crate) async fn open_produce_stream(
+    connection: &Connection,
+    requests: tokio::sync::mpsc::UnboundedReceiver<ProduceRequest>,
+    timeout: Duration,
+) -> Result<ProduceResponses> {
+    use tokio_stream::StreamExt;
+    let requests =
+        tokio_stream::wrappers::UnboundedReceiverStream::new(requests).map(|request| request.0);
+    let mut client = broker_client(connection);
+    let responses = call(
+        connection,
+        "ProduceStream",
+        timeout,
+        client.produce_stream(requests),
+    )
+    .await?;
+    Ok(ProduceResponses {
+        address: connection.address.clone(),
+        responses,
+    })
 }
 
 // ---- InitProducerId ----

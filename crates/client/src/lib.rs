@@ -55,6 +55,7 @@ mod group;
 mod grpc;
 mod metadata;
 mod partitioner;
+mod produce_stream;
 mod producer;
 mod producer_config;
 mod producer_record;

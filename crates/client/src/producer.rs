@@ -4,13 +4,18 @@
 //! Data flow: [`Producer::send`] picks the partition, reserves buffer memory (waiting up to
 //! `max_block_ms` when the buffer is full: that is the producer's backpressure) and appends the
 //! record to the [`RecordAccumulator`]. The sender task wakes when a batch is full, when `linger`
-//! passes, on `flush` and on close; it groups ready partitions by leader and sends one
-//! `ProduceRequest` per leader, each in its own task. Responses resolve every record's
-//! [`DeliveryFuture`] with `base_offset + index`.
+//! passes, on `flush` and on close; it groups ready partitions by leader and submits one
+//! `ProduceRequest` per leader to that leader's [`ProduceStream`], on which the broker appends
+//! requests in the order sent. The stream's task hands each response back here in that order;
+//! it resolves every record's [`DeliveryFuture`] with `base_offset + index`.
 //!
-//! Ordering: at most one batch per partition is in flight, and a retried batch goes back to the
-//! front of its partition's queue, so records of a partition are stored in `send` order even
-//! across retries.
+//! Ordering: up to `max_in_flight_per_partition` batches of a partition are in flight, all on
+//! one stream, so they are appended in `send` order. A retried batch goes back into its queue
+//! ahead of every newer batch and is sent alone; with idempotence the newer batches behind it
+//! are refused as out of sequence and retried after it, so records of a partition are stored in
+//! `send` order even across retries (see [`RecordAccumulator`] for the case without). Outcomes
+//! are reported in offset order: a batch acknowledged while an older one of its partition is
+//! unsettled (a rare case across a leader change) is parked until the older one settles.
 //!
 //! Idempotence (on by default, as in Kafka 3.x): a request that timed out or whose response was
 //! lost may still have been appended, so its retry could store the records twice. With
@@ -25,7 +30,7 @@
 //! Lifetime: the sender task runs until the producer is closed, explicitly with
 //! [`Producer::close`] or by dropping the last clone; either way it sends what is buffered first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,6 +47,7 @@ use crate::error::{Error, Result};
 use crate::grpc;
 use crate::metadata::Leader;
 use crate::partitioner::Partitioner;
+use crate::produce_stream::ProduceStream;
 use crate::producer_config::{Acks, ProducerConfig};
 use crate::producer_record::{ProducerRecord, RecordMetadata};
 use crate::record_accumulator::{
@@ -115,8 +121,20 @@ struct Completion {
     timestamp: i64,
 }
 
+/// A request on a produce stream: the batches it carries and where it went.
+struct InFlight {
+    leader: Leader,
+    batches: Vec<ProducerBatch<Completion>>,
+}
+
+/// A batch acknowledged at `(base_offset, log_append_time)` while an older batch of its
+/// partition was still unsettled.
+type Parked = (ProducerBatch<Completion>, (i64, Option<i64>));
+
 struct ProducerState {
     accumulator: RecordAccumulator<Completion>,
+    /// Acknowledged batches waiting for older ones, by batch id (creation order).
+    parked: BTreeMap<u64, Parked>,
     partitioner: Partitioner,
     /// Topics this producer writes to, for metadata refreshes.
     topics: BTreeSet<String>,
@@ -142,6 +160,10 @@ struct ProducerShared {
     /// Free buffer memory in bytes. Closed when the producer closes, which fails waiting sends.
     buffer: Arc<Semaphore>,
     sender_task: Mutex<Option<JoinHandle<()>>>,
+    /// One ordered produce stream per leader address, opened on first use and replaced when it
+    /// ends. Cleared when the sender task stops, which lets the streams' tasks (and their
+    /// references to this producer) end.
+    streams: Mutex<HashMap<String, ProduceStream<InFlight>>>,
 }
 
 struct CloseOnDrop(Arc<ProducerShared>);
@@ -168,16 +190,19 @@ impl Producer {
             let producer = init_producer_id(&cluster, &config).await?;
             tracing::debug!(?producer, "idempotent producer initialised");
             let mut accumulator =
-                RecordAccumulator::idempotent(config.batch_size(), config.linger());
+                RecordAccumulator::idempotent(config.batch_size(), config.linger())
+                    .with_max_in_flight(config.max_in_flight_per_partition());
             accumulator.set_producer(producer);
             accumulator
         } else {
             RecordAccumulator::new(config.batch_size(), config.linger())
+                .with_max_in_flight(config.max_in_flight_per_partition())
         };
         let shared = Arc::new(ProducerShared {
             cluster,
             state: Mutex::new(ProducerState {
                 accumulator,
+                parked: BTreeMap::new(),
                 partitioner: Partitioner::default(),
                 topics: BTreeSet::new(),
                 incomplete: BTreeSet::new(),
@@ -190,6 +215,7 @@ impl Producer {
             batches_completed: Notify::new(),
             buffer: Arc::new(Semaphore::new(config.buffer_memory())),
             sender_task: Mutex::new(None),
+            streams: Mutex::new(HashMap::new()),
             config,
         });
         let task = tokio::spawn(run_sender(shared.clone()));
@@ -451,6 +477,10 @@ impl Producer {
                     self.shared
                         .finish_batch(&mut state, batch, Err(error.clone()));
                 }
+                // Acknowledged, only waiting for older batches that are now failed.
+                for (_, (batch, outcome)) in std::mem::take(&mut state.parked) {
+                    self.shared.finish_batch(&mut state, batch, Ok(outcome));
+                }
                 self.shared.unlock_and_run_callbacks(state);
                 Err(error)
             }
@@ -653,6 +683,7 @@ async fn run_sender(shared: Arc<ProducerShared>) {
                 state.accumulator.on_batch_failed(&batch);
                 shared.finish_batch(&mut state, batch, Err(error));
             }
+            shared.release_parked(&mut state);
             let finished =
                 state.closed && state.accumulator.is_empty() && state.in_flight_requests == 0;
             let looked = (
@@ -754,8 +785,9 @@ async fn run_sender(shared: Arc<ProducerShared>) {
                 batches
             };
             if !batches.is_empty() {
-                tokio::spawn(send_batches(shared.clone(), leader, batches));
-                // Partitions skipped for size are still ready: look again right away.
+                shared.submit(leader, batches);
+                // Partitions skipped for size, or with room for another batch in flight, are
+                // still ready: look again right away.
                 wake_at = Some(now);
             }
         }
@@ -770,62 +802,87 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             None => woken.await,
         }
     }
+    // Nothing is in flight any more; the streams' tasks end once their handles are gone.
+    lock(&shared.streams).clear();
     tracing::debug!("producer sender task stopped");
 }
 
-/// Sends one `ProduceRequest` to `leader` and settles each batch: acknowledged, retried or failed.
-async fn send_batches(
-    shared: Arc<ProducerShared>,
-    leader: Leader,
-    mut batches: Vec<ProducerBatch<Completion>>,
-) {
-    let config = &shared.config;
-    let acks = config.acks();
-    let payload: Vec<(TopicPartition, Bytes)> = batches
-        .iter()
-        .map(|batch| (batch.topic_partition.clone(), batch.bytes()))
-        .collect();
-
-    if acks == Acks::None {
-        // acks=0: the records count as delivered once sent; nobody waits for the response.
-        let mut state = lock(&shared.state);
-        for batch in &mut batches {
-            let completions = std::mem::take(&mut batch.completions);
-            let reserved_bytes = std::mem::take(&mut batch.reserved_bytes);
-            shared.settle(
-                &mut state,
-                batch.id,
-                &batch.topic_partition,
-                completions,
-                reserved_bytes,
-                Ok((-1, None)),
-            );
-        }
-        shared.unlock_and_run_callbacks(state);
-    }
-
-    let result = match shared.cluster.connection(&leader.address).await {
-        Ok(connection) => {
-            grpc::produce(
-                &connection,
-                acks.as_i32(),
-                config.request_timeout(),
-                payload,
-            )
-            .await
-        }
-        Err(error) => Err(error),
-    };
-    if let Err(error) = &result {
-        let topics = batches
+impl ProducerShared {
+    /// Sends `batches` to `leader` behind everything sent to it before, on its produce stream.
+    fn submit(self: &Arc<Self>, leader: Leader, mut batches: Vec<ProducerBatch<Completion>>) {
+        let config = &self.config;
+        let acks = config.acks();
+        let payload: Vec<(TopicPartition, Bytes)> = batches
             .iter()
-            .map(|batch| batch.topic_partition.topic.as_str());
-        shared.cluster.on_error(error, &leader.address, topics);
+            .map(|batch| (batch.topic_partition.clone(), batch.bytes()))
+            .collect();
+        let mut request =
+            grpc::ProduceRequest::new(acks.as_i32(), config.request_timeout(), payload);
+
+        if acks == Acks::None {
+            // acks=0: the records count as delivered once sent; nobody waits for the response.
+            let mut state = lock(&self.state);
+            for batch in &mut batches {
+                let completions = std::mem::take(&mut batch.completions);
+                let reserved_bytes = std::mem::take(&mut batch.reserved_bytes);
+                self.settle(
+                    &mut state,
+                    batch.id,
+                    &batch.topic_partition,
+                    completions,
+                    reserved_bytes,
+                    Ok((-1, None)),
+                );
+            }
+            self.unlock_and_run_callbacks(state);
+        }
+
+        let address = leader.address.clone();
+        let mut in_flight = InFlight { leader, batches };
+        let mut streams = lock(&self.streams);
+        // A stream that ended is replaced; a new one accepts at once, so this runs at most twice.
+        loop {
+            let stream = streams
+                .entry(address.clone())
+                .or_insert_with(|| self.open_stream(&address));
+            if stream.is_closed() {
+                *stream = self.open_stream(&address);
+            }
+            match stream.submit(request, in_flight) {
+                Ok(()) => return,
+                Err(returned) => {
+                    (request, in_flight) = returned;
+                    streams.remove(&address);
+                }
+            }
+        }
     }
 
-    let now = Instant::now();
-    {
-        let mut state = lock(&shared.state);
+    fn open_stream(self: &Arc<Self>, address: &str) -> ProduceStream<InFlight> {
+        let shared = self.clone();
+        ProduceStream::open(
+            self.cluster.clone(),
+            address.to_string(),
+            self.config.request_timeout(),
+            move |in_flight, outcome| shared.complete_request(in_flight, outcome),
+        )
+    }
+
+    /// Settles each batch of a finished request: acknowledged, retried or failed. Called by the
+    /// stream's task in the order the requests were sent.
+    fn complete_request(&self, in_flight: InFlight, result: Result<grpc::ProduceResults>) {
+        let InFlight { leader, batches } = in_flight;
+        let config = &self.config;
+        let acks = config.acks();
+        if let Err(error) = &result {
+            let topics = batches
+                .iter()
+                .map(|batch| batch.topic_partition.topic.as_str());
+            self.cluster.on_error(error, &leader.address, topics);
+        }
+
+        let now = Instant::now();
+        let mut state = lock(&self.state);
         state.in_flight_requests -= 1;
         for batch in batches {
             let topic_partition = batch.topic_partition.clone();
@@ -845,8 +902,7 @@ async fn send_batches(
             if let Err(error) = &outcome
                 && result.is_ok()
             {
-                shared
-                    .cluster
+                self.cluster
                     .on_error(error, &leader.address, [topic_partition.topic.as_str()]);
             }
             if acks == Acks::None {
@@ -854,20 +910,30 @@ async fn send_batches(
                 if let Err(error) = &outcome {
                     tracing::debug!(%topic_partition, %error, "acks=0 produce failed");
                 }
-                state.accumulator.complete(&topic_partition);
+                state.accumulator.complete(&batch);
                 continue;
             }
+            let behind_unsettled = state
+                .accumulator
+                .has_older_unsettled(&topic_partition, batch.id);
             match outcome {
                 Ok(produced) => {
-                    state.accumulator.complete(&topic_partition);
-                    shared.finish_batch(
-                        &mut state,
-                        batch,
-                        Ok((produced.base_offset, produced.log_append_time)),
-                    );
+                    state.accumulator.complete(&batch);
+                    state.accumulator.on_batch_acknowledged(&batch);
+                    let outcome = (produced.base_offset, produced.log_append_time);
+                    if behind_unsettled {
+                        state.parked.insert(batch.id, (batch, outcome));
+                    } else {
+                        self.finish_batch(&mut state, batch, Ok(outcome));
+                    }
                 }
+                // OUT_OF_ORDER_SEQUENCE_NUMBER behind an unsettled batch means the leader has
+                // not stored that older batch (yet): this one goes again after it. Anywhere
+                // else it is final, since resending the same sequence cannot succeed.
                 Err(error)
-                    if error.is_retriable()
+                    if (error.is_retriable()
+                        || (behind_unsettled
+                            && error.code() == Some(ErrorCode::OutOfOrderSequenceNumber)))
                         && batch.attempts <= config.retries()
                         && now < batch.created + config.delivery_timeout() =>
                 {
@@ -881,19 +947,40 @@ async fn send_batches(
                     state.accumulator.reenqueue(batch, now + delay);
                 }
                 Err(error) => {
-                    state.accumulator.complete(&topic_partition);
-                    // OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH land here too:
-                    // they are not retriable, since resending the same sequence cannot succeed.
+                    state.accumulator.complete(&batch);
+                    // INVALID_PRODUCER_EPOCH lands here too.
                     if state.accumulator.on_batch_failed(&batch) {
                         tracing::info!(%topic_partition, %error, "a stamped batch failed; retiring the producer id");
                     }
-                    shared.finish_batch(&mut state, batch, Err(error));
+                    self.finish_batch(&mut state, batch, Err(error));
                 }
             }
         }
-        shared.unlock_and_run_callbacks(state);
+        self.release_parked(&mut state);
+        self.unlock_and_run_callbacks(state);
+        self.wake_sender.notify_one();
     }
-    shared.wake_sender.notify_one();
+
+    /// Settles parked batches whose older batches have all settled, oldest first.
+    fn release_parked(&self, state: &mut ProducerState) {
+        if state.parked.is_empty() {
+            return;
+        }
+        let releasable: Vec<u64> = state
+            .parked
+            .iter()
+            .filter(|(id, (batch, _))| {
+                !state
+                    .accumulator
+                    .has_older_unsettled(&batch.topic_partition, **id)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in releasable {
+            let (batch, outcome) = state.parked.remove(&id).expect("listed just now");
+            self.finish_batch(state, batch, Ok(outcome));
+        }
+    }
 }
 
 /// Asks any broker for a producer id, once.

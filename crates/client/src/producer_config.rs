@@ -8,6 +8,7 @@ use strata_record::BATCH_HEADER_BYTES;
 
 use crate::cluster::{ConnectionSettings, parse_bootstrap};
 use crate::error::{Error, Result};
+use crate::record_accumulator::MAX_IN_FLIGHT_PER_PARTITION;
 
 /// How many replicas must have a batch before the broker acknowledges it (Kafka's `acks`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -98,6 +99,7 @@ pub struct ProducerConfig {
     delivery_timeout: Duration,
     connect_timeout: Duration,
     max_request_size: usize,
+    max_in_flight_per_partition: usize,
 }
 
 impl ProducerConfig {
@@ -113,6 +115,9 @@ impl ProducerConfig {
     }
     pub fn enable_idempotence(&self) -> bool {
         self.enable_idempotence
+    }
+    pub fn max_in_flight_per_partition(&self) -> usize {
+        self.max_in_flight_per_partition
     }
     pub fn linger(&self) -> Duration {
         self.linger
@@ -174,6 +179,7 @@ pub struct ProducerConfigBuilder {
     delivery_timeout_ms: u64,
     connect_timeout_ms: u64,
     max_request_size: usize,
+    max_in_flight_per_partition: usize,
 }
 
 impl Default for ProducerConfigBuilder {
@@ -197,6 +203,7 @@ impl Default for ProducerConfigBuilder {
             delivery_timeout_ms: 120_000,
             connect_timeout_ms: 10_000,
             max_request_size: 1 << 20,
+            max_in_flight_per_partition: MAX_IN_FLIGHT_PER_PARTITION,
         }
     }
 }
@@ -277,6 +284,19 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// How many batches of one partition may await their acknowledgement at once (Kafka's
+    /// `max.in.flight.requests.per.connection`; Strata's requests carry one batch per partition,
+    /// so it is counted per partition). Default and maximum 5: the leader remembers the last five
+    /// batches of an idempotent producer, so it can recognise a retry of any of them.
+    ///
+    /// With idempotence, records of a partition are stored in `send` order even across retries.
+    /// Without it, as in Kafka, a retried batch can land behind a newer batch that succeeded;
+    /// set 1 to keep the order then, at the cost of one round trip per batch.
+    pub fn max_in_flight_per_partition(mut self, batches: usize) -> Self {
+        self.max_in_flight_per_partition = batches;
+        self
+    }
+
     pub fn build(self) -> Result<ProducerConfig> {
         let bootstrap = parse_bootstrap(&self.bootstrap)?;
         // Kafka's rule: with acks=1 a leader can acknowledge a batch and lose it on failover, and
@@ -297,6 +317,12 @@ impl ProducerConfigBuilder {
         }
         if self.buffer_memory == 0 {
             return Err(Error::Config("buffer_memory must be positive".to_string()));
+        }
+        if !(1..=MAX_IN_FLIGHT_PER_PARTITION).contains(&self.max_in_flight_per_partition) {
+            return Err(Error::Config(format!(
+                "max_in_flight_per_partition must be between 1 and {MAX_IN_FLIGHT_PER_PARTITION}, got {}",
+                self.max_in_flight_per_partition
+            )));
         }
         if u32::try_from(self.buffer_memory).is_err() {
             return Err(Error::Config(format!(
@@ -337,6 +363,7 @@ impl ProducerConfigBuilder {
             delivery_timeout: Duration::from_millis(self.delivery_timeout_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             max_request_size: self.max_request_size,
+            max_in_flight_per_partition: self.max_in_flight_per_partition,
         })
     }
 }

@@ -10,8 +10,14 @@
 //!   than `batch_size` gets a batch of its own.
 //! - A partition is ready when its oldest batch is closed, has waited `linger`, is a retry whose
 //!   backoff has passed, or a flush or close is in progress.
-//! - At most one batch per partition is in flight. A retried batch goes back to the front of its
-//!   queue, so retries never reorder a partition's records.
+//! - At most `max_in_flight` batches per partition are in flight (Kafka's
+//!   `max.in.flight.requests.per.connection`, at most five: the leader remembers the last five
+//!   batches of each producer, so it recognises a retry of any of them). A retried batch goes
+//!   back into its queue in creation order, ahead of every newer batch, and while a retry is at
+//!   the front the partition sends one batch at a time. With idempotence that keeps a
+//!   partition's records in order across retries: a newer batch in flight behind a failed one
+//!   is refused as out of sequence and retried after it. Without idempotence, as in Kafka, the
+//!   newer batch may already be stored, so the retry lands behind it unless `max_in_flight` is 1.
 //!
 //! Idempotence (Kafka's `TransactionManager` sequence bookkeeping, without transactions): an
 //! idempotent accumulator stamps each batch with the producer id, epoch and the partition's next
@@ -26,7 +32,7 @@
 //! whose sequences start at 0 on every partition. Batches already stamped with the old id keep it;
 //! the old id's state on their partitions is still consistent, so their retries still work.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -178,16 +184,34 @@ impl<C> std::fmt::Debug for ProducerBatch<C> {
 }
 
 struct PartitionQueue<C> {
+    /// Waiting to be sent, in creation order (retries included).
     batches: VecDeque<ProducerBatch<C>>,
-    in_flight: bool,
+    /// Ids of the batches sent and not yet completed or re-enqueued.
+    in_flight: BTreeSet<u64>,
 }
 
 impl<C> Default for PartitionQueue<C> {
     fn default() -> Self {
         PartitionQueue {
             batches: VecDeque::new(),
-            in_flight: false,
+            in_flight: BTreeSet::new(),
         }
+    }
+}
+
+impl<C> PartitionQueue<C> {
+    /// Whether the oldest queued batch may be sent now, as far as in-flight batches go: a retry
+    /// waits until nothing else of the partition is in flight, so it goes out alone and in order.
+    fn may_send(&self, max_in_flight: usize) -> bool {
+        match self.batches.front() {
+            Some(oldest) if oldest.attempts > 0 => self.in_flight.is_empty(),
+            Some(_) => self.in_flight.len() < max_in_flight,
+            None => false,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.batches.is_empty() && self.in_flight.is_empty()
     }
 }
 
@@ -234,7 +258,18 @@ pub(crate) struct RecordAccumulator<C> {
     /// Next base sequence per partition under `producer`. Kept apart from `partitions`, whose
     /// entries come and go with their queues, because a sequence must outlive an empty queue.
     next_sequences: BTreeMap<TopicPartition, i32>,
+    /// Batches per partition that may be in flight at once.
+    max_in_flight: usize,
+    /// Partitions whose leader has acknowledged a batch stamped with `producer`. Only such a
+    /// leader refuses a sequence gap: one that does not know the producer yet takes any first
+    /// sequence, so a newer batch could be stored ahead of an older one that failed. Until the
+    /// first acknowledgement a partition keeps one batch in flight.
+    acknowledged: BTreeSet<TopicPartition>,
 }
+
+/// The most batches per partition a producer keeps in flight: the leader remembers the last five
+/// batches of each producer, so a retry of any of them is still recognised.
+pub(crate) const MAX_IN_FLIGHT_PER_PARTITION: usize = 5;
 
 fn earliest(current: Option<Instant>, candidate: Instant) -> Option<Instant> {
     Some(current.map_or(candidate, |current| current.min(candidate)))
@@ -252,7 +287,20 @@ impl<C> RecordAccumulator<C> {
             idempotent: false,
             producer: None,
             next_sequences: BTreeMap::new(),
+            max_in_flight: 1,
+            acknowledged: BTreeSet::new(),
         }
+    }
+
+    /// Lets up to `max_in_flight` batches of a partition be in flight at once (at most
+    /// [`MAX_IN_FLIGHT_PER_PARTITION`]).
+    pub(crate) fn with_max_in_flight(mut self, max_in_flight: usize) -> RecordAccumulator<C> {
+        assert!(
+            (1..=MAX_IN_FLIGHT_PER_PARTITION).contains(&max_in_flight),
+            "max_in_flight must be within 1..=5"
+        );
+        self.max_in_flight = max_in_flight;
+        self
     }
 
     /// An accumulator whose batches carry a producer id and sequences. Nothing new is sent until
@@ -273,6 +321,7 @@ impl<C> RecordAccumulator<C> {
         );
         if self.producer != Some(producer) {
             self.next_sequences.clear();
+            self.acknowledged.clear();
         }
         self.producer = Some(producer);
     }
@@ -307,9 +356,30 @@ impl<C> RecordAccumulator<C> {
             Some(sequence) if Some(sequence.producer) == self.producer => {
                 self.producer = None;
                 self.next_sequences.clear();
+                self.acknowledged.clear();
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The leader acknowledged `batch`. Once it has acknowledged one stamped with the current
+    /// producer id, the partition may have several batches in flight.
+    pub(crate) fn on_batch_acknowledged(&mut self, batch: &ProducerBatch<C>) {
+        if let Some(sequence) = batch.sequence
+            && Some(sequence.producer) == self.producer
+            && !self.acknowledged.contains(&batch.topic_partition)
+        {
+            self.acknowledged.insert(batch.topic_partition.clone());
+        }
+    }
+
+    /// How many batches of `topic_partition` may be in flight now.
+    fn in_flight_limit(&self, topic_partition: &TopicPartition) -> usize {
+        if self.idempotent && !self.acknowledged.contains(topic_partition) {
+            1
+        } else {
+            self.max_in_flight
         }
     }
 
@@ -392,7 +462,7 @@ impl<C> RecordAccumulator<C> {
             let Some(oldest) = queue.batches.front() else {
                 continue;
             };
-            if queue.in_flight {
+            if !queue.may_send(self.in_flight_limit(topic_partition)) {
                 continue;
             }
             // A new batch cannot be stamped until a producer id arrives; retries already are.
@@ -434,8 +504,9 @@ impl<C> RecordAccumulator<C> {
     /// (no producer id).
     pub(crate) fn drain(&mut self, topic_partition: &TopicPartition) -> Option<ProducerBatch<C>> {
         let needs_producer_id = self.needs_producer_id();
+        let limit = self.in_flight_limit(topic_partition);
         let queue = self.partitions.get_mut(topic_partition)?;
-        if queue.in_flight {
+        if !queue.may_send(limit) {
             return None;
         }
         let oldest = queue.batches.front()?;
@@ -465,33 +536,56 @@ impl<C> RecordAccumulator<C> {
             .batches
             .pop_front()
             .expect("the queue has the batch just looked at");
-        queue.in_flight = true;
+        queue.in_flight.insert(batch.id);
         batch.build(sequence);
         batch.attempts += 1;
         batch.retry_not_before = None;
         Some(batch)
     }
 
-    /// The in-flight batch of `topic_partition` finished (acknowledged or failed for good).
-    pub(crate) fn complete(&mut self, topic_partition: &TopicPartition) {
-        if let Some(queue) = self.partitions.get_mut(topic_partition) {
-            queue.in_flight = false;
-            if queue.batches.is_empty() {
-                self.partitions.remove(topic_partition);
+    /// An in-flight batch finished (acknowledged or failed for good).
+    pub(crate) fn complete(&mut self, batch: &ProducerBatch<C>) {
+        if let Some(queue) = self.partitions.get_mut(&batch.topic_partition) {
+            queue.in_flight.remove(&batch.id);
+            if queue.is_idle() {
+                self.partitions.remove(&batch.topic_partition);
             }
         }
     }
 
-    /// Puts a batch whose send failed back at the front of its queue, to be sent again no
-    /// earlier than `retry_not_before`.
+    /// Puts a batch whose send failed back into its queue, ahead of every newer batch, to be
+    /// sent again no earlier than `retry_not_before`.
     pub(crate) fn reenqueue(&mut self, mut batch: ProducerBatch<C>, retry_not_before: Instant) {
         batch.retry_not_before = Some(retry_not_before);
         let queue = self
             .partitions
             .entry(batch.topic_partition.clone())
             .or_default();
-        queue.in_flight = false;
-        queue.batches.push_front(batch);
+        queue.in_flight.remove(&batch.id);
+        // Batch ids grow in creation order, which is also the partition's sequence order.
+        let position = queue.batches.partition_point(|queued| queued.id < batch.id);
+        queue.batches.insert(position, batch);
+    }
+
+    /// Whether a batch of `topic_partition` older than `batch_id` is still unsettled: in flight,
+    /// or queued for a retry. A newer batch's outcome waits for it (records are reported in
+    /// offset order), and a sequence error on the newer batch may just mean the leader has not
+    /// seen the older one yet.
+    pub(crate) fn has_older_unsettled(
+        &self,
+        topic_partition: &TopicPartition,
+        batch_id: u64,
+    ) -> bool {
+        self.partitions.get(topic_partition).is_some_and(|queue| {
+            queue
+                .in_flight
+                .first()
+                .is_some_and(|&oldest| oldest < batch_id)
+                || queue
+                    .batches
+                    .front()
+                    .is_some_and(|queued| queued.attempts > 0 && queued.id < batch_id)
+        })
     }
 
     /// Removes the queued batches created at or before `now - delivery_timeout`; the caller
@@ -513,8 +607,7 @@ impl<C> RecordAccumulator<C> {
                 expired.extend(queue.batches.pop_front());
             }
         }
-        self.partitions
-            .retain(|_, queue| queue.in_flight || !queue.batches.is_empty());
+        self.partitions.retain(|_, queue| !queue.is_idle());
         expired
     }
 
@@ -533,7 +626,8 @@ impl<C> RecordAccumulator<C> {
         for queue in self.partitions.values_mut() {
             drained.extend(queue.batches.drain(..));
         }
-        self.partitions.retain(|_, queue| queue.in_flight);
+        self.partitions
+            .retain(|_, queue| !queue.in_flight.is_empty());
         drained
     }
 
@@ -671,7 +765,7 @@ mod tests {
                 batch.size_in_bytes()
             );
             counts.push(batch.record_count());
-            accumulator.complete(&partition(0));
+            accumulator.complete(&batch);
         }
         assert_eq!(counts.iter().sum::<usize>(), 7);
         assert!(
@@ -690,7 +784,7 @@ mod tests {
         assert!(appended.new_batch && appended.batch_closed);
         let first = accumulator.drain(&partition(0)).expect("first batch");
         assert_eq!(first.completions, vec![0]);
-        accumulator.complete(&partition(0));
+        accumulator.complete(&first);
         let second = accumulator.drain(&partition(0)).expect("second batch");
         assert_eq!(second.completions, vec![1]);
     }
@@ -724,9 +818,67 @@ mod tests {
             .expect("the retried batch first");
         assert_eq!(again.completions, vec![0]);
         assert_eq!(again.attempts, 2);
-        accumulator.complete(&partition(0));
+        accumulator.complete(&again);
         let next = accumulator.drain(&partition(0)).expect("then the next one");
         assert_eq!(next.completions, vec![1]);
+    }
+
+    #[test]
+    fn several_batches_fly_once_acknowledged_and_a_retry_goes_alone_and_in_order() {
+        let start = Instant::now();
+        let mut accumulator =
+            RecordAccumulator::idempotent(1 << 20, Duration::ZERO).with_max_in_flight(3);
+        accumulator.set_producer(PRODUCER);
+        for tag in 0..6 {
+            append(&mut accumulator, 0, start, b"x", tag);
+            let closed = accumulator
+                .partitions
+                .get_mut(&partition(0))
+                .and_then(|queue| queue.batches.back_mut())
+                .expect("just appended");
+            closed.closed = true;
+        }
+        // The leader does not know this producer yet: one batch at a time.
+        let first = accumulator.drain(&partition(0)).expect("first");
+        assert!(accumulator.drain(&partition(0)).is_none());
+        accumulator.complete(&first);
+        accumulator.on_batch_acknowledged(&first);
+
+        // Acknowledged once: up to three in flight.
+        let second = accumulator.drain(&partition(0)).expect("second");
+        let third = accumulator.drain(&partition(0)).expect("third");
+        let fourth = accumulator.drain(&partition(0)).expect("fourth");
+        assert!(
+            accumulator.drain(&partition(0)).is_none(),
+            "three in flight"
+        );
+        assert!(accumulator.ready(start).ready.is_empty());
+        assert!(!accumulator.has_older_unsettled(&partition(0), second.id));
+        assert!(accumulator.has_older_unsettled(&partition(0), third.id));
+
+        // The second fails and the two behind it are refused: they go back in creation order.
+        accumulator.reenqueue(fourth, start);
+        accumulator.reenqueue(second, start);
+        accumulator.reenqueue(third, start);
+        assert!(accumulator.has_older_unsettled(&partition(0), 4));
+        let retry = accumulator.drain(&partition(0)).expect("the oldest retry");
+        assert_eq!(retry.completions, vec![1]);
+        assert!(
+            accumulator.drain(&partition(0)).is_none(),
+            "a retry goes alone"
+        );
+        accumulator.complete(&retry);
+        let next = accumulator.drain(&partition(0)).expect("the next retry");
+        assert_eq!(next.completions, vec![2]);
+        accumulator.complete(&next);
+        let last_retry = accumulator.drain(&partition(0)).expect("the last retry");
+        assert_eq!(last_retry.completions, vec![3]);
+        accumulator.complete(&last_retry);
+        // Retries done: new batches fly together again, stamped after the retried ones.
+        let fifth = accumulator.drain(&partition(0)).expect("fifth");
+        let sixth = accumulator.drain(&partition(0)).expect("sixth");
+        assert_eq!((fifth.completions[0], sixth.completions[0]), (4, 5));
+        assert_eq!(stamped(&fifth).2, 4);
     }
 
     #[test]
@@ -829,7 +981,7 @@ mod tests {
             })
         );
         assert_eq!(accumulator.next_sequence(&partition(0)), 3);
-        accumulator.complete(&partition(0));
+        accumulator.complete(&first);
 
         let other = accumulator
             .drain(&partition(1))
@@ -839,7 +991,7 @@ mod tests {
             (7, 0, 0, 1),
             "each partition counts from 0"
         );
-        accumulator.complete(&partition(1));
+        accumulator.complete(&other);
 
         // The partition's queue emptied and was removed; its sequence must survive that.
         assert!(accumulator.is_empty());
@@ -875,7 +1027,7 @@ mod tests {
             1,
             "a retry takes no new sequence"
         );
-        accumulator.complete(&partition(0));
+        accumulator.complete(&retry);
         let next = accumulator
             .drain(&partition(0))
             .expect("then the next batch");
@@ -918,7 +1070,7 @@ mod tests {
         let in_flight_elsewhere = accumulator.drain(&partition(1)).expect("partition 1");
         append(&mut accumulator, 0, start, b"c", 2);
 
-        accumulator.complete(&partition(0));
+        accumulator.complete(&failing);
         assert!(accumulator.on_batch_failed(&failing), "the id is retired");
         assert!(accumulator.needs_producer_id());
         assert!(
@@ -933,7 +1085,7 @@ mod tests {
         assert_eq!(accumulator.ready(start).ready, vec![partition(1)]);
         let retry = accumulator.drain(&partition(1)).expect("the old-id retry");
         assert_eq!(stamped(&retry), (7, 0, 0, 1));
-        accumulator.complete(&partition(1));
+        accumulator.complete(&retry);
 
         let renewed = ProducerIdAndEpoch {
             producer_id: 8,

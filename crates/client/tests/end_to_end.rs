@@ -658,6 +658,7 @@ async fn an_idempotent_producer_writes_each_record_once() -> Result<()> {
         .produce(wire::ProduceRequest {
             acks: -1,
             timeout_ms: 10_000,
+            correlation_id: 0,
             partitions: vec![wire::PartitionRecords {
                 topic: topic_partition.topic.clone(),
                 partition: topic_partition.partition,

@@ -86,6 +86,8 @@ struct FakeState {
     producer_ids: Vec<i64>,
     /// Retried batches answered with their original offset instead of being appended.
     duplicates_answered: usize,
+    /// Produce requests that arrived on produce streams, answered or not.
+    stream_requests_arrived: usize,
 }
 
 impl FakeState {
@@ -174,6 +176,8 @@ struct FakeBroker {
     appended: Arc<Notify>,
     /// Notified on every fetch request.
     fetched: Arc<Notify>,
+    /// Notified on every produce request arriving on a produce stream.
+    stream_request_arrived: Arc<Notify>,
     /// Each produce response waits for one permit: a test holds responses by emptying it.
     produce_gate: Arc<Semaphore>,
 }
@@ -185,93 +189,11 @@ impl FakeBroker {
             .expect("no test thread panicked while holding the fake's state")
     }
 
-    fn create(&self, name: &str, partitions: usize) {
-        let mut state = self.state();
-        state.topics.insert(
-            name.to_string(),
-            (0..partitions).map(|_| PartitionLog::default()).collect(),
-        );
-    }
-
-    fn values(&self, topic: &str, partition: usize) -> Vec<String> {
-        let state = self.state();
-        let mut values = Vec::new();
-        for (_, _, bytes) in &state.topics[topic][partition].batches {
-            for batch in BatchIter::new(bytes.clone()) {
-                let batch = batch.expect("stored batches are valid");
-                for record in batch.records() {
-                    let record = record.expect("stored records are valid");
-                    values.push(
-                        String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
-                            .into_owned(),
-                    );
-                }
-            }
-        }
-        values
-    }
-
-    fn read(&self, request: &wire::FetchRequest) -> (wire::FetchResponse, usize) {
-        let state = self.state();
-        let mut total = 0;
-        let mut partitions = Vec::new();
-        for wanted in &request.partitions {
-            let mut response = wire::FetchPartitionResponse {
-                topic: wanted.topic.clone(),
-                partition: wanted.partition,
-                high_watermark: -1,
-                log_start_offset: -1,
-                last_stable_offset: -1,
-                ..Default::default()
-            };
-            let Some(log) = state
-                .topics
-                .get(&wanted.topic)
-                .and_then(|logs| logs.get(wanted.partition as usize))
-            else {
-                response.error_code = ErrorCode::UnknownTopicOrPartition.code();
-                response.error_message =
-                    format!("unknown partition {}-{}", wanted.topic, wanted.partition);
-                partitions.push(response);
-                continue;
-            };
-            response.high_watermark = log.next_offset;
-            response.log_start_offset = 0;
-            response.last_stable_offset = log.next_offset;
-            if wanted.fetch_offset < 0 || wanted.fetch_offset > log.next_offset {
-                response.error_code = ErrorCode::OffsetOutOfRange.code();
-                response.error_message =
-                    format!("fetch offset {} is outside the log", wanted.fetch_offset);
-                partitions.push(response);
-                continue;
-            }
-            let mut records = BytesMut::new();
-            for (_, next, bytes) in &log.batches {
-                if *next <= wanted.fetch_offset {
-                    continue;
-                }
-                if !records.is_empty()
-                    && records.len() + bytes.len() > wanted.partition_max_bytes as usize
-                {
-                    break;
-                }
-                records.extend_from_slice(bytes);
-            }
-            total += records.len();
-            response.records = records.freeze();
-            partitions.push(response);
-        }
-        (wire::FetchResponse { partitions }, total)
-    }
-}
-
-#[tonic::async_trait]
-impl BrokerService for FakeBroker {
-    async fn produce(
+    /// Appends a produce request once a permit of `produce_gate` allows it, and answers it.
+    async fn produce_one(
         &self,
-        request: Request<wire::ProduceRequest>,
-    ) -> Result<Response<wire::ProduceResponse>, Status> {
-        let request = request.into_inner();
+        request: wire::ProduceRequest,
+    ) -> Result<wire::ProduceResponse, Status> {
         let permit = self
             .produce_gate
             .acquire()
@@ -389,9 +311,137 @@ impl BrokerService for FakeBroker {
             // client sees a transport failure and cannot know whether the append happened.
             return Err(Status::unavailable("connection lost before the response"));
         }
-        Ok(Response::new(wire::ProduceResponse {
+        Ok(wire::ProduceResponse {
             partitions: responses,
-        }))
+            correlation_id: request.correlation_id,
+        })
+    }
+
+    fn create(&self, name: &str, partitions: usize) {
+        let mut state = self.state();
+        state.topics.insert(
+            name.to_string(),
+            (0..partitions).map(|_| PartitionLog::default()).collect(),
+        );
+    }
+
+    fn values(&self, topic: &str, partition: usize) -> Vec<String> {
+        let state = self.state();
+        let mut values = Vec::new();
+        for (_, _, bytes) in &state.topics[topic][partition].batches {
+            for batch in BatchIter::new(bytes.clone()) {
+                let batch = batch.expect("stored batches are valid");
+                for record in batch.records() {
+                    let record = record.expect("stored records are valid");
+                    values.push(
+                        String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+        values
+    }
+
+    fn read(&self, request: &wire::FetchRequest) -> (wire::FetchResponse, usize) {
+        let state = self.state();
+        let mut total = 0;
+        let mut partitions = Vec::new();
+        for wanted in &request.partitions {
+            let mut response = wire::FetchPartitionResponse {
+                topic: wanted.topic.clone(),
+                partition: wanted.partition,
+                high_watermark: -1,
+                log_start_offset: -1,
+                last_stable_offset: -1,
+                ..Default::default()
+            };
+            let Some(log) = state
+                .topics
+                .get(&wanted.topic)
+                .and_then(|logs| logs.get(wanted.partition as usize))
+            else {
+                response.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                response.error_message =
+                    format!("unknown partition {}-{}", wanted.topic, wanted.partition);
+                partitions.push(response);
+                continue;
+            };
+            response.high_watermark = log.next_offset;
+            response.log_start_offset = 0;
+            response.last_stable_offset = log.next_offset;
+            if wanted.fetch_offset < 0 || wanted.fetch_offset > log.next_offset {
+                response.error_code = ErrorCode::OffsetOutOfRange.code();
+                response.error_message =
+                    format!("fetch offset {} is outside the log", wanted.fetch_offset);
+                partitions.push(response);
+                continue;
+            }
+            let mut records = BytesMut::new();
+            for (_, next, bytes) in &log.batches {
+                if *next <= wanted.fetch_offset {
+                    continue;
+                }
+                if !records.is_empty()
+                    && records.len() + bytes.len() > wanted.partition_max_bytes as usize
+                {
+                    break;
+                }
+                records.extend_from_slice(bytes);
+            }
+            total += records.len();
+            response.records = records.freeze();
+            partitions.push(response);
+        }
+        (wire::FetchResponse { partitions }, total)
+    }
+}
+
+#[tonic::async_trait]
+impl BrokerService for FakeBroker {
+    async fn produce(
+        &self,
+        request: Request<wire::ProduceRequest>,
+    ) -> Result<Response<wire::ProduceResponse>, Status> {
+        self.produce_one(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ProduceStreamStream =
+        Pin<Box<dyn Stream<Item = Result<wire::ProduceResponse, Status>> + Send>>;
+
+    async fn produce_stream(
+        &self,
+        request: Request<tonic::Streaming<wire::ProduceRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        // Requests are read as they arrive (so a test can see how many are in flight) and
+        // handled one at a time, in the order sent, as a broker appends them. A lost response
+        // ends the stream, as a dropped connection would.
+        let mut requests = request.into_inner();
+        let (arrived, queue) = tokio::sync::mpsc::unbounded_channel();
+        let reader = self.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = requests.message().await {
+                reader.state().stream_requests_arrived += 1;
+                reader.stream_request_arrived.notify_waiters();
+                if arrived.send(request).is_err() {
+                    return;
+                }
+            }
+        });
+        let state = (self.clone(), queue, false);
+        let responses = futures::stream::unfold(state, |(fake, mut queue, ended)| async move {
+            if ended {
+                return None;
+            }
+            let request = queue.recv().await?;
+            match fake.produce_one(request).await {
+                Ok(response) => Some((Ok(response), (fake, queue, false))),
+                Err(status) => Some((Err(status), (fake, queue, true))),
+            }
+        });
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn fetch(
@@ -703,6 +753,7 @@ async fn start_fake() -> Result<FakeBroker> {
         state: Arc::default(),
         appended: Arc::new(Notify::new()),
         fetched: Arc::new(Notify::new()),
+        stream_request_arrived: Arc::new(Notify::new()),
         produce_gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
     };
     let server = tonic::transport::Server::builder()
@@ -823,6 +874,80 @@ async fn retriable_errors_are_retried_without_reordering() -> Result<()> {
         "NOT_LEADER refreshes metadata"
     );
     producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn batches_in_flight_behind_a_failed_one_are_retried_after_it_in_order() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("pipelined", 1);
+    let tp = TopicPartition::new("pipelined", 0);
+    // Batches of one record each, sent at once.
+    let config = producer_config(&fake)
+        .batch_size(100)
+        .linger_ms(0)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let value = |index: usize| format!("{index:02}-{}", "v".repeat(40));
+    // Until the leader has acknowledged one batch of this producer, one is in flight.
+    let first = producer
+        .send(ProducerRecord::new("pipelined", value(0)))
+        .await?;
+    tokio::time::timeout(STEP_TIMEOUT, first).await??;
+
+    // Hold every response, fail the next batch, and let five batches be in flight.
+    let permits = fake.produce_gate.available_permits();
+    fake.produce_gate.forget_permits(permits);
+    fake.state()
+        .produce_faults
+        .push_back((tp.clone(), ErrorCode::NotLeaderOrFollower));
+    let mut deliveries = Vec::new();
+    for index in 1..=12 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("pipelined", value(index)))
+                .await?,
+        );
+    }
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            let arrived = fake.stream_request_arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            // The first record's request, then five in flight.
+            let in_flight_and_first = 6;
+            if fake.state().stream_requests_arrived >= in_flight_and_first {
+                return;
+            }
+            arrived.await;
+        }
+    })
+    .await
+    .context("five batches in flight at once")?;
+    fake.produce_gate.add_permits(Semaphore::MAX_PERMITS / 2);
+
+    for (index, delivery) in deliveries.into_iter().enumerate() {
+        let stored = tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+        assert_eq!(stored.offset, index as i64 + 1, "record {}", index + 1);
+    }
+    producer.close().await?;
+    let expected: Vec<String> = (0..=12).map(value).collect();
+    assert_eq!(fake.values("pipelined", 0), expected, "in order, each once");
+    // The batches behind the failed one (sequence 1; the fault answered it before the sequence
+    // check saw it) reached the leader before its retry: they were in flight, were refused as
+    // out of sequence, and went again after it.
+    let sequences: Vec<i32> = fake
+        .state()
+        .received(&tp)
+        .iter()
+        .map(|batch| batch.base_sequence)
+        .collect();
+    let before_retry: Vec<i32> = sequences
+        .iter()
+        .copied()
+        .take_while(|&sequence| sequence != 1)
+        .collect();
+    assert_eq!(before_retry, vec![0, 2, 3, 4, 5], "received: {sequences:?}");
     Ok(())
 }
 

@@ -588,6 +588,7 @@ impl GroupCoordinator {
                 let request = proto::ProduceRequest {
                     acks: -1,
                     timeout_ms: self.config.write_timeout.as_millis() as i32,
+                    correlation_id: 0,
                     partitions: vec![proto::PartitionRecords {
                         topic: topic_partition.topic.clone(),
                         partition: topic_partition.partition,

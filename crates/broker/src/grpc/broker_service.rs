@@ -3,13 +3,17 @@ use crate::error::PartitionError;
 use crate::grpc::status::{error_fields, to_status};
 use crate::replica_manager::Acks;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::{join_all, select_all};
+use futures::stream::FuturesOrdered;
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_common::ErrorCode;
 use strata_proto::v1 as proto;
+use strata_storage::AppendInfo;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::Stream;
@@ -20,6 +24,9 @@ use tonic::{Request, Response, Status, Streaming};
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 /// Largest chunk a streaming fetch sends for one partition at a time.
 const STREAM_CHUNK_BYTES: u64 = 1 << 20;
+/// Requests of one produce stream appended but not yet answered; the stream reads no further
+/// until one is answered, which bounds what a producer can make the broker hold.
+const PRODUCE_STREAM_DEPTH: usize = 8;
 
 pub struct BrokerService {
     state: Arc<BrokerState>,
@@ -148,6 +155,119 @@ pub(crate) async fn any_changed(receivers: &mut [watch::Receiver<i64>]) {
 
 type FetchStream = Pin<Box<dyn Stream<Item = Result<proto::FetchResponse, Status>> + Send>>;
 
+/// What a produce request still owes once its appends are done: its response, after waiting for
+/// replication where `acks=all` asks for it.
+type ProduceCompletion = Pin<Box<dyn Future<Output = proto::ProduceResponse> + Send>>;
+
+impl BrokerState {
+    /// Appends each partition's batches to its leader log, then returns the rest of the request
+    /// as a future. The appends are done when this returns, so requests awaited one after another
+    /// are appended in that order: what `ProduceStream` promises.
+    async fn begin_produce(
+        self: &Arc<Self>,
+        request: proto::ProduceRequest,
+        acks: Acks,
+    ) -> ProduceCompletion {
+        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
+        let deadline = Instant::now() + timeout;
+        let correlation_id = request.correlation_id;
+        let appends = request.partitions.into_iter().map(|partition| async move {
+            let append = self.replicas.append_as_leader(
+                &partition.topic,
+                partition.partition,
+                partition.records,
+                acks,
+            );
+            let appended = tokio::time::timeout_at(deadline, append)
+                .await
+                .unwrap_or_else(|_| Err(produce_timed_out(timeout)));
+            (partition.topic, partition.partition, appended)
+        });
+        let appended = join_all(appends).await;
+        let state = self.clone();
+        Box::pin(async move {
+            let completions = appended.into_iter().map(|(topic, partition, appended)| {
+                let state = &state;
+                async move {
+                    let result = match appended {
+                        // A duplicate waits too: its first attempt may have timed out
+                        // before replicating.
+                        Ok((info, replication)) if acks == Acks::All => replication
+                            .wait(deadline.saturating_duration_since(Instant::now()))
+                            .await
+                            .map(|()| info),
+                        Ok((info, _)) => Ok(info),
+                        Err(error) => Err(error),
+                    };
+                    state.partition_produce_response(topic, partition, &result)
+                }
+            });
+            proto::ProduceResponse {
+                partitions: join_all(completions).await,
+                correlation_id,
+            }
+        })
+    }
+
+    fn partition_produce_response(
+        &self,
+        topic: String,
+        partition: i32,
+        result: &Result<AppendInfo, PartitionError>,
+    ) -> proto::PartitionProduceResponse {
+        let (error_code, error_message) = error_fields(result);
+        let (base_offset, log_append_time) = match result {
+            Ok(info) => (info.base_offset, info.log_append_time.unwrap_or(-1)),
+            Err(_) => (-1, -1),
+        };
+        let log_start_offset = self
+            .replicas
+            .partition(&topic, partition)
+            .map_or(-1, |partition| partition.log().log_start_offset());
+        proto::PartitionProduceResponse {
+            topic,
+            partition,
+            error_code,
+            error_message,
+            base_offset,
+            log_append_time,
+            log_start_offset,
+        }
+    }
+}
+
+fn produce_timed_out(timeout: Duration) -> PartitionError {
+    PartitionError::new(
+        ErrorCode::RequestTimedOut,
+        format!(
+            "the append did not complete within {} ms",
+            timeout.as_millis()
+        ),
+    )
+}
+
+/// Answers every partition of a request that cannot be served (bad `acks`) with `error`.
+fn refuse_produce(request: proto::ProduceRequest, error: PartitionError) -> ProduceCompletion {
+    let partitions = request
+        .partitions
+        .into_iter()
+        .map(|partition| proto::PartitionProduceResponse {
+            topic: partition.topic,
+            partition: partition.partition,
+            error_code: error.code.code(),
+            error_message: error.message.clone(),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        })
+        .collect();
+    let response = proto::ProduceResponse {
+        partitions,
+        correlation_id: request.correlation_id,
+    };
+    Box::pin(std::future::ready(response))
+}
+
 #[tonic::async_trait]
 impl proto::broker_server::Broker for BrokerService {
     async fn produce(
@@ -156,48 +276,49 @@ impl proto::broker_server::Broker for BrokerService {
     ) -> Result<Response<proto::ProduceResponse>, Status> {
         let request = request.into_inner();
         let acks = Acks::from_wire(request.acks).map_err(to_status)?;
-        let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
-        let appends = request.partitions.into_iter().map(|partition| async move {
-            let append = self.state.replicas.append(
-                &partition.topic,
-                partition.partition,
-                partition.records,
-                acks,
-                timeout,
-            );
-            let result = match tokio::time::timeout(timeout, append).await {
-                Ok(result) => result,
-                Err(_) => Err(PartitionError::new(
-                    ErrorCode::RequestTimedOut,
-                    format!(
-                        "the append did not complete within {} ms",
-                        timeout.as_millis()
-                    ),
-                )),
-            };
-            let (error_code, error_message) = error_fields(&result);
-            let (base_offset, log_append_time) = match &result {
-                Ok(info) => (info.base_offset, info.log_append_time.unwrap_or(-1)),
-                Err(_) => (-1, -1),
-            };
-            let log_start_offset = self
-                .state
-                .replicas
-                .partition(&partition.topic, partition.partition)
-                .map_or(-1, |partition| partition.log().log_start_offset());
-            proto::PartitionProduceResponse {
-                topic: partition.topic,
-                partition: partition.partition,
-                error_code,
-                error_message,
-                base_offset,
-                log_append_time,
-                log_start_offset,
+        let completion = self.state.begin_produce(request, acks).await;
+        Ok(Response::new(completion.await))
+    }
+
+    type ProduceStreamStream = ReceiverStream<Result<proto::ProduceResponse, Status>>;
+
+    async fn produce_stream(
+        &self,
+        request: Request<Streaming<proto::ProduceRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        let mut requests = request.into_inner();
+        let state = self.state.clone();
+        let (responses, receiver) = mpsc::channel(PRODUCE_STREAM_DEPTH);
+        tokio::spawn(async move {
+            // Appends run one request after another, in arrival order; only the waits for
+            // replication overlap. Responses leave in the same order.
+            let mut pending = FuturesOrdered::new();
+            let mut inbound_open = true;
+            while inbound_open || !pending.is_empty() {
+                tokio::select! {
+                    Some(response) = pending.next(), if !pending.is_empty() => {
+                        if responses.send(Ok(response)).await.is_err() {
+                            return; // the client went away; its requests' fate is in the log
+                        }
+                    }
+                    message = requests.message(), if inbound_open && pending.len() < PRODUCE_STREAM_DEPTH => {
+                        match message {
+                            Ok(Some(request)) => {
+                                let completion = match Acks::from_wire(request.acks) {
+                                    Ok(acks) => state.begin_produce(request, acks).await,
+                                    Err(error) => refuse_produce(request, error),
+                                };
+                                pending.push_back(completion);
+                            }
+                            Ok(None) => inbound_open = false,
+                            // A broken or malformed stream: nothing more can be answered on it.
+                            Err(_) => return,
+                        }
+                    }
+                }
             }
         });
-        Ok(Response::new(proto::ProduceResponse {
-            partitions: join_all(appends).await,
-        }))
+        Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn fetch(
