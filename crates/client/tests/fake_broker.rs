@@ -882,10 +882,11 @@ async fn batches_in_flight_behind_a_failed_one_are_retried_after_it_in_order() -
     let fake = start_fake().await?;
     fake.create("pipelined", 1);
     let tp = TopicPartition::new("pipelined", 0);
-    // Batches of one record each, sent at once.
+    // Batches of one record each, sent at once, five at a time.
     let config = producer_config(&fake)
         .batch_size(100)
         .linger_ms(0)
+        .max_in_flight_per_partition(5)
         .build()?;
     let producer = Producer::connect(config).await?;
     let value = |index: usize| format!("{index:02}-{}", "v".repeat(40));

@@ -54,6 +54,9 @@ pub struct ProduceBenchArgs {
     /// How long a batch waits for more records; default the producer's (5 ms).
     #[arg(long, value_name = "MS")]
     linger_ms: Option<u64>,
+    /// Batches per partition in flight at once; default the producer's (2).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=5))]
+    max_in_flight: Option<u64>,
     /// Total send rate in records per second across all producers; default as fast as possible.
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
@@ -129,6 +132,9 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
     }
     if let Some(linger_ms) = args.linger_ms {
         builder = builder.linger_ms(linger_ms);
+    }
+    if let Some(max_in_flight) = args.max_in_flight {
+        builder = builder.max_in_flight_per_partition(usize::try_from(max_in_flight)?);
     }
     let config = builder.build().context("invalid producer settings")?;
 
@@ -241,6 +247,7 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
             ("idempotence", json!(idempotence)),
             ("batch_size", json!(config.batch_size())),
             ("linger_ms", json!(config.linger().as_millis() as u64)),
+            ("max_in_flight", json!(config.max_in_flight_per_partition())),
             ("target_rate", json!(args.rate)),
             ("keys", json!(args.keys)),
             ("partitions", json!(description.partitions.len())),
