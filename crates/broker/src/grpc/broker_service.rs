@@ -247,18 +247,17 @@ fn produce_timed_out(timeout: Duration) -> PartitionError {
 }
 
 /// Answers every partition of a request that cannot be served (bad `acks`) with `error`.
-fn refuse_produce(request: proto::ProduceRequest, error: PartitionError) -> ProduceCompletion {
+fn refuse_produce(
+    state: &BrokerState,
+    request: proto::ProduceRequest,
+    error: PartitionError,
+) -> ProduceCompletion {
+    let refused = Err(error);
     let partitions = request
         .partitions
         .into_iter()
-        .map(|partition| proto::PartitionProduceResponse {
-            topic: partition.topic,
-            partition: partition.partition,
-            error_code: error.code.code(),
-            error_message: error.message.clone(),
-            base_offset: -1,
-            log_append_time: -1,
-            log_start_offset: -1,
+        .map(|partition| {
+            state.partition_produce_response(partition.topic, partition.partition, &refused)
         })
         .collect();
     let response = proto::ProduceResponse {
@@ -306,7 +305,7 @@ impl proto::broker_server::Broker for BrokerService {
                             Ok(Some(request)) => {
                                 let completion = match Acks::from_wire(request.acks) {
                                     Ok(acks) => state.begin_produce(request, acks).await,
-                                    Err(error) => refuse_produce(request, error),
+                                    Err(error) => refuse_produce(&state, request, error),
                                 };
                                 pending.push_back(completion);
                             }
