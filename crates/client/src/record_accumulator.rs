@@ -117,6 +117,11 @@ pub(crate) struct ProducerBatch<C> {
 }
 
 impl<C> ProducerBatch<C> {
+    /// The batch has been sent before: it is a retry.
+    fn is_retry(&self) -> bool {
+        self.attempts > 0
+    }
+
     pub(crate) fn record_count(&self) -> usize {
         self.completions.len()
     }
@@ -204,7 +209,7 @@ impl<C> PartitionQueue<C> {
     /// waits until nothing else of the partition is in flight, so it goes out alone and in order.
     fn may_send(&self, max_in_flight: usize) -> bool {
         match self.batches.front() {
-            Some(oldest) if oldest.attempts > 0 => self.in_flight.is_empty(),
+            Some(oldest) if oldest.is_retry() => self.in_flight.is_empty(),
             Some(_) => self.in_flight.len() < max_in_flight,
             None => false,
         }
@@ -478,7 +483,7 @@ impl<C> RecordAccumulator<C> {
             let linger_done = oldest.created + self.linger;
             let ready = oldest.closed
                 || queue.batches.len() > 1
-                || oldest.attempts > 0
+                || oldest.is_retry()
                 || hurry
                 || now >= linger_done;
             if ready {
@@ -584,7 +589,7 @@ impl<C> RecordAccumulator<C> {
                 || queue
                     .batches
                     .front()
-                    .is_some_and(|queued| queued.attempts > 0 && queued.id < batch_id)
+                    .is_some_and(|queued| queued.is_retry() && queued.id < batch_id)
         })
     }
 
@@ -626,8 +631,7 @@ impl<C> RecordAccumulator<C> {
         for queue in self.partitions.values_mut() {
             drained.extend(queue.batches.drain(..));
         }
-        self.partitions
-            .retain(|_, queue| !queue.in_flight.is_empty());
+        self.partitions.retain(|_, queue| !queue.is_idle());
         drained
     }
 
