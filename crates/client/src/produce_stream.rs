@@ -109,10 +109,7 @@ async fn run<T, H>(
                     });
                     next_correlation_id += 1;
                     if outbound.send(request).is_err() {
-                        break Error::Transport {
-                            address: address.clone(),
-                            message: "the produce stream's request side closed".to_string(),
-                        };
+                        break broken(&address, "its request side closed");
                     }
                 }
                 // Every handle is gone: answer what is outstanding, then end the stream.
@@ -121,19 +118,16 @@ async fn run<T, H>(
             response = responses.next() => match response {
                 Ok(Some((correlation_id, results))) => {
                     let Some(oldest) = outstanding.pop_front() else {
-                        break unexpected(&address, "a response to no request");
+                        break broken(&address, "a response to no request");
                     };
                     if correlation_id != oldest.correlation_id {
                         // Put it back so it is failed with the rest.
                         outstanding.push_front(oldest);
-                        break unexpected(&address, "responses out of order");
+                        break broken(&address, "responses out of order");
                     }
                     on_outcome(oldest.token, Ok(results));
                 }
-                Ok(None) => break Error::Transport {
-                    address: address.clone(),
-                    message: "the broker closed the produce stream".to_string(),
-                },
+                Ok(None) => break broken(&address, "the broker closed it"),
                 Err(error) => break error,
             },
             () = sleep_until(oldest_deadline), if oldest_deadline.is_some() => {
@@ -154,10 +148,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn unexpected(address: &str, what: &str) -> Error {
+/// The stream cannot carry on: a transport error, so its requests are retried elsewhere.
+fn broken(address: &str, why: &str) -> Error {
     Error::Transport {
         address: address.to_string(),
-        message: format!("the produce stream broke its order: {what}"),
+        message: format!("produce stream broken: {why}"),
     }
 }
 
