@@ -62,6 +62,21 @@ pub struct PendingReplication {
 }
 
 impl PendingReplication {
+    /// The second half of a producer's append: waits as `acks` asks (for `acks=all`, see
+    /// [`wait`](Self::wait)), then hands back the first half's `info`. A duplicate waits too:
+    /// its first attempt may have timed out before replicating.
+    pub async fn complete(
+        self,
+        info: AppendInfo,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<AppendInfo, PartitionError> {
+        if acks == Acks::All {
+            self.wait(timeout).await?;
+        }
+        Ok(info)
+    }
+
     /// Waits until the high watermark covers the append: every in-sync replica has it, and the
     /// ISR still has `min.insync.replicas` members.
     pub async fn wait(mut self, timeout: Duration) -> Result<(), PartitionError> {
@@ -585,11 +600,7 @@ impl ReplicaManager {
         let (info, replication) = self
             .append_as_leader(topic, partition, records, acks)
             .await?;
-        // A duplicate waits too: its first attempt may have timed out before replicating.
-        if acks == Acks::All {
-            replication.wait(timeout).await?;
-        }
-        Ok(info)
+        replication.complete(info, acks, timeout).await
     }
 
     /// The first half of an append: checks leadership (and, for `acks=all`,

@@ -190,13 +190,10 @@ impl BrokerState {
                 let state = &state;
                 async move {
                     let result = match appended {
-                        // A duplicate waits too: its first attempt may have timed out
-                        // before replicating.
-                        Ok((info, replication)) if acks == Acks::All => replication
-                            .wait(deadline.saturating_duration_since(Instant::now()))
-                            .await
-                            .map(|()| info),
-                        Ok((info, _)) => Ok(info),
+                        Ok((info, replication)) => {
+                            let remaining = deadline.saturating_duration_since(Instant::now());
+                            replication.complete(info, acks, remaining).await
+                        }
                         Err(error) => Err(error),
                     };
                     state.partition_produce_response(topic, partition, &result)
