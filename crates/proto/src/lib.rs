@@ -20,6 +20,9 @@ pub mod controller_v1 {
     tonic::include_proto!("strata.controller.v1");
 }
 
+/// Unary calls answered without tonic's encode copy (fetches, whose responses are records).
+pub mod zero_copy;
+
 /// HTTP/2 settings for every Strata connection that carries records, the same on both ends.
 ///
 /// With the defaults (64 KiB windows on the server, 16 KiB frames) a 1 MiB fetch or produce

@@ -3,11 +3,13 @@
 
 mod admin_service;
 mod broker_service;
+mod fetch_routes;
 mod group_service;
 mod replication_service;
 pub mod status;
 
 pub use admin_service::AdminService;
 pub use broker_service::BrokerService;
+pub use fetch_routes::FetchRoutesLayer;
 pub use group_service::GroupService;
 pub use replication_service::ReplicationService;

@@ -83,14 +83,17 @@ pub fn error_fields<T>(result: &Result<T, PartitionError>) -> (i32, String) {
 pub fn ready_interceptor(
     ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl tonic::service::Interceptor + Clone {
-    move |request: tonic::Request<()>| {
-        if ready.load(std::sync::atomic::Ordering::Acquire) {
-            Ok(request)
-        } else {
-            Err(to_status(PartitionError::new(
-                ErrorCode::LeaderNotAvailable,
-                "this node is still starting: registering with the controller quorum",
-            )))
-        }
+    move |request: tonic::Request<()>| check_ready(&ready).map(|()| request)
+}
+
+/// What `ready_interceptor` checks, for calls served outside tonic's router.
+pub fn check_ready(ready: &std::sync::atomic::AtomicBool) -> Result<(), Status> {
+    if ready.load(std::sync::atomic::Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(to_status(PartitionError::new(
+            ErrorCode::LeaderNotAvailable,
+            "this node is still starting: registering with the controller quorum",
+        )))
     }
 }
