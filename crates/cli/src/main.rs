@@ -18,6 +18,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Produce requests, fetch responses and batches are buffers of about a megabyte, allocated and
+/// freed thousands of times a second. glibc's allocator keeps moving its thresholds for such
+/// sizes and hands them back to the kernel, so profiles of both the broker and the clients
+/// showed page faults and page zeroing for every buffer; a consumer read about 40% slower for
+/// it (benches/README.md, session 5). jemalloc keeps size-classed extents and returns them to
+/// the kernel only after they sit unused.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
