@@ -10,7 +10,9 @@ use std::time::Duration;
 use strata_common::ErrorCode;
 use strata_proto::replication_v1 as proto;
 use strata_proto::replication_v1::replication_client::ReplicationClient;
+use strata_proto::zero_copy::{paths, unary};
 use tokio::task::JoinHandle;
+use tonic::Request;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
@@ -53,10 +55,7 @@ pub(crate) fn spawn(
     })
 }
 
-async fn connect(
-    manager: &ReplicaManager,
-    leader_id: i32,
-) -> Result<ReplicationClient<Channel>, PartitionError> {
+async fn connect(manager: &ReplicaManager, leader_id: i32) -> Result<Channel, PartitionError> {
     let address = manager.address_of(leader_id).ok_or_else(|| {
         PartitionError::new(
             ErrorCode::LeaderNotAvailable,
@@ -71,7 +70,7 @@ async fn connect(
             )
         })?
         .connect_timeout(Duration::from_secs(2));
-    let channel = strata_proto::http2::endpoint(endpoint)
+    strata_proto::http2::endpoint(endpoint)
         .connect()
         .await
         .map_err(|error| {
@@ -79,8 +78,7 @@ async fn connect(
                 ErrorCode::LeaderNotAvailable,
                 format!("cannot reach broker {leader_id} at {address}: {error}"),
             )
-        })?;
-    Ok(ReplicationClient::new(channel).max_decoding_message_size(usize::MAX))
+        })
 }
 
 fn status_error(status: tonic::Status) -> PartitionError {
@@ -97,7 +95,7 @@ async fn fetch_once(
     leader_epoch: i32,
     truncated: &mut bool,
 ) -> Result<(), PartitionError> {
-    let mut client = connect(manager, leader_id).await?;
+    let channel = connect(manager, leader_id).await?;
     let topic_partition = partition.topic_partition().clone();
     if !*truncated {
         // KIP-279: ask where our latest epoch ended on the leader, and cut anything after it.
@@ -111,7 +109,7 @@ async fn fetch_once(
                     requested_epoch: latest_epoch,
                 }],
             };
-            let response = client
+            let response = ReplicationClient::new(channel.clone())
                 .offsets_for_leader_epoch(request)
                 .await
                 .map_err(status_error)?
@@ -164,11 +162,11 @@ async fn fetch_once(
                 fetch_offset,
             }],
         };
-        let response = client
-            .replica_fetch(request)
-            .await
-            .map_err(status_error)?
-            .into_inner();
+        let response: proto::ReplicaFetchResponse =
+            unary(channel.clone(), paths::REPLICA_FETCH, Request::new(request))
+                .await
+                .map_err(status_error)?
+                .into_inner();
         let answer = response.partitions.into_iter().next().ok_or_else(|| {
             PartitionError::new(ErrorCode::InvalidRequest, "empty replica fetch response")
         })?;

@@ -19,6 +19,7 @@ use strata_proto::v1 as wire;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::broker_client::BrokerClient;
 use strata_proto::v1::group_coordinator_client::GroupCoordinatorClient;
+use strata_proto::zero_copy;
 use tonic::transport::Channel;
 
 use crate::admin::{ConfigEntry, NewTopic};
@@ -458,7 +459,6 @@ pub(crate) async fn fetch(
     parameters: FetchParameters,
     request_timeout: Duration,
 ) -> Result<Vec<FetchedPartition>> {
-    let mut client = broker_client(connection);
     let timeout = parameters.max_wait + request_timeout;
     let message = wire::FetchRequest {
         max_wait_ms: duration_ms_i32(parameters.max_wait),
@@ -480,7 +480,13 @@ pub(crate) async fn fetch(
         connection,
         "Fetch",
         timeout,
-        client.fetch(request(message, timeout)),
+        // Records arrive as slices of the frames read from the socket, not copied into one
+        // buffer as the generated client would.
+        zero_copy::unary::<_, wire::FetchResponse>(
+            connection.channel.clone(),
+            zero_copy::paths::FETCH,
+            request(message, timeout),
+        ),
     )
     .await?;
     Ok(response

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
-use strata_proto::replication_v1::replication_server::{self, Replication};
-use strata_proto::v1::broker_server::{self, Broker};
-use strata_proto::zero_copy::serve_unary;
+use strata_proto::replication_v1::replication_server::Replication;
+use strata_proto::v1::broker_server::Broker;
+use strata_proto::zero_copy::{paths, serve_unary};
 use tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -28,10 +28,9 @@ enum FetchRoute {
 }
 
 fn fetch_route(path: &str) -> Option<FetchRoute> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    match (service, method) {
-        (broker_server::SERVICE_NAME, "Fetch") => Some(FetchRoute::Fetch),
-        (replication_server::SERVICE_NAME, "ReplicaFetch") => Some(FetchRoute::ReplicaFetch),
+    match path {
+        paths::FETCH => Some(FetchRoute::Fetch),
+        paths::REPLICA_FETCH => Some(FetchRoute::ReplicaFetch),
         _ => None,
     }
 }
