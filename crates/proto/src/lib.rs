@@ -20,7 +20,7 @@ pub mod controller_v1 {
     tonic::include_proto!("strata.controller.v1");
 }
 
-/// Unary calls answered without tonic's encode copy (fetches, whose responses are records).
+/// Unary calls served and made without tonic's copies (the fetches, whose responses are records).
 pub mod zero_copy;
 
 /// HTTP/2 settings for every Strata connection that carries records, the same on both ends.

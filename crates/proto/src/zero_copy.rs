@@ -1,4 +1,4 @@
-//! Unary gRPC calls answered without tonic's encode copy, for responses that carry record bytes.
+//! Unary gRPC calls whose responses carry record bytes, served and made without tonic's copies.
 //!
 //! tonic encodes each response into one contiguous buffer, so every record batch a fetch returns
 //! is copied out of the segment's memory map once before the kernel copies it again into the
@@ -109,7 +109,7 @@ pub fn encode_message_chunks<M: Message>(message: &M) -> Result<Vec<Bytes>, Stat
     let length = message.encoded_len();
     let length = u32::try_from(length).map_err(|_| {
         Status::resource_exhausted(format!(
-            "a response of {length} bytes does not fit in one gRPC message"
+            "a message of {length} bytes does not fit in one gRPC message"
         ))
     })?;
     let mut buf = ChunkedBuf::default();
