@@ -51,14 +51,14 @@ const MESSAGE_PREFIX_BYTES: usize = 5;
 /// prost writes a `bytes::Bytes` field with `BufMut::put`, which `Bytes` can satisfy by
 /// reference (`Buf::copy_to_bytes` on a `Bytes` is a slice, not a copy).
 #[derive(Debug, Default)]
-pub struct ChunkedBuf {
+struct ChunkedBuf {
     chunks: Vec<Bytes>,
     current: BytesMut,
 }
 
 impl ChunkedBuf {
     /// The chunks written, in order; their concatenation is what was written.
-    pub fn into_chunks(mut self) -> Vec<Bytes> {
+    fn into_chunks(mut self) -> Vec<Bytes> {
         self.flush();
         self.chunks
     }
