@@ -315,13 +315,13 @@ impl Broker {
         let replication_service =
             ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
                 .max_encoding_message_size(usize::MAX);
-        let fetch_routes = grpc::FetchRoutesLayer::new(
+        let record_routes = grpc::RecordRoutesLayer::new(
             grpc::BrokerService::new(state.clone()),
             grpc::ReplicationService::new(state.clone()),
             serving_clients.clone(),
         );
         let server = strata_proto::http2::server(Server::builder())
-            .layer(fetch_routes)
+            .layer(record_routes)
             .add_service(broker_service)
             .add_service(admin_service)
             .add_service(group_service)

@@ -353,7 +353,8 @@ fn produce_results(response: wire::ProduceResponse) -> ProduceResults {
         .collect()
 }
 
-/// Opens a `ProduceStream` that sends the requests `requests` yields, in order.
+/// Opens a `ProduceStream` that sends the requests `requests` yields, in order. Each batch
+/// goes to the socket from the producer's own buffer (see `strata_proto::zero_copy`).
 pub(crate) async fn open_produce_stream(
     connection: &Connection,
     requests: tokio::sync::mpsc::UnboundedReceiver<ProduceRequest>,
@@ -362,12 +363,15 @@ pub(crate) async fn open_produce_stream(
     use tokio_stream::StreamExt;
     let requests =
         tokio_stream::wrappers::UnboundedReceiverStream::new(requests).map(|request| request.0);
-    let mut client = broker_client(connection);
     let responses = call(
         connection,
         "ProduceStream",
         timeout,
-        client.produce_stream(requests),
+        zero_copy::streaming(
+            connection.channel.clone(),
+            zero_copy::paths::PRODUCE_STREAM,
+            tonic::Request::new(requests),
+        ),
     )
     .await?;
     Ok(ProduceResponses {

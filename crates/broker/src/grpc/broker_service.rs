@@ -264,25 +264,16 @@ fn refuse_produce(
     Box::pin(std::future::ready(response))
 }
 
-#[tonic::async_trait]
-impl proto::broker_server::Broker for BrokerService {
-    async fn produce(
-        &self,
-        request: Request<proto::ProduceRequest>,
-    ) -> Result<Response<proto::ProduceResponse>, Status> {
-        let request = request.into_inner();
-        let acks = Acks::from_wire(request.acks).map_err(to_status)?;
-        let completion = self.state.begin_produce(request, acks).await;
-        Ok(Response::new(completion.await))
-    }
+/// The responses of a `ProduceStream`, in the order of its requests.
+pub type ProduceResponses = ReceiverStream<Result<proto::ProduceResponse, Status>>;
 
-    type ProduceStreamStream = ReceiverStream<Result<proto::ProduceResponse, Status>>;
-
-    async fn produce_stream(
-        &self,
-        request: Request<Streaming<proto::ProduceRequest>>,
-    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        let mut requests = request.into_inner();
+impl BrokerService {
+    /// Appends the produce requests of one stream in arrival order and answers them in that
+    /// order. `requests` is tonic's decoder or the zero-copy one (see `record_routes`).
+    pub fn serve_produce_stream<Requests>(&self, mut requests: Requests) -> ProduceResponses
+    where
+        Requests: Stream<Item = Result<proto::ProduceRequest, Status>> + Send + Unpin + 'static,
+    {
         let state = self.state.clone();
         let (responses, receiver) = mpsc::channel(PRODUCE_STREAM_DEPTH);
         tokio::spawn(async move {
@@ -297,24 +288,53 @@ impl proto::broker_server::Broker for BrokerService {
                             return; // the client went away; its requests' fate is in the log
                         }
                     }
-                    message = requests.message(), if inbound_open && pending.len() < PRODUCE_STREAM_DEPTH => {
+                    message = requests.next(), if inbound_open && pending.len() < PRODUCE_STREAM_DEPTH => {
                         match message {
-                            Ok(Some(request)) => {
+                            Some(Ok(request)) => {
                                 let completion = match Acks::from_wire(request.acks) {
                                     Ok(acks) => state.begin_produce(request, acks).await,
                                     Err(error) => refuse_produce(&state, request, error),
                                 };
                                 pending.push_back(completion);
                             }
-                            Ok(None) => inbound_open = false,
+                            None => inbound_open = false,
                             // A broken or malformed stream: nothing more can be answered on it.
-                            Err(_) => return,
+                            // The requests already appended stay appended; the client learns why
+                            // the stream ended, if it is still there to hear it.
+                            Some(Err(status)) => {
+                                let _ = responses.send(Err(status)).await;
+                                return;
+                            }
                         }
                     }
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        ReceiverStream::new(receiver)
+    }
+}
+
+#[tonic::async_trait]
+impl proto::broker_server::Broker for BrokerService {
+    async fn produce(
+        &self,
+        request: Request<proto::ProduceRequest>,
+    ) -> Result<Response<proto::ProduceResponse>, Status> {
+        let request = request.into_inner();
+        let acks = Acks::from_wire(request.acks).map_err(to_status)?;
+        let completion = self.state.begin_produce(request, acks).await;
+        Ok(Response::new(completion.await))
+    }
+
+    type ProduceStreamStream = ProduceResponses;
+
+    async fn produce_stream(
+        &self,
+        request: Request<Streaming<proto::ProduceRequest>>,
+    ) -> Result<Response<ProduceResponses>, Status> {
+        Ok(Response::new(
+            self.serve_produce_stream(request.into_inner()),
+        ))
     }
 
     async fn fetch(

@@ -3,13 +3,13 @@
 
 mod admin_service;
 mod broker_service;
-mod fetch_routes;
 mod group_service;
+mod record_routes;
 mod replication_service;
 pub mod status;
 
 pub use admin_service::AdminService;
 pub use broker_service::BrokerService;
-pub use fetch_routes::FetchRoutesLayer;
 pub use group_service::GroupService;
+pub use record_routes::RecordRoutesLayer;
 pub use replication_service::ReplicationService;

@@ -1,8 +1,9 @@
-//! The calls whose responses are mostly record bytes — a consumer's `Fetch` and a follower's
-//! `ReplicaFetch` — are served by `strata_proto::zero_copy`, ahead of tonic's router, so the
-//! batches go from the segment's memory map to the socket without tonic's encode copy. Every
-//! other call reaches the router unchanged. The handlers are the services' own trait methods, so
-//! a fetch behaves exactly as when tonic serves it.
+//! The calls whose messages are mostly record bytes — a producer's `ProduceStream`, a consumer's
+//! `Fetch` and a follower's `ReplicaFetch` — are served by `strata_proto::zero_copy`, ahead of
+//! tonic's router: produced batches are appended as slices of the frames they arrived in, and
+//! fetched batches go from the segment's memory map to the socket, skipping tonic's copies.
+//! Every other call reaches the router unchanged. The handlers are the services' own, so a call
+//! behaves exactly as when tonic serves it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +13,8 @@ use std::task::{Context, Poll};
 
 use strata_proto::replication_v1::replication_server::Replication;
 use strata_proto::v1::broker_server::Broker;
-use strata_proto::zero_copy::{paths, serve_unary};
+use strata_proto::zero_copy::{paths, serve_streaming, serve_unary};
+use tonic::Response;
 use tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -22,22 +24,24 @@ use crate::grpc::status::check_ready;
 use crate::grpc::{BrokerService, ReplicationService};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FetchRoute {
+enum RecordRoute {
+    ProduceStream,
     Fetch,
     ReplicaFetch,
 }
 
-fn fetch_route(path: &str) -> Option<FetchRoute> {
+fn record_route(path: &str) -> Option<RecordRoute> {
     match path {
-        paths::FETCH => Some(FetchRoute::Fetch),
-        paths::REPLICA_FETCH => Some(FetchRoute::ReplicaFetch),
+        paths::PRODUCE_STREAM => Some(RecordRoute::ProduceStream),
+        paths::FETCH => Some(RecordRoute::Fetch),
+        paths::REPLICA_FETCH => Some(RecordRoute::ReplicaFetch),
         _ => None,
     }
 }
 
 /// Wraps the server's router; see the module documentation.
 #[derive(Clone)]
-pub struct FetchRoutesLayer {
+pub struct RecordRoutesLayer {
     broker: Arc<BrokerService>,
     replication: Arc<ReplicationService>,
     /// The broker service's readiness gate; replication answers before it opens, as through
@@ -45,13 +49,13 @@ pub struct FetchRoutesLayer {
     serving_clients: Arc<AtomicBool>,
 }
 
-impl FetchRoutesLayer {
+impl RecordRoutesLayer {
     pub fn new(
         broker: BrokerService,
         replication: ReplicationService,
         serving_clients: Arc<AtomicBool>,
-    ) -> FetchRoutesLayer {
-        FetchRoutesLayer {
+    ) -> RecordRoutesLayer {
+        RecordRoutesLayer {
             broker: Arc::new(broker),
             replication: Arc::new(replication),
             serving_clients,
@@ -59,11 +63,11 @@ impl FetchRoutesLayer {
     }
 }
 
-impl<S> Layer<S> for FetchRoutesLayer {
-    type Service = FetchRoutes<S>;
+impl<S> Layer<S> for RecordRoutesLayer {
+    type Service = RecordRoutes<S>;
 
-    fn layer(&self, router: S) -> FetchRoutes<S> {
-        FetchRoutes {
+    fn layer(&self, router: S) -> RecordRoutes<S> {
+        RecordRoutes {
             router,
             handlers: self.clone(),
         }
@@ -71,12 +75,12 @@ impl<S> Layer<S> for FetchRoutesLayer {
 }
 
 #[derive(Clone)]
-pub struct FetchRoutes<S> {
+pub struct RecordRoutes<S> {
     router: S,
-    handlers: FetchRoutesLayer,
+    handlers: RecordRoutesLayer,
 }
 
-impl<S> Service<http::Request<Body>> for FetchRoutes<S>
+impl<S> Service<http::Request<Body>> for RecordRoutes<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>>,
     S::Future: Send + 'static,
@@ -90,9 +94,24 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        match fetch_route(request.uri().path()) {
+        match record_route(request.uri().path()) {
             None => Box::pin(self.router.call(request)),
-            Some(FetchRoute::Fetch) => {
+            Some(RecordRoute::ProduceStream) => {
+                let broker = self.handlers.broker.clone();
+                let serving_clients = self.handlers.serving_clients.clone();
+                Box::pin(async move {
+                    Ok(
+                        serve_streaming(request, MAX_REQUEST_BYTES, |requests| async move {
+                            check_ready(&serving_clients)?;
+                            Ok(Response::new(
+                                broker.serve_produce_stream(requests.into_inner()),
+                            ))
+                        })
+                        .await,
+                    )
+                })
+            }
+            Some(RecordRoute::Fetch) => {
                 let broker = self.handlers.broker.clone();
                 let serving_clients = self.handlers.serving_clients.clone();
                 Box::pin(async move {
@@ -105,7 +124,7 @@ where
                     )
                 })
             }
-            Some(FetchRoute::ReplicaFetch) => {
+            Some(RecordRoute::ReplicaFetch) => {
                 let replication = self.handlers.replication.clone();
                 Box::pin(async move {
                     Ok(
@@ -125,24 +144,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_two_fetch_calls_are_routed_here() {
+    fn only_the_record_carrying_calls_are_routed_here() {
         assert_eq!(
-            fetch_route("/strata.v1.Broker/Fetch"),
-            Some(FetchRoute::Fetch)
+            record_route("/strata.v1.Broker/ProduceStream"),
+            Some(RecordRoute::ProduceStream)
         );
         assert_eq!(
-            fetch_route("/strata.replication.v1.Replication/ReplicaFetch"),
-            Some(FetchRoute::ReplicaFetch)
+            record_route("/strata.v1.Broker/Fetch"),
+            Some(RecordRoute::Fetch)
+        );
+        assert_eq!(
+            record_route("/strata.replication.v1.Replication/ReplicaFetch"),
+            Some(RecordRoute::ReplicaFetch)
         );
         for other in [
             "/strata.v1.Broker/FetchStream",
             "/strata.v1.Broker/Produce",
+            "/strata.v1.Broker/ProduceStream/",
             "/strata.v1.Admin/Fetch",
             "/strata.v1.Broker/Fetch/extra",
             "strata.v1.Broker/Fetch",
             "/",
         ] {
-            assert_eq!(fetch_route(other), None, "{other}");
+            assert_eq!(record_route(other), None, "{other}");
         }
     }
 }
