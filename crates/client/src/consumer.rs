@@ -23,7 +23,7 @@
 //! the group's coordinator assigns partitions, and `poll` applies each change — committing and
 //! releasing revoked partitions before new ones start at their committed offsets.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,11 +98,23 @@ pub struct Consumer {
 /// errors against) and the response.
 type FetchResponses = Vec<(Leader, Vec<String>, Result<Vec<FetchedPartition>>)>;
 
+/// Partitions' records decoded on the prefetch task: decoding then overlaps the application's
+/// handling of the records before them.
+type DecodedAhead = HashMap<TopicPartition, Decoded>;
+
+/// What `decode_fetched` made of one partition's fetched bytes.
+struct Decoded {
+    /// The position the bytes were decoded from; records below it were skipped.
+    from: i64,
+    /// The records and the offset the next fetch starts at.
+    outcome: Result<(Vec<ConsumerRecord>, i64)>,
+}
+
 /// A fetch sent before the application asked for more records.
 struct Prefetch {
     /// The offset each partition was fetched from.
     fetched_from: BTreeMap<TopicPartition, i64>,
-    task: AbortOnDrop<FetchResponses>,
+    task: AbortOnDrop<(FetchResponses, DecodedAhead)>,
 }
 
 /// A task that is cancelled when its handle is dropped (a closed consumer stops its prefetch).
@@ -517,9 +529,15 @@ impl Consumer {
             by_leader,
             self.config.fetch_max_wait(),
         );
+        let decode_from = fetched_from.clone();
+        let task = async move {
+            let responses = responses.await;
+            let decoded = decode_ahead(&responses, &decode_from);
+            (responses, decoded)
+        };
         self.prefetch = Some(Prefetch {
             fetched_from,
-            task: AbortOnDrop(tokio::spawn(responses)),
+            task: AbortOnDrop(tokio::spawn(task)),
         });
     }
 
@@ -555,7 +573,7 @@ impl Consumer {
             Ok(joined) => joined,
         };
         let prefetch = self.prefetch.take().expect("checked above");
-        let Ok(mut responses) = responses else {
+        let Ok((mut responses, mut decoded)) = responses else {
             // The task was cancelled or panicked; the next round fetches afresh.
             return Ok(true);
         };
@@ -583,7 +601,7 @@ impl Consumer {
         }
         // A retriable error is left to the normal round that follows, which meets it again
         // and backs off; anything else fails the poll as it would there.
-        self.apply_fetch_responses(responses)?;
+        self.apply_fetch_responses(responses, &mut decoded)?;
         Ok(true)
     }
 
@@ -687,7 +705,7 @@ impl Consumer {
             max_wait,
         )
         .await;
-        if let Some(error) = self.apply_fetch_responses(responses)? {
+        if let Some(error) = self.apply_fetch_responses(responses, &mut DecodedAhead::new())? {
             retriable = Some(error);
         }
         match retriable {
@@ -698,7 +716,11 @@ impl Consumer {
 
     /// Buffers what a round of fetches returned. Returns the last retriable error met, for the
     /// caller to back off on; fails on anything else.
-    fn apply_fetch_responses(&mut self, responses: FetchResponses) -> Result<Option<Error>> {
+    fn apply_fetch_responses(
+        &mut self,
+        responses: FetchResponses,
+        decoded: &mut DecodedAhead,
+    ) -> Result<Option<Error>> {
         let mut retriable = None;
         for (leader, topics, response) in responses {
             let partitions = match response {
@@ -717,7 +739,8 @@ impl Consumer {
                 }
             };
             for fetched in partitions {
-                if let Some(error) = self.accept_fetched(fetched, &leader)? {
+                let decoded = decoded.remove(&fetched.topic_partition);
+                if let Some(error) = self.accept_fetched(fetched, decoded, &leader)? {
                     retriable = Some(error);
                 }
             }
@@ -730,6 +753,7 @@ impl Consumer {
     fn accept_fetched(
         &mut self,
         fetched: FetchedPartition,
+        decoded: Option<Decoded>,
         leader: &Leader,
     ) -> Result<Option<Error>> {
         let topic_partition = fetched.topic_partition;
@@ -761,8 +785,10 @@ impl Consumer {
             }
             return Err(error);
         }
-        let (records, next_fetch_offset) =
-            decode_fetched(&topic_partition, position, fetched.records)?;
+        let (records, next_fetch_offset) = match decoded {
+            Some(decoded) if decoded.from == position => decoded.outcome?,
+            _ => decode_fetched(&topic_partition, position, fetched.records)?,
+        };
         if records.is_empty() {
             if next_fetch_offset > position {
                 self.positions
@@ -777,6 +803,25 @@ impl Consumer {
         });
         Ok(None)
     }
+}
+
+/// Decodes each partition fetched without an error from the offset it was fetched from.
+fn decode_ahead(
+    responses: &FetchResponses,
+    fetched_from: &BTreeMap<TopicPartition, i64>,
+) -> DecodedAhead {
+    responses
+        .iter()
+        .filter_map(|(_, _, response)| response.as_ref().ok())
+        .flatten()
+        .filter(|fetched| fetched.error.is_none())
+        .filter_map(|fetched| {
+            let topic_partition = &fetched.topic_partition;
+            let &from = fetched_from.get(topic_partition)?;
+            let outcome = decode_fetched(topic_partition, from, fetched.records.clone());
+            Some((topic_partition.clone(), Decoded { from, outcome }))
+        })
+        .collect()
 }
 
 /// Sends one `Fetch` per leader, concurrently. Owns everything it uses, so it can run as a task.
