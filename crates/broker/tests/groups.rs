@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, GroupCoordinatorConfig};
 use strata_common::ErrorCode;
+use strata_coordinator::CoordinatorConfig;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::broker_client::BrokerClient;
@@ -15,12 +16,20 @@ use tonic::transport::Channel;
 const SNAPSHOT_EVERY: u64 = 20;
 
 async fn start(data_dir: &std::path::Path) -> (BrokerHandle, Channel) {
+    start_with(data_dir, CoordinatorConfig::default()).await
+}
+
+async fn start_with(
+    data_dir: &std::path::Path,
+    coordinator: CoordinatorConfig,
+) -> (BrokerHandle, Channel) {
     let handle = Broker::start(BrokerConfig {
         data_dir: data_dir.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
         groups: GroupCoordinatorConfig {
             offsets_topic_partitions: 2,
             snapshot_every_records: SNAPSHOT_EVERY,
+            coordinator,
             ..GroupCoordinatorConfig::default()
         },
         ..BrokerConfig::default()
@@ -97,6 +106,19 @@ async fn commit(
         .remove(0)
 }
 
+/// The group's coordinator address; the first call creates `__consumer_offsets`.
+async fn find_coordinator(groups: &mut GroupCoordinatorClient<Channel>, group: &str) -> String {
+    let found = groups
+        .find_coordinator(proto::FindCoordinatorRequest {
+            group_id: group.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.error_code, 0, "{}", found.error_message);
+    found.address
+}
+
 async fn committed(groups: &mut GroupCoordinatorClient<Channel>, group: &str) -> i64 {
     let fetched = groups
         .offset_fetch(proto::OffsetFetchRequest {
@@ -120,15 +142,8 @@ async fn offsets_are_durable_bounded_and_never_above_the_high_watermark() {
     create_topic_with_records(&channel, "events", 100).await;
     let mut groups = GroupCoordinatorClient::new(channel.clone());
 
-    let found = groups
-        .find_coordinator(proto::FindCoordinatorRequest {
-            group_id: "readers".to_string(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(found.error_code, 0, "{}", found.error_message);
-    assert_eq!(found.address, broker.local_addr().to_string());
+    let address = find_coordinator(&mut groups, "readers").await;
+    assert_eq!(address, broker.local_addr().to_string());
 
     let above = commit(&mut groups, "readers", 101).await;
     assert_eq!(above.error_code, ErrorCode::OffsetOutOfRange.code());
@@ -269,4 +284,40 @@ async fn a_member_heartbeat_gets_partitions_and_a_fenced_member_cannot_commit() 
             .any(|group| group.group_id == "workers")
     );
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_groups_offsets_expire_after_the_retention_and_stay_gone_after_a_restart() {
+    let directory = tempfile::tempdir().unwrap();
+    let short_retention = CoordinatorConfig {
+        offsets_retention_ms: 300,
+        offsets_retention_check_interval_ms: 50,
+        ..CoordinatorConfig::default()
+    };
+    let (broker, channel) = start_with(directory.path(), short_retention.clone()).await;
+    create_topic_with_records(&channel, "events", 10).await;
+    let mut groups = GroupCoordinatorClient::new(channel.clone());
+    find_coordinator(&mut groups, "gone").await;
+    let accepted = commit(&mut groups, "gone", 5).await;
+    assert_eq!(accepted.error_code, 0, "{}", accepted.error_message);
+    assert_eq!(committed(&mut groups, "gone").await, 5);
+
+    // The coordinator's timer deletes it; wait for that, bounded.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while committed(&mut groups, "gone").await != -1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the offset outlived its retention by seconds"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    broker.shutdown().await;
+    let (_broker, channel) = start_with(directory.path(), short_retention).await;
+    let mut groups = GroupCoordinatorClient::new(channel);
+    assert_eq!(
+        committed(&mut groups, "gone").await,
+        -1,
+        "the deletion was stored, not only applied in memory"
+    );
 }

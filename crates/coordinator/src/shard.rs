@@ -56,6 +56,11 @@ pub struct CoordinatorConfig {
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
     pub default_assignor: Assignor,
+    /// Kafka's `offsets.retention.minutes`: the committed offsets of a group with no members
+    /// are deleted once the group has been empty, and the offset uncommitted, this long.
+    pub offsets_retention_ms: i64,
+    /// Kafka's `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for CoordinatorConfig {
@@ -66,6 +71,8 @@ impl Default for CoordinatorConfig {
             min_session_timeout_ms: 500,
             max_session_timeout_ms: 300_000,
             default_assignor: Assignor::Uniform,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1_000,
+            offsets_retention_check_interval_ms: 10 * 60 * 1_000,
         }
     }
 }
@@ -130,6 +137,9 @@ struct Group {
     offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     session_deadlines: HashMap<String, i64>,
     revocation_deadlines: HashMap<String, i64>,
+    /// When an offset-retention check first found the group without members. Not stored: a
+    /// new coordinator starts counting again, which can only keep offsets longer.
+    empty_since_ms: Option<i64>,
 }
 
 impl Group {
@@ -203,6 +213,8 @@ pub struct CoordinatorShard {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
     share_groups: BTreeMap<String, ShareGroup>,
+    /// When `expire_offsets` next looks; `None` until its first call.
+    next_offsets_check_ms: Option<i64>,
 }
 
 fn settled(member: &MemberState, assignment_epoch: i32) -> bool {
@@ -227,6 +239,7 @@ impl CoordinatorShard {
             config,
             groups: BTreeMap::new(),
             share_groups: BTreeMap::new(),
+            next_offsets_check_ms: None,
         }
     }
 
@@ -580,6 +593,52 @@ impl CoordinatorShard {
                     value: Some(next),
                 });
             }
+        }
+        self.apply(&records);
+        records
+    }
+
+    /// Deletes the offsets of groups that have had no members, and no commit to the offset, for
+    /// `offsets_retention_ms` (Kafka's KIP-211 rule); a group left with no offsets and no
+    /// members is deleted. Looks at most once per `offsets_retention_check_interval_ms`.
+    pub fn expire_offsets(&mut self, now_ms: i64) -> Vec<CoordinatorRecord> {
+        if self.next_offsets_check_ms.is_some_and(|next| now_ms < next) {
+            return Vec::new();
+        }
+        self.next_offsets_check_ms = Some(now_ms + self.config.offsets_retention_check_interval_ms);
+        let retention_ms = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        for (group_id, group) in &mut self.groups {
+            if group.has_members() {
+                group.empty_since_ms = None;
+                continue;
+            }
+            let empty_since = *group.empty_since_ms.get_or_insert(now_ms);
+            let expired: Vec<&TopicPartition> = group
+                .offsets
+                .iter()
+                .filter(|(_, offset)| {
+                    now_ms - offset.commit_timestamp.max(empty_since) >= retention_ms
+                })
+                .map(|(topic_partition, _)| topic_partition)
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            if expired.len() == group.offsets.len() {
+                records.push(CoordinatorRecord::Group {
+                    group_id: group_id.clone(),
+                    value: None,
+                });
+                continue;
+            }
+            records.extend(expired.into_iter().map(|topic_partition| {
+                CoordinatorRecord::OffsetCommit {
+                    group_id: group_id.clone(),
+                    topic_partition: topic_partition.clone(),
+                    value: None,
+                }
+            }));
         }
         self.apply(&records);
         records

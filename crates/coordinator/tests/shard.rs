@@ -26,8 +26,12 @@ struct Harness {
 
 impl Harness {
     fn new(partitions: i32) -> Harness {
+        Harness::with_config(partitions, CoordinatorConfig::default())
+    }
+
+    fn with_config(partitions: i32, config: CoordinatorConfig) -> Harness {
         Harness {
-            shard: CoordinatorShard::new(CoordinatorConfig::default()),
+            shard: CoordinatorShard::new(config),
             counts: [("t".to_string(), partitions)].into(),
             now: 0,
             log: Vec::new(),
@@ -564,4 +568,120 @@ mod share_groups {
             live.partitions
         );
     }
+}
+
+fn committed_at(offset: i64, commit_timestamp: i64) -> OffsetAndMetadata {
+    OffsetAndMetadata {
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp,
+    }
+}
+
+const RETENTION_MS: i64 = 10_000;
+
+fn short_retention() -> CoordinatorConfig {
+    CoordinatorConfig {
+        offsets_retention_ms: RETENTION_MS,
+        offsets_retention_check_interval_ms: 100,
+        ..CoordinatorConfig::default()
+    }
+}
+
+#[test]
+fn an_empty_groups_offsets_expire_one_by_one_and_then_the_group_goes() {
+    let mut shard = CoordinatorShard::new(short_retention());
+    let p0 = TopicPartition::new("t", 0);
+    let p1 = TopicPartition::new("t", 1);
+    // Offsets committed without a member (as by an admin tool), at 0 and at 5 s.
+    let commit = |shard: &mut CoordinatorShard, tp: &TopicPartition, at: i64| {
+        let (outcomes, _) = shard
+            .commit_offsets("idle", "", -1, vec![(tp.clone(), committed_at(1, at))])
+            .unwrap();
+        assert!(outcomes[0].1.is_ok());
+    };
+    commit(&mut shard, &p0, 0);
+    commit(&mut shard, &p1, 5_000);
+
+    assert!(shard.expire_offsets(0).is_empty(), "the group is new");
+    assert!(shard.expire_offsets(RETENTION_MS - 1).is_empty(), "not yet");
+    assert!(
+        shard.expire_offsets(RETENTION_MS + 50).is_empty(),
+        "due, but the next check is 100 ms after the last"
+    );
+
+    let expired = shard.expire_offsets(RETENTION_MS + 99);
+    assert_eq!(
+        expired,
+        vec![CoordinatorRecord::OffsetCommit {
+            group_id: "idle".to_string(),
+            topic_partition: p0.clone(),
+            value: None,
+        }]
+    );
+    let left: Vec<TopicPartition> = shard
+        .committed_offsets("idle", None)
+        .into_iter()
+        .map(|(tp, _)| tp)
+        .collect();
+    assert_eq!(left, vec![p1.clone()], "p1 was committed later");
+
+    let expired = shard.expire_offsets(5_000 + RETENTION_MS);
+    assert_eq!(
+        expired,
+        vec![CoordinatorRecord::Group {
+            group_id: "idle".to_string(),
+            value: None,
+        }]
+    );
+    assert!(shard.describe("idle").is_none());
+}
+
+#[test]
+fn offsets_are_kept_while_the_group_has_members_and_counted_from_when_it_emptied() {
+    let mut harness = Harness::with_config(2, short_retention());
+    let mut a = harness.join(None);
+    harness.settle(&mut [&mut a]);
+    let tp = a.owned.iter().next().unwrap().clone();
+    let (outcomes, records) = harness
+        .shard
+        .commit_offsets(
+            "g",
+            &a.member_id,
+            a.epoch,
+            vec![(tp.clone(), committed_at(7, 0))],
+        )
+        .unwrap();
+    assert!(outcomes[0].1.is_ok());
+    harness.log.extend(records);
+
+    // Long past the retention, but a member is still there (heartbeating).
+    harness.now = 3 * RETENTION_MS;
+    harness.heartbeat(&mut a);
+    assert!(harness.shard.expire_offsets(harness.now).is_empty());
+
+    let leaving = harness.request(&a, LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    harness.now += 1_000;
+    assert!(
+        harness.shard.expire_offsets(harness.now).is_empty(),
+        "the retention counts from when the group emptied, not from the old commit"
+    );
+    harness.now += RETENTION_MS - 100;
+    assert!(harness.shard.expire_offsets(harness.now).is_empty());
+    harness.now += 100;
+    let expired = harness.shard.expire_offsets(harness.now);
+    assert_eq!(
+        expired,
+        vec![CoordinatorRecord::Group {
+            group_id: "g".to_string(),
+            value: None,
+        }]
+    );
+    harness.log.extend(expired);
+    assert!(
+        harness.replayed().describe("g").is_none(),
+        "the log says so too"
+    );
 }

@@ -492,8 +492,8 @@ impl GroupCoordinator {
         Ok(answer)
     }
 
-    /// Session and rebalance timeouts of every loaded shard; drops shards this broker no
-    /// longer leads.
+    /// Session and rebalance timeouts and offset retention of every loaded shard; drops shards
+    /// this broker no longer leads.
     pub(crate) async fn expire_members(&self) {
         let loaded: Vec<(i32, Arc<LoadedShard>)> = self
             .shards
@@ -517,6 +517,12 @@ impl GroupCoordinator {
                 .await;
             if let Err(error) = expired {
                 warn!(partition = partition_index, %error, "could not store expired members");
+            }
+            let expired = self
+                .write(&shard, |shard| Ok(((), shard.expire_offsets(now_ms))))
+                .await;
+            if let Err(error) = expired {
+                warn!(partition = partition_index, %error, "could not store expired offsets");
             }
             let limits = self.config.share_limits;
             let expired = self
