@@ -24,6 +24,10 @@ pub struct ServerArgs {
     /// Every controller voter as id@host:port, comma-separated; omit for a single-node cluster.
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
     voters: Option<Voters>,
+    /// Kafka's offsets.retention.minutes: a group's committed offsets are deleted once it has
+    /// had no members, and the offset no commit, for this long [default: 10080, 7 days].
+    #[arg(long, value_name = "MIN", value_parser = clap::value_parser!(u32).range(1..))]
+    offsets_retention_minutes: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -83,12 +87,12 @@ fn resolve_listen(listen: &str) -> Result<SocketAddr> {
         .with_context(|| format!("--listen '{listen}' resolves to no address"))
 }
 
-pub async fn run_server(args: ServerArgs) -> Result<()> {
+fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
     let voters = args.voters.map(|voters| voters.0).unwrap_or_default();
     if !voters.is_empty() && !voters.iter().any(|(id, _)| *id == args.node_id) {
         bail!("--voters does not list this node's id {}", args.node_id);
     }
-    let config = BrokerConfig {
+    let mut config = BrokerConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,
         listen: resolve_listen(&args.listen)?,
@@ -96,6 +100,14 @@ pub async fn run_server(args: ServerArgs) -> Result<()> {
         voters,
         ..BrokerConfig::default()
     };
+    if let Some(minutes) = args.offsets_retention_minutes {
+        config.groups.coordinator.offsets_retention_ms = i64::from(minutes) * 60 * 1_000;
+    }
+    Ok(config)
+}
+
+pub async fn run_server(args: ServerArgs) -> Result<()> {
+    let config = server_config(args)?;
     let node_id = config.node_id;
     let handle = Broker::start(config)
         .await
@@ -178,6 +190,36 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn parsed(extra: &[&str]) -> Result<BrokerConfig> {
+        let base = [
+            "strata",
+            "--node-id",
+            "1",
+            "--data-dir",
+            "d",
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        let args = base.iter().chain(extra).copied();
+        server_config(Command::try_parse_from(args)?.server)
+    }
+
+    #[test]
+    fn offsets_retention_defaults_to_kafkas_seven_days_and_is_settable() {
+        let retention = |config: BrokerConfig| config.groups.coordinator.offsets_retention_ms;
+        assert_eq!(retention(parsed(&[]).unwrap()), 7 * 24 * 60 * 60 * 1_000);
+        let hour = parsed(&["--offsets-retention-minutes", "60"]).unwrap();
+        assert_eq!(retention(hour), 60 * 60 * 1_000);
+        assert!(parsed(&["--offsets-retention-minutes", "0"]).is_err());
+    }
 
     #[test]
     fn voters_parse_and_reject_typos() {
