@@ -318,6 +318,7 @@ impl Broker {
         let record_routes = grpc::RecordRoutesLayer::new(
             grpc::BrokerService::new(state.clone()),
             grpc::ReplicationService::new(state.clone()),
+            grpc::GroupService::new(state.clone()),
             serving_clients.clone(),
         );
         let server = strata_proto::http2::server(Server::builder())

@@ -1238,7 +1238,6 @@ pub(crate) async fn share_fetch(
     acks: &[ShareAckRequest],
     timeout: Duration,
 ) -> Result<(Vec<SharePartitionRecords>, AckOutcomes)> {
-    let mut client = group_client(connection);
     let message = wire::ShareFetchRequest {
         group_id: group_id.to_string(),
         member_id: member_id.to_string(),
@@ -1252,7 +1251,11 @@ pub(crate) async fn share_fetch(
         connection,
         "ShareFetch",
         timeout + max_wait,
-        client.share_fetch(request(message, timeout + max_wait)),
+        zero_copy::unary::<_, wire::ShareFetchResponse>(
+            connection.channel.clone(),
+            zero_copy::paths::SHARE_FETCH,
+            request(message, timeout + max_wait),
+        ),
     )
     .await?;
     group_error(

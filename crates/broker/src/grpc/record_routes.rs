@@ -1,5 +1,5 @@
 //! The calls whose messages are mostly record bytes — a producer's `ProduceStream`, a consumer's
-//! `Fetch` and a follower's `ReplicaFetch` — are served by `strata_proto::zero_copy`, ahead of
+//! `Fetch`, a follower's `ReplicaFetch` and a share-group worker's `ShareFetch` — are served by `strata_proto::zero_copy`, ahead of
 //! tonic's router: produced batches are appended as slices of the frames they arrived in, and
 //! fetched batches go from the segment's memory map to the socket, skipping tonic's copies.
 //! Every other call reaches the router unchanged. The handlers are the services' own, so a call
@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use strata_proto::replication_v1::replication_server::Replication;
 use strata_proto::v1::broker_server::Broker;
+use strata_proto::v1::group_coordinator_server::GroupCoordinator;
 use strata_proto::zero_copy::{paths, serve_streaming, serve_unary};
 use tonic::Response;
 use tonic::body::Body;
@@ -21,13 +22,14 @@ use tower_service::Service;
 
 use crate::MAX_REQUEST_BYTES;
 use crate::grpc::status::check_ready;
-use crate::grpc::{BrokerService, ReplicationService};
+use crate::grpc::{BrokerService, GroupService, ReplicationService};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RecordRoute {
     ProduceStream,
     Fetch,
     ReplicaFetch,
+    ShareFetch,
 }
 
 fn record_route(path: &str) -> Option<RecordRoute> {
@@ -35,6 +37,7 @@ fn record_route(path: &str) -> Option<RecordRoute> {
         paths::PRODUCE_STREAM => Some(RecordRoute::ProduceStream),
         paths::FETCH => Some(RecordRoute::Fetch),
         paths::REPLICA_FETCH => Some(RecordRoute::ReplicaFetch),
+        paths::SHARE_FETCH => Some(RecordRoute::ShareFetch),
         _ => None,
     }
 }
@@ -44,6 +47,7 @@ fn record_route(path: &str) -> Option<RecordRoute> {
 pub struct RecordRoutesLayer {
     broker: Arc<BrokerService>,
     replication: Arc<ReplicationService>,
+    groups: Arc<GroupService>,
     /// The broker service's readiness gate; replication answers before it opens, as through
     /// the router.
     serving_clients: Arc<AtomicBool>,
@@ -53,11 +57,13 @@ impl RecordRoutesLayer {
     pub fn new(
         broker: BrokerService,
         replication: ReplicationService,
+        groups: GroupService,
         serving_clients: Arc<AtomicBool>,
     ) -> RecordRoutesLayer {
         RecordRoutesLayer {
             broker: Arc::new(broker),
             replication: Arc::new(replication),
+            groups: Arc::new(groups),
             serving_clients,
         }
     }
@@ -124,6 +130,19 @@ where
                     )
                 })
             }
+            Some(RecordRoute::ShareFetch) => {
+                let groups = self.handlers.groups.clone();
+                let serving_clients = self.handlers.serving_clients.clone();
+                Box::pin(async move {
+                    Ok(
+                        serve_unary(request, MAX_REQUEST_BYTES, |request| async move {
+                            check_ready(&serving_clients)?;
+                            groups.share_fetch(request).await
+                        })
+                        .await,
+                    )
+                })
+            }
             Some(RecordRoute::ReplicaFetch) => {
                 let replication = self.handlers.replication.clone();
                 Box::pin(async move {
@@ -157,7 +176,12 @@ mod tests {
             record_route("/strata.replication.v1.Replication/ReplicaFetch"),
             Some(RecordRoute::ReplicaFetch)
         );
+        assert_eq!(
+            record_route("/strata.v1.GroupCoordinator/ShareFetch"),
+            Some(RecordRoute::ShareFetch)
+        );
         for other in [
+            "/strata.v1.GroupCoordinator/ShareAcknowledge",
             "/strata.v1.Broker/FetchStream",
             "/strata.v1.Broker/Produce",
             "/strata.v1.Broker/ProduceStream/",

@@ -34,6 +34,8 @@ pub mod paths {
     pub const FETCH: &str = "/strata.v1.Broker/Fetch";
     /// A follower's fetch from its leader (`strata.replication.v1.Replication/ReplicaFetch`).
     pub const REPLICA_FETCH: &str = "/strata.replication.v1.Replication/ReplicaFetch";
+    /// A share-group worker's fetch (`strata.v1.GroupCoordinator/ShareFetch`).
+    pub const SHARE_FETCH: &str = "/strata.v1.GroupCoordinator/ShareFetch";
 }
 
 #[cfg(test)]
@@ -75,6 +77,13 @@ mod tests {
         assert_eq!(
             paths::PRODUCE_STREAM,
             format!("/{}/ProduceStream", crate::v1::broker_server::SERVICE_NAME)
+        );
+        assert_eq!(
+            paths::SHARE_FETCH,
+            format!(
+                "/{}/ShareFetch",
+                crate::v1::group_coordinator_server::SERVICE_NAME
+            )
         );
         assert_eq!(
             paths::FETCH,
