@@ -100,61 +100,46 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        match record_route(request.uri().path()) {
-            None => Box::pin(self.router.call(request)),
-            Some(RecordRoute::ProduceStream) => {
-                let broker = self.handlers.broker.clone();
-                let serving_clients = self.handlers.serving_clients.clone();
-                Box::pin(async move {
-                    Ok(
-                        serve_streaming(request, MAX_REQUEST_BYTES, |requests| async move {
-                            check_ready(&serving_clients)?;
-                            Ok(Response::new(
-                                broker.serve_produce_stream(requests.into_inner()),
-                            ))
-                        })
-                        .await,
-                    )
-                })
-            }
-            Some(RecordRoute::Fetch) => {
-                let broker = self.handlers.broker.clone();
-                let serving_clients = self.handlers.serving_clients.clone();
-                Box::pin(async move {
-                    Ok(
-                        serve_unary(request, MAX_REQUEST_BYTES, |request| async move {
-                            check_ready(&serving_clients)?;
-                            broker.fetch(request).await
-                        })
-                        .await,
-                    )
-                })
-            }
-            Some(RecordRoute::ShareFetch) => {
-                let groups = self.handlers.groups.clone();
-                let serving_clients = self.handlers.serving_clients.clone();
-                Box::pin(async move {
-                    Ok(
-                        serve_unary(request, MAX_REQUEST_BYTES, |request| async move {
-                            check_ready(&serving_clients)?;
-                            groups.share_fetch(request).await
-                        })
-                        .await,
-                    )
-                })
-            }
-            Some(RecordRoute::ReplicaFetch) => {
-                let replication = self.handlers.replication.clone();
-                Box::pin(async move {
-                    Ok(
-                        serve_unary(request, MAX_REQUEST_BYTES, |request| async move {
-                            replication.replica_fetch(request).await
-                        })
-                        .await,
-                    )
-                })
-            }
-        }
+        let Some(route) = record_route(request.uri().path()) else {
+            return Box::pin(self.router.call(request));
+        };
+        let handlers = self.handlers.clone();
+        Box::pin(async move {
+            let ready = || check_ready(&handlers.serving_clients);
+            let response = match route {
+                RecordRoute::ProduceStream => {
+                    serve_streaming(request, MAX_REQUEST_BYTES, |requests| async {
+                        ready()?;
+                        let requests = requests.into_inner();
+                        Ok(Response::new(
+                            handlers.broker.serve_produce_stream(requests),
+                        ))
+                    })
+                    .await
+                }
+                RecordRoute::Fetch => {
+                    serve_unary(request, MAX_REQUEST_BYTES, |request| async {
+                        ready()?;
+                        handlers.broker.fetch(request).await
+                    })
+                    .await
+                }
+                RecordRoute::ShareFetch => {
+                    serve_unary(request, MAX_REQUEST_BYTES, |request| async {
+                        ready()?;
+                        handlers.groups.share_fetch(request).await
+                    })
+                    .await
+                }
+                RecordRoute::ReplicaFetch => {
+                    serve_unary(request, MAX_REQUEST_BYTES, |request| {
+                        handlers.replication.replica_fetch(request)
+                    })
+                    .await
+                }
+            };
+            Ok(response)
+        })
     }
 }
 
