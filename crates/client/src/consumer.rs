@@ -592,8 +592,8 @@ impl Consumer {
                 }
             }
         }
-        // The next fetch goes out before these records are decoded, so the broker works on it
-        // meanwhile. Were they refused or cut below, its offsets no longer match and it is
+        // The next fetch goes out before these records are handed out, so the broker works on
+        // it meanwhile. Were they refused or cut below, its offsets no longer match and it is
         // discarded when collected. When nothing came back, the caller's normal round fetches
         // next; a prefetch beside it would ask for the same offsets twice.
         if after_these != wanted {
