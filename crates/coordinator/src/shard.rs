@@ -599,8 +599,8 @@ impl CoordinatorShard {
     }
 
     /// Deletes the offsets of groups that have had no members, and no commit to the offset, for
-    /// `offsets_retention_ms` (Kafka's KIP-211 rule); a group left with no offsets and no
-    /// members is deleted. Looks at most once per `offsets_retention_check_interval_ms`.
+    /// `offsets_retention_ms` (Kafka's KIP-211 rule); a memberless group is deleted with its
+    /// last offset, or after the retention when it has none. Looks at most once per `offsets_retention_check_interval_ms`.
     pub fn expire_offsets(&mut self, now_ms: i64) -> Vec<CoordinatorRecord> {
         if self.next_offsets_check_ms.is_some_and(|next| now_ms < next) {
             return Vec::new();
@@ -622,10 +622,9 @@ impl CoordinatorShard {
                 })
                 .map(|(topic_partition, _)| topic_partition)
                 .collect();
-            if expired.is_empty() {
-                continue;
-            }
-            if expired.len() == group.offsets.len() {
+            let nothing_left = expired.len() == group.offsets.len();
+            // A group that never committed goes once it has been empty for the retention.
+            if nothing_left && (!expired.is_empty() || now_ms - empty_since >= retention_ms) {
                 records.push(CoordinatorRecord::Group {
                     group_id: group_id.clone(),
                     value: None,

@@ -685,3 +685,26 @@ fn offsets_are_kept_while_the_group_has_members_and_counted_from_when_it_emptied
         "the log says so too"
     );
 }
+
+#[test]
+fn a_group_that_emptied_without_committing_goes_after_the_retention() {
+    let mut harness = Harness::with_config(2, short_retention());
+    let a = harness.join(None);
+    let leaving = harness.request(&a, LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    assert!(
+        harness.shard.describe("g").is_some(),
+        "an empty group stays at first"
+    );
+
+    assert!(harness.shard.expire_offsets(harness.now).is_empty());
+    harness.now += RETENTION_MS;
+    assert_eq!(
+        harness.shard.expire_offsets(harness.now),
+        vec![CoordinatorRecord::Group {
+            group_id: "g".to_string(),
+            value: None,
+        }]
+    );
+    assert!(harness.shard.describe("g").is_none());
+}
