@@ -144,15 +144,6 @@ pub struct ChunkedReader {
     remaining: usize,
 }
 
-impl ChunkedReader {
-    pub(super) fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.remaining += chunk.len();
-            self.chunks.push_back(chunk);
-        }
-    }
-}
-
 impl From<Bytes> for ChunkedReader {
     fn from(bytes: Bytes) -> ChunkedReader {
         let mut reader = ChunkedReader::default();
@@ -216,6 +207,13 @@ impl Buf for ChunkedReader {
 }
 
 impl ChunkedReader {
+    pub(super) fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.remaining += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
     /// The message prefix at the front, without consuming it; `None` until 5 bytes are here.
     fn prefix(&self) -> Option<[u8; MESSAGE_PREFIX_BYTES]> {
         if self.remaining < MESSAGE_PREFIX_BYTES {
@@ -353,6 +351,16 @@ pub(super) enum Ending {
     Trailers,
 }
 
+/// The trailers that end a response with `status`.
+pub(super) fn status_trailers(status: &Status) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    // Only a status whose message cannot be a header value fails here; its code still goes out.
+    if status.add_header(&mut trailers).is_err() {
+        trailers.insert(Status::GRPC_STATUS, (status.code() as i32).into());
+    }
+    trailers
+}
+
 /// Data frames of `messages`, each message in its chunks (see [`encode_message_chunks`]).
 pub(super) struct EncodedMessages<S> {
     messages: Option<S>,
@@ -376,13 +384,7 @@ impl<S> EncodedMessages<S> {
             (Ending::Plain, Err(status)) => Some(Err(status)),
             (Ending::Trailers, outcome) => {
                 let status = outcome.err().unwrap_or_else(|| Status::ok(""));
-                let mut trailers = http::HeaderMap::new();
-                // Only a status whose message cannot be a header value fails here; its code
-                // still goes out.
-                if status.add_header(&mut trailers).is_err() {
-                    trailers.insert(Status::GRPC_STATUS, (status.code() as i32).into());
-                }
-                Some(Ok(Frame::trailers(trailers)))
+                Some(Ok(Frame::trailers(status_trailers(&status))))
             }
         }
     }

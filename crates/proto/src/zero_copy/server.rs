@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::framing::{
     EncodedMessages, Ending, MessageStream, chunks_body, decode_unary_message,
-    encode_message_chunks,
+    encode_message_chunks, status_trailers,
 };
 
 /// Serves one unary call: decodes the request (refusing bodies above `max_request_bytes`), runs
@@ -51,8 +51,7 @@ where
     };
     match answer.await {
         Ok((metadata, chunks)) => {
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert(Status::GRPC_STATUS, HeaderValue::from_static("0"));
+            let trailers = status_trailers(&Status::ok(""));
             grpc_response(metadata, chunks_body(chunks, Some(trailers)))
         }
         Err(status) => status.into_http(),
