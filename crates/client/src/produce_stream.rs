@@ -93,11 +93,21 @@ async fn run<T, H>(
     };
     let mut next_correlation_id = 0u64;
     let mut accepting = true;
+    // One timer for the whole stream, armed for the oldest request and not moved when that one
+    // is answered: when it fires, the request that is oldest then is checked and the timer
+    // re-armed for it. The runtime's timer wheel is behind a lock every worker shares, so the
+    // per-request path stays off it.
+    let request_timer = tokio::time::sleep(request_timeout);
+    tokio::pin!(request_timer);
+    let mut request_timer_armed = false;
     let error = loop {
         if !accepting && outstanding.is_empty() {
             return;
         }
-        let oldest_deadline = outstanding.front().map(|oldest| oldest.deadline);
+        if !request_timer_armed && let Some(oldest) = outstanding.front() {
+            request_timer.as_mut().reset(oldest.deadline);
+            request_timer_armed = true;
+        }
         tokio::select! {
             submission = submissions.recv(), if accepting => match submission {
                 Some((mut request, token)) => {
@@ -130,22 +140,18 @@ async fn run<T, H>(
                 Ok(None) => break broken(&address, "the broker closed it"),
                 Err(error) => break error,
             },
-            () = sleep_until(oldest_deadline), if oldest_deadline.is_some() => {
-                break Error::timeout(
-                    format!("waiting for Produce from {address}"),
-                    request_timeout,
-                );
+            () = &mut request_timer, if request_timer_armed => {
+                request_timer_armed = false;
+                if outstanding.front().is_some_and(|oldest| oldest.deadline <= Instant::now()) {
+                    break Error::timeout(
+                        format!("waiting for Produce from {address}"),
+                        request_timeout,
+                    );
+                }
             }
         }
     };
     fail_all(&mut outstanding, &mut submissions, &mut on_outcome, &error);
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The stream cannot carry on: a transport error, so its requests are retried elsewhere.

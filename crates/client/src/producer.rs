@@ -758,6 +758,7 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             wake_at = [wake_at, refresh_allowed_at].into_iter().flatten().min();
         }
 
+        let mut submitted = false;
         for (leader, partitions) in by_leader {
             let batches = {
                 let mut state = lock(&shared.state);
@@ -786,10 +787,16 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             };
             if !batches.is_empty() {
                 shared.submit(leader, batches);
-                // Partitions skipped for size, or with room for another batch in flight, are
-                // still ready: look again right away.
-                wake_at = Some(now);
+                submitted = true;
             }
+        }
+        if submitted {
+            // Partitions skipped for size, or with room for another batch in flight, are still
+            // ready: look again right away, after letting the stream tasks run. Not through a
+            // timer due now: registering a timer earlier than the runtime's next one wakes a
+            // parked worker thread for nothing, once per request at `linger.ms` 0.
+            tokio::task::yield_now().await;
+            continue;
         }
 
         match wake_at {

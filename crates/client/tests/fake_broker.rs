@@ -768,6 +768,23 @@ async fn start_fake() -> Result<FakeBroker> {
     Ok(fake)
 }
 
+/// Waits (at most `STEP_TIMEOUT`) until `count` produce requests arrived on produce streams.
+async fn stream_requests_arrived(fake: &FakeBroker, count: usize) -> Result<()> {
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            let arrived = fake.stream_request_arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if fake.state().stream_requests_arrived >= count {
+                return;
+            }
+            arrived.await;
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 fn producer_config(fake: &FakeBroker) -> strata_client::ProducerConfigBuilder {
     ProducerConfig::builder()
         .bootstrap(fake.address.as_str())
@@ -910,21 +927,10 @@ async fn batches_in_flight_behind_a_failed_one_are_retried_after_it_in_order() -
                 .await?,
         );
     }
-    tokio::time::timeout(STEP_TIMEOUT, async {
-        loop {
-            let arrived = fake.stream_request_arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            // The first record's request, then five in flight.
-            let in_flight_and_first = 6;
-            if fake.state().stream_requests_arrived >= in_flight_and_first {
-                return;
-            }
-            arrived.await;
-        }
-    })
-    .await
-    .context("five batches in flight at once")?;
+    // The first record's request, then five in flight.
+    stream_requests_arrived(&fake, 6)
+        .await
+        .context("five batches in flight at once")?;
     fake.produce_gate.add_permits(Semaphore::MAX_PERMITS / 2);
 
     for (index, delivery) in deliveries.into_iter().enumerate() {
@@ -949,6 +955,44 @@ async fn batches_in_flight_behind_a_failed_one_are_retried_after_it_in_order() -
         .take_while(|&sequence| sequence != 1)
         .collect();
     assert_eq!(before_retry, vec![0, 2, 3, 4, 5], "received: {sequences:?}");
+    Ok(())
+}
+
+/// The produce stream's request timer is armed for the oldest request and left alone when that
+/// one is answered; it must still time out the request that became the oldest.
+#[tokio::test]
+async fn an_unanswered_request_times_out_after_an_answered_one_and_is_retried() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("timed", 1);
+    let config = producer_config(&fake)
+        .linger_ms(0)
+        .request_timeout_ms(300)
+        .delivery_timeout_ms(60_000)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let first = producer
+        .send(ProducerRecord::new("timed", "answered"))
+        .await?;
+    assert_eq!(tokio::time::timeout(STEP_TIMEOUT, first).await??.offset, 0);
+
+    // Hold every response from now on: the next request is never answered on its stream.
+    let permits = fake.produce_gate.available_permits();
+    fake.produce_gate.forget_permits(permits);
+    let second = producer.send(ProducerRecord::new("timed", "held")).await?;
+    // The answered request, the held one, and its retry on a new stream, which only the held
+    // request's timeout sends.
+    stream_requests_arrived(&fake, 3)
+        .await
+        .context("the held request timed out and went again")?;
+
+    fake.produce_gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    assert_eq!(tokio::time::timeout(STEP_TIMEOUT, second).await??.offset, 1);
+    producer.close().await?;
+    assert_eq!(
+        fake.values("timed", 0),
+        vec!["answered", "held"],
+        "each once"
+    );
     Ok(())
 }
 
