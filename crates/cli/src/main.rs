@@ -99,10 +99,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = match cli.command.runtime_threads() {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -114,6 +120,16 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// Runtime threads the command asks for; `None` leaves tokio's default (one per core).
+    fn runtime_threads(&self) -> Option<usize> {
+        match self {
+            Command::Bench(command) => command.runtime_threads(),
+            _ => None,
         }
     }
 }

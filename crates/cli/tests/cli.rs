@@ -878,28 +878,42 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
         "one partition, one consumer: {everything}"
     );
 
-    let e2e = bench_json(&[
-        "bench",
-        "e2e",
-        "--topic",
-        "latency",
-        "--duration-s",
-        "1",
-        "--rate",
-        "500",
-        "--json",
-        "--bootstrap",
-        bootstrap,
-    ])?;
-    ensure!(e2e["command"] == "e2e", "{e2e}");
-    let received = number(&e2e, "records")?;
-    ensure!(
-        (1.0..=510.0).contains(&received),
-        "about 500 records in one second at 500/s: {e2e}"
-    );
-    ensure!(e2e["records"] == e2e["records_acknowledged"], "{e2e}");
-    ensure!(e2e["errors"] == 0, "{e2e}");
-    check_latency(&e2e)?;
+    // On one runtime thread (the default) and on a multi-threaded client runtime.
+    for (client_threads, flag) in [(1, None), (2, Some("2"))] {
+        let mut args = vec![
+            "bench",
+            "e2e",
+            "--topic",
+            "latency",
+            "--duration-s",
+            "1",
+            "--rate",
+            "500",
+            "--json",
+            "--bootstrap",
+            bootstrap,
+        ];
+        if let Some(threads) = flag {
+            args.extend(["--client-threads", threads]);
+        }
+        let e2e = bench_json(&args)?;
+        ensure!(e2e["command"] == "e2e", "{e2e}");
+        let received = number(&e2e, "records")?;
+        ensure!(
+            (1.0..=510.0).contains(&received),
+            "about 500 records in one second at 500/s: {e2e}"
+        );
+        ensure!(e2e["records"] == e2e["records_acknowledged"], "{e2e}");
+        ensure!(e2e["errors"] == 0, "{e2e}");
+        ensure!(e2e["client_threads"] == client_threads, "{e2e}");
+        ensure!(
+            e2e["loopback_round_trip_ms"]["p50"]
+                .as_f64()
+                .is_some_and(|p50| p50 > 0.0),
+            "a same-run loopback round-trip baseline: {e2e}"
+        );
+        check_latency(&e2e)?;
+    }
 
     // The text output carries the same numbers for a reader.
     let text = run(

@@ -190,6 +190,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
         latency_label: "latency",
         latency: None,
         ack_latency: None,
+        loopback_round_trip: None,
         loopback: Some(baseline),
         file_write: None,
         errors: 0,

@@ -7,6 +7,9 @@
 //! writer are ignored) and the send time in nanoseconds since an `Instant` both sides share.
 //! Sharing one monotonic clock in one process needs no clock synchronisation between hosts.
 //!
+//! Before the run, the same number of loopback TCP round trips of one record's size at the same
+//! rate (for at most 2 s) gives the baseline the latencies are quoted against.
+//!
 //! The run is bounded: sending stops after the duration, and the consumer stops once it has every
 //! acknowledged record or `--drain-timeout-ms` after sending stopped, whichever comes first.
 
@@ -26,6 +29,7 @@ use strata_client::{
 };
 use tokio::sync::watch;
 
+use super::loopback;
 use super::produce::AckRecorder;
 use super::progress::Progress;
 use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, record_latency};
@@ -36,6 +40,8 @@ use crate::topic::connect_admin;
 
 /// Run id and send time.
 const HEADER_BYTES: usize = 16;
+/// The same-run loopback round-trip baseline runs for the benchmark's duration, at most this.
+const ROUND_TRIP_BASELINE_SECONDS: u64 = 2;
 
 #[derive(Debug, Args)]
 pub struct EndToEndBenchArgs {
@@ -54,6 +60,12 @@ pub struct EndToEndBenchArgs {
     /// How long a batch waits for more records. Default 0: send at once, for the lowest latency.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     linger_ms: u64,
+    /// Runtime threads of this client process. 1 (the default) runs producer, consumer and
+    /// pacing on one thread, as Kafka's EndToEndLatency polls on one; more spreads them over a
+    /// multi-threaded runtime, whose wake-ups between threads cost this process about half as
+    /// much CPU again at 5,000 records/s (benches/README.md, session 7).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub client_threads: u16,
     /// How long the consumer keeps waiting for the last records after sending stopped.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     drain_timeout_ms: u64,
@@ -93,6 +105,11 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         .auto_offset_reset(AutoOffsetReset::Latest)
         .connect_timeout_ms(5_000)
         .build()?;
+
+    // Measured first, while nothing else of this process runs.
+    let round_trip_duration = Duration::from_secs(args.duration_s.min(ROUND_TRIP_BASELINE_SECONDS));
+    let round_trips =
+        loopback::measure_round_trips(args.rate, round_trip_duration, record_size).await?;
 
     let admin = connect_admin(&args.bootstrap).await?;
     let description = ensure_topic(&admin, &args.topic, &args.creation, output).await?;
@@ -199,6 +216,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         latency_label: "e2e latency",
         latency: LatencySummary::of(&tally.histogram),
         ack_latency: LatencySummary::of(&acks.histogram),
+        loopback_round_trip: LatencySummary::of(&round_trips),
         loopback: None,
         file_write: None,
         errors: acks.failed + missing,
@@ -207,6 +225,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
             ("duration_s", json!(args.duration_s)),
             ("record_size", json!(args.record_size)),
             ("linger_ms", json!(args.linger_ms)),
+            ("client_threads", json!(args.client_threads)),
             ("records_sent", json!(index)),
             ("records_acknowledged", json!(acknowledged)),
             ("partitions", json!(partitions.len())),

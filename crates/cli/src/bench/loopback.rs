@@ -11,8 +11,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::report::{latency_histogram, record_latency};
 
 const WRITE_BYTES: usize = 1 << 20;
 /// Smaller transfers are dominated by task start-up and the first socket-buffer fill, which
@@ -114,6 +117,64 @@ pub async fn measure_file_write(directory: std::path::PathBuf, bytes: u64) -> Re
     .context("the baseline file writer failed")?
 }
 
+/// Round trips of `message_bytes` over loopback TCP, `rate` a second for `duration`: the floor
+/// under an end-to-end latency, whose records cross loopback at least twice (the produce, then
+/// the fetch response). Two OS threads with blocking sockets echo the message, so the figure is
+/// the kernel's and the machine's, not a runtime's. Bounded by `rate x duration` round trips.
+pub async fn measure_round_trips(
+    rate: u64,
+    duration: Duration,
+    message_bytes: usize,
+) -> Result<Histogram<u64>> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("cannot listen on loopback for the round-trip baseline")?;
+        let address = listener.local_addr()?;
+        let echo = std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut socket, _) = listener.accept()?;
+            socket.set_nodelay(true)?;
+            let mut message = vec![0u8; message_bytes];
+            // Ends when the client closes its side.
+            while socket.read_exact(&mut message).is_ok() {
+                socket.write_all(&message)?;
+            }
+            Ok(())
+        });
+        let mut stream = std::net::TcpStream::connect(address)
+            .context("cannot connect over loopback for the round-trip baseline")?;
+        stream.set_nodelay(true)?;
+        let mut message = vec![0x5au8; message_bytes];
+        let mut histogram = latency_histogram();
+        let round_trips = rate.max(1).saturating_mul(duration.as_secs().max(1));
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+        let started = Instant::now();
+        for index in 0..round_trips {
+            // Paced from the start, as the benchmark's token bucket is: a late round trip does
+            // not push the later ones back.
+            let due = started + interval.mul_f64(index as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let sent = Instant::now();
+            stream
+                .write_all(&message)
+                .context("the round-trip baseline write failed")?;
+            stream
+                .read_exact(&mut message)
+                .context("the round-trip baseline read failed")?;
+            record_latency(&mut histogram, sent.elapsed());
+        }
+        drop(stream);
+        echo.join()
+            .map_err(|_| anyhow::anyhow!("the round-trip echo thread panicked"))?
+            .context("the round-trip echo failed")?;
+        Ok(histogram)
+    })
+    .await
+    .context("the round-trip baseline failed")?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +191,14 @@ mod tests {
         let baseline = measure(3 * WRITE_BYTES as u64 + 17).await?;
         assert_eq!(baseline.bytes, 3 * WRITE_BYTES as u64 + 17);
         assert!(baseline.bytes_per_second() > 0.0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_round_trip_baseline_times_every_round_trip() -> Result<()> {
+        let histogram = measure_round_trips(200, Duration::from_secs(1), 1024).await?;
+        assert_eq!(histogram.len(), 200);
+        assert!(histogram.min() > 0, "a round trip takes time");
         Ok(())
     }
 

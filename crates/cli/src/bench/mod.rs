@@ -62,6 +62,19 @@ pub enum BenchCommand {
     Share(share::ShareBenchArgs),
 }
 
+impl BenchCommand {
+    /// Runtime threads the command asks for; `None` leaves tokio's default (one per core).
+    pub fn runtime_threads(&self) -> Option<usize> {
+        match self {
+            BenchCommand::E2e(args) => Some(usize::from(args.client_threads)),
+            BenchCommand::Produce(_)
+            | BenchCommand::Consume(_)
+            | BenchCommand::Group(_)
+            | BenchCommand::Share(_) => None,
+        }
+    }
+}
+
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Produce(args) => produce::run(args).await,

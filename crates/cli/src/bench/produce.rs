@@ -237,6 +237,7 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
         latency_label: "ack latency",
         latency: LatencySummary::of(&histogram),
         ack_latency: None,
+        loopback_round_trip: None,
         loopback: Some(baseline),
         file_write: Some(file_write),
         errors: failed,

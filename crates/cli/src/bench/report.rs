@@ -101,6 +101,8 @@ pub struct BenchSummary {
     /// Produce acknowledgement latency, when it is not already `latency` (end to end).
     pub ack_latency: Option<LatencySummary>,
     pub loopback: Option<Baseline>,
+    /// Loopback TCP round trips of one record's size at the benchmark's rate, for end to end.
+    pub loopback_round_trip: Option<LatencySummary>,
     /// A raw write of the same bytes to a new file, for produce.
     pub file_write: Option<Baseline>,
     /// Records that failed (produce) or went missing (end to end).
@@ -170,6 +172,9 @@ impl BenchSummary {
         let ratio_json = |ratio: Option<f64>| {
             ratio.map_or(Value::Null, |ratio| json!((ratio * 1e6).round() / 1e6))
         };
+        if let Some(round_trip) = self.loopback_round_trip {
+            object.insert("loopback_round_trip_ms".into(), round_trip.to_json());
+        }
         object.insert("loopback".into(), baseline_json(self.loopback));
         object.insert(
             "ratio_of_loopback".into(),
@@ -240,11 +245,12 @@ impl BenchSummary {
         let latencies = [
             (self.latency_label, self.latency),
             ("ack latency", self.ack_latency),
+            ("loopback rtt", self.loopback_round_trip),
         ];
         for (label, latency) in latencies {
             if let Some(latency) = latency {
                 lines.push(format!(
-                    "  {:<12} p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+                    "  {:<13} p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
                     format!("{label}:"),
                     latency.p50_ms,
                     latency.p99_ms,
@@ -284,6 +290,7 @@ mod tests {
             latency_label: "ack latency",
             latency: LatencySummary::of(&histogram),
             ack_latency: None,
+            loopback_round_trip: None,
             loopback: Some(Baseline {
                 bytes: 1_000_000_000,
                 elapsed: Duration::from_millis(250),
