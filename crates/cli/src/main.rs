@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
     };
-    let mut runtime = match cli.command.runtime_threads() {
+    let mut builder = match cli.command.runtime_threads() {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(threads) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    let runtime = match runtime.enable_all().build() {
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

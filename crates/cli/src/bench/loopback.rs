@@ -120,7 +120,8 @@ pub async fn measure_file_write(directory: std::path::PathBuf, bytes: u64) -> Re
 /// Round trips of `message_bytes` over loopback TCP, `rate` a second for `duration`: the floor
 /// under an end-to-end latency, whose records cross loopback at least twice (the produce, then
 /// the fetch response). Two OS threads with blocking sockets echo the message, so the figure is
-/// the kernel's and the machine's, not a runtime's. Bounded by `rate x duration` round trips.
+/// the kernel's and the machine's, not a runtime's. Bounded by `rate x duration` round trips and
+/// by `duration` plus a second, for messages too large to keep the pace.
 pub async fn measure_round_trips(
     rate: u64,
     duration: Duration,
@@ -149,7 +150,11 @@ pub async fn measure_round_trips(
         let round_trips = rate.max(1).saturating_mul(duration.as_secs().max(1));
         let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
         let started = Instant::now();
+        let give_up_at = started + duration + Duration::from_secs(1);
         for index in 0..round_trips {
+            if Instant::now() >= give_up_at {
+                break;
+            }
             // Paced from the start, as the benchmark's token bucket is: a late round trip does
             // not push the later ones back.
             let due = started + interval.mul_f64(index as f64);
@@ -199,6 +204,15 @@ mod tests {
         let histogram = measure_round_trips(200, Duration::from_secs(1), 1024).await?;
         assert_eq!(histogram.len(), 200);
         assert!(histogram.min() > 0, "a round trip takes time");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_round_trip_baseline_that_cannot_keep_the_pace_stops_after_its_time() -> Result<()> {
+        // 1,000 round trips of 32 MiB each way take many seconds on any machine.
+        let histogram = measure_round_trips(1_000, Duration::from_secs(1), 32 << 20).await?;
+        assert!(!histogram.is_empty());
+        assert!(histogram.len() < 1_000, "{} round trips", histogram.len());
         Ok(())
     }
 
