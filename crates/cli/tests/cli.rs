@@ -831,6 +831,10 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     ensure!(produced["acks"] == "all", "{produced}");
     ensure!(produced["idempotence"] == true, "{produced}");
     ensure!(produced["partitions"] == 1, "{produced}");
+    ensure!(
+        produced["latency_sampling"] == 1,
+        "every record of a short run is timed: {produced}"
+    );
     ensure!(number(&produced, "records_per_sec")? > 0.0, "{produced}");
     ensure!(number(&produced, "mb_per_sec")? > 0.0, "{produced}");
     ensure!(number(&produced, "elapsed_s")? > 0.0, "{produced}");

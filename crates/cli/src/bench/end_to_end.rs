@@ -178,7 +178,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         index += 1;
         let record = ProducerRecord::new(args.topic.as_str(), value.freeze());
         if let Err(error) = producer
-            .send_with_callback(record, recorder.callback(sent_at))
+            .send_with_callback(record, recorder.callback(Some(sent_at)))
             .await
         {
             send_error = Some(error);
