@@ -78,6 +78,9 @@ pub(crate) struct Cluster {
     stale_all: AtomicBool,
     /// Topics whose leaders must be fetched again.
     stale_topics: Mutex<HashSet<String>>,
+    /// Whether `stale_topics` has any, written under its lock: a producer asks once per record,
+    /// and an atomic load is cheaper than the lock.
+    any_stale_topic: AtomicBool,
 }
 
 impl Cluster {
@@ -90,6 +93,7 @@ impl Cluster {
             metadata: RwLock::new(Arc::new(MetadataSnapshot::default())),
             stale_all: AtomicBool::new(true),
             stale_topics: Mutex::new(HashSet::new()),
+            any_stale_topic: AtomicBool::new(false),
         });
         cluster.refresh(&[]).await?;
         Ok(cluster)
@@ -129,6 +133,8 @@ impl Cluster {
         } else if error.invalidates_metadata() {
             let mut stale_topics = lock(&self.stale_topics);
             stale_topics.extend(topics.into_iter().map(str::to_string));
+            self.any_stale_topic
+                .store(!stale_topics.is_empty(), Ordering::SeqCst);
         }
     }
 
@@ -149,9 +155,10 @@ impl Cluster {
         if self.stale_all.load(Ordering::SeqCst) {
             return false;
         }
-        // A producer asks once per record; an empty set needs no hashing.
-        let stale_topics = lock(&self.stale_topics);
-        stale_topics.is_empty() || !stale_topics.contains(topic)
+        if !self.any_stale_topic.load(Ordering::SeqCst) {
+            return true;
+        }
+        !lock(&self.stale_topics).contains(topic)
     }
 
     /// Addresses to ask for metadata: brokers metadata already knows (they reflect the current
@@ -206,6 +213,8 @@ impl Cluster {
                             stale_topics.remove(topic);
                         }
                     }
+                    self.any_stale_topic
+                        .store(!stale_topics.is_empty(), Ordering::SeqCst);
                     return Ok(merged);
                 }
                 Err(error) => {
@@ -249,7 +258,13 @@ impl Cluster {
         if !self.is_fresh(topic) {
             return None;
         }
-        self.snapshot().partition_count(topic).and_then(Result::ok)
+        // Looked up under the read lock rather than through `snapshot`, which would clone and
+        // drop the `Arc` (two more atomic operations per record).
+        self.metadata
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .partition_count(topic)
+            .and_then(Result::ok)
     }
 
     /// The partition count of `topic`, refreshing metadata when the cache does not know it.
