@@ -31,6 +31,7 @@ use bytes::Bytes;
 use futures::Stream;
 use strata_common::{ErrorCode, TopicPartition, validate_topic_name};
 use strata_record::{BatchError, BatchIter, CompressionType};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
@@ -90,6 +91,8 @@ pub struct Consumer {
     buffered: VecDeque<FetchedRecords>,
     /// The fetch sent ahead of the next poll, if any.
     prefetch: Option<Prefetch>,
+    /// `PREFETCH_DEPTH` permits, one held by each round of prefetches not yet collected.
+    prefetch_permits: Arc<Semaphore>,
     /// Present when the configuration names a group.
     group: Option<GroupClient>,
 }
@@ -110,11 +113,32 @@ struct Decoded {
     outcome: Result<(Vec<ConsumerRecord>, i64)>,
 }
 
-/// A fetch sent before the application asked for more records.
+/// Rounds of fetches sent ahead of the application, in flight or answered and not yet
+/// collected. With one, the broker would sit idle while the consumer decodes a response: the
+/// next round could only be sent once the response had been decoded and collected. With two, a
+/// round is sent as soon as the one before it is answered, so the broker reads and sends while
+/// the consumer decodes. Each answered round holds at most `fetch_max_bytes` per leader, so
+/// this also bounds the memory beyond the buffer.
+const PREFETCH_DEPTH: usize = 2;
+
+/// A round of fetches sent before the application asked for more records.
 struct Prefetch {
     /// The offset each partition was fetched from.
     fetched_from: BTreeMap<TopicPartition, i64>,
-    task: AbortOnDrop<(FetchResponses, DecodedAhead)>,
+    task: AbortOnDrop<Prefetched>,
+    /// Whether the task has been given a chance to send its requests; see
+    /// [`Consumer::let_prefetch_start`].
+    started: bool,
+    /// One of the consumer's `PREFETCH_DEPTH` permits, returned when the round is collected.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What a round of prefetches brought.
+struct Prefetched {
+    responses: FetchResponses,
+    decoded: DecodedAhead,
+    /// The round after this one, sent as soon as this one was answered when a permit was free.
+    next: Option<Prefetch>,
 }
 
 /// A task that is cancelled when its handle is dropped (a closed consumer stops its prefetch).
@@ -204,6 +228,7 @@ impl Consumer {
             positions: BTreeMap::new(),
             buffered: VecDeque::new(),
             prefetch: None,
+            prefetch_permits: Arc::new(Semaphore::new(PREFETCH_DEPTH)),
             group,
         })
     }
@@ -329,6 +354,8 @@ impl Consumer {
         } else {
             self.fill_buffer(deadline).await?;
         }
+        // Before taking records, so a poll cancelled here loses none.
+        self.let_prefetch_start().await;
         Ok(self.take_records(self.config.max_poll_records()))
     }
 
@@ -370,8 +397,11 @@ impl Consumer {
     /// stream has no end of its own, the caller stops it by dropping it.
     async fn next_record(&mut self) -> Result<ConsumerRecord> {
         loop {
-            if let Some(record) = self.take_records(1).pop() {
-                return Ok(record);
+            if self.has_buffered_records() {
+                self.let_prefetch_start().await;
+                if let Some(record) = self.take_records(1).pop() {
+                    return Ok(record);
+                }
             }
             let deadline = deadline_after(self.config.fetch_max_wait());
             if self.is_subscribed() {
@@ -512,53 +542,26 @@ impl Consumer {
     }
 
     fn prefetch_from(&mut self, fetched_from: BTreeMap<TopicPartition, i64>) {
-        let mut by_leader: Vec<(Leader, Vec<FetchTarget>)> = Vec::new();
-        for (topic_partition, &fetch_offset) in &fetched_from {
-            // Only what the cache knows: a prefetch never waits for metadata.
-            let Some(leader) = self.cluster.cached_leader(topic_partition) else {
-                continue;
-            };
-            self.add_target(&mut by_leader, leader, topic_partition, fetch_offset);
-        }
-        if by_leader.is_empty() {
-            return;
-        }
-        let responses = send_fetches(
-            self.cluster.clone(),
-            self.config.clone(),
-            by_leader,
-            self.config.fetch_max_wait(),
-        );
-        let decode_from = fetched_from.clone();
-        let task = async move {
-            let responses = responses.await;
-            let decoded = decode_ahead(&responses, &decode_from);
-            (responses, decoded)
-        };
-        self.prefetch = Some(Prefetch {
+        self.prefetch = spawn_prefetch(
+            &self.cluster,
+            &self.config,
+            &self.prefetch_permits,
             fetched_from,
-            task: AbortOnDrop(tokio::spawn(task)),
-        });
+        );
     }
 
-    fn add_target(
-        &self,
-        by_leader: &mut Vec<(Leader, Vec<FetchTarget>)>,
-        leader: Leader,
-        topic_partition: &TopicPartition,
-        fetch_offset: i64,
-    ) {
-        let target = FetchTarget {
-            topic_partition: topic_partition.clone(),
-            fetch_offset,
-            partition_max_bytes: self.config.max_partition_fetch_bytes(),
-        };
-        match by_leader
-            .iter_mut()
-            .find(|(known, _)| known.node_id == leader.node_id)
-        {
-            Some((_, targets)) => targets.push(target),
-            None => by_leader.push((leader, vec![target])),
+    /// Yields once to the runtime after spawning a prefetch, before records go back to the
+    /// application. A task spawned from a runtime thread waits in that thread's queue (tokio's
+    /// LIFO slot, which other workers cannot steal; the only queue on a current-thread
+    /// runtime) until the spawning task yields, and a caller working through buffered records
+    /// never awaits anything pending. Without this the fetch request would leave only once the
+    /// buffer ran dry, so the broker would read and send while the application waited, not
+    /// while it handled the records before. Kafka's consumer sends its next fetches before
+    /// `poll` returns for the same reason.
+    async fn let_prefetch_start(&mut self) {
+        if let Some(prefetch) = self.prefetch.as_mut().filter(|prefetch| !prefetch.started) {
+            prefetch.started = true;
+            tokio::task::yield_now().await;
         }
     }
 
@@ -573,7 +576,12 @@ impl Consumer {
             Ok(joined) => joined,
         };
         let prefetch = self.prefetch.take().expect("checked above");
-        let Ok((mut responses, mut decoded)) = responses else {
+        let Ok(Prefetched {
+            mut responses,
+            mut decoded,
+            next,
+        }) = responses
+        else {
             // The task was cancelled or panicked; the next round fetches afresh.
             return Ok(true);
         };
@@ -592,12 +600,17 @@ impl Consumer {
                 }
             }
         }
-        // The next fetch goes out before these records are handed out, so the broker works on
-        // it meanwhile. Were they refused or cut below, its offsets no longer match and it is
-        // discarded when collected. When nothing came back, the caller's normal round fetches
-        // next; a prefetch beside it would ask for the same offsets twice.
-        if after_these != wanted {
-            self.prefetch_from(after_these);
+        // Its permit goes back before the next round takes one.
+        drop(prefetch);
+        // The next round goes out before these records are handed out, if it has not already,
+        // so the broker works on it meanwhile. Were these refused or cut below, its offsets no
+        // longer match and it is discarded when collected. When nothing came back, the
+        // caller's normal round fetches next; a prefetch beside it would ask for the same
+        // offsets twice.
+        match next {
+            Some(next) if next.fetched_from == after_these => self.prefetch = Some(next),
+            _ if after_these != wanted => self.prefetch_from(after_these),
+            _ => {}
         }
         // A retriable error is left to the normal round that follows, which meets it again
         // and backs off; anything else fails the poll as it would there.
@@ -679,9 +692,13 @@ impl Consumer {
             .collect();
         for (topic_partition, fetch_offset) in positions {
             match self.cluster.leader(&topic_partition).await {
-                Ok(leader) => {
-                    self.add_target(&mut by_leader, leader, &topic_partition, fetch_offset)
-                }
+                Ok(leader) => add_target(
+                    &mut by_leader,
+                    leader,
+                    &topic_partition,
+                    fetch_offset,
+                    &self.config,
+                ),
                 // Fresh metadata says the partition does not exist: waiting will not help.
                 Err(error) if error.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
                     return Err(error);
@@ -822,6 +839,107 @@ fn decode_ahead(
             Some((topic_partition.clone(), Decoded { from, outcome }))
         })
         .collect()
+}
+
+/// Sends a round of fetches from `fetched_from` to the partitions' cached leaders on a task that
+/// also decodes the responses, and, once they arrive, sends the round after them if a permit
+/// is free. `None` when no permit is free or no partition has a cached leader.
+fn spawn_prefetch(
+    cluster: &Arc<Cluster>,
+    config: &ConsumerConfig,
+    permits: &Arc<Semaphore>,
+    fetched_from: BTreeMap<TopicPartition, i64>,
+) -> Option<Prefetch> {
+    let permit = permits.clone().try_acquire_owned().ok()?;
+    let mut by_leader: Vec<(Leader, Vec<FetchTarget>)> = Vec::new();
+    for (topic_partition, &fetch_offset) in &fetched_from {
+        // Only what the cache knows: a prefetch never waits for metadata.
+        if let Some(leader) = cluster.cached_leader(topic_partition) {
+            add_target(
+                &mut by_leader,
+                leader,
+                topic_partition,
+                fetch_offset,
+                config,
+            );
+        }
+    }
+    if by_leader.is_empty() {
+        return None;
+    }
+    let responses = send_fetches(
+        cluster.clone(),
+        config.clone(),
+        by_leader,
+        config.fetch_max_wait(),
+    );
+    let (cluster, config, permits) = (cluster.clone(), config.clone(), permits.clone());
+    let decode_from = fetched_from.clone();
+    let task = async move {
+        let responses = responses.await;
+        let mut next = offsets_after(&responses, &decode_from)
+            .and_then(|after| spawn_prefetch(&cluster, &config, &permits, after));
+        if let Some(next) = next.as_mut() {
+            // Lets the next round's requests leave before this task decodes (see
+            // `Consumer::let_prefetch_start`).
+            next.started = true;
+            tokio::task::yield_now().await;
+        }
+        let decoded = decode_ahead(&responses, &decode_from);
+        Prefetched {
+            responses,
+            decoded,
+            next,
+        }
+    };
+    Some(Prefetch {
+        fetched_from,
+        task: AbortOnDrop(tokio::spawn(task)),
+        started: false,
+        _permit: permit,
+    })
+}
+
+/// Where the round after `responses` starts: each partition after its last whole batch.
+/// `None` when a response or partition failed (the consumer's own round meets the error) or
+/// when no partition returned anything (the next round would only long-poll the same offsets).
+fn offsets_after(
+    responses: &FetchResponses,
+    fetched_from: &BTreeMap<TopicPartition, i64>,
+) -> Option<BTreeMap<TopicPartition, i64>> {
+    let mut after = fetched_from.clone();
+    for (_, _, response) in responses {
+        for fetched in response.as_ref().ok()? {
+            if fetched.error.is_some() {
+                return None;
+            }
+            if let Some(end) = end_of_whole_batches(&fetched.records) {
+                after.insert(fetched.topic_partition.clone(), end);
+            }
+        }
+    }
+    (after != *fetched_from).then_some(after)
+}
+
+fn add_target(
+    by_leader: &mut Vec<(Leader, Vec<FetchTarget>)>,
+    leader: Leader,
+    topic_partition: &TopicPartition,
+    fetch_offset: i64,
+    config: &ConsumerConfig,
+) {
+    let target = FetchTarget {
+        topic_partition: topic_partition.clone(),
+        fetch_offset,
+        partition_max_bytes: config.max_partition_fetch_bytes(),
+    };
+    match by_leader
+        .iter_mut()
+        .find(|(known, _)| known.node_id == leader.node_id)
+    {
+        Some((_, targets)) => targets.push(target),
+        None => by_leader.push((leader, vec![target])),
+    }
 }
 
 /// Sends one `Fetch` per leader, concurrently. Owns everything it uses, so it can run as a task.

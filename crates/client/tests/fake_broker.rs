@@ -1284,47 +1284,60 @@ async fn poll_is_bounded_by_max_poll_records_and_stream_tails() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn the_next_fetch_is_sent_before_the_next_poll_and_a_seek_back_discards_it() -> Result<()> {
-    let fake = start_fake().await?;
-    fake.create("pipelined", 1);
-    // One record per batch, so a fetch limited to one batch returns one record.
-    let producer = Producer::connect(producer_config(&fake).linger_ms(0).build()?).await?;
+/// Six records in one partition, one batch each, and a consumer whose fetches return one batch.
+async fn six_single_record_batches(
+    fake: &FakeBroker,
+    topic: &str,
+) -> Result<(Producer, Consumer, TopicPartition)> {
+    fake.create(topic, 1);
+    let producer = Producer::connect(producer_config(fake).linger_ms(0).build()?).await?;
     for index in 0..6 {
         producer
-            .send(ProducerRecord::new("pipelined", format!("{index}")).partition(0))
+            .send(ProducerRecord::new(topic, format!("{index}")).partition(0))
             .await?
             .await?;
     }
-    let config = consumer_config(&fake)
+    let config = consumer_config(fake)
         .max_partition_fetch_bytes(1)
         .fetch_max_bytes(1)
         .build()?;
     let mut consumer = Consumer::connect(config).await?;
-    let tp = TopicPartition::new("pipelined", 0);
+    let tp = TopicPartition::new(topic, 0);
     consumer.assign(vec![tp.clone()])?;
+    Ok((producer, consumer, tp))
+}
+
+async fn fetch_arrives(fake: &FakeBroker, offset: i64, why: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let fetched = fake.fetched.notified();
+        tokio::pin!(fetched);
+        fetched.as_mut().enable();
+        if fake.state().fetch_offsets.contains(&offset) {
+            return Ok(());
+        }
+        tokio::time::timeout_at(deadline, fetched)
+            .await
+            .with_context(|| format!("no fetch for offset {offset}: {why}"))?;
+    }
+}
+
+#[tokio::test]
+async fn two_rounds_are_fetched_ahead_of_the_poll_and_a_seek_back_discards_them() -> Result<()> {
+    let fake = start_fake().await?;
+    let (producer, mut consumer, tp) = six_single_record_batches(&fake, "pipelined").await?;
     let first = consumer.poll(STEP_TIMEOUT).await?;
     assert_eq!(
         first.iter().map(|record| record.offset).collect::<Vec<_>>(),
         [0]
     );
 
-    // Without another poll, the consumer asks for offset 1.
-    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-    loop {
-        let fetched = fake.fetched.notified();
-        tokio::pin!(fetched);
-        fetched.as_mut().enable();
-        if fake.state().fetch_offsets.contains(&1) {
-            break;
-        }
-        tokio::time::timeout_at(deadline, fetched)
-            .await
-            .context("no fetch for offset 1 was sent ahead of the poll")?;
-    }
+    // Without another poll, the consumer asks for offset 1 and, once that is answered, for
+    // offset 2: the broker sends the next round while the consumer decodes the one before.
+    fetch_arrives(&fake, 2, "the second round was not fetched ahead").await?;
 
-    // What was fetched ahead from offset 1 must not be returned after a seek back to 0 (it
-    // would skip record 0), and pipelined fetches lose and repeat nothing.
+    // What was fetched ahead must not be returned after a seek back to 0 (it would skip record
+    // 0), and pipelined fetches lose and repeat nothing.
     consumer.seek(&tp, 0)?;
     let mut offsets = Vec::new();
     let deadline = Instant::now() + STEP_TIMEOUT;
@@ -1334,6 +1347,35 @@ async fn the_next_fetch_is_sent_before_the_next_poll_and_a_seek_back_discards_it
         offsets.extend(records.iter().map(|record| record.offset));
     }
     assert_eq!(offsets, (0..6).collect::<Vec<i64>>());
+    producer.close().await?;
+    Ok(())
+}
+
+/// An application that works through polled records without awaiting anything gives the
+/// runtime no chance to run a task the consumer spawned; the next fetch must leave anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_fetch_leaves_while_the_application_is_busy() -> Result<()> {
+    let fake = start_fake().await?;
+    let (producer, mut consumer, _) = six_single_record_batches(&fake, "busy").await?;
+    // On a worker thread, as an application's task is: a test body runs on a thread of its own,
+    // from which spawned tasks go to a queue every worker takes from.
+    let application = tokio::spawn(async move {
+        let first = consumer.poll(STEP_TIMEOUT).await?;
+        assert_eq!(first.len(), 1);
+        // Busy without yielding, as an application handling records; the fake broker runs on
+        // the other worker.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !fake.state().fetch_offsets.contains(&1) {
+            ensure!(
+                Instant::now() < deadline,
+                "the fetch for offset 1 waited for the application to yield"
+            );
+            std::hint::spin_loop();
+        }
+        anyhow::Ok(consumer)
+    });
+    let consumer = application.await??;
+    consumer.close().await?;
     producer.close().await?;
     Ok(())
 }
