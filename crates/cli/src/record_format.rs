@@ -63,7 +63,7 @@ mod tests {
 
     fn record() -> ConsumerRecord {
         ConsumerRecord {
-            topic: "t".to_string(),
+            topic: "t".into(),
             partition: 2,
             offset: 7,
             timestamp: 1_700_000_000_000,

@@ -487,14 +487,20 @@ impl Consumer {
             let Some(fetched) = self.buffered.front_mut() else {
                 break;
             };
-            while taken.len() < max {
-                let Some(record) = fetched.records.pop_front() else {
-                    break;
-                };
-                if let Some(position) = self.positions.get_mut(&fetched.topic_partition) {
-                    *position = Some(record.offset + 1);
-                }
-                taken.push(record);
+            let count = (max - taken.len()).min(fetched.records.len());
+            if taken.is_empty() {
+                // The buffer's own allocation becomes the result, and what stays behind is
+                // copied out in one piece rather than the result record by record.
+                let rest = fetched.records.split_off(count);
+                taken = Vec::from(std::mem::replace(&mut fetched.records, rest));
+            } else {
+                taken.extend(fetched.records.drain(..count));
+            }
+            if let (Some(last), Some(position)) = (
+                taken.last().filter(|_| count > 0),
+                self.positions.get_mut(&fetched.topic_partition),
+            ) {
+                *position = Some(last.offset + 1);
             }
             if fetched.records.is_empty() {
                 let next_fetch_offset = fetched.next_fetch_offset;
@@ -1462,7 +1468,14 @@ pub(crate) fn decode_fetched(
         topic_partition: topic_partition.clone(),
         source,
     };
-    let mut records = Vec::new();
+    // Sized from the batch headers up front: growing it would copy every record decoded so far.
+    let mut records = Vec::with_capacity(
+        BatchIter::new(bytes.clone())
+            .map_while(|batch| batch.ok())
+            .map(|batch| batch.record_count_hint())
+            .sum(),
+    );
+    let topic: Arc<str> = Arc::from(topic_partition.topic.as_str());
     let mut next_fetch_offset = position;
     for (index, batch) in BatchIter::new(bytes).enumerate() {
         let batch = match batch {
@@ -1486,7 +1499,7 @@ pub(crate) fn decode_fetched(
                 continue;
             }
             records.push(ConsumerRecord {
-                topic: topic_partition.topic.clone(),
+                topic: topic.clone(),
                 partition: topic_partition.partition,
                 offset: record.offset,
                 timestamp: record.timestamp,

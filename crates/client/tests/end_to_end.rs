@@ -138,7 +138,7 @@ async fn produce_then_fetch_round_trips_keys_values_headers_and_timestamps() -> 
                 candidate.partition == metadata.partition && candidate.offset == metadata.offset
             })
             .context("every stored record is fetched")?;
-        assert_eq!(found.topic, topic);
+        assert_eq!(*found.topic, *topic);
         assert_eq!(found.key, record.key);
         assert_eq!(found.value, record.value);
         assert_eq!(found.headers, record.headers);

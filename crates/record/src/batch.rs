@@ -176,6 +176,15 @@ impl RecordBatch {
     pub fn record_count(&self) -> i32 {
         read_i32(&self.bytes, RECORD_COUNT_OFFSET)
     }
+    /// How many records to make room for: the header's count, but never more than the batch's
+    /// bytes could hold, so a corrupt count cannot make a reader allocate without bound.
+    pub fn record_count_hint(&self) -> usize {
+        /// A record's length, attributes, timestamp delta, offset delta, key length, value
+        /// length and header count: one byte each at the least.
+        const MIN_RECORD_BYTES: usize = 7;
+        let room = (self.bytes.len() - BATCH_HEADER_BYTES) / MIN_RECORD_BYTES;
+        usize::try_from(self.record_count()).map_or(0, |count| count.min(room))
+    }
     /// The offset of the batch's last record.
     pub fn last_offset(&self) -> i64 {
         self.base_offset() + i64::from(self.last_offset_delta())

@@ -396,3 +396,17 @@ proptest! {
             }
     }
 }
+
+#[test]
+fn the_record_count_hint_never_exceeds_what_the_bytes_can_hold() {
+    let batch = sample_batch();
+    assert_eq!(batch.record_count_hint(), 3);
+    let with_count = |count: i32| {
+        let mut bytes = sample_batch().into_bytes().to_vec();
+        bytes[57..61].copy_from_slice(&count.to_be_bytes());
+        RecordBatch::new(Bytes::from(bytes)).unwrap()
+    };
+    let room = (batch.size_in_bytes() - strata_record::BATCH_HEADER_BYTES) / 7;
+    assert_eq!(with_count(i32::MAX).record_count_hint(), room);
+    assert_eq!(with_count(-1).record_count_hint(), 0);
+}
