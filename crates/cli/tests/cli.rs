@@ -863,6 +863,10 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     ensure!(number(&consumed, "records_per_sec")? > 0.0, "{consumed}");
     ensure!(consumed["latency_ms"].is_null(), "{consumed}");
     ensure!(number(&consumed, "ratio_of_loopback")? > 0.0, "{consumed}");
+    ensure!(
+        consumed["client_threads"] == 1,
+        "one consumer, one runtime thread: {consumed}"
+    );
 
     // Without --records it reads up to the high watermark found at the start.
     let everything = bench_json(&[
@@ -880,6 +884,10 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     ensure!(
         everything["consumers"] == 1,
         "one partition, one consumer: {everything}"
+    );
+    ensure!(
+        everything["client_threads"] == 2,
+        "a runtime thread per consumer asked for: {everything}"
     );
 
     // On one runtime thread (the default) and on a multi-threaded client runtime.

@@ -45,11 +45,23 @@ pub struct ConsumeBenchArgs {
     /// Give up when no record arrived for this long.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
+    /// Runtime threads of this client process; default one per consumer. Kafka's consumer does
+    /// its network work on the thread that polls, and here too one consumer on one thread
+    /// spends no CPU on wake-ups between threads (benches/README.md, session 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    client_threads: Option<u16>,
     /// Print one JSON object with the result instead of text; progress goes to stderr.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     bootstrap: Bootstrap,
+}
+
+impl ConsumeBenchArgs {
+    pub fn runtime_threads(&self) -> usize {
+        self.client_threads
+            .map_or(self.consumers as usize, usize::from)
+    }
 }
 
 /// A partition to read and where its records end for this run.
@@ -199,6 +211,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
             ("partitions", json!(description.partitions.len())),
             ("target_records", json!(target)),
             ("fetch_size", json!(args.fetch_size)),
+            ("client_threads", json!(args.runtime_threads())),
         ],
     };
     summary.print(output);

@@ -3,17 +3,19 @@
 //! new file (TigerBeetle's and iggy-bench's habit of comparing with a
 //! baseline measured alongside, rather than with a number from another day and machine).
 //!
-//! A tokio `TcpListener` on 127.0.0.1:0 reads into a 1 MiB buffer while a writer pushes the bytes
-//! in 1 MiB writes. Nothing is parsed or copied beyond the socket buffers, so this is the ceiling
-//! any client-broker path over loopback can reach; a benchmark's MB/s divided by it says how much
-//! of that ceiling Strata's protocol, batching and storage leave.
+//! A reader on 127.0.0.1 reads into a 1 MiB buffer while a writer pushes the bytes in 1 MiB
+//! writes, each on an OS thread of its own with blocking sockets, so the figure is the kernel's
+//! and the machine's whatever runtime the benchmark itself runs on. Nothing is parsed or copied
+//! beyond the socket buffers, so this is the ceiling any client-broker path over loopback can
+//! reach; a benchmark's MB/s divided by it says how much of that ceiling Strata's protocol,
+//! batching and storage leave.
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use super::report::{latency_histogram, record_latency};
 
@@ -43,50 +45,59 @@ pub fn baseline_bytes(benchmark_bytes: u64) -> u64 {
     benchmark_bytes.clamp(BASELINE_BYTES_MIN, BASELINE_BYTES_MAX)
 }
 
+/// Both ends of a new loopback TCP connection with Nagle off: the connecting one, then the
+/// accepted one (already in the listener's backlog, so accepting cannot wait).
+fn loopback_connection() -> Result<(TcpStream, TcpStream)> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback for a baseline")?;
+    let client = TcpStream::connect(listener.local_addr()?)
+        .context("cannot connect over loopback for a baseline")?;
+    let (server, _) = listener.accept()?;
+    for end in [&client, &server] {
+        end.set_nodelay(true)?;
+    }
+    Ok((client, server))
+}
+
 /// Pushes `bytes` through a loopback TCP connection and times it from the first write to the
 /// reader seeing the end of the stream.
 pub async fn measure(bytes: u64) -> Result<Baseline> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot listen on loopback for the baseline")?;
-    let address = listener.local_addr()?;
-    let reader = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await?;
-        let mut buffer = vec![0u8; WRITE_BYTES];
-        let mut received = 0u64;
-        // Ends at end of stream: the writer shuts its side down after `bytes`.
-        loop {
-            let read = socket.read(&mut buffer).await?;
-            if read == 0 {
-                break;
+    tokio::task::spawn_blocking(move || {
+        let (mut stream, mut socket) = loopback_connection()?;
+        let reader = std::thread::spawn(move || -> std::io::Result<u64> {
+            let mut buffer = vec![0u8; WRITE_BYTES];
+            let mut received = 0u64;
+            // Ends at end of stream: the writer shuts its side down after `bytes`.
+            loop {
+                let read = socket.read(&mut buffer)?;
+                if read == 0 {
+                    return Ok(received);
+                }
+                received += read as u64;
             }
-            received += read as u64;
+        });
+        let chunk = vec![0x5au8; WRITE_BYTES];
+        let started = Instant::now();
+        let mut remaining = bytes;
+        while remaining > 0 {
+            let length = remaining.min(WRITE_BYTES as u64) as usize;
+            stream.write_all(&chunk[..length])?;
+            remaining -= length as u64;
         }
-        Ok::<u64, std::io::Error>(received)
-    });
-    let mut stream = TcpStream::connect(address)
-        .await
-        .context("cannot connect over loopback for the baseline")?;
-    stream.set_nodelay(true)?;
-    let chunk = vec![0x5au8; WRITE_BYTES];
-    let started = Instant::now();
-    let mut remaining = bytes;
-    while remaining > 0 {
-        let length = remaining.min(WRITE_BYTES as u64) as usize;
-        stream.write_all(&chunk[..length]).await?;
-        remaining -= length as u64;
-    }
-    stream.shutdown().await?;
-    let received = reader
-        .await
-        .context("the baseline reader failed")?
-        .context("the baseline reader failed")?;
-    let elapsed = started.elapsed();
-    ensure!(
-        received == bytes,
-        "the baseline reader got {received} of {bytes} bytes"
-    );
-    Ok(Baseline { bytes, elapsed })
+        stream.shutdown(Shutdown::Write)?;
+        let received = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the baseline reader panicked"))?
+            .context("the baseline reader failed")?;
+        let elapsed = started.elapsed();
+        ensure!(
+            received == bytes,
+            "the baseline reader got {received} of {bytes} bytes"
+        );
+        Ok(Baseline { bytes, elapsed })
+    })
+    .await
+    .context("the loopback baseline failed")?
 }
 
 /// Writes `bytes` into a new file in `directory` with plain 1 MiB `write` calls (buffered, no
@@ -128,13 +139,8 @@ pub async fn measure_round_trips(
     message_bytes: usize,
 ) -> Result<Histogram<u64>> {
     tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("cannot listen on loopback for the round-trip baseline")?;
-        let address = listener.local_addr()?;
+        let (mut stream, mut socket) = loopback_connection()?;
         let echo = std::thread::spawn(move || -> std::io::Result<()> {
-            let (mut socket, _) = listener.accept()?;
-            socket.set_nodelay(true)?;
             let mut message = vec![0u8; message_bytes];
             // Ends when the client closes its side.
             while socket.read_exact(&mut message).is_ok() {
@@ -142,9 +148,6 @@ pub async fn measure_round_trips(
             }
             Ok(())
         });
-        let mut stream = std::net::TcpStream::connect(address)
-            .context("cannot connect over loopback for the round-trip baseline")?;
-        stream.set_nodelay(true)?;
         let mut message = vec![0x5au8; message_bytes];
         let mut histogram = latency_histogram();
         let round_trips = rate.max(1).saturating_mul(duration.as_secs().max(1));

@@ -67,10 +67,8 @@ impl BenchCommand {
     pub fn runtime_threads(&self) -> Option<usize> {
         match self {
             BenchCommand::E2e(args) => Some(usize::from(args.client_threads)),
-            BenchCommand::Produce(_)
-            | BenchCommand::Consume(_)
-            | BenchCommand::Group(_)
-            | BenchCommand::Share(_) => None,
+            BenchCommand::Consume(args) => Some(args.runtime_threads()),
+            BenchCommand::Produce(_) | BenchCommand::Group(_) | BenchCommand::Share(_) => None,
         }
     }
 }
