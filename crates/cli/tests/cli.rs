@@ -845,6 +845,10 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     );
     let ratio = number(&produced, "ratio_of_loopback")?;
     ensure!(ratio > 0.0 && ratio < 1.0, "{produced}");
+    ensure!(
+        produced["client_threads"] == 1,
+        "one producer, one runtime thread: {produced}"
+    );
 
     let consumed = bench_json(&[
         "bench",

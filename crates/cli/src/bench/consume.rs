@@ -16,6 +16,7 @@ use clap::Args;
 use serde_json::json;
 use strata_client::{AutoOffsetReset, Consumer, ConsumerConfig, OffsetSpec, TopicPartition};
 
+use super::ClientThreads;
 use super::loopback::{self, baseline_bytes};
 use super::progress::Progress;
 use super::report::{BenchSummary, Output};
@@ -45,11 +46,8 @@ pub struct ConsumeBenchArgs {
     /// Give up when no record arrived for this long.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     timeout_ms: u64,
-    /// Runtime threads of this client process; default one per consumer. Kafka's consumer does
-    /// its network work on the thread that polls, and here too one consumer on one thread
-    /// spends no CPU on wake-ups between threads (benches/README.md, session 8).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    client_threads: Option<u16>,
+    #[command(flatten)]
+    client_threads: ClientThreads,
     /// Print one JSON object with the result instead of text; progress goes to stderr.
     #[arg(long)]
     json: bool,
@@ -59,8 +57,7 @@ pub struct ConsumeBenchArgs {
 
 impl ConsumeBenchArgs {
     pub fn runtime_threads(&self) -> usize {
-        self.client_threads
-            .map_or(self.consumers as usize, usize::from)
+        self.client_threads.one_per(self.consumers)
     }
 }
 

@@ -34,7 +34,7 @@ use super::produce::AckRecorder;
 use super::progress::Progress;
 use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, record_latency};
 use super::token_bucket::TokenBucket;
-use super::{PayloadPool, TopicCreation, ensure_topic};
+use super::{ClientThreads, PayloadPool, TopicCreation, ensure_topic};
 use crate::Bootstrap;
 use crate::topic::connect_admin;
 
@@ -60,12 +60,8 @@ pub struct EndToEndBenchArgs {
     /// How long a batch waits for more records. Default 0: send at once, for the lowest latency.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     linger_ms: u64,
-    /// Runtime threads of this client process. 1 (the default) runs producer, consumer and
-    /// pacing on one thread, as Kafka's EndToEndLatency polls on one; more spreads them over a
-    /// multi-threaded runtime, whose wake-ups between threads cost this process about half as
-    /// much CPU again at 5,000 records/s (benches/README.md, session 7).
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub client_threads: u16,
+    #[command(flatten)]
+    pub client_threads: ClientThreads,
     /// How long the consumer keeps waiting for the last records after sending stopped.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     drain_timeout_ms: u64,
@@ -225,7 +221,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
             ("duration_s", json!(args.duration_s)),
             ("record_size", json!(args.record_size)),
             ("linger_ms", json!(args.linger_ms)),
-            ("client_threads", json!(args.client_threads)),
+            ("client_threads", json!(args.client_threads.one_per(1))),
             ("records_sent", json!(index)),
             ("records_acknowledged", json!(acknowledged)),
             ("partitions", json!(partitions.len())),

@@ -66,10 +66,31 @@ impl BenchCommand {
     /// Runtime threads the command asks for; `None` leaves tokio's default (one per core).
     pub fn runtime_threads(&self) -> Option<usize> {
         match self {
-            BenchCommand::E2e(args) => Some(usize::from(args.client_threads)),
+            BenchCommand::E2e(args) => Some(args.client_threads.one_per(1)),
             BenchCommand::Consume(args) => Some(args.runtime_threads()),
-            BenchCommand::Produce(_) | BenchCommand::Group(_) | BenchCommand::Share(_) => None,
+            BenchCommand::Produce(args) => Some(args.runtime_threads()),
+            BenchCommand::Group(_) | BenchCommand::Share(_) => None,
         }
+    }
+}
+
+/// `--client-threads`: the runtime threads of a benchmark's client process.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct ClientThreads {
+    /// Runtime threads of this client process; default one per producer or consumer (for
+    /// `e2e`, one for both). One client on one thread does its network work, encoding and
+    /// decoding without wake-ups between threads, as Kafka's consumer does on the thread that
+    /// polls; on a 2-vCPU VM that gave 1.2-1.35x the throughput of a multi-threaded runtime,
+    /// and e2e used a third less client CPU per record (benches/README.md, sessions 7 and 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    client_threads: Option<u16>,
+}
+
+impl ClientThreads {
+    /// The threads asked for, else one per client.
+    pub fn one_per(self, clients: u64) -> usize {
+        self.client_threads
+            .map_or(usize::try_from(clients).unwrap_or(usize::MAX), usize::from)
     }
 }
 

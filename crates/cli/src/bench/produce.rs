@@ -26,7 +26,7 @@ use super::loopback::{self, baseline_bytes};
 use super::progress::Progress;
 use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, record_latency};
 use super::token_bucket::TokenBucket;
-use super::{PayloadPool, TopicCreation, ensure_topic, split_evenly};
+use super::{ClientThreads, PayloadPool, TopicCreation, ensure_topic, split_evenly};
 use crate::Bootstrap;
 use crate::produce::parse_acks;
 use crate::topic::connect_admin;
@@ -74,11 +74,19 @@ pub struct ProduceBenchArgs {
     keys: Option<u64>,
     #[command(flatten)]
     creation: TopicCreation,
+    #[command(flatten)]
+    client_threads: ClientThreads,
     /// Print one JSON object with the result instead of text; progress goes to stderr.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     bootstrap: Bootstrap,
+}
+
+impl ProduceBenchArgs {
+    pub fn runtime_threads(&self) -> usize {
+        self.client_threads.one_per(self.producers)
+    }
 }
 
 /// Runs time the ack latency of at least this many records (`latency_sampling`).
@@ -272,6 +280,7 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
             ("latency_sampling", json!(latency_sampling)),
             ("keys", json!(args.keys)),
             ("partitions", json!(description.partitions.len())),
+            ("client_threads", json!(args.runtime_threads())),
         ],
     };
     summary.print(output);
