@@ -593,6 +593,7 @@ impl Consumer {
         };
         let wanted = self.next_fetch_offsets();
         let mut after_these = wanted.clone();
+        let mut records_waiting = false;
         for (_, _, response) in &mut responses {
             if let Ok(partitions) = response {
                 partitions.retain(|fetched| {
@@ -602,6 +603,7 @@ impl Consumer {
                 for fetched in partitions.iter() {
                     if let Some(end) = end_of_whole_batches(&fetched.records) {
                         after_these.insert(fetched.topic_partition.clone(), end);
+                        records_waiting |= end < fetched.high_watermark;
                     }
                 }
             }
@@ -615,7 +617,14 @@ impl Consumer {
         // offsets twice.
         match next {
             Some(next) if next.fetched_from == after_these => self.prefetch = Some(next),
-            _ if after_these != wanted => self.prefetch_from(after_these),
+            _ if after_these != wanted => {
+                self.prefetch_from(after_these);
+                if let Some(prefetch) = self.prefetch.as_mut().filter(|_| !records_waiting) {
+                    // At the log end the next round only long-polls, so these records go to
+                    // the application first rather than after the request is written.
+                    prefetch.started = true;
+                }
+            }
             _ => {}
         }
         // A retriable error is left to the normal round that follows, which meets it again
@@ -908,12 +917,14 @@ fn spawn_prefetch(
 
 /// Where the round after `responses` starts: each partition after its last whole batch.
 /// `None` when a response or partition failed (the consumer's own round meets the error) or
-/// when no partition returned anything (the next round would only long-poll the same offsets).
+/// when no partition has records waiting past what came back: a consumer at the log end would
+/// only long-poll sooner, and the request written first would delay handing these records out.
 fn offsets_after(
     responses: &FetchResponses,
     fetched_from: &BTreeMap<TopicPartition, i64>,
 ) -> Option<BTreeMap<TopicPartition, i64>> {
     let mut after = fetched_from.clone();
+    let mut records_waiting = false;
     for (_, _, response) in responses {
         for fetched in response.as_ref().ok()? {
             if fetched.error.is_some() {
@@ -921,10 +932,11 @@ fn offsets_after(
             }
             if let Some(end) = end_of_whole_batches(&fetched.records) {
                 after.insert(fetched.topic_partition.clone(), end);
+                records_waiting |= end < fetched.high_watermark;
             }
         }
     }
-    (after != *fetched_from).then_some(after)
+    records_waiting.then_some(after)
 }
 
 fn add_target(
@@ -1540,6 +1552,43 @@ mod tests {
 
     fn tp() -> TopicPartition {
         TopicPartition::new("t", 0)
+    }
+
+    fn answered(records: Vec<u8>, high_watermark: i64, error: Option<Error>) -> FetchResponses {
+        let leader = Leader {
+            node_id: 1,
+            address: "127.0.0.1:7070".to_string(),
+        };
+        let fetched = FetchedPartition {
+            topic_partition: tp(),
+            error,
+            high_watermark,
+            log_start_offset: 0,
+            records: Bytes::from(records),
+        };
+        vec![(leader, vec!["t".to_string()], Ok(vec![fetched]))]
+    }
+
+    #[test]
+    fn the_next_round_is_sent_ahead_only_while_records_wait_past_the_response() {
+        let from = BTreeMap::from([(tp(), 0)]);
+        assert_eq!(
+            offsets_after(&answered(batch(0, 5), 9, None), &from),
+            Some(BTreeMap::from([(tp(), 5)])),
+            "catching up: the next round starts after the response"
+        );
+        assert_eq!(
+            offsets_after(&answered(batch(0, 5), 5, None), &from),
+            None,
+            "at the log end the next round would only long-poll"
+        );
+        assert_eq!(offsets_after(&answered(Vec::new(), 5, None), &from), None);
+        let failed = Error::broker(ErrorCode::NotLeaderOrFollower, "moved");
+        assert_eq!(
+            offsets_after(&answered(batch(0, 5), 9, Some(failed)), &from),
+            None,
+            "an error is left to the consumer's own round"
+        );
     }
 
     #[test]
