@@ -592,22 +592,15 @@ impl Consumer {
             return Ok(true);
         };
         let wanted = self.next_fetch_offsets();
-        let mut after_these = wanted.clone();
-        let mut records_waiting = false;
         for (_, _, response) in &mut responses {
             if let Ok(partitions) = response {
                 partitions.retain(|fetched| {
                     let topic_partition = &fetched.topic_partition;
                     wanted.get(topic_partition) == prefetch.fetched_from.get(topic_partition)
                 });
-                for fetched in partitions.iter() {
-                    if let Some(end) = end_of_whole_batches(&fetched.records) {
-                        after_these.insert(fetched.topic_partition.clone(), end);
-                        records_waiting |= end < fetched.high_watermark;
-                    }
-                }
             }
         }
+        let (after_these, records_waiting) = advanced_past(&responses, &wanted);
         // Its permit goes back before the next round takes one.
         drop(prefetch);
         // The next round goes out before these records are handed out, if it has not already,
@@ -923,20 +916,37 @@ fn offsets_after(
     responses: &FetchResponses,
     fetched_from: &BTreeMap<TopicPartition, i64>,
 ) -> Option<BTreeMap<TopicPartition, i64>> {
-    let mut after = fetched_from.clone();
+    let failed = responses.iter().any(|(_, _, response)| {
+        response.as_ref().map_or(true, |partitions| {
+            partitions.iter().any(|fetched| fetched.error.is_some())
+        })
+    });
+    if failed {
+        return None;
+    }
+    let (after, records_waiting) = advanced_past(responses, fetched_from);
+    records_waiting.then_some(after)
+}
+
+/// `from` with each partition that returned records moved past its last whole batch, and
+/// whether any of them has records waiting beyond that (its high watermark lies further on).
+fn advanced_past(
+    responses: &FetchResponses,
+    from: &BTreeMap<TopicPartition, i64>,
+) -> (BTreeMap<TopicPartition, i64>, bool) {
+    let mut after = from.clone();
     let mut records_waiting = false;
-    for (_, _, response) in responses {
-        for fetched in response.as_ref().ok()? {
-            if fetched.error.is_some() {
-                return None;
-            }
-            if let Some(end) = end_of_whole_batches(&fetched.records) {
-                after.insert(fetched.topic_partition.clone(), end);
-                records_waiting |= end < fetched.high_watermark;
-            }
+    let answered = responses
+        .iter()
+        .filter_map(|(_, _, response)| response.as_ref().ok())
+        .flatten();
+    for fetched in answered {
+        if let Some(end) = end_of_whole_batches(&fetched.records) {
+            after.insert(fetched.topic_partition.clone(), end);
+            records_waiting |= end < fetched.high_watermark;
         }
     }
-    records_waiting.then_some(after)
+    (after, records_waiting)
 }
 
 fn add_target(
