@@ -18,6 +18,7 @@ pub mod metadata;
 mod replica_fetcher;
 pub mod replica_manager;
 pub mod topic_config;
+mod worker_appends;
 
 pub use error::{BrokerError, PartitionError};
 pub use grpc::status::ERROR_CODE_METADATA;

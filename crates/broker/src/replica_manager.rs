@@ -16,12 +16,13 @@
 use crate::error::PartitionError;
 use crate::leader_state::LeaderState;
 use crate::topic_config::TopicConfig;
+use crate::worker_appends::WorkerAppendGate;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strata_common::{Clock, ErrorCode, TopicPartition};
 use strata_storage::{AppendInfo, Log, LogManager, ReadResult, StorageError, TimestampOffset};
 use tokio::sync::watch;
@@ -269,6 +270,7 @@ pub struct ReplicaManager {
     checkpointed_high_watermarks: HashMap<TopicPartition, i64>,
     isr_updater: RwLock<Option<IsrUpdater>>,
     address_book: RwLock<Option<AddressBook>>,
+    worker_appends: WorkerAppendGate,
 }
 
 fn check_follower_epoch(partition: &Partition, leader_epoch: i32) -> Result<(), PartitionError> {
@@ -338,6 +340,7 @@ impl ReplicaManager {
             checkpointed_high_watermarks,
             isr_updater: RwLock::new(None),
             address_book: RwLock::new(None),
+            worker_appends: WorkerAppendGate::default(),
         }
     }
 
@@ -630,8 +633,52 @@ impl ReplicaManager {
             }
         }
         let high_watermarks = partition.subscribe();
+        let info = match self.try_append_on_worker(&partition, &records) {
+            Some(appended) => appended?,
+            None => Self::append_on_blocking_pool(&partition, records).await?,
+        };
+        partition.publish_log_end_offset();
+        self.advance_leader_high_watermark(&partition);
+        let pending = PendingReplication {
+            partition,
+            high_watermarks,
+            target: info.last_offset + 1,
+            base_offset: info.base_offset,
+            required,
+        };
+        Ok((info, pending))
+    }
+
+    /// Appends on this async worker when the append is small and needs nothing but a write into
+    /// the active segment (see [`crate::worker_appends`]); `None` when it must go to the pool.
+    fn try_append_on_worker(
+        &self,
+        partition: &Partition,
+        records: &Bytes,
+    ) -> Option<Result<AppendInfo, PartitionError>> {
+        let started = Instant::now();
+        if !self.worker_appends.admits(records.len(), started) {
+            return None;
+        }
+        // Held by an append on the pool or a leadership change; waiting for it would block.
+        let role = partition.role.try_lock().ok()?;
+        if !matches!(&*role, Role::Leader(_)) {
+            return None;
+        }
+        let appended = partition
+            .log
+            .try_append_to_active_segment(records.clone(), partition.leader_epoch());
+        drop(role);
+        self.worker_appends.record(started, Instant::now());
+        appended.map_err(PartitionError::from).transpose()
+    }
+
+    async fn append_on_blocking_pool(
+        partition: &Arc<Partition>,
+        records: Bytes,
+    ) -> Result<AppendInfo, PartitionError> {
         let appending = partition.clone();
-        let info = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             // Re-checked under the role lock: leadership may have moved while this waited.
             let role = appending.role.lock().expect("role lock");
             match &*role {
@@ -646,17 +693,7 @@ impl ReplicaManager {
             }
         })
         .await
-        .map_err(task_failed)??;
-        partition.publish_log_end_offset();
-        self.advance_leader_high_watermark(&partition);
-        let pending = PendingReplication {
-            partition,
-            high_watermarks,
-            target: info.last_offset + 1,
-            base_offset: info.base_offset,
-            required,
-        };
-        Ok((info, pending))
+        .map_err(task_failed)?
     }
     fn advance_leader_high_watermark(&self, partition: &Partition) {
         let mut role = partition.role.lock().expect("role lock");

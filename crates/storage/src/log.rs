@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use strata_common::Clock;
 use strata_record::{BatchIter, RecordBatch, TimestampType};
 use tracing::{info, warn};
@@ -100,6 +100,15 @@ struct Writer {
     /// Bumped by every truncation, so a flush that raced with one does not move the recovery
     /// point over bytes it never synced.
     truncation_generation: u64,
+}
+
+/// What an append may do besides writing into the active segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AppendWork {
+    /// Wait for the writer lock, roll segments, persist leader epochs and fsync.
+    Any,
+    /// Refuse instead of any of those.
+    ActiveSegmentOnly,
 }
 
 pub struct Log {
@@ -394,14 +403,58 @@ impl Log {
         Ok(writer)
     }
 
+    /// [`Log::lock_writer`] without waiting: `None` while another append, flush or truncation
+    /// holds the lock.
+    fn try_lock_writer(&self) -> Result<Option<MutexGuard<'_, Writer>>> {
+        let writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Poisoned(_)) => panic!("writer lock poisoned"),
+        };
+        if writer.closed {
+            return Err(StorageError::Closed(self.directory.clone()));
+        }
+        Ok(Some(writer))
+    }
+
     /// Appends batches from a producer as the partition leader: each batch is validated (framing,
     /// CRC, every record, `max.message.bytes`), then given the next offsets and `leader_epoch`.
     /// Either every batch of the request is appended or none is.
     pub fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
+        let appended = self.append_as_leader(records, leader_epoch, AppendWork::Any)?;
+        Ok(appended.expect("an append that may do any work always appends"))
+    }
+
+    /// [`Log::append`] for a caller that must not block on anything but the write itself (an
+    /// async runtime worker). Returns `Ok(None)`, having changed nothing, when the append would
+    /// wait for another append's lock, roll a segment, persist a new leader epoch or fsync for
+    /// the flush policy; the caller then runs [`Log::append`] where blocking is fine. Validation
+    /// errors are returned as they are: they do not depend on where the append runs.
+    pub fn try_append_to_active_segment(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+    ) -> Result<Option<AppendInfo>> {
+        self.append_as_leader(records, leader_epoch, AppendWork::ActiveSegmentOnly)
+    }
+
+    fn append_as_leader(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+        work: AppendWork,
+    ) -> Result<Option<AppendInfo>> {
         let config = self.config();
         let batches = parse_batches(records, &config, true)?;
-        let mut writer = self.lock_writer()?;
-        if let Some(latest) = writer.leader_epochs.latest_epoch()
+        let mut writer = match work {
+            AppendWork::Any => self.lock_writer()?,
+            AppendWork::ActiveSegmentOnly => match self.try_lock_writer()? {
+                Some(writer) => writer,
+                None => return Ok(None),
+            },
+        };
+        let latest_epoch = writer.leader_epochs.latest_epoch();
+        if let Some(latest) = latest_epoch
             && leader_epoch < latest
         {
             return Err(StorageError::StaleLeaderEpoch {
@@ -410,7 +463,10 @@ impl Log {
             });
         }
         if let Some(duplicate) = check_sequences(&writer.producers, &batches)? {
-            return Ok(duplicate);
+            return Ok(Some(duplicate));
+        }
+        if work == AppendWork::ActiveSegmentOnly && latest_epoch != Some(leader_epoch) {
+            return Ok(None);
         }
         let log_append_time = (config.message_timestamp_type == TimestampType::LogAppendTime)
             .then(|| self.clock.now_ms());
@@ -433,6 +489,12 @@ impl Log {
             next_offset += i64::from(batch.last_offset_delta()) + 1;
             prepared.push(PreparedBatch { header, batch });
         }
+        if work == AppendWork::ActiveSegmentOnly
+            && (self.needs_roll(&prepared, &config)
+                || self.flush_due(&writer, next_offset - self.log_end_offset(), &config))
+        {
+            return Ok(None);
+        }
         let mut info = self.append_prepared(&mut writer, &prepared, &config)?;
         info.log_append_time = log_append_time;
         record_producers(&mut writer.producers, &prepared);
@@ -440,7 +502,7 @@ impl Log {
             writer.leader_epochs.persist()?;
         }
         self.maybe_flush(writer, &config)?;
-        Ok(info)
+        Ok(Some(info))
     }
 
     /// Appends batches copied from the leader as a follower: offsets and epochs are kept, and
@@ -492,14 +554,8 @@ impl Log {
             .sum();
         let base_offset = prepared.first().expect("at least one batch").base_offset();
         let next_offset = prepared.last().expect("at least one batch").next_offset();
-        let now_ms = self.clock.now_ms();
         let mut active = self.active_segment();
-        let too_old = config
-            .segment_ms
-            .is_some_and(|segment_ms| now_ms - active.created_ms() >= segment_ms);
-        if !active.can_fit(total, next_offset - 1, config.segment_bytes)
-            || (too_old && !active.is_empty())
-        {
+        if self.needs_roll(prepared, config) {
             active = self.roll(writer, base_offset, total, config)?;
         }
         active.append(prepared)?;
@@ -519,6 +575,21 @@ impl Log {
             log_append_time: None,
             duplicate: false,
         })
+    }
+
+    /// Whether `prepared` must go into a new segment: the active one lacks the room (bytes, index
+    /// entries or relative offsets) or is older than `segment.ms`.
+    fn needs_roll(&self, prepared: &[PreparedBatch], config: &LogConfig) -> bool {
+        let total: u64 = prepared
+            .iter()
+            .map(|batch| batch.batch.size_in_bytes() as u64)
+            .sum();
+        let last_offset = prepared.last().expect("at least one batch").next_offset() - 1;
+        let active = self.active_segment();
+        let too_old = config
+            .segment_ms
+            .is_some_and(|segment_ms| self.clock.now_ms() - active.created_ms() >= segment_ms);
+        !active.can_fit(total, last_offset, config.segment_bytes) || (too_old && !active.is_empty())
     }
 
     /// Closes the active segment for writes and starts a new one at `base_offset`.
@@ -552,19 +623,22 @@ impl Log {
         Ok(segment)
     }
 
-    fn maybe_flush(&self, writer: MutexGuard<'_, Writer>, config: &LogConfig) -> Result<()> {
-        let by_count = config
-            .flush_messages
-            .is_some_and(|limit| writer.records_since_flush >= limit);
+    /// Whether the flush policy (`flush.messages`, `flush.ms`) asks for an fsync once
+    /// `more_records` more are appended.
+    fn flush_due(&self, writer: &Writer, more_records: i64, config: &LogConfig) -> bool {
+        let by_count = config.flush_messages.is_some_and(|limit| {
+            writer.records_since_flush + u64::try_from(more_records).unwrap_or(0) >= limit
+        });
         let by_time = config
             .flush_ms
             .is_some_and(|limit| self.clock.now_ms() - writer.last_flush_ms >= limit);
+        by_count || by_time
+    }
+
+    fn maybe_flush(&self, writer: MutexGuard<'_, Writer>, config: &LogConfig) -> Result<()> {
+        let due = self.flush_due(&writer, 0, config);
         drop(writer);
-        if by_count || by_time {
-            self.flush()
-        } else {
-            Ok(())
-        }
+        if due { self.flush() } else { Ok(()) }
     }
 
     /// fsyncs every byte appended so far and moves the recovery point to the log end offset.

@@ -2,6 +2,7 @@
 
 mod support;
 
+use bytes::Bytes;
 use std::fs;
 use std::sync::Arc;
 use strata_common::ErrorCode;
@@ -450,6 +451,49 @@ fn flush_messages_moves_the_recovery_point() {
     assert_eq!(log.recovery_point(), 0);
     log.append(batch("b", 2, START_MS), 0).unwrap();
     assert_eq!(log.recovery_point(), 4);
+}
+
+#[test]
+fn an_append_kept_to_the_active_segment_refuses_other_work_and_changes_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_messages: Some(10),
+        ..small_config()
+    };
+    let (log, _) = open(directory.path(), config, &clock());
+    let refused = |records: Bytes, leader_epoch: i32| {
+        log.try_append_to_active_segment(records, leader_epoch)
+            .unwrap()
+            .is_none()
+    };
+    assert!(
+        refused(batch("a", 1, START_MS), 0),
+        "epoch 0 is not yet persisted"
+    );
+    log.append(batch("a", 1, START_MS), 0).unwrap();
+    let info = log
+        .try_append_to_active_segment(batch("b", 2, START_MS), 0)
+        .unwrap()
+        .expect("fits the active segment");
+    assert_eq!((info.base_offset, info.log_end_offset), (1, 3));
+
+    assert!(refused(batch("c", 1, START_MS), 1), "epoch 1 is new");
+    assert!(
+        refused(batch("c", 7, START_MS), 0),
+        "10 records since the last fsync"
+    );
+    assert!(
+        refused(batch_with_size("c", 1, START_MS, 4_000), 0),
+        "needs a new 4 KiB segment"
+    );
+    assert!(matches!(
+        log.try_append_to_active_segment(Bytes::from_static(b"not a batch"), 0),
+        Err(StorageError::InvalidBatch { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.segment_base_offsets(), [0]);
+    assert_eq!(values(&read_all(&log, 0, 1 << 20)), ["a-0", "b-0", "b-1"]);
+    log.validate();
 }
 
 #[test]
