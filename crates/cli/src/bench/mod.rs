@@ -19,6 +19,7 @@ mod consume;
 mod end_to_end;
 mod group;
 mod loopback;
+mod precise_sleep;
 mod produce;
 mod progress;
 mod report;

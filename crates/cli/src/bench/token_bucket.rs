@@ -2,14 +2,15 @@
 //!
 //! The bucket holds at most `capacity` tokens (10 ms of sends, at least one) and refills
 //! continuously at `rate` per second. It starts with one token, not full, so a run of S seconds
-//! at R records/s sends R x S records rather than R x S plus a burst. Taking a token when none is left says when the next one
-//! arrives, and the caller sleeps until then instead of spinning. The small capacity lets a
-//! sender catch up after the timer woke it late (tokio's timer has millisecond resolution, so at
-//! 5 000 records/s one wake-up is worth several tokens) without allowing long bursts.
+//! at R records/s sends R x S records rather than R x S plus a burst. Taking a token when none is
+//! left says when the next one arrives, and the caller sleeps until then (with
+//! [`PreciseSleep`], so sends are spaced evenly) instead of spinning. The small capacity lets a
+//! sender catch up after a late wake-up without allowing long bursts.
 //!
 //! The core ([`TokenBucket::try_take`]) takes the time as an argument, so it is tested without a
 //! clock.
 
+use super::precise_sleep::PreciseSleep;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct TokenBucket {
     capacity: f64,
     tokens: f64,
     refilled_at: Instant,
+    /// Made by the first [`TokenBucket::take`], which runs on the runtime it registers with.
+    sleep: Option<PreciseSleep>,
 }
 
 impl TokenBucket {
@@ -30,6 +33,7 @@ impl TokenBucket {
             capacity,
             tokens: 1.0,
             refilled_at: now,
+            sleep: None,
         }
     }
 
@@ -57,7 +61,12 @@ impl TokenBucket {
         for _ in 0..8 {
             match self.try_take(Instant::now()) {
                 Ok(()) => return,
-                Err(at) => tokio::time::sleep_until(at.into()).await,
+                Err(at) => {
+                    self.sleep
+                        .get_or_insert_with(PreciseSleep::new)
+                        .until(at)
+                        .await
+                }
             }
         }
     }
