@@ -99,14 +99,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
     };
-    let mut builder = match cli.command.runtime_threads() {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(threads) => {
+    let mut builder = match cli.command.runtime() {
+        RuntimeShape::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        RuntimeShape::Workers(threads) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(threads);
             builder
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
+        RuntimeShape::OnePerCore => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
@@ -126,12 +126,29 @@ fn main() -> ExitCode {
 
 impl Command {
     /// Runtime threads the command asks for; `None` leaves tokio's default (one per core).
-    fn runtime_threads(&self) -> Option<usize> {
+    fn runtime(&self) -> RuntimeShape {
         match self {
-            Command::Bench(command) => command.runtime_threads(),
-            _ => None,
+            Command::Bench(command) => match command.runtime_threads() {
+                Some(1) => RuntimeShape::CurrentThread,
+                Some(threads) => RuntimeShape::Workers(threads),
+                None => RuntimeShape::OnePerCore,
+            },
+            Command::Server(args) => args
+                .worker_threads()
+                .map_or(RuntimeShape::OnePerCore, RuntimeShape::Workers),
+            _ => RuntimeShape::OnePerCore,
         }
     }
+}
+
+/// The async runtime a command runs on.
+enum RuntimeShape {
+    /// Tokio's default: a multi-threaded runtime with a worker per core.
+    OnePerCore,
+    /// Everything on the thread that runs the command.
+    CurrentThread,
+    /// A multi-threaded runtime with this many workers (the blocking pool comes on top).
+    Workers(usize),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

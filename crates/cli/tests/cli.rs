@@ -278,6 +278,20 @@ fn bad_arguments_fail_before_connecting() -> Result<()> {
                 "d",
                 "--listen",
                 "127.0.0.1:0",
+                "--worker-threads",
+                "0",
+            ],
+            "0",
+        ),
+        (
+            &[
+                "server",
+                "--node-id",
+                "1",
+                "--data-dir",
+                "d",
+                "--listen",
+                "127.0.0.1:0",
                 "--voters",
                 "1@nowhere",
             ],
@@ -377,7 +391,8 @@ impl Drop for Server {
     }
 }
 
-fn start_server(data_dir: &Path, log: &Path) -> Result<Server> {
+/// A one-node server; `extra` are more `strata server` arguments.
+fn start_server(data_dir: &Path, log: &Path, extra: &[&str]) -> Result<Server> {
     let address = free_address()?;
     let log_file = std::fs::File::create(log)?;
     let child = Command::new(STRATA)
@@ -390,6 +405,7 @@ fn start_server(data_dir: &Path, log: &Path) -> Result<Server> {
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(extra)
         .env_remove("STRATA_BOOTSTRAP")
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
@@ -430,6 +446,7 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
     let server = start_server(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
+        &[],
     )?;
     let bootstrap = server.address.as_str();
 
@@ -804,9 +821,11 @@ fn check_latency(result: &Value) -> Result<()> {
 #[test]
 fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     let directory = tempfile::tempdir()?;
+    // One worker, as benches/README.md runs the broker beside its client.
     let server = start_server(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
+        &["--worker-threads", "1"],
     )?;
     let bootstrap = server.address.as_str();
 
