@@ -24,7 +24,7 @@ use crate::time_index::TimeIndex;
 use bytes::Bytes;
 use memmap2::MmapOptions;
 use std::fs::{self, File, OpenOptions};
-use std::io::{IoSlice, Seek, SeekFrom, Write};
+use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -644,15 +644,14 @@ impl Segment {
                 &prepared.batch.as_bytes()[STAMPED_HEADER_BYTES..],
             ));
         }
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(position))
-            .map_err(StorageError::io("seek segment", &self.log_path))?;
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
+        let mut offset = position;
         // IOV_MAX is 1024 on Linux; write in chunks of at most that many slices.
         while !remaining.is_empty() {
             let chunk = remaining.len().min(1024);
-            let written = file
-                .write_vectored(&remaining[..chunk])
+            // Positioned, so an append is one system call and never depends on the file cursor.
+            let written = rustix::io::pwritev(&self.file, &remaining[..chunk], offset)
+                .map_err(std::io::Error::from)
                 .map_err(StorageError::io("write segment", &self.log_path))?;
             if written == 0 {
                 return Err(StorageError::Io {
@@ -664,6 +663,7 @@ impl Segment {
                     ),
                 });
             }
+            offset += written as u64;
             IoSlice::advance_slices(&mut remaining, written);
         }
         Ok(())
