@@ -75,7 +75,7 @@ mod timerfd {
             }
             let it_value = Timespec::try_from(remaining).map_err(io::Error::other)?;
             // Arming also zeroes the expiration count, so an expiry left unread by a cancelled
-            // sleep cannot end this one early; the stale readiness it left makes the read below
+            // sleep cannot end this one early; any stale readiness it left makes the read below
             // fail with EAGAIN, which clears it.
             timerfd_settime(
                 self.0.get_ref(),
@@ -95,6 +95,10 @@ mod timerfd {
                     rustix::io::read(fd.get_ref(), &mut expirations[..]).map_err(io::Error::from)
                 });
                 if let Ok(result) = read {
+                    // A one-shot timer that was read stays unreadable until it is armed again
+                    // and expires; forgetting the readiness now spares the next sleep a read
+                    // that would only fail with EAGAIN.
+                    ready.clear_ready();
                     return result.map(drop);
                 }
             }
