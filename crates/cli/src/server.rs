@@ -29,9 +29,9 @@ pub struct ServerArgs {
     #[arg(long, value_name = "MIN", value_parser = clap::value_parser!(u32).range(1..))]
     offsets_retention_minutes: Option<u32>,
     /// Async worker threads, which serve the network, handle requests and make small appends
-    /// (large appends and fsyncs run on a separate blocking pool) [default: one per CPU]. Use 1
-    /// when clients share a small machine with the broker: on a 2-vCPU VM running the benchmark
-    /// client too, one worker gave lower latency and no less throughput, since waking the
+    /// (large appends and fsyncs run on a separate blocking pool) [default: one per CPU].
+    /// Consider 1 when clients share a small machine with the broker: on a 2-vCPU VM running the
+    /// benchmark client too, one worker produced and replayed faster, because waking the
     /// second worker cost more than it added (benches/README.md, session 9).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
