@@ -125,7 +125,7 @@ fn main() -> ExitCode {
 }
 
 impl Command {
-    /// Runtime threads the command asks for; `None` leaves tokio's default (one per core).
+    /// The runtime the command asks for: benchmarks size their client's, `server` its workers.
     fn runtime(&self) -> RuntimeShape {
         match self {
             Command::Bench(command) => match command.runtime_threads() {

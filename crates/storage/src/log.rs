@@ -421,7 +421,7 @@ impl Log {
     /// CRC, every record, `max.message.bytes`), then given the next offsets and `leader_epoch`.
     /// Either every batch of the request is appended or none is.
     pub fn append(&self, records: Bytes, leader_epoch: i32) -> Result<AppendInfo> {
-        let appended = self.append_as_leader(records, leader_epoch, AppendWork::Any)?;
+        let appended = self.append_from_producer(records, leader_epoch, AppendWork::Any)?;
         Ok(appended.expect("an append that may do any work always appends"))
     }
 
@@ -435,10 +435,10 @@ impl Log {
         records: Bytes,
         leader_epoch: i32,
     ) -> Result<Option<AppendInfo>> {
-        self.append_as_leader(records, leader_epoch, AppendWork::ActiveSegmentOnly)
+        self.append_from_producer(records, leader_epoch, AppendWork::ActiveSegmentOnly)
     }
 
-    fn append_as_leader(
+    fn append_from_producer(
         &self,
         records: Bytes,
         leader_epoch: i32,
@@ -501,7 +501,11 @@ impl Log {
         if writer.leader_epochs.assign(leader_epoch, info.base_offset) {
             writer.leader_epochs.persist()?;
         }
-        self.maybe_flush(writer, &config)?;
+        // Checked above for an append kept to the active segment; should `flush.ms` have come
+        // due since, the next append or the maintenance pass flushes.
+        if work == AppendWork::Any {
+            self.maybe_flush(writer, &config)?;
+        }
         Ok(Some(info))
     }
 
