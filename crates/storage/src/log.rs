@@ -102,6 +102,19 @@ struct Writer {
     truncation_generation: u64,
 }
 
+/// A state checkpoint read and not yet written; it holds the log's turn to write the file.
+struct StateWrite<'a> {
+    _turn: MutexGuard<'a, ()>,
+    path: PathBuf,
+    payload: Vec<u8>,
+}
+
+impl StateWrite<'_> {
+    fn write(self) -> Result<()> {
+        checkpoint::write(&self.path, &self.payload)
+    }
+}
+
 /// What an append may do besides writing into the active segment.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum AppendWork {
@@ -117,6 +130,10 @@ pub struct Log {
     clock: Arc<dyn Clock>,
     segments: RwLock<BTreeMap<i64, Arc<Segment>>>,
     writer: Mutex<Writer>,
+    /// Serialises writes of the state checkpoint file, so a later one (a truncation's, or
+    /// `close`'s clean marker) is never overtaken by an earlier one. Taken after `writer` when
+    /// both are held.
+    state_file: Mutex<()>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     recovery_point: AtomicI64,
@@ -328,6 +345,7 @@ impl Log {
                 last_flush_ms: now_ms,
                 truncation_generation: 0,
             }),
+            state_file: Mutex::new(()),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(recovery_point),
@@ -707,18 +725,35 @@ impl Log {
         Ok(())
     }
 
-    /// Writes the recovery point and log start offset to the state checkpoint.
+    /// Writes the recovery point and log start offset to the state checkpoint. Appends do not
+    /// wait for it: the writer lock is held only while the values are read, not across the
+    /// file's fsyncs, so a slow disk does not stall producers at every maintenance pass.
     pub fn checkpoint(&self) -> Result<()> {
-        let _writer = self.lock_writer()?;
-        self.write_state(false)
+        self.begin_checkpoint()?.write()
     }
 
+    fn begin_checkpoint(&self) -> Result<StateWrite<'_>> {
+        let _writer = self.lock_writer()?;
+        Ok(self.state_write(false))
+    }
+
+    /// Writes the state checkpoint; callers that change what it records hold the writer lock.
     fn write_state(&self, clean_shutdown: bool) -> Result<()> {
+        self.state_write(clean_shutdown).write()
+    }
+
+    /// The state as it is now, to be written while no later state can be written first.
+    fn state_write(&self, clean_shutdown: bool) -> StateWrite<'_> {
+        let turn = self.state_file.lock().expect("state file lock");
         let mut payload = Vec::with_capacity(17);
         payload.extend_from_slice(&self.recovery_point().to_be_bytes());
         payload.extend_from_slice(&self.log_start_offset().to_be_bytes());
         payload.push(u8::from(clean_shutdown));
-        checkpoint::write(&self.directory.join(STATE_FILE_NAME), &payload)
+        StateWrite {
+            _turn: turn,
+            path: self.directory.join(STATE_FILE_NAME),
+            payload,
+        }
     }
 
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes` (but at least
@@ -1191,4 +1226,44 @@ fn parse_batches(
         return Err(StorageError::EmptyAppend);
     }
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_common::ManualClock;
+    use strata_record::RecordBatchBuilder;
+
+    fn one_record() -> Bytes {
+        let mut builder = RecordBatchBuilder::new();
+        builder.push(1_700_000_000_000, None, Some(b"value"), &[]);
+        builder.build().into_bytes()
+    }
+
+    #[test]
+    fn appends_go_on_while_a_checkpoint_writes_the_state_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let (log, _) = Log::open(directory.path(), LogConfig::default(), clock).unwrap();
+        log.append(one_record(), 0).unwrap();
+
+        let checkpoint = log.begin_checkpoint().unwrap();
+        let appended = log.try_append_to_active_segment(one_record(), 0).unwrap();
+        assert!(
+            appended.is_some(),
+            "the writer lock is free while the checkpoint's file is written"
+        );
+        checkpoint.write().unwrap();
+
+        log.close().unwrap();
+        assert!(matches!(log.checkpoint(), Err(StorageError::Closed(_))));
+        let (reopened, report) = Log::open(
+            directory.path(),
+            LogConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        )
+        .unwrap();
+        assert_eq!(reopened.log_end_offset(), 2);
+        assert_eq!(report.segments_recovered, 0, "the clean marker came last");
+    }
 }
