@@ -349,14 +349,54 @@ impl BrokerState {
     }
 }
 
-fn reply<T>(
-    result: Result<T, PartitionError>,
-    on_error: impl FnOnce(i32, String) -> T,
-) -> Result<Response<T>, Status> {
-    Ok(Response::new(match result {
-        Ok(answer) => answer,
-        Err(error) => on_error(error.code.code(), error.message),
-    }))
+/// A group call's answer; a failure of the whole request is reported in the response's
+/// `error_code` and `error_message`, as Kafka's group APIs do, not as a gRPC status.
+fn reply<T: FailedResponse>(result: Result<T, PartitionError>) -> Result<Response<T>, Status> {
+    Ok(Response::new(result.unwrap_or_else(T::failed)))
+}
+
+/// A response that carries a whole-request failure: its error code and message set, every other
+/// field empty.
+trait FailedResponse {
+    fn failed(error: PartitionError) -> Self;
+}
+
+macro_rules! failed_with_other_fields_empty {
+    ($($response:ty),+ $(,)?) => {$(
+        impl FailedResponse for $response {
+            // `DeleteGroupResponse` has no other fields.
+            #[allow(clippy::needless_update)]
+            fn failed(error: PartitionError) -> Self {
+                Self {
+                    error_code: error.code.code(),
+                    error_message: error.message,
+                    ..Default::default()
+                }
+            }
+        }
+    )+};
+}
+
+failed_with_other_fields_empty!(
+    proto::ConsumerGroupHeartbeatResponse,
+    proto::OffsetFetchResponse,
+    proto::DescribeGroupResponse,
+    proto::ShareFetchResponse,
+    proto::ShareAcknowledgeResponse,
+    proto::DescribeShareGroupResponse,
+    proto::DeleteGroupResponse,
+);
+
+impl FailedResponse for proto::FindCoordinatorResponse {
+    fn failed(error: PartitionError) -> Self {
+        proto::FindCoordinatorResponse {
+            error_code: error.code.code(),
+            error_message: error.message,
+            // No coordinator: node ids start at 0.
+            node_id: -1,
+            address: String::new(),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -377,14 +417,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
                     node_id,
                     address,
                 });
-        reply(result, |error_code, error_message| {
-            proto::FindCoordinatorResponse {
-                error_code,
-                error_message,
-                node_id: -1,
-                address: String::new(),
-            }
-        })
+        reply(result)
     }
 
     async fn consumer_group_heartbeat(
@@ -392,13 +425,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         request: Request<proto::ConsumerGroupHeartbeatRequest>,
     ) -> Result<Response<proto::ConsumerGroupHeartbeatResponse>, Status> {
         let result = self.state.heartbeat(request.into_inner()).await;
-        reply(result, |error_code, error_message| {
-            proto::ConsumerGroupHeartbeatResponse {
-                error_code,
-                error_message,
-                ..Default::default()
-            }
-        })
+        reply(result)
     }
 
     async fn offset_commit(
@@ -441,13 +468,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
                 error_message: String::new(),
                 offsets,
             });
-        reply(result, |error_code, error_message| {
-            proto::OffsetFetchResponse {
-                error_code,
-                error_message,
-                offsets: Vec::new(),
-            }
-        })
+        reply(result)
     }
 
     async fn list_groups(
@@ -499,13 +520,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
             .state
             .describe_group(request.into_inner().group_id)
             .await;
-        reply(result, |error_code, error_message| {
-            proto::DescribeGroupResponse {
-                error_code,
-                error_message,
-                ..Default::default()
-            }
-        })
+        reply(result)
     }
 
     async fn share_fetch(
@@ -568,13 +583,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
             })
         }
         .await;
-        reply(result, |error_code, error_message| {
-            proto::ShareFetchResponse {
-                error_code,
-                error_message,
-                ..Default::default()
-            }
-        })
+        reply(result)
     }
 
     async fn share_acknowledge(
@@ -608,13 +617,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
             })
         }
         .await;
-        reply(result, |error_code, error_message| {
-            proto::ShareAcknowledgeResponse {
-                error_code,
-                error_message,
-                acknowledgements: Vec::new(),
-            }
-        })
+        reply(result)
     }
 
     async fn describe_share_group(
@@ -649,13 +652,7 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
             })
         }
         .await;
-        reply(result, |error_code, error_message| {
-            proto::DescribeShareGroupResponse {
-                error_code,
-                error_message,
-                ..Default::default()
-            }
-        })
+        reply(result)
     }
 
     async fn delete_group(
@@ -675,11 +672,6 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
             error_code: 0,
             error_message: String::new(),
         });
-        reply(result, |error_code, error_message| {
-            proto::DeleteGroupResponse {
-                error_code,
-                error_message,
-            }
-        })
+        reply(result)
     }
 }
