@@ -115,6 +115,21 @@ impl StateWrite<'_> {
     }
 }
 
+/// Segments taken out of the log whose files are still on disk.
+#[must_use = "the files stay on disk until `delete_files`"]
+struct RemovedSegments(Vec<Arc<Segment>>);
+
+impl RemovedSegments {
+    /// Deletes the files. The last handle to a segment a reader still holds closes when that
+    /// reader lets go; until then its pages stay valid.
+    fn delete_files(self) -> Result<()> {
+        for segment in &self.0 {
+            segment.delete_files()?;
+        }
+        Ok(())
+    }
+}
+
 /// What an append may do besides writing into the active segment.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum AppendWork {
@@ -951,9 +966,12 @@ impl Log {
         if writer.leader_epochs.truncate_from_start(offset) {
             writer.leader_epochs.persist()?;
         }
-        self.delete_segments_while(&mut writer, |segment, _| segment.next_offset() <= offset)?;
-        self.write_state(false)?;
-        Ok(offset)
+        let (_, removed) =
+            self.remove_segments_while(&mut writer, |segment, _| segment.next_offset() <= offset);
+        let recorded = self.write_state(false);
+        drop(writer);
+        removed.delete_files()?;
+        recorded.map(|()| offset)
     }
 
     /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`, oldest first, and
@@ -966,7 +984,7 @@ impl Log {
         let mut excess_bytes = config
             .retention_bytes
             .map(|limit| self.size_in_bytes() as i64 - limit as i64);
-        let report = self.delete_segments_while(&mut writer, |segment, _| {
+        let (report, removed) = self.remove_segments_while(&mut writer, |segment, _| {
             let below_start = segment.next_offset() <= log_start_offset;
             let expired = config
                 .retention_ms
@@ -976,35 +994,45 @@ impl Log {
                 *excess -= segment.size() as i64;
             }
             below_start || expired || oversized
-        })?;
-        if report.segments_deleted > 0 {
-            if writer
+        });
+        let recorded = if report.segments_deleted == 0 {
+            Ok(())
+        } else if writer
+            .leader_epochs
+            .truncate_from_start(self.log_start_offset())
+        {
+            writer
                 .leader_epochs
-                .truncate_from_start(self.log_start_offset())
-            {
-                writer.leader_epochs.persist()?;
-            }
-            self.write_state(false)?;
-        }
-        Ok(report)
+                .persist()
+                .and_then(|()| self.write_state(false))
+        } else {
+            self.write_state(false)
+        };
+        drop(writer);
+        removed.delete_files()?;
+        recorded.map(|()| report)
     }
 
-    /// Deletes closed segments from the oldest while `should_delete` says so.
-    fn delete_segments_while(
+    /// Takes closed segments out of the log, from the oldest, while `should_delete` says so.
+    /// Readers no longer find them; their files are deleted by [`RemovedSegments::delete_files`]
+    /// once the caller has released the writer lock, because unlinking a large file (and closing
+    /// its last descriptor) can take milliseconds that appends should not wait for. A crash in
+    /// between leaves files wholly below the log start, which the next retention pass deletes.
+    fn remove_segments_while(
         &self,
         writer: &mut Writer,
         mut should_delete: impl FnMut(&Segment, usize) -> bool,
-    ) -> Result<RetentionReport> {
+    ) -> (RetentionReport, RemovedSegments) {
         let mut report = RetentionReport::default();
-        let deleted: Vec<Arc<Segment>> = {
+        let removed: Vec<Arc<Segment>> = {
             let mut segments = self.segments.write().expect("segments lock");
             let closed: Vec<i64> = segments.keys().copied().take(segments.len() - 1).collect();
-            let mut deleted = Vec::new();
+            let mut removed = Vec::new();
             for (position, base) in closed.into_iter().enumerate() {
                 if !should_delete(&segments[&base], position) {
                     break;
                 }
-                deleted.push(segments.remove(&base).expect("listed segment"));
+                removed.push(segments.remove(&base).expect("listed segment"));
             }
             if let Some(first) = segments.values().next() {
                 self.log_start_offset
@@ -1014,10 +1042,9 @@ impl Log {
                     Ordering::AcqRel,
                 );
             }
-            deleted
+            removed
         };
-        for segment in &deleted {
-            segment.delete_files()?;
+        for segment in &removed {
             writer
                 .rolled_unsynced
                 .retain(|unsynced| !Arc::ptr_eq(unsynced, segment));
@@ -1025,7 +1052,7 @@ impl Log {
             report.bytes_deleted += segment.size();
         }
         report.log_start_offset = self.log_start_offset();
-        Ok(report)
+        (report, RemovedSegments(removed))
     }
 
     /// Flushes everything, trims the active segment and marks the shutdown clean, so the next

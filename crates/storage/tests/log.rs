@@ -412,6 +412,13 @@ fn retention_by_time_and_size_never_deletes_the_active_segment() {
     assert_eq!(log.segment_base_offsets().len(), 1);
     assert_eq!(log.log_end_offset(), 60);
     assert!(!read_all(&log, log.log_start_offset(), 1 << 20).is_empty());
+    let log_files = fs::read_dir(directory.path())
+        .unwrap()
+        .filter(|entry| {
+            entry.as_ref().unwrap().path().extension() == Some(std::ffi::OsStr::new("log"))
+        })
+        .count();
+    assert_eq!(log_files, 1, "the deleted segments' files are gone too");
     log.validate();
 }
 
