@@ -531,6 +531,9 @@ impl ReplicaManager {
                 leader_id: assignment.leader_id,
                 fetcher,
             };
+            // Consumers waiting on this partition's high watermark learn now, not at their
+            // next append or deadline, that they must go to the new leader.
+            partition.high_watermark.send_modify(|_| {});
         }
     }
 

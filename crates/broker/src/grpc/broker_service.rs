@@ -437,6 +437,7 @@ impl proto::broker_server::Broker for BrokerService {
                         response.error_code != 0 || !response.records.is_empty()
                     });
                     if !responses.is_empty() {
+                        let tailed = partitions.len();
                         for response in &responses {
                             let key = (response.topic.clone(), response.partition);
                             if response.error_code != 0 {
@@ -461,8 +462,14 @@ impl proto::broker_server::Broker for BrokerService {
                             }))
                             .await
                             .is_err()
+                            || partitions.is_empty()
                         {
                             return;
+                        }
+                        if partitions.len() != tailed {
+                            // A deleted partition's watch is closed and would report a change
+                            // on every wait.
+                            receivers = state.subscribe(&partitions);
                         }
                         continue;
                     }
