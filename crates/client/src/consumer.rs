@@ -18,6 +18,10 @@
 //! Positions start unknown; the first `poll` (or `position`) resolves them by
 //! `auto_offset_reset`, as does an `OFFSET_OUT_OF_RANGE` answer.
 //!
+//! Tailing: once a round of fetches reaches the end of every partition it read, the consumer
+//! stops long-polling and has each leader push new batches over a `FetchStream` (see
+//! `tailing`), until a seek, an assignment change or an error sends it back to long polls.
+//!
 //! Two ways to get partitions: `assign` them (the application chooses; with a `group_id` it may
 //! still commit offsets to the group), or `subscribe` to topics as a member of a consumer group:
 //! the group's coordinator assigns partitions, and `poll` applies each change — committing and
@@ -46,6 +50,7 @@ use crate::grpc::{
 };
 use crate::metadata::Leader;
 use crate::retry::Backoff;
+use crate::tailing::{TailEvent, TailTargets, Tails};
 
 /// Reads records from assigned partitions.
 ///
@@ -95,6 +100,11 @@ pub struct Consumer {
     prefetch_permits: Arc<Semaphore>,
     /// Present when the configuration names a group.
     group: Option<GroupClient>,
+    /// The last long-poll round read every partition it asked for up to its high watermark:
+    /// the next records are the ones still to be appended, so tail them.
+    caught_up: bool,
+    /// Open only while tailing.
+    tails: Tails,
 }
 
 /// What one round of fetches returned, per leader: the leader, the topics asked for (to report
@@ -230,6 +240,8 @@ impl Consumer {
             prefetch: None,
             prefetch_permits: Arc::new(Semaphore::new(PREFETCH_DEPTH)),
             group,
+            caught_up: false,
+            tails: Tails::new(),
         })
     }
 
@@ -524,17 +536,91 @@ impl Consumer {
     /// buffered for it, else at its position.
     fn next_fetch_offsets(&self) -> BTreeMap<TopicPartition, i64> {
         self.positions
-            .iter()
-            .filter_map(|(topic_partition, position)| {
-                let after_buffered = self
-                    .buffered
-                    .iter()
-                    .rev()
-                    .find(|fetched| fetched.topic_partition == *topic_partition)
-                    .map(|fetched| fetched.next_fetch_offset);
-                Some((topic_partition.clone(), after_buffered.or(*position)?))
+            .keys()
+            .filter_map(|topic_partition| {
+                Some((
+                    topic_partition.clone(),
+                    self.next_fetch_offset(topic_partition)?,
+                ))
             })
             .collect()
+    }
+
+    fn next_fetch_offset(&self, topic_partition: &TopicPartition) -> Option<i64> {
+        let after_buffered = self
+            .buffered
+            .iter()
+            .rev()
+            .find(|fetched| fetched.topic_partition == *topic_partition)
+            .map(|fetched| fetched.next_fetch_offset);
+        after_buffered.or(*self.positions.get(topic_partition)?)
+    }
+
+    /// Whether the next records come from streams rather than long polls.
+    fn tailing(&self) -> bool {
+        self.caught_up && self.tails.is_supported()
+    }
+
+    /// Every assigned partition's next fetch offset under its cached leader; `None` when a
+    /// position is unresolved or a leader unknown, which only a long poll sorts out.
+    fn tail_targets(&self) -> Option<TailTargets> {
+        let mut targets: TailTargets = Vec::new();
+        for topic_partition in self.positions.keys() {
+            let offset = self.next_fetch_offset(topic_partition)?;
+            let leader = self.cluster.cached_leader(topic_partition)?;
+            match targets.iter_mut().find(|(known, _)| *known == leader) {
+                Some((_, offsets)) => {
+                    offsets.insert(topic_partition.clone(), offset);
+                }
+                None => targets.push((leader, BTreeMap::from([(topic_partition.clone(), offset)]))),
+            }
+        }
+        Some(targets)
+    }
+
+    /// Waits until `deadline` for the tailed partitions' next response and buffers it.
+    /// `false` when tailing stopped, for the caller to long-poll instead.
+    async fn fill_from_tails(&mut self, deadline: Instant) -> Result<bool> {
+        let Some(targets) = self.tail_targets() else {
+            self.stop_tailing();
+            return Ok(false);
+        };
+        // A long poll sent ahead would ask the same brokers for the same records.
+        self.prefetch = None;
+        if !self
+            .tails
+            .follow(&self.cluster, &self.config, targets)
+            .await
+        {
+            self.stop_tailing();
+            return Ok(false);
+        }
+        match self.tails.next(deadline).await {
+            TailEvent::Idle => Ok(true),
+            TailEvent::Stopped => {
+                self.stop_tailing();
+                Ok(false)
+            }
+            TailEvent::Fetched { leader, partitions } => {
+                let topics = partitions
+                    .iter()
+                    .map(|fetched| fetched.topic_partition.topic.clone())
+                    .collect();
+                // Streamed responses carry no errors (`TailEvent::Fetched`), so nothing here
+                // is retriable; whether the consumer is still caught up is not re-judged
+                // from them, since a record appended during the read would end tailing.
+                self.apply_fetch_responses(
+                    vec![(leader, topics, Ok(partitions))],
+                    &mut DecodedAhead::new(),
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn stop_tailing(&mut self) {
+        self.caught_up = false;
+        self.tails.stop();
     }
 
     /// Sends the next fetch of every partition with a known position and a cached leader now,
@@ -547,7 +633,12 @@ impl Consumer {
         }
     }
 
+    /// Sends a round of fetches from `fetched_from` ahead of the application, unless the
+    /// consumer tails: then the streams bring the next records.
     fn prefetch_from(&mut self, fetched_from: BTreeMap<TopicPartition, i64>) {
+        if self.tailing() {
+            return;
+        }
         self.prefetch = spawn_prefetch(
             &self.cluster,
             &self.config,
@@ -622,7 +713,8 @@ impl Consumer {
         }
         // A retriable error is left to the normal round that follows, which meets it again
         // and backs off; anything else fails the poll as it would there.
-        self.apply_fetch_responses(responses, &mut decoded)?;
+        let applied = self.apply_fetch_responses(responses, &mut decoded)?;
+        self.caught_up = applied.reached_the_end;
         Ok(true)
     }
 
@@ -632,6 +724,9 @@ impl Consumer {
             return Err(Error::InvalidInput(
                 "no partitions are assigned; call assign first".to_string(),
             ));
+        }
+        if !self.has_buffered_records() && self.tailing() && self.fill_from_tails(deadline).await? {
+            return Ok(());
         }
         let mut backoff = Backoff::new(
             self.config.retry_backoff(),
@@ -730,7 +825,9 @@ impl Consumer {
             max_wait,
         )
         .await;
-        if let Some(error) = self.apply_fetch_responses(responses, &mut DecodedAhead::new())? {
+        let applied = self.apply_fetch_responses(responses, &mut DecodedAhead::new())?;
+        self.caught_up = applied.reached_the_end && retriable.is_none();
+        if let Some(error) = applied.retriable {
             retriable = Some(error);
         }
         match retriable {
@@ -739,14 +836,16 @@ impl Consumer {
         }
     }
 
-    /// Buffers what a round of fetches returned. Returns the last retriable error met, for the
-    /// caller to back off on; fails on anything else.
+    /// Buffers what a round of fetches returned. Fails on an error that is not retriable.
     fn apply_fetch_responses(
         &mut self,
         responses: FetchResponses,
         decoded: &mut DecodedAhead,
-    ) -> Result<Option<Error>> {
-        let mut retriable = None;
+    ) -> Result<Applied> {
+        let mut applied = Applied {
+            retriable: None,
+            reached_the_end: true,
+        };
         for (leader, topics, response) in responses {
             let partitions = match response {
                 Ok(partitions) => partitions,
@@ -759,18 +858,26 @@ impl Consumer {
                     if !error.is_retriable() {
                         return Err(error);
                     }
-                    retriable = Some(error);
+                    applied.retriable = Some(error);
                     continue;
                 }
             };
             for fetched in partitions {
                 let decoded = decoded.remove(&fetched.topic_partition);
+                let topic_partition = fetched.topic_partition.clone();
+                let high_watermark = fetched.high_watermark;
+                let failed = fetched.error.is_some();
                 if let Some(error) = self.accept_fetched(fetched, decoded, &leader)? {
-                    retriable = Some(error);
+                    applied.retriable = Some(error);
                 }
+                let at_the_end = self
+                    .next_fetch_offset(&topic_partition)
+                    .is_some_and(|next| next >= high_watermark);
+                applied.reached_the_end &= !failed && at_the_end;
             }
         }
-        Ok(retriable)
+        applied.reached_the_end &= applied.retriable.is_none();
+        Ok(applied)
     }
 
     /// Buffers one partition's fetched records. Returns a retriable error for the caller to
@@ -828,6 +935,14 @@ impl Consumer {
         });
         Ok(None)
     }
+}
+
+/// What buffering a round of fetches found.
+struct Applied {
+    /// The last retriable error met, for the caller to back off on.
+    retriable: Option<Error>,
+    /// Every partition answered without an error and is read up to its high watermark.
+    reached_the_end: bool,
 }
 
 /// Decodes each partition fetched without an error from the offset it was fetched from.
@@ -1466,6 +1581,14 @@ fn out_of_range(
     Error::broker(ErrorCode::OffsetOutOfRange, message)
 }
 
+/// The offset after the last whole batch of fetched bytes, from the batch headers alone.
+pub(crate) fn end_of_whole_batches(bytes: &Bytes) -> Option<i64> {
+    BatchIter::new(bytes.clone())
+        .map_while(|batch| batch.ok())
+        .last()
+        .map(|batch| batch.next_offset())
+}
+
 /// Decodes the batches of a fetch response for a partition read from `position`: checks each
 /// batch's CRC, skips records before `position`, and returns the records with the offset the
 /// next fetch should start at.
@@ -1473,14 +1596,6 @@ fn out_of_range(
 /// A batch cut off at the end of the response (the broker hit `max_bytes` mid-batch) is left for
 /// the next fetch; only a response whose first batch is cut off is an error, since the broker
 /// always returns at least one whole batch.
-/// The offset after the last whole batch of fetched bytes, from the batch headers alone.
-fn end_of_whole_batches(bytes: &Bytes) -> Option<i64> {
-    BatchIter::new(bytes.clone())
-        .map_while(|batch| batch.ok())
-        .last()
-        .map(|batch| batch.next_offset())
-}
-
 pub(crate) fn decode_fetched(
     topic_partition: &TopicPartition,
     position: i64,

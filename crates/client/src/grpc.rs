@@ -469,16 +469,7 @@ pub(crate) async fn fetch(
         min_bytes: parameters.min_bytes,
         max_bytes: parameters.max_bytes,
         isolation_level: wire::IsolationLevel::ReadUncommitted as i32,
-        partitions: parameters
-            .targets
-            .into_iter()
-            .map(|target| wire::FetchPartition {
-                topic: target.topic_partition.topic,
-                partition: target.topic_partition.partition,
-                fetch_offset: target.fetch_offset,
-                partition_max_bytes: target.partition_max_bytes,
-            })
-            .collect(),
+        partitions: fetch_partitions_to_wire(parameters.targets),
     };
     let response = call(
         connection,
@@ -493,7 +484,23 @@ pub(crate) async fn fetch(
         ),
     )
     .await?;
-    Ok(response
+    Ok(fetched_partitions(response))
+}
+
+fn fetch_partitions_to_wire(targets: Vec<FetchTarget>) -> Vec<wire::FetchPartition> {
+    targets
+        .into_iter()
+        .map(|target| wire::FetchPartition {
+            topic: target.topic_partition.topic,
+            partition: target.topic_partition.partition,
+            fetch_offset: target.fetch_offset,
+            partition_max_bytes: target.partition_max_bytes,
+        })
+        .collect()
+}
+
+fn fetched_partitions(response: wire::FetchResponse) -> Vec<FetchedPartition> {
+    response
         .partitions
         .into_iter()
         .map(|partition| {
@@ -509,7 +516,73 @@ pub(crate) async fn fetch(
                 records: partition.records,
             }
         })
-        .collect())
+        .collect()
+}
+
+// ---- FetchStream ----
+
+/// An open `FetchStream`: the broker pushes each partition's new batches as they become
+/// readable, never more bytes than were granted and not yet sent.
+pub(crate) struct FetchStream {
+    address: String,
+    grants: tokio::sync::mpsc::UnboundedSender<wire::FetchStreamRequest>,
+    responses: tonic::Streaming<wire::FetchResponse>,
+}
+
+impl FetchStream {
+    /// Lets the broker send `bytes` more. A stream the broker already closed shows as such on
+    /// the next [`next`](Self::next), so a grant that cannot be delivered is dropped here.
+    pub fn grant(&self, bytes: i64) {
+        let _ = self.grants.send(wire::FetchStreamRequest {
+            partitions: Vec::new(),
+            grant_bytes: bytes,
+            max_wait_ms: 0,
+        });
+    }
+
+    /// The partitions of the next response; `None` once the broker ended the stream. A
+    /// partition answered with an error has left the stream. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<Vec<FetchedPartition>>> {
+        match self.responses.message().await {
+            Ok(response) => Ok(response.map(fetched_partitions)),
+            Err(status) => Err(status_to_error(&status, &self.address)),
+        }
+    }
+}
+
+/// Opens a `FetchStream` of `targets` with `grant_bytes` of initial credit. `Ok(None)` when the
+/// broker does not offer the call (it answered `UNIMPLEMENTED`).
+pub(crate) async fn open_fetch_stream(
+    connection: &Connection,
+    targets: Vec<FetchTarget>,
+    grant_bytes: i64,
+    max_wait: Duration,
+    timeout: Duration,
+) -> Result<Option<FetchStream>> {
+    let (grants, requests) = tokio::sync::mpsc::unbounded_channel();
+    grants
+        .send(wire::FetchStreamRequest {
+            partitions: fetch_partitions_to_wire(targets),
+            grant_bytes,
+            max_wait_ms: duration_ms_i32(max_wait),
+        })
+        .expect("the receiver is alive");
+    let mut client = broker_client(connection);
+    let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(requests);
+    let opened = tokio::time::timeout(timeout, client.fetch_stream(requests)).await;
+    match opened {
+        Ok(Ok(response)) => Ok(Some(FetchStream {
+            address: connection.address.clone(),
+            grants,
+            responses: response.into_inner(),
+        })),
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(None),
+        Ok(Err(status)) => Err(status_to_error(&status, &connection.address)),
+        Err(_) => Err(Error::timeout(
+            format!("opening FetchStream to {}", connection.address),
+            timeout,
+        )),
+    }
 }
 
 // ---- ListOffsets ----

@@ -62,6 +62,7 @@ mod producer_record;
 mod record_accumulator;
 mod retry;
 mod share_consumer;
+mod tailing;
 
 pub use admin::{
     Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetReset,

@@ -88,6 +88,12 @@ struct FakeState {
     duplicates_answered: usize,
     /// Produce requests that arrived on produce streams, answered or not.
     stream_requests_arrived: usize,
+    /// Whether `FetchStream` is served; otherwise it is `UNIMPLEMENTED`, as from a broker that
+    /// predates it, and the consumer must tail with long polls.
+    serves_fetch_streams: bool,
+    fetch_streams_opened: usize,
+    /// Credit granted on fetch streams after their first message, in arrival order.
+    fetch_stream_grants: Vec<i64>,
 }
 
 impl FakeState {
@@ -482,9 +488,76 @@ impl BrokerService for FakeBroker {
 
     async fn fetch_stream(
         &self,
-        _request: Request<tonic::Streaming<wire::FetchStreamRequest>>,
+        request: Request<tonic::Streaming<wire::FetchStreamRequest>>,
     ) -> Result<Response<Self::FetchStreamStream>, Status> {
-        Err(Status::unimplemented("the fake broker has no FetchStream"))
+        if !self.state().serves_fetch_streams {
+            return Err(Status::unimplemented("the fake broker has no FetchStream"));
+        }
+        let mut inbound = request.into_inner();
+        let start = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("no first message"))?;
+        self.state().fetch_streams_opened += 1;
+        // As the broker does: send what is readable while credit lasts (at least one batch),
+        // then wait for an append or a grant.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let fake = self.clone();
+        tokio::spawn(async move {
+            let mut partitions = start.partitions;
+            let mut credit = start.grant_bytes;
+            loop {
+                let appended = fake.appended.notified();
+                tokio::pin!(appended);
+                appended.as_mut().enable();
+                if credit > 0 {
+                    for partition in &mut partitions {
+                        partition.partition_max_bytes = credit.min(i64::from(i32::MAX)) as i32;
+                    }
+                    let (mut response, bytes) = fake.read(&wire::FetchRequest {
+                        partitions: partitions.clone(),
+                        ..Default::default()
+                    });
+                    response
+                        .partitions
+                        .retain(|partition| !partition.records.is_empty());
+                    if bytes > 0 {
+                        credit -= bytes as i64;
+                        for sent in &response.partitions {
+                            let next = BatchIter::new(sent.records.clone())
+                                .filter_map(Result::ok)
+                                .last()
+                                .map(|batch| batch.next_offset())
+                                .expect("whole batches");
+                            for partition in &mut partitions {
+                                if partition.topic == sent.topic
+                                    && partition.partition == sent.partition
+                                {
+                                    partition.fetch_offset = next;
+                                }
+                            }
+                        }
+                        if sender.send(Ok(response)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(grant)) => {
+                            fake.state().fetch_stream_grants.push(grant.grant_bytes);
+                            credit += grant.grant_bytes;
+                        }
+                        Ok(None) | Err(_) => return,
+                    },
+                    () = &mut appended, if credit > 0 => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 
     async fn init_producer_id(
@@ -1391,6 +1464,8 @@ async fn long_poll_returns_as_soon_as_a_record_arrives() -> Result<()> {
     let mut consumer = Consumer::connect(config).await?;
     consumer.assign(vec![TopicPartition::new("waiting", 0)])?;
     assert!(consumer.poll(Duration::ZERO).await?.is_empty());
+    // Caught up, the consumer asks to tail over a FetchStream; this fake refuses it as
+    // UNIMPLEMENTED, so the record below must come from a long poll.
     let started = Instant::now();
     let waiting = tokio::spawn(async move { consumer.poll(Duration::from_secs(60)).await });
     let producer = Producer::connect(producer_config(&fake).build()?).await?;
@@ -1401,6 +1476,76 @@ async fn long_poll_returns_as_soon_as_a_record_arrives() -> Result<()> {
     let records = tokio::time::timeout(STEP_TIMEOUT, waiting).await???;
     assert_eq!(records.len(), 1);
     assert!(started.elapsed() < fetch_max_wait);
+    producer.close().await?;
+    Ok(())
+}
+
+/// Polls until the record at offset `last` arrived; returns the offsets polled on the way.
+async fn poll_offsets_through(consumer: &mut Consumer, last: i64) -> Result<Vec<i64>> {
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while offsets.last() != Some(&last) {
+        ensure!(
+            Instant::now() < deadline,
+            "offset {last} never arrived; polled {offsets:?}"
+        );
+        let records = consumer.poll(Duration::from_secs(1)).await?;
+        offsets.extend(records.iter().map(|record| record.offset));
+    }
+    Ok(offsets)
+}
+
+#[tokio::test]
+async fn a_caught_up_consumer_tails_over_a_fetch_stream_within_its_credit() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.state().serves_fetch_streams = true;
+    fake.create("tailed", 1);
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    let send = async |index: i64| -> Result<()> {
+        let value = format!("{index:0>200}");
+        producer
+            .send(ProducerRecord::new("tailed", value))
+            .await?
+            .await?;
+        Ok(())
+    };
+    let tp = TopicPartition::new("tailed", 0);
+    // A 1,000-byte window: the records below fill it several times over, so the stream
+    // only keeps going if the consumer grants credit back.
+    let config = consumer_config(&fake).fetch_max_bytes(1_000).build()?;
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign(vec![tp.clone()])?;
+    send(0).await?;
+    let first = consumer.poll(STEP_TIMEOUT).await?;
+    assert_eq!(first.len(), 1, "a long poll reads the first record");
+    let long_polls = fake.state().fetch_offsets.len();
+
+    let mut offsets = Vec::new();
+    for index in 1..=20 {
+        send(index).await?;
+        offsets.extend(poll_offsets_through(&mut consumer, index).await?);
+    }
+    assert_eq!(offsets, (1..=20).collect::<Vec<i64>>());
+    {
+        let state = fake.state();
+        assert_eq!(state.fetch_streams_opened, 1);
+        assert_eq!(
+            state.fetch_offsets.len(),
+            long_polls,
+            "no long poll while tailing"
+        );
+        assert!(
+            state.fetch_stream_grants.len() >= 3,
+            "about 4,000 bytes through a 1,000-byte window take several grants: {:?}",
+            state.fetch_stream_grants
+        );
+    }
+
+    // A seek replaces the stream with one from the new position.
+    consumer.seek(&tp, 5)?;
+    let replayed = poll_offsets_through(&mut consumer, 20).await?;
+    assert_eq!(replayed, (5..=20).collect::<Vec<i64>>());
+    assert_eq!(fake.state().fetch_streams_opened, 2);
     producer.close().await?;
     Ok(())
 }

@@ -1,0 +1,227 @@
+//! Tailing over `FetchStream`: how a consumer that has caught up reads what is appended next.
+//!
+//! At the end of the log every new batch costs a long-polling consumer a whole `Fetch`: a
+//! request to write, a response's headers and trailers to send, the broker's bookkeeping for
+//! both. At a steady few thousand records a second that is most of the work on both sides
+//! (benches/README.md, sessions 9 and 10). One stream per leader instead lets the broker push
+//! each partition's new batches as they become readable, and the consumer only answers with
+//! credit now and then.
+//!
+//! The streams serve the steady state only. A seek, a changed assignment, a leader that moved
+//! or any error closes them, and the consumer's long polls, which handle every such case, take
+//! over until a fetch reaches the end of the log again. A broker that does not offer the call
+//! turns tailing off for the consumer's lifetime.
+//!
+//! Flow control: a stream starts with `fetch_max_bytes` of credit and gets back what it
+//! delivered once half of that was delivered, so the broker never has more than
+//! `fetch_max_bytes` sent ahead of what the consumer received, and the consumer writes a grant
+//! once per half window, not once per record. The consumer reads a stream only when its buffer
+//! is empty, so a slow application holds one response plus the credit, as with long polls.
+
+use std::collections::BTreeMap;
+
+use strata_common::TopicPartition;
+use tokio::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::consumer::end_of_whole_batches;
+use crate::consumer_config::ConsumerConfig;
+use crate::grpc::{self, FetchStream, FetchTarget, FetchedPartition};
+use crate::metadata::Leader;
+
+/// Partitions to tail, grouped by leader, each with the offset to start from.
+pub(crate) type TailTargets = Vec<(Leader, BTreeMap<TopicPartition, i64>)>;
+
+/// The consumer's open streams, one per leader.
+pub(crate) struct Tails {
+    streams: Vec<Tail>,
+    /// A broker answered `FetchStream` with `UNIMPLEMENTED`.
+    unsupported: bool,
+}
+
+/// One leader's stream.
+struct Tail {
+    leader: Leader,
+    /// Where the broker goes on with each partition: after the last batch it sent.
+    next_offsets: BTreeMap<TopicPartition, i64>,
+    stream: FetchStream,
+    /// Credit the stream started with.
+    window: i64,
+    /// Bytes received since credit was last granted.
+    ungranted: i64,
+}
+
+/// What waiting on the streams brought.
+pub(crate) enum TailEvent {
+    /// One response from one leader. None of its partitions carries an error.
+    Fetched {
+        leader: Leader,
+        partitions: Vec<FetchedPartition>,
+    },
+    /// Nothing arrived before the deadline; the streams stay open.
+    Idle,
+    /// The streams are closed: a partition's error, a broken or ended stream, or a response
+    /// that does not fit what was asked. Nothing was taken from them that the consumer needs,
+    /// so a long poll from its positions loses nothing.
+    Stopped,
+}
+
+impl Tails {
+    pub fn new() -> Tails {
+        Tails {
+            streams: Vec::new(),
+            unsupported: false,
+        }
+    }
+
+    pub fn is_supported(&self) -> bool {
+        !self.unsupported
+    }
+
+    pub fn stop(&mut self) {
+        self.streams.clear();
+    }
+
+    /// Keeps each stream that is about to send exactly what `wanted` asks of its leader, closes
+    /// the others and opens what is missing. `false` (with every stream closed) when one could
+    /// not be opened.
+    pub async fn follow(
+        &mut self,
+        cluster: &Cluster,
+        config: &ConsumerConfig,
+        wanted: TailTargets,
+    ) -> bool {
+        self.streams.retain(|tail| {
+            wanted
+                .iter()
+                .any(|(leader, offsets)| *leader == tail.leader && *offsets == tail.next_offsets)
+        });
+        for (leader, offsets) in wanted {
+            if self.streams.iter().any(|tail| tail.leader == leader) {
+                continue;
+            }
+            match self.open(cluster, config, &leader, &offsets).await {
+                Some(stream) => self.streams.push(Tail {
+                    leader,
+                    next_offsets: offsets,
+                    stream,
+                    window: tail_window(config),
+                    ungranted: 0,
+                }),
+                None => {
+                    self.stop();
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    async fn open(
+        &mut self,
+        cluster: &Cluster,
+        config: &ConsumerConfig,
+        leader: &Leader,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Option<FetchStream> {
+        let targets = offsets
+            .iter()
+            .map(|(topic_partition, &fetch_offset)| FetchTarget {
+                topic_partition: topic_partition.clone(),
+                fetch_offset,
+                // The stream has no per-partition limit; the credit bounds it.
+                partition_max_bytes: 0,
+            })
+            .collect();
+        let opened = match cluster.connection(&leader.address).await {
+            Ok(connection) => {
+                grpc::open_fetch_stream(
+                    &connection,
+                    targets,
+                    tail_window(config),
+                    config.fetch_max_wait(),
+                    config.request_timeout(),
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(Some(stream)) => Some(stream),
+            Ok(None) => {
+                tracing::info!(address = %leader.address, "the broker does not offer FetchStream; tailing with long polls");
+                self.unsupported = true;
+                None
+            }
+            Err(error) => {
+                // The long poll that follows meets the same problem and handles it.
+                tracing::debug!(%error, address = %leader.address, "cannot open a FetchStream");
+                None
+            }
+        }
+    }
+
+    /// Waits until `deadline` for the next response of any stream.
+    pub async fn next(&mut self, deadline: Instant) -> TailEvent {
+        if self.streams.is_empty() {
+            return TailEvent::Stopped;
+        }
+        let waits = self
+            .streams
+            .iter_mut()
+            .map(|tail| Box::pin(tail.stream.next()));
+        let (received, index) =
+            match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
+                Err(_) => return TailEvent::Idle,
+                Ok((received, index, _others)) => (received, index),
+            };
+        let tail = &mut self.streams[index];
+        let accepted = match received {
+            Ok(Some(partitions)) => tail.accept(&partitions).then_some(partitions),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::debug!(%error, address = %tail.leader.address, "a FetchStream broke");
+                None
+            }
+        };
+        match accepted {
+            Some(partitions) => TailEvent::Fetched {
+                leader: tail.leader.clone(),
+                partitions,
+            },
+            None => {
+                self.stop();
+                TailEvent::Stopped
+            }
+        }
+    }
+}
+
+impl Tail {
+    /// Moves each partition past what it received and grants credit back when due. `false`
+    /// when a partition is in error (the broker has dropped it from the stream) or was not
+    /// asked for.
+    fn accept(&mut self, partitions: &[FetchedPartition]) -> bool {
+        for fetched in partitions {
+            if fetched.error.is_some() {
+                return false;
+            }
+            let Some(next_offset) = self.next_offsets.get_mut(&fetched.topic_partition) else {
+                return false;
+            };
+            if let Some(end) = end_of_whole_batches(&fetched.records) {
+                *next_offset = end;
+            }
+            self.ungranted += fetched.records.len() as i64;
+        }
+        if self.ungranted >= self.window / 2 {
+            self.stream.grant(self.ungranted);
+            self.ungranted = 0;
+        }
+        true
+    }
+}
+
+fn tail_window(config: &ConsumerConfig) -> i64 {
+    i64::from(config.fetch_max_bytes()).max(1)
+}
