@@ -2,15 +2,21 @@
 //! plus brokers): SIGKILL the leader of a partition while an idempotent `acks=all` producer runs,
 //! then check that every acknowledged record is readable exactly once and in per-key order, that
 //! leadership moved, and that the killed node rejoins every ISR after a restart. A second leader
-//! failure after the first node rejoined (KIP-279's case) must lose nothing either.
+//! failure after the first node rejoined (KIP-279's case) must lose nothing either. A consumer
+//! tails the topic throughout, so its fetch streams break with each killed leader, and it must
+//! still read every acknowledged record exactly once.
 
 mod common;
 
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
-use strata_client::{Admin, NewTopic, Producer, ProducerConfig, ProducerRecord};
+use std::time::{Duration, Instant};
+use strata_client::{
+    Admin, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
+};
+use tokio::sync::watch;
 
 const KEYS: usize = 12;
 /// Records sent through the first leader kill (the 50,000) and through the second.
@@ -82,6 +88,58 @@ async fn exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, Str
     .await;
 }
 
+/// Tails `orders` from its beginning until it has read every record of `acknowledged`, once
+/// that is known, failing `limit` after it became known.
+fn spawn_tailing_consumer(
+    bootstrap: String,
+    mut acknowledged: watch::Receiver<Option<Vec<(String, String)>>>,
+    limit: Duration,
+) -> tokio::task::JoinHandle<KeyedReads> {
+    tokio::spawn(async move {
+        let mut consumer = Consumer::connect(
+            ConsumerConfig::builder()
+                .bootstrap(&bootstrap)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let partitions: Vec<TopicPartition> = (0..3)
+            .map(|partition| TopicPartition::new("orders", partition))
+            .collect();
+        consumer.assign(partitions.clone()).unwrap();
+        consumer.seek_to_beginning(&partitions).await.unwrap();
+        let mut read = KeyedReads::default();
+        let mut deadline = None;
+        loop {
+            // Bounded: the producing side always sends the acknowledged records in the end.
+            if deadline.is_none() && acknowledged.borrow_and_update().is_some() {
+                deadline = Some(Instant::now() + limit);
+            }
+            if let Some(deadline) = deadline {
+                let acknowledged = acknowledged.borrow();
+                let acknowledged = acknowledged.as_deref().expect("set with the deadline");
+                if read.has_all(acknowledged) {
+                    return read;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the tailing consumer is missing acknowledged records: {} read, {} acknowledged",
+                    read.distinct(),
+                    acknowledged.len()
+                );
+            }
+            // Retriable errors (a killed leader) are retried inside `poll`; an error that
+            // outlasts a poll is retried by the next one.
+            if let Ok(records) = consumer.poll(Duration::from_millis(500)).await {
+                for record in &records {
+                    read.add(record);
+                }
+            }
+        }
+    })
+}
+
 async fn restart_and_rejoin(nodes: &mut [Node], killed: i32, voters: &str, data_dir: &Path) {
     let node = nodes.iter_mut().find(|node| node.id == killed).unwrap();
     node.child = Some(spawn(node.id, &node.address, voters, data_dir));
@@ -121,6 +179,12 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
     )
     .await
     .unwrap();
+    let (acknowledged_sender, acknowledged_receiver) = watch::channel(None);
+    let tailing = spawn_tailing_consumer(
+        bootstrap.clone(),
+        acknowledged_receiver,
+        Duration::from_secs(60),
+    );
 
     // First failure.
     let admin_before = admin(&bootstrap).await;
@@ -150,6 +214,8 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
     .await;
     acknowledged.extend(more);
     exactly_once_in_key_order(&survivors(&nodes), &acknowledged).await;
+    acknowledged_sender.send_replace(Some(acknowledged));
+    tailing.await.unwrap().assert_once_each_in_key_order();
     restart_and_rejoin(&mut nodes, second_killed, &voters, directory.path()).await;
 }
 

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use strata_client::{Admin, AdminConfig, Consumer, ConsumerConfig, TopicPartition};
+use strata_client::{Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
 
 pub struct Node {
     pub id: i32,
@@ -172,43 +172,71 @@ pub async fn assert_exactly_once_in_key_order(
         .collect();
     consumer.assign(partitions.clone()).unwrap();
     consumer.seek_to_beginning(&partitions).await.unwrap();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut read = KeyedReads::default();
     let deadline = Instant::now() + limit;
-    while acknowledged
-        .iter()
-        .any(|(_, value)| !seen.contains_key(value))
-    {
+    while !read.has_all(acknowledged) {
         assert!(
             Instant::now() < deadline,
             "acknowledged records are missing: {} records read, {} acknowledged",
-            seen.len(),
+            read.distinct(),
             acknowledged.len()
         );
         for record in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
-            let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-            let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
-            *seen.entry(value).or_default() += 1;
-            order.entry(key).or_default().push(index);
+            read.add(&record);
         }
     }
-    let duplicated: Vec<&String> = seen
-        .iter()
-        .filter(|&(_, &count)| count > 1)
-        .map(|(value, _)| value)
-        .take(5)
-        .collect();
-    assert!(
-        duplicated.is_empty(),
-        "an idempotent producer writes each record once, but these were read more than once: \
-         {duplicated:?}"
-    );
-    for (key, indexes) in &order {
-        assert!(
-            indexes.windows(2).all(|pair| pair[0] < pair[1]),
-            "records of {key} are out of order: {indexes:?}"
-        );
+    read.assert_once_each_in_key_order();
+    read.distinct()
+}
+
+/// What a consumer read of records keyed `key-N` with values `key-N:INDEX`, where each key's
+/// indexes were sent in increasing order.
+#[derive(Default)]
+pub struct KeyedReads {
+    /// How often each value was read.
+    seen: HashMap<String, usize>,
+    /// Each key's indexes in the order they were read.
+    order: BTreeMap<String, Vec<usize>>,
+}
+
+impl KeyedReads {
+    pub fn add(&mut self, record: &ConsumerRecord) {
+        let value = String::from_utf8(record.value.clone().unwrap().to_vec()).unwrap();
+        let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
+        let index: usize = value.rsplit(':').next().unwrap().parse().unwrap();
+        *self.seen.entry(value).or_default() += 1;
+        self.order.entry(key).or_default().push(index);
     }
-    seen.len()
+
+    pub fn has_all(&self, acknowledged: &[(String, String)]) -> bool {
+        acknowledged
+            .iter()
+            .all(|(_, value)| self.seen.contains_key(value))
+    }
+
+    /// Distinct values read.
+    pub fn distinct(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn assert_once_each_in_key_order(&self) {
+        let duplicated: Vec<&String> = self
+            .seen
+            .iter()
+            .filter(|&(_, &count)| count > 1)
+            .map(|(value, _)| value)
+            .take(5)
+            .collect();
+        assert!(
+            duplicated.is_empty(),
+            "an idempotent producer writes each record once, but these were read more than \
+             once: {duplicated:?}"
+        );
+        for (key, indexes) in &self.order {
+            assert!(
+                indexes.windows(2).all(|pair| pair[0] < pair[1]),
+                "records of {key} are out of order: {indexes:?}"
+            );
+        }
+    }
 }
