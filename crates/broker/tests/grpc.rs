@@ -12,6 +12,9 @@ use strata_proto::v1::broker_client::BrokerClient;
 use strata_record::{BatchIter, Header, RecordBatchBuilder};
 use tonic::transport::Channel;
 
+/// How long a fetch stream may take to answer a step of a test on a loaded CI machine.
+const STREAM_STEP: Duration = Duration::from_secs(20);
+
 struct TestBroker {
     handle: BrokerHandle,
     broker: BrokerClient<Channel>,
@@ -456,6 +459,42 @@ async fn a_produce_stream_appends_and_answers_in_the_order_sent() {
     node.handle.shutdown().await;
 }
 
+fn partition_from_start(topic: &str) -> proto::FetchPartition {
+    proto::FetchPartition {
+        topic: topic.into(),
+        partition: 0,
+        fetch_offset: 0,
+        partition_max_bytes: 0,
+    }
+}
+
+/// Opens a `FetchStream` of `partitions` with `grant_bytes` of credit; more credit goes through
+/// the returned sender, and dropping it ends the consumer's side.
+async fn open_fetch_stream(
+    broker: &mut BrokerClient<Channel>,
+    partitions: Vec<proto::FetchPartition>,
+    grant_bytes: i64,
+) -> (
+    tokio::sync::mpsc::Sender<proto::FetchStreamRequest>,
+    tonic::Streaming<proto::FetchResponse>,
+) {
+    let (grants, grant_stream) = tokio::sync::mpsc::channel(4);
+    grants
+        .send(proto::FetchStreamRequest {
+            partitions,
+            grant_bytes,
+            max_wait_ms: 0,
+        })
+        .await
+        .unwrap();
+    let responses = broker
+        .fetch_stream(tokio_stream::wrappers::ReceiverStream::new(grant_stream))
+        .await
+        .unwrap()
+        .into_inner();
+    (grants, responses)
+}
+
 #[tokio::test]
 async fn streaming_fetch_respects_granted_credit() {
     let directory = tempfile::tempdir().unwrap();
@@ -470,26 +509,8 @@ async fn streaming_fetch_respects_granted_credit() {
         )
         .await;
     }
-    let (grants, grant_stream) = tokio::sync::mpsc::channel(4);
-    grants
-        .send(proto::FetchStreamRequest {
-            partitions: vec![proto::FetchPartition {
-                topic: "tail".into(),
-                partition: 0,
-                fetch_offset: 0,
-                partition_max_bytes: 0,
-            }],
-            grant_bytes: 1,
-            max_wait_ms: 0,
-        })
-        .await
-        .unwrap();
-    let mut responses = node
-        .broker
-        .fetch_stream(tokio_stream::wrappers::ReceiverStream::new(grant_stream))
-        .await
-        .unwrap()
-        .into_inner();
+    let (grants, mut responses) =
+        open_fetch_stream(&mut node.broker, vec![partition_from_start("tail")], 1).await;
     // One byte of credit still yields one whole batch, then nothing until more is granted.
     let first = responses.message().await.unwrap().unwrap();
     assert_eq!(values(first.partitions[0].records.clone()), ["r0"]);
@@ -513,6 +534,65 @@ async fn streaming_fetch_respects_granted_credit() {
         seen.extend(values(response.partitions[0].records.clone()));
     }
     assert_eq!(seen, ["r1", "r2"]);
+    drop(grants);
+    node.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deleted_topic_leaves_the_fetch_stream_and_the_stream_ends_with_its_last_partition() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut node = start(directory.path()).await;
+    create_topic(&mut node.admin, "kept", 1, &[]).await;
+    create_topic(&mut node.admin, "doomed", 1, &[]).await;
+    let tailed = vec![partition_from_start("kept"), partition_from_start("doomed")];
+    let (grants, mut responses) = open_fetch_stream(&mut node.broker, tailed, 1 << 20).await;
+    let mut delete = async |topic: &str| {
+        let deleted = node
+            .admin
+            .delete_topics(proto::DeleteTopicsRequest {
+                names: vec![topic.into()],
+                timeout_ms: 1_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(deleted.topics[0].error_code, 0);
+    };
+    let mut next_partition = async || {
+        let response = tokio::time::timeout(STREAM_STEP, responses.message())
+            .await
+            .expect("the stream answers")
+            .unwrap()
+            .expect("the stream is open");
+        assert_eq!(response.partitions.len(), 1, "{response:?}");
+        response.partitions.into_iter().next().unwrap()
+    };
+
+    delete("doomed").await;
+    let reported = next_partition().await;
+    assert_eq!(reported.topic, "doomed");
+    assert_eq!(
+        reported.error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+    produce(&mut node.broker, "kept", 0, records(&["still here"], 1)).await;
+    let kept = next_partition().await;
+    assert_eq!((kept.topic.as_str(), kept.error_code), ("kept", 0));
+    assert_eq!(values(kept.records), ["still here"]);
+
+    delete("kept").await;
+    let reported = next_partition().await;
+    assert_eq!(
+        (reported.topic.as_str(), reported.error_code),
+        ("kept", ErrorCode::UnknownTopicOrPartition.code())
+    );
+    let ended = tokio::time::timeout(STREAM_STEP, responses.message())
+        .await
+        .expect("the stream answers");
+    assert!(
+        matches!(ended, Ok(None)),
+        "no partition left: the stream ends, got {ended:?}"
+    );
     drop(grants);
     node.handle.shutdown().await;
 }

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::{join_all, select_all};
 use futures::stream::FuturesOrdered;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -154,6 +153,85 @@ pub(crate) async fn any_changed(receivers: &mut [watch::Receiver<i64>]) {
 }
 
 type FetchStream = Pin<Box<dyn Stream<Item = Result<proto::FetchResponse, Status>> + Send>>;
+
+/// One consumer's `FetchStream`: the partitions it tails, each at the offset it gets next.
+struct StreamedFetch {
+    state: Arc<BrokerState>,
+    inbound: Streaming<proto::FetchStreamRequest>,
+    /// Each `fetch_offset` is where the partition's next response starts.
+    partitions: Vec<proto::FetchPartition>,
+    /// Bytes granted and not yet sent; below zero after a batch larger than the grant.
+    credit: i64,
+    /// The partitions' high-watermark watches.
+    receivers: Vec<watch::Receiver<i64>>,
+}
+
+impl StreamedFetch {
+    /// Waits for records within the credit and returns them; `None` ends the stream: the
+    /// consumer hung up, or every partition left it with an error.
+    async fn next_response(&mut self) -> Option<proto::FetchResponse> {
+        loop {
+            if self.partitions.is_empty() {
+                return None;
+            }
+            if self.credit > 0 {
+                for receiver in &mut self.receivers {
+                    receiver.borrow_and_update();
+                }
+                let budget =
+                    (self.credit as u64).min(STREAM_CHUNK_BYTES * self.partitions.len() as u64);
+                let mut responses = self.state.read_partitions(&self.partitions, budget);
+                responses
+                    .retain(|response| response.error_code != 0 || !response.records.is_empty());
+                if !responses.is_empty() {
+                    self.advance_past(&responses);
+                    return Some(proto::FetchResponse {
+                        partitions: responses,
+                    });
+                }
+            }
+            tokio::select! {
+                message = self.inbound.message() => match message {
+                    Ok(Some(grant)) => {
+                        self.credit = self.credit.saturating_add(grant.grant_bytes.max(0));
+                    }
+                    // The consumer went away or broke the stream: stop reading for it.
+                    Ok(None) | Err(_) => return None,
+                },
+                _ = any_changed(&mut self.receivers), if self.credit > 0 => {}
+            }
+        }
+    }
+
+    /// Moves each partition past what `responses` send and charges it to the credit. A
+    /// partition in error is reported once and leaves the stream.
+    fn advance_past(&mut self, responses: &[proto::FetchPartitionResponse]) {
+        let tailed = self.partitions.len();
+        for response in responses {
+            let is_this = |partition: &proto::FetchPartition| {
+                partition.topic == response.topic && partition.partition == response.partition
+            };
+            if response.error_code != 0 {
+                self.partitions.retain(|partition| !is_this(partition));
+                continue;
+            }
+            self.credit -= response.records.len() as i64;
+            let next_offset = strata_record::BatchIter::new(response.records.clone())
+                .filter_map(Result::ok)
+                .last()
+                .map(|batch| batch.next_offset());
+            if let (Some(next_offset), Some(partition)) =
+                (next_offset, self.partitions.iter_mut().find(|p| is_this(p)))
+            {
+                partition.fetch_offset = next_offset;
+            }
+        }
+        if self.partitions.len() != tailed {
+            // A deleted partition's watch is closed and would report a change on every wait.
+            self.receivers = self.state.subscribe(&self.partitions);
+        }
+    }
+}
 
 /// What a produce request still owes once its appends are done: its response, after waiting for
 /// replication where `acks=all` asks for it.
@@ -399,93 +477,20 @@ impl proto::broker_server::Broker for BrokerService {
                 "the first message must name the partitions to fetch",
             )));
         }
-        let state = self.state.clone();
-        // One response in flight beyond the one being sent: the credit, not this channel, is
-        // what bounds memory, but a small channel keeps the broker from running ahead of it.
-        let (sender, receiver) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let mut positions: HashMap<(String, i32), i64> = start
-                .partitions
-                .iter()
-                .map(|partition| {
-                    (
-                        (partition.topic.clone(), partition.partition),
-                        partition.fetch_offset,
-                    )
-                })
-                .collect();
-            let mut partitions = start.partitions;
-            let mut credit = start.grant_bytes;
-            let mut receivers = state.subscribe(&partitions);
-            loop {
-                if credit > 0 && !partitions.is_empty() {
-                    for receiver in &mut receivers {
-                        receiver.borrow_and_update();
-                    }
-                    let requests: Vec<proto::FetchPartition> = partitions
-                        .iter()
-                        .map(|partition| proto::FetchPartition {
-                            fetch_offset: positions
-                                [&(partition.topic.clone(), partition.partition)],
-                            partition_max_bytes: 0,
-                            ..partition.clone()
-                        })
-                        .collect();
-                    let budget = (credit as u64).min(STREAM_CHUNK_BYTES * partitions.len() as u64);
-                    let mut responses = state.read_partitions(&requests, budget);
-                    responses.retain(|response| {
-                        response.error_code != 0 || !response.records.is_empty()
-                    });
-                    if !responses.is_empty() {
-                        let tailed = partitions.len();
-                        for response in &responses {
-                            let key = (response.topic.clone(), response.partition);
-                            if response.error_code != 0 {
-                                // An errored partition is reported once and leaves the stream.
-                                partitions.retain(|partition| {
-                                    (partition.topic.clone(), partition.partition) != key
-                                });
-                                continue;
-                            }
-                            credit -= response.records.len() as i64;
-                            if let Some(last) =
-                                strata_record::BatchIter::new(response.records.clone())
-                                    .filter_map(Result::ok)
-                                    .last()
-                            {
-                                positions.insert(key, last.next_offset());
-                            }
-                        }
-                        if sender
-                            .send(Ok(proto::FetchResponse {
-                                partitions: responses,
-                            }))
-                            .await
-                            .is_err()
-                            || partitions.is_empty()
-                        {
-                            return;
-                        }
-                        if partitions.len() != tailed {
-                            // A deleted partition's watch is closed and would report a change
-                            // on every wait.
-                            receivers = state.subscribe(&partitions);
-                        }
-                        continue;
-                    }
-                }
-                tokio::select! {
-                    message = inbound.message() => match message {
-                        Ok(Some(grant)) => credit = credit.saturating_add(grant.grant_bytes.max(0)),
-                        // The consumer went away or broke the stream: stop reading for it.
-                        Ok(None) | Err(_) => return,
-                    },
-                    _ = any_changed(&mut receivers), if credit > 0 => {}
-                    _ = sender.closed() => return,
-                }
-            }
+        let tail = StreamedFetch {
+            receivers: self.state.subscribe(&start.partitions),
+            state: self.state.clone(),
+            inbound,
+            partitions: start.partitions,
+            credit: start.grant_bytes,
+        };
+        // Polled by the connection's own task whenever HTTP/2 can take more: no task or channel
+        // of its own, so a pushed batch costs no wake-up between threads.
+        let responses = futures::stream::unfold(tail, |mut tail| async move {
+            let response = tail.next_response().await?;
+            Some((Ok(response), tail))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn list_offsets(
