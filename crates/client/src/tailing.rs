@@ -10,7 +10,10 @@
 //! The streams serve the steady state only. A seek, a changed assignment, a leader that moved
 //! or any error closes them, and the consumer's long polls, which handle every such case, take
 //! over until a fetch reaches the end of the log again. A broker that does not offer the call
-//! turns tailing off for the consumer's lifetime.
+//! turns tailing off for the consumer's lifetime. So does silence: streams that bring nothing
+//! for `request_timeout` hand over to a long poll, whose own timeout finds a broker that is
+//! stopped or cut off; a healthy one answers it and the consumer tails again. Without that, a
+//! consumer tailing a topic nobody writes to could wait on a dead connection forever.
 //!
 //! Flow control: a stream starts with `fetch_max_bytes` of credit and gets back what it
 //! delivered once half of that was delivered, so the broker never has more than
@@ -19,6 +22,7 @@
 //! is empty, so a slow application holds one response plus the credit, as with long polls.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use strata_common::TopicPartition;
 use tokio::time::Instant;
@@ -37,6 +41,10 @@ pub(crate) struct Tails {
     streams: Vec<Tail>,
     /// A broker answered `FetchStream` with `UNIMPLEMENTED`.
     unsupported: bool,
+    /// When a stream last opened or brought a response.
+    last_heard: Instant,
+    /// How long the streams may stay silent before a long poll checks on their brokers.
+    silence_limit: Duration,
 }
 
 /// One leader's stream.
@@ -60,7 +68,8 @@ pub(crate) enum TailEvent {
     },
     /// Nothing arrived before the deadline; the streams stay open.
     Idle,
-    /// The streams are closed: a partition's error, a broken or ended stream, or a response
+    /// The streams are closed: a partition's error, a broken or ended stream, silence for
+    /// `request_timeout`, or a response
     /// that does not fit what was asked. Nothing was taken from them that the consumer needs,
     /// so a long poll from its positions loses nothing.
     Stopped,
@@ -71,6 +80,8 @@ impl Tails {
         Tails {
             streams: Vec::new(),
             unsupported: false,
+            last_heard: Instant::now(),
+            silence_limit: Duration::MAX,
         }
     }
 
@@ -91,6 +102,7 @@ impl Tails {
         config: &ConsumerConfig,
         wanted: TailTargets,
     ) -> bool {
+        self.silence_limit = config.request_timeout();
         self.streams.retain(|tail| {
             wanted
                 .iter()
@@ -101,13 +113,16 @@ impl Tails {
                 continue;
             }
             match self.open(cluster, config, &leader, &offsets).await {
-                Some(stream) => self.streams.push(Tail {
-                    leader,
-                    next_offsets: offsets,
-                    stream,
-                    window: tail_window(config),
-                    ungranted: 0,
-                }),
+                Some(stream) => {
+                    self.last_heard = Instant::now();
+                    self.streams.push(Tail {
+                        leader,
+                        next_offsets: offsets,
+                        stream,
+                        window: tail_window(config),
+                        ungranted: 0,
+                    });
+                }
                 None => {
                     self.stop();
                     return false;
@@ -166,15 +181,34 @@ impl Tails {
         if self.streams.is_empty() {
             return TailEvent::Stopped;
         }
-        let waits = self
-            .streams
-            .iter_mut()
-            .map(|tail| Box::pin(tail.stream.next()));
-        let (received, index) =
-            match tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await {
-                Err(_) => return TailEvent::Idle,
-                Ok((received, index, _others)) => (received, index),
-            };
+        let silent_too_long = self
+            .last_heard
+            .checked_add(self.silence_limit)
+            .unwrap_or(deadline);
+        let waited = {
+            let waits = self
+                .streams
+                .iter_mut()
+                .map(|tail| Box::pin(tail.stream.next()));
+            tokio::time::timeout_at(
+                deadline.min(silent_too_long),
+                futures::future::select_all(waits),
+            )
+            .await
+            .map(|(received, index, _others)| (received, index))
+        };
+        let (received, index) = match waited {
+            Ok(received) => received,
+            Err(_) if Instant::now() >= silent_too_long => {
+                tracing::debug!(
+                    "no FetchStream brought anything for a while; checking with a long poll"
+                );
+                self.stop();
+                return TailEvent::Stopped;
+            }
+            Err(_) => return TailEvent::Idle,
+        };
+        self.last_heard = Instant::now();
         let tail = &mut self.streams[index];
         let accepted = match received {
             Ok(Some(partitions)) => tail.accept(&partitions).then_some(partitions),

@@ -92,6 +92,9 @@ struct FakeState {
     /// predates it, and the consumer must tail with long polls.
     serves_fetch_streams: bool,
     fetch_streams_opened: usize,
+    /// Fetch streams open but send nothing, as from a broker that stopped without closing
+    /// its connections.
+    fetch_streams_stall: bool,
     /// Credit granted on fetch streams after their first message, in arrival order.
     fetch_stream_grants: Vec<i64>,
 }
@@ -510,7 +513,7 @@ impl BrokerService for FakeBroker {
                 let appended = fake.appended.notified();
                 tokio::pin!(appended);
                 appended.as_mut().enable();
-                if credit > 0 {
+                if credit > 0 && !fake.state().fetch_streams_stall {
                     for partition in &mut partitions {
                         partition.partition_max_bytes = credit.min(i64::from(i32::MAX)) as i32;
                     }
@@ -1546,6 +1549,42 @@ async fn a_caught_up_consumer_tails_over_a_fetch_stream_within_its_credit() -> R
     let replayed = poll_offsets_through(&mut consumer, 20).await?;
     assert_eq!(replayed, (5..=20).collect::<Vec<i64>>());
     assert_eq!(fake.state().fetch_streams_opened, 2);
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_silent_fetch_stream_hands_over_to_a_long_poll() -> Result<()> {
+    let fake = start_fake().await?;
+    {
+        let mut state = fake.state();
+        state.serves_fetch_streams = true;
+        state.fetch_streams_stall = true;
+    }
+    fake.create("stalled", 1);
+    let producer = Producer::connect(producer_config(&fake).build()?).await?;
+    let config = consumer_config(&fake)
+        .request_timeout_ms(300)
+        .fetch_max_wait_ms(100)
+        .build()?;
+    let mut consumer = Consumer::connect(config).await?;
+    consumer.assign(vec![TopicPartition::new("stalled", 0)])?;
+    for index in 0..3 {
+        producer
+            .send(ProducerRecord::new("stalled", format!("{index}")))
+            .await?
+            .await?;
+        // The first comes from a long poll; the others would wait on the stalled stream
+        // forever, but after 300 ms of silence a long poll reads them.
+        assert_eq!(
+            poll_offsets_through(&mut consumer, index).await?,
+            vec![index]
+        );
+    }
+    assert!(
+        fake.state().fetch_streams_opened >= 2,
+        "the consumer went back to tailing after each long poll"
+    );
     producer.close().await?;
     Ok(())
 }
