@@ -568,12 +568,7 @@ impl Consumer {
         for topic_partition in self.positions.keys() {
             let offset = self.next_fetch_offset(topic_partition)?;
             let leader = self.cluster.cached_leader(topic_partition)?;
-            match targets.iter_mut().find(|(known, _)| *known == leader) {
-                Some((_, offsets)) => {
-                    offsets.insert(topic_partition.clone(), offset);
-                }
-                None => targets.push((leader, BTreeMap::from([(topic_partition.clone(), offset)]))),
-            }
+            add_target(&mut targets, leader, topic_partition, offset, &self.config);
         }
         Some(targets)
     }
@@ -607,8 +602,8 @@ impl Consumer {
                     .map(|fetched| fetched.topic_partition.topic.clone())
                     .collect();
                 // Streamed responses carry no errors (`TailEvent::Fetched`), so nothing here
-                // is retriable; whether the consumer is still caught up is not re-judged
-                // from them, since a record appended during the read would end tailing.
+                // is retriable. Whether the consumer is caught up is not judged from them: one
+                // that falls behind while tailing catches up over the stream.
                 self.apply_fetch_responses(
                     vec![(leader, topics, Ok(partitions))],
                     &mut DecodedAhead::new(),

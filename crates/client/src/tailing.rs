@@ -34,7 +34,7 @@ use crate::grpc::{self, FetchStream, FetchTarget, FetchedPartition};
 use crate::metadata::Leader;
 
 /// Partitions to tail, grouped by leader, each with the offset to start from.
-pub(crate) type TailTargets = Vec<(Leader, BTreeMap<TopicPartition, i64>)>;
+pub(crate) type TailTargets = Vec<(Leader, Vec<FetchTarget>)>;
 
 /// The consumer's open streams, one per leader.
 pub(crate) struct Tails {
@@ -106,18 +106,22 @@ impl Tails {
         self.streams.retain(|tail| {
             wanted
                 .iter()
-                .any(|(leader, offsets)| *leader == tail.leader && *offsets == tail.next_offsets)
+                .any(|(leader, targets)| tail.sends_next(leader, targets))
         });
-        for (leader, offsets) in wanted {
+        for (leader, targets) in wanted {
             if self.streams.iter().any(|tail| tail.leader == leader) {
                 continue;
             }
-            match self.open(cluster, config, &leader, &offsets).await {
+            let next_offsets = targets
+                .iter()
+                .map(|target| (target.topic_partition.clone(), target.fetch_offset))
+                .collect();
+            match self.open(cluster, config, &leader, targets).await {
                 Some(stream) => {
                     self.last_heard = Instant::now();
                     self.streams.push(Tail {
                         leader,
-                        next_offsets: offsets,
+                        next_offsets,
                         stream,
                         window: tail_window(config),
                         ungranted: 0,
@@ -137,17 +141,8 @@ impl Tails {
         cluster: &Cluster,
         config: &ConsumerConfig,
         leader: &Leader,
-        offsets: &BTreeMap<TopicPartition, i64>,
+        targets: Vec<FetchTarget>,
     ) -> Option<FetchStream> {
-        let targets = offsets
-            .iter()
-            .map(|(topic_partition, &fetch_offset)| FetchTarget {
-                topic_partition: topic_partition.clone(),
-                fetch_offset,
-                // The stream has no per-partition limit; the credit bounds it.
-                partition_max_bytes: 0,
-            })
-            .collect();
         let opened = match cluster.connection(&leader.address).await {
             Ok(connection) => {
                 grpc::open_fetch_stream(
@@ -232,6 +227,16 @@ impl Tails {
 }
 
 impl Tail {
+    /// Whether this stream reads from `leader` exactly the partitions of `targets`, each next
+    /// at the target's offset.
+    fn sends_next(&self, leader: &Leader, targets: &[FetchTarget]) -> bool {
+        self.leader == *leader
+            && self.next_offsets.len() == targets.len()
+            && targets.iter().all(|target| {
+                self.next_offsets.get(&target.topic_partition) == Some(&target.fetch_offset)
+            })
+    }
+
     /// Moves each partition past what it received and grants credit back when due. `false`
     /// when a partition is in error (the broker has dropped it from the stream) or was not
     /// asked for.
