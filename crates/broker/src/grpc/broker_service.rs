@@ -484,8 +484,8 @@ impl proto::broker_server::Broker for BrokerService {
             partitions: start.partitions,
             credit: start.grant_bytes,
         };
-        // Polled by the connection's own task whenever HTTP/2 can take more: no task or channel
-        // of its own, so a pushed batch costs no wake-up between threads.
+        // Polled by the task that sends the response whenever HTTP/2 can take more: no task or
+        // channel of its own, so a pushed batch wakes one task fewer.
         let responses = futures::stream::unfold(tail, |mut tail| async move {
             let response = tail.next_response().await?;
             Some((Ok(response), tail))
