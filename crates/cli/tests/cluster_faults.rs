@@ -111,6 +111,7 @@ fn spawn_tailing_consumer(
         consumer.seek_to_beginning(&partitions).await.unwrap();
         let mut read = KeyedReads::default();
         let mut deadline = None;
+        let mut last_error = None;
         loop {
             // Bounded: the producing side always sends the acknowledged records in the end.
             if deadline.is_none() && acknowledged.borrow_and_update().is_some() {
@@ -124,17 +125,17 @@ fn spawn_tailing_consumer(
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "the tailing consumer is missing acknowledged records: {} read, {} acknowledged",
+                    "the tailing consumer is missing acknowledged records: {} read, {} acknowledged; \
+                     last poll error: {last_error:?}",
                     read.distinct(),
                     acknowledged.len()
                 );
             }
             // Retriable errors (a killed leader) are retried inside `poll`; an error that
             // outlasts a poll is retried by the next one.
-            if let Ok(records) = consumer.poll(Duration::from_millis(500)).await {
-                for record in &records {
-                    read.add(record);
-                }
+            match consumer.poll(Duration::from_millis(500)).await {
+                Ok(records) => records.iter().for_each(|record| read.add(record)),
+                Err(error) => last_error = Some(error.to_string()),
             }
         }
     })
