@@ -232,6 +232,7 @@ impl Consumer {
             last_auto_commit: Instant::now(),
             pattern_checked: None,
         });
+        let tails = Tails::new(config.request_timeout());
         Ok(Consumer {
             config,
             cluster,
@@ -241,7 +242,7 @@ impl Consumer {
             prefetch_permits: Arc::new(Semaphore::new(PREFETCH_DEPTH)),
             group,
             caught_up: false,
-            tails: Tails::new(),
+            tails,
         })
     }
 

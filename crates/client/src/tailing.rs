@@ -76,12 +76,13 @@ pub(crate) enum TailEvent {
 }
 
 impl Tails {
-    pub fn new() -> Tails {
+    /// `silence_limit`: how long streams may bring nothing before a long poll takes over.
+    pub fn new(silence_limit: Duration) -> Tails {
         Tails {
             streams: Vec::new(),
             unsupported: false,
             last_heard: Instant::now(),
-            silence_limit: Duration::MAX,
+            silence_limit,
         }
     }
 
@@ -102,7 +103,6 @@ impl Tails {
         config: &ConsumerConfig,
         wanted: TailTargets,
     ) -> bool {
-        self.silence_limit = config.request_timeout();
         self.streams.retain(|tail| {
             wanted
                 .iter()
@@ -176,6 +176,7 @@ impl Tails {
         if self.streams.is_empty() {
             return TailEvent::Stopped;
         }
+        // A limit too far off to represent never ends tailing.
         let silent_too_long = self
             .last_heard
             .checked_add(self.silence_limit)
