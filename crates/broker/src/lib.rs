@@ -51,6 +51,11 @@ pub const MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
 /// How often every partition's high watermark is written to disk (Kafka checkpoints every 5 s).
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long shutdown waits for open connections to finish. Partitions are closed by then, so
+/// their requests end at once; a connection still open after this belongs to a peer that
+/// stopped answering (HTTP/2's graceful close waits for a PING ack it will never send).
+const CONNECTION_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// Everything a broker needs to start. `Default` gives a one-node cluster on 127.0.0.1:7070.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -159,11 +164,18 @@ impl BrokerHandle {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => warn!(%error, "gRPC server stopped with an error"),
-                Err(error) => warn!(%error, "gRPC server task failed"),
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(CONNECTION_DRAIN_LIMIT, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => warn!(%error, "gRPC server stopped with an error"),
+                Ok(Err(error)) => warn!(%error, "gRPC server task failed"),
+                Err(_) => {
+                    warn!(
+                        limit = ?CONNECTION_DRAIN_LIMIT,
+                        "a peer's connection did not close in time; shutting down without it"
+                    );
+                    server.abort();
+                }
             }
         }
         self.controller.shutdown().await;
@@ -224,6 +236,10 @@ impl Broker {
         config: BrokerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<BrokerHandle, BrokerError> {
+        config
+            .replication
+            .validate()
+            .map_err(BrokerError::Startup)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::Io {
             operation: "create data directory",
             path: config.data_dir.clone(),

@@ -81,6 +81,22 @@ async fn connect(manager: &ReplicaManager, leader_id: i32) -> Result<Channel, Pa
         })
 }
 
+/// Bounds one request to the leader by `replica_socket_timeout_ms`. A timeout ends this
+/// `fetch_once`, which drops the silent connection; the retry connects afresh.
+async fn answered_in_time<T>(
+    manager: &ReplicaManager,
+    request: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, PartitionError> {
+    let limit = Duration::from_millis(manager.config().replica_socket_timeout_ms as u64);
+    match tokio::time::timeout(limit, request).await {
+        Ok(answer) => answer.map_err(status_error),
+        Err(_) => Err(PartitionError::new(
+            ErrorCode::RequestTimedOut,
+            format!("the leader did not answer within {limit:?}"),
+        )),
+    }
+}
+
 fn status_error(status: tonic::Status) -> PartitionError {
     PartitionError::new(
         ErrorCode::LeaderNotAvailable,
@@ -109,11 +125,12 @@ async fn fetch_once(
                     requested_epoch: latest_epoch,
                 }],
             };
-            let response = ReplicationClient::new(channel.clone())
-                .offsets_for_leader_epoch(request)
-                .await
-                .map_err(status_error)?
-                .into_inner();
+            let response = answered_in_time(
+                manager,
+                ReplicationClient::new(channel.clone()).offsets_for_leader_epoch(request),
+            )
+            .await?
+            .into_inner();
             let answer = response.partitions.into_iter().next().ok_or_else(|| {
                 PartitionError::new(
                     ErrorCode::InvalidRequest,
@@ -162,11 +179,12 @@ async fn fetch_once(
                 fetch_offset,
             }],
         };
-        let response: proto::ReplicaFetchResponse =
-            unary(channel.clone(), paths::REPLICA_FETCH, Request::new(request))
-                .await
-                .map_err(status_error)?
-                .into_inner();
+        let response: proto::ReplicaFetchResponse = answered_in_time(
+            manager,
+            unary(channel.clone(), paths::REPLICA_FETCH, Request::new(request)),
+        )
+        .await?
+        .into_inner();
         let answer = response.partitions.into_iter().next().ok_or_else(|| {
             PartitionError::new(ErrorCode::InvalidRequest, "empty replica fetch response")
         })?;

@@ -248,6 +248,11 @@ pub struct ReplicationConfig {
     pub replica_lag_time_max_ms: i64,
     pub replica_fetch_max_wait_ms: i32,
     pub replica_fetch_max_bytes: i32,
+    /// How long a follower waits for any answer from its leader before it drops the connection
+    /// and connects again (Kafka's `replica.socket.timeout.ms`). A leader whose host vanished
+    /// without a reset, or a connection a middlebox forgot, never answers and never fails, so
+    /// without this the follower would wait until leadership moved, which it may never do.
+    pub replica_socket_timeout_ms: i32,
 }
 
 impl Default for ReplicationConfig {
@@ -256,7 +261,22 @@ impl Default for ReplicationConfig {
             replica_lag_time_max_ms: 10_000,
             replica_fetch_max_wait_ms: 500,
             replica_fetch_max_bytes: 8 * 1024 * 1024,
+            replica_socket_timeout_ms: 30_000,
         }
+    }
+}
+
+impl ReplicationConfig {
+    /// Refuses settings under which replication could not work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replica_socket_timeout_ms <= self.replica_fetch_max_wait_ms {
+            return Err(format!(
+                "replica.socket.timeout.ms ({}) must exceed replica.fetch.wait.max.ms ({}), or \
+                 every long-polling replica fetch would time out",
+                self.replica_socket_timeout_ms, self.replica_fetch_max_wait_ms
+            ));
+        }
+        Ok(())
     }
 }
 

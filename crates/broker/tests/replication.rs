@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_broker::replica_manager::{Acks, AddressBook, IsrUpdater, PartitionAssignment};
@@ -10,20 +11,89 @@ use strata_broker::topic_config::TopicConfig;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, ReplicationConfig};
 use strata_common::{ErrorCode, TopicPartition};
 use strata_record::{BatchIter, RecordBatchBuilder};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+fn quick_replication() -> ReplicationConfig {
+    ReplicationConfig {
+        replica_lag_time_max_ms: 1_000,
+        replica_fetch_max_wait_ms: 200,
+        ..ReplicationConfig::default()
+    }
+}
 
 async fn start(node_id: i32, directory: &std::path::Path) -> BrokerHandle {
+    start_with(node_id, directory, quick_replication()).await
+}
+
+async fn start_with(
+    node_id: i32,
+    directory: &std::path::Path,
+    replication: ReplicationConfig,
+) -> BrokerHandle {
     let config = BrokerConfig {
         node_id,
         data_dir: directory.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        replication: ReplicationConfig {
-            replica_lag_time_max_ms: 1_000,
-            replica_fetch_max_wait_ms: 200,
-            ..ReplicationConfig::default()
-        },
+        replication,
         ..BrokerConfig::default()
     };
     Broker::start(config).await.expect("broker starts")
+}
+
+/// Tells both brokers where the other is and plays a controller that commits every ISR change.
+fn wire_up(brokers: [&BrokerHandle; 2], addresses: HashMap<i32, String>) {
+    let book: AddressBook = Arc::new(move |id| addresses.get(&id).cloned());
+    let updater: IsrUpdater = Arc::new(|_, _, isr| Box::pin(async move { Ok(isr) }));
+    for broker in brokers {
+        broker.replica_manager().set_address_book(book.clone());
+        broker.replica_manager().set_isr_updater(updater.clone());
+    }
+}
+
+/// A TCP relay in front of a broker that can silence every connection it carries so far: they
+/// stay open and pass nothing on, the way a connection looks when the peer's host vanished
+/// without a reset or a middlebox forgot it. Connections opened later relay normally.
+struct SilencingRelay {
+    address: String,
+    generation: Arc<watch::Sender<u64>>,
+}
+
+impl SilencingRelay {
+    async fn start(upstream: SocketAddr) -> SilencingRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let generation = Arc::new(watch::channel(0u64).0);
+        let relay_generation = generation.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let accepted_in = *relay_generation.borrow();
+                let mut current = relay_generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let silenced = async move {
+                        let _ = current
+                            .wait_for(|&generation| generation > accepted_in)
+                            .await;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = silenced => std::future::pending::<()>().await,
+                    }
+                });
+            }
+        });
+        SilencingRelay {
+            address,
+            generation,
+        }
+    }
+
+    fn silence_existing_connections(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+    }
 }
 
 fn records(tag: &str, count: usize) -> Bytes {
@@ -206,16 +276,13 @@ async fn a_follower_truncates_its_divergent_tail_to_the_new_leaders_epoch_end() 
     let directories = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let first = start(1, directories[0].path()).await;
     let second = start(2, directories[1].path()).await;
-    let addresses: HashMap<i32, String> = HashMap::from([
-        (1, first.local_addr().to_string()),
-        (2, second.local_addr().to_string()),
-    ]);
-    let book: AddressBook = Arc::new(move |id| addresses.get(&id).cloned());
-    let updater: IsrUpdater = Arc::new(|_, _, isr| Box::pin(async move { Ok(isr) }));
-    for broker in [&first, &second] {
-        broker.replica_manager().set_address_book(book.clone());
-        broker.replica_manager().set_isr_updater(updater.clone());
-    }
+    wire_up(
+        [&first, &second],
+        HashMap::from([
+            (1, first.local_addr().to_string()),
+            (2, second.local_addr().to_string()),
+        ]),
+    );
     let topic_partition = TopicPartition::new("diverge", 0);
     let config = TopicConfig::resolve(&Default::default()).unwrap();
     let timeout = Duration::from_secs(10);
@@ -306,4 +373,91 @@ async fn a_follower_truncates_its_divergent_tail_to_the_new_leaders_epoch_end() 
     );
     first.shutdown().await;
     second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_connection_to_the_leader_goes_silent_reconnects_and_catches_up() {
+    let directories = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let leader = start(1, directories[0].path()).await;
+    let follower = start_with(
+        2,
+        directories[1].path(),
+        ReplicationConfig {
+            replica_socket_timeout_ms: 1_000,
+            ..quick_replication()
+        },
+    )
+    .await;
+    let relay = SilencingRelay::start(leader.local_addr()).await;
+    wire_up(
+        [&leader, &follower],
+        HashMap::from([
+            (1, relay.address.clone()),
+            (2, follower.local_addr().to_string()),
+        ]),
+    );
+    let topic_partition = TopicPartition::new("silenced", 0);
+    let config = TopicConfig::resolve(&Default::default()).unwrap();
+    let assignment = PartitionAssignment {
+        leader_id: 1,
+        leader_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    for broker in [&leader, &follower] {
+        broker
+            .replica_manager()
+            .apply_assignment(topic_partition.clone(), &config, &assignment)
+            .unwrap();
+    }
+    let timeout = Duration::from_secs(10);
+    leader
+        .replica_manager()
+        .append("silenced", 0, records("before", 2), Acks::All, timeout)
+        .await
+        .expect("the follower replicates through the relay");
+
+    relay.silence_existing_connections();
+    leader
+        .replica_manager()
+        .append("silenced", 0, records("after", 3), Acks::Leader, timeout)
+        .await
+        .unwrap();
+    eventually(
+        "the follower to give up on its silent connection and catch up on a new one",
+        || values(&follower, &topic_partition).len() == 5,
+    )
+    .await;
+    assert_eq!(
+        values(&follower, &topic_partition),
+        values(&leader, &topic_partition)
+    );
+    // The silenced connection never completes HTTP/2's graceful close.
+    tokio::time::timeout(Duration::from_secs(20), leader.shutdown())
+        .await
+        .expect("a connection gone silent does not hold up the leader's shutdown");
+    follower.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replica_socket_timeout_within_the_fetch_wait_is_refused_at_start() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: directory.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        replication: ReplicationConfig {
+            replica_fetch_max_wait_ms: 500,
+            replica_socket_timeout_ms: 500,
+            ..ReplicationConfig::default()
+        },
+        ..BrokerConfig::default()
+    };
+    let Err(error) = Broker::start(config).await else {
+        panic!("a broker whose every replica fetch would time out must not start");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("replica.socket.timeout.ms (500) must exceed"),
+        "{message}"
+    );
 }

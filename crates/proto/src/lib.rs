@@ -45,11 +45,20 @@ pub mod http2 {
             .tcp_nodelay(true)
     }
 
+    /// How often the broker pings each client connection, and how long it waits for the ack
+    /// before closing it. A client whose host vanished without a reset never sends another
+    /// byte, and its connection would otherwise keep its tailing fetch streams alive for as
+    /// long as the broker runs.
+    pub const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+    pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
     /// The broker's server.
     pub fn server(server: Server) -> Server {
         server
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .max_frame_size(MAX_FRAME_BYTES)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
     }
 }
