@@ -43,6 +43,11 @@ mod share;
 
 pub(crate) use share::{MemberAck, ShareSettings};
 
+/// How long the coordinator waits for a partition leader on another broker to report its
+/// offsets. The leader answers from memory, so anything slower is a peer in trouble, and a share
+/// fetch skips that partition for the round rather than wait on it.
+const LEADER_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct GroupCoordinatorConfig {
     /// Partitions of `__consumer_offsets`, fixed when the topic is first created.
@@ -656,19 +661,25 @@ impl GroupCoordinator {
         };
         let unavailable =
             |message: String| PartitionError::new(ErrorCode::LeaderNotAvailable, message);
-        let response = client
-            .list_offsets(request)
-            .await
-            .map_err(|status| {
+        let answer = tokio::time::timeout(LEADER_QUERY_TIMEOUT, client.list_offsets(request)).await;
+        let response = match answer {
+            Ok(Ok(response)) => response.into_inner(),
+            failed => {
+                // A connection that failed or went silent is dropped, so the next query opens
+                // a new one instead of waiting on the same dead path for good.
                 self.leader_clients
                     .lock()
                     .expect("clients lock")
                     .remove(&address);
-                unavailable(format!(
-                    "cannot ask {address} for {topic_partition}'s offsets: {status}"
-                ))
-            })?
-            .into_inner();
+                let why = match failed {
+                    Ok(Err(status)) => status.to_string(),
+                    _ => format!("no answer within {LEADER_QUERY_TIMEOUT:?}"),
+                };
+                return Err(unavailable(format!(
+                    "cannot ask {address} for {topic_partition}'s offsets: {why}"
+                )));
+            }
+        };
         let mut offsets = Vec::with_capacity(2);
         for answer in response.partitions {
             if answer.error_code != 0 {
