@@ -166,3 +166,28 @@ fn the_group_coordinator_core_is_pure() {
         ],
     );
 }
+
+#[test]
+fn test_helpers_stay_out_of_shipped_code_and_depend_on_no_strata_crate() {
+    let dependencies = dependencies();
+    assert_free_of(
+        &dependencies,
+        "strata-tests",
+        &[
+            "strata-common",
+            "strata-record",
+            "strata-storage",
+            "strata-proto",
+            "strata-broker",
+            "strata-client",
+            "strata-controller",
+            "strata-coordinator",
+        ],
+    );
+    for (package, needs) in &dependencies {
+        assert!(
+            !needs.iter().any(|name| name == "strata-tests"),
+            "{package} depends on strata-tests outside its dev-dependencies"
+        );
+    }
+}

@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_broker::replica_manager::{Acks, AddressBook, IsrUpdater, PartitionAssignment};
@@ -11,8 +10,7 @@ use strata_broker::topic_config::TopicConfig;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, ReplicationConfig};
 use strata_common::{ErrorCode, TopicPartition};
 use strata_record::{BatchIter, RecordBatchBuilder};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use strata_tests::relay::SilencingRelay;
 
 fn quick_replication() -> ReplicationConfig {
     ReplicationConfig {
@@ -48,51 +46,6 @@ fn wire_up(brokers: [&BrokerHandle; 2], addresses: HashMap<i32, String>) {
     for broker in brokers {
         broker.replica_manager().set_address_book(book.clone());
         broker.replica_manager().set_isr_updater(updater.clone());
-    }
-}
-
-/// A TCP relay in front of a broker that can silence every connection it carries so far: they
-/// stay open and pass nothing on, the way a connection looks when the peer's host vanished
-/// without a reset or a middlebox forgot it. Connections opened later relay normally.
-struct SilencingRelay {
-    address: String,
-    generation: Arc<watch::Sender<u64>>,
-}
-
-impl SilencingRelay {
-    async fn start(upstream: SocketAddr) -> SilencingRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let generation = Arc::new(watch::channel(0u64).0);
-        let relay_generation = generation.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let accepted_in = *relay_generation.borrow();
-                let mut current = relay_generation.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let silenced = async move {
-                        let _ = current
-                            .wait_for(|&generation| generation > accepted_in)
-                            .await;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = silenced => std::future::pending::<()>().await,
-                    }
-                });
-            }
-        });
-        SilencingRelay {
-            address,
-            generation,
-        }
-    }
-
-    fn silence_existing_connections(&self) {
-        self.generation.send_modify(|generation| *generation += 1);
     }
 }
 
@@ -388,11 +341,12 @@ async fn a_follower_whose_connection_to_the_leader_goes_silent_reconnects_and_ca
         },
     )
     .await;
-    let relay = SilencingRelay::start(leader.local_addr()).await;
+    let mut relay = SilencingRelay::bind().await;
+    relay.forward_to(leader.local_addr());
     wire_up(
         [&leader, &follower],
         HashMap::from([
-            (1, relay.address.clone()),
+            (1, relay.address().to_string()),
             (2, follower.local_addr().to_string()),
         ]),
     );

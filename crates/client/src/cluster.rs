@@ -119,14 +119,14 @@ impl Cluster {
     }
 
     /// Reacts to a failed request to `address` about `topics`: stale metadata is marked for
-    /// refresh and a broken connection is dropped.
+    /// refresh and a broken or silent connection is dropped.
     pub(crate) fn on_error<'a>(
         &self,
         error: &Error,
         address: &str,
         topics: impl IntoIterator<Item = &'a str>,
     ) {
-        if matches!(error, Error::Transport { .. }) {
+        if error.condemns_connection() {
             // The broker may be gone for good; its partitions may have new leaders elsewhere.
             self.forget_connection(address);
             self.mark_stale();
@@ -219,7 +219,7 @@ impl Cluster {
                 }
                 Err(error) => {
                     tracing::debug!(%address, %error, "metadata request failed");
-                    if matches!(error, Error::Transport { .. }) {
+                    if error.condemns_connection() {
                         self.forget_connection(&address);
                     }
                     last_error = Some(error);

@@ -112,6 +112,14 @@ impl Error {
         }
     }
 
+    /// Whether the connection the request went over should be dropped: it broke, or it gave
+    /// no answer in time. A connection whose peer vanished without a reset (or that a NAT
+    /// forgot) never fails by itself, so like Kafka's clients we close it on a request timeout
+    /// rather than send the retry down the same silent path.
+    pub(crate) fn condemns_connection(&self) -> bool {
+        matches!(self, Error::Transport { .. } | Error::Timeout { .. })
+    }
+
     pub(crate) fn broker(code: ErrorCode, message: impl Into<String>) -> Error {
         Error::Broker {
             code,

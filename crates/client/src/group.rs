@@ -164,7 +164,7 @@ impl CoordinatorLocator {
 
     fn forget(&self, error: &Error) {
         if let Some(address) = lock(&self.address).take()
-            && matches!(error, Error::Transport { .. })
+            && error.condemns_connection()
         {
             self.cluster.forget_connection(&address);
         }

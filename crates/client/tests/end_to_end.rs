@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
+use strata_broker::{Broker, BrokerConfig};
 use strata_client::{
     Acks, Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Error,
     ErrorCode, Header, NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
@@ -16,6 +17,7 @@ use strata_client::{
 use strata_proto::v1 as wire;
 use strata_proto::v1::broker_client::BrokerClient;
 use strata_record::{BatchIter, RecordBatch};
+use strata_tests::relay::SilencingRelay;
 use tempfile::TempDir;
 
 /// The longest any single step of these tests may take on a slow, loaded CI machine.
@@ -679,6 +681,89 @@ async fn an_idempotent_producer_writes_each_record_once() -> Result<()> {
         .await?
         .context("latest")?;
     assert_eq!(Some(latest.offset), log_end.get(&topic_partition).copied());
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// A connection that went silent (the broker's host vanished without a reset, or a NAT forgot
+/// the connection) never fails by itself. Like Kafka's clients, ours drop a connection whose
+/// request timed out, so the retry goes over a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_drop_a_connection_that_went_silent_and_carry_on_over_a_new_one() -> Result<()> {
+    let data_dir = TempDir::new()?;
+    let mut relay = SilencingRelay::bind().await;
+    // Advertising the relay sends every client connection through it, not only the bootstrap.
+    let broker = Broker::start(BrokerConfig {
+        data_dir: data_dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        advertise: Some(relay.address().to_string()),
+        ..Default::default()
+    })
+    .await?;
+    relay.forward_to(broker.local_addr());
+    let bootstrap = relay.address();
+    let request_timeout_ms = 1_000;
+    let admin = Admin::connect(
+        AdminConfig::builder()
+            .bootstrap(bootstrap)
+            .request_timeout_ms(request_timeout_ms)
+            .build()?,
+    )
+    .await?;
+    let topic = "silenced";
+    admin.create_topic(NewTopic::new(topic, 1, 1)).await?;
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(bootstrap)
+            .linger_ms(1)
+            .request_timeout_ms(request_timeout_ms)
+            .delivery_timeout_ms(20_000)
+            .build()?,
+    )
+    .await?;
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::builder()
+            .bootstrap(bootstrap)
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .fetch_max_wait_ms(200)
+            .request_timeout_ms(request_timeout_ms)
+            .build()?,
+    )
+    .await?;
+    consumer.assign(vec![TopicPartition::new(topic, 0)])?;
+    producer
+        .send(ProducerRecord::new(topic, "before"))
+        .await?
+        .await?;
+    assert_eq!(poll_records(&mut consumer, 1).await?.len(), 1);
+
+    relay.silence_existing_connections();
+    let stored = tokio::time::timeout(STEP_TIMEOUT, async {
+        producer
+            .send(ProducerRecord::new(topic, "after"))
+            .await?
+            .await
+    })
+    .await
+    .context("the producer stayed on its silent connection")??;
+    assert_eq!(stored.offset, 1);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut values = Vec::new();
+    while values.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "the consumer stayed on its silent connection"
+        );
+        match consumer.poll(Duration::from_millis(500)).await {
+            Ok(records) => values.extend(records.into_iter().map(|record| record.value)),
+            // Each timed-out fetch may surface once; the next poll must go over a new connection.
+            Err(error) if error.is_retriable() => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    assert_eq!(values, [Some(Bytes::from_static(b"after"))]);
+    assert_eq!(admin.list_topics().await?, [topic]);
+    producer.close().await?;
     broker.shutdown().await;
     Ok(())
 }
