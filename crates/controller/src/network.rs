@@ -2,7 +2,8 @@
 //! command forwarding to the leader.
 //!
 //! One lazily connected tonic `Channel` per peer, created on first use and reused by every RPC to
-//! that peer (a channel reconnects by itself after the peer restarts). A peer that is down is an
+//! that peer (a channel reconnects by itself after the peer restarts, and is replaced when calls
+//! over it go unanswered for `SILENT_CONNECTION_LIMIT`). A peer that is down is an
 //! error returned to the caller — openraft backs off and retries — never a panic. Every call is
 //! bounded by a timeout, since a peer that accepts connections but does not answer must not stall
 //! replication or an election.
@@ -24,7 +25,7 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strata_proto::controller_v1::controller_service_client::ControllerServiceClient;
 use strata_proto::controller_v1::{RaftRequest, SubmitRequest};
 use tonic::transport::{Channel, Endpoint};
@@ -38,10 +39,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How soon openraft retries a peer that was unreachable; short, so a restarted controller is
 /// caught up soon after it comes back.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(200);
-/// Raft messages get at least this long before a peer counts as unreachable: on a saturated
-/// machine a live peer can take several heartbeat intervals to answer, and calling it
+/// Votes and snapshot chunks get at least this long before a peer counts as unreachable: on a
+/// saturated machine a live peer can take several heartbeat intervals to answer, and calling it
 /// unreachable makes openraft back off and stop replicating to it, which is worse than waiting.
+/// (openraft itself cuts every `AppendEntries` off after one heartbeat interval.)
 const RAFT_RPC_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
+/// A peer's channel is replaced once a call to it goes unanswered (timed out, or dropped by
+/// openraft's own timeout) after nothing has come back for this long. A connection that went
+/// silent without a reset never fails by itself, so the channel would wait on it for good; the
+/// delay keeps a live peer that is merely slow for a moment on its connection.
+const SILENT_CONNECTION_LIMIT: Duration = Duration::from_secs(2);
 
 /// The cluster id this node knows, empty until it learns one; sent with every request and
 /// checked on every request received.
@@ -78,8 +85,50 @@ pub(crate) enum PeerError {
 /// Connections to the other controllers.
 pub(crate) struct PeerClients {
     addresses: BTreeMap<NodeId, String>,
-    channels: Mutex<HashMap<NodeId, Channel>>,
+    channels: Mutex<HashMap<NodeId, PeerChannel>>,
     cluster_id: SharedClusterId,
+}
+
+struct PeerChannel {
+    channel: Channel,
+    /// When a call over `channel` last got any answer (or the channel was made).
+    last_answer: Instant,
+}
+
+/// Held across one call to a peer; a call that ends without [`AwaitedAnswer::answered`] (our
+/// timeout, or openraft dropping the future at its own) counts towards replacing the channel.
+struct AwaitedAnswer<'a> {
+    peers: &'a PeerClients,
+    node_id: NodeId,
+    answered: bool,
+}
+
+impl AwaitedAnswer<'_> {
+    fn answered(mut self) {
+        self.answered = true;
+        if let Some(peer) = self.peers.lock_channels().get_mut(&self.node_id) {
+            peer.last_answer = Instant::now();
+        }
+    }
+}
+
+impl Drop for AwaitedAnswer<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let mut channels = self.peers.lock_channels();
+        if channels
+            .get(&self.node_id)
+            .is_some_and(|peer| peer.last_answer.elapsed() >= SILENT_CONNECTION_LIMIT)
+        {
+            channels.remove(&self.node_id);
+            tracing::info!(
+                node_id = self.node_id,
+                "controller peer silent for {SILENT_CONNECTION_LIMIT:?}; reconnecting"
+            );
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -115,12 +164,9 @@ impl PeerClients {
             .or(fallback_address)
             .ok_or(PeerError::UnknownPeer(node_id))?
             .to_string();
-        let mut channels = self
-            .channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut channels = self.lock_channels();
         let channel = match channels.get(&node_id) {
-            Some(channel) => channel.clone(),
+            Some(peer) => peer.channel.clone(),
             None => {
                 let endpoint =
                     Endpoint::from_shared(format!("http://{address}")).map_err(|error| {
@@ -133,7 +179,13 @@ impl PeerClients {
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
                     .connect_lazy();
-                channels.insert(node_id, channel.clone());
+                channels.insert(
+                    node_id,
+                    PeerChannel {
+                        channel: channel.clone(),
+                        last_answer: Instant::now(),
+                    },
+                );
                 channel
             }
         };
@@ -141,6 +193,20 @@ impl PeerClients {
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
         Ok((client, address))
+    }
+
+    fn lock_channels(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, PeerChannel>> {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn await_answer(&self, node_id: NodeId) -> AwaitedAnswer<'_> {
+        AwaitedAnswer {
+            peers: self,
+            node_id,
+            answered: false,
+        }
     }
 
     fn status_error(node_id: NodeId, address: &str, status: tonic::Status) -> PeerError {
@@ -190,14 +256,18 @@ impl PeerClients {
                 RaftRpc::InstallSnapshot => client.install_snapshot(message).await,
             }
         };
-        let response = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| PeerError::Unreachable {
-                node_id: target,
-                address: address.clone(),
-                message: format!("no answer to {rpc:?} within {} ms", timeout.as_millis()),
-            })?
-            .map_err(|status| PeerClients::status_error(target, &address, status))?;
+        let awaited = self.await_answer(target);
+        let response =
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| PeerError::Unreachable {
+                    node_id: target,
+                    address: address.clone(),
+                    message: format!("no answer to {rpc:?} within {} ms", timeout.as_millis()),
+                })?;
+        awaited.answered();
+        let response =
+            response.map_err(|status| PeerClients::status_error(target, &address, status))?;
         serde_json::from_slice(&response.into_inner().payload)
             .map_err(|error| failed(format!("decode {rpc:?} reply: {error}")))
     }
@@ -220,6 +290,7 @@ impl PeerClients {
             command: encoded.into(),
         };
         let (mut client, address) = self.client(target, None)?;
+        let awaited = self.await_answer(target);
         let response = tokio::time::timeout(timeout, client.submit(request))
             .await
             .map_err(|_| PeerError::Failed {
@@ -228,8 +299,10 @@ impl PeerClients {
                     "no answer within {} ms; the command may or may not have applied",
                     timeout.as_millis()
                 ),
-            })?
-            .map_err(|status| PeerClients::status_error(target, &address, status))?;
+            })?;
+        awaited.answered();
+        let response =
+            response.map_err(|status| PeerClients::status_error(target, &address, status))?;
         SubmitReply::from_response(response.into_inner())
             .map_err(|error| failed(format!("decode reply: {error}")))
     }

@@ -10,6 +10,7 @@ use strata_controller::{
     CommandOutcome, Controller, ControllerConfig, ControllerError, MetadataCommand, MetadataState,
     NO_LEADER,
 };
+use strata_tests::relay::SilencingRelay;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -92,13 +93,24 @@ fn serve(controller: &Controller, listener: TcpListener) -> (oneshot::Sender<()>
 struct Cluster {
     nodes: Vec<Node>,
     voters: Vec<(i32, String)>,
+    /// With `start_behind_relays`, what the voters reach node `i + 1` through.
+    relays: Vec<SilencingRelay>,
     clock: Arc<ManualClock>,
     _directory: tempfile::TempDir,
 }
 
 impl Cluster {
-    /// Binds every listener first, since each controller needs all voters' ports up front.
     async fn start(size: i32) -> Cluster {
+        Cluster::start_with(size, false).await
+    }
+
+    /// Every voter reaches every other through a relay in front of it, which a test can silence.
+    async fn start_behind_relays(size: i32) -> Cluster {
+        Cluster::start_with(size, true).await
+    }
+
+    /// Binds every listener first, since each controller needs all voters' ports up front.
+    async fn start_with(size: i32, behind_relays: bool) -> Cluster {
         init_logging();
         let directory = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(1_000_000));
@@ -106,13 +118,27 @@ impl Cluster {
         for _ in 0..size {
             listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
         }
-        let voters: Vec<(i32, String)> = listeners
+        let addresses: Vec<String> = listeners
             .iter()
-            .zip(1..)
-            .map(|(listener, id)| (id, listener.local_addr().expect("address").to_string()))
+            .map(|listener| listener.local_addr().expect("address").to_string())
+            .collect();
+        let mut relays = Vec::new();
+        if behind_relays {
+            for listener in &listeners {
+                let mut relay = SilencingRelay::bind().await;
+                relay.forward_to(listener.local_addr().expect("address"));
+                relays.push(relay);
+            }
+        }
+        let voters: Vec<(i32, String)> = (1..)
+            .zip(&addresses)
+            .map(|(id, address)| match relays.get(id as usize - 1) {
+                Some(relay) => (id, relay.address().to_string()),
+                None => (id, address.clone()),
+            })
             .collect();
         let mut nodes = Vec::new();
-        for ((id, address), listener) in voters.iter().cloned().zip(listeners) {
+        for ((id, address), listener) in (1..).zip(addresses).zip(listeners) {
             let data_dir = directory.path().join(format!("node-{id}"));
             let controller = Controller::start(
                 config(id, &voters, data_dir.clone()),
@@ -132,6 +158,7 @@ impl Cluster {
         Cluster {
             nodes,
             voters,
+            relays,
             clock,
             _directory: directory,
         }
@@ -574,4 +601,34 @@ async fn a_data_directory_is_refused_to_another_node_or_cluster() {
     .await;
     assert_eq!(*rebuilt, *before_restart);
     controller.shutdown().await;
+}
+
+/// A voter whose connections from the leader go silent (its host vanished without a reset and
+/// came back, or a NAT forgot them) must be reached again over new connections, not left behind
+/// for good on the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_behind_connections_gone_silent_is_reached_again_and_catches_up() {
+    let cluster = Cluster::start_behind_relays(3).await;
+    let leader = cluster.agreed_leader().await;
+    register_brokers(cluster.node(leader).controller(), &cluster.clock, 1).await;
+    let silenced = cluster
+        .running()
+        .map(|node| node.id)
+        .find(|&id| id != leader)
+        .expect("a follower");
+    cluster.relays[silenced as usize - 1].silence_existing_connections();
+
+    cluster
+        .node(leader)
+        .controller()
+        .submit(create_topic("after-silence", 1, 1))
+        .await
+        .expect("the leader and the other voter are a quorum");
+    metadata_where(
+        cluster.node(silenced).controller(),
+        "the silenced voter to learn of the new topic",
+        |state| state.topic("after-silence").is_some(),
+    )
+    .await;
+    cluster.shutdown().await;
 }
