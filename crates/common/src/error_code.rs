@@ -95,6 +95,10 @@ error_codes! {
     UnknownMemberId = 25, "UNKNOWN_MEMBER_ID", false;
     /// The session timeout is outside the broker's allowed range.
     InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT", false;
+    /// The caller may not act on this topic.
+    TopicAuthorizationFailed = 29, "TOPIC_AUTHORIZATION_FAILED", false;
+    /// The caller may not make this cluster-level call (an inter-broker API, for instance).
+    ClusterAuthorizationFailed = 31, "CLUSTER_AUTHORIZATION_FAILED", false;
     /// The batch's timestamps are not acceptable.
     InvalidTimestamp = 32, "INVALID_TIMESTAMP", false;
     /// The topic already exists.
@@ -123,9 +127,15 @@ error_codes! {
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH", true;
     /// The leader epoch in the request is newer than the broker knows.
     UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH", true;
+    /// The broker epoch in an inter-broker request is not the sender's current one: the sender
+    /// restarted, or was fenced and registered again (KIP-380).
+    StaleBrokerEpoch = 77, "STALE_BROKER_EPOCH", false;
     /// The batch uses a compression codec this broker does not support.
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE", false;
-    /// A record inside a batch is malformed.
+    /// The group already has as many members as the broker allows.
+    GroupMaxSizeReached = 81, "GROUP_MAX_SIZE_REACHED", false;
+    /// A record inside a batch is malformed, or the batch claims something a client may not
+    /// send (a control or transactional batch).
     InvalidRecord = 87, "INVALID_RECORD", false;
     /// The member's epoch is ahead of the coordinator's: it must rejoin.
     FencedMemberEpoch = 110, "FENCED_MEMBER_EPOCH", false;
