@@ -7,7 +7,9 @@
 //! by the controller, which moves its leaderships to other in-sync replicas.
 
 use crate::error::PartitionError;
-use crate::replica_manager::{AddressBook, IsrUpdater, PartitionAssignment, ReplicaManager};
+use crate::replica_manager::{
+    AddressBook, BrokerEpochs, IsrUpdater, PartitionAssignment, ReplicaManager,
+};
 use crate::topic_config::TopicConfig;
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
@@ -21,7 +23,17 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub(crate) fn controller_error(error: ControllerError) -> PartitionError {
-    PartitionError::new(error.code(), error.to_string())
+    let code = error.code();
+    let message = match error {
+        // The code travels beside the message; repeating it inside would print it twice.
+        ControllerError::Rejected(rejected) => rejected.message,
+        ControllerError::LeaderNotAvailable { .. } => format!(
+            "the controller quorum is unavailable (are a majority of the voters up and \
+             reachable?): {error}"
+        ),
+        other => other.to_string(),
+    };
+    PartitionError::new(code, message)
 }
 
 /// Registers this broker; returns its broker epoch. Retries until `deadline_after` passes,
@@ -67,6 +79,7 @@ pub(crate) fn new_incarnation() -> u64 {
 /// (it was fenced, or the quorum lost and regained its state).
 pub(crate) async fn heartbeat_loop(
     controller: Arc<Controller>,
+    replicas: Arc<ReplicaManager>,
     broker_id: i32,
     address: String,
     incarnation: u64,
@@ -96,7 +109,10 @@ pub(crate) async fn heartbeat_loop(
                 )
                 .await
                 {
-                    Ok(epoch) => broker_epoch = epoch,
+                    Ok(epoch) => {
+                        broker_epoch = epoch;
+                        replicas.set_broker_epoch(epoch);
+                    }
                     Err(error) => warn!(%error, "re-registration failed; will retry"),
                 }
             }
@@ -105,13 +121,12 @@ pub(crate) async fn heartbeat_loop(
     }
 }
 
-/// Wires the replica manager to the controller: broker addresses and ISR changes.
+/// Wires the replica manager to the controller: where other brokers' internal listeners are,
+/// which broker epochs are current, and ISR changes.
 ///
-/// Followers reach a leader at its controller voter address (`voters`, the address the Raft
-/// quorum already uses between nodes) and fall back to the address the broker registered
-/// (`--advertise`, what clients are told). The two differ when clients and nodes see the network
-/// differently, as in a container deployment: clients use published host ports, nodes use each
-/// other's host names.
+/// Followers reach a leader at its controller voter address (`voters`): every node is a voter,
+/// and that address is its internal listener, the only one serving replication. Clients are
+/// told the registered address (`--advertise`), which serves no inter-broker call.
 pub(crate) fn connect_replicas(
     replicas: &ReplicaManager,
     controller: &Arc<Controller>,
@@ -119,15 +134,15 @@ pub(crate) fn connect_replicas(
 ) {
     let metadata = controller.metadata();
     let voters: BTreeMap<i32, String> = voters.iter().cloned().collect();
-    let address_book: AddressBook = Arc::new(move |broker_id| {
-        replica_address(&voters, broker_id, || {
-            metadata
-                .borrow()
-                .brokers
-                .get(&broker_id)
-                .map(|broker| broker.address.clone())
-        })
+    let address_book: AddressBook = Arc::new(move |broker_id| voters.get(&broker_id).cloned());
+    let broker_epochs: BrokerEpochs = Arc::new(move |broker_id| {
+        metadata
+            .borrow()
+            .brokers
+            .get(&broker_id)
+            .map(|broker| broker.broker_epoch)
     });
+    replicas.set_broker_epochs(broker_epochs);
     replicas.set_address_book(address_book);
     let node_id = replicas.node_id();
     let submitter = controller.clone();
@@ -150,16 +165,6 @@ pub(crate) fn connect_replicas(
         })
     });
     replicas.set_isr_updater(updater);
-}
-
-/// Where this node's followers reach broker `broker_id`: its voter address when it is a
-/// voter, else the address it registered.
-fn replica_address(
-    voters: &BTreeMap<i32, String>,
-    broker_id: i32,
-    registered: impl FnOnce() -> Option<String>,
-) -> Option<String> {
-    voters.get(&broker_id).cloned().or_else(registered)
 }
 
 /// Applies every new metadata state to the local replicas until the channel closes, publishing
@@ -263,27 +268,4 @@ fn apply(
     }
     applied_configs.retain(|topic, _| state.topics.contains_key(topic));
     *known_partitions = hosted;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replicas_prefer_the_voter_address_and_fall_back_to_the_registered_one() {
-        let voters: BTreeMap<i32, String> = [(1, "strata-1:7070".to_string())].into();
-        let registered = |address: &str| {
-            let address = address.to_string();
-            move || Some(address)
-        };
-        assert_eq!(
-            replica_address(&voters, 1, registered("localhost:7070")).as_deref(),
-            Some("strata-1:7070")
-        );
-        assert_eq!(
-            replica_address(&voters, 2, registered("localhost:7071")).as_deref(),
-            Some("localhost:7071")
-        );
-        assert_eq!(replica_address(&voters, 3, || None), None);
-    }
 }

@@ -116,6 +116,11 @@ impl LeaderState {
         }
     }
 
+    /// Whether `replica` is one of this partition's followers (a replica other than the leader).
+    pub fn has_follower(&self, replica: i32) -> bool {
+        self.followers.contains_key(&replica)
+    }
+
     /// A follower fetched from `fetch_offset`: it has every offset below it. Returns whether the
     /// high watermark advanced. A fetch from a replica that is not assigned is ignored.
     pub fn on_follower_fetch(

@@ -10,6 +10,7 @@
 //! storage layer gets a `Clock`), and only `grpc` sees prost types.
 
 mod broker_lifecycle;
+mod client_boundary;
 pub mod error;
 mod group_coordinator;
 mod grpc;
@@ -23,6 +24,7 @@ mod worker_appends;
 pub use error::{BrokerError, PartitionError};
 pub use grpc::status::ERROR_CODE_METADATA;
 
+use futures::FutureExt;
 pub use group_coordinator::GroupCoordinatorConfig;
 use metadata::NodeState;
 use replica_manager::ReplicaManager;
@@ -65,7 +67,14 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// host:port clients are told to connect to; defaults to the bound address.
     pub advertise: Option<String>,
-    /// Controller voters as (node_id, host:port); empty means a single-node cluster.
+    /// Address of the internal listener, which serves only other brokers: replication and the
+    /// controller quorum's Raft traffic. `None` binds the IP of `listen` at the port this
+    /// node's own `voters` entry names; a single-node cluster, which has no peers, binds an
+    /// ephemeral loopback port. Keep it on a network clients cannot reach (see ARCHITECTURE.md,
+    /// "Trust boundaries").
+    pub internal_listen: Option<SocketAddr>,
+    /// Controller voters as (node_id, host:port of the node's internal listener); empty means a
+    /// single-node cluster.
     pub voters: Vec<(i32, String)>,
     /// How often retention, time-based flushes and checkpoints run.
     pub log_maintenance_interval: Duration,
@@ -75,6 +84,47 @@ pub struct BrokerConfig {
     pub groups: GroupCoordinatorConfig,
 }
 
+impl BrokerConfig {
+    /// Where the internal listener binds; see [`BrokerConfig::internal_listen`].
+    fn internal_listen_address(&self) -> Result<SocketAddr, BrokerError> {
+        let own_voter = self
+            .voters
+            .iter()
+            .find(|(id, _)| *id == self.node_id)
+            .map(|(_, address)| address.as_str());
+        let address = match (self.internal_listen, own_voter) {
+            (Some(address), _) => address,
+            (None, Some(voter)) if self.voters.len() > 1 => {
+                let port = voter
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse::<u16>().ok())
+                    .ok_or_else(|| {
+                        BrokerError::Startup(format!(
+                            "this node's voter address '{voter}' has no port to listen on"
+                        ))
+                    })?;
+                SocketAddr::new(self.listen.ip(), port)
+            }
+            _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        if self.voters.len() > 1 && address.port() == 0 {
+            return Err(BrokerError::Startup(
+                "the internal listener needs a fixed port, the one --voters names for this node"
+                    .to_string(),
+            ));
+        }
+        if address.port() != 0 && address.port() == self.listen.port() {
+            return Err(BrokerError::Startup(format!(
+                "the internal listener ({address}, where --voters points other nodes) and the \
+                 client listener ({}) must use different ports: replication and Raft are not \
+                 served to clients",
+                self.listen
+            )));
+        }
+        Ok(address)
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -82,6 +132,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("strata-data"),
             listen: "127.0.0.1:7070".parse().expect("valid literal address"),
             advertise: None,
+            internal_listen: None,
             voters: Vec::new(),
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
@@ -105,6 +156,7 @@ pub(crate) struct BrokerState {
 /// A running broker.
 pub struct BrokerHandle {
     local_addr: SocketAddr,
+    internal_addr: SocketAddr,
     replicas: Arc<ReplicaManager>,
     controller: Arc<Controller>,
     single_node: bool,
@@ -116,9 +168,14 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// The address the broker is bound to.
+    /// The address the client listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the internal listener (replication, Raft) is bound to.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
     }
 
     /// The partitions this broker hosts; for the controller integration and tests.
@@ -225,6 +282,23 @@ impl BrokerHandle {
 
 pub struct Broker;
 
+/// Binds `address`; returns the listener and the address it got (port 0 picks one).
+async fn bind(
+    operation: &'static str,
+    address: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), BrokerError> {
+    let failed = |source| BrokerError::Io {
+        operation,
+        path: PathBuf::from(address.to_string()),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
+}
+
 impl Broker {
     /// Opens the data directory (recovering logs if the last stop was unclean), binds the listen
     /// address and starts serving.
@@ -256,18 +330,12 @@ impl Broker {
         ));
         logs.start_maintenance(config.log_maintenance_interval);
 
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BrokerError::Io {
-                operation: "bind",
-                path: PathBuf::from(config.listen.to_string()),
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| BrokerError::Io {
-            operation: "bind",
-            path: PathBuf::from(config.listen.to_string()),
-            source,
-        })?;
+        let (listener, local_addr) = bind("bind the client listener", config.listen).await?;
+        let (internal_listener, internal_addr) = bind(
+            "bind the internal listener",
+            config.internal_listen_address()?,
+        )
+        .await?;
         let advertised_address = config
             .advertise
             .clone()
@@ -275,7 +343,7 @@ impl Broker {
         // Every node runs a controller voter next to its broker (KRaft's combined mode); with no
         // --voters the node is a quorum of one.
         let voters = if config.voters.is_empty() {
-            vec![(config.node_id, advertised_address.clone())]
+            vec![(config.node_id, internal_addr.to_string())]
         } else {
             config.voters.clone()
         };
@@ -308,14 +376,14 @@ impl Broker {
         });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let shutdown_signal = shutdown_signal.shared();
         let broker_service = BrokerServer::new(grpc::BrokerService::new(state.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
         let admin_service = AdminServer::new(grpc::AdminService::new(state.clone()));
         // Clients are turned away with a retriable error until this node has registered and
-        // caught up with the metadata; the controller and replication services must answer
-        // before that, since getting there needs them.
+        // caught up with the metadata; the internal listener must answer before that, since
+        // getting there needs the controller and replication.
         let serving_clients = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let broker_service = tonic::service::interceptor::InterceptedService::new(
             broker_service,
@@ -332,23 +400,38 @@ impl Broker {
         let replication_service =
             ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
                 .max_encoding_message_size(usize::MAX);
-        let record_routes = grpc::RecordRoutesLayer::new(
-            grpc::BrokerService::new(state.clone()),
-            grpc::ReplicationService::new(state.clone()),
-            grpc::GroupService::new(state.clone()),
-            serving_clients.clone(),
-        );
-        let server = strata_proto::http2::server(Server::builder())
-            .layer(record_routes)
+        let record_routes = |listener| {
+            grpc::RecordRoutesLayer::new(
+                listener,
+                grpc::BrokerService::new(state.clone()),
+                grpc::ReplicationService::new(state.clone()),
+                grpc::GroupService::new(state.clone()),
+                serving_clients.clone(),
+            )
+        };
+        // Two listeners, two routers: a call is served only where it belongs, so no client can
+        // reach replication or Raft whatever it sends (ARCHITECTURE.md, "Trust boundaries").
+        let client_server = strata_proto::http2::server(Server::builder())
+            .layer(record_routes(grpc::Listener::Client))
             .add_service(broker_service)
             .add_service(admin_service)
             .add_service(group_service)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown_signal.clone().map(drop),
+            );
+        let internal_server = strata_proto::http2::server(Server::builder())
+            .layer(record_routes(grpc::Listener::Internal))
             .add_service(replication_service)
             .add_service(controller.service())
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = shutdown_signal.await;
-            });
-        let server = tokio::spawn(server);
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(internal_listener).with_nodelay(Some(true)),
+                shutdown_signal.map(drop),
+            );
+        let server = tokio::spawn(async move {
+            let (client, internal) = tokio::join!(client_server, internal_server);
+            client.and(internal)
+        });
         let isr_interval =
             Duration::from_millis((config.replication.replica_lag_time_max_ms / 4).max(50) as u64);
         let isr_maintenance = {
@@ -432,8 +515,10 @@ impl Broker {
         };
         // Serve nothing stale: the replicas catch up with everything the quorum had committed
         // when this broker registered before start returns.
+        state.replicas.set_broker_epoch(broker_epoch);
         let heartbeats = tokio::spawn(broker_lifecycle::heartbeat_loop(
             controller.clone(),
+            state.replicas.clone(),
             config.node_id,
             advertised_address.clone(),
             incarnation,
@@ -461,10 +546,11 @@ impl Broker {
         {
             warn!(%error, "replicas have not caught up with the metadata yet; continuing");
         }
-        info!(node_id = config.node_id, %local_addr, data_dir = %config.data_dir.display(), "broker started");
+        info!(node_id = config.node_id, %local_addr, %internal_addr, data_dir = %config.data_dir.display(), "broker started");
         serving_clients.store(true, std::sync::atomic::Ordering::Release);
         Ok(BrokerHandle {
             local_addr,
+            internal_addr,
             replicas: state.replicas.clone(),
             background: vec![
                 isr_maintenance,

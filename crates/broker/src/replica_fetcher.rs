@@ -170,6 +170,7 @@ async fn fetch_once(
         let fetch_offset = partition.log().log_end_offset();
         let request = proto::ReplicaFetchRequest {
             replica_id: manager.node_id(),
+            broker_epoch: manager.broker_epoch(),
             max_wait_ms: manager.config().replica_fetch_max_wait_ms,
             max_bytes: manager.config().replica_fetch_max_bytes,
             partitions: vec![proto::ReplicaFetchPartition {

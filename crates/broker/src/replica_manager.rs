@@ -20,7 +20,7 @@ use crate::worker_appends::WorkerAppendGate;
 use bytes::Bytes;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use strata_common::{Clock, ErrorCode, TopicPartition};
@@ -124,6 +124,14 @@ impl PendingReplication {
         }
         Ok(())
     }
+}
+
+/// Who a follower fetch says it comes from: a broker id and the epoch of that broker's current
+/// registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaIdentity {
+    pub replica_id: i32,
+    pub broker_epoch: i64,
 }
 
 /// Who leads a partition and who replicates it, as the metadata says.
@@ -241,6 +249,9 @@ pub type IsrUpdater = Arc<
 >;
 /// Resolves a broker id to the address its replication service listens on.
 pub type AddressBook = Arc<dyn Fn(i32) -> Option<String> + Send + Sync>;
+/// Resolves a broker id to the broker epoch of its current registration, as the controller
+/// recorded it (KIP-380); `None` for a broker the metadata does not know.
+pub type BrokerEpochs = Arc<dyn Fn(i32) -> Option<i64> + Send + Sync>;
 
 /// Replication tuning; the defaults follow Kafka's, scaled for fast failover.
 #[derive(Clone, Debug)]
@@ -290,6 +301,11 @@ pub struct ReplicaManager {
     checkpointed_high_watermarks: HashMap<TopicPartition, i64>,
     isr_updater: RwLock<Option<IsrUpdater>>,
     address_book: RwLock<Option<AddressBook>>,
+    /// Checks the broker epoch a follower presents. Unset, every follower is refused: a leader
+    /// that cannot tell a current replica from a stale or forged one serves neither.
+    broker_epochs: RwLock<Option<BrokerEpochs>>,
+    /// This broker's own epoch, which its followers present to leaders; -1 until registered.
+    broker_epoch: AtomicI64,
     worker_appends: WorkerAppendGate,
 }
 
@@ -360,6 +376,8 @@ impl ReplicaManager {
             checkpointed_high_watermarks,
             isr_updater: RwLock::new(None),
             address_book: RwLock::new(None),
+            broker_epochs: RwLock::new(None),
+            broker_epoch: AtomicI64::new(-1),
             worker_appends: WorkerAppendGate::default(),
         }
     }
@@ -414,6 +432,34 @@ impl ReplicaManager {
     }
     pub fn set_address_book(&self, address_book: AddressBook) {
         *self.address_book.write().expect("address book lock") = Some(address_book);
+    }
+    pub fn set_broker_epochs(&self, broker_epochs: BrokerEpochs) {
+        *self.broker_epochs.write().expect("broker epochs lock") = Some(broker_epochs);
+    }
+    /// Records the epoch of this broker's current registration, which its follower fetches
+    /// present.
+    pub fn set_broker_epoch(&self, broker_epoch: i64) {
+        self.broker_epoch.store(broker_epoch, Ordering::Release);
+    }
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::Acquire)
+    }
+    /// Whether `broker_epoch` is `replica_id`'s current one; see [`BrokerEpochs`].
+    fn check_broker_epoch(&self, replica_id: i32, broker_epoch: i64) -> Result<(), PartitionError> {
+        let current = self
+            .broker_epochs
+            .read()
+            .expect("broker epochs lock")
+            .as_ref()
+            .and_then(|epochs| epochs(replica_id));
+        if current == Some(broker_epoch) {
+            return Ok(());
+        }
+        let known = current.map_or("none known".to_string(), |epoch| format!("it is {epoch}"));
+        Err(PartitionError::new(
+            ErrorCode::StaleBrokerEpoch,
+            format!("broker {replica_id} presented broker epoch {broker_epoch}; {known}"),
+        ))
     }
     pub(crate) fn address_of(&self, broker_id: i32) -> Option<String> {
         self.address_book
@@ -778,20 +824,38 @@ impl ReplicaManager {
 
     /// The leader's side of a follower fetch: records the follower's position (which may advance
     /// the high watermark) and reads from `fetch_offset` up to the log end offset.
+    /// Only a replica of the partition with its current broker epoch is served: anything else
+    /// could move the high watermark over records no follower has.
     pub fn replica_read(
         &self,
-        replica_id: i32,
+        replica: ReplicaIdentity,
         topic: &str,
         partition: i32,
         leader_epoch: i32,
         fetch_offset: i64,
         max_bytes: u64,
     ) -> Result<(ReadResult, i64), PartitionError> {
+        let ReplicaIdentity {
+            replica_id,
+            broker_epoch,
+        } = replica;
         let partition = self.partition(topic, partition)?;
         partition.check_leader(Some(leader_epoch))?;
+        self.check_broker_epoch(replica_id, broker_epoch)?;
         let log_end_offset = partition.log.log_end_offset();
         {
             let mut role = partition.role.lock().expect("role lock");
+            if let Role::Leader(state) = &mut *role
+                && !state.has_follower(replica_id)
+            {
+                return Err(PartitionError::new(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!(
+                        "broker {replica_id} is not a replica of {} in leader epoch {leader_epoch}",
+                        partition.topic_partition
+                    ),
+                ));
+            }
             if let Role::Leader(state) = &mut *role
                 && state.on_follower_fetch(
                     replica_id,

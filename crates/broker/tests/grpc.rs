@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, ERROR_CODE_METADATA};
 use strata_common::ErrorCode;
+use strata_proto::replication_v1 as proto_replication;
+use strata_proto::replication_v1::replication_client::ReplicationClient;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::broker_client::BrokerClient;
@@ -623,4 +625,205 @@ proptest! {
             node.handle.shutdown().await;
         });
     }
+}
+
+async fn alter_config(
+    admin: &mut AdminClient<Channel>,
+    topic: &str,
+    key: &str,
+    value: &str,
+) -> proto::TopicResult {
+    let request = proto::AlterConfigsRequest {
+        topics: vec![proto::AlterTopicConfigs {
+            name: topic.to_string(),
+            set: HashMap::from([(key.to_string(), value.to_string())]),
+            delete: vec![],
+        }],
+        validate_only: false,
+    };
+    admin
+        .alter_configs(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .topics
+        .remove(0)
+}
+
+/// A CRC-valid batch whose attributes claim `bits` (control 0x20, transactional 0x10): what a
+/// hostile or buggy client could send.
+fn batch_claiming(bits: i16) -> Bytes {
+    let mut bytes = records(&["claimed"], 1).to_vec();
+    let attributes = i16::from_be_bytes([bytes[21], bytes[22]]) | bits;
+    bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+    // The CRC-32C covers everything from the attributes on.
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn clients_cannot_touch_internal_topics_or_claim_broker_only_batches() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut node = start(directory.path()).await;
+    // The first FindCoordinator makes the broker create `__consumer_offsets` itself.
+    let channel = Channel::from_shared(format!("http://{}", node.handle.local_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut groups =
+        strata_proto::v1::group_coordinator_client::GroupCoordinatorClient::new(channel);
+    let found = groups
+        .find_coordinator(proto::FindCoordinatorRequest {
+            group_id: "g".to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.error_code, 0, "{}", found.error_message);
+    let offsets_partition = node
+        .handle
+        .replica_manager()
+        .partition("__consumer_offsets", 0)
+        .expect("the broker created its offsets topic");
+    let log_end_before = offsets_partition.log().log_end_offset();
+
+    let refused = produce(
+        &mut node.broker,
+        "__consumer_offsets",
+        0,
+        records(&["x"], 1),
+    )
+    .await;
+    assert_eq!(refused.error_code, ErrorCode::InvalidTopicException.code());
+    assert!(
+        refused.error_message.contains("internal topic"),
+        "{}",
+        refused.error_message
+    );
+    assert_eq!(offsets_partition.log().log_end_offset(), log_end_before);
+
+    let created = create_topic(&mut node.admin, "__mine", 1, &[]).await;
+    assert_eq!(created.error_code, ErrorCode::InvalidTopicException.code());
+    let deleted = node
+        .admin
+        .delete_topics(proto::DeleteTopicsRequest {
+            names: vec!["__consumer_offsets".to_string()],
+            timeout_ms: 5_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .topics
+        .remove(0);
+    assert_eq!(deleted.error_code, ErrorCode::InvalidTopicException.code());
+    let altered = alter_config(&mut node.admin, "__consumer_offsets", "retention.ms", "1").await;
+    assert_eq!(altered.error_code, ErrorCode::InvalidTopicException.code());
+    assert!(
+        node.handle
+            .replica_manager()
+            .partition("__consumer_offsets", 0)
+            .is_ok(),
+        "the offsets topic is still there"
+    );
+
+    assert_eq!(
+        create_topic(&mut node.admin, "plain", 1, &[])
+            .await
+            .error_code,
+        0
+    );
+    for bits in [0x20, 0x10] {
+        let refused = produce(&mut node.broker, "plain", 0, batch_claiming(bits)).await;
+        assert_eq!(
+            refused.error_code,
+            ErrorCode::InvalidRecord.code(),
+            "{bits:#x}"
+        );
+    }
+    assert_eq!(
+        fetch(&mut node.broker, "plain", 0, 0).await.high_watermark,
+        0,
+        "no claimed batch was stored"
+    );
+    // The same batch without the claim is an ordinary one, so the refusal was about the claim.
+    assert_eq!(
+        produce(&mut node.broker, "plain", 0, batch_claiming(0))
+            .await
+            .error_code,
+        0
+    );
+    node.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_listener_serves_no_inter_broker_call() {
+    let directory = tempfile::tempdir().unwrap();
+    let node = start(directory.path()).await;
+    let client_channel = Channel::from_shared(format!("http://{}", node.handle.local_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let fetch = proto_replication::ReplicaFetchRequest {
+        replica_id: 2,
+        broker_epoch: 0,
+        max_wait_ms: 0,
+        max_bytes: 1 << 20,
+        partitions: vec![],
+    };
+    let status = ReplicationClient::new(client_channel.clone())
+        .replica_fetch(fetch.clone())
+        .await
+        .expect_err("the client listener does not serve replication");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
+    let status =
+        strata_proto::controller_v1::controller_service_client::ControllerServiceClient::new(
+            client_channel,
+        )
+        .submit(strata_proto::controller_v1::SubmitRequest::default())
+        .await
+        .expect_err("the client listener does not serve the controller");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
+
+    // The internal listener does serve it (and refuses this caller: no broker 2 is registered).
+    let internal_channel = Channel::from_shared(format!("http://{}", node.handle.internal_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ReplicationClient::new(internal_channel)
+        .replica_fetch(fetch)
+        .await
+        .expect("the internal listener serves replication");
+    node.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn min_insync_replicas_above_the_replication_factor_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut node = start(directory.path()).await;
+    let refused = create_topic(
+        &mut node.admin,
+        "unwritable",
+        1,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    assert_eq!(refused.error_code, ErrorCode::InvalidConfig.code());
+    assert!(
+        refused.error_message.contains("replication factor is 1"),
+        "{}",
+        refused.error_message
+    );
+    assert_eq!(
+        create_topic(&mut node.admin, "single", 1, &[])
+            .await
+            .error_code,
+        0
+    );
+    let altered = alter_config(&mut node.admin, "single", "min.insync.replicas", "2").await;
+    assert_eq!(altered.error_code, ErrorCode::InvalidConfig.code());
+    node.handle.shutdown().await;
 }

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use strata_broker::replica_manager::{Acks, AddressBook, IsrUpdater, PartitionAssignment};
+use strata_broker::replica_manager::{
+    Acks, AddressBook, BrokerEpochs, IsrUpdater, PartitionAssignment,
+};
 use strata_broker::topic_config::TopicConfig;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, ReplicationConfig};
 use strata_common::{ErrorCode, TopicPartition};
@@ -39,7 +41,24 @@ async fn start_with(
     Broker::start(config).await.expect("broker starts")
 }
 
-/// Tells both brokers where the other is and plays a controller that commits every ISR change.
+/// Plays the controller's record of registrations: each broker's current epoch is the one it
+/// registered with, which leaders check on every follower fetch.
+fn share_broker_epochs(brokers: [&BrokerHandle; 2]) {
+    let epochs: HashMap<i32, i64> = brokers
+        .iter()
+        .map(|broker| {
+            let replicas = broker.replica_manager();
+            (replicas.node_id(), replicas.broker_epoch())
+        })
+        .collect();
+    let epochs: BrokerEpochs = Arc::new(move |id| epochs.get(&id).copied());
+    for broker in brokers {
+        broker.replica_manager().set_broker_epochs(epochs.clone());
+    }
+}
+
+/// Tells both brokers where the other is and which broker epochs are current, and plays a
+/// controller that commits every ISR change.
 fn wire_up(brokers: [&BrokerHandle; 2], addresses: HashMap<i32, String>) {
     let book: AddressBook = Arc::new(move |id| addresses.get(&id).cloned());
     let updater: IsrUpdater = Arc::new(|_, _, isr| Box::pin(async move { Ok(isr) }));
@@ -47,6 +66,7 @@ fn wire_up(brokers: [&BrokerHandle; 2], addresses: HashMap<i32, String>) {
         broker.replica_manager().set_address_book(book.clone());
         broker.replica_manager().set_isr_updater(updater.clone());
     }
+    share_broker_epochs(brokers);
 }
 
 fn records(tag: &str, count: usize) -> Bytes {
@@ -98,8 +118,8 @@ async fn acks_all_waits_for_the_follower_and_a_dead_follower_leaves_the_isr() {
     let leader = start(1, directories[0].path()).await;
     let follower = start(2, directories[1].path()).await;
     let addresses: HashMap<i32, String> = HashMap::from([
-        (1, leader.local_addr().to_string()),
-        (2, follower.local_addr().to_string()),
+        (1, leader.internal_addr().to_string()),
+        (2, follower.internal_addr().to_string()),
     ]);
     let book: AddressBook = Arc::new(move |id| addresses.get(&id).cloned());
     // The "controller": commits every ISR change the leader proposes and remembers the last.
@@ -113,6 +133,7 @@ async fn acks_all_waits_for_the_follower_and_a_dead_follower_leaves_the_isr() {
         broker.replica_manager().set_address_book(book.clone());
         broker.replica_manager().set_isr_updater(updater.clone());
     }
+    share_broker_epochs([&leader, &follower]);
     let topic_partition = TopicPartition::new("replicated", 0);
     let config = TopicConfig::resolve(
         &[("min.insync.replicas".to_string(), "2".to_string())]
@@ -203,6 +224,7 @@ async fn acks_all_waits_for_the_follower_and_a_dead_follower_leaves_the_isr() {
     let follower = start(2, directories[1].path()).await;
     follower.replica_manager().set_address_book(book.clone());
     follower.replica_manager().set_isr_updater(updater.clone());
+    share_broker_epochs([&leader, &follower]);
     follower
         .replica_manager()
         .apply_assignment(topic_partition.clone(), &config, &assignment)
@@ -232,8 +254,8 @@ async fn a_follower_truncates_its_divergent_tail_to_the_new_leaders_epoch_end() 
     wire_up(
         [&first, &second],
         HashMap::from([
-            (1, first.local_addr().to_string()),
-            (2, second.local_addr().to_string()),
+            (1, first.internal_addr().to_string()),
+            (2, second.internal_addr().to_string()),
         ]),
     );
     let topic_partition = TopicPartition::new("diverge", 0);
@@ -342,12 +364,12 @@ async fn a_follower_whose_connection_to_the_leader_goes_silent_reconnects_and_ca
     )
     .await;
     let mut relay = SilencingRelay::bind().await;
-    relay.forward_to(leader.local_addr());
+    relay.forward_to(leader.internal_addr());
     wire_up(
         [&leader, &follower],
         HashMap::from([
             (1, relay.address().to_string()),
-            (2, follower.local_addr().to_string()),
+            (2, follower.internal_addr().to_string()),
         ]),
     );
     let topic_partition = TopicPartition::new("silenced", 0);
@@ -414,4 +436,89 @@ async fn a_replica_socket_timeout_within_the_fetch_wait_is_refused_at_start() {
         message.contains("replica.socket.timeout.ms (500) must exceed"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_current_replica_can_move_the_high_watermark() {
+    use strata_proto::replication_v1 as proto;
+    use strata_proto::replication_v1::replication_client::ReplicationClient;
+
+    let directory = tempfile::tempdir().unwrap();
+    let leader = start(1, directory.path()).await;
+    // Broker 2 is the partition's only follower and registered with epoch 77; broker 3 is a
+    // registered broker that does not replicate it.
+    let epochs: BrokerEpochs = Arc::new(|id| match id {
+        2 => Some(77),
+        3 => Some(78),
+        _ => None,
+    });
+    leader.replica_manager().set_broker_epochs(epochs);
+    let topic_partition = TopicPartition::new("guarded", 0);
+    let assignment = PartitionAssignment {
+        leader_id: 1,
+        leader_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    leader
+        .replica_manager()
+        .apply_assignment(
+            topic_partition.clone(),
+            &TopicConfig::resolve(&Default::default()).unwrap(),
+            &assignment,
+        )
+        .unwrap();
+    leader
+        .replica_manager()
+        .append(
+            "guarded",
+            0,
+            records("g", 3),
+            Acks::Leader,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let partition = leader.replica_manager().partition("guarded", 0).unwrap();
+    assert_eq!(partition.high_watermark(), 0, "broker 2 has nothing yet");
+
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", leader.internal_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let mut replication = ReplicationClient::new(channel);
+    let mut fetch_as = async |replica_id: i32, broker_epoch: i64| {
+        let request = proto::ReplicaFetchRequest {
+            replica_id,
+            broker_epoch,
+            max_wait_ms: 0,
+            max_bytes: 1 << 20,
+            partitions: vec![proto::ReplicaFetchPartition {
+                topic: "guarded".to_string(),
+                partition: 0,
+                leader_epoch: 1,
+                fetch_offset: 3,
+            }],
+        };
+        let answer = replication
+            .replica_fetch(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .partitions
+            .remove(0);
+        ErrorCode::from_code(answer.error_code)
+    };
+    // A stale incarnation of broker 2, a broker nobody registered, and a registered broker
+    // that is not a replica all claim to have everything; none moves the high watermark.
+    assert_eq!(fetch_as(2, 76).await, ErrorCode::StaleBrokerEpoch);
+    assert_eq!(fetch_as(9, 0).await, ErrorCode::StaleBrokerEpoch);
+    assert_eq!(fetch_as(3, 78).await, ErrorCode::NotLeaderOrFollower);
+    assert_eq!(partition.high_watermark(), 0);
+    // The real follower's claim does.
+    assert_eq!(fetch_as(2, 77).await, ErrorCode::None);
+    assert_eq!(partition.high_watermark(), 3);
+    leader.shutdown().await;
 }

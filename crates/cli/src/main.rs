@@ -54,7 +54,7 @@ struct Bootstrap {
 enum Command {
     /// Run one broker node until interrupted.
     #[command(
-        after_help = "Example:\n  strata server --node-id 1 --data-dir /var/lib/strata --listen 0.0.0.0:7070 \\\n    --advertise broker1.example.com:7070 \\\n    --voters 1@broker1.example.com:7070,2@broker2.example.com:7070,3@broker3.example.com:7070"
+        after_help = "Example:\n  strata server --node-id 1 --data-dir /var/lib/strata --listen 0.0.0.0:7070 \\\n    --advertise broker1.example.com:7070 \\\n    --voters 1@broker1.internal:7170,2@broker2.internal:7170,3@broker3.internal:7170"
     )]
     Server(server::ServerArgs),
     /// Run a local cluster for development until Ctrl-C.
@@ -166,7 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             topic::run(command).await
         }
         Command::Produce(args) => {
-            init_tracing_if_asked();
+            // Warnings on: the producer reports each retry and its cause there, so a cluster
+            // that does not take the writes is visible before the timeout ends them.
+            init_tracing("warn");
             produce::run(args).await
         }
         Command::Consume(args) => {
@@ -234,6 +236,31 @@ fn one_line(error: &anyhow::Error) -> String {
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Resolves once the process is asked to stop: SIGINT from a terminal, or SIGTERM, which
+/// docker, systemd and Kubernetes send. The handlers are installed when this is called, so call
+/// it before the work it interrupts: a signal that arrives while nothing polls the future is
+/// kept for it rather than lost (and no longer kills the process mid-way).
+fn stop_requested() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::interrupt())
+            .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)))
+            .ok()
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut interrupt, mut terminate)) = signals {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Servers log at `default_level` unless RUST_LOG says otherwise.

@@ -21,7 +21,13 @@ pub struct ServerArgs {
     /// Address clients are told to use; defaults to the bound address.
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
-    /// Every controller voter as id@host:port, comma-separated; omit for a single-node cluster.
+    /// Address of the internal listener, which serves only other nodes (replication and the
+    /// controller quorum), never clients; keep it off networks clients reach
+    /// [default: the --listen host at the port --voters gives this node].
+    #[arg(long, value_name = "HOST:PORT")]
+    internal_listen: Option<String>,
+    /// Every controller voter as id@host:port of its internal listener, comma-separated; omit
+    /// for a single-node cluster.
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
     voters: Option<Voters>,
     /// Kafka's offsets.retention.minutes: a group's committed offsets are deleted once it has
@@ -51,10 +57,14 @@ pub struct DevArgs {
     /// Where the brokers keep their logs, one directory per node.
     #[arg(long, default_value = "./strata-dev-data", value_name = "DIR")]
     data_dir: PathBuf,
-    /// Port of node 1; node i listens on port + i - 1.
+    /// Port of node 1; node i listens on port + i - 1 for clients, and on port + 100 + i - 1
+    /// for the other nodes (replication and the controller quorum).
     #[arg(long, default_value_t = 7070, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
 }
+
+/// How far above a `strata dev` node's client port its internal listener is.
+const DEV_INTERNAL_PORT_OFFSET: u32 = 100;
 
 /// `--voters` parsed: (node id, host:port) pairs.
 #[derive(Debug, Clone)]
@@ -92,12 +102,12 @@ fn parse_voters(text: &str) -> Result<Voters, String> {
     Ok(Voters(voters))
 }
 
-fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+fn resolve_listen(flag: &str, listen: &str) -> Result<SocketAddr> {
     listen
         .to_socket_addrs()
-        .with_context(|| format!("--listen '{listen}' is not a HOST:PORT this machine can bind"))?
+        .with_context(|| format!("{flag} '{listen}' is not a HOST:PORT this machine can bind"))?
         .next()
-        .with_context(|| format!("--listen '{listen}' resolves to no address"))
+        .with_context(|| format!("{flag} '{listen}' resolves to no address"))
 }
 
 fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
@@ -108,8 +118,13 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
     let mut config = BrokerConfig {
         node_id: args.node_id,
         data_dir: args.data_dir,
-        listen: resolve_listen(&args.listen)?,
+        listen: resolve_listen("--listen", &args.listen)?,
         advertise: args.advertise,
+        internal_listen: args
+            .internal_listen
+            .as_deref()
+            .map(|address| resolve_listen("--internal-listen", address))
+            .transpose()?,
         voters,
         ..BrokerConfig::default()
     };
@@ -132,16 +147,17 @@ pub async fn run_server(args: ServerArgs) -> Result<()> {
 
 pub async fn run_dev(args: DevArgs) -> Result<()> {
     let nodes = i32::from(args.nodes);
-    let address_of = |node: i32| -> Result<String> {
-        let port = u32::from(args.port) + node as u32 - 1;
+    let address_at = |node: i32, offset: u32| -> Result<String> {
+        let port = u32::from(args.port) + offset + node as u32 - 1;
         let port = u16::try_from(port)
             .ok()
             .with_context(|| format!("node {node} would need port {port}, above 65535"))?;
         Ok(format!("127.0.0.1:{port}"))
     };
+    let address_of = |node: i32| address_at(node, 0);
     let voters: Vec<(i32, String)> = if nodes > 1 {
         (1..=nodes)
-            .map(|node| Ok((node, address_of(node)?)))
+            .map(|node| Ok((node, address_at(node, DEV_INTERNAL_PORT_OFFSET)?)))
             .collect::<Result<_>>()?
     } else {
         Vec::new()

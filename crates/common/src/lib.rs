@@ -10,4 +10,6 @@ mod topic_partition;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error_code::ErrorCode;
-pub use topic_partition::{TopicPartition, validate_topic_name};
+pub use topic_partition::{
+    INTERNAL_TOPIC_PREFIX, TopicPartition, is_internal_topic, validate_topic_name,
+};

@@ -53,6 +53,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Names that start with this belong to the cluster (`__consumer_offsets`, and any internal
+/// topic to come): clients may read them, but only brokers write, create, delete or alter them.
+pub const INTERNAL_TOPIC_PREFIX: &str = "__";
+
+/// Whether `name` is an internal topic, closed to clients' writes and admin calls.
+pub fn is_internal_topic(name: &str) -> bool {
+    name.starts_with(INTERNAL_TOPIC_PREFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +75,13 @@ mod tests {
         assert!(validate_topic_name("spaces are bad").is_err());
         assert!(validate_topic_name(&"x".repeat(249)).is_ok());
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn only_double_underscore_names_are_internal() {
+        assert!(is_internal_topic("__consumer_offsets"));
+        assert!(is_internal_topic("__anything"));
+        assert!(!is_internal_topic("_single"));
+        assert!(!is_internal_topic("orders__v2"));
     }
 }

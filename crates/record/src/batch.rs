@@ -39,6 +39,8 @@ const RECORD_COUNT_OFFSET: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_MASK: i16 = 0x08;
+const TRANSACTIONAL_MASK: i16 = 0x10;
+const CONTROL_MASK: i16 = 0x20;
 
 /// The compression codec named in a batch's attributes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +156,15 @@ impl RecordBatch {
         } else {
             TimestampType::LogAppendTime
         }
+    }
+    /// The batch belongs to a transaction (attribute bit 4).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & TRANSACTIONAL_MASK != 0
+    }
+    /// The batch holds a control record (a transaction marker; attribute bit 5), which only a
+    /// broker writes.
+    pub fn is_control(&self) -> bool {
+        self.attributes() & CONTROL_MASK != 0
     }
     pub fn last_offset_delta(&self) -> i32 {
         read_i32(&self.bytes, LAST_OFFSET_DELTA_OFFSET)

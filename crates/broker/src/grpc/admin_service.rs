@@ -1,5 +1,6 @@
 use crate::BrokerState;
 use crate::broker_lifecycle::{controller_error, wait_until_applied};
+use crate::client_boundary::{TopicAction, check_topic_action};
 use crate::error::PartitionError;
 use crate::grpc::status::error_fields;
 use crate::topic_config::TopicConfig;
@@ -31,7 +32,11 @@ impl AdminService {
         // The controller checks names, counts and keys; the values are the broker's to judge.
         validate_topic_name(&topic.name)
             .map_err(|message| PartitionError::new(ErrorCode::InvalidTopicException, message))?;
-        TopicConfig::resolve(&configs)?;
+        check_topic_action(&topic.name, TopicAction::Create)?;
+        let resolved = TopicConfig::resolve(&configs)?;
+        if topic.replication_factor > 0 {
+            check_min_insync_within(&resolved, topic.replication_factor)?;
+        }
         if validate_only {
             return Ok(());
         }
@@ -54,6 +59,7 @@ impl AdminService {
     }
 
     async fn delete_topic(&self, name: String) -> Result<(), PartitionError> {
+        check_topic_action(&name, TopicAction::Delete)?;
         self.state
             .controller
             .submit(MetadataCommand::DeleteTopic { name: name.clone() })
@@ -70,14 +76,23 @@ impl AdminService {
         request: proto::AlterTopicConfigs,
         validate_only: bool,
     ) -> Result<(), PartitionError> {
+        check_topic_action(&request.name, TopicAction::AlterConfigs)?;
         let set: BTreeMap<String, String> = request.set.into_iter().collect();
-        let current = self
+        let (current, replication_factor) = self
             .state
             .controller
             .metadata()
             .borrow()
             .topic(&request.name)
-            .map(|topic| topic.configs.clone())
+            .map(|topic| {
+                let replication_factor = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| partition.replicas.len())
+                    .min()
+                    .unwrap_or(0);
+                (topic.configs.clone(), replication_factor)
+            })
             .ok_or_else(|| {
                 PartitionError::new(
                     ErrorCode::UnknownTopicOrPartition,
@@ -96,7 +111,8 @@ impl AdminService {
                 .map(|key| (key.clone(), String::new()))
                 .collect(),
         )?;
-        TopicConfig::resolve(&resulting)?;
+        let resolved = TopicConfig::resolve(&resulting)?;
+        check_min_insync_within(&resolved, replication_factor as i32)?;
         if validate_only {
             return Ok(());
         }
@@ -118,6 +134,25 @@ impl AdminService {
         })
         .await
     }
+}
+
+/// `acks=all` could never succeed on a topic whose `min.insync.replicas` exceeds its replicas:
+/// every such produce would wait out its timeout. Refused up front, as Kafka's policy does.
+fn check_min_insync_within(
+    config: &TopicConfig,
+    replication_factor: i32,
+) -> Result<(), PartitionError> {
+    if config.min_insync_replicas > replication_factor {
+        return Err(PartitionError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "min.insync.replicas is {} but the replication factor is {replication_factor}; \
+                 acks=all writes could never succeed",
+                config.min_insync_replicas
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn topic_result(name: String, result: Result<(), PartitionError>) -> proto::TopicResult {

@@ -1,4 +1,5 @@
 use crate::BrokerState;
+use crate::client_boundary;
 use crate::error::PartitionError;
 use crate::grpc::status::{error_fields, to_status};
 use crate::replica_manager::Acks;
@@ -250,12 +251,17 @@ impl BrokerState {
         let deadline = Instant::now() + timeout;
         let correlation_id = request.correlation_id;
         let appends = request.partitions.into_iter().map(|partition| async move {
-            let append = self.replicas.append_as_leader(
-                &partition.topic,
-                partition.partition,
-                partition.records,
-                acks,
-            );
+            let append = async {
+                client_boundary::check_produce(&partition.topic, &partition.records)?;
+                self.replicas
+                    .append_as_leader(
+                        &partition.topic,
+                        partition.partition,
+                        partition.records,
+                        acks,
+                    )
+                    .await
+            };
             let appended = tokio::time::timeout_at(deadline, append)
                 .await
                 .unwrap_or_else(|_| Err(produce_timed_out(timeout)));

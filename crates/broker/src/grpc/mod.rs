@@ -11,5 +11,5 @@ pub mod status;
 pub use admin_service::AdminService;
 pub use broker_service::BrokerService;
 pub use group_service::GroupService;
-pub use record_routes::RecordRoutesLayer;
+pub use record_routes::{Listener, RecordRoutesLayer};
 pub use replication_service::ReplicationService;

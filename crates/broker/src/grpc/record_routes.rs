@@ -32,19 +32,33 @@ enum RecordRoute {
     ShareFetch,
 }
 
-fn record_route(path: &str) -> Option<RecordRoute> {
-    match path {
-        paths::PRODUCE_STREAM => Some(RecordRoute::ProduceStream),
-        paths::FETCH => Some(RecordRoute::Fetch),
-        paths::REPLICA_FETCH => Some(RecordRoute::ReplicaFetch),
-        paths::SHARE_FETCH => Some(RecordRoute::ShareFetch),
-        _ => None,
-    }
+/// Which of a broker's two listeners a router serves; each routes only its own calls here, so
+/// a client that asks the client listener for `ReplicaFetch` meets tonic's `UNIMPLEMENTED`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Client,
+    Internal,
+}
+
+fn record_route(path: &str, listener: Listener) -> Option<RecordRoute> {
+    let route = match path {
+        paths::PRODUCE_STREAM => RecordRoute::ProduceStream,
+        paths::FETCH => RecordRoute::Fetch,
+        paths::REPLICA_FETCH => RecordRoute::ReplicaFetch,
+        paths::SHARE_FETCH => RecordRoute::ShareFetch,
+        _ => return None,
+    };
+    let served_by = match route {
+        RecordRoute::ReplicaFetch => Listener::Internal,
+        _ => Listener::Client,
+    };
+    (served_by == listener).then_some(route)
 }
 
 /// Wraps the server's router; see the module documentation.
 #[derive(Clone)]
 pub struct RecordRoutesLayer {
+    listener: Listener,
     broker: Arc<BrokerService>,
     replication: Arc<ReplicationService>,
     groups: Arc<GroupService>,
@@ -55,12 +69,14 @@ pub struct RecordRoutesLayer {
 
 impl RecordRoutesLayer {
     pub fn new(
+        listener: Listener,
         broker: BrokerService,
         replication: ReplicationService,
         groups: GroupService,
         serving_clients: Arc<AtomicBool>,
     ) -> RecordRoutesLayer {
         RecordRoutesLayer {
+            listener,
             broker: Arc::new(broker),
             replication: Arc::new(replication),
             groups: Arc::new(groups),
@@ -100,7 +116,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let Some(route) = record_route(request.uri().path()) else {
+        let Some(route) = record_route(request.uri().path(), self.handlers.listener) else {
             return Box::pin(self.router.call(request));
         };
         let handlers = self.handlers.clone();
@@ -148,23 +164,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_record_carrying_calls_are_routed_here() {
+    fn only_the_record_carrying_calls_are_routed_here_each_on_its_own_listener() {
+        let client = |path| record_route(path, Listener::Client);
+        let internal = |path| record_route(path, Listener::Internal);
         assert_eq!(
-            record_route("/strata.v1.Broker/ProduceStream"),
+            client("/strata.v1.Broker/ProduceStream"),
             Some(RecordRoute::ProduceStream)
         );
+        assert_eq!(client("/strata.v1.Broker/Fetch"), Some(RecordRoute::Fetch));
         assert_eq!(
-            record_route("/strata.v1.Broker/Fetch"),
-            Some(RecordRoute::Fetch)
-        );
-        assert_eq!(
-            record_route("/strata.replication.v1.Replication/ReplicaFetch"),
-            Some(RecordRoute::ReplicaFetch)
-        );
-        assert_eq!(
-            record_route("/strata.v1.GroupCoordinator/ShareFetch"),
+            client("/strata.v1.GroupCoordinator/ShareFetch"),
             Some(RecordRoute::ShareFetch)
         );
+        assert_eq!(
+            internal("/strata.replication.v1.Replication/ReplicaFetch"),
+            Some(RecordRoute::ReplicaFetch)
+        );
+        // Each listener leaves the other's calls to its router, which does not serve them.
+        assert_eq!(
+            client("/strata.replication.v1.Replication/ReplicaFetch"),
+            None
+        );
+        assert_eq!(internal("/strata.v1.Broker/Fetch"), None);
+        assert_eq!(internal("/strata.v1.Broker/ProduceStream"), None);
         for other in [
             "/strata.v1.GroupCoordinator/ShareAcknowledge",
             "/strata.v1.Broker/FetchStream",
@@ -175,7 +197,8 @@ mod tests {
             "strata.v1.Broker/Fetch",
             "/",
         ] {
-            assert_eq!(record_route(other), None, "{other}");
+            assert_eq!(client(other), None, "{other}");
+            assert_eq!(internal(other), None, "{other}");
         }
     }
 }

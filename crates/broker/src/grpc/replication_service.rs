@@ -2,6 +2,7 @@ use crate::BrokerState;
 use crate::error::PartitionError;
 use crate::grpc::broker_service::any_changed;
 use crate::grpc::status::error_fields;
+use crate::replica_manager::ReplicaIdentity;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,10 @@ impl ReplicationService {
             .iter()
             .map(|partition| {
                 let result = self.state.replicas.replica_read(
-                    request.replica_id,
+                    ReplicaIdentity {
+                        replica_id: request.replica_id,
+                        broker_epoch: request.broker_epoch,
+                    },
                     &partition.topic,
                     partition.partition,
                     partition.leader_epoch,

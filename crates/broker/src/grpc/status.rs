@@ -33,6 +33,11 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::StaleMemberEpoch
         | ErrorCode::NonEmptyGroup
         | ErrorCode::InvalidRecordState => Code::FailedPrecondition,
+        ErrorCode::StaleBrokerEpoch => Code::FailedPrecondition,
+        ErrorCode::GroupMaxSizeReached => Code::ResourceExhausted,
+        ErrorCode::TopicAuthorizationFailed | ErrorCode::ClusterAuthorizationFailed => {
+            Code::PermissionDenied
+        }
         ErrorCode::GroupIdNotFound => Code::NotFound,
         ErrorCode::KafkaStorageError | ErrorCode::UnknownServerError => Code::Internal,
         ErrorCode::CorruptMessage

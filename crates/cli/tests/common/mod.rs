@@ -12,7 +12,10 @@ use strata_client::{Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerRecord
 
 pub struct Node {
     pub id: i32,
+    /// The client listener.
     pub address: String,
+    /// The internal listener, which `--voters` names: replication and Raft.
+    pub internal_address: String,
     pub child: Option<Child>,
 }
 
@@ -102,12 +105,13 @@ pub async fn start_cluster(data_dir: &Path) -> (Vec<Node>, String) {
         .map(|id| Node {
             id,
             address: format!("127.0.0.1:{}", free_port()),
+            internal_address: format!("127.0.0.1:{}", free_port()),
             child: None,
         })
         .collect();
     let voters = nodes
         .iter()
-        .map(|node| format!("{}@{}", node.id, node.address))
+        .map(|node| format!("{}@{}", node.id, node.internal_address))
         .collect::<Vec<_>>()
         .join(",");
     for node in &mut nodes {
