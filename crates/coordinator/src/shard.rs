@@ -48,7 +48,8 @@ pub type Result<T> = std::result::Result<T, CoordinatorError>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoordinatorConfig {
-    /// How often settled members heartbeat.
+    /// How often settled members heartbeat; members with a short session timeout are told to
+    /// heartbeat more often (a third of their session timeout).
     pub heartbeat_interval_ms: i32,
     /// How often members that are moving partitions heartbeat, so a rebalance takes a few of
     /// these rather than a few heartbeat intervals.
@@ -221,6 +222,20 @@ fn settled(member: &MemberState, assignment_epoch: i32) -> bool {
     member.revoking.is_empty()
         && member.assigned == member.target
         && member.member_epoch == assignment_epoch
+}
+
+/// A member gets at least this many heartbeats into each session timeout.
+const HEARTBEATS_PER_SESSION: i32 = 3;
+
+/// The interval a member is told to heartbeat at: `configured`, but never more than a third of
+/// its session timeout (Kafka's advice for `heartbeat.interval.ms`). A client sends its next
+/// heartbeat the interval *after* the previous answer arrived, so an interval as long as the
+/// session would let every session run out a round trip before the heartbeat that renews it,
+/// and any expiry sweep in that gap would remove a healthy member and move its partitions.
+fn heartbeat_interval_ms(configured: i32, session_timeout_ms: i32) -> i32 {
+    configured
+        .min(session_timeout_ms / HEARTBEATS_PER_SESSION)
+        .max(1)
 }
 
 fn validate_group_id(group_id: &str) -> Result<()> {
@@ -477,11 +492,14 @@ impl CoordinatorShard {
         let response = HeartbeatResponse {
             member_id: member_id.clone(),
             member_epoch: member.member_epoch,
-            heartbeat_interval_ms: if settled(member, next.assignment_epoch) {
-                self.config.heartbeat_interval_ms
-            } else {
-                self.config.reconcile_interval_ms
-            },
+            heartbeat_interval_ms: heartbeat_interval_ms(
+                if settled(member, next.assignment_epoch) {
+                    self.config.heartbeat_interval_ms
+                } else {
+                    self.config.reconcile_interval_ms
+                },
+                member.session_timeout_ms,
+            ),
             assignment: member.assigned.clone(),
         };
         let session_timeout = i64::from(member.session_timeout_ms);

@@ -708,3 +708,114 @@ fn a_group_that_emptied_without_committing_goes_after_the_retention() {
     );
     assert!(harness.shard.describe("g").is_none());
 }
+
+/// A member on a simulated clock, heartbeating the way `client::group` does: it sends its next
+/// heartbeat `heartbeat_interval_ms` after the previous answer reached it, so consecutive
+/// heartbeats reach the coordinator the interval *plus* a round trip apart.
+struct TimedMember {
+    client: Client,
+    /// When its next heartbeat reaches the coordinator.
+    arrives_at_ms: i64,
+    rejoins: usize,
+}
+
+/// Latency between a member and the coordinator, there and back; a loaded machine has more.
+const ROUND_TRIP_MS: i64 = 30;
+/// How often the broker looks for expired sessions (it ticks at the reconcile interval).
+const EXPIRY_SWEEP_MS: i64 = 100;
+
+impl Harness {
+    fn join_timed(&mut self) -> TimedMember {
+        let client = self.join(None);
+        TimedMember {
+            client,
+            arrives_at_ms: self.now
+                + ROUND_TRIP_MS
+                + self.shard.config().reconcile_interval_ms as i64,
+            rejoins: 0,
+        }
+    }
+
+    /// Runs the members and the expiry sweep until `until_ms`. A member the coordinator
+    /// removed rejoins at once, as the client does after `UNKNOWN_MEMBER_ID`.
+    fn run_timed(&mut self, members: &mut [TimedMember], until_ms: i64) {
+        while self.now < until_ms {
+            self.now += 1;
+            for member in members.iter_mut() {
+                if member.arrives_at_ms != self.now {
+                    continue;
+                }
+                let request = self.request(&member.client, member.client.epoch);
+                let response = match self.send(request) {
+                    Ok(response) => response,
+                    Err(error) => {
+                        assert_eq!(error.code, ErrorCode::UnknownMemberId, "{error}");
+                        member.rejoins += 1;
+                        member.client.member_id.clear();
+                        member.client.owned.clear();
+                        let rejoin = self.request(&member.client, JOIN_EPOCH);
+                        self.send(rejoin).unwrap()
+                    }
+                };
+                member.client.member_id = response.member_id;
+                member.client.epoch = response.member_epoch;
+                member.client.owned = response.assignment;
+                member.arrives_at_ms =
+                    self.now + ROUND_TRIP_MS + i64::from(response.heartbeat_interval_ms);
+            }
+            if self.now % EXPIRY_SWEEP_MS == 0 {
+                let records = self.shard.expire_members(self.now);
+                self.log.extend(records);
+            }
+        }
+    }
+}
+
+/// Who owns each partition, by the member's index (as the client test tracks it).
+fn owners(members: &[TimedMember]) -> BTreeMap<TopicPartition, usize> {
+    members
+        .iter()
+        .enumerate()
+        .flat_map(|(index, member)| {
+            member
+                .client
+                .owned
+                .iter()
+                .map(move |tp| (tp.clone(), index))
+        })
+        .collect()
+}
+
+/// `crates/client/tests/groups.rs` in simulated time: the settled heartbeat interval (1 s) was
+/// as long as the members' session timeout (1 s), so with any latency each settled member's
+/// session ran out just before its next heartbeat arrived, the expiry sweep removed it, and its
+/// partitions went to the other old members.
+#[test]
+fn a_fourth_member_takes_partitions_only_from_old_members_while_heartbeats_take_time() {
+    let mut harness = Harness::new(6);
+    let mut members: Vec<TimedMember> = (0..3).map(|_| harness.join_timed()).collect();
+    harness.run_timed(&mut members, 5_000);
+    let before = owners(&members);
+    let rejoins = |members: &[TimedMember]| -> Vec<usize> {
+        members.iter().map(|member| member.rejoins).collect()
+    };
+    assert_eq!(before.len(), 6);
+    assert!(
+        members.iter().all(|member| member.client.owned.len() == 2),
+        "three equal shares; rejoins after losing the session: {:?}",
+        rejoins(&members)
+    );
+
+    members.push(harness.join_timed());
+    harness.run_timed(&mut members, 10_000);
+    let after = owners(&members);
+    assert_eq!(after.len(), 6);
+    assert!(!members[3].client.owned.is_empty());
+    for (partition, owner) in &after {
+        assert!(
+            *owner == 3 || before[partition] == *owner,
+            "{partition} moved between old members"
+        );
+    }
+    assert_eq!(rejoins(&members), vec![0; 4], "no member lost its session");
+}
