@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use strata_common::{ErrorCode, TopicPartition};
 
+use crate::OFFSETS_TOPIC;
 use crate::assignor::{Assignment, Assignor, AssignorMember};
 use crate::records::{
     CoordinatorRecord, GroupOffsets, GroupState, MemberState, OffsetAndMetadata, ShareStateEntry,
@@ -62,6 +63,22 @@ pub struct CoordinatorConfig {
     pub offsets_retention_ms: i64,
     /// Kafka's `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
     pub offsets_retention_check_interval_ms: i64,
+    /// Kafka's `group.consumer.max.size`: the most members a consumer group may have; one more
+    /// gets `GROUP_MAX_SIZE_REACHED`. Kafka's default is unbounded, but here every membership
+    /// change writes the whole group as one `Group` record and recomputes the assignment, so
+    /// the cost of each heartbeat grows with the group; 1,000 is far beyond any consumer group
+    /// that makes sense for a topic's partitions and keeps that record in the hundreds of KB.
+    pub max_group_size: usize,
+    /// Kafka's `group.share.max.size` (and its default, 200): the most members a share group
+    /// may have at once.
+    pub max_share_group_size: usize,
+    /// The most groups (consumer and share together) one shard holds. Kafka has no such limit;
+    /// here every group of a shard is in memory and in each `Snapshot` record, which bounds
+    /// the coordinator's memory and how long a new coordinator takes to load. A request that
+    /// would create one more gets `INVALID_REQUEST` (not retriable: groups go only when deleted
+    /// or expired, so retrying would not help) with a message naming this limit. Groups already
+    /// in the log are always loaded, even past the limit.
+    pub max_groups_per_shard: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -74,6 +91,9 @@ impl Default for CoordinatorConfig {
             default_assignor: Assignor::Uniform,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1_000,
             offsets_retention_check_interval_ms: 10 * 60 * 1_000,
+            max_group_size: 1_000,
+            max_share_group_size: 200,
+            max_groups_per_shard: 10_000,
         }
     }
 }
@@ -436,6 +456,8 @@ impl CoordinatorShard {
             }
             JOIN_EPOCH => {
                 self.check_session_timeout(request.session_timeout_ms)?;
+                self.check_room_for_group(&request.group_id)?;
+                self.check_room_for_member(&next, &request)?;
                 join(&mut next, &request, new_member_id)
             }
             epoch => {
@@ -530,6 +552,47 @@ impl CoordinatorShard {
             group.revocation_deadlines.remove(&member_id);
         }
         Ok((response, records))
+    }
+
+    /// Refuses to create a group once the shard holds `max_groups_per_shard`.
+    fn check_room_for_group(&self, group_id: &str) -> Result<()> {
+        if self.groups.contains_key(group_id) || self.share_groups.contains_key(group_id) {
+            return Ok(());
+        }
+        let groups = self.groups.len() + self.share_groups.len();
+        let max = self.config.max_groups_per_shard;
+        if groups >= max {
+            return Err(CoordinatorError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "cannot create group '{group_id}': its coordinator ({OFFSETS_TOPIC} partition) already holds {groups} groups and max_groups_per_shard is {max}; delete unused groups or raise the limit"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new member once the group has `max_group_size`. A static member taking its
+    /// instance id back replaces the old holder, so it always fits.
+    fn check_room_for_member(&self, group: &GroupState, request: &HeartbeatRequest) -> Result<()> {
+        let replaces = request.instance_id.as_ref().is_some_and(|instance_id| {
+            group
+                .members
+                .values()
+                .any(|member| member.instance_id.as_ref() == Some(instance_id))
+        });
+        let max = self.config.max_group_size;
+        if !replaces && group.members.len() >= max {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupMaxSizeReached,
+                format!(
+                    "group '{}' already has {} members and max_group_size is {max}",
+                    group.group_id,
+                    group.members.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_session_timeout(&self, session_timeout_ms: i32) -> Result<()> {
@@ -674,6 +737,9 @@ impl CoordinatorShard {
         validate_group_id(group_id)?;
         let group = self.groups.get(group_id);
         let owner = if member_id.is_empty() && member_epoch < 0 {
+            if group.is_none() {
+                self.check_room_for_group(group_id)?;
+            }
             if group.is_some_and(Group::has_members) {
                 return Err(CoordinatorError::new(
                     ErrorCode::NonEmptyGroup,
@@ -833,6 +899,32 @@ impl CoordinatorShard {
         Ok(())
     }
 
+    /// The share group `member_id` fetches or acknowledges in, creating the group and adding
+    /// the member within the shard's limits, and noting when the member was last seen.
+    fn share_member_seen(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        now_ms: i64,
+    ) -> Result<&mut ShareGroup> {
+        self.check_not_consumer_group(group_id)?;
+        self.check_room_for_group(group_id)?;
+        let members = self.share_groups.get(group_id).map(|group| &group.members);
+        let count = members.map_or(0, BTreeMap::len);
+        let max = self.config.max_share_group_size;
+        if !members.is_some_and(|members| members.contains_key(member_id)) && count >= max {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupMaxSizeReached,
+                format!(
+                    "share group '{group_id}' already has {count} members and max_share_group_size is {max}"
+                ),
+            ));
+        }
+        let group = self.share_groups.entry(group_id.to_string()).or_default();
+        group.members.insert(member_id.to_string(), now_ms);
+        Ok(group)
+    }
+
     /// Acquires records for `member_id` across `partitions` (round robin from `first`), at
     /// most `max_records` and never more than `max_in_flight` held by the member in all.
     #[allow(clippy::too_many_arguments)]
@@ -847,9 +939,7 @@ impl CoordinatorShard {
         limits: &ShareLimits,
         now_ms: i64,
     ) -> Result<AcquiredRecords> {
-        self.check_not_consumer_group(group_id)?;
-        let group = self.share_groups.entry(group_id.to_string()).or_default();
-        group.members.insert(member_id.to_string(), now_ms);
+        let group = self.share_member_seen(group_id, member_id, now_ms)?;
         let held: usize = group
             .partitions
             .values()
@@ -916,9 +1006,7 @@ impl CoordinatorShard {
         Vec<ShareDeadLetter>,
         Vec<CoordinatorRecord>,
     )> {
-        self.check_not_consumer_group(group_id)?;
-        let group = self.share_groups.entry(group_id.to_string()).or_default();
-        group.members.insert(member_id.to_string(), now_ms);
+        let group = self.share_member_seen(group_id, member_id, now_ms)?;
         let mut outcomes = Vec::with_capacity(acks.len());
         let mut dead_letters = Vec::new();
         let mut changed = BTreeSet::new();

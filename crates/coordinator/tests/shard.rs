@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use strata_common::{ErrorCode, TopicPartition};
-use strata_coordinator::shard::{JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH};
+use strata_coordinator::shard::{
+    JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, ShareAck, ShareFetchPartition,
+};
+use strata_coordinator::share::{AckKind, ShareLimits};
 use strata_coordinator::*;
 
 const SESSION_MS: i32 = 1_000;
@@ -452,8 +455,6 @@ fn new_partitions_of_a_subscribed_topic_are_assigned() {
 
 mod share_groups {
     use super::*;
-    use strata_coordinator::shard::{ShareAck, ShareFetchPartition};
-    use strata_coordinator::share::{AckKind, ShareLimits};
 
     const LIMITS: ShareLimits = ShareLimits {
         max_delivery_attempts: 2,
@@ -818,4 +819,166 @@ fn a_fourth_member_takes_partitions_only_from_old_members_while_heartbeats_take_
         );
     }
     assert_eq!(rejoins(&members), vec![0; 4], "no member lost its session");
+}
+
+/// Asserts the request failed with `code` and a message saying each of `says`.
+fn assert_refused<T: std::fmt::Debug>(
+    outcome: Result<T, CoordinatorError>,
+    code: ErrorCode,
+    says: &[&str],
+) {
+    let error = outcome.unwrap_err();
+    assert_eq!(error.code, code, "{error}");
+    for words in says {
+        assert!(error.message.contains(words), "{error}");
+    }
+}
+
+fn limited(change: impl FnOnce(&mut CoordinatorConfig)) -> CoordinatorConfig {
+    let mut config = CoordinatorConfig::default();
+    change(&mut config);
+    config
+}
+
+#[test]
+fn a_full_group_refuses_a_new_member_but_takes_back_a_restarting_static_one() {
+    let config = limited(|config| config.max_group_size = 2);
+    let mut harness = Harness::with_config(4, config);
+    let mut a = harness.join(Some("worker-a"));
+    let mut b = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b]);
+
+    let newcomer = Client {
+        member_id: String::new(),
+        epoch: JOIN_EPOCH,
+        instance_id: None,
+        owned: Assignment::new(),
+    };
+    assert_refused(
+        harness.send(harness.request(&newcomer, JOIN_EPOCH)),
+        ErrorCode::GroupMaxSizeReached,
+        &["already has 2 members", "max_group_size is 2"],
+    );
+    assert_eq!(harness.shard.describe("g").unwrap().group.members.len(), 2);
+
+    let mut restarted = harness.join(Some("worker-a"));
+    harness.settle(&mut [&mut restarted, &mut b]);
+    let leaving = harness.request(&b, LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    harness
+        .send(harness.request(&newcomer, JOIN_EPOCH))
+        .unwrap();
+}
+
+#[test]
+fn a_full_shard_refuses_new_groups_of_every_kind_and_keeps_serving_its_own() {
+    let config = limited(|config| config.max_groups_per_shard = 2);
+    let mut harness = Harness::with_config(2, config);
+    let mut a = harness.join(None);
+    harness.settle(&mut [&mut a]);
+    let offset = committed_at(5, 0);
+    let standalone = |group_id: &str| {
+        (
+            group_id.to_string(),
+            vec![(TopicPartition::new("t", 0), offset.clone())],
+        )
+    };
+    let (group_id, offsets) = standalone("standalone");
+    let (_, records) = harness
+        .shard
+        .commit_offsets(&group_id, "", -1, offsets)
+        .unwrap();
+    harness.log.extend(records);
+
+    let full = ["already holds 2 groups", "max_groups_per_shard is 2"];
+    let mut other_group = harness.request(&a, JOIN_EPOCH);
+    other_group.group_id = "h".to_string();
+    other_group.member_id = String::new();
+    assert_refused(harness.send(other_group), ErrorCode::InvalidRequest, &full);
+    let (group_id, offsets) = standalone("other");
+    assert_refused(
+        harness.shard.commit_offsets(&group_id, "", -1, offsets),
+        ErrorCode::InvalidRequest,
+        &full,
+    );
+    let fetch = [ShareFetchPartition {
+        topic_partition: TopicPartition::new("t", 0),
+        log_start_offset: 0,
+        high_watermark: 10,
+    }];
+    let limits = ShareLimits::default();
+    assert_refused(
+        harness
+            .shard
+            .share_acquire("q", "w", &fetch, 10, 10, 1_000, &limits, 0),
+        ErrorCode::InvalidRequest,
+        &full,
+    );
+    assert_eq!(harness.shard.list().len(), 2);
+
+    // The groups it has keep working, and deleting one makes room.
+    harness.heartbeat(&mut a);
+    let (group_id, offsets) = standalone("standalone");
+    harness
+        .shard
+        .commit_offsets(&group_id, "", -1, offsets)
+        .unwrap();
+    harness
+        .log
+        .extend(harness.shard.delete_group("standalone").unwrap());
+    harness
+        .shard
+        .share_acquire("q", "w", &fetch, 10, 10, 1_000, &limits, 0)
+        .unwrap();
+
+    // A coordinator with a lower limit still loads every group in its log.
+    let mut loaded = CoordinatorShard::new(limited(|config| config.max_groups_per_shard = 0));
+    for record in &harness.log {
+        loaded.replay(record);
+    }
+    assert_eq!(loaded.list().len(), 1);
+    assert_eq!(loaded.describe("g"), harness.shard.describe("g"));
+}
+
+#[test]
+fn a_full_share_group_refuses_a_new_member_until_one_leaves() {
+    let config = limited(|config| config.max_share_group_size = 2);
+    let mut shard = CoordinatorShard::new(config);
+    let limits = ShareLimits::default();
+    let fetch = [ShareFetchPartition {
+        topic_partition: TopicPartition::new("jobs", 0),
+        log_start_offset: 0,
+        high_watermark: 100,
+    }];
+    for worker in ["w1", "w2"] {
+        shard
+            .share_acquire("q", worker, &fetch, 5, 5, 1_000, &limits, 0)
+            .unwrap();
+    }
+    let full = ["already has 2 members", "max_share_group_size is 2"];
+    assert_refused(
+        shard.share_acquire("q", "w3", &fetch, 5, 5, 1_000, &limits, 0),
+        ErrorCode::GroupMaxSizeReached,
+        &full,
+    );
+    let ack = ShareAck {
+        topic_partition: TopicPartition::new("jobs", 0),
+        offset: 0,
+        kind: AckKind::Accept,
+        reason: None,
+    };
+    assert_refused(
+        shard.share_acknowledge("q", "w3", vec![ack], &limits, 0),
+        ErrorCode::GroupMaxSizeReached,
+        &full,
+    );
+    // Members already in keep fetching.
+    shard
+        .share_acquire("q", "w1", &fetch, 5, 10, 1_000, &limits, 1)
+        .unwrap();
+    shard.share_leave("q", "w2", &limits, 2);
+    let acquired = shard
+        .share_acquire("q", "w3", &fetch, 5, 5, 1_000, &limits, 3)
+        .unwrap();
+    assert!(!acquired.is_empty());
 }
