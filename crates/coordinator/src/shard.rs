@@ -1298,7 +1298,11 @@ fn compute_target_if_stale(group: &mut GroupState) {
             member_id: &member.member_id,
             sort_key: member.instance_id.as_deref().unwrap_or(&member.member_id),
             subscribed_topics: &member.subscribed_topics,
-            current: &member.assigned,
+            // The previous target, as Kafka's target-assignment builder does: mid-rebalance a
+            // member owns less than its target (partitions still being revoked elsewhere, or
+            // not yet handed over), and an assignor sticky to ownership would give those
+            // partitions out afresh, moving them between members that are staying.
+            current: &member.target,
         })
         .collect();
     let mut target = assignor.assign(&assignor_members, &group.partition_counts);

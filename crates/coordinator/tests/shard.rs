@@ -982,3 +982,37 @@ fn a_full_share_group_refuses_a_new_member_until_one_leaves() {
         .unwrap();
     assert!(!acquired.is_empty());
 }
+
+/// Kafka computes a new target from the previous *target*, not from what members happen to own
+/// mid-rebalance: partitions on their way to a member stay headed there, so a member joining
+/// during a rebalance takes only from the old members' targets and moves nothing else. (Static
+/// members, so the assignor sees them in the order written here.)
+#[test]
+fn a_member_joining_mid_rebalance_moves_no_partition_between_the_others() {
+    let mut harness = Harness::new(7);
+    let mut a = harness.join(Some("a"));
+    let mut b = harness.join(Some("b"));
+    harness.settle(&mut [&mut a, &mut b]);
+    let mut c = harness.join(Some("c"));
+    // a and b now revoke what c is to get; c has none of it yet.
+    harness.heartbeat(&mut a);
+    harness.heartbeat(&mut b);
+    let members = harness.shard.describe("g").unwrap().group.members;
+    assert!(members.values().any(|member| !member.revoking.is_empty()));
+    let headed_to: Vec<Assignment> = [&a, &b, &c]
+        .iter()
+        .map(|client| members[&client.member_id].target.clone())
+        .collect();
+
+    let mut d = harness.join(Some("d"));
+    harness.settle(&mut [&mut a, &mut b, &mut c, &mut d]);
+    for (client, target) in [&a, &b, &c].iter().zip(&headed_to) {
+        assert!(
+            client.owned.is_subset(target),
+            "{} got {:?}, beyond its target {target:?}",
+            client.member_id,
+            client.owned.difference(target).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(partitions(&[&a, &b, &c, &d]), 7);
+}
