@@ -14,6 +14,7 @@ pub struct AssignorMember<'a> {
     /// Static members sort by instance id, so a restarted member lands in the same place.
     pub sort_key: &'a str,
     pub subscribed_topics: &'a BTreeSet<String>,
+    /// Where the member is headed now (its previous target): what a sticky assignor keeps.
     pub current: &'a Assignment,
 }
 

@@ -9,10 +9,22 @@
 //!
 //! Encoding: the record key names what the record is about (`offset/<group>/<topic>/<partition>`,
 //! `group/<group>`, `snapshot`), so `strata consume __consumer_offsets` is readable; the value
-//! is the record as JSON. Format version 1; new fields must be optional.
+//! is JSON, `{"version":1,"record":{...}}`, the record tagged with its format version.
+//!
+//! Versions: a coordinator reads every version in [`SUPPORTED_FORMAT_VERSIONS`] and refuses any
+//! other with [`RecordDecodeError::UnsupportedVersion`] rather than guess at bytes a newer
+//! broker wrote (loading then fails, so the partition is not coordinated from half a state).
+//! Within a version new fields must be optional (`#[serde(default)]`); anything else is a new
+//! version, and the golden files in `tests/golden/` fail until it is one.
+//!
+//! Records written before the version was added are the bare record, `{"OffsetCommit":{...}}`,
+//! and deployed logs hold them. Their content is exactly version 1's (the version was only
+//! made explicit), so they read as version 1; an unversioned value can be told apart because
+//! its only top-level key is a record kind, never `version`.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 use strata_common::TopicPartition;
 
 use crate::assignor::Assignment;
@@ -121,12 +133,35 @@ pub struct ShareStateEntry {
     pub state: StoredSharePartition,
 }
 
+/// The format version this coordinator writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The format versions this coordinator reads (unversioned records are version 1).
+pub const SUPPORTED_FORMAT_VERSIONS: RangeInclusive<u32> = 1..=FORMAT_VERSION;
+
 #[derive(Debug, PartialEq, Eq)]
-pub struct RecordDecodeError(pub String);
+pub enum RecordDecodeError {
+    /// Not a coordinator record of the version it claims (or not JSON at all).
+    Malformed(String),
+    /// A format version this coordinator does not read, most likely written by a newer broker.
+    UnsupportedVersion {
+        found: u64,
+        supported: RangeInclusive<u32>,
+    },
+}
 
 impl std::fmt::Display for RecordDecodeError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "undecodable coordinator record: {}", self.0)
+        match self {
+            RecordDecodeError::Malformed(reason) => {
+                write!(formatter, "undecodable coordinator record: {reason}")
+            }
+            RecordDecodeError::UnsupportedVersion { found, supported } => write!(
+                formatter,
+                "coordinator record format version {found} is not supported: this broker reads versions {} to {} (and unversioned records as version 1); a newer broker probably wrote it, so upgrade this one before it coordinates the partition",
+                supported.start(),
+                supported.end()
+            ),
+        }
     }
 }
 
@@ -157,12 +192,48 @@ impl CoordinatorRecord {
     }
 
     pub fn encode_value(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("coordinator records always serialize")
+        let versioned = Versioned {
+            version: FORMAT_VERSION,
+            record: self,
+        };
+        serde_json::to_vec(&versioned).expect("coordinator records always serialize")
     }
 
     pub fn decode_value(bytes: &[u8]) -> Result<CoordinatorRecord, RecordDecodeError> {
-        serde_json::from_slice(bytes).map_err(|error| RecordDecodeError(error.to_string()))
+        let malformed = |error: serde_json::Error| RecordDecodeError::Malformed(error.to_string());
+        // A first pass reads only the version (skipping the rest without building it), so the
+        // record is parsed once, by the version it claims.
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(malformed)?;
+        match probe.version {
+            None => serde_json::from_slice(bytes).map_err(malformed),
+            Some(version)
+                if u32::try_from(version)
+                    .is_ok_and(|version| SUPPORTED_FORMAT_VERSIONS.contains(&version)) =>
+            {
+                let versioned: Versioned<CoordinatorRecord> =
+                    serde_json::from_slice(bytes).map_err(malformed)?;
+                Ok(versioned.record)
+            }
+            Some(found) => Err(RecordDecodeError::UnsupportedVersion {
+                found,
+                supported: SUPPORTED_FORMAT_VERSIONS,
+            }),
+        }
     }
+}
+
+/// A record as stored: its format version first, so a reader sees it before the record.
+#[derive(Serialize, Deserialize)]
+struct Versioned<R> {
+    version: u32,
+    record: R,
+}
+
+/// Just the version of a stored record; `None` for the unversioned records of before.
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(default)]
+    version: Option<u64>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use strata_common::{ErrorCode, TopicPartition};
 
+use crate::OFFSETS_TOPIC;
 use crate::assignor::{Assignment, Assignor, AssignorMember};
 use crate::records::{
     CoordinatorRecord, GroupOffsets, GroupState, MemberState, OffsetAndMetadata, ShareStateEntry,
@@ -48,7 +49,8 @@ pub type Result<T> = std::result::Result<T, CoordinatorError>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoordinatorConfig {
-    /// How often settled members heartbeat.
+    /// How often settled members heartbeat; members with a short session timeout are told to
+    /// heartbeat more often (a third of their session timeout).
     pub heartbeat_interval_ms: i32,
     /// How often members that are moving partitions heartbeat, so a rebalance takes a few of
     /// these rather than a few heartbeat intervals.
@@ -61,6 +63,22 @@ pub struct CoordinatorConfig {
     pub offsets_retention_ms: i64,
     /// Kafka's `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
     pub offsets_retention_check_interval_ms: i64,
+    /// Kafka's `group.consumer.max.size`: the most members a consumer group may have; one more
+    /// gets `GROUP_MAX_SIZE_REACHED`. Kafka's default is unbounded, but here every membership
+    /// change writes the whole group as one `Group` record and recomputes the assignment, so
+    /// the cost of each heartbeat grows with the group; 1,000 is far beyond any consumer group
+    /// that makes sense for a topic's partitions and keeps that record in the hundreds of KB.
+    pub max_group_size: usize,
+    /// Kafka's `group.share.max.size` (and its default, 200): the most members a share group
+    /// may have at once.
+    pub max_share_group_size: usize,
+    /// The most groups (consumer and share together) one shard holds. Kafka has no such limit;
+    /// here every group of a shard is in memory and in each `Snapshot` record, which bounds
+    /// the coordinator's memory and how long a new coordinator takes to load. A request that
+    /// would create one more gets `INVALID_REQUEST` (not retriable: groups go only when deleted
+    /// or expired, so retrying would not help) with a message naming this limit. Groups already
+    /// in the log are always loaded, even past the limit.
+    pub max_groups_per_shard: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -73,6 +91,9 @@ impl Default for CoordinatorConfig {
             default_assignor: Assignor::Uniform,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1_000,
             offsets_retention_check_interval_ms: 10 * 60 * 1_000,
+            max_group_size: 1_000,
+            max_share_group_size: 200,
+            max_groups_per_shard: 10_000,
         }
     }
 }
@@ -221,6 +242,20 @@ fn settled(member: &MemberState, assignment_epoch: i32) -> bool {
     member.revoking.is_empty()
         && member.assigned == member.target
         && member.member_epoch == assignment_epoch
+}
+
+/// A member gets at least this many heartbeats into each session timeout.
+const HEARTBEATS_PER_SESSION: i32 = 3;
+
+/// The interval a member is told to heartbeat at: `configured`, but never more than a third of
+/// its session timeout (Kafka's advice for `heartbeat.interval.ms`). A client sends its next
+/// heartbeat the interval *after* the previous answer arrived, so an interval as long as the
+/// session would let every session run out a round trip before the heartbeat that renews it,
+/// and any expiry sweep in that gap would remove a healthy member and move its partitions.
+fn heartbeat_interval_ms(configured: i32, session_timeout_ms: i32) -> i32 {
+    configured
+        .min(session_timeout_ms / HEARTBEATS_PER_SESSION)
+        .max(1)
 }
 
 fn validate_group_id(group_id: &str) -> Result<()> {
@@ -421,6 +456,8 @@ impl CoordinatorShard {
             }
             JOIN_EPOCH => {
                 self.check_session_timeout(request.session_timeout_ms)?;
+                self.check_room_for_group(&request.group_id)?;
+                self.check_room_for_member(&next, &request)?;
                 join(&mut next, &request, new_member_id)
             }
             epoch => {
@@ -477,11 +514,14 @@ impl CoordinatorShard {
         let response = HeartbeatResponse {
             member_id: member_id.clone(),
             member_epoch: member.member_epoch,
-            heartbeat_interval_ms: if settled(member, next.assignment_epoch) {
-                self.config.heartbeat_interval_ms
-            } else {
-                self.config.reconcile_interval_ms
-            },
+            heartbeat_interval_ms: heartbeat_interval_ms(
+                if settled(member, next.assignment_epoch) {
+                    self.config.heartbeat_interval_ms
+                } else {
+                    self.config.reconcile_interval_ms
+                },
+                member.session_timeout_ms,
+            ),
             assignment: member.assigned.clone(),
         };
         let session_timeout = i64::from(member.session_timeout_ms);
@@ -512,6 +552,47 @@ impl CoordinatorShard {
             group.revocation_deadlines.remove(&member_id);
         }
         Ok((response, records))
+    }
+
+    /// Refuses to create a group once the shard holds `max_groups_per_shard`.
+    fn check_room_for_group(&self, group_id: &str) -> Result<()> {
+        if self.groups.contains_key(group_id) || self.share_groups.contains_key(group_id) {
+            return Ok(());
+        }
+        let groups = self.groups.len() + self.share_groups.len();
+        let max = self.config.max_groups_per_shard;
+        if groups >= max {
+            return Err(CoordinatorError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "cannot create group '{group_id}': its coordinator ({OFFSETS_TOPIC} partition) already holds {groups} groups and max_groups_per_shard is {max}; delete unused groups or raise the limit"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new member once the group has `max_group_size`. A static member taking its
+    /// instance id back replaces the old holder, so it always fits.
+    fn check_room_for_member(&self, group: &GroupState, request: &HeartbeatRequest) -> Result<()> {
+        let replaces = request.instance_id.as_ref().is_some_and(|instance_id| {
+            group
+                .members
+                .values()
+                .any(|member| member.instance_id.as_ref() == Some(instance_id))
+        });
+        let max = self.config.max_group_size;
+        if !replaces && group.members.len() >= max {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupMaxSizeReached,
+                format!(
+                    "group '{}' already has {} members and max_group_size is {max}",
+                    group.group_id,
+                    group.members.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_session_timeout(&self, session_timeout_ms: i32) -> Result<()> {
@@ -656,6 +737,9 @@ impl CoordinatorShard {
         validate_group_id(group_id)?;
         let group = self.groups.get(group_id);
         let owner = if member_id.is_empty() && member_epoch < 0 {
+            if group.is_none() {
+                self.check_room_for_group(group_id)?;
+            }
             if group.is_some_and(Group::has_members) {
                 return Err(CoordinatorError::new(
                     ErrorCode::NonEmptyGroup,
@@ -815,6 +899,32 @@ impl CoordinatorShard {
         Ok(())
     }
 
+    /// The share group `member_id` fetches or acknowledges in, creating the group and adding
+    /// the member within the shard's limits, and noting when the member was last seen.
+    fn share_member_seen(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        now_ms: i64,
+    ) -> Result<&mut ShareGroup> {
+        self.check_not_consumer_group(group_id)?;
+        self.check_room_for_group(group_id)?;
+        let members = self.share_groups.get(group_id).map(|group| &group.members);
+        let count = members.map_or(0, BTreeMap::len);
+        let max = self.config.max_share_group_size;
+        if !members.is_some_and(|members| members.contains_key(member_id)) && count >= max {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupMaxSizeReached,
+                format!(
+                    "share group '{group_id}' already has {count} members and max_share_group_size is {max}"
+                ),
+            ));
+        }
+        let group = self.share_groups.entry(group_id.to_string()).or_default();
+        group.members.insert(member_id.to_string(), now_ms);
+        Ok(group)
+    }
+
     /// Acquires records for `member_id` across `partitions` (round robin from `first`), at
     /// most `max_records` and never more than `max_in_flight` held by the member in all.
     #[allow(clippy::too_many_arguments)]
@@ -829,9 +939,7 @@ impl CoordinatorShard {
         limits: &ShareLimits,
         now_ms: i64,
     ) -> Result<AcquiredRecords> {
-        self.check_not_consumer_group(group_id)?;
-        let group = self.share_groups.entry(group_id.to_string()).or_default();
-        group.members.insert(member_id.to_string(), now_ms);
+        let group = self.share_member_seen(group_id, member_id, now_ms)?;
         let held: usize = group
             .partitions
             .values()
@@ -898,9 +1006,7 @@ impl CoordinatorShard {
         Vec<ShareDeadLetter>,
         Vec<CoordinatorRecord>,
     )> {
-        self.check_not_consumer_group(group_id)?;
-        let group = self.share_groups.entry(group_id.to_string()).or_default();
-        group.members.insert(member_id.to_string(), now_ms);
+        let group = self.share_member_seen(group_id, member_id, now_ms)?;
         let mut outcomes = Vec::with_capacity(acks.len());
         let mut dead_letters = Vec::new();
         let mut changed = BTreeSet::new();
@@ -1192,7 +1298,11 @@ fn compute_target_if_stale(group: &mut GroupState) {
             member_id: &member.member_id,
             sort_key: member.instance_id.as_deref().unwrap_or(&member.member_id),
             subscribed_topics: &member.subscribed_topics,
-            current: &member.assigned,
+            // The previous target, as Kafka's target-assignment builder does: mid-rebalance a
+            // member owns less than its target (partitions still being revoked elsewhere, or
+            // not yet handed over), and an assignor sticky to ownership would give those
+            // partitions out afresh, moving them between members that are staying.
+            current: &member.target,
         })
         .collect();
     let mut target = assignor.assign(&assignor_members, &group.partition_counts);

@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use strata_common::{ErrorCode, TopicPartition};
-use strata_coordinator::shard::{JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH};
+use strata_coordinator::shard::{
+    JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH, ShareAck, ShareFetchPartition,
+};
+use strata_coordinator::share::{AckKind, ShareLimits};
 use strata_coordinator::*;
 
 const SESSION_MS: i32 = 1_000;
@@ -452,8 +455,6 @@ fn new_partitions_of_a_subscribed_topic_are_assigned() {
 
 mod share_groups {
     use super::*;
-    use strata_coordinator::shard::{ShareAck, ShareFetchPartition};
-    use strata_coordinator::share::{AckKind, ShareLimits};
 
     const LIMITS: ShareLimits = ShareLimits {
         max_delivery_attempts: 2,
@@ -707,4 +708,311 @@ fn a_group_that_emptied_without_committing_goes_after_the_retention() {
         }]
     );
     assert!(harness.shard.describe("g").is_none());
+}
+
+/// A member on a simulated clock, heartbeating the way `client::group` does: it sends its next
+/// heartbeat `heartbeat_interval_ms` after the previous answer reached it, so consecutive
+/// heartbeats reach the coordinator the interval *plus* a round trip apart.
+struct TimedMember {
+    client: Client,
+    /// When its next heartbeat reaches the coordinator.
+    arrives_at_ms: i64,
+    rejoins: usize,
+}
+
+/// Latency between a member and the coordinator, there and back; a loaded machine has more.
+const ROUND_TRIP_MS: i64 = 30;
+/// How often the broker looks for expired sessions (it ticks at the reconcile interval).
+const EXPIRY_SWEEP_MS: i64 = 100;
+
+impl Harness {
+    fn join_timed(&mut self) -> TimedMember {
+        let client = self.join(None);
+        TimedMember {
+            client,
+            arrives_at_ms: self.now
+                + ROUND_TRIP_MS
+                + self.shard.config().reconcile_interval_ms as i64,
+            rejoins: 0,
+        }
+    }
+
+    /// Runs the members and the expiry sweep until `until_ms`. A member the coordinator
+    /// removed rejoins at once, as the client does after `UNKNOWN_MEMBER_ID`.
+    fn run_timed(&mut self, members: &mut [TimedMember], until_ms: i64) {
+        while self.now < until_ms {
+            self.now += 1;
+            for member in members.iter_mut() {
+                if member.arrives_at_ms != self.now {
+                    continue;
+                }
+                let request = self.request(&member.client, member.client.epoch);
+                let response = match self.send(request) {
+                    Ok(response) => response,
+                    Err(error) => {
+                        assert_eq!(error.code, ErrorCode::UnknownMemberId, "{error}");
+                        member.rejoins += 1;
+                        member.client.member_id.clear();
+                        member.client.owned.clear();
+                        let rejoin = self.request(&member.client, JOIN_EPOCH);
+                        self.send(rejoin).unwrap()
+                    }
+                };
+                member.client.member_id = response.member_id;
+                member.client.epoch = response.member_epoch;
+                member.client.owned = response.assignment;
+                member.arrives_at_ms =
+                    self.now + ROUND_TRIP_MS + i64::from(response.heartbeat_interval_ms);
+            }
+            if self.now % EXPIRY_SWEEP_MS == 0 {
+                let records = self.shard.expire_members(self.now);
+                self.log.extend(records);
+            }
+        }
+    }
+}
+
+/// Who owns each partition, by the member's index (as the client test tracks it).
+fn owners(members: &[TimedMember]) -> BTreeMap<TopicPartition, usize> {
+    members
+        .iter()
+        .enumerate()
+        .flat_map(|(index, member)| {
+            member
+                .client
+                .owned
+                .iter()
+                .map(move |tp| (tp.clone(), index))
+        })
+        .collect()
+}
+
+/// `crates/client/tests/groups.rs` in simulated time: the settled heartbeat interval (1 s) was
+/// as long as the members' session timeout (1 s), so with any latency each settled member's
+/// session ran out just before its next heartbeat arrived, the expiry sweep removed it, and its
+/// partitions went to the other old members.
+#[test]
+fn a_fourth_member_takes_partitions_only_from_old_members_while_heartbeats_take_time() {
+    let mut harness = Harness::new(6);
+    let mut members: Vec<TimedMember> = (0..3).map(|_| harness.join_timed()).collect();
+    harness.run_timed(&mut members, 5_000);
+    let before = owners(&members);
+    let rejoins = |members: &[TimedMember]| -> Vec<usize> {
+        members.iter().map(|member| member.rejoins).collect()
+    };
+    assert_eq!(before.len(), 6);
+    assert!(
+        members.iter().all(|member| member.client.owned.len() == 2),
+        "three equal shares; rejoins after losing the session: {:?}",
+        rejoins(&members)
+    );
+
+    members.push(harness.join_timed());
+    harness.run_timed(&mut members, 10_000);
+    let after = owners(&members);
+    assert_eq!(after.len(), 6);
+    assert!(!members[3].client.owned.is_empty());
+    for (partition, owner) in &after {
+        assert!(
+            *owner == 3 || before[partition] == *owner,
+            "{partition} moved between old members"
+        );
+    }
+    assert_eq!(rejoins(&members), vec![0; 4], "no member lost its session");
+}
+
+/// Asserts the request failed with `code` and a message saying each of `says`.
+fn assert_refused<T: std::fmt::Debug>(
+    outcome: Result<T, CoordinatorError>,
+    code: ErrorCode,
+    says: &[&str],
+) {
+    let error = outcome.unwrap_err();
+    assert_eq!(error.code, code, "{error}");
+    for words in says {
+        assert!(error.message.contains(words), "{error}");
+    }
+}
+
+fn limited(change: impl FnOnce(&mut CoordinatorConfig)) -> CoordinatorConfig {
+    let mut config = CoordinatorConfig::default();
+    change(&mut config);
+    config
+}
+
+#[test]
+fn a_full_group_refuses_a_new_member_but_takes_back_a_restarting_static_one() {
+    let config = limited(|config| config.max_group_size = 2);
+    let mut harness = Harness::with_config(4, config);
+    let mut a = harness.join(Some("worker-a"));
+    let mut b = harness.join(None);
+    harness.settle(&mut [&mut a, &mut b]);
+
+    let newcomer = Client {
+        member_id: String::new(),
+        epoch: JOIN_EPOCH,
+        instance_id: None,
+        owned: Assignment::new(),
+    };
+    assert_refused(
+        harness.send(harness.request(&newcomer, JOIN_EPOCH)),
+        ErrorCode::GroupMaxSizeReached,
+        &["already has 2 members", "max_group_size is 2"],
+    );
+    assert_eq!(harness.shard.describe("g").unwrap().group.members.len(), 2);
+
+    let mut restarted = harness.join(Some("worker-a"));
+    harness.settle(&mut [&mut restarted, &mut b]);
+    let leaving = harness.request(&b, LEAVE_EPOCH);
+    harness.send(leaving).unwrap();
+    harness
+        .send(harness.request(&newcomer, JOIN_EPOCH))
+        .unwrap();
+}
+
+#[test]
+fn a_full_shard_refuses_new_groups_of_every_kind_and_keeps_serving_its_own() {
+    let config = limited(|config| config.max_groups_per_shard = 2);
+    let mut harness = Harness::with_config(2, config);
+    let mut a = harness.join(None);
+    harness.settle(&mut [&mut a]);
+    let offset = committed_at(5, 0);
+    let standalone = |group_id: &str| {
+        (
+            group_id.to_string(),
+            vec![(TopicPartition::new("t", 0), offset.clone())],
+        )
+    };
+    let (group_id, offsets) = standalone("standalone");
+    let (_, records) = harness
+        .shard
+        .commit_offsets(&group_id, "", -1, offsets)
+        .unwrap();
+    harness.log.extend(records);
+
+    let full = ["already holds 2 groups", "max_groups_per_shard is 2"];
+    let mut other_group = harness.request(&a, JOIN_EPOCH);
+    other_group.group_id = "h".to_string();
+    other_group.member_id = String::new();
+    assert_refused(harness.send(other_group), ErrorCode::InvalidRequest, &full);
+    let (group_id, offsets) = standalone("other");
+    assert_refused(
+        harness.shard.commit_offsets(&group_id, "", -1, offsets),
+        ErrorCode::InvalidRequest,
+        &full,
+    );
+    let fetch = [ShareFetchPartition {
+        topic_partition: TopicPartition::new("t", 0),
+        log_start_offset: 0,
+        high_watermark: 10,
+    }];
+    let limits = ShareLimits::default();
+    assert_refused(
+        harness
+            .shard
+            .share_acquire("q", "w", &fetch, 10, 10, 1_000, &limits, 0),
+        ErrorCode::InvalidRequest,
+        &full,
+    );
+    assert_eq!(harness.shard.list().len(), 2);
+
+    // The groups it has keep working, and deleting one makes room.
+    harness.heartbeat(&mut a);
+    let (group_id, offsets) = standalone("standalone");
+    harness
+        .shard
+        .commit_offsets(&group_id, "", -1, offsets)
+        .unwrap();
+    harness
+        .log
+        .extend(harness.shard.delete_group("standalone").unwrap());
+    harness
+        .shard
+        .share_acquire("q", "w", &fetch, 10, 10, 1_000, &limits, 0)
+        .unwrap();
+
+    // A coordinator with a lower limit still loads every group in its log.
+    let mut loaded = CoordinatorShard::new(limited(|config| config.max_groups_per_shard = 0));
+    for record in &harness.log {
+        loaded.replay(record);
+    }
+    assert_eq!(loaded.list().len(), 1);
+    assert_eq!(loaded.describe("g"), harness.shard.describe("g"));
+}
+
+#[test]
+fn a_full_share_group_refuses_a_new_member_until_one_leaves() {
+    let config = limited(|config| config.max_share_group_size = 2);
+    let mut shard = CoordinatorShard::new(config);
+    let limits = ShareLimits::default();
+    let fetch = [ShareFetchPartition {
+        topic_partition: TopicPartition::new("jobs", 0),
+        log_start_offset: 0,
+        high_watermark: 100,
+    }];
+    for worker in ["w1", "w2"] {
+        shard
+            .share_acquire("q", worker, &fetch, 5, 5, 1_000, &limits, 0)
+            .unwrap();
+    }
+    let full = ["already has 2 members", "max_share_group_size is 2"];
+    assert_refused(
+        shard.share_acquire("q", "w3", &fetch, 5, 5, 1_000, &limits, 0),
+        ErrorCode::GroupMaxSizeReached,
+        &full,
+    );
+    let ack = ShareAck {
+        topic_partition: TopicPartition::new("jobs", 0),
+        offset: 0,
+        kind: AckKind::Accept,
+        reason: None,
+    };
+    assert_refused(
+        shard.share_acknowledge("q", "w3", vec![ack], &limits, 0),
+        ErrorCode::GroupMaxSizeReached,
+        &full,
+    );
+    // Members already in keep fetching.
+    shard
+        .share_acquire("q", "w1", &fetch, 5, 10, 1_000, &limits, 1)
+        .unwrap();
+    shard.share_leave("q", "w2", &limits, 2);
+    let acquired = shard
+        .share_acquire("q", "w3", &fetch, 5, 5, 1_000, &limits, 3)
+        .unwrap();
+    assert!(!acquired.is_empty());
+}
+
+/// Kafka computes a new target from the previous *target*, not from what members happen to own
+/// mid-rebalance: partitions on their way to a member stay headed there, so a member joining
+/// during a rebalance takes only from the old members' targets and moves nothing else. (Static
+/// members, so the assignor sees them in the order written here.)
+#[test]
+fn a_member_joining_mid_rebalance_moves_no_partition_between_the_others() {
+    let mut harness = Harness::new(7);
+    let mut a = harness.join(Some("a"));
+    let mut b = harness.join(Some("b"));
+    harness.settle(&mut [&mut a, &mut b]);
+    let mut c = harness.join(Some("c"));
+    // a and b now revoke what c is to get; c has none of it yet.
+    harness.heartbeat(&mut a);
+    harness.heartbeat(&mut b);
+    let members = harness.shard.describe("g").unwrap().group.members;
+    assert!(members.values().any(|member| !member.revoking.is_empty()));
+    let headed_to: Vec<Assignment> = [&a, &b, &c]
+        .iter()
+        .map(|client| members[&client.member_id].target.clone())
+        .collect();
+
+    let mut d = harness.join(Some("d"));
+    harness.settle(&mut [&mut a, &mut b, &mut c, &mut d]);
+    for (client, target) in [&a, &b, &c].iter().zip(&headed_to) {
+        assert!(
+            client.owned.is_subset(target),
+            "{} got {:?}, beyond its target {target:?}",
+            client.member_id,
+            client.owned.difference(target).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(partitions(&[&a, &b, &c, &d]), 7);
 }
