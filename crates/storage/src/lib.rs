@@ -21,6 +21,7 @@
 pub mod checkpoint;
 mod config;
 mod error;
+pub mod fault;
 mod index_file;
 mod leader_epoch;
 mod log;

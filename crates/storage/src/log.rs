@@ -629,7 +629,9 @@ impl Log {
         !active.can_fit(total, last_offset, config.segment_bytes) || (too_old && !active.is_empty())
     }
 
-    /// Closes the active segment for writes and starts a new one at `base_offset`.
+    /// Starts a new active segment at `base_offset` and seals the old one. The new segment is
+    /// created before the old one is sealed, so a failure to create it (a full disk) leaves the
+    /// old one active and the log as it was; the next append tries the roll again.
     fn roll(
         &self,
         writer: &mut Writer,
@@ -639,15 +641,14 @@ impl Log {
     ) -> Result<Arc<Segment>> {
         let old = self.active_segment();
         let now_ms = self.clock.now_ms();
-        let mut segments = self.segments.write().expect("segments lock");
-        if old.is_empty() {
+        let replaces_empty = old.is_empty();
+        if replaces_empty {
             // Too small for this append and holding nothing: replace it rather than leave an
-            // empty segment behind.
-            segments.remove(&old.base_offset());
+            // empty segment behind. The replacement takes the same file names, so these files go
+            // first; retired, the old segment takes no append into unlinked files should the
+            // create fail, and the next append rolls again.
+            old.retire();
             old.delete_files()?;
-        } else {
-            old.close_for_writes()?;
-            writer.rolled_unsynced.push(old.clone());
         }
         let segment = Arc::new(Segment::create(
             &self.directory,
@@ -656,6 +657,16 @@ impl Log {
             now_ms,
             minimum_capacity,
         )?);
+        let mut segments = self.segments.write().expect("segments lock");
+        if replaces_empty {
+            segments.remove(&old.base_offset());
+        } else {
+            if let Err(error) = old.close_for_writes() {
+                // Sealed in memory all the same; the files keep a zero tail the next open cuts.
+                warn!(segment = %old.log_path().display(), %error, "could not trim a rolled segment");
+            }
+            writer.rolled_unsynced.push(old.clone());
+        }
         segments.insert(base_offset, segment.clone());
         Ok(segment)
     }
@@ -1101,11 +1112,15 @@ impl Log {
                 "segment {} overlaps its predecessor",
                 segment.log_path().display()
             );
-            assert_eq!(
-                segment.is_writable(),
-                index == segments.len() - 1,
-                "only the last segment is writable"
-            );
+            if index + 1 < segments.len() {
+                assert!(!segment.is_writable(), "only the last segment is writable");
+            } else {
+                // An empty active segment is retired while a roll that replaces it is retried.
+                assert!(
+                    segment.is_writable() || segment.is_empty(),
+                    "the last segment is writable"
+                );
+            }
             previous_end = segment.next_offset();
         }
         assert_eq!(

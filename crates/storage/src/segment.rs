@@ -18,6 +18,7 @@
 
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::fault::{self, Operation};
 use crate::offset_index::OffsetIndex;
 use crate::producer_state::BatchIdentity;
 use crate::time_index::TimeIndex;
@@ -139,6 +140,36 @@ impl Segment {
         now_ms: i64,
         minimum_capacity: u64,
     ) -> Result<Segment> {
+        let created = Segment::create_files(directory, base_offset).and_then(|file| {
+            Segment::assemble(
+                directory,
+                base_offset,
+                file,
+                config,
+                true,
+                0,
+                now_ms,
+                minimum_capacity,
+                0,
+                0,
+            )
+        });
+        if created.is_err() {
+            // A stray empty segment above the log end would be taken for part of the log by the
+            // next open, and could overlap offsets appended to the old segment meanwhile.
+            for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let path = file_path(directory, base_offset, suffix);
+                if let Err(error) = fs::remove_file(&path)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(path = %path.display(), %error, "could not remove a segment file whose creation failed");
+                }
+            }
+        }
+        created
+    }
+
+    fn create_files(directory: &Path, base_offset: i64) -> Result<File> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
@@ -151,18 +182,9 @@ impl Segment {
             let path = file_path(directory, base_offset, suffix);
             File::create(&path).map_err(StorageError::io("create index", &path))?;
         }
-        Segment::assemble(
-            directory,
-            base_offset,
-            file,
-            config,
-            true,
-            0,
-            now_ms,
-            minimum_capacity,
-            0,
-            0,
-        )
+        fault::check(Operation::SegmentCreate, &log_path)
+            .map_err(StorageError::io("create segment", &log_path))?;
+        Ok(file)
     }
 
     /// Builds the in-memory segment around an open log file whose first `size` bytes are valid
@@ -583,7 +605,8 @@ impl Segment {
         let within_size =
             size + bytes <= self.capacity && (size == 0 || size + bytes <= segment_bytes);
         let within_offsets = last_offset - self.base_offset <= i64::from(i32::MAX);
-        within_size
+        self.is_writable()
+            && within_size
             && within_offsets
             && !self.offset_index.file().is_full()
             && !self.time_index.file().is_full()
@@ -591,20 +614,24 @@ impl Segment {
 
     /// Writes prepared batches at the end of the segment and publishes them.
     pub(crate) fn append(&self, batches: &[PreparedBatch]) -> Result<()> {
-        assert!(
-            self.is_writable(),
-            "append to a closed segment {}",
-            self.log_path.display()
-        );
         let position = self.size();
         let total: u64 = batches
             .iter()
             .map(|prepared| prepared.batch.size_in_bytes() as u64)
             .sum();
-        assert!(
-            position + total <= self.capacity,
-            "caller rolls before a segment overflows"
-        );
+        // The log rolls before either could happen (`can_fit`); an error rather than a panic
+        // keeps a mistake there from poisoning the log's writer lock.
+        if !self.is_writable() || position + total > self.capacity {
+            return Err(StorageError::Io {
+                operation: "append to segment",
+                path: self.log_path.clone(),
+                source: std::io::Error::other(format!(
+                    "{total} bytes do not fit (writable: {}, size {position}, capacity {})",
+                    self.is_writable(),
+                    self.capacity
+                )),
+            });
+        }
         if let Err(error) = self.write_at(position, batches) {
             // Leave the invariant "zero beyond size" intact for recovery; on a full disk this
             // overwrite needs no new blocks for bytes that were written.
@@ -646,6 +673,11 @@ impl Segment {
         }
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
         let mut offset = position;
+        if let Err(error) = fault::check(Operation::AppendWrite, &self.log_path) {
+            // Some bytes reach the file before the error, as on a disk that fills up mid-write.
+            let _ = self.file.write_all_at(&batches[0].header, position);
+            return Err(StorageError::io("write segment", &self.log_path)(error));
+        }
         // IOV_MAX is 1024 on Linux; write in chunks of at most that many slices.
         while !remaining.is_empty() {
             let chunk = remaining.len().min(1024);
@@ -670,6 +702,8 @@ impl Segment {
     }
 
     fn zero(&self, from: u64, to: u64) -> Result<()> {
+        fault::check(Operation::Zero, &self.log_path)
+            .map_err(StorageError::io("zero segment", &self.log_path))?;
         let mut position = from;
         while position < to {
             let length = (to - position).min(ZEROS.len() as u64) as usize;
@@ -827,8 +861,8 @@ impl Segment {
 
     /// fsyncs the log file and its indexes.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
+        fault::check(Operation::SegmentSync, &self.log_path)
+            .and_then(|()| self.file.sync_data())
             .map_err(StorageError::io("fsync segment", &self.log_path))?;
         self.offset_index.file().sync()?;
         self.time_index.file().sync()
@@ -839,11 +873,20 @@ impl Segment {
         self.time_index.file().trim()
     }
 
-    /// Makes the segment read-only on disk: the final time index entry and the file trimmed to
-    /// its size. It does not fsync (a roll must not stall appends on a segment's worth of dirty
-    /// pages); the log syncs rolled segments in `flush` or from its maintenance thread. The
-    /// in-memory map stays valid for the published bytes.
+    /// Takes no more appends, without touching the files: for an empty segment about to be
+    /// replaced, whose files go before the replacement exists.
+    pub(crate) fn retire(&self) {
+        self.writable.store(false, Ordering::Release);
+    }
+
+    /// Makes the segment read-only: no more appends, then on disk the final time index entry and
+    /// the files trimmed to their contents. The segment is sealed even when the disk work fails:
+    /// that only leaves a longer file, with a zero tail, that the next open repairs. It does not
+    /// fsync (a roll must not stall appends on a segment's worth of dirty pages); the log syncs
+    /// rolled segments in `flush` or from its maintenance thread. The in-memory map stays valid
+    /// for the published bytes.
     pub(crate) fn close_for_writes(&self) -> Result<()> {
+        self.writable.store(false, Ordering::Release);
         if !self.is_empty() && !self.time_index.file().is_full() {
             // So the time index alone knows the segment's largest timestamp after a restart.
             let last_offset = self
@@ -853,7 +896,6 @@ impl Segment {
             self.time_index
                 .maybe_append(self.max_timestamp(), last_offset)?;
         }
-        self.writable.store(false, Ordering::Release);
         self.file
             .set_len(self.size())
             .map_err(StorageError::io("trim segment", &self.log_path))?;
