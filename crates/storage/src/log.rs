@@ -25,7 +25,7 @@ use crate::error::{Result, StorageError};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::producer_state::{BatchIdentity, ProducerStateTable, SequenceCheck};
 use crate::segment::{
-    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment,
+    AppendFailure, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment,
     TIME_INDEX_SUFFIX, Truncation, file_path,
 };
 use bytes::Bytes;
@@ -33,10 +33,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
 use strata_common::Clock;
 use strata_record::{BatchIter, RecordBatch, TimestampType};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 const STATE_FILE_NAME: &str = "log-state-checkpoint";
 
@@ -152,6 +152,14 @@ pub struct Log {
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     recovery_point: AtomicI64,
+    /// Set, once, by the first disk failure whose effect on the files is unknown; from then on
+    /// every write fails with [`StorageError::Offline`] and only reads are served.
+    offline: OnceLock<Arc<StorageError>>,
+    /// Held by every segment fsync until its outcome is recorded. Linux reports a failed
+    /// writeback to one fsync only, so a second fsync racing the failing one could succeed and
+    /// advance the recovery point over lost pages; serialised, it finds the log offline first.
+    /// Taken after `writer` when both are held.
+    sync_turn: Mutex<()>,
 }
 
 struct LogState {
@@ -364,6 +372,8 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(recovery_point),
+            offline: OnceLock::new(),
+            sync_turn: Mutex::new(()),
         };
         // From here on a crash is unclean until `close` says otherwise.
         log.write_state(false)?;
@@ -387,6 +397,54 @@ impl Log {
     }
     pub fn config(&self) -> LogConfig {
         self.config.read().expect("config lock").clone()
+    }
+
+    /// Whether a disk failure took the log offline: it then refuses every append, flush, roll,
+    /// truncation, retention pass and checkpoint, and serves reads of what it already holds.
+    /// The broker gives up the partition's replica and reports `KAFKA_STORAGE_ERROR`; reopening
+    /// the directory (once the disk is sound) recovers everything that was fsynced.
+    pub fn is_offline(&self) -> bool {
+        self.offline.get().is_some()
+    }
+
+    /// The failure that took the log offline, if one did.
+    pub fn offline_cause(&self) -> Option<Arc<StorageError>> {
+        self.offline.get().cloned()
+    }
+
+    fn offline_error(&self) -> Option<StorageError> {
+        self.offline.get().map(|cause| StorageError::Offline {
+            directory: self.directory.clone(),
+            cause: cause.clone(),
+        })
+    }
+
+    /// Takes the log offline because of `cause` (the first cause stays) and returns the error
+    /// to report. Nothing is retried: after a failed fsync the kernel may have dropped the dirty
+    /// pages and marked them clean, so a later fsync that succeeds proves nothing.
+    fn go_offline(&self, cause: StorageError) -> StorageError {
+        let mut first = false;
+        self.offline.get_or_init(|| {
+            first = true;
+            Arc::new(cause)
+        });
+        let error = self.offline_error().expect("just set");
+        if first {
+            error!(log = %self.directory.display(), %error, "log is offline");
+        }
+        error
+    }
+
+    /// fsyncs `segments`, taking the log offline if one fails.
+    fn sync_segments(&self, segments: &[Arc<Segment>]) -> Result<()> {
+        let _turn = self.sync_turn.lock().expect("sync lock");
+        if let Some(error) = self.offline_error() {
+            return Err(error);
+        }
+        for segment in segments {
+            segment.sync().map_err(|error| self.go_offline(error))?;
+        }
+        Ok(())
     }
 
     /// Replaces the configuration; it applies from the next append, roll or retention pass.
@@ -430,10 +488,15 @@ impl Log {
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let writer = self.writer.lock().expect("writer lock");
+        self.check_writable(&writer)?;
+        Ok(writer)
+    }
+
+    fn check_writable(&self, writer: &Writer) -> Result<()> {
         if writer.closed {
             return Err(StorageError::Closed(self.directory.clone()));
         }
-        Ok(writer)
+        self.offline_error().map_or(Ok(()), Err)
     }
 
     /// [`Log::lock_writer`] without waiting: `None` while another append, flush or truncation
@@ -444,9 +507,7 @@ impl Log {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Poisoned(_)) => panic!("writer lock poisoned"),
         };
-        if writer.closed {
-            return Err(StorageError::Closed(self.directory.clone()));
-        }
+        self.check_writable(&writer)?;
         Ok(Some(writer))
     }
 
@@ -595,7 +656,10 @@ impl Log {
         if self.needs_roll(prepared, config) {
             active = self.roll(writer, base_offset, total, config)?;
         }
-        active.append(prepared)?;
+        active.append(prepared).map_err(|failure| match failure {
+            AppendFailure::Undone(error) => error,
+            AppendFailure::Dirty(error) => self.go_offline(error),
+        })?;
         self.log_end_offset.store(next_offset, Ordering::Release);
         let record_count = next_offset - base_offset;
         writer.records_since_flush += record_count as u64;
@@ -730,17 +794,19 @@ impl Log {
 
     /// fsyncs `segments` without the writer lock, forgets them as unsynced, and moves the
     /// recovery point to `durable_up_to` unless a truncation happened since `generation` was
-    /// read (then the synced bytes may no longer be the log's).
+    /// read (then the synced bytes may no longer be the log's). A failed fsync takes the log
+    /// offline and the recovery point never moves again.
     fn sync_and_advance_recovery_point(
         &self,
         segments: &[Arc<Segment>],
         generation: u64,
         durable_up_to: i64,
     ) -> Result<()> {
-        for segment in segments {
-            segment.sync()?;
-        }
+        self.sync_segments(segments)?;
         let mut writer = self.writer.lock().expect("writer lock");
+        if let Some(error) = self.offline_error() {
+            return Err(error);
+        }
         writer
             .rolled_unsynced
             .retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
@@ -864,15 +930,38 @@ impl Log {
     }
 
     /// Removes every batch that holds `offset` or comes after it, as a follower does when it
-    /// diverged from a new leader. The cut is made durable before this returns.
+    /// diverged from a new leader. The cut is made durable before this returns; a failure to
+    /// make it takes the log offline, as its files may then hold batches it no longer has.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
         let mut writer = self.lock_writer()?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        writer.truncation_generation += 1;
+        let log_end_offset = self
+            .cut_segments(&mut writer, offset)
+            .map_err(|error| self.go_offline(error))?;
+        self.log_end_offset.store(log_end_offset, Ordering::Release);
+        self.log_start_offset
+            .fetch_min(log_end_offset, Ordering::AcqRel);
+        self.recovery_point
+            .fetch_min(log_end_offset, Ordering::AcqRel);
+        if writer.leader_epochs.truncate_from_end(log_end_offset) {
+            writer.leader_epochs.persist()?;
+        }
+        writer.producers = rebuild_producer_state(
+            self.segments_snapshot()
+                .iter()
+                .map(|segment| segment.as_ref()),
+        );
+        self.write_state(false)
+    }
+
+    /// The segment work of [`Log::truncate_to`]: drops the segments after the one holding
+    /// `offset`, cuts that one and fsyncs it. Returns the new log end offset.
+    fn cut_segments(&self, writer: &mut Writer, offset: i64) -> Result<i64> {
         let config = self.config();
         let now_ms = self.clock.now_ms();
-        writer.truncation_generation += 1;
         let target = {
             let mut segments = self.segments.write().expect("segments lock");
             let target_base = segments.range(..=offset).next_back().map_or_else(
@@ -911,21 +1000,8 @@ impl Log {
             .rolled_unsynced
             .retain(|segment| segment.base_offset() < target.base_offset());
         let log_end_offset = target.truncate_to(offset)?;
-        target.sync()?;
-        self.log_end_offset.store(log_end_offset, Ordering::Release);
-        self.log_start_offset
-            .fetch_min(log_end_offset, Ordering::AcqRel);
-        self.recovery_point
-            .fetch_min(log_end_offset, Ordering::AcqRel);
-        if writer.leader_epochs.truncate_from_end(log_end_offset) {
-            writer.leader_epochs.persist()?;
-        }
-        writer.producers = rebuild_producer_state(
-            self.segments_snapshot()
-                .iter()
-                .map(|segment| segment.as_ref()),
-        );
-        self.write_state(false)
+        self.sync_segments(&[target])?;
+        Ok(log_end_offset)
     }
 
     /// Empties the log and restarts it at `offset`, as a follower does when the leader's log
@@ -939,12 +1015,14 @@ impl Log {
         {
             let mut segments = self.segments.write().expect("segments lock");
             // A crash between the two steps leaves no segment, which `open` handles by starting
-            // an empty one at the checkpointed log start.
-            for (_, segment) in std::mem::take(&mut *segments) {
-                segment.delete_files()?;
-            }
-            let fresh = Segment::create(&self.directory, offset, &config, now_ms, 0)?;
-            segments.insert(offset, Arc::new(fresh));
+            // an empty one at the checkpointed log start. A failure between them leaves a log
+            // without segments, which only reopening repairs.
+            let restarted = std::mem::take(&mut *segments)
+                .into_values()
+                .try_for_each(|segment| segment.delete_files())
+                .and_then(|()| Segment::create(&self.directory, offset, &config, now_ms, 0))
+                .map_err(|error| self.go_offline(error))?;
+            segments.insert(offset, Arc::new(restarted));
         }
         self.log_start_offset.store(offset, Ordering::Release);
         self.log_end_offset.store(offset, Ordering::Release);
@@ -1070,12 +1148,11 @@ impl Log {
     /// open trusts every segment instead of scanning. The log accepts no more writes.
     pub fn close(&self) -> Result<()> {
         let mut writer = self.lock_writer()?;
-        for segment in writer.rolled_unsynced.drain(..) {
-            segment.sync()?;
-        }
         let active = self.active_segment();
         active.close_for_writes()?;
-        active.sync()?;
+        let mut segments = std::mem::take(&mut writer.rolled_unsynced);
+        segments.push(active);
+        self.sync_segments(&segments)?;
         self.recovery_point
             .store(self.log_end_offset(), Ordering::Release);
         self.write_state(true)?;

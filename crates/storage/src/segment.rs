@@ -81,6 +81,15 @@ pub struct Truncation {
     pub reason: String,
 }
 
+/// Why an append to a segment failed.
+pub(crate) enum AppendFailure {
+    /// Nothing of the append is left: the segment is as it was, and a later append may succeed.
+    Undone(StorageError),
+    /// The write failed and so did zeroing what it may have written (this is that error): bytes
+    /// past `size` may no longer be zero, and recovery could take them for batches.
+    Dirty(StorageError),
+}
+
 pub(crate) enum OpenMode {
     /// The segment was flushed (or closed cleanly): trust its length and check only its indexes.
     Trusted,
@@ -613,7 +622,7 @@ impl Segment {
     }
 
     /// Writes prepared batches at the end of the segment and publishes them.
-    pub(crate) fn append(&self, batches: &[PreparedBatch]) -> Result<()> {
+    pub(crate) fn append(&self, batches: &[PreparedBatch]) -> Result<(), AppendFailure> {
         let position = self.size();
         let total: u64 = batches
             .iter()
@@ -622,7 +631,7 @@ impl Segment {
         // The log rolls before either could happen (`can_fit`); an error rather than a panic
         // keeps a mistake there from poisoning the log's writer lock.
         if !self.is_writable() || position + total > self.capacity {
-            return Err(StorageError::Io {
+            return Err(AppendFailure::Undone(StorageError::Io {
                 operation: "append to segment",
                 path: self.log_path.clone(),
                 source: std::io::Error::other(format!(
@@ -630,15 +639,18 @@ impl Segment {
                     self.is_writable(),
                     self.capacity
                 )),
-            });
+            }));
         }
         if let Err(error) = self.write_at(position, batches) {
             // Leave the invariant "zero beyond size" intact for recovery; on a full disk this
             // overwrite needs no new blocks for bytes that were written.
-            if let Err(zero_error) = self.zero(position, position + total) {
-                warn!(segment = %self.log_path.display(), %zero_error, "could not zero a failed append");
-            }
-            return Err(error);
+            return Err(match self.zero(position, position + total) {
+                Ok(()) => AppendFailure::Undone(error),
+                Err(zero_error) => {
+                    warn!(segment = %self.log_path.display(), %error, "an append failed and could not be undone");
+                    AppendFailure::Dirty(zero_error)
+                }
+            });
         }
         // Publish the bytes first, then index them, so an index entry never points past `size`.
         self.size.store(position + total, Ordering::Release);
