@@ -215,7 +215,8 @@ impl Log {
             let entry = entry.map_err(StorageError::io("list log directory", directory))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
-                // A checkpoint write that never reached its rename; the previous file stands.
+                // A checkpoint or segment rewrite that never reached its rename; the previous
+                // file stands.
                 fs::remove_file(entry.path())
                     .map_err(StorageError::io("remove temporary file", entry.path()))?;
             } else if let Some(base_offset) = parse_base_offset(&name) {
@@ -983,15 +984,7 @@ impl Log {
             }
             let mut target = segments[&target_base].clone();
             if !target.is_writable() {
-                let (reopened, _, _) = Segment::open(
-                    &self.directory,
-                    target_base,
-                    &config,
-                    OpenMode::Trusted,
-                    true,
-                    now_ms,
-                )?;
-                target = Arc::new(reopened);
+                target = Arc::new(target.reopen_cut_at(offset, &config, now_ms)?);
                 segments.insert(target_base, target.clone());
             }
             target
