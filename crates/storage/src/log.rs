@@ -353,7 +353,11 @@ impl Log {
             leader_epochs.persist()?;
         }
 
-        let producers = rebuild_producer_state(segments.values().map(|segment| segment.as_ref()));
+        let producers = rebuild_producer_state(
+            segments.values().map(|segment| segment.as_ref()),
+            &config,
+            now_ms,
+        );
 
         let log = Log {
             directory: directory.to_owned(),
@@ -592,7 +596,7 @@ impl Log {
         }
         let mut info = self.append_prepared(&mut writer, &prepared, &config)?;
         info.log_append_time = log_append_time;
-        record_producers(&mut writer.producers, &prepared);
+        self.record_producers(&mut writer.producers, &prepared, &config);
         if writer.leader_epochs.assign(leader_epoch, info.base_offset) {
             writer.leader_epochs.persist()?;
         }
@@ -626,7 +630,7 @@ impl Log {
             prepared.push(PreparedBatch { header, batch });
         }
         let info = self.append_prepared(&mut writer, &prepared, &config)?;
-        record_producers(&mut writer.producers, &prepared);
+        self.record_producers(&mut writer.producers, &prepared, &config);
         let mut epochs_changed = false;
         for prepared in &prepared {
             epochs_changed |= writer.leader_epochs.assign(
@@ -930,6 +934,37 @@ impl Log {
             .to_vec()
     }
 
+    fn record_producers(
+        &self,
+        producers: &mut ProducerStateTable,
+        prepared: &[PreparedBatch],
+        config: &LogConfig,
+    ) {
+        let now_ms = self.clock.now_ms();
+        for batch in prepared {
+            producers.record(
+                &identity(&batch.batch),
+                batch.base_offset(),
+                batch.next_offset() - 1,
+                now_ms,
+            );
+        }
+        producers.evict_beyond(config.max_producer_ids);
+    }
+
+    /// Forgets the state of producers idle for `producer.id.expiration.ms`; returns how many.
+    /// For the maintenance thread: appends only enforce `max_producer_ids`, which is cheap.
+    pub fn expire_producer_ids(&self) -> Result<usize> {
+        let mut writer = self.lock_writer()?;
+        let expiration_ms = self.config().producer_id_expiration_ms;
+        Ok(writer.producers.expire(self.clock.now_ms(), expiration_ms))
+    }
+
+    /// How many producer ids the log keeps state for.
+    pub fn producer_id_count(&self) -> usize {
+        self.writer.lock().expect("writer lock").producers.len()
+    }
+
     /// Removes every batch that holds `offset` or comes after it, as a follower does when it
     /// diverged from a new leader. The cut is made durable before this returns; a failure to
     /// make it takes the log offline, as its files may then hold batches it no longer has.
@@ -954,6 +989,8 @@ impl Log {
             self.segments_snapshot()
                 .iter()
                 .map(|segment| segment.as_ref()),
+            &self.config(),
+            self.clock.now_ms(),
         );
         self.write_state(false)
     }
@@ -1288,24 +1325,27 @@ fn check_sequences(
     Ok(None)
 }
 
-fn record_producers(producers: &mut ProducerStateTable, prepared: &[PreparedBatch]) {
-    for batch in prepared {
-        producers.record(
-            &identity(&batch.batch),
-            batch.base_offset(),
-            batch.next_offset() - 1,
-        );
-    }
-}
-
-/// Rebuilds producer state from the batch headers of the given segments, oldest first.
-fn rebuild_producer_state<'a>(segments: impl Iterator<Item = &'a Segment>) -> ProducerStateTable {
+/// Rebuilds producer state from the batch headers of the given segments, oldest first. The log
+/// does not store append times, so a batch's largest timestamp (no later than now) stands in for
+/// its append time, as Kafka's rebuilt state uses it.
+fn rebuild_producer_state<'a>(
+    segments: impl Iterator<Item = &'a Segment>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> ProducerStateTable {
     let mut producers = ProducerStateTable::default();
     for segment in segments {
         for header in segment.headers_from(0, segment.size()) {
-            producers.record(&header.producer, header.base_offset, header.next_offset - 1);
+            producers.record(
+                &header.producer,
+                header.base_offset,
+                header.next_offset - 1,
+                header.max_timestamp.min(now_ms),
+            );
         }
     }
+    producers.expire(now_ms, config.producer_id_expiration_ms);
+    producers.evict_beyond(config.max_producer_ids);
     producers
 }
 

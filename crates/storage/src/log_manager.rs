@@ -3,7 +3,7 @@
 //!
 //! Layout: `<root>/<topic>-<partition>/` per log. Maintenance runs on one thread: for each log, a
 //! time-based flush when due, an fsync of rolled segments (which advances the recovery point),
-//! retention, and a checkpoint of the log state. Errors are logged and retried on the next pass;
+//! retention, expiry of idle producer ids, and a checkpoint of the log state. Errors are logged and retried on the next pass;
 //! they never stop the thread. A log that a disk failure took offline is skipped, not retried:
 //! [`LogManager::offline_logs`] lists it for the broker, which gives up its replicas.
 
@@ -142,10 +142,11 @@ impl LogManager {
     /// One maintenance pass over every open log.
     pub fn run_maintenance(&self) {
         for (partition, log) in self.logs() {
-            let steps: [(&str, MaintenanceStep); 4] = [
+            let steps: [(&str, MaintenanceStep); 5] = [
                 ("flush", Log::flush_if_due),
                 ("sync rolled segments", Log::sync_rolled_segments),
                 ("retention", |log| log.enforce_retention().map(|_| ())),
+                ("producer id expiry", |log| log.expire_producer_ids().map(|_| ())),
                 ("checkpoint", Log::checkpoint),
             ];
             for (step, run) in steps {
