@@ -25,12 +25,25 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// Whether stored timestamps are the producer's or the broker's append time.
     pub message_timestamp_type: TimestampType,
+    /// Kafka's `producer.id.expiration.ms`: an idempotent producer's state (its epoch and last
+    /// sequences) is forgotten once it has appended nothing for this long, by the log's clock.
+    /// Its next batch is then accepted at any sequence, as in Kafka.
+    pub producer_id_expiration_ms: i64,
+    /// The most producer ids whose state the partition keeps; past it the least recently
+    /// appending producer is forgotten, as if it had expired. Strata's own bound (Kafka has
+    /// none per partition): producer ids come from clients, so without it a client minting ids
+    /// could grow the broker's memory without limit.
+    pub max_producer_ids: usize,
 }
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 1 << 30;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Kafka's default: one MiB of records plus the batch's log overhead.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+/// About a megabyte of producer state per partition (an entry remembers five batches).
+pub const DEFAULT_MAX_PRODUCER_IDS: usize = 10_000;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -45,6 +58,8 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             message_timestamp_type: TimestampType::CreateTime,
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            max_producer_ids: DEFAULT_MAX_PRODUCER_IDS,
         }
     }
 }
@@ -83,6 +98,7 @@ impl LogConfig {
             ("segment.ms", self.segment_ms),
             ("retention.ms", self.retention_ms),
             ("flush.ms", self.flush_ms),
+            ("producer.id.expiration.ms", Some(self.producer_id_expiration_ms)),
         ] {
             if let Some(value) = value
                 && value <= 0
@@ -92,6 +108,9 @@ impl LogConfig {
         }
         if self.flush_messages == Some(0) {
             return invalid("flush.messages must be positive".to_string());
+        }
+        if self.max_producer_ids == 0 {
+            return invalid("max.producer.ids must be positive".to_string());
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use strata_common::ErrorCode;
 use strata_record::BatchError;
 use thiserror::Error;
@@ -7,9 +8,12 @@ use thiserror::Error;
 /// Everything a log operation can fail with.
 ///
 /// Caller errors (`OffsetOutOfRange`, `InvalidBatch`, `MessageTooLarge`, `NonMonotonicOffsets`)
-/// leave the log untouched. `Io` means the disk refused something (a full disk, a failed fsync);
-/// nothing acknowledged before it is lost, and the failed append is not visible. `Corrupt` is
-/// found data that recovery could not make sense of; it names the file.
+/// leave the log untouched. `Io` means the disk refused something whose failure leaves the log
+/// consistent (a full disk during an append): nothing acknowledged before it is lost, the failed
+/// append is not visible, and the same call may succeed later. `Offline` means the log can no
+/// longer know what is on its disk (a failed fsync, a failed write it could not undo): it takes
+/// no more writes until it is reopened. `Corrupt` is found data that recovery could not make
+/// sense of; it names the file.
 #[derive(Debug, Error)]
 pub enum StorageError {
     #[error("{operation} {path}: {source}")]
@@ -46,6 +50,13 @@ pub enum StorageError {
     StaleLeaderEpoch { requested: i32, latest: i32 },
     #[error("the log at {0} is closed")]
     Closed(PathBuf),
+    /// The log took a disk failure whose effect on its files is unknown (Kafka takes the log
+    /// directory offline). `cause` is the first such failure; every write since returns this.
+    #[error("the log at {directory} is offline after a disk failure: {cause}")]
+    Offline {
+        directory: PathBuf,
+        cause: Arc<StorageError>,
+    },
     #[error(
         "producer {producer_id} sent sequence {found}, expected {expected}: a batch in between is missing"
     )]
@@ -78,7 +89,9 @@ impl StorageError {
     /// The wire code a broker reports for this error.
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            StorageError::Io { .. } | StorageError::Corrupt { .. } => ErrorCode::KafkaStorageError,
+            StorageError::Io { .. }
+            | StorageError::Corrupt { .. }
+            | StorageError::Offline { .. } => ErrorCode::KafkaStorageError,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::InvalidBatch { source, .. } => match source {
                 BatchError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,

@@ -21,6 +21,7 @@
 pub mod checkpoint;
 mod config;
 mod error;
+pub mod fault;
 mod index_file;
 mod leader_epoch;
 mod log;
@@ -31,7 +32,8 @@ mod segment;
 mod time_index;
 
 pub use config::{
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, LogConfig,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PRODUCER_IDS, DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    DEFAULT_RETENTION_MS, DEFAULT_SEGMENT_BYTES, LogConfig,
 };
 pub use error::{Result, StorageError};
 pub use leader_epoch::EpochEntry;

@@ -25,7 +25,7 @@ use crate::error::{Result, StorageError};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::producer_state::{BatchIdentity, ProducerStateTable, SequenceCheck};
 use crate::segment::{
-    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment,
+    AppendFailure, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment,
     TIME_INDEX_SUFFIX, Truncation, file_path,
 };
 use bytes::Bytes;
@@ -33,10 +33,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
 use strata_common::Clock;
 use strata_record::{BatchIter, RecordBatch, TimestampType};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 const STATE_FILE_NAME: &str = "log-state-checkpoint";
 
@@ -152,6 +152,14 @@ pub struct Log {
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     recovery_point: AtomicI64,
+    /// Set, once, by the first disk failure whose effect on the files is unknown; from then on
+    /// every write fails with [`StorageError::Offline`] and only reads are served.
+    offline: OnceLock<Arc<StorageError>>,
+    /// Held by every segment fsync until its outcome is recorded. Linux reports a failed
+    /// writeback to one fsync only, so a second fsync racing the failing one could succeed and
+    /// advance the recovery point over lost pages; serialised, it finds the log offline first.
+    /// Taken after `writer` when both are held.
+    sync_turn: Mutex<()>,
 }
 
 struct LogState {
@@ -207,7 +215,8 @@ impl Log {
             let entry = entry.map_err(StorageError::io("list log directory", directory))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
-                // A checkpoint write that never reached its rename; the previous file stands.
+                // A checkpoint or segment rewrite that never reached its rename; the previous
+                // file stands.
                 fs::remove_file(entry.path())
                     .map_err(StorageError::io("remove temporary file", entry.path()))?;
             } else if let Some(base_offset) = parse_base_offset(&name) {
@@ -344,7 +353,11 @@ impl Log {
             leader_epochs.persist()?;
         }
 
-        let producers = rebuild_producer_state(segments.values().map(|segment| segment.as_ref()));
+        let producers = rebuild_producer_state(
+            segments.values().map(|segment| segment.as_ref()),
+            &config,
+            now_ms,
+        );
 
         let log = Log {
             directory: directory.to_owned(),
@@ -364,6 +377,8 @@ impl Log {
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             recovery_point: AtomicI64::new(recovery_point),
+            offline: OnceLock::new(),
+            sync_turn: Mutex::new(()),
         };
         // From here on a crash is unclean until `close` says otherwise.
         log.write_state(false)?;
@@ -387,6 +402,54 @@ impl Log {
     }
     pub fn config(&self) -> LogConfig {
         self.config.read().expect("config lock").clone()
+    }
+
+    /// Whether a disk failure took the log offline: it then refuses every append, flush, roll,
+    /// truncation, retention pass and checkpoint, and serves reads of what it already holds.
+    /// The broker gives up the partition's replica and reports `KAFKA_STORAGE_ERROR`; reopening
+    /// the directory (once the disk is sound) recovers everything that was fsynced.
+    pub fn is_offline(&self) -> bool {
+        self.offline.get().is_some()
+    }
+
+    /// The failure that took the log offline, if one did.
+    pub fn offline_cause(&self) -> Option<Arc<StorageError>> {
+        self.offline.get().cloned()
+    }
+
+    fn offline_error(&self) -> Option<StorageError> {
+        self.offline.get().map(|cause| StorageError::Offline {
+            directory: self.directory.clone(),
+            cause: cause.clone(),
+        })
+    }
+
+    /// Takes the log offline because of `cause` (the first cause stays) and returns the error
+    /// to report. Nothing is retried: after a failed fsync the kernel may have dropped the dirty
+    /// pages and marked them clean, so a later fsync that succeeds proves nothing.
+    fn go_offline(&self, cause: StorageError) -> StorageError {
+        let mut first = false;
+        self.offline.get_or_init(|| {
+            first = true;
+            Arc::new(cause)
+        });
+        let error = self.offline_error().expect("just set");
+        if first {
+            error!(log = %self.directory.display(), %error, "log is offline");
+        }
+        error
+    }
+
+    /// fsyncs `segments`, taking the log offline if one fails.
+    fn sync_segments(&self, segments: &[Arc<Segment>]) -> Result<()> {
+        let _turn = self.sync_turn.lock().expect("sync lock");
+        if let Some(error) = self.offline_error() {
+            return Err(error);
+        }
+        for segment in segments {
+            segment.sync().map_err(|error| self.go_offline(error))?;
+        }
+        Ok(())
     }
 
     /// Replaces the configuration; it applies from the next append, roll or retention pass.
@@ -430,10 +493,15 @@ impl Log {
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let writer = self.writer.lock().expect("writer lock");
+        self.check_writable(&writer)?;
+        Ok(writer)
+    }
+
+    fn check_writable(&self, writer: &Writer) -> Result<()> {
         if writer.closed {
             return Err(StorageError::Closed(self.directory.clone()));
         }
-        Ok(writer)
+        self.offline_error().map_or(Ok(()), Err)
     }
 
     /// [`Log::lock_writer`] without waiting: `None` while another append, flush or truncation
@@ -444,9 +512,7 @@ impl Log {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Poisoned(_)) => panic!("writer lock poisoned"),
         };
-        if writer.closed {
-            return Err(StorageError::Closed(self.directory.clone()));
-        }
+        self.check_writable(&writer)?;
         Ok(Some(writer))
     }
 
@@ -530,7 +596,7 @@ impl Log {
         }
         let mut info = self.append_prepared(&mut writer, &prepared, &config)?;
         info.log_append_time = log_append_time;
-        record_producers(&mut writer.producers, &prepared);
+        self.record_producers(&mut writer.producers, &prepared, &config);
         if writer.leader_epochs.assign(leader_epoch, info.base_offset) {
             writer.leader_epochs.persist()?;
         }
@@ -564,7 +630,7 @@ impl Log {
             prepared.push(PreparedBatch { header, batch });
         }
         let info = self.append_prepared(&mut writer, &prepared, &config)?;
-        record_producers(&mut writer.producers, &prepared);
+        self.record_producers(&mut writer.producers, &prepared, &config);
         let mut epochs_changed = false;
         for prepared in &prepared {
             epochs_changed |= writer.leader_epochs.assign(
@@ -595,7 +661,10 @@ impl Log {
         if self.needs_roll(prepared, config) {
             active = self.roll(writer, base_offset, total, config)?;
         }
-        active.append(prepared)?;
+        active.append(prepared).map_err(|failure| match failure {
+            AppendFailure::Undone(error) => error,
+            AppendFailure::Dirty(error) => self.go_offline(error),
+        })?;
         self.log_end_offset.store(next_offset, Ordering::Release);
         let record_count = next_offset - base_offset;
         writer.records_since_flush += record_count as u64;
@@ -629,7 +698,9 @@ impl Log {
         !active.can_fit(total, last_offset, config.segment_bytes) || (too_old && !active.is_empty())
     }
 
-    /// Closes the active segment for writes and starts a new one at `base_offset`.
+    /// Starts a new active segment at `base_offset` and seals the old one. The new segment is
+    /// created before the old one is sealed, so a failure to create it (a full disk) leaves the
+    /// old one active and the log as it was; the next append tries the roll again.
     fn roll(
         &self,
         writer: &mut Writer,
@@ -639,15 +710,14 @@ impl Log {
     ) -> Result<Arc<Segment>> {
         let old = self.active_segment();
         let now_ms = self.clock.now_ms();
-        let mut segments = self.segments.write().expect("segments lock");
-        if old.is_empty() {
+        let replaces_empty = old.is_empty();
+        if replaces_empty {
             // Too small for this append and holding nothing: replace it rather than leave an
-            // empty segment behind.
-            segments.remove(&old.base_offset());
+            // empty segment behind. The replacement takes the same file names, so these files go
+            // first; retired, the old segment takes no append into unlinked files should the
+            // create fail, and the next append rolls again.
+            old.retire();
             old.delete_files()?;
-        } else {
-            old.close_for_writes()?;
-            writer.rolled_unsynced.push(old.clone());
         }
         let segment = Arc::new(Segment::create(
             &self.directory,
@@ -656,6 +726,16 @@ impl Log {
             now_ms,
             minimum_capacity,
         )?);
+        let mut segments = self.segments.write().expect("segments lock");
+        if replaces_empty {
+            segments.remove(&old.base_offset());
+        } else {
+            if let Err(error) = old.close_for_writes() {
+                // Sealed in memory all the same; the files keep a zero tail the next open cuts.
+                warn!(segment = %old.log_path().display(), %error, "could not trim a rolled segment");
+            }
+            writer.rolled_unsynced.push(old.clone());
+        }
         segments.insert(base_offset, segment.clone());
         Ok(segment)
     }
@@ -719,17 +799,19 @@ impl Log {
 
     /// fsyncs `segments` without the writer lock, forgets them as unsynced, and moves the
     /// recovery point to `durable_up_to` unless a truncation happened since `generation` was
-    /// read (then the synced bytes may no longer be the log's).
+    /// read (then the synced bytes may no longer be the log's). A failed fsync takes the log
+    /// offline and the recovery point never moves again.
     fn sync_and_advance_recovery_point(
         &self,
         segments: &[Arc<Segment>],
         generation: u64,
         durable_up_to: i64,
     ) -> Result<()> {
-        for segment in segments {
-            segment.sync()?;
-        }
+        self.sync_segments(segments)?;
         let mut writer = self.writer.lock().expect("writer lock");
+        if let Some(error) = self.offline_error() {
+            return Err(error);
+        }
         writer
             .rolled_unsynced
             .retain(|unsynced| !segments.iter().any(|synced| Arc::ptr_eq(synced, unsynced)));
@@ -852,16 +934,72 @@ impl Log {
             .to_vec()
     }
 
+    fn record_producers(
+        &self,
+        producers: &mut ProducerStateTable,
+        prepared: &[PreparedBatch],
+        config: &LogConfig,
+    ) {
+        let now_ms = self.clock.now_ms();
+        for batch in prepared {
+            producers.record(
+                &identity(&batch.batch),
+                batch.base_offset(),
+                batch.next_offset() - 1,
+                now_ms,
+            );
+        }
+        producers.evict_beyond(config.max_producer_ids);
+    }
+
+    /// Forgets the state of producers idle for `producer.id.expiration.ms`; returns how many.
+    /// For the maintenance thread: appends only enforce `max_producer_ids`, which is cheap.
+    pub fn expire_producer_ids(&self) -> Result<usize> {
+        let mut writer = self.lock_writer()?;
+        let expiration_ms = self.config().producer_id_expiration_ms;
+        Ok(writer.producers.expire(self.clock.now_ms(), expiration_ms))
+    }
+
+    /// How many producer ids the log keeps state for.
+    pub fn producer_id_count(&self) -> usize {
+        self.writer.lock().expect("writer lock").producers.len()
+    }
+
     /// Removes every batch that holds `offset` or comes after it, as a follower does when it
-    /// diverged from a new leader. The cut is made durable before this returns.
+    /// diverged from a new leader. The cut is made durable before this returns; a failure to
+    /// make it takes the log offline, as its files may then hold batches it no longer has.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
         let mut writer = self.lock_writer()?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        writer.truncation_generation += 1;
+        let log_end_offset = self
+            .cut_segments(&mut writer, offset)
+            .map_err(|error| self.go_offline(error))?;
+        self.log_end_offset.store(log_end_offset, Ordering::Release);
+        self.log_start_offset
+            .fetch_min(log_end_offset, Ordering::AcqRel);
+        self.recovery_point
+            .fetch_min(log_end_offset, Ordering::AcqRel);
+        if writer.leader_epochs.truncate_from_end(log_end_offset) {
+            writer.leader_epochs.persist()?;
+        }
+        writer.producers = rebuild_producer_state(
+            self.segments_snapshot()
+                .iter()
+                .map(|segment| segment.as_ref()),
+            &self.config(),
+            self.clock.now_ms(),
+        );
+        self.write_state(false)
+    }
+
+    /// The segment work of [`Log::truncate_to`]: drops the segments after the one holding
+    /// `offset`, cuts that one and fsyncs it. Returns the new log end offset.
+    fn cut_segments(&self, writer: &mut Writer, offset: i64) -> Result<i64> {
         let config = self.config();
         let now_ms = self.clock.now_ms();
-        writer.truncation_generation += 1;
         let target = {
             let mut segments = self.segments.write().expect("segments lock");
             let target_base = segments.range(..=offset).next_back().map_or_else(
@@ -883,15 +1021,7 @@ impl Log {
             }
             let mut target = segments[&target_base].clone();
             if !target.is_writable() {
-                let (reopened, _, _) = Segment::open(
-                    &self.directory,
-                    target_base,
-                    &config,
-                    OpenMode::Trusted,
-                    true,
-                    now_ms,
-                )?;
-                target = Arc::new(reopened);
+                target = Arc::new(target.reopen_cut_at(offset, &config, now_ms)?);
                 segments.insert(target_base, target.clone());
             }
             target
@@ -900,21 +1030,8 @@ impl Log {
             .rolled_unsynced
             .retain(|segment| segment.base_offset() < target.base_offset());
         let log_end_offset = target.truncate_to(offset)?;
-        target.sync()?;
-        self.log_end_offset.store(log_end_offset, Ordering::Release);
-        self.log_start_offset
-            .fetch_min(log_end_offset, Ordering::AcqRel);
-        self.recovery_point
-            .fetch_min(log_end_offset, Ordering::AcqRel);
-        if writer.leader_epochs.truncate_from_end(log_end_offset) {
-            writer.leader_epochs.persist()?;
-        }
-        writer.producers = rebuild_producer_state(
-            self.segments_snapshot()
-                .iter()
-                .map(|segment| segment.as_ref()),
-        );
-        self.write_state(false)
+        self.sync_segments(&[target])?;
+        Ok(log_end_offset)
     }
 
     /// Empties the log and restarts it at `offset`, as a follower does when the leader's log
@@ -928,12 +1045,14 @@ impl Log {
         {
             let mut segments = self.segments.write().expect("segments lock");
             // A crash between the two steps leaves no segment, which `open` handles by starting
-            // an empty one at the checkpointed log start.
-            for (_, segment) in std::mem::take(&mut *segments) {
-                segment.delete_files()?;
-            }
-            let fresh = Segment::create(&self.directory, offset, &config, now_ms, 0)?;
-            segments.insert(offset, Arc::new(fresh));
+            // an empty one at the checkpointed log start. A failure between them leaves a log
+            // without segments, which only reopening repairs.
+            let restarted = std::mem::take(&mut *segments)
+                .into_values()
+                .try_for_each(|segment| segment.delete_files())
+                .and_then(|()| Segment::create(&self.directory, offset, &config, now_ms, 0))
+                .map_err(|error| self.go_offline(error))?;
+            segments.insert(offset, Arc::new(restarted));
         }
         self.log_start_offset.store(offset, Ordering::Release);
         self.log_end_offset.store(offset, Ordering::Release);
@@ -1059,12 +1178,11 @@ impl Log {
     /// open trusts every segment instead of scanning. The log accepts no more writes.
     pub fn close(&self) -> Result<()> {
         let mut writer = self.lock_writer()?;
-        for segment in writer.rolled_unsynced.drain(..) {
-            segment.sync()?;
-        }
         let active = self.active_segment();
         active.close_for_writes()?;
-        active.sync()?;
+        let mut segments = std::mem::take(&mut writer.rolled_unsynced);
+        segments.push(active);
+        self.sync_segments(&segments)?;
         self.recovery_point
             .store(self.log_end_offset(), Ordering::Release);
         self.write_state(true)?;
@@ -1101,11 +1219,15 @@ impl Log {
                 "segment {} overlaps its predecessor",
                 segment.log_path().display()
             );
-            assert_eq!(
-                segment.is_writable(),
-                index == segments.len() - 1,
-                "only the last segment is writable"
-            );
+            if index + 1 < segments.len() {
+                assert!(!segment.is_writable(), "only the last segment is writable");
+            } else {
+                // An empty active segment is retired while a roll that replaces it is retried.
+                assert!(
+                    segment.is_writable() || segment.is_empty(),
+                    "the last segment is writable"
+                );
+            }
             previous_end = segment.next_offset();
         }
         assert_eq!(
@@ -1203,24 +1325,27 @@ fn check_sequences(
     Ok(None)
 }
 
-fn record_producers(producers: &mut ProducerStateTable, prepared: &[PreparedBatch]) {
-    for batch in prepared {
-        producers.record(
-            &identity(&batch.batch),
-            batch.base_offset(),
-            batch.next_offset() - 1,
-        );
-    }
-}
-
-/// Rebuilds producer state from the batch headers of the given segments, oldest first.
-fn rebuild_producer_state<'a>(segments: impl Iterator<Item = &'a Segment>) -> ProducerStateTable {
+/// Rebuilds producer state from the batch headers of the given segments, oldest first. The log
+/// does not store append times, so a batch's largest timestamp (no later than now) stands in for
+/// its append time, as Kafka's rebuilt state uses it.
+fn rebuild_producer_state<'a>(
+    segments: impl Iterator<Item = &'a Segment>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> ProducerStateTable {
     let mut producers = ProducerStateTable::default();
     for segment in segments {
         for header in segment.headers_from(0, segment.size()) {
-            producers.record(&header.producer, header.base_offset, header.next_offset - 1);
+            producers.record(
+                &header.producer,
+                header.base_offset,
+                header.next_offset - 1,
+                header.max_timestamp.min(now_ms),
+            );
         }
     }
+    producers.expire(now_ms, config.producer_id_expiration_ms);
+    producers.evict_beyond(config.max_producer_ids);
     producers
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Layout: `<root>/<topic>-<partition>/` per log. Maintenance runs on one thread: for each log, a
 //! time-based flush when due, an fsync of rolled segments (which advances the recovery point),
-//! retention, and a checkpoint of the log state. Errors are logged and retried on the next pass;
-//! they never stop the thread.
+//! retention, expiry of idle producer ids, and a checkpoint of the log state. Errors are logged and retried on the next pass;
+//! they never stop the thread. A log that a disk failure took offline is skipped, not retried:
+//! [`LogManager::offline_logs`] lists it for the broker, which gives up its replicas.
 
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
@@ -99,6 +100,25 @@ impl LogManager {
             .collect()
     }
 
+    /// The open logs that a disk failure took offline, each with the failure that did. They
+    /// serve reads of what they hold and refuse every write; reopening one (after
+    /// [`LogManager::forget_log`], once the disk is sound) recovers what was fsynced.
+    pub fn offline_logs(&self) -> Vec<(TopicPartition, Arc<StorageError>)> {
+        self.logs
+            .read()
+            .expect("logs lock")
+            .iter()
+            .filter_map(|(partition, log)| Some((partition.clone(), log.offline_cause()?)))
+            .collect()
+    }
+
+    /// Drops a partition's log from the open set without touching its files, so the next
+    /// [`LogManager::open_log`] opens (and recovers) its directory afresh: for a log that went
+    /// offline. Readers holding its slices keep them.
+    pub fn forget_log(&self, partition: &TopicPartition) -> Option<Arc<Log>> {
+        self.logs.write().expect("logs lock").remove(partition)
+    }
+
     /// Closes and removes a partition's log and its directory.
     pub fn delete_log(&self, partition: &TopicPartition) -> Result<()> {
         let removed = self.logs.write().expect("logs lock").remove(partition);
@@ -122,15 +142,18 @@ impl LogManager {
     /// One maintenance pass over every open log.
     pub fn run_maintenance(&self) {
         for (partition, log) in self.logs() {
-            let steps: [(&str, MaintenanceStep); 4] = [
+            let steps: [(&str, MaintenanceStep); 5] = [
                 ("flush", Log::flush_if_due),
                 ("sync rolled segments", Log::sync_rolled_segments),
                 ("retention", |log| log.enforce_retention().map(|_| ())),
+                ("producer id expiry", |log| log.expire_producer_ids().map(|_| ())),
                 ("checkpoint", Log::checkpoint),
             ];
             for (step, run) in steps {
                 match run(&log) {
                     Ok(()) | Err(StorageError::Closed(_)) => {}
+                    // Reported when it went offline; retrying could only hide lost writes.
+                    Err(StorageError::Offline { .. }) => break,
                     Err(error) => {
                         warn!(%partition, step, %error, "log maintenance failed; will retry")
                     }
@@ -174,7 +197,9 @@ impl LogManager {
         let mut first_error = None;
         for (partition, log) in self.logs() {
             match log.close() {
-                Ok(()) | Err(StorageError::Closed(_)) => {}
+                // An offline log cannot be closed cleanly; its next open recovers it, and the
+                // broker learnt of it from `offline_logs`.
+                Ok(()) | Err(StorageError::Closed(_)) | Err(StorageError::Offline { .. }) => {}
                 Err(error) => {
                     warn!(%partition, %error, "could not close log cleanly");
                     first_error.get_or_insert(error);

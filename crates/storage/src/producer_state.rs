@@ -5,7 +5,14 @@
 //!
 //! The state is derived from the batch headers in the log (producer id, epoch, base sequence), so
 //! every replica rebuilds the same state on open and after truncation; it needs no file of its own.
-//! Pure: no IO, no clock.
+//! Pure: no IO, no clock (the log passes the time in).
+//!
+//! Producer ids come from clients, so the table is bounded twice over: an entry expires once its
+//! producer has appended nothing for `producer.id.expiration.ms`, and past `max_producer_ids`
+//! entries the least recently appending producer is forgotten. A forgotten producer is unknown,
+//! and an unknown producer's next batch is accepted at any sequence, as Kafka does since KIP-360
+//! (2.5): its state may simply have expired, and refusing it would wedge an idle producer. What
+//! is lost is only duplicate detection for a retry of a batch from before the expiry.
 
 use std::collections::{HashMap, VecDeque};
 use strata_record::NO_PRODUCER_ID;
@@ -42,6 +49,9 @@ struct BatchRecord {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchRecord>,
+    /// When the producer last appended, by the log's clock (or its batch's timestamp, for
+    /// state rebuilt from the log, which does not store append times).
+    last_append_ms: i64,
 }
 
 /// What the leader should do with a producer's batch.
@@ -113,12 +123,19 @@ impl ProducerStateTable {
     }
 
     /// Records an appended batch (by the leader after `check`, or copied by a follower, or
-    /// found by recovery).
-    pub(crate) fn record(&mut self, batch: &BatchIdentity, base_offset: i64, last_offset: i64) {
+    /// found by recovery), appended at `append_ms`.
+    pub(crate) fn record(
+        &mut self,
+        batch: &BatchIdentity,
+        base_offset: i64,
+        last_offset: i64,
+        append_ms: i64,
+    ) {
         if batch.producer_id == NO_PRODUCER_ID {
             return;
         }
         let entry = self.producers.entry(batch.producer_id).or_default();
+        entry.last_append_ms = entry.last_append_ms.max(append_ms);
         if batch.producer_epoch > entry.epoch || entry.batches.is_empty() {
             entry.batches.clear();
         }
@@ -132,6 +149,36 @@ impl ProducerStateTable {
         while entry.batches.len() > BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
+    }
+
+    /// Forgets the least recently appending producers until at most `max_producer_ids` remain.
+    /// A linear scan per eviction: it runs only when an append brings a new producer to a full
+    /// table, and keeps the table a plain map for `check`.
+    pub(crate) fn evict_beyond(&mut self, max_producer_ids: usize) -> usize {
+        let mut evicted = 0;
+        while self.producers.len() > max_producer_ids {
+            let oldest = self
+                .producers
+                .iter()
+                .min_by_key(|(producer_id, entry)| (entry.last_append_ms, **producer_id))
+                .map(|(&producer_id, _)| producer_id)
+                .expect("a table over its limit is not empty");
+            self.producers.remove(&oldest);
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Forgets producers that have not appended for `expiration_ms`; returns how many.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.producers.len()
     }
 }
 
@@ -158,10 +205,10 @@ mod tests {
         let mut table = ProducerStateTable::default();
         let first = batch(7, 0, 0, 3);
         assert_eq!(table.check(&first), SequenceCheck::Accept);
-        table.record(&first, 10, 12);
+        table.record(&first, 10, 12, 0);
         let second = batch(7, 0, 3, 2);
         assert_eq!(table.check(&second), SequenceCheck::Accept);
-        table.record(&second, 13, 14);
+        table.record(&second, 13, 14, 0);
         assert_eq!(
             table.check(&first),
             SequenceCheck::Duplicate {
@@ -181,7 +228,7 @@ mod tests {
     #[test]
     fn older_epochs_are_fenced_and_new_epochs_restart_at_zero() {
         let mut table = ProducerStateTable::default();
-        table.record(&batch(7, 2, 0, 1), 0, 0);
+        table.record(&batch(7, 2, 0, 1), 0, 0, 0);
         assert_eq!(
             table.check(&batch(7, 1, 1, 1)),
             SequenceCheck::Fenced { current_epoch: 2 }
@@ -200,7 +247,7 @@ mod tests {
     fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
         let mut table = ProducerStateTable::default();
         for index in 0..7 {
-            table.record(&batch(1, 0, index, 1), i64::from(index), i64::from(index));
+            table.record(&batch(1, 0, index, 1), i64::from(index), i64::from(index), 0);
         }
         assert_eq!(
             table.check(&batch(1, 0, 2, 1)),
@@ -217,7 +264,37 @@ mod tests {
             }
         );
         let mut wrapping = ProducerStateTable::default();
-        wrapping.record(&batch(2, 0, i32::MAX - 1, 2), 0, 1);
+        wrapping.record(&batch(2, 0, i32::MAX - 1, 2), 0, 1, 0);
         assert_eq!(wrapping.check(&batch(2, 0, 0, 1)), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn idle_producers_expire_and_the_least_recent_go_first_past_the_limit() {
+        let mut table = ProducerStateTable::default();
+        table.record(&batch(1, 0, 0, 1), 0, 0, 1_000);
+        table.record(&batch(2, 0, 0, 1), 1, 1, 2_000);
+        table.record(&batch(3, 0, 0, 1), 2, 2, 3_000);
+        table.record(&batch(1, 0, 1, 1), 3, 3, 4_000);
+        assert_eq!(table.evict_beyond(2), 1);
+        assert_eq!(table.len(), 2);
+        // Producer 2 appended least recently; unknown again, it may resume at any sequence.
+        assert_eq!(table.check(&batch(2, 0, 5, 1)), SequenceCheck::Accept);
+        assert_eq!(
+            table.check(&batch(3, 0, 5, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 1,
+                found: 5
+            }
+        );
+        assert_eq!(table.expire(4_500, 1_000), 1, "producer 3 was idle 1.5 s");
+        assert_eq!(table.check(&batch(3, 0, 5, 1)), SequenceCheck::Accept);
+        assert_eq!(
+            table.check(&batch(1, 0, 5, 1)),
+            SequenceCheck::OutOfOrder {
+                expected: 2,
+                found: 5
+            },
+            "producer 1 appended 0.5 s ago and is remembered"
+        );
     }
 }

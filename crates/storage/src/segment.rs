@@ -11,20 +11,27 @@
 //! - in the writable (active) segment, bytes between `size` and the end of the file are zero,
 //!   except transiently during an append; a failed append zeroes what it may have written, and
 //!   `truncate_to` zeroes what it cuts, so recovery can never mistake stale bytes for batches;
-//! - the file is never shrunk below `size` while mapped, so a read of a published slice can never
-//!   fault (no SIGBUS); a closed segment is trimmed to exactly `size`.
+//! - a file is never shrunk below any size it ever published, nor an index file truncated, while
+//!   a reader may map it, so a held slice can never fault (no SIGBUS): truncating the active
+//!   segment zeroes in place and its trim at close stops at the old end (`trim_floor`); cutting
+//!   a closed segment (a follower's truncation, or recovery) writes a new file with the kept
+//!   prefix and renames it over the old one, and recovery builds new indexes the same way, so
+//!   old mappings keep their inode and every byte of it. A closed segment is otherwise trimmed
+//!   to exactly `size`.
 //!
 //! Thread-safety: one writer (serialised by the owning `Log`) and any number of readers.
 
+use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::fault::{self, Operation};
 use crate::offset_index::OffsetIndex;
 use crate::producer_state::BatchIdentity;
 use crate::time_index::TimeIndex;
 use bytes::Bytes;
 use memmap2::MmapOptions;
 use std::fs::{self, File, OpenOptions};
-use std::io::IoSlice;
+use std::io::{IoSlice, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -80,6 +87,15 @@ pub struct Truncation {
     pub reason: String,
 }
 
+/// Why an append to a segment failed.
+pub(crate) enum AppendFailure {
+    /// Nothing of the append is left: the segment is as it was, and a later append may succeed.
+    Undone(StorageError),
+    /// The write failed and so did zeroing what it may have written (this is that error): bytes
+    /// past `size` may no longer be zero, and recovery could take them for batches.
+    Dirty(StorageError),
+}
+
 pub(crate) enum OpenMode {
     /// The segment was flushed (or closed cleanly): trust its length and check only its indexes.
     Trusted,
@@ -104,6 +120,10 @@ pub(crate) struct Segment {
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     created_ms: i64,
+    /// The file is never trimmed shorter than this when the segment is closed: the end of bytes
+    /// that readers may hold slices of though they are no longer below `size` (cut by a
+    /// truncation, or by recovery of a file an earlier open of the log served).
+    trim_floor: AtomicU64,
 }
 
 fn map_file(file: &File, path: &Path, length: u64) -> Result<Bytes> {
@@ -130,6 +150,50 @@ fn is_all_zero(bytes: &[u8]) -> bool {
         .all(|chunk| chunk == &ZEROS[..chunk.len()])
 }
 
+/// Overwrites bytes `from..to` of a segment's log file with zeros.
+fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    fault::check(Operation::Zero, path).map_err(StorageError::io("zero segment", path))?;
+    let mut position = from;
+    while position < to {
+        let length = (to - position).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..length], position)
+            .map_err(StorageError::io("zero segment", path))?;
+        position += length as u64;
+    }
+    Ok(())
+}
+
+/// Where a segment file is rebuilt before it is renamed over the original. The `.tmp` suffix
+/// makes the next open delete one that a crash left behind.
+fn replacement_path(directory: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    file_path(directory, base_offset, &format!("{suffix}.tmp"))
+}
+
+/// Replaces a segment's log file with a new file holding its first `length` bytes, made
+/// durable, and returns it open. Mappings of the old file keep its inode and every byte of it.
+fn replace_with_prefix(directory: &Path, base_offset: i64, length: u64) -> Result<File> {
+    let log_path = file_path(directory, base_offset, LOG_SUFFIX);
+    let temporary = replacement_path(directory, base_offset, LOG_SUFFIX);
+    let mut source = File::open(&log_path)
+        .map_err(StorageError::io("open segment", &log_path))?
+        .take(length);
+    let mut replacement = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)
+        .map_err(StorageError::io("create segment", &temporary))?;
+    std::io::copy(&mut source, &mut replacement)
+        .map_err(StorageError::io("copy segment", &temporary))?;
+    replacement
+        .sync_all()
+        .map_err(StorageError::io("fsync segment", &temporary))?;
+    fs::rename(&temporary, &log_path).map_err(StorageError::io("replace segment", &log_path))?;
+    checkpoint::sync_directory(directory)?;
+    Ok(replacement)
+}
+
 impl Segment {
     /// Creates an empty, writable segment with room for at least `minimum_capacity` bytes.
     pub(crate) fn create(
@@ -139,6 +203,36 @@ impl Segment {
         now_ms: i64,
         minimum_capacity: u64,
     ) -> Result<Segment> {
+        let created = Segment::create_files(directory, base_offset).and_then(|file| {
+            Segment::assemble(
+                directory,
+                base_offset,
+                file,
+                config,
+                true,
+                0,
+                now_ms,
+                minimum_capacity,
+                0,
+                0,
+            )
+        });
+        if created.is_err() {
+            // A stray empty segment above the log end would be taken for part of the log by the
+            // next open, and could overlap offsets appended to the old segment meanwhile.
+            for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let path = file_path(directory, base_offset, suffix);
+                if let Err(error) = fs::remove_file(&path)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(path = %path.display(), %error, "could not remove a segment file whose creation failed");
+                }
+            }
+        }
+        created
+    }
+
+    fn create_files(directory: &Path, base_offset: i64) -> Result<File> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         let file = OpenOptions::new()
             .read(true)
@@ -151,18 +245,9 @@ impl Segment {
             let path = file_path(directory, base_offset, suffix);
             File::create(&path).map_err(StorageError::io("create index", &path))?;
         }
-        Segment::assemble(
-            directory,
-            base_offset,
-            file,
-            config,
-            true,
-            0,
-            now_ms,
-            minimum_capacity,
-            0,
-            0,
-        )
+        fault::check(Operation::SegmentCreate, &log_path)
+            .map_err(StorageError::io("create segment", &log_path))?;
+        Ok(file)
     }
 
     /// Builds the in-memory segment around an open log file whose first `size` bytes are valid
@@ -182,7 +267,16 @@ impl Segment {
     ) -> Result<Segment> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         let capacity = if writable {
-            let capacity = config.segment_bytes.max(minimum_capacity).max(size);
+            // Never shorter than the file already is: an earlier open may still map it.
+            let file_length = file
+                .metadata()
+                .map_err(StorageError::io("stat segment", &log_path))?
+                .len();
+            let capacity = config
+                .segment_bytes
+                .max(minimum_capacity)
+                .max(size)
+                .max(file_length);
             file.set_len(capacity)
                 .map_err(StorageError::io("extend segment", &log_path))?;
             capacity
@@ -219,6 +313,7 @@ impl Segment {
             offset_index,
             time_index,
             created_ms,
+            trim_floor: AtomicU64::new(size),
         };
         // Learn the last offset, the largest timestamp and the index cadence from the batches
         // after the last offset index entry; everything before it is summarised by the indexes.
@@ -396,10 +491,12 @@ impl Segment {
     ) -> Result<(Segment, Option<Truncation>)> {
         let log_path = file_path(directory, base_offset, LOG_SUFFIX);
         // Start from empty indexes and a segment that believes it holds nothing, then re-append
-        // every batch that validates, as the original appends did.
+        // every batch that validates, as the original appends did. The indexes are built in new
+        // files renamed over the old ones afterwards: a reader of an earlier open of this log
+        // may still have the old ones mapped, and truncating them would fault its reads.
         for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = file_path(directory, base_offset, suffix);
-            File::create(&path).map_err(StorageError::io("reset index", &path))?;
+            let path = replacement_path(directory, base_offset, suffix);
+            File::create(&path).map_err(StorageError::io("create index", &path))?;
         }
         let scanner = Segment {
             base_offset,
@@ -417,18 +514,19 @@ impl Segment {
             bytes_since_index_entry: AtomicU64::new(0),
             index_interval_bytes: config.index_interval_bytes,
             offset_index: OffsetIndex::open(
-                &file_path(directory, base_offset, OFFSET_INDEX_SUFFIX),
+                &replacement_path(directory, base_offset, OFFSET_INDEX_SUFFIX),
                 base_offset,
                 0,
                 Some(config.segment_index_bytes),
             )?,
             time_index: TimeIndex::open(
-                &file_path(directory, base_offset, TIME_INDEX_SUFFIX),
+                &replacement_path(directory, base_offset, TIME_INDEX_SUFFIX),
                 base_offset,
                 0,
                 Some(config.segment_index_bytes),
             )?,
             created_ms: now_ms,
+            trim_floor: AtomicU64::new(0),
         };
 
         let mut position = 0u64;
@@ -499,14 +597,33 @@ impl Segment {
         let offset_entries = scanner.offset_index.file().len();
         let time_entries = scanner.time_index.file().len();
         drop(scanner);
-        // Cut the file at the last valid batch: this drops torn or stale bytes for good, so they
-        // cannot reappear after the next append. Nothing maps the file yet, so shrinking is safe.
-        if file_length != position {
-            file.set_len(position)
-                .map_err(StorageError::io("truncate segment", &log_path))?;
-            file.sync_all()
-                .map_err(StorageError::io("fsync segment", &log_path))?;
+        for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = file_path(directory, base_offset, suffix);
+            fs::rename(replacement_path(directory, base_offset, suffix), &path)
+                .map_err(StorageError::io("replace index", &path))?;
         }
+        // Drop torn or stale bytes for good, so they cannot reappear after the next append. The
+        // file is never shrunk in place: a reader of an earlier open of this log may still hold
+        // slices of it, which would fault (SIGBUS) past a shorter end.
+        let mut trim_floor = position;
+        let file = match &truncation {
+            Some(truncation) if writable => {
+                // The active segment keeps its length and zeroes the cut bytes, its invariant
+                // past `size` anyway; it is trimmed no shorter than before when it is closed.
+                let end = position + truncation.bytes_discarded;
+                zero_range(&file, &log_path, position, end)?;
+                file.sync_data()
+                    .map_err(StorageError::io("fsync segment", &log_path))?;
+                trim_floor = file_length;
+                file
+            }
+            // A closed segment is exactly as long as its batches; it gets a new, shorter file,
+            // and readers of the old one keep its inode and all of its bytes.
+            _ if !writable && file_length != position => {
+                replace_with_prefix(directory, base_offset, position)?
+            }
+            _ => file,
+        };
         let segment = Segment::assemble(
             directory,
             base_offset,
@@ -519,6 +636,7 @@ impl Segment {
             offset_entries,
             time_entries,
         )?;
+        segment.trim_floor.store(trim_floor, Ordering::Relaxed);
         if !writable {
             segment.trim_indexes()?;
         }
@@ -583,35 +701,43 @@ impl Segment {
         let within_size =
             size + bytes <= self.capacity && (size == 0 || size + bytes <= segment_bytes);
         let within_offsets = last_offset - self.base_offset <= i64::from(i32::MAX);
-        within_size
+        self.is_writable()
+            && within_size
             && within_offsets
             && !self.offset_index.file().is_full()
             && !self.time_index.file().is_full()
     }
 
     /// Writes prepared batches at the end of the segment and publishes them.
-    pub(crate) fn append(&self, batches: &[PreparedBatch]) -> Result<()> {
-        assert!(
-            self.is_writable(),
-            "append to a closed segment {}",
-            self.log_path.display()
-        );
+    pub(crate) fn append(&self, batches: &[PreparedBatch]) -> Result<(), AppendFailure> {
         let position = self.size();
         let total: u64 = batches
             .iter()
             .map(|prepared| prepared.batch.size_in_bytes() as u64)
             .sum();
-        assert!(
-            position + total <= self.capacity,
-            "caller rolls before a segment overflows"
-        );
+        // The log rolls before either could happen (`can_fit`); an error rather than a panic
+        // keeps a mistake there from poisoning the log's writer lock.
+        if !self.is_writable() || position + total > self.capacity {
+            return Err(AppendFailure::Undone(StorageError::Io {
+                operation: "append to segment",
+                path: self.log_path.clone(),
+                source: std::io::Error::other(format!(
+                    "{total} bytes do not fit (writable: {}, size {position}, capacity {})",
+                    self.is_writable(),
+                    self.capacity
+                )),
+            }));
+        }
         if let Err(error) = self.write_at(position, batches) {
             // Leave the invariant "zero beyond size" intact for recovery; on a full disk this
             // overwrite needs no new blocks for bytes that were written.
-            if let Err(zero_error) = self.zero(position, position + total) {
-                warn!(segment = %self.log_path.display(), %zero_error, "could not zero a failed append");
-            }
-            return Err(error);
+            return Err(match self.zero(position, position + total) {
+                Ok(()) => AppendFailure::Undone(error),
+                Err(zero_error) => {
+                    warn!(segment = %self.log_path.display(), %error, "an append failed and could not be undone");
+                    AppendFailure::Dirty(zero_error)
+                }
+            });
         }
         // Publish the bytes first, then index them, so an index entry never points past `size`.
         self.size.store(position + total, Ordering::Release);
@@ -646,6 +772,11 @@ impl Segment {
         }
         let mut remaining: &mut [IoSlice<'_>] = &mut slices;
         let mut offset = position;
+        if let Err(error) = fault::check(Operation::AppendWrite, &self.log_path) {
+            // Some bytes reach the file before the error, as on a disk that fills up mid-write.
+            let _ = self.file.write_all_at(&batches[0].header, position);
+            return Err(StorageError::io("write segment", &self.log_path)(error));
+        }
         // IOV_MAX is 1024 on Linux; write in chunks of at most that many slices.
         while !remaining.is_empty() {
             let chunk = remaining.len().min(1024);
@@ -670,15 +801,7 @@ impl Segment {
     }
 
     fn zero(&self, from: u64, to: u64) -> Result<()> {
-        let mut position = from;
-        while position < to {
-            let length = (to - position).min(ZEROS.len() as u64) as usize;
-            self.file
-                .write_all_at(&ZEROS[..length], position)
-                .map_err(StorageError::io("zero segment", &self.log_path))?;
-            position += length as u64;
-        }
-        Ok(())
+        zero_range(&self.file, &self.log_path, from, to)
     }
 
     /// Iterates over the headers of the batches stored between `from` and `limit`. Only for
@@ -788,18 +911,46 @@ impl Segment {
         None
     }
 
-    /// Drops every batch that holds `offset` or comes after it; returns the new next offset.
+    /// A closed segment cut before the batch that holds `offset`, as the new active segment.
+    /// The cut goes to a new file (see `replace_with_prefix`) rather than into this one: readers
+    /// may hold slices of any of it, and the new indexes are built beside the old ones too.
+    pub(crate) fn reopen_cut_at(
+        &self,
+        offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        let cut = self
+            .find_batch(offset)
+            .map_or(self.size(), |header| header.position);
+        replace_with_prefix(&self.directory, self.base_offset, cut)?;
+        let (segment, ..) = Segment::open(
+            &self.directory,
+            self.base_offset,
+            config,
+            OpenMode::Recover,
+            true,
+            now_ms,
+        )?;
+        Ok(segment)
+    }
+
+    /// Drops every batch of the active segment that holds `offset` or comes after it, zeroing
+    /// them in place; returns the new next offset.
     pub(crate) fn truncate_to(&self, offset: i64) -> Result<i64> {
-        assert!(
-            self.is_writable(),
-            "truncate a closed segment {}",
-            self.log_path.display()
-        );
+        if !self.is_writable() {
+            return Err(StorageError::Io {
+                operation: "truncate segment",
+                path: self.log_path.clone(),
+                source: std::io::Error::other("the segment is closed; it is cut by reopen_cut_at"),
+            });
+        }
         let old_size = self.size();
         let Some(first_dropped) = self.find_batch(offset) else {
             return Ok(self.next_offset());
         };
         let new_size = first_dropped.position;
+        self.trim_floor.fetch_max(old_size, Ordering::Relaxed);
         self.offset_index
             .truncate_to_offset(first_dropped.base_offset);
         self.time_index
@@ -827,8 +978,8 @@ impl Segment {
 
     /// fsyncs the log file and its indexes.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
+        fault::check(Operation::SegmentSync, &self.log_path)
+            .and_then(|()| self.file.sync_data())
             .map_err(StorageError::io("fsync segment", &self.log_path))?;
         self.offset_index.file().sync()?;
         self.time_index.file().sync()
@@ -839,11 +990,20 @@ impl Segment {
         self.time_index.file().trim()
     }
 
-    /// Makes the segment read-only on disk: the final time index entry and the file trimmed to
-    /// its size. It does not fsync (a roll must not stall appends on a segment's worth of dirty
-    /// pages); the log syncs rolled segments in `flush` or from its maintenance thread. The
-    /// in-memory map stays valid for the published bytes.
+    /// Takes no more appends, without touching the files: for an empty segment about to be
+    /// replaced, whose files go before the replacement exists.
+    pub(crate) fn retire(&self) {
+        self.writable.store(false, Ordering::Release);
+    }
+
+    /// Makes the segment read-only: no more appends, then on disk the final time index entry and
+    /// the files trimmed to their contents. The segment is sealed even when the disk work fails:
+    /// that only leaves a longer file, with a zero tail, that the next open repairs. It does not
+    /// fsync (a roll must not stall appends on a segment's worth of dirty pages); the log syncs
+    /// rolled segments in `flush` or from its maintenance thread. The in-memory map stays valid
+    /// for the published bytes.
     pub(crate) fn close_for_writes(&self) -> Result<()> {
+        self.writable.store(false, Ordering::Release);
         if !self.is_empty() && !self.time_index.file().is_full() {
             // So the time index alone knows the segment's largest timestamp after a restart.
             let last_offset = self
@@ -853,9 +1013,9 @@ impl Segment {
             self.time_index
                 .maybe_append(self.max_timestamp(), last_offset)?;
         }
-        self.writable.store(false, Ordering::Release);
+        let length = self.size().max(self.trim_floor.load(Ordering::Relaxed));
         self.file
-            .set_len(self.size())
+            .set_len(length)
             .map_err(StorageError::io("trim segment", &self.log_path))?;
         self.trim_indexes()
     }

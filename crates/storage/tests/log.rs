@@ -658,3 +658,51 @@ fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
     );
     assert_eq!(values(&read_all(&reopened, 5, 1 << 20)).len(), 5);
 }
+
+fn producer_batch(producer_id: i64, sequence: i32) -> bytes::Bytes {
+    let mut builder = strata_record::RecordBatchBuilder::new().producer(producer_id, 0, sequence);
+    builder.push(START_MS, None, Some(b"value"), &[]);
+    builder.build().into_bytes()
+}
+
+#[test]
+fn idle_producer_ids_expire_in_maintenance_and_the_least_recent_go_past_the_limit() {
+    let root = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let manager = strata_storage::LogManager::new(root.path(), clock.clone()).unwrap();
+    let config = LogConfig {
+        producer_id_expiration_ms: 60_000,
+        max_producer_ids: 3,
+        ..small_config()
+    };
+    let partition = strata_common::TopicPartition::new("idempotent", 0);
+    let (log, _) = manager.open_log(&partition, config).unwrap();
+    let out_of_order = |result: Result<_, StorageError>| {
+        matches!(result, Err(StorageError::OutOfOrderSequence { .. }))
+    };
+
+    log.append(producer_batch(1, 0), 0).unwrap();
+    assert!(out_of_order(log.append(producer_batch(1, 5), 0)));
+    clock.advance_ms(59_999);
+    manager.run_maintenance();
+    assert_eq!(log.producer_id_count(), 1, "not idle for long enough yet");
+    clock.advance_ms(1);
+    manager.run_maintenance();
+    assert_eq!(log.producer_id_count(), 0);
+    // Unknown after expiry, the producer resumes at any sequence (Kafka since KIP-360).
+    log.append(producer_batch(1, 5), 0).unwrap();
+
+    for producer_id in 10..13 {
+        clock.advance_ms(1);
+        log.append(producer_batch(producer_id, 0), 0).unwrap();
+    }
+    assert_eq!(log.producer_id_count(), 3, "producer 1 was the least recent");
+    log.append(producer_batch(1, 9), 0).unwrap();
+    assert_eq!(log.producer_id_count(), 3);
+    assert!(
+        out_of_order(log.append(producer_batch(12, 7), 0)),
+        "the most recent producers are remembered"
+    );
+    log.append(producer_batch(10, 7), 0).unwrap();
+    manager.close_all().unwrap();
+}
