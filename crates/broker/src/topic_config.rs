@@ -138,6 +138,8 @@ impl TopicConfig {
                 .map(|messages| messages as u64),
             flush_ms: parse_limit("flush.ms", &value("flush.ms"))?,
             message_timestamp_type,
+            // Broker-wide in Kafka (producer.id.expiration.ms), not topic configs.
+            ..LogConfig::default()
         };
         log.validate().map_err(|error| invalid(error.to_string()))?;
         Ok(TopicConfig {
