@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use strata_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, ShareConsumer, ShareConsumerConfig,
-    ShareRecord, TopicPartition,
+    ShareRecord, TopicDescription, TopicPartition,
 };
 
 use crate::Bootstrap;
@@ -92,6 +92,7 @@ async fn join_group(args: &ConsumeArgs, group: &str) -> Result<Consumer> {
     } else {
         AutoOffsetReset::Latest
     };
+    describe_topic(args).await?;
     let config = ConsumerConfig::builder()
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .group_id(group)
@@ -110,11 +111,7 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
     let partitions: Vec<TopicPartition> = match args.partition {
         Some(partition) => vec![TopicPartition::new(args.topic.as_str(), partition)],
         None => {
-            let admin = connect_admin(&args.bootstrap).await?;
-            let description = admin
-                .describe_topic(&args.topic)
-                .await
-                .with_context(|| format!("cannot consume topic '{}'", args.topic))?;
+            let description = describe_topic(args).await?;
             description
                 .partitions
                 .iter()
@@ -162,8 +159,19 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
     Ok(consumer)
 }
 
+/// The topic's description; fails, naming the topic, when it does not exist, rather than
+/// letting a group member wait for it forever.
+async fn describe_topic(args: &ConsumeArgs) -> Result<TopicDescription> {
+    let admin = connect_admin(&args.bootstrap).await?;
+    admin
+        .describe_topic(&args.topic)
+        .await
+        .with_context(|| format!("cannot consume topic '{}'", args.topic))
+}
+
 /// Joins a share group as a worker.
 async fn join_share_group(args: &ConsumeArgs, group: &str) -> Result<ShareConsumer> {
+    describe_topic(args).await?;
     let config = ShareConsumerConfig::new(group)
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .max_in_flight(args.max_messages.map_or(500, |max| max.min(500) as u32));
@@ -276,8 +284,11 @@ async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Re
     let mut last_record = Instant::now();
     let stdout = std::io::stdout();
     let mut output = Vec::new();
-    // Runs until --max-messages, --timeout-ms, Ctrl-C or a closed stdout; without the first two
-    // it tails the topic, which is the point of the command.
+    // Runs until --max-messages, --timeout-ms, SIGINT/SIGTERM or a closed stdout; without the
+    // first two it tails the topic, which is the point of the command. A signal ends it like the
+    // others: a group member commits what it printed and leaves its group.
+    let stop = crate::stop_requested();
+    tokio::pin!(stop);
     'consuming: loop {
         let wait = match idle_timeout {
             Some(timeout) => {
@@ -291,7 +302,7 @@ async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Re
         };
         let records = tokio::select! {
             polled = source.poll(wait) => polled.with_context(|| format!("cannot read topic '{}'", args.topic))?,
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut stop => break,
         };
         if records.is_empty() {
             continue;

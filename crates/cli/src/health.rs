@@ -16,11 +16,11 @@ use strata_client::{Admin, AdminConfig, ClusterDescription};
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The one node to check.
-    #[arg(long, default_value = crate::DEFAULT_BOOTSTRAP, value_name = "HOST:PORT")]
+    /// The node to check; with several, each of them is checked in turn.
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = crate::DEFAULT_BOOTSTRAP, value_name = "HOST:PORT[,HOST:PORT...]")]
     bootstrap: String,
-    /// The node's id, to check that the cluster lists it unfenced; without it the node is found
-    /// by its advertised address when that is the address given.
+    /// The node's id, to check that the cluster lists it unfenced (one node only); without it
+    /// the node is found by its advertised address when that is the address given.
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
     /// Give up after this long.
@@ -30,23 +30,32 @@ pub struct HealthArgs {
 
 pub async fn run(args: HealthArgs) -> Result<()> {
     crate::init_tracing_if_asked();
-    if args.bootstrap.contains(',') {
+    let addresses: Vec<&str> = args
+        .bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .collect();
+    if addresses.len() > 1 && args.node_id.is_some() {
         bail!(
-            "--bootstrap '{}' names more than one node; health checks one",
-            args.bootstrap
+            "--node-id names one node, but --bootstrap (or STRATA_BOOTSTRAP) '{}' names {}",
+            args.bootstrap,
+            addresses.len()
         );
     }
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let cluster = tokio::time::timeout(timeout, describe(&args.bootstrap, args.timeout_ms))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "node at {} did not answer within {} ms",
-                args.bootstrap,
-                args.timeout_ms
-            )
-        })??;
-    println!("ok: {}", verdict(&cluster, &args.bootstrap, args.node_id)?);
+    // Every node named must be healthy: the first that is not ends the check with its reason.
+    for address in addresses {
+        let timeout = Duration::from_millis(args.timeout_ms);
+        let cluster = tokio::time::timeout(timeout, describe(address, args.timeout_ms))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "node at {address} did not answer within {} ms",
+                    args.timeout_ms
+                )
+            })??;
+        println!("ok: {}", verdict(&cluster, address, args.node_id)?);
+    }
     Ok(())
 }
 

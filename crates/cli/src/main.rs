@@ -115,7 +115,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Everything a command must finish it awaits inside `run`. What may be left is a blocking
+    // read of stdin (a producer stopped by a signal while its input is still open), which
+    // would hold a normal runtime shutdown until the input closed.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));

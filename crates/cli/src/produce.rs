@@ -21,9 +21,16 @@ pub struct ProduceArgs {
     /// Send every record to this partition instead of choosing by key.
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
     partition: Option<i32>,
+    /// Give up on a record not acknowledged this long after it was read (Kafka's
+    /// delivery.timeout.ms); meanwhile each retry is reported on stderr with its cause.
+    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
+    timeout_ms: u64,
     #[command(flatten)]
     bootstrap: Bootstrap,
 }
+
+/// How long a record waits for others to share its batch: stdin usually comes in bursts.
+const LINGER_MS: u64 = 5;
 
 pub fn parse_acks(text: &str) -> Result<Acks, String> {
     text.parse::<Acks>()
@@ -57,6 +64,10 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         // Idempotence needs acks=all; asking for 1 or 0 is asking for less.
         .enable_idempotence(args.acks == Acks::All)
         .connect_timeout_ms(5_000)
+        .linger_ms(LINGER_MS)
+        // A record's whole life must fit its delivery timeout, lingering included.
+        .request_timeout_ms((args.timeout_ms - LINGER_MS).min(30_000))
+        .delivery_timeout_ms(args.timeout_ms)
         .build()?;
     let producer = Producer::connect(config)
         .await
@@ -66,8 +77,20 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
     let mut deliveries: Vec<DeliveryFuture> = Vec::new();
     let mut line_number = 0u64;
     let mut failure: Option<anyhow::Error> = None;
-    // Ends at end of input; each line is read once.
-    while let Some(line) = lines.next_line().await.context("cannot read stdin")? {
+    let stop = crate::stop_requested();
+    tokio::pin!(stop);
+    let mut stopped_by_signal = false;
+    // Ends at end of input or on SIGINT/SIGTERM; each line is read once. What was read before a
+    // signal is still delivered and counted.
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => line.context("cannot read stdin")?,
+            () = &mut stop => {
+                stopped_by_signal = true;
+                None
+            }
+        };
+        let Some(line) = line else { break };
         line_number += 1;
         let line = line.strip_suffix('\r').unwrap_or(&line);
         let Some((key, value)) = split_line(line, args.key_separator.as_deref()) else {
@@ -124,6 +147,9 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         return Err(failure.context(format!(
             "acknowledged {acknowledged} records before stopping"
         )));
+    }
+    if stopped_by_signal {
+        eprintln!("stopped by a signal after reading {sent} records");
     }
     println!(
         "acknowledged {acknowledged} record{}",

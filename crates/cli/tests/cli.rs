@@ -41,6 +41,22 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     })
 }
 
+/// Waits for `child` to exit on its own, killing it if it is still running after `timeout`.
+fn wait_for_exit(child: &mut Child, what: &str, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            child.kill()?;
+            child.wait()?;
+            bail!("{what} did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `command` with `stdin` as its input, killing it if it is still running at the deadline.
 fn run(mut command: Command, stdin: &str, timeout: Duration) -> Result<Output> {
     let mut child = command
@@ -56,18 +72,7 @@ fn run(mut command: Command, stdin: &str, timeout: Duration) -> Result<Output> {
     }
     let stdout = drain(child.stdout.take().context("stdout is piped")?);
     let stderr = drain(child.stderr.take().context("stderr is piped")?);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            child.wait()?;
-            bail!("{command:?} did not finish within {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for_exit(&mut child, &format!("{command:?}"), timeout)?;
     let stdout = stdout
         .join()
         .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
@@ -987,5 +992,180 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
         );
     }
     drop(server);
+    Ok(())
+}
+
+/// Sends SIGTERM, what docker, systemd and Kubernetes send, to `child`.
+fn terminate(child: &Child) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .context("running kill")?;
+    ensure!(status.success(), "kill -TERM failed: {status}");
+    Ok(())
+}
+
+#[test]
+fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let server = start_server(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+        &[],
+    )?;
+    let bootstrap = server.address.as_str();
+    let created = run_args(&[
+        "topic",
+        "create",
+        "signalled",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(created.status.success(), "{}", created.stderr);
+    let produced = run(
+        strata(&["produce", "signalled", "--bootstrap", bootstrap]),
+        "a\nb\nc\n",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(produced.status.success(), "{}", produced.stderr);
+
+    // A group member tails the topic; once it printed everything, SIGTERM stops it.
+    let mut consumer = strata(&[
+        "consume",
+        "signalled",
+        "--group",
+        "terminated",
+        "--from-beginning",
+        "--bootstrap",
+        bootstrap,
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
+    let stdout = consumer.stdout.take().context("stdout is piped")?;
+    let stderr = drain(consumer.stderr.take().context("stderr is piped")?);
+    let (lines_sink, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_sink.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    for expected in ["a", "b", "c"] {
+        let line = lines
+            .recv_timeout(COMMAND_TIMEOUT)
+            .context("the group member prints every record")?;
+        ensure!(line == expected, "{line:?}");
+    }
+    terminate(&consumer)?;
+    let status = wait_for_exit(&mut consumer, "the terminated consumer", COMMAND_TIMEOUT)?;
+    let stderr = stderr
+        .join()
+        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    ensure!(status.success(), "{status}: {stderr}");
+    ensure!(stderr.contains("consumed 3 records"), "{stderr}");
+    // It committed and left its group, so the group can be reset at once instead of after its
+    // session timeout.
+    let reset = run_args(&[
+        "group",
+        "reset-offsets",
+        "terminated",
+        "--topic",
+        "signalled",
+        "--to-earliest",
+        "--execute",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        reset.status.success(),
+        "the member did not leave: {}",
+        reset.stderr
+    );
+
+    // A producer whose input is still open: SIGTERM delivers what it read and says so.
+    let mut producer = strata(&["produce", "signalled", "--bootstrap", bootstrap])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = producer.stdin.take().context("stdin is piped")?;
+    input.write_all(b"d\ne\n")?;
+    input.flush()?;
+    let producer_stdout = drain(producer.stdout.take().context("stdout is piped")?);
+    let producer_stderr = drain(producer.stderr.take().context("stderr is piped")?);
+    // Both records are in the log once a reader from offset 3 finds two.
+    let arrived = run_args(&[
+        "consume",
+        "signalled",
+        "--partition",
+        "0",
+        "--offset",
+        "3",
+        "--max-messages",
+        "2",
+        "--timeout-ms",
+        "20000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        arrived.stdout == "d\ne\n",
+        "{:?} {}",
+        arrived.stdout,
+        arrived.stderr
+    );
+    terminate(&producer)?;
+    let status = wait_for_exit(&mut producer, "the terminated producer", COMMAND_TIMEOUT)?;
+    drop(input);
+    let stdout = producer_stdout
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
+    let stderr = producer_stderr
+        .join()
+        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    ensure!(status.success(), "{status}: {stderr}");
+    ensure!(stdout.trim() == "acknowledged 2 records", "{stdout:?}");
+    ensure!(
+        stderr.contains("stopped by a signal after reading 2 records"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn group_consumers_of_a_missing_topic_are_told_so() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let server = start_server(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+        &[],
+    )?;
+    for group_flag in ["--group", "--share-group"] {
+        let output = run_args(&[
+            "consume",
+            "nowhere",
+            group_flag,
+            "g",
+            "--bootstrap",
+            &server.address,
+        ])?;
+        let line = single_error_line(&output)?;
+        ensure!(
+            line.contains("cannot consume topic 'nowhere'")
+                && line.contains("UNKNOWN_TOPIC_OR_PARTITION"),
+            "{group_flag}: {line}"
+        );
+    }
     Ok(())
 }

@@ -24,7 +24,20 @@ fn free_address() -> String {
 
 /// Runs `strata health ARGS`; returns whether it exited 0, its stdout and its stderr.
 fn health(arguments: &[&str]) -> (bool, String, String) {
-    let mut child = Command::new(STRATA)
+    health_with_bootstrap_env(None, arguments)
+}
+
+/// `strata health ARGS` with `STRATA_BOOTSTRAP` set to `bootstrap` (or unset).
+fn health_with_bootstrap_env(
+    bootstrap: Option<&str>,
+    arguments: &[&str],
+) -> (bool, String, String) {
+    let mut command = Command::new(STRATA);
+    match bootstrap {
+        Some(bootstrap) => command.env("STRATA_BOOTSTRAP", bootstrap),
+        None => command.env_remove("STRATA_BOOTSTRAP"),
+    };
+    let mut child = command
         .arg("health")
         .args(arguments)
         .env_remove("RUST_LOG")
@@ -84,6 +97,29 @@ fn a_serving_node_is_healthy_and_a_wrong_node_id_is_not() {
     let (healthy, stdout, _) = health(&["--bootstrap", &address, "--node-id", "1"]);
     assert!(healthy && stdout.starts_with("ok: node 1 "), "{stdout}");
 
+    // STRATA_BOOTSTRAP names the node as it does for every other command.
+    let (healthy, stdout, stderr) = health_with_bootstrap_env(Some(&address), &[]);
+    assert!(healthy, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("ok: node 1 at {address} ")),
+        "{stdout}"
+    );
+    // A list is checked node by node, and one that is down fails the check.
+    let down = free_address();
+    let (healthy, stdout, stderr) = health_with_bootstrap_env(
+        Some(&format!("{address},{down}")),
+        &["--timeout-ms", "2000"],
+    );
+    assert!(!healthy);
+    assert!(
+        stdout.starts_with(&format!("ok: node 1 at {address} ")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.starts_with(&format!("error: node at {down} is not serving")),
+        "{stderr}"
+    );
+
     let (healthy, _, stderr) = health(&["--bootstrap", &address, "--node-id", "7"]);
     assert!(!healthy);
     assert_eq!(
@@ -104,7 +140,12 @@ fn nothing_listening_is_unhealthy_with_one_clear_error_line() {
     );
     assert!(stderr.contains("refused"), "{stderr}");
 
-    let (healthy, _, stderr) = health(&["--bootstrap", "127.0.0.1:7070,127.0.0.1:7071"]);
+    let (healthy, _, stderr) = health(&[
+        "--bootstrap",
+        "127.0.0.1:7070,127.0.0.1:7071",
+        "--node-id",
+        "1",
+    ]);
     assert!(!healthy);
-    assert!(stderr.contains("names more than one node"), "{stderr}");
+    assert!(stderr.contains("--node-id names one node"), "{stderr}");
 }

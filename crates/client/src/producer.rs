@@ -671,9 +671,14 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             let mut state = lock(&shared.state);
             let expired = state.accumulator.expire(now, config.delivery_timeout());
             for batch in expired {
+                let last_error = batch
+                    .last_error
+                    .as_deref()
+                    .map(|error| format!("; the last attempt failed with {error}"))
+                    .unwrap_or_default();
                 let error = Error::timeout(
                     format!(
-                        "delivering {} records to {} ({} attempts)",
+                        "delivering {} records to {} ({} attempts{last_error})",
                         batch.record_count(),
                         batch.topic_partition,
                         batch.attempts
@@ -950,7 +955,11 @@ impl ProducerShared {
                         config.retry_backoff_max(),
                         failures,
                     );
-                    tracing::debug!(%topic_partition, %error, attempts = batch.attempts, ?delay, "retrying batch");
+                    // Kafka's producer warns on every retry: a retry means the cluster is not
+                    // taking writes as asked, which whoever runs the producer wants to see.
+                    tracing::warn!(%topic_partition, %error, attempts = batch.attempts, ?delay, "retrying batch");
+                    let mut batch = batch;
+                    batch.last_error = Some(error.to_string());
                     state.accumulator.reenqueue(batch, now + delay);
                 }
                 Err(error) => {

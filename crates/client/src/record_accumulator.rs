@@ -108,6 +108,8 @@ pub(crate) struct ProducerBatch<C> {
     pub created: Instant,
     /// How many times the batch has been sent.
     pub attempts: u32,
+    /// Why the last attempt failed, so a batch that runs out of time says what kept failing.
+    pub last_error: Option<String>,
     retry_not_before: Option<Instant>,
     /// Buffer memory held by the batch, returned when it completes.
     pub reserved_bytes: usize,
@@ -432,6 +434,7 @@ impl<C> RecordAccumulator<C> {
                 completions: Vec::new(),
                 created: now(),
                 attempts: 0,
+                last_error: None,
                 retry_not_before: None,
                 reserved_bytes: 0,
                 sequence: None,

@@ -971,6 +971,40 @@ async fn retriable_errors_are_retried_without_reordering() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_batch_that_runs_out_of_time_names_the_error_it_kept_getting() -> Result<()> {
+    let fake = start_fake().await?;
+    fake.create("starved", 1);
+    let tp = TopicPartition::new("starved", 0);
+    {
+        // More refusals than the delivery timeout leaves room to retry.
+        let mut state = fake.state();
+        for _ in 0..1_000 {
+            state
+                .produce_faults
+                .push_back((tp.clone(), ErrorCode::NotEnoughReplicas));
+        }
+    }
+    let config = producer_config(&fake)
+        .linger_ms(0)
+        .request_timeout_ms(200)
+        .delivery_timeout_ms(500)
+        .build()?;
+    let producer = Producer::connect(config).await?;
+    let delivery = producer
+        .send(ProducerRecord::new("starved", "v").partition(0))
+        .await?;
+    let error = tokio::time::timeout(STEP_TIMEOUT, delivery)
+        .await?
+        .expect_err("no replica ever took the record");
+    let message = error.to_string();
+    assert!(message.contains("timed out"), "{message}");
+    assert!(message.contains("NOT_ENOUGH_REPLICAS"), "{message}");
+    assert!(fake.values("starved", 0).is_empty());
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn batches_in_flight_behind_a_failed_one_are_retried_after_it_in_order() -> Result<()> {
     let fake = start_fake().await?;
     fake.create("pipelined", 1);
