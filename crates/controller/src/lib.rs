@@ -35,6 +35,8 @@
 mod broker_liveness;
 mod controller;
 mod error;
+#[cfg(test)]
+mod golden_files;
 mod grpc_service;
 mod log_store;
 mod metadata_command;
