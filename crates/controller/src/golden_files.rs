@@ -9,10 +9,16 @@
 //! log index 9, the log purged up to it, and a segment holding a blank entry, a membership
 //! entry and one entry of every [`MetadataCommand`] variant.
 //!
-//! Regenerate only for a new format: `STRATA_WRITE_GOLDEN=1 cargo test -p strata-controller
-//! golden_files` writes the fixture afresh.
+//! - `golden/v1/`: what this build writes (format version 1, see `file_format`).
+//! - `golden/unversioned/`: the same directory as builds wrote it before files carried a format
+//!   version; deployed clusters hold such files, and they read as version 1. Never regenerated.
+//!
+//! A change that breaks these tests needs a new format version that still reads the old ones,
+//! not regenerated files. Regenerate only for a new format version: `STRATA_WRITE_GOLDEN=1
+//! cargo test -p strata-controller golden_files` writes the fixture this build writes afresh.
 
-use crate::log_store::LogStore;
+use crate::error::ControllerError;
+use crate::log_store::{LogStore, encode_frame};
 use crate::metadata_command::MetadataCommand;
 use crate::metadata_state::{
     BrokerRegistration, MetadataState, NO_LEADER, PartitionMetadata, TopicMetadata,
@@ -27,9 +33,12 @@ use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use strata_common::TopicPartition;
+use strata_storage::checkpoint;
 
 /// The fixture this build writes.
-const WRITTEN_FORMAT: &str = "unversioned";
+const WRITTEN_FORMAT: &str = "v1";
+/// The fixture of builds from before format versions.
+const UNVERSIONED_FORMAT: &str = "unversioned";
 const NODE_ID: i32 = 1;
 const CLUSTER_ID: &str = "golden-cluster";
 
@@ -162,16 +171,15 @@ fn state() -> MetadataState {
         fenced,
         last_heartbeat_ms: 1_699_999_990_000 + i64::from(broker_id),
     };
-    let partition = |partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32| {
-        PartitionMetadata {
+    let partition =
+        |partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32| PartitionMetadata {
             partition,
             replicas,
             isr,
             leader,
             leader_epoch: 4,
             partition_epoch: 7,
-        }
-    };
+        };
     MetadataState {
         cluster_id: CLUSTER_ID.to_string(),
         metadata_offset: 8,
@@ -245,7 +253,11 @@ async fn assert_fixture_reads_as_golden_values(format: &str) {
     copy_fixture(format, directory.path());
 
     let identity = NodeIdentity::load_or_create(directory.path(), NODE_ID).expect("identity");
-    assert_eq!(identity.cluster_id(), Some(CLUSTER_ID), "{format}: identity");
+    assert_eq!(
+        identity.cluster_id(),
+        Some(CLUSTER_ID),
+        "{format}: identity"
+    );
 
     let mut log = LogStore::open(directory.path()).expect("open log");
     assert_eq!(
@@ -254,8 +266,16 @@ async fn assert_fixture_reads_as_golden_values(format: &str) {
         "{format}: log entries"
     );
     let log_state = log.get_log_state().await.expect("log state");
-    assert_eq!(log_state.last_purged_log_id, Some(purged()), "{format}: purged");
-    assert_eq!(log.read_vote().await.expect("vote"), Some(vote()), "{format}");
+    assert_eq!(
+        log_state.last_purged_log_id,
+        Some(purged()),
+        "{format}: purged"
+    );
+    assert_eq!(
+        log.read_vote().await.expect("vote"),
+        Some(vote()),
+        "{format}"
+    );
     assert_eq!(
         log.read_committed().await.expect("committed"),
         committed(),
@@ -298,4 +318,84 @@ async fn the_golden_values_encode_to_exactly_the_golden_bytes() {
 #[tokio::test]
 async fn the_golden_files_decode_to_exactly_the_golden_values() {
     assert_fixture_reads_as_golden_values(WRITTEN_FORMAT).await;
+}
+
+#[tokio::test]
+async fn a_directory_from_before_format_versions_still_reads() {
+    assert_fixture_reads_as_golden_values(UNVERSIONED_FORMAT).await;
+}
+
+/// Expects `opened` to refuse `path` for holding format version 2; returns the message.
+fn assert_refused_as_version_2<T>(opened: Result<T, ControllerError>, path: &Path) -> String {
+    match opened {
+        Err(ControllerError::DataDirectoryMismatch(message)) => {
+            assert!(
+                message.starts_with(&path.display().to_string())
+                    && message.contains("format version 2 is not supported")
+                    && message.contains("reads versions 1 to 1"),
+                "{message}"
+            );
+            message
+        }
+        Err(other) => panic!(
+            "{}: expected a version refusal, got {other}",
+            path.display()
+        ),
+        Ok(_) => panic!("{} holds version 2 and must not open", path.display()),
+    }
+}
+
+#[tokio::test]
+async fn every_file_of_an_unknown_format_version_is_refused_by_name() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    copy_fixture(WRITTEN_FORMAT, directory.path());
+    let path = |file: &str| directory.path().join(file);
+
+    checkpoint::write(
+        &path("identity"),
+        br#"{"format_version":2,"node_id":1,"cluster_id":null}"#,
+    )
+    .expect("write identity");
+    assert_refused_as_version_2(
+        NodeIdentity::load_or_create(directory.path(), NODE_ID),
+        &path("identity"),
+    );
+
+    // Each of the log store's files in turn, the earlier ones put back in the fixture's shape.
+    let segment = path("log/00000000000000000010.log");
+    let mut frame = Vec::new();
+    encode_frame(
+        &mut frame,
+        br#"{"version":2,"entry":{"a":"shape from the future"}}"#,
+    );
+    fs::write(&segment, &frame).expect("write segment");
+    let message = assert_refused_as_version_2(LogStore::open(directory.path()), &segment);
+    assert!(
+        message.contains("the frame at byte 0: format version 2"),
+        "{message}"
+    );
+    copy_fixture(WRITTEN_FORMAT, directory.path());
+    for (file, kind) in [("vote", "vote"), ("log/purged", "purged")] {
+        let future = format!(r#"{{"version":2,"{kind}":{{}}}}"#);
+        checkpoint::write(&path(file), future.as_bytes()).expect("write");
+        assert_refused_as_version_2(LogStore::open(directory.path()), &path(file));
+        copy_fixture(WRITTEN_FORMAT, directory.path());
+    }
+
+    checkpoint::write(&path("snapshot"), br#"{"version":2,"snapshot":{}}"#)
+        .expect("write snapshot");
+    assert_refused_as_version_2(StateMachineStore::open(directory.path()), &path("snapshot"));
+}
+
+#[tokio::test]
+async fn a_committed_hint_of_an_unknown_version_only_loses_the_head_start() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    copy_fixture(WRITTEN_FORMAT, directory.path());
+    let payload = br#"{"version":2,"committed":{}}"#;
+    let mut bytes = crc32fast::hash(payload).to_be_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    fs::write(directory.path().join("committed"), bytes).expect("write committed");
+    let mut log = LogStore::open(directory.path()).expect("open");
+    assert_eq!(log.read_committed().await.expect("committed"), None);
+    assert_eq!(log.read_vote().await.expect("vote"), Some(vote()));
 }
