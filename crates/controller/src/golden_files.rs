@@ -399,3 +399,32 @@ async fn a_committed_hint_of_an_unknown_version_only_loses_the_head_start() {
     assert_eq!(log.read_committed().await.expect("committed"), None);
     assert_eq!(log.read_vote().await.expect("vote"), Some(vote()));
 }
+
+#[test]
+fn the_version_is_the_only_difference_from_before() {
+    for (file, kind) in [
+        ("vote", "vote"),
+        ("log/purged", "purged"),
+        ("snapshot", "snapshot"),
+    ] {
+        let payload = |format: &str| {
+            let bytes = checkpoint::read(&fixture(format).join(file))
+                .expect("read")
+                .expect("present");
+            String::from_utf8(bytes).expect("JSON")
+        };
+        assert_eq!(
+            payload(WRITTEN_FORMAT),
+            format!(
+                r#"{{"version":1,"{kind}":{}}}"#,
+                payload(UNVERSIONED_FORMAT)
+            ),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        fs::read(fixture(WRITTEN_FORMAT).join("identity")).expect("read"),
+        fs::read(fixture(UNVERSIONED_FORMAT).join("identity")).expect("read"),
+        "the identity has always carried its version"
+    );
+}
