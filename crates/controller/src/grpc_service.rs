@@ -3,6 +3,23 @@
 //! It hands Raft messages to the local openraft node and proposes forwarded commands when this
 //! node leads. Errors become `tonic::Status` in exactly one place, [`status`]; Raft's own errors
 //! travel back inside the reply payload, where the sender's openraft expects them.
+//!
+//! Mixed-version clusters. The payloads (openraft's `AppendEntries`, `Vote` and
+//! `InstallSnapshot` messages and replies, forwarded `MetadataCommand`s and their outcomes) are
+//! serde JSON with no format version: they are never stored, so the durable format versions of
+//! `file_format` do not apply to them, and each node writes what it receives in its own format.
+//! During a rolling upgrade voters on two builds exchange them, which works as long as both
+//! builds spell every message the same way:
+//! - the durable format versions left these payloads byte for byte as before (snapshot chunks
+//!   stay the bare `MetadataState`), so upgrading to or past that change is plain restarts;
+//! - a new optional field (`#[serde(default)]`) is safe both ways: an older build ignores fields
+//!   it does not know;
+//! - a new `MetadataCommand` variant, or a renamed or retyped field, is not: an older voter
+//!   cannot decode an `AppendEntries` batch holding it, answers `invalid_argument`, and the
+//!   leader's openraft retries that voter without end. The voter stops advancing (it applies
+//!   nothing wrong), and once a majority cannot decode, nothing commits. Such a change must
+//!   therefore not be proposed until every voter runs a build that reads it, which needs a
+//!   cluster-wide feature level (Kafka's `metadata.version`) that Strata does not have yet.
 
 use crate::error::ControllerError;
 use crate::metadata_command::MetadataCommand;

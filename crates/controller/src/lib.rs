@@ -23,18 +23,24 @@
 //! | file | content |
 //! |---|---|
 //! | `identity` | node id, cluster id, format version (checkpoint, JSON) |
-//! | `vote` | the Raft vote (checkpoint, JSON), fsynced before it counts |
-//! | `committed` | the last committed log id, a hint (CRC-32 + JSON, not fsynced) |
-//! | `log/{first_index:020}.log` | Raft log entries as checksummed frames |
-//! | `log/purged` | the last purged log id (checkpoint, JSON) |
-//! | `snapshot` | the last snapshot: Raft metadata and `MetadataState` (checkpoint, JSON) |
+//! | `vote` | the Raft vote (checkpoint, versioned JSON), fsynced before it counts |
+//! | `committed` | the last committed log id, a hint (CRC-32 + versioned JSON, not fsynced) |
+//! | `log/{first_index:020}.log` | Raft log entries as checksummed frames of versioned JSON |
+//! | `log/purged` | the last purged log id (checkpoint, versioned JSON) |
+//! | `snapshot` | the last snapshot: Raft metadata and `MetadataState` (checkpoint, versioned JSON) |
 //!
 //! A checkpoint is `strata_storage::checkpoint`'s format: written whole, checksummed, fsynced and
-//! renamed into place.
+//! renamed into place. Versioned JSON is `{"version":1,"<kind>":<value>}`; the format version
+//! says what the value's fields mean, a value from before versions (bare) reads as version 1,
+//! and an unknown version is refused naming the file (`file_format`). The bytes of a whole
+//! directory are checked in under `tests/golden/`.
 
 mod broker_liveness;
 mod controller;
 mod error;
+mod file_format;
+#[cfg(test)]
+mod golden_files;
 mod grpc_service;
 mod log_store;
 mod metadata_command;

@@ -5,15 +5,25 @@
 //! | file | content |
 //! |---|---|
 //! | `log/{first_index:020}.log` | log entries, back to back, as frames (below) |
-//! | `log/purged` | the last purged log id (a `strata_storage::checkpoint`, JSON) |
-//! | `vote` | the last saved vote (checkpoint, JSON), fsynced before `save_vote` returns |
-//! | `committed` | the last committed log id: CRC-32 then JSON, replaced by rename, not fsynced |
+//! | `log/purged` | the last purged log id (a `strata_storage::checkpoint`, versioned JSON) |
+//! | `vote` | the last saved vote (checkpoint, versioned JSON), fsynced before `save_vote` returns |
+//! | `committed` | the last committed log id: CRC-32 then versioned JSON, replaced by rename, not fsynced |
 //!
 //! A frame is `payload_length u32, length_crc u32, payload_crc u32, payload`, big-endian, with
 //! CRC-32s (IEEE, `crc32fast`) of the length bytes and of the payload, and the payload is one
-//! openraft entry as JSON. The length has its own checksum so that a damaged length is recognised
-//! as damage instead of looking like a frame cut short by a crash. Entry `i` of segment `b` has log index `b + i`: the file name and the position give the
-//! index, and the entry's own log id must agree.
+//! openraft entry as versioned JSON, `{"version":1,"entry":{"log_id":...,"payload":...}}`. The
+//! length has its own checksum so that a damaged length is recognised as damage instead of
+//! looking like a frame cut short by a crash. Entry `i` of segment `b` has log index `b + i`: the
+//! file name and the position give the index, and the entry's own log id must agree.
+//!
+//! Format versions (`file_format`): each frame carries its own, not the segment, because a
+//! segment written across an upgrade holds frames of both builds — bare entries from before
+//! versions, which read as version 1, followed by versioned ones. A frame of an unknown version
+//! has a valid checksum, so it is not a torn tail: opening fails with
+//! `ControllerError::DataDirectoryMismatch` naming the segment, the frame's byte position, the
+//! version found and the versions supported. The vote, purge point and committed hint are
+//! versioned the same way; an unknown version in the committed hint only makes it read as
+//! absent, like any other unreadable hint.
 //!
 //! Crash behaviour: `append` writes whole batches and fsyncs before acknowledging, so after a
 //! crash only the end of the last segment can be torn. Opening truncates a torn tail (a frame
@@ -32,6 +42,7 @@
 //! in-memory copy of the unpurged entries, which is small because snapshots let the log be purged.
 
 use crate::error::ControllerError;
+use crate::file_format;
 use crate::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
@@ -53,6 +64,11 @@ const LOG_DIRECTORY: &str = "log";
 const PURGED_FILE: &str = "purged";
 const VOTE_FILE: &str = "vote";
 const COMMITTED_FILE: &str = "committed";
+/// What each file's value is called next to its format version (see `file_format`).
+const ENTRY_KIND: &str = "entry";
+const VOTE_KIND: &str = "vote";
+const PURGED_KIND: &str = "purged";
+const COMMITTED_KIND: &str = "committed";
 
 fn storage_error(
     subject: ErrorSubject<u64>,
@@ -77,7 +93,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|error| ControllerError::Raft(format!("log store task failed: {error}")))?
 }
 
-fn encode_frame(buffer: &mut Vec<u8>, payload: &[u8]) {
+pub(crate) fn encode_frame(buffer: &mut Vec<u8>, payload: &[u8]) {
     assert!(
         payload.len() <= FRAME_PAYLOAD_MAX,
         "log entry of {} bytes",
@@ -186,10 +202,12 @@ fn scan_segment(
                 "checksum mismatch in the frame at byte {offset}, with data after it"
             )));
         }
-        let entry: Entry = serde_json::from_slice(payload).map_err(|error| {
-            corrupt(format!(
-                "frame at byte {offset} is not a log entry: {error}"
-            ))
+        let entry: Entry = file_format::decode(ENTRY_KIND, payload).map_err(|error| {
+            error.at(
+                path,
+                &format!("the frame at byte {offset}: "),
+                "a log entry",
+            )
         })?;
         let expected = base_index + entries.len() as u64;
         if entry.log_id.index != expected {
@@ -522,8 +540,13 @@ impl LogStore {
         let log_directory = directory.join(LOG_DIRECTORY);
         fs::create_dir_all(&log_directory)
             .map_err(ControllerError::io("create", &log_directory))?;
-        let purged = read_json_checkpoint::<LogId>(&log_directory.join(PURGED_FILE))?;
-        let vote = read_json_checkpoint::<Vote>(&directory.join(VOTE_FILE))?;
+        let purged = read_versioned_checkpoint::<LogId>(
+            &log_directory.join(PURGED_FILE),
+            PURGED_KIND,
+            "a purged log id",
+        )?;
+        let vote =
+            read_versioned_checkpoint::<Vote>(&directory.join(VOTE_FILE), VOTE_KIND, "a vote")?;
         let committed = read_committed(&directory.join(COMMITTED_FILE));
         let (files, entries) =
             SegmentFiles::open(&log_directory, purged.as_ref(), segment_bytes_max)?;
@@ -571,19 +594,16 @@ impl LogStore {
     }
 }
 
-fn read_json_checkpoint<T: serde::de::DeserializeOwned>(
+fn read_versioned_checkpoint<T: serde::de::DeserializeOwned>(
     path: &Path,
+    kind: &str,
+    what: &str,
 ) -> Result<Option<T>, ControllerError> {
     match checkpoint::read(path)? {
         None => Ok(None),
-        Some(payload) => {
-            serde_json::from_slice(&payload)
-                .map(Some)
-                .map_err(|error| ControllerError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: format!("not valid JSON: {error}"),
-                })
-        }
+        Some(payload) => file_format::decode(kind, &payload)
+            .map(Some)
+            .map_err(|error| error.at(path, "", what)),
     }
 }
 
@@ -597,12 +617,17 @@ fn read_committed(path: &Path) -> Option<LogId> {
         tracing::warn!(path = %path.display(), "ignoring a torn committed-index hint");
         return None;
     }
-    serde_json::from_slice(payload).ok()
+    // Even a version this build does not know only costs the head start, so it is not fatal.
+    file_format::decode(COMMITTED_KIND, payload)
+        .inspect_err(|error| {
+            tracing::warn!(path = %path.display(), %error, "ignoring the committed-index hint");
+        })
+        .ok()
 }
 
 fn write_committed(path: &Path, committed: &Option<LogId>) -> Result<(), ControllerError> {
-    let payload =
-        serde_json::to_vec(committed).map_err(|error| ControllerError::Raft(error.to_string()))?;
+    let payload = file_format::encode(COMMITTED_KIND, committed)
+        .map_err(|error| ControllerError::Raft(error.to_string()))?;
     let mut bytes = crc32fast::hash(&payload).to_be_bytes().to_vec();
     bytes.extend_from_slice(&payload);
     let temporary = path.with_extension("tmp");
@@ -653,7 +678,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let path = self.directory.join(VOTE_FILE);
-        let payload = serde_json::to_vec(vote)
+        let payload = file_format::encode(VOTE_KIND, vote)
             .map_err(|error| StorageIOError::write_vote(AnyError::new(&error)))?;
         blocking(move || checkpoint::write(&path, &payload).map_err(ControllerError::from))
             .await
@@ -713,7 +738,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
                 return Err(storage_error(ErrorSubject::Logs, ErrorVerb::Write, &error));
             }
-            let payload = serde_json::to_vec(entry).map_err(|error| {
+            let payload = file_format::encode(ENTRY_KIND, entry).map_err(|error| {
                 StorageIOError::write_log_entry(entry.log_id, AnyError::new(&error))
             })?;
             frames.push((entry.log_id.index, payload));
@@ -743,7 +768,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let path = self.directory.join(LOG_DIRECTORY).join(PURGED_FILE);
-        let payload = serde_json::to_vec(&log_id)
+        let payload = file_format::encode(PURGED_KIND, &log_id)
             .map_err(|error| StorageIOError::write_logs(AnyError::new(&error)))?;
         // The purge point goes to disk first: from then on the entries before it are garbage
         // whether or not their files are gone yet.
@@ -835,6 +860,37 @@ mod tests {
         fs::write(&segment, &bytes).expect("extend");
         let store = LogStore::open(directory.path()).expect("reopen after zero fill");
         assert_eq!(indexes(&store), (0..6).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_segment_begun_before_format_versions_reads_on_and_takes_versioned_entries() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let log_directory = directory.path().join(LOG_DIRECTORY);
+        fs::create_dir_all(&log_directory).expect("create");
+        // What a build from before format versions appended: the bare entry.
+        let mut bytes = Vec::new();
+        encode_frame(
+            &mut bytes,
+            &serde_json::to_vec(&entry(1, 0)).expect("encode"),
+        );
+        fs::write(segment_path(&log_directory, 0), &bytes).expect("write");
+        {
+            let mut store = LogStore::open(directory.path()).expect("open an unversioned log");
+            assert_eq!(indexes(&store), vec![0]);
+            append(&mut store, 1..3).await;
+        }
+        let segments = segment_files(directory.path());
+        assert_eq!(segments.len(), 1, "the upgrade appends to the same segment");
+        let written = fs::read(&segments[0]).expect("read");
+        assert!(written.starts_with(&bytes));
+        assert!(
+            written[bytes.len() + FRAME_HEADER_BYTES..].starts_with(br#"{"version":1,"entry":"#)
+        );
+        let mut store = LogStore::open(directory.path()).expect("reopen a mixed segment");
+        assert_eq!(
+            store.try_get_log_entries(..).await.expect("entries"),
+            vec![entry(1, 0), entry(1, 1), entry(1, 2)]
+        );
     }
 
     #[tokio::test]

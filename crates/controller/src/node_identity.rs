@@ -9,19 +9,18 @@
 //! on another cluster's history.
 
 use crate::error::ControllerError;
+use crate::file_format;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use strata_storage::checkpoint;
 
 const IDENTITY_FILE: &str = "identity";
 
-/// The controller directory format this code writes and reads; older or newer ones are refused
-/// until someone writes the conversion.
-pub(crate) const FORMAT_VERSION: u32 = 1;
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct IdentityFile {
-    format_version: u32,
+    /// The controller directory's format version (`file_format`). It has been here, under this
+    /// name, since the first release, so unlike the other files' it needs no wrapper.
+    format_version: u64,
     node_id: i32,
     cluster_id: Option<String>,
 }
@@ -46,13 +45,8 @@ impl NodeIdentity {
                         path: path.clone(),
                         reason: format!("not a controller identity: {error}"),
                     })?;
-                if file.format_version != FORMAT_VERSION {
-                    return Err(ControllerError::DataDirectoryMismatch(format!(
-                        "{} was written in controller format version {}; this build reads version {FORMAT_VERSION}",
-                        path.display(),
-                        file.format_version
-                    )));
-                }
+                file_format::check_version(file.format_version)
+                    .map_err(|error| error.at(&path, "", "a controller identity"))?;
                 if file.node_id != node_id {
                     return Err(ControllerError::DataDirectoryMismatch(format!(
                         "controller data directory {} belongs to node {}, not node {node_id}; start node {} on it or give node {node_id} its own directory",
@@ -65,7 +59,7 @@ impl NodeIdentity {
             }
             None => {
                 let file = IdentityFile {
-                    format_version: FORMAT_VERSION,
+                    format_version: u64::from(file_format::FORMAT_VERSION),
                     node_id,
                     cluster_id: None,
                 };

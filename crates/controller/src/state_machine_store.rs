@@ -1,8 +1,11 @@
 //! The metadata state machine under Raft: openraft's `RaftStateMachine` around [`MetadataState`].
 //!
 //! The state lives in memory and is persisted only as snapshots: `snapshot` in the controller
-//! directory, a `strata_storage::checkpoint` (written whole, fsynced, renamed) holding JSON of the
-//! snapshot's Raft metadata (last included log id, membership) and the `MetadataState`. On start
+//! directory, a `strata_storage::checkpoint` (written whole, fsynced, renamed) holding
+//! `{"version":1,"snapshot":{"meta":...,"state":...}}`, JSON of the snapshot's Raft metadata
+//! (last included log id, membership) and the `MetadataState` tagged with the controller's format
+//! version; a file from before versions holds the bare `{"meta":...,"state":...}` and reads as
+//! version 1, and an unknown version is refused (see `file_format`). On start
 //! the state is the last snapshot's; openraft then re-applies the log entries after it (at once up
 //! to the `committed` hint the log store keeps, the rest as the leader reports them committed).
 //! Openraft builds a snapshot every few thousand entries and purges the log up to it.
@@ -14,6 +17,7 @@
 //! run concurrently on a copy, and the snapshot file is replaced under a mutex, newest wins.
 
 use crate::error::ControllerError;
+use crate::file_format;
 use crate::metadata_state::MetadataState;
 use crate::raft_types::{
     Entry, EntryResponse, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -30,6 +34,8 @@ use strata_storage::checkpoint;
 use tokio::sync::watch;
 
 const SNAPSHOT_FILE: &str = "snapshot";
+/// What the snapshot file's value is called next to its format version (see `file_format`).
+const SNAPSHOT_KIND: &str = "snapshot";
 
 /// The snapshot file's payload.
 #[derive(Serialize, Deserialize)]
@@ -39,6 +45,11 @@ struct SnapshotFile {
 }
 
 /// The current snapshot: its metadata and the bytes sent to followers (JSON of the state).
+///
+/// Those bytes are bare, without the format version the snapshot file carries: they are an RPC
+/// payload, never stored as they are (a follower decodes them and writes its own file), and a
+/// follower still on a build from before versions must be able to install a snapshot from an
+/// upgraded leader. See `grpc_service` on mixed-version clusters.
 #[derive(Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
@@ -117,12 +128,8 @@ impl StateMachineStore {
                     None,
                 ),
                 Some(payload) => {
-                    let file: SnapshotFile = serde_json::from_slice(&payload).map_err(|error| {
-                        ControllerError::Corrupt {
-                            path: snapshot_path.clone(),
-                            reason: format!("not a metadata snapshot: {error}"),
-                        }
-                    })?;
+                    let file: SnapshotFile = file_format::decode(SNAPSHOT_KIND, &payload)
+                        .map_err(|error| error.at(&snapshot_path, "", "a metadata snapshot"))?;
                     state_is_valid(&file.state, &snapshot_path)?;
                     let data = serde_json::to_vec(&file.state).map_err(|error| {
                         ControllerError::Raft(format!("serialise state: {error}"))
@@ -193,7 +200,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: meta.clone(),
             state: self.state.clone(),
         };
-        let file_payload = serde_json::to_vec(&file)
+        let file_payload = file_format::encode(SNAPSHOT_KIND, &file)
             .map_err(|error| snapshot_error(Some(&meta), ErrorVerb::Write, &error))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -271,10 +278,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, &error))?;
         state_is_valid(&state, &self.snapshot_path)
             .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Read, &error))?;
-        let file_payload = serde_json::to_vec(&SnapshotFile {
-            meta: meta.clone(),
-            state: state.clone(),
-        })
+        let file_payload = file_format::encode(
+            SNAPSHOT_KIND,
+            &SnapshotFile {
+                meta: meta.clone(),
+                state: state.clone(),
+            },
+        )
         .map_err(|error| snapshot_error(Some(meta), ErrorVerb::Write, &error))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
