@@ -98,7 +98,10 @@ impl LogConfig {
             ("segment.ms", self.segment_ms),
             ("retention.ms", self.retention_ms),
             ("flush.ms", self.flush_ms),
-            ("producer.id.expiration.ms", Some(self.producer_id_expiration_ms)),
+            (
+                "producer.id.expiration.ms",
+                Some(self.producer_id_expiration_ms),
+            ),
         ] {
             if let Some(value) = value
                 && value <= 0

@@ -25,8 +25,8 @@ use crate::error::{Result, StorageError};
 use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::producer_state::{BatchIdentity, ProducerStateTable, SequenceCheck};
 use crate::segment::{
-    AppendFailure, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES, Segment,
-    TIME_INDEX_SUFFIX, Truncation, file_path,
+    AppendFailure, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, OpenMode, PreparedBatch, STAMPED_HEADER_BYTES,
+    Segment, TIME_INDEX_SUFFIX, Truncation, file_path,
 };
 use bytes::Bytes;
 use std::collections::BTreeMap;

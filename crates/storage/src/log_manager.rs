@@ -146,7 +146,9 @@ impl LogManager {
                 ("flush", Log::flush_if_due),
                 ("sync rolled segments", Log::sync_rolled_segments),
                 ("retention", |log| log.enforce_retention().map(|_| ())),
-                ("producer id expiry", |log| log.expire_producer_ids().map(|_| ())),
+                ("producer id expiry", |log| {
+                    log.expire_producer_ids().map(|_| ())
+                }),
                 ("checkpoint", Log::checkpoint),
             ];
             for (step, run) in steps {

@@ -247,7 +247,12 @@ mod tests {
     fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
         let mut table = ProducerStateTable::default();
         for index in 0..7 {
-            table.record(&batch(1, 0, index, 1), i64::from(index), i64::from(index), 0);
+            table.record(
+                &batch(1, 0, index, 1),
+                i64::from(index),
+                i64::from(index),
+                0,
+            );
         }
         assert_eq!(
             table.check(&batch(1, 0, 2, 1)),

@@ -14,8 +14,11 @@ use support::*;
 /// Appends `count` batches of 200-byte records tagged `tag`, all of which must succeed.
 fn append_batches(log: &Log, tag: &str, count: usize) {
     for index in 0..count {
-        log.append(batch_with_size(&format!("{tag}{index}"), 2, START_MS, 200), 0)
-            .expect("append");
+        log.append(
+            batch_with_size(&format!("{tag}{index}"), 2, START_MS, 200),
+            0,
+        )
+        .expect("append");
     }
 }
 
@@ -43,7 +46,10 @@ fn a_roll_that_cannot_create_its_segment_fails_the_append_and_the_next_append_ro
     let mut failures = 0;
     for index in 0..20 {
         if log
-            .append(batch_with_size(&format!("during{index}"), 2, START_MS, 200), 0)
+            .append(
+                batch_with_size(&format!("during{index}"), 2, START_MS, 200),
+                0,
+            )
             .is_err()
         {
             failures += 1;
@@ -140,11 +146,18 @@ fn a_failed_fsync_takes_the_log_offline_and_never_moves_the_recovery_point() {
     assert!(log.is_offline());
     assert!(matches!(
         log.offline_cause().as_deref(),
-        Some(StorageError::Io { operation: "fsync segment", .. })
+        Some(StorageError::Io {
+            operation: "fsync segment",
+            ..
+        })
     ));
     assert_offline(log.flush());
     assert_offline(log.sync_rolled_segments());
-    assert_eq!(log.recovery_point(), durable, "no fsync after the failure counts");
+    assert_eq!(
+        log.recovery_point(),
+        durable,
+        "no fsync after the failure counts"
+    );
     assert_eq!(failing.failures(), 1, "nothing even tried to fsync again");
 
     assert_offline(log.append(batch("refused", 1, START_MS), 0));
@@ -232,7 +245,10 @@ fn a_failed_append_that_cannot_be_undone_takes_the_log_offline_and_recovery_cuts
     assert_offline(log.append(batch("torn", 2, START_MS), 0));
     assert!(matches!(
         log.offline_cause().as_deref(),
-        Some(StorageError::Io { operation: "zero segment", .. })
+        Some(StorageError::Io {
+            operation: "zero segment",
+            ..
+        })
     ));
     assert_offline(log.append(batch("refused", 1, START_MS), 0));
     assert_eq!(values(&read_all(&log, 0, 1 << 20)), before);

@@ -696,7 +696,11 @@ fn idle_producer_ids_expire_in_maintenance_and_the_least_recent_go_past_the_limi
         clock.advance_ms(1);
         log.append(producer_batch(producer_id, 0), 0).unwrap();
     }
-    assert_eq!(log.producer_id_count(), 3, "producer 1 was the least recent");
+    assert_eq!(
+        log.producer_id_count(),
+        3,
+        "producer 1 was the least recent"
+    );
     log.append(producer_batch(1, 9), 0).unwrap();
     assert_eq!(log.producer_id_count(), 3);
     assert!(

@@ -25,8 +25,11 @@ fn config() -> LogConfig {
 
 fn append_rounds(log: &Log, tag: &str, rounds: usize) {
     for round in 0..rounds {
-        log.append(batch_with_size(&format!("{tag}{round}"), 2, START_MS, 2000), 0)
-            .unwrap();
+        log.append(
+            batch_with_size(&format!("{tag}{round}"), 2, START_MS, 2000),
+            0,
+        )
+        .unwrap();
     }
 }
 
@@ -95,7 +98,11 @@ fn truncating_the_active_segment_never_shrinks_its_file_under_a_held_slice() {
     let clock = clock();
     let (log, _) = open(directory.path(), config(), &clock);
     append_rounds(&log, "old", 14);
-    assert_eq!(log.segment_base_offsets(), [0], "one segment, most of it used");
+    assert_eq!(
+        log.segment_base_offsets(),
+        [0],
+        "one segment, most of it used"
+    );
     let (slice, copy) = hold_every_segment(&log).pop().unwrap();
 
     log.truncate_to(4).unwrap();
