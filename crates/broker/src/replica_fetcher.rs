@@ -114,6 +114,9 @@ async fn fetch_once(
     let channel = connect(manager, leader_id).await?;
     let topic_partition = partition.topic_partition().clone();
     if !*truncated {
+        // A write this replica began as leader may still be running; what to cut is decided
+        // only once it is in the log.
+        ReplicaManager::wait_for_writes(partition).await?;
         // KIP-279: ask where our latest epoch ended on the leader, and cut anything after it.
         if let Some(latest_epoch) = partition.log().latest_epoch() {
             let request = proto::OffsetsForLeaderEpochRequest {

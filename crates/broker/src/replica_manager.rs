@@ -151,10 +151,23 @@ enum Role {
     },
 }
 
+/// Locking: two locks, never held across an await, and taken in this order.
+/// - `write_fence` is held by every write to the log (a leader's append, a follower's append,
+///   truncation or restart), for as long as the write takes, fsyncs and rolls included. Only
+///   blocking-pool threads wait for it (an async worker at most `try_lock`s it), so a slow disk
+///   delays this partition's writes and nothing else.
+/// - `role` guards the leader or follower state. It is held only for bookkeeping, never for IO,
+///   so async request threads (fetches, `acks=all` checks, replica fetches) can take it.
+///
+/// A write checks the role under the fence, then writes without the role lock. A role change
+/// does not wait for a write in progress; instead a new follower's fetcher passes the fence once
+/// ([`ReplicaManager::wait_for_writes`]) before it reads its log end, so a write the old role
+/// began is complete, and seen, before the follower decides what to truncate.
 pub struct Partition {
     topic_partition: TopicPartition,
     log: Arc<Log>,
     leader_epoch: AtomicI32,
+    write_fence: Mutex<()>,
     role: Mutex<Role>,
     min_insync_replicas: AtomicI32,
     /// Published so consumer fetches waiting for data wake as soon as it becomes readable.
@@ -331,7 +344,7 @@ fn follower_in_epoch(
     ))
 }
 
-/// Runs a follower's write to its log on the blocking pool, under the role lock and only while
+/// Runs a follower's write to its log on the blocking pool, under the write fence and only while
 /// the partition still follows in `leader_epoch`, then publishes the new log end offset. This is
 /// what keeps a batch fetched in an old epoch from landing after a new epoch's truncation.
 async fn run_as_follower(
@@ -341,8 +354,8 @@ async fn run_as_follower(
 ) -> Result<(), PartitionError> {
     let writing = partition.clone();
     tokio::task::spawn_blocking(move || {
-        let role = writing.role.lock().expect("role lock");
-        follower_in_epoch(&writing, &role, leader_epoch)?;
+        let _fence = writing.write_fence.lock().expect("write fence");
+        check_follower_epoch(&writing, leader_epoch)?;
         write(&writing.log).map_err(PartitionError::from)
     })
     .await
@@ -508,6 +521,7 @@ impl ReplicaManager {
                     topic_partition: topic_partition.clone(),
                     log,
                     leader_epoch: AtomicI32::new(-1),
+                    write_fence: Mutex::new(()),
                     role: Mutex::new(Role::Follower {
                         leader_id: -1,
                         fetcher: None,
@@ -729,15 +743,15 @@ impl ReplicaManager {
         if !self.worker_appends.admits(records.len(), started) {
             return None;
         }
-        // Held by an append on the pool or a leadership change; waiting for it would block.
-        let role = partition.role.try_lock().ok()?;
-        if !matches!(&*role, Role::Leader(_)) {
+        // Held by a write on the pool; waiting for it would block this worker.
+        let fence = partition.write_fence.try_lock().ok()?;
+        if !partition.is_leader() {
             return None;
         }
         let appended = partition
             .log
             .try_append_to_active_segment(records.clone(), partition.leader_epoch());
-        drop(role);
+        drop(fence);
         self.worker_appends.record(started, Instant::now());
         appended.map_err(PartitionError::from).transpose()
     }
@@ -748,18 +762,18 @@ impl ReplicaManager {
     ) -> Result<AppendInfo, PartitionError> {
         let appending = partition.clone();
         tokio::task::spawn_blocking(move || {
-            // Re-checked under the role lock: leadership may have moved while this waited.
-            let role = appending.role.lock().expect("role lock");
-            match &*role {
-                Role::Leader(_) => appending
-                    .log
-                    .append(records, appending.leader_epoch())
-                    .map_err(PartitionError::from),
-                Role::Follower { .. } => Err(PartitionError::new(
+            let _fence = appending.write_fence.lock().expect("write fence");
+            // Re-checked under the fence: leadership may have moved while this waited.
+            if !appending.is_leader() {
+                return Err(PartitionError::new(
                     ErrorCode::NotLeaderOrFollower,
                     format!("{} lost leadership", appending.topic_partition),
-                )),
+                ));
             }
+            appending
+                .log
+                .append(records, appending.leader_epoch())
+                .map_err(PartitionError::from)
         })
         .await
         .map_err(task_failed)?
@@ -943,6 +957,17 @@ impl ReplicaManager {
     }
 
     /// The follower's truncation to the divergence point the leader reported.
+    /// Returns once no write begun before the call is still running on `partition`: a new
+    /// follower calls this before reading its log end (see [`Partition`]'s locking).
+    pub(crate) async fn wait_for_writes(partition: &Arc<Partition>) -> Result<(), PartitionError> {
+        let fenced = partition.clone();
+        tokio::task::spawn_blocking(move || {
+            drop(fenced.write_fence.lock().expect("write fence"));
+        })
+        .await
+        .map_err(task_failed)
+    }
+
     pub(crate) async fn truncate_as_follower(
         &self,
         partition: &Arc<Partition>,

@@ -827,3 +827,90 @@ async fn min_insync_replicas_above_the_replication_factor_is_refused() {
     assert_eq!(altered.error_code, ErrorCode::InvalidConfig.code());
     node.handle.shutdown().await;
 }
+
+/// The broker runs on a runtime of its own, so that if its request threads ever waited for the
+/// disk again, the client side's deadlines would still fire and fail the test instead of hanging.
+#[test]
+fn a_stalled_fsync_holds_only_its_own_partitions_writes() {
+    use strata_storage::fault::{self, Fault, Operation};
+
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (broker_runtime, client_runtime) = (runtime(), runtime());
+    let directory = tempfile::tempdir().unwrap();
+    let handle = broker_runtime
+        .block_on(Broker::start(BrokerConfig {
+            data_dir: directory.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BrokerConfig::default()
+        }))
+        .expect("broker starts");
+    let address = format!("http://{}", handle.local_addr());
+    client_runtime.block_on(async {
+        let channel = Channel::from_shared(address)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut broker = BrokerClient::new(channel.clone());
+        let mut admin = AdminClient::new(channel);
+        // Every append to `slow` fsyncs before it is acknowledged.
+        let created = create_topic(&mut admin, "slow", 1, &[("flush.messages", "1")]).await;
+        assert_eq!(created.error_code, 0, "{}", created.error_message);
+        assert_eq!(create_topic(&mut admin, "fast", 1, &[]).await.error_code, 0);
+        let before = produce(&mut broker, "slow", 0, records(&["before"], 1)).await;
+        assert_eq!(before.error_code, 0);
+
+        let stall = fault::inject(
+            &directory.path().join("logs").join("slow-0"),
+            Fault::stall(Operation::SegmentSync),
+        );
+        let mut stalled_client = broker.clone();
+        let stalled = tokio::spawn(async move {
+            produce(&mut stalled_client, "slow", 0, records(&["during"], 2)).await
+        });
+        let deadline = tokio::time::Instant::now() + STREAM_STEP;
+        while stall.failures() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the append never reached its fsync"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // The disk holds that append, and nothing else: the same partition's fetches and
+        // another partition's acks=all produce are answered meanwhile.
+        let fetched = tokio::time::timeout(STREAM_STEP, fetch(&mut broker, "slow", 0, 0))
+            .await
+            .expect("a fetch of the stalled partition is answered");
+        assert_eq!(values(fetched.records), ["before"]);
+        let other = tokio::time::timeout(
+            STREAM_STEP,
+            produce(&mut broker, "fast", 0, records(&["elsewhere"], 3)),
+        )
+        .await
+        .expect("another partition's produce is answered");
+        assert_eq!(other.error_code, 0, "{}", other.error_message);
+        assert!(
+            !stalled.is_finished(),
+            "the stalled append waits for its fsync"
+        );
+
+        drop(stall);
+        let released = tokio::time::timeout(STREAM_STEP, stalled)
+            .await
+            .expect("the append completes once the disk answers")
+            .unwrap();
+        assert_eq!(released.error_code, 0, "{}", released.error_message);
+        assert_eq!(
+            values(fetch(&mut broker, "slow", 0, 0).await.records),
+            ["before", "during"]
+        );
+    });
+    broker_runtime.block_on(handle.shutdown());
+}

@@ -1,6 +1,6 @@
-//! Fault injection for tests: makes chosen file operations below a directory fail, so the
-//! storage engine's handling of a failing disk (a full disk, a failed fsync) can be exercised
-//! without one.
+//! Fault injection for tests: makes chosen file operations below a directory fail or stall, so
+//! the storage engine's handling of a failing or slow disk (a full disk, a failed or stalled
+//! fsync) can be exercised without one.
 //!
 //! Always compiled and inert unless a fault is armed: each hook costs one relaxed atomic load
 //! while none is, next to a system call. A fault is scoped to a directory (every file below it),
@@ -13,7 +13,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 /// A file operation a fault can make fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,13 +29,23 @@ pub enum Operation {
     SegmentCreate,
 }
 
-/// What to fail, from which occurrence, how often, and with which error.
+/// What to fail, from which occurrence, how often, and how.
 #[derive(Clone, Copy, Debug)]
 pub struct Fault {
     operation: Operation,
-    errno: i32,
+    effect: Effect,
     skip: u64,
     times: u64,
+}
+
+/// What a fault does to an operation it hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// Fails it with this errno.
+    Fail(i32),
+    /// Holds it, then lets it go on, once the fault's guard is dropped: a disk that takes its
+    /// time (a stalled fsync), to show what waits for it and what must not.
+    Stall,
 }
 
 impl Fault {
@@ -49,10 +59,20 @@ impl Fault {
         Fault::with_errno(operation, rustix::io::Errno::NOSPC.raw_os_error())
     }
 
+    /// Holds every `operation` until the guard is dropped, then lets it succeed.
+    pub fn stall(operation: Operation) -> Fault {
+        Fault {
+            operation,
+            effect: Effect::Stall,
+            skip: 0,
+            times: u64::MAX,
+        }
+    }
+
     fn with_errno(operation: Operation, errno: i32) -> Fault {
         Fault {
             operation,
-            errno,
+            effect: Effect::Fail(errno),
             skip: 0,
             times: u64::MAX,
         }
@@ -88,6 +108,8 @@ struct Armed {
 static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
 static ARMED: Mutex<Vec<Armed>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+/// Signalled whenever a fault is disarmed, which is what a stalled operation waits for.
+static DISARMED: Condvar = Condvar::new();
 
 fn armed() -> std::sync::MutexGuard<'static, Vec<Armed>> {
     // A test that panicked while holding the lock leaves a list that is still whole.
@@ -115,7 +137,7 @@ pub struct FaultGuard {
 }
 
 impl FaultGuard {
-    /// How many operations the fault has failed so far.
+    /// How many operations the fault has failed (or stalled) so far.
     pub fn failures(&self) -> u64 {
         armed()
             .iter()
@@ -128,6 +150,7 @@ impl Drop for FaultGuard {
     fn drop(&mut self) {
         armed().retain(|armed| armed.id != self.id);
         ARMED_COUNT.fetch_sub(1, Ordering::Release);
+        DISARMED.notify_all();
     }
 }
 
@@ -137,15 +160,28 @@ pub(crate) fn check(operation: Operation, path: &Path) -> io::Result<()> {
         return Ok(());
     }
     let mut failure = None;
-    for armed in armed().iter_mut() {
+    let mut stalled_by = Vec::new();
+    let mut faults = armed();
+    for armed in faults.iter_mut() {
         if armed.fault.operation != operation || !path.starts_with(&armed.directory) {
             continue;
         }
         armed.seen += 1;
         if armed.seen > armed.fault.skip && armed.failed < armed.fault.times {
             armed.failed += 1;
-            failure.get_or_insert(armed.fault.errno);
+            match armed.fault.effect {
+                Effect::Fail(errno) => {
+                    failure.get_or_insert(errno);
+                }
+                Effect::Stall => stalled_by.push(armed.id),
+            }
         }
+    }
+    // Waiting releases the list, so other operations and guards carry on meanwhile.
+    while faults.iter().any(|armed| stalled_by.contains(&armed.id)) {
+        faults = DISARMED
+            .wait(faults)
+            .unwrap_or_else(PoisonError::into_inner);
     }
     failure.map_or(Ok(()), |errno| Err(io::Error::from_raw_os_error(errno)))
 }
