@@ -76,7 +76,9 @@ pub(crate) fn new_incarnation() -> u64 {
 }
 
 /// Heartbeats every `interval`; re-registers when the controller no longer knows this epoch
-/// (it was fenced, or the quorum lost and regained its state).
+/// (it was fenced, or the quorum lost and regained its state). Each heartbeat reports the log
+/// directory as offline once any log in it failed a write or fsync (Kafka's whole-directory
+/// model): the controller then fences this broker and moves its leaderships at once.
 pub(crate) async fn heartbeat_loop(
     controller: Arc<Controller>,
     replicas: Arc<ReplicaManager>,
@@ -88,12 +90,24 @@ pub(crate) async fn heartbeat_loop(
     interval: Duration,
 ) {
     let mut ticks = tokio::time::interval(interval);
+    let mut reported_offline = false;
     loop {
         ticks.tick().await;
+        let offline = replicas.logs().offline_logs();
+        if let Some((partition, cause)) = offline.first().filter(|_| !reported_offline) {
+            reported_offline = true;
+            warn!(%partition, %cause, offline_logs = offline.len(), directory = %replicas.logs().root().display(), "the log directory is offline; reporting it so leadership moves away (restart the broker once the disk is sound)");
+        }
+        let offline_log_dirs = if offline.is_empty() {
+            Vec::new()
+        } else {
+            vec![replicas.logs().root().display().to_string()]
+        };
         let command = MetadataCommand::BrokerHeartbeat {
             broker_id,
             broker_epoch,
             now_ms: clock.now_ms(),
+            offline_log_dirs,
         };
         match controller.submit(command).await {
             Ok(_) => {}

@@ -914,3 +914,45 @@ fn a_stalled_fsync_holds_only_its_own_partitions_writes() {
     });
     broker_runtime.block_on(handle.shutdown());
 }
+
+#[tokio::test]
+async fn a_full_disk_answers_kafka_storage_error_and_appends_resume_once_space_is_freed() {
+    use strata_storage::fault::{self, Fault, Operation};
+
+    let directory = tempfile::tempdir().unwrap();
+    let mut node = start(directory.path()).await;
+    assert_eq!(
+        create_topic(&mut node.admin, "full", 1, &[])
+            .await
+            .error_code,
+        0
+    );
+    let full = fault::inject(
+        &directory.path().join("logs").join("full-0"),
+        Fault::no_space(Operation::AppendWrite),
+    );
+    let refused = produce(&mut node.broker, "full", 0, records(&["no room"], 1)).await;
+    assert_eq!(
+        ErrorCode::from_code(refused.error_code),
+        ErrorCode::KafkaStorageError,
+        "{}",
+        refused.error_message
+    );
+    assert!(
+        refused.error_message.to_lowercase().contains("space"),
+        "{}",
+        refused.error_message
+    );
+    drop(full);
+    let stored = produce(&mut node.broker, "full", 0, records(&["room again"], 2)).await;
+    assert_eq!(stored.error_code, 0, "{}", stored.error_message);
+    assert_eq!(
+        stored.base_offset, 0,
+        "the refused append left nothing behind"
+    );
+    assert_eq!(
+        values(fetch(&mut node.broker, "full", 0, 0).await.records),
+        ["room again"]
+    );
+    node.handle.shutdown().await;
+}

@@ -43,8 +43,16 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
     );
     println!("brokers");
     for broker in &cluster.brokers {
+        let offline = if broker.offline_log_dirs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  (log directory offline: {}; restart it once the disk is sound)",
+                broker.offline_log_dirs.join(", ")
+            )
+        };
         println!(
-            "  {:<4} {}{}",
+            "  {:<4} {}{}{offline}",
             broker.node_id,
             broker.address,
             if broker.fenced { "  (fenced)" } else { "" }

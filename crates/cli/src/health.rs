@@ -141,6 +141,7 @@ mod tests {
                     node_id,
                     address: address.to_string(),
                     fenced,
+                    offline_log_dirs: Vec::new(),
                 })
                 .collect(),
         }

@@ -229,6 +229,7 @@ fn metadata_from_wire(response: wire::MetadataResponse) -> MetadataSnapshot {
                 node_id: broker.node_id,
                 address: broker.address,
                 fenced: broker.fenced,
+                offline_log_dirs: broker.offline_log_dirs,
             };
             (node.node_id, node)
         })
@@ -845,6 +846,7 @@ mod tests {
                 node_id: 1,
                 address: "h:1".into(),
                 fenced: false,
+                offline_log_dirs: Vec::new(),
             }],
             topics: vec![
                 wire::TopicMetadata {

@@ -17,6 +17,8 @@ pub struct BrokerNode {
     pub address: String,
     /// A fenced broker is registered but must not lead partitions (it lost its controller lease).
     pub fenced: bool,
+    /// Log directories the broker reported failed; it stays fenced until it restarts.
+    pub offline_log_dirs: Vec<String>,
 }
 
 /// One partition of a topic with its leadership and replication state.
@@ -166,6 +168,7 @@ mod tests {
                 node_id: 1,
                 address: "h1:1".into(),
                 fenced: false,
+                offline_log_dirs: Vec::new(),
             },
         );
         let mut topics = BTreeMap::new();

@@ -668,6 +668,7 @@ impl BrokerService for FakeBroker {
                 node_id: 1,
                 address: self.address.clone(),
                 fenced: false,
+                offline_log_dirs: Vec::new(),
             }],
             topics,
         }))

@@ -14,8 +14,9 @@ use crate::metadata_state::MetadataState;
 ///   session is counted from `leader_since_ms` at the latest: heartbeats cannot reach a leader that
 ///   does not exist yet, so a controller failover must not fence every broker whose heartbeats
 ///   were in flight (Kafka's new active controller likewise grants every broker a fresh session).
-/// - A fenced broker whose heartbeat is fresher than half the session timeout is unfenced. The
-///   gap between the two thresholds keeps a broker at the edge from flapping.
+/// - A fenced broker whose heartbeat is fresher than half the session timeout is unfenced, unless
+///   it reported a log directory offline. The gap between the two thresholds keeps a broker at
+///   the edge from flapping.
 /// - If afterwards some leaderless partition has an eligible replica, `ElectLeaders` follows.
 pub fn liveness_commands(
     state: &MetadataState,
@@ -26,7 +27,9 @@ pub fn liveness_commands(
     let mut commands = Vec::new();
     for broker in state.brokers.values() {
         if broker.fenced {
-            if now_ms.saturating_sub(broker.last_heartbeat_ms) <= session_timeout_ms / 2 {
+            if broker.offline_log_dirs.is_empty()
+                && now_ms.saturating_sub(broker.last_heartbeat_ms) <= session_timeout_ms / 2
+            {
                 commands.push(MetadataCommand::UnfenceBroker {
                     broker_id: broker.broker_id,
                 });
@@ -132,6 +135,7 @@ mod tests {
                 broker_id: leader,
                 broker_epoch: epoch,
                 now_ms: 14_000,
+                offline_log_dirs: Vec::new(),
             })
             .expect("heartbeat");
         assert_eq!(

@@ -106,6 +106,7 @@ fn commands() -> Vec<MetadataCommand> {
             broker_id: 4,
             broker_epoch: 12,
             now_ms: 1_700_000_002_000,
+            offline_log_dirs: Vec::new(),
         },
         MetadataCommand::FenceBroker { broker_id: 2 },
         MetadataCommand::UnfenceBroker { broker_id: 2 },
@@ -170,6 +171,7 @@ fn state() -> MetadataState {
         broker_epoch: i64::from(broker_id) * 3,
         fenced,
         last_heartbeat_ms: 1_699_999_990_000 + i64::from(broker_id),
+        offline_log_dirs: Vec::new(),
     };
     let partition =
         |partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32| PartitionMetadata {

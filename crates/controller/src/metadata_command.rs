@@ -30,10 +30,15 @@ pub enum MetadataCommand {
         now_ms: i64,
     },
     /// Keeps a broker's session alive. Refused for an unknown broker or a stale broker epoch.
+    /// A broker whose log directory failed says so in `offline_log_dirs`: it is fenced at once
+    /// (its leaderships move, it leaves every ISR it can) and stays fenced while any is offline.
     BrokerHeartbeat {
         broker_id: i32,
         broker_epoch: i64,
         now_ms: i64,
+        /// Added within format version 1: absent (and not written) when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        offline_log_dirs: Vec<String>,
     },
     /// Takes a broker out of service (its session expired): leadership of its partitions moves to
     /// another in-sync replica and it leaves every ISR it can leave. Issued by the controller leader.

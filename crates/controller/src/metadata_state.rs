@@ -46,6 +46,11 @@ pub struct BrokerRegistration {
     pub fenced: bool,
     /// The time of its last heartbeat (or registration), as the proposer's clock gave it.
     pub last_heartbeat_ms: i64,
+    /// Log directories the broker reported failed (a write or fsync error); while any is, the
+    /// broker stays fenced. A new registration (a restart, which recovers the logs) clears it.
+    /// Added within format version 1: absent (and not written) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offline_log_dirs: Vec<String>,
 }
 
 /// One partition's replica placement and leadership.
@@ -174,7 +179,8 @@ impl MetadataState {
                 broker_id,
                 broker_epoch,
                 now_ms,
-            } => self.broker_heartbeat(broker_id, broker_epoch, now_ms),
+                offline_log_dirs,
+            } => self.broker_heartbeat(broker_id, broker_epoch, now_ms, offline_log_dirs),
             MetadataCommand::FenceBroker { broker_id } => self.fence_broker(broker_id),
             MetadataCommand::UnfenceBroker { broker_id } => self.unfence_broker(broker_id),
             MetadataCommand::CreateTopic {
@@ -359,6 +365,7 @@ impl MetadataState {
                 broker_epoch: offset,
                 fenced: false,
                 last_heartbeat_ms: now_ms,
+                offline_log_dirs: Vec::new(),
             },
         );
         Ok(CommandOutcome::BrokerRegistered {
@@ -372,6 +379,7 @@ impl MetadataState {
         broker_id: i32,
         broker_epoch: i64,
         now_ms: i64,
+        offline_log_dirs: Vec<String>,
     ) -> Result<CommandOutcome, CommandRejected> {
         let broker = self
             .brokers
@@ -385,10 +393,23 @@ impl MetadataState {
         }
         // Clocks of different proposers may disagree a little; the session never moves backwards.
         broker.last_heartbeat_ms = broker.last_heartbeat_ms.max(now_ms);
-        Ok(CommandOutcome::HeartbeatAccepted {
-            broker_id,
-            fenced: broker.fenced,
-        })
+        // A failed directory is not healed by the process that saw it fail: only a restart,
+        // which registers anew and recovers the logs, clears it.
+        for directory in offline_log_dirs {
+            if !broker.offline_log_dirs.contains(&directory) {
+                broker.offline_log_dirs.push(directory);
+            }
+        }
+        if !broker.offline_log_dirs.is_empty() && !broker.fenced {
+            // Its logs can no longer be trusted to take writes: hand its leaderships over now,
+            // not when a session times out.
+            self.set_fenced(broker_id);
+        }
+        let fenced = self
+            .brokers
+            .get(&broker_id)
+            .is_some_and(|broker| broker.fenced);
+        Ok(CommandOutcome::HeartbeatAccepted { broker_id, fenced })
     }
 
     fn fence_broker(&mut self, broker_id: i32) -> Result<CommandOutcome, CommandRejected> {
@@ -1125,6 +1146,64 @@ mod tests {
     }
 
     #[test]
+    fn a_heartbeat_reporting_an_offline_log_directory_fences_the_broker_until_it_restarts() {
+        let mut state = cluster_with_brokers(3);
+        step(&mut state, create("t", 2, 3));
+        let leader = partition(&state, "t", 0).leader;
+        let epoch = state
+            .broker(leader)
+            .map(|broker| broker.broker_epoch)
+            .unwrap();
+        let outcome = step(
+            &mut state,
+            MetadataCommand::BrokerHeartbeat {
+                broker_id: leader,
+                broker_epoch: epoch,
+                now_ms: 2_000,
+                offline_log_dirs: vec!["/data/logs".to_string()],
+            },
+        );
+        assert_eq!(
+            outcome,
+            CommandOutcome::HeartbeatAccepted {
+                broker_id: leader,
+                fenced: true
+            }
+        );
+        let broker = state.broker(leader).unwrap().clone();
+        assert_eq!(broker.offline_log_dirs, ["/data/logs"]);
+        let after = partition(&state, "t", 0);
+        assert_ne!(after.leader, leader, "leadership moved at once");
+        assert!(!after.isr.contains(&leader));
+        // Healthy heartbeats do not clear what the process saw fail, so liveness never unfences
+        // it; only a new registration (a restart, which recovers the logs) does.
+        step(
+            &mut state,
+            MetadataCommand::BrokerHeartbeat {
+                broker_id: leader,
+                broker_epoch: epoch,
+                now_ms: 2_100,
+                offline_log_dirs: Vec::new(),
+            },
+        );
+        assert!(
+            !crate::broker_liveness::liveness_commands(&state, 2_200, 0, 4_000)
+                .contains(&MetadataCommand::UnfenceBroker { broker_id: leader })
+        );
+        step(
+            &mut state,
+            MetadataCommand::RegisterBroker {
+                broker_id: leader,
+                address: "h:1".to_string(),
+                incarnation: 99,
+                now_ms: 3_000,
+            },
+        );
+        let restarted = state.broker(leader).unwrap();
+        assert!(restarted.offline_log_dirs.is_empty() && !restarted.fenced);
+    }
+
+    #[test]
     fn heartbeats_need_the_current_broker_epoch() {
         let mut state = cluster_with_brokers(1);
         let epoch = state
@@ -1137,6 +1216,7 @@ mod tests {
                 broker_id: 1,
                 broker_epoch: epoch,
                 now_ms: 2_000,
+                offline_log_dirs: Vec::new(),
             },
         );
         assert_eq!(
@@ -1150,6 +1230,7 @@ mod tests {
                 broker_id: 1,
                 broker_epoch: epoch,
                 now_ms: 1_500,
+                offline_log_dirs: Vec::new(),
             },
         );
         assert_eq!(
@@ -1162,6 +1243,7 @@ mod tests {
                 broker_id: 1,
                 broker_epoch: epoch - 1,
                 now_ms: 3_000,
+                offline_log_dirs: Vec::new(),
             },
             ErrorCode::InvalidRequest,
         );
@@ -1171,6 +1253,7 @@ mod tests {
                 broker_id: 9,
                 broker_epoch: epoch,
                 now_ms: 3_000,
+                offline_log_dirs: Vec::new(),
             },
             ErrorCode::InvalidRequest,
         );

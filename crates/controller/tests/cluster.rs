@@ -441,6 +441,7 @@ async fn brokers_that_stop_heartbeating_are_fenced_and_their_partitions_move_wit
                     broker_id,
                     broker_epoch: epochs[&broker_id],
                     now_ms: cluster.clock.now_ms(),
+                    offline_log_dirs: Vec::new(),
                 })
                 .await
                 .expect("heartbeat accepted");
@@ -497,6 +498,7 @@ async fn brokers_that_stop_heartbeating_are_fenced_and_their_partitions_move_wit
             broker_id: 3,
             broker_epoch: epochs[&3],
             now_ms: cluster.clock.now_ms(),
+            offline_log_dirs: Vec::new(),
         })
         .await
         .expect("heartbeat accepted");

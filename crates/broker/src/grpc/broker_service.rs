@@ -611,6 +611,7 @@ impl proto::broker_server::Broker for BrokerService {
                 node_id: broker.broker_id,
                 address: broker.address.clone(),
                 fenced: broker.fenced,
+                offline_log_dirs: broker.offline_log_dirs.clone(),
             })
             .collect();
         Ok(Response::new(proto::MetadataResponse {
