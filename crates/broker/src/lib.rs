@@ -18,6 +18,7 @@ pub mod leader_state;
 pub mod metadata;
 mod replica_fetcher;
 pub mod replica_manager;
+mod request_budget;
 pub mod topic_config;
 mod worker_appends;
 
@@ -50,6 +51,10 @@ use tracing::{info, warn};
 /// batches are bounded by each topic's `max.message.bytes`.
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024 * 1024;
 
+/// Two of the largest requests at once: enough to keep appends busy while the next request
+/// arrives, and a bound on produce memory a 1 GiB container can afford.
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 2 * MAX_REQUEST_BYTES;
+
 /// How often every partition's high watermark is written to disk (Kafka checkpoints every 5 s).
 const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -81,6 +86,9 @@ pub struct BrokerConfig {
     pub replication: ReplicationConfig,
     /// A broker whose heartbeats stop for this long is fenced and loses its leaderships.
     pub broker_session_timeout_ms: i64,
+    /// Bytes of produce requests being appended at once, across all connections (Kafka's
+    /// `queued.max.request.bytes`); see `request_budget`.
+    pub queued_max_request_bytes: usize,
     pub groups: GroupCoordinatorConfig,
 }
 
@@ -137,6 +145,7 @@ impl Default for BrokerConfig {
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
             broker_session_timeout_ms: 4_000,
+            queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             groups: GroupCoordinatorConfig::default(),
         }
     }
@@ -151,6 +160,7 @@ pub(crate) struct BrokerState {
         tokio::sync::watch::Receiver<Arc<strata_controller::MetadataState>>,
     pub(crate) replicas: Arc<ReplicaManager>,
     pub(crate) groups: Arc<group_coordinator::GroupCoordinator>,
+    pub(crate) request_budget: request_budget::RequestBytesBudget,
 }
 
 /// A running broker.
@@ -373,6 +383,9 @@ impl Broker {
             controller: controller.clone(),
             replicas,
             groups,
+            request_budget: request_budget::RequestBytesBudget::new(
+                config.queued_max_request_bytes,
+            ),
         });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();

@@ -24,13 +24,16 @@ struct TestBroker {
 }
 
 async fn start(data_dir: &std::path::Path) -> TestBroker {
-    let handle = Broker::start(BrokerConfig {
+    start_with(BrokerConfig {
         data_dir: data_dir.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
         ..BrokerConfig::default()
     })
     .await
-    .expect("broker starts");
+}
+
+async fn start_with(config: BrokerConfig) -> TestBroker {
+    let handle = Broker::start(config).await.expect("broker starts");
     let endpoint = format!("http://{}", handle.local_addr());
     let channel = Channel::from_shared(endpoint)
         .unwrap()
@@ -954,5 +957,126 @@ async fn a_full_disk_answers_kafka_storage_error_and_appends_resume_once_space_i
         values(fetch(&mut node.broker, "full", 0, 0).await.records),
         ["room again"]
     );
+    node.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_above_the_size_limit_is_refused_with_a_strata_code() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut node = start(directory.path()).await;
+    assert_eq!(
+        create_topic(&mut node.admin, "huge", 1, &[])
+            .await
+            .error_code,
+        0
+    );
+    let oversized = || proto::ProduceRequest {
+        acks: 1,
+        timeout_ms: 5_000,
+        correlation_id: 0,
+        partitions: vec![proto::PartitionRecords {
+            topic: "huge".to_string(),
+            partition: 0,
+            records: Bytes::from(vec![0u8; strata_broker::MAX_REQUEST_BYTES + 1]),
+        }],
+    };
+    let code_of = |status: &tonic::Status| -> i32 {
+        status
+            .metadata()
+            .get(ERROR_CODE_METADATA)
+            .unwrap_or_else(|| panic!("no Strata code on {status:?}"))
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let unary = node
+        .broker
+        .produce(oversized())
+        .await
+        .expect_err("a request above the limit is refused");
+    assert_eq!(
+        code_of(&unary),
+        ErrorCode::MessageTooLarge.code(),
+        "{unary:?}"
+    );
+
+    let mut responses = node
+        .broker
+        .produce_stream(tokio_stream::iter([oversized()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let streamed = loop {
+        match responses.message().await {
+            Ok(Some(_)) => panic!("the oversized request was answered"),
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(
+        code_of(&streamed),
+        ErrorCode::MessageTooLarge.code(),
+        "{streamed:?}"
+    );
+    assert_eq!(
+        fetch(&mut node.broker, "huge", 0, 0).await.high_watermark,
+        0
+    );
+    node.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_share_the_request_byte_budget_and_every_request_is_answered() {
+    let directory = tempfile::tempdir().unwrap();
+    // Smaller than any one request: each is then admitted alone, one after another.
+    let mut node = start_with(BrokerConfig {
+        data_dir: directory.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        queued_max_request_bytes: 100,
+        ..BrokerConfig::default()
+    })
+    .await;
+    assert_eq!(
+        create_topic(&mut node.admin, "budget", 2, &[])
+            .await
+            .error_code,
+        0
+    );
+    let stream_of = |partition: i32| {
+        let requests: Vec<proto::ProduceRequest> = (0..10u64)
+            .map(|index| proto::ProduceRequest {
+                acks: -1,
+                timeout_ms: 10_000,
+                correlation_id: index,
+                partitions: vec![proto::PartitionRecords {
+                    topic: "budget".to_string(),
+                    partition,
+                    records: records(&[&"x".repeat(4_000)], 1_000),
+                }],
+            })
+            .collect();
+        let mut client = node.broker.clone();
+        async move {
+            let mut responses = client
+                .produce_stream(futures::stream::iter(requests))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut stored = 0;
+            while let Some(response) = responses.message().await.unwrap() {
+                let partition = &response.partitions[0];
+                assert_eq!(partition.error_code, 0, "{}", partition.error_message);
+                stored += 1;
+            }
+            stored
+        }
+    };
+    let (first, second) = tokio::time::timeout(STREAM_STEP, async {
+        tokio::join!(stream_of(0), stream_of(1))
+    })
+    .await
+    .expect("both producers are answered");
+    assert_eq!((first, second), (10, 10));
     node.handle.shutdown().await;
 }

@@ -34,6 +34,11 @@ pub struct ServerArgs {
     /// had no members, and the offset no commit, for this long [default: 10080, 7 days].
     #[arg(long, value_name = "MIN", value_parser = clap::value_parser!(u32).range(1..))]
     offsets_retention_minutes: Option<u32>,
+    /// Bytes of produce requests the broker appends at once across all connections; past it,
+    /// producers wait (Kafka's queued.max.request.bytes) [default: 268435456, two of the largest
+    /// requests].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    queued_max_request_bytes: Option<u64>,
     /// Async worker threads, which serve the network, handle requests and make small appends
     /// (large appends and fsyncs run on a separate blocking pool) [default: one per CPU].
     /// Consider 1 when clients share a small machine with the broker: on a 2-vCPU VM running the
@@ -128,6 +133,9 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
         voters,
         ..BrokerConfig::default()
     };
+    if let Some(bytes) = args.queued_max_request_bytes {
+        config.queued_max_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
     if let Some(minutes) = args.offsets_retention_minutes {
         config.groups.coordinator.offsets_retention_ms = i64::from(minutes) * 60 * 1_000;
     }
@@ -248,6 +256,20 @@ mod tests {
         let hour = parsed(&["--offsets-retention-minutes", "60"]).unwrap();
         assert_eq!(retention(hour), 60 * 60 * 1_000);
         assert!(parsed(&["--offsets-retention-minutes", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_request_byte_budget_defaults_to_two_of_the_largest_requests_and_is_settable() {
+        let budget = |config: BrokerConfig| config.queued_max_request_bytes;
+        assert_eq!(
+            budget(parsed(&[]).unwrap()),
+            strata_broker::DEFAULT_QUEUED_MAX_REQUEST_BYTES
+        );
+        assert_eq!(
+            budget(parsed(&["--queued-max-request-bytes", "1000"]).unwrap()),
+            1000
+        );
+        assert!(parsed(&["--queued-max-request-bytes", "0"]).is_err());
     }
 
     #[test]

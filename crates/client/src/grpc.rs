@@ -57,7 +57,15 @@ pub(crate) fn status_to_error(status: &tonic::Status, address: &str) -> Error {
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.trim().parse::<i32>().ok())
     {
-        return Error::broker(ErrorCode::from_code(code), status.message());
+        let code = ErrorCode::from_code(code);
+        // The broker starts the message with the code's name for readers of the raw status;
+        // the error prints the code itself, so the name would show twice.
+        let message = status.message();
+        let message = message
+            .strip_prefix(code.name())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(message);
+        return Error::broker(code, message);
     }
     let has_local_source = std::error::Error::source(status).is_some();
     match status.code() {
@@ -801,6 +809,19 @@ mod tests {
         let error = status_to_error(&status_with_code(" 6 "), "h:1");
         assert_eq!(error.code(), Some(ErrorCode::NotLeaderOrFollower));
         assert!(error.is_retriable());
+
+        // The broker's message starts with the code's name; it is printed once.
+        let mut named = tonic::Status::new(
+            tonic::Code::AlreadyExists,
+            "TOPIC_ALREADY_EXISTS: topic 'a' already exists",
+        );
+        named
+            .metadata_mut()
+            .insert(ERROR_CODE_METADATA_KEY, "36".parse().unwrap());
+        assert_eq!(
+            status_to_error(&named, "h:1").to_string(),
+            "TOPIC_ALREADY_EXISTS (36): topic 'a' already exists"
+        );
     }
 
     #[test]

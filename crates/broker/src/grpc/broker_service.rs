@@ -1,7 +1,7 @@
 use crate::BrokerState;
 use crate::client_boundary;
 use crate::error::PartitionError;
-use crate::grpc::status::{error_fields, to_status};
+use crate::grpc::status::{error_fields, to_status, with_error_code};
 use crate::replica_manager::Acks;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -250,6 +250,17 @@ impl BrokerState {
         let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
         let deadline = Instant::now() + timeout;
         let correlation_id = request.correlation_id;
+        let bytes = request
+            .partitions
+            .iter()
+            .map(|partition| partition.records.len())
+            .sum();
+        // Held until the appends are done; a spent budget holds this stream's next read too.
+        let budget_share =
+            match tokio::time::timeout_at(deadline, self.request_budget.acquire(bytes)).await {
+                Ok(share) => share,
+                Err(_) => return refuse_produce(self, request, produce_timed_out(timeout)),
+            };
         let appends = request.partitions.into_iter().map(|partition| async move {
             let append = async {
                 client_boundary::check_produce(&partition.topic, &partition.records)?;
@@ -268,6 +279,7 @@ impl BrokerState {
             (partition.topic, partition.partition, appended)
         });
         let appended = join_all(appends).await;
+        drop(budget_share);
         let state = self.clone();
         Box::pin(async move {
             let completions = appended.into_iter().map(|(topic, partition, appended)| {
@@ -386,7 +398,7 @@ impl BrokerService {
                             // The requests already appended stay appended; the client learns why
                             // the stream ended, if it is still there to hear it.
                             Some(Err(status)) => {
-                                let _ = responses.send(Err(status)).await;
+                                let _ = responses.send(Err(with_error_code(status))).await;
                                 return;
                             }
                         }

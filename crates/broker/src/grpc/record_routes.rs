@@ -21,7 +21,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::MAX_REQUEST_BYTES;
-use crate::grpc::status::check_ready;
+use crate::grpc::status::{check_ready, tag_refusal};
 use crate::grpc::{BrokerService, GroupService, ReplicationService};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,7 +117,12 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let Some(route) = record_route(request.uri().path(), self.handlers.listener) else {
-            return Box::pin(self.router.call(request));
+            let routed = self.router.call(request);
+            return Box::pin(async move {
+                let mut response = routed.await?;
+                tag_refusal(&mut response);
+                Ok(response)
+            });
         };
         let handlers = self.handlers.clone();
         Box::pin(async move {
@@ -154,6 +159,8 @@ where
                     .await
                 }
             };
+            let mut response = response;
+            tag_refusal(&mut response);
             Ok(response)
         })
     }

@@ -76,6 +76,56 @@ pub fn to_status(error: PartitionError) -> Status {
     status
 }
 
+/// The Strata code of a refusal made before any handler ran, by tonic's decoder or the zero-copy
+/// framing: only a request above the size limit is refused there with these gRPC codes. Every
+/// refusal then carries a code the way handlers' refusals do.
+fn transport_refusal_code(code: Code) -> Option<ErrorCode> {
+    match code {
+        Code::ResourceExhausted | Code::OutOfRange => Some(ErrorCode::MessageTooLarge),
+        _ => None,
+    }
+}
+
+/// Adds `strata-error-code` to a status that has none; see [`transport_refusal_code`].
+pub fn with_error_code(mut status: Status) -> Status {
+    if status.metadata().get(ERROR_CODE_METADATA).is_none()
+        && let Some(code) = transport_refusal_code(status.code())
+    {
+        status.metadata_mut().insert(
+            ERROR_CODE_METADATA,
+            code.code()
+                .to_string()
+                .parse()
+                .expect("digits are valid metadata"),
+        );
+    }
+    status
+}
+
+/// The same for a response that is only a status (gRPC's trailers-only form, which is how a
+/// call refused before its handler ran is answered).
+pub fn tag_refusal<B>(response: &mut http::Response<B>) {
+    let headers = response.headers();
+    if headers.contains_key(ERROR_CODE_METADATA) {
+        return;
+    }
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .and_then(|value| transport_refusal_code(Code::from_i32(value)))
+    else {
+        return;
+    };
+    response.headers_mut().insert(
+        ERROR_CODE_METADATA,
+        code.code()
+            .to_string()
+            .parse()
+            .expect("digits are a valid header value"),
+    );
+}
+
 /// The `(error_code, error_message)` pair of a per-partition result.
 pub fn error_fields<T>(result: &Result<T, PartitionError>) -> (i32, String) {
     match result {
