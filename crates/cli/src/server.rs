@@ -43,7 +43,7 @@ pub struct ServerArgs {
     /// (large appends and fsyncs run on a separate blocking pool) [default: one per CPU].
     /// Consider 1 when clients share a small machine with the broker: on a 2-vCPU VM running the
     /// benchmark client too, one worker produced and replayed faster, because waking the
-    /// second worker cost more than it added (benches/README.md, session 9).
+    /// second worker cost more than it added (benches/README.md, "Broker worker threads").
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
 }
