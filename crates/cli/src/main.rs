@@ -212,25 +212,49 @@ fn report_usage_error(error: clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
         }
         _ => {
-            let rendered = error.render().to_string();
-            let mut lines = rendered
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty());
-            let first = lines.next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // "the following required arguments were not provided:" is followed by their names.
-            let detail = match first.ends_with(':') {
-                true => lines
-                    .next()
-                    .map(|line| format!(" {line}"))
-                    .unwrap_or_default(),
-                false => String::new(),
-            };
-            eprintln!("error: {first}{detail} (see --help)");
+            eprintln!("error: {} (see --help)", usage_error_line(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// Clap's rendered usage error on one line, with everything that helps fix the command: the
+/// headline, its details (missing arguments, `[possible values: ...]`) and the tips ("a similar
+/// subcommand exists"). The usage synopsis and the pointer to --help are left out, since the
+/// line ends with its own pointer to --help.
+fn usage_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    // Clap separates the parts of its message with blank lines: the headline with its detail
+    // lines first, then each tip, the usage and the pointer to --help.
+    let mut paragraphs = rendered
+        .split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|lines| !lines.is_empty());
+    let Some(first) = paragraphs.next() else {
+        return "invalid arguments".to_string();
+    };
+    let headline = first[0].strip_prefix("error: ").unwrap_or(first[0]);
+    let details = &first[1..];
+    let mut line = match (headline.strip_suffix(':'), details.is_empty()) {
+        (_, true) => headline.to_string(),
+        // "the following required arguments were not provided:" lists them, one per line.
+        (Some(introduction), false) => format!("{introduction}: {}", details.join(", ")),
+        (None, false) => format!("{headline} {}", details.join(" ")),
+    };
+    for paragraph in paragraphs {
+        if paragraph[0].starts_with("Usage:") || paragraph[0].starts_with("For more information") {
+            continue;
+        }
+        line.push_str("; ");
+        line.push_str(&paragraph.join(" "));
+    }
+    line
 }
 
 /// An error and its causes on one line, so scripts can rely on one line per failure.

@@ -382,6 +382,38 @@ fn bad_arguments_fail_before_connecting() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn usage_errors_keep_clap_hints_on_their_one_line() -> Result<()> {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["consme"],
+            "error: unrecognized subcommand 'consme'; tip: a similar subcommand exists: \
+             'consume' (see --help)",
+        ),
+        (
+            &["consume", "t", "--format", "xml"],
+            "error: invalid value 'xml' for '--format <FORMAT>' [possible values: value, json] \
+             (see --help)",
+        ),
+        (
+            &["topic", "create", "t"],
+            "error: the following required arguments were not provided: --partitions <N>, \
+             --replication-factor <R> (see --help)",
+        ),
+    ];
+    for (arguments, expected) in cases {
+        let output = run_args(arguments)?;
+        let line = single_error_line(&output).with_context(|| format!("{arguments:?}"))?;
+        ensure!(line == *expected, "{arguments:?}: {line:?}");
+        ensure!(
+            output.status.code() == Some(2),
+            "{arguments:?}: {}",
+            output.status
+        );
+    }
+    Ok(())
+}
+
 /// A `strata server` child process, killed when dropped.
 struct Server {
     child: Child,
