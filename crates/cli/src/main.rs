@@ -159,11 +159,11 @@ enum RuntimeShape {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => {
-            init_tracing("info");
+            init_tracing(SERVER_LOG_FILTER);
             server::run_server(args).await
         }
         Command::Dev(args) => {
-            init_tracing("info");
+            init_tracing(SERVER_LOG_FILTER);
             server::run_dev(args).await
         }
         Command::Topic(command) => {
@@ -292,10 +292,16 @@ fn stop_requested() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Servers log at `default_level` unless RUST_LOG says otherwise.
-fn init_tracing(default_level: &str) {
+/// What `server` and `dev` log without RUST_LOG: Strata's own lines from info up. openraft
+/// logs every vote, election and shutdown step at info, dozens of lines that bury the node's
+/// own (and `strata dev`'s banner); its warnings and errors still show.
+const SERVER_LOG_FILTER: &str = "info,openraft=warn";
+
+/// Logs what `default_filter` (an `EnvFilter` directive list) lets through, unless RUST_LOG
+/// says otherwise.
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Fails only if a subscriber is already set, which then keeps working.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -41,6 +41,27 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     })
 }
 
+/// What `drain` read from `what` (stdout or stderr) once the pipe closed.
+fn drained(reader: thread::JoinHandle<String>, what: &str) -> Result<String> {
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the {what} reader panicked"))
+}
+
+/// The lines of `pipe` as they arrive, for waiting on a line with a deadline.
+fn lines_of(pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (lines_sink, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            if lines_sink.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// Waits for `child` to exit on its own, killing it if it is still running after `timeout`.
 fn wait_for_exit(child: &mut Child, what: &str, timeout: Duration) -> Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
@@ -73,12 +94,8 @@ fn run(mut command: Command, stdin: &str, timeout: Duration) -> Result<Output> {
     let stdout = drain(child.stdout.take().context("stdout is piped")?);
     let stderr = drain(child.stderr.take().context("stderr is piped")?);
     let status = wait_for_exit(&mut child, &format!("{command:?}"), timeout)?;
-    let stdout = stdout
-        .join()
-        .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
-    let stderr = stderr
-        .join()
-        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    let stdout = drained(stdout, "stdout")?;
+    let stderr = drained(stderr, "stderr")?;
     Ok(Output {
         status,
         stdout,
@@ -1079,20 +1096,8 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()?;
-    let stdout = consumer.stdout.take().context("stdout is piped")?;
+    let lines = lines_of(consumer.stdout.take().context("stdout is piped")?);
     let stderr = drain(consumer.stderr.take().context("stderr is piped")?);
-    let (lines_sink, lines) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_sink.send(line).is_err() {
-                break;
-            }
-        }
-    });
     for expected in ["a", "b", "c"] {
         let line = lines
             .recv_timeout(COMMAND_TIMEOUT)
@@ -1101,9 +1106,7 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
     }
     terminate(&consumer)?;
     let status = wait_for_exit(&mut consumer, "the terminated consumer", COMMAND_TIMEOUT)?;
-    let stderr = stderr
-        .join()
-        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    let stderr = drained(stderr, "stderr")?;
     ensure!(status.success(), "{status}: {stderr}");
     ensure!(stderr.contains("consumed 3 records"), "{stderr}");
     // It committed and left its group, so the group can be reset at once instead of after its
@@ -1160,12 +1163,8 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
     terminate(&producer)?;
     let status = wait_for_exit(&mut producer, "the terminated producer", COMMAND_TIMEOUT)?;
     drop(input);
-    let stdout = producer_stdout
-        .join()
-        .map_err(|_| anyhow::anyhow!("stdout reader panicked"))?;
-    let stderr = producer_stderr
-        .join()
-        .map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    let stdout = drained(producer_stdout, "stdout")?;
+    let stderr = drained(producer_stderr, "stderr")?;
     ensure!(status.success(), "{status}: {stderr}");
     ensure!(stdout.trim() == "acknowledged 2 records", "{stdout:?}");
     ensure!(
@@ -1199,5 +1198,59 @@ fn group_consumers_of_a_missing_topic_are_told_so() -> Result<()> {
             "{group_flag}: {line}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let address = free_address()?;
+    let port = address.rsplit_once(':').context("host:port")?.1;
+    let mut dev = strata(&["dev", "--nodes", "1", "--port", port, "--data-dir"])
+        .arg(directory.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let lines = lines_of(dev.stdout.take().context("stdout is piped")?);
+    let stderr = drain(dev.stderr.take().context("stderr is piped")?);
+    let mut banner = Vec::new();
+    while banner
+        .last()
+        .is_none_or(|line| line != "Press Ctrl-C to stop.")
+    {
+        match lines.recv_timeout(COMMAND_TIMEOUT) {
+            Ok(line) => banner.push(line),
+            Err(error) => {
+                dev.kill()?;
+                dev.wait()?;
+                bail!("no whole banner ({error}): {banner:#?}");
+            }
+        }
+    }
+    terminate(&dev)?;
+    let status = wait_for_exit(&mut dev, "strata dev after SIGTERM", COMMAND_TIMEOUT)?;
+    let stderr = drained(stderr, "stderr")?;
+    ensure!(status.success(), "{status}: {stderr}");
+    ensure!(
+        banner[0]
+            == format!(
+                "strata dev: 1 node listening on {address}, data in {}",
+                directory.path().display()
+            ),
+        "{banner:#?}"
+    );
+    ensure!(
+        stderr.contains("broker started"),
+        "Strata's own info lines still show: {stderr}"
+    );
+    let openraft_info: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("INFO") && line.contains("openraft"))
+        .collect();
+    ensure!(
+        openraft_info.is_empty(),
+        "openraft's info lines bury the banner: {openraft_info:#?}"
+    );
     Ok(())
 }
