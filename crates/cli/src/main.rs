@@ -50,6 +50,18 @@ struct Bootstrap {
     bootstrap: String,
 }
 
+/// Where the admin commands find the cluster, and how long they wait for it.
+#[derive(Debug, Clone, Args)]
+struct AdminTarget {
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+    /// Give up after this long, retries included. A change to topics waits for the controller
+    /// quorum, which needs a majority of the voters up, so a cluster that lost its quorum fails
+    /// the command then rather than hold it.
+    #[arg(long, default_value_t = topic::DEFAULT_ADMIN_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one broker node until interrupted.
