@@ -635,10 +635,10 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
         bootstrap,
     ])?;
     let line = single_error_line(&out_of_range)?;
-    ensure!(line.contains("OFFSET_OUT_OF_RANGE"), "{line}");
     ensure!(
-        line.contains("[0, 3]") || line.contains("0 to 3"),
-        "the valid range is named: {line}"
+        line == "error: cannot read topic 'cli-events': OFFSET_OUT_OF_RANGE (1): offset 99 is out \
+                 of range for cli-events-0: it holds offsets 0 to 2",
+        "the first and last stored offsets are named: {line}"
     );
 
     let described = run_args(&["topic", "describe", "cli-events", "--bootstrap", bootstrap])?;
@@ -1054,6 +1054,23 @@ fn terminate(child: &Child) -> Result<()> {
     Ok(())
 }
 
+/// Creates `topic` with `partitions` partitions of one replica.
+fn create_topic(bootstrap: &str, topic: &str, partitions: &str) -> Result<()> {
+    let created = run_args(&[
+        "topic",
+        "create",
+        topic,
+        "--partitions",
+        partitions,
+        "--replication-factor",
+        "1",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(created.status.success(), "{}", created.stderr);
+    Ok(())
+}
+
 #[test]
 fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
     let directory = tempfile::tempdir()?;
@@ -1063,18 +1080,7 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
         &[],
     )?;
     let bootstrap = server.address.as_str();
-    let created = run_args(&[
-        "topic",
-        "create",
-        "signalled",
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "1",
-        "--bootstrap",
-        bootstrap,
-    ])?;
-    ensure!(created.status.success(), "{}", created.stderr);
+    create_topic(bootstrap, "signalled", "1")?;
     let produced = run(
         strata(&["produce", "signalled", "--bootstrap", bootstrap]),
         "a\nb\nc\n",
@@ -1251,6 +1257,72 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
     ensure!(
         openraft_info.is_empty(),
         "openraft's info lines bury the banner: {openraft_info:#?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_offset_applies_to_each_partition_and_one_past_its_end_reads_from_the_end() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let server = start_server(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+        &[],
+    )?;
+    let bootstrap = server.address.as_str();
+    create_topic(bootstrap, "uneven", "2")?;
+    // Partition 0 holds offsets 0 to 2; partition 1 stays empty.
+    let produced = run(
+        strata(&[
+            "produce",
+            "uneven",
+            "--partition",
+            "0",
+            "--bootstrap",
+            bootstrap,
+        ]),
+        "a\nb\nc\n",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(produced.status.success(), "{}", produced.stderr);
+
+    let consumed = run_args(&[
+        "consume",
+        "uneven",
+        "--offset",
+        "2",
+        "--timeout-ms",
+        "1000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(consumed.status.success(), "{}", consumed.stderr);
+    ensure!(consumed.stdout == "c\n", "{:?}", consumed.stdout);
+    ensure!(
+        consumed.stderr
+            == "offset 2 is past the end of partition 1 (empty); reading it from its end\n\
+                consumed 1 record\n",
+        "{:?}",
+        consumed.stderr
+    );
+
+    let explicit = run_args(&[
+        "consume",
+        "uneven",
+        "--partition",
+        "1",
+        "--offset",
+        "2",
+        "--timeout-ms",
+        "5000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let line = single_error_line(&explicit)?;
+    ensure!(
+        line == "error: cannot read topic 'uneven': OFFSET_OUT_OF_RANGE (1): offset 2 is out of \
+                 range for uneven-1: the partition is empty (the next record gets offset 0)",
+        "{line}"
     );
     Ok(())
 }
