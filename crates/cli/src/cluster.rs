@@ -4,8 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use strata_client::TopicDescription;
 
-use crate::Bootstrap;
-use crate::topic::connect_admin;
+use crate::AdminTarget;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -19,12 +18,12 @@ pub enum ClusterCommand {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 pub async fn run(command: ClusterCommand) -> Result<()> {
     let ClusterCommand::Status(args) = command;
-    let admin = connect_admin(&args.bootstrap).await?;
+    let admin = args.target.connect().await?;
     let cluster = admin
         .describe_cluster()
         .await

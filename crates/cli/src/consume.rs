@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use strata_client::{
-    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, ShareConsumer, ShareConsumerConfig,
-    ShareRecord, TopicDescription, TopicPartition,
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, ShareConsumer,
+    ShareConsumerConfig, ShareRecord, TopicDescription, TopicPartition,
 };
 
 use crate::Bootstrap;
@@ -108,21 +108,35 @@ async fn join_group(args: &ConsumeArgs, group: &str) -> Result<Consumer> {
 }
 
 async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
-    let partitions: Vec<TopicPartition> = match args.partition {
-        Some(partition) => vec![TopicPartition::new(args.topic.as_str(), partition)],
+    let (partitions, starts) = match args.partition {
+        Some(partition) => {
+            let partition = TopicPartition::new(args.topic.as_str(), partition);
+            let starts = args.offset.map(|offset| vec![(partition.clone(), offset)]);
+            (vec![partition], starts)
+        }
         None => {
-            let description = describe_topic(args).await?;
-            description
+            let admin = connect_admin(&args.bootstrap).await?;
+            let description = admin
+                .describe_topic(&args.topic)
+                .await
+                .with_context(|| format!("cannot consume topic '{}'", args.topic))?;
+            let partitions: Vec<TopicPartition> = description
                 .partitions
                 .iter()
                 .map(|partition| TopicPartition::new(args.topic.as_str(), partition.partition))
-                .collect()
+                .collect();
+            let starts = match args.offset {
+                Some(offset) => Some(starts_in_each(&admin, &partitions, offset).await?),
+                None => None,
+            };
+            (partitions, starts)
         }
     };
 
-    // An explicit offset outside the log is an error worth showing (with the valid range);
-    // otherwise records that age out while reading are skipped as Kafka's console consumer does.
-    let reset = if args.offset.is_some() {
+    // An offset outside the log of the one partition asked for is an error worth showing (with
+    // the offsets it holds); otherwise records that age out while reading are skipped as
+    // Kafka's console consumer does.
+    let reset = if args.offset.is_some() && args.partition.is_some() {
         AutoOffsetReset::None
     } else {
         AutoOffsetReset::Earliest
@@ -136,9 +150,9 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
         .await
         .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
     consumer.assign(partitions.clone())?;
-    if let Some(offset) = args.offset {
-        for topic_partition in &partitions {
-            consumer.seek(topic_partition, offset)?;
+    if let Some(starts) = starts {
+        for (topic_partition, offset) in &starts {
+            consumer.seek(topic_partition, *offset)?;
         }
     } else if args.from_beginning {
         consumer
@@ -157,6 +171,49 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
             .context("cannot find the end of the topic")?;
     }
     Ok(consumer)
+}
+
+/// Where `--offset N` starts in each of a topic's partitions, as kcat's `-o N` does: at N where
+/// the partition holds it (or N is its end), at its first offset where N is below it, and at
+/// its end where N is past it, which is said once on stderr. Partitions of different lengths
+/// are normal, so one that is empty or shorter does not fail the others.
+async fn starts_in_each(
+    admin: &Admin,
+    partitions: &[TopicPartition],
+    offset: i64,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let mut starts = Vec::new();
+    let mut past_the_end = Vec::new();
+    for topic_partition in partitions {
+        let bound = |spec| async move {
+            admin
+                .list_offsets(topic_partition, spec)
+                .await
+                .with_context(|| format!("cannot find the offsets of {topic_partition}"))
+                .map(|found| found.map_or(0, |found| found.offset))
+        };
+        let first = bound(OffsetSpec::Earliest).await?;
+        let end = bound(OffsetSpec::Latest).await?;
+        if offset > end {
+            let holds = match first < end {
+                true => format!("holds offsets {first} to {}", end - 1),
+                false => "empty".to_string(),
+            };
+            past_the_end.push(format!("{} ({holds})", topic_partition.partition));
+        }
+        starts.push((topic_partition.clone(), offset.clamp(first, end.max(first))));
+    }
+    match past_the_end.as_slice() {
+        [] => {}
+        [one] => {
+            eprintln!("offset {offset} is past the end of partition {one}; reading it from its end")
+        }
+        several => eprintln!(
+            "offset {offset} is past the end of partitions {}; reading them from their end",
+            several.join(", ")
+        ),
+    }
+    Ok(starts)
 }
 
 /// The topic's description; fails, naming the topic, when it does not exist, rather than

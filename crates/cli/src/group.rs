@@ -7,8 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use strata_client::{Admin, ErrorCode, OffsetReset};
 
-use crate::Bootstrap;
-use crate::topic::connect_admin;
+use crate::AdminTarget;
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -32,14 +31,14 @@ pub enum GroupCommand {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 #[derive(Debug, Args)]
 pub struct GroupArgs {
     group: String,
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +64,7 @@ pub struct ResetArgs {
     #[arg(long)]
     execute: bool,
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 async fn describe_share_group(admin: &Admin, group: &str) -> Result<()> {
@@ -105,7 +104,7 @@ fn or_dash(value: Option<impl ToString>) -> String {
 pub async fn run(command: GroupCommand) -> Result<()> {
     match command {
         GroupCommand::List(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             let groups = admin.list_groups().await.context("cannot list groups")?;
             if groups.is_empty() {
                 println!("no groups");
@@ -120,7 +119,7 @@ pub async fn run(command: GroupCommand) -> Result<()> {
             }
         }
         GroupCommand::Describe(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             let context = || format!("cannot describe group '{}'", args.group);
             let description = match admin.describe_group(&args.group).await {
                 Err(error) if error.code() == Some(ErrorCode::GroupIdNotFound) => {
@@ -194,7 +193,7 @@ pub async fn run(command: GroupCommand) -> Result<()> {
             } else {
                 bail!("choose where to reset to (see --help)");
             };
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             let plan = admin
                 .reset_group_offsets(&args.group, &args.topic, reset, args.execute)
                 .await
@@ -219,7 +218,7 @@ pub async fn run(command: GroupCommand) -> Result<()> {
             }
         }
         GroupCommand::Delete(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             admin
                 .delete_group(&args.group)
                 .await

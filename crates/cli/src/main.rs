@@ -50,6 +50,18 @@ struct Bootstrap {
     bootstrap: String,
 }
 
+/// Where the admin commands find the cluster, and how long they wait for it.
+#[derive(Debug, Clone, Args)]
+struct AdminTarget {
+    #[command(flatten)]
+    bootstrap: Bootstrap,
+    /// Give up after this long, retries included. A change to topics waits for the controller
+    /// quorum, which needs a majority of the voters up, so a cluster that lost its quorum fails
+    /// the command then rather than hold it.
+    #[arg(long, default_value_t = topic::DEFAULT_ADMIN_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one broker node until interrupted.
@@ -159,11 +171,11 @@ enum RuntimeShape {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => {
-            init_tracing("info");
+            init_tracing(SERVER_LOG_FILTER);
             server::run_server(args).await
         }
         Command::Dev(args) => {
-            init_tracing("info");
+            init_tracing(SERVER_LOG_FILTER);
             server::run_dev(args).await
         }
         Command::Topic(command) => {
@@ -212,25 +224,49 @@ fn report_usage_error(error: clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
         }
         _ => {
-            let rendered = error.render().to_string();
-            let mut lines = rendered
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty());
-            let first = lines.next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // "the following required arguments were not provided:" is followed by their names.
-            let detail = match first.ends_with(':') {
-                true => lines
-                    .next()
-                    .map(|line| format!(" {line}"))
-                    .unwrap_or_default(),
-                false => String::new(),
-            };
-            eprintln!("error: {first}{detail} (see --help)");
+            eprintln!("error: {} (see --help)", usage_error_line(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// Clap's rendered usage error on one line, with everything that helps fix the command: the
+/// headline, its details (missing arguments, `[possible values: ...]`) and the tips ("a similar
+/// subcommand exists"). The usage synopsis and the pointer to --help are left out, since the
+/// line ends with its own pointer to --help.
+fn usage_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    // Clap separates the parts of its message with blank lines: the headline with its detail
+    // lines first, then each tip, the usage and the pointer to --help.
+    let mut paragraphs = rendered
+        .split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|lines| !lines.is_empty());
+    let Some(first) = paragraphs.next() else {
+        return "invalid arguments".to_string();
+    };
+    let headline = first[0].strip_prefix("error: ").unwrap_or(first[0]);
+    let details = &first[1..];
+    let mut line = match (headline.strip_suffix(':'), details.is_empty()) {
+        (_, true) => headline.to_string(),
+        // "the following required arguments were not provided:" lists them, one per line.
+        (Some(introduction), false) => format!("{introduction}: {}", details.join(", ")),
+        (None, false) => format!("{headline} {}", details.join(" ")),
+    };
+    for paragraph in paragraphs {
+        if paragraph[0].starts_with("Usage:") || paragraph[0].starts_with("For more information") {
+            continue;
+        }
+        line.push_str("; ");
+        line.push_str(&paragraph.join(" "));
+    }
+    line
 }
 
 /// An error and its causes on one line, so scripts can rely on one line per failure.
@@ -268,10 +304,16 @@ fn stop_requested() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Servers log at `default_level` unless RUST_LOG says otherwise.
-fn init_tracing(default_level: &str) {
+/// What `server` and `dev` log without RUST_LOG: Strata's own lines from info up. openraft
+/// logs every vote, election and shutdown step at info, dozens of lines that bury the node's
+/// own (and `strata dev`'s banner); its warnings and errors still show.
+const SERVER_LOG_FILTER: &str = "info,openraft=warn";
+
+/// Logs what `default_filter` (an `EnvFilter` directive list) lets through, unless RUST_LOG
+/// says otherwise.
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Fails only if a subscriber is already set, which then keeps working.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

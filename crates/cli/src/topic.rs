@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use strata_client::{Admin, AdminConfig, NewTopic};
+use strata_client::{Admin, AdminConfig, ErrorCode, NewTopic};
 
-use crate::Bootstrap;
+use crate::{AdminTarget, Bootstrap};
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
@@ -42,20 +42,20 @@ pub struct CreateArgs {
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
     configs: Vec<(String, String)>,
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 #[derive(Debug, Args)]
 pub struct NameArgs {
     name: String,
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +69,7 @@ pub struct AlterArgs {
     #[arg(long = "delete-config", value_name = "KEY")]
     delete_configs: Vec<String>,
     #[command(flatten)]
-    bootstrap: Bootstrap,
+    target: AdminTarget,
 }
 
 /// `KEY=VALUE`, checked while parsing arguments so a typo fails before any connection.
@@ -82,20 +82,49 @@ pub fn parse_config(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// How long an admin command waits for the cluster unless --timeout-ms says otherwise; also
+/// what the other commands give their admin calls.
+pub(crate) const DEFAULT_ADMIN_TIMEOUT_MS: u64 = 30_000;
+
+/// An admin client whose calls each end within the default admin timeout.
 pub async fn connect_admin(bootstrap: &Bootstrap) -> Result<Admin> {
+    connect_admin_within(bootstrap, DEFAULT_ADMIN_TIMEOUT_MS).await
+}
+
+/// An admin client whose calls each end within `timeout_ms`, retries included.
+async fn connect_admin_within(bootstrap: &Bootstrap, timeout_ms: u64) -> Result<Admin> {
+    let address = &bootstrap.bootstrap;
     let config = AdminConfig::builder()
-        .bootstrap(bootstrap.bootstrap.as_str())
-        .connect_timeout_ms(5_000)
+        .bootstrap(address.as_str())
+        .connect_timeout_ms(timeout_ms.min(5_000))
+        .request_timeout_ms(timeout_ms)
+        .api_timeout_ms(timeout_ms)
         .build()?;
-    Admin::connect(config)
-        .await
-        .with_context(|| format!("cannot connect to {}", bootstrap.bootstrap))
+    Admin::connect(config).await.map_err(|error| {
+        // Only a failure to reach the node is a failure to connect: a node that answers but
+        // refuses is up, and what it lacks is said instead.
+        let context = match error.code() {
+            None => format!("cannot connect to {address}"),
+            Some(ErrorCode::LeaderNotAvailable) => format!(
+                "{address} is not serving clients yet (a node serves them once it has \
+                 registered with the controller quorum, which needs a majority of the voters up)"
+            ),
+            Some(_) => format!("cannot read the cluster's metadata from {address}"),
+        };
+        anyhow::Error::new(error).context(context)
+    })
+}
+
+impl AdminTarget {
+    pub(crate) async fn connect(&self) -> Result<Admin> {
+        connect_admin_within(&self.bootstrap, self.timeout_ms).await
+    }
 }
 
 pub async fn run(command: TopicCommand) -> Result<()> {
     match command {
         TopicCommand::Create(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             let mut topic =
                 NewTopic::new(args.name.as_str(), args.partitions, args.replication_factor);
             topic.configs = args.configs.into_iter().collect();
@@ -111,13 +140,13 @@ pub async fn run(command: TopicCommand) -> Result<()> {
             );
         }
         TopicCommand::List(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             for name in admin.list_topics().await.context("cannot list topics")? {
                 println!("{name}");
             }
         }
         TopicCommand::Describe(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             let description = admin
                 .describe_topic(&args.name)
                 .await
@@ -147,7 +176,7 @@ pub async fn run(command: TopicCommand) -> Result<()> {
             );
         }
         TopicCommand::Delete(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             admin
                 .delete_topic(&args.name)
                 .await
@@ -155,7 +184,7 @@ pub async fn run(command: TopicCommand) -> Result<()> {
             println!("deleted topic {}", args.name);
         }
         TopicCommand::Alter(args) => {
-            let admin = connect_admin(&args.bootstrap).await?;
+            let admin = args.target.connect().await?;
             let set: BTreeMap<String, String> = args.configs.into_iter().collect();
             admin
                 .alter_configs(&args.name, &set, &args.delete_configs)

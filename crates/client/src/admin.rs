@@ -103,6 +103,7 @@ pub struct OffsetAndTimestamp {
 pub struct AdminConfig {
     settings: ConnectionSettings,
     retry_policy: RetryPolicy,
+    api_timeout: Duration,
 }
 
 impl AdminConfig {
@@ -116,6 +117,10 @@ impl AdminConfig {
 
     pub fn request_timeout(&self) -> Duration {
         self.settings.request_timeout
+    }
+
+    pub fn api_timeout(&self) -> Duration {
+        self.api_timeout
     }
 }
 
@@ -132,6 +137,7 @@ impl AdminConfig {
 pub struct AdminConfigBuilder {
     bootstrap: String,
     request_timeout_ms: u64,
+    api_timeout_ms: u64,
     connect_timeout_ms: u64,
     retries: u32,
     retry_backoff_ms: u64,
@@ -143,6 +149,7 @@ impl Default for AdminConfigBuilder {
         AdminConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             request_timeout_ms: 30_000,
+            api_timeout_ms: 60_000,
             connect_timeout_ms: 10_000,
             retries: 5,
             retry_backoff_ms: 100,
@@ -160,6 +167,13 @@ impl AdminConfigBuilder {
     /// Default 30 s.
     pub fn request_timeout_ms(mut self, request_timeout_ms: u64) -> Self {
         self.request_timeout_ms = request_timeout_ms;
+        self
+    }
+    /// How long one admin call may take in all, retries included (Kafka's
+    /// `default.api.timeout.ms`): no attempt starts after it and none runs past it, so a cluster
+    /// that keeps failing or never answers is reported then, with the last error. Default 60 s.
+    pub fn api_timeout_ms(mut self, api_timeout_ms: u64) -> Self {
+        self.api_timeout_ms = api_timeout_ms;
         self
     }
     /// Default 10 s.
@@ -185,9 +199,11 @@ impl AdminConfigBuilder {
 
     pub fn build(self) -> Result<AdminConfig> {
         let bootstrap = parse_bootstrap(&self.bootstrap)?;
-        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 {
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 || self.api_timeout_ms == 0
+        {
             return Err(Error::Config(
-                "request_timeout_ms and connect_timeout_ms must be positive".to_string(),
+                "request_timeout_ms, api_timeout_ms and connect_timeout_ms must be positive"
+                    .to_string(),
             ));
         }
         Ok(AdminConfig {
@@ -203,6 +219,7 @@ impl AdminConfigBuilder {
                     self.retry_backoff_max_ms.max(self.retry_backoff_ms),
                 ),
             },
+            api_timeout: Duration::from_millis(self.api_timeout_ms),
         })
     }
 }
@@ -234,6 +251,22 @@ fn admin_should_retry(error: &Error) -> bool {
     error.is_retriable() && error.code() != Some(ErrorCode::UnknownTopicOrPartition)
 }
 
+/// A change (create, delete, alter) is committed by the controller quorum before the broker
+/// answers, and without a majority of the voters it waits until the deadline: a timeout then
+/// says so, rather than leave the node that answered everything else to take the blame.
+fn awaiting_the_quorum(error: Error, change: &str) -> Error {
+    match error {
+        Error::Timeout { operation, elapsed } => Error::Timeout {
+            operation: format!(
+                "{operation} to {change}: the controller quorum has not committed it (are a \
+                 majority of the voters up and reachable?)"
+            ),
+            elapsed,
+        },
+        other => other,
+    }
+}
+
 impl Admin {
     /// Fetches metadata from the bootstrap brokers, so an unreachable cluster fails here.
     pub async fn connect(config: AdminConfig) -> Result<Admin> {
@@ -241,17 +274,25 @@ impl Admin {
         Ok(Admin { config, cluster })
     }
 
-    /// Runs an admin RPC against the controller (or any broker), with retries.
+    /// When a call starting now must have finished.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.config.api_timeout
+    }
+
+    /// Runs an admin RPC against the controller (or any broker), with retries until the API
+    /// timeout; each attempt gets the request timeout or what is left, whichever is shorter.
     async fn on_any_broker<T, Call, Attempt>(&self, call: Call) -> Result<T>
     where
         Call: Fn(grpc::Connection, Duration) -> Attempt,
         Attempt: std::future::Future<Output = Result<T>>,
     {
-        let timeout = self.config.settings.request_timeout;
+        let deadline = self.deadline();
         let cluster = &self.cluster;
         let last_address = std::sync::Mutex::new(String::new());
+        let first_attempt = std::sync::atomic::AtomicBool::new(true);
         with_retries(
             self.config.retry_policy,
+            deadline,
             admin_should_retry,
             |error| {
                 let address = last_address
@@ -265,7 +306,13 @@ impl Admin {
                 if let Ok(mut address) = last_address.lock() {
                     address.clone_from(&connection.address);
                 }
-                call(connection, timeout).await
+                // The first attempt gets the whole timeout: what little went into connecting
+                // does not shave milliseconds off the number the timeout error reports.
+                let left = match first_attempt.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    true => self.config.api_timeout,
+                    false => deadline.saturating_duration_since(tokio::time::Instant::now()),
+                };
+                call(connection, self.config.settings.request_timeout.min(left)).await
             },
         )
         .await
@@ -278,7 +325,8 @@ impl Admin {
         self.on_any_broker(|connection, timeout| async move {
             grpc::create_topic(&connection, topic_ref, timeout).await
         })
-        .await?;
+        .await
+        .map_err(|error| awaiting_the_quorum(error, &format!("create topic '{}'", topic.name)))?;
         self.wait_for_leaders(&topic.name).await;
         Ok(())
     }
@@ -315,7 +363,8 @@ impl Admin {
         self.on_any_broker(|connection, timeout| async move {
             grpc::delete_topic(&connection, name, timeout).await
         })
-        .await?;
+        .await
+        .map_err(|error| awaiting_the_quorum(error, &format!("delete topic '{name}'")))?;
         self.cluster.mark_stale();
         Ok(())
     }
@@ -369,6 +418,7 @@ impl Admin {
             grpc::alter_configs(&connection, name, set, delete, timeout).await
         })
         .await
+        .map_err(|error| awaiting_the_quorum(error, &format!("alter topic '{name}'")))
     }
 
     /// Looks an offset up on the partition's leader. `None` only for a timestamp query that
@@ -615,6 +665,7 @@ impl Admin {
     ) -> Result<std::sync::Arc<crate::metadata::MetadataSnapshot>> {
         with_retries(
             self.config.retry_policy,
+            self.deadline(),
             admin_should_retry,
             |_| {},
             || self.cluster.refresh(topics),

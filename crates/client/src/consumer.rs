@@ -1555,7 +1555,10 @@ async fn commit_with(
     Ok(())
 }
 
-/// The error for a position outside the log, with the valid range when the broker sent it.
+/// The error for a position outside the log, naming the first and last offsets the partition
+/// holds when the broker sent them. The log end offset is the offset the next record will get,
+/// not one stored, so it is not named as part of the range (and the broker's own text, which
+/// does name it, is left out then).
 fn out_of_range(
     topic_partition: &TopicPartition,
     position: i64,
@@ -1567,9 +1570,16 @@ fn out_of_range(
         Error::Broker { message, .. } => message.clone(),
         other => other.to_string(),
     };
-    let message = if log_start_offset >= 0 && high_watermark >= 0 {
+    let message = if log_start_offset >= 0 && high_watermark > log_start_offset {
+        let last = high_watermark - 1;
         format!(
-            "offset {position} is out of range for {topic_partition}; valid range is [{log_start_offset}, {high_watermark}] ({broker_message})"
+            "offset {position} is out of range for {topic_partition}: it holds offsets \
+             {log_start_offset} to {last}"
+        )
+    } else if log_start_offset >= 0 && high_watermark == log_start_offset {
+        format!(
+            "offset {position} is out of range for {topic_partition}: the partition is empty \
+             (the next record gets offset {high_watermark})"
         )
     } else {
         format!("offset {position} is out of range for {topic_partition} ({broker_message})")
@@ -1770,10 +1780,25 @@ mod tests {
         let broker = Error::broker(ErrorCode::OffsetOutOfRange, "offset 10 is past the end");
         let error = out_of_range(&tp(), 10, 0, 3, &broker);
         assert_eq!(error.code(), Some(ErrorCode::OffsetOutOfRange));
-        assert!(
-            error.to_string().contains("valid range is [0, 3]"),
-            "{error}"
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "OFFSET_OUT_OF_RANGE (1): offset 10 is out of range for {}: it holds offsets 0 to 2",
+                tp()
+            )
         );
-        assert!(error.to_string().contains("offset 10 is past the end"));
+        let empty = out_of_range(&tp(), 2, 5, 5, &broker);
+        assert_eq!(
+            empty.to_string(),
+            format!(
+                "OFFSET_OUT_OF_RANGE (1): offset 2 is out of range for {}: the partition is empty (the next record gets offset 5)",
+                tp()
+            )
+        );
+        let unknown = out_of_range(&tp(), 10, -1, -1, &broker);
+        assert!(
+            unknown.to_string().contains("offset 10 is past the end"),
+            "{unknown}"
+        );
     }
 }

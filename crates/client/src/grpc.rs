@@ -68,7 +68,14 @@ pub(crate) fn status_to_error(status: &tonic::Status, address: &str) -> Error {
         return Error::broker(code, message);
     }
     let has_local_source = std::error::Error::source(status).is_some();
+    // tonic enforces the request's deadline itself too, and reports it as CANCELLED.
+    let deadline_passed = status.code() == tonic::Code::Cancelled
+        && status.message() == tonic::TimeoutExpired(()).to_string();
     match status.code() {
+        _ if deadline_passed => Error::Timeout {
+            operation: format!("waiting for broker {address}"),
+            elapsed: Duration::ZERO,
+        },
         tonic::Code::DeadlineExceeded => Error::Timeout {
             operation: format!("waiting for broker {address}: {}", status.message()),
             elapsed: Duration::ZERO,
@@ -176,12 +183,20 @@ where
 {
     match tokio::time::timeout(timeout, future).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(status_to_error(&status, &connection.address)),
-        Err(_) => Err(Error::timeout(
-            format!("waiting for {rpc} from {}", connection.address),
-            timeout,
-        )),
+        // Whichever noticed the deadline first, the error says what was waited for, and how long.
+        Ok(Err(status)) => match status_to_error(&status, &connection.address) {
+            Error::Timeout { .. } => Err(rpc_timeout(connection, rpc, timeout)),
+            other => Err(other),
+        },
+        Err(_) => Err(rpc_timeout(connection, rpc, timeout)),
     }
+}
+
+fn rpc_timeout(connection: &Connection, rpc: &str, timeout: Duration) -> Error {
+    Error::timeout(
+        format!("waiting for {rpc} from {}", connection.address),
+        timeout,
+    )
 }
 
 // tonic refuses responses above 4 MiB by default. What a broker sends back is bounded by what
@@ -822,6 +837,31 @@ mod tests {
             status_to_error(&named, "h:1").to_string(),
             "TOPIC_ALREADY_EXISTS (36): topic 'a' already exists"
         );
+    }
+
+    #[test]
+    fn the_code_is_named_once() {
+        let mut status = tonic::Status::new(
+            tonic::Code::Unavailable,
+            "LEADER_NOT_AVAILABLE: this node is still starting",
+        );
+        status.metadata_mut().insert(
+            ERROR_CODE_METADATA_KEY,
+            "5".parse().expect("ASCII metadata value"),
+        );
+        assert_eq!(
+            status_to_error(&status, "h:1").to_string(),
+            "LEADER_NOT_AVAILABLE (5): this node is still starting"
+        );
+    }
+
+    #[test]
+    fn a_deadline_tonic_enforced_is_a_timeout_not_a_broken_connection() {
+        let status = tonic::Status::cancelled(tonic::TimeoutExpired(()).to_string());
+        assert!(matches!(
+            status_to_error(&status, "h:1"),
+            Error::Timeout { .. }
+        ));
     }
 
     #[test]

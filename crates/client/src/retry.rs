@@ -60,10 +60,12 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(factor)
 }
 
-/// Runs `operation` until it succeeds, fails with an error `should_retry` rejects, or has failed
-/// `policy.retries + 1` times. `on_error` sees every failure first, to mark metadata stale.
+/// Runs `operation` until it succeeds, fails with an error `should_retry` rejects, has failed
+/// `policy.retries + 1` times, or the next attempt could not start before `deadline` (then the
+/// last error is returned). `on_error` sees every failure first, to mark metadata stale.
 pub(crate) async fn with_retries<T, Operation, Attempt>(
     policy: RetryPolicy,
+    deadline: tokio::time::Instant,
     should_retry: impl Fn(&Error) -> bool,
     mut on_error: impl FnMut(&Error),
     mut operation: Operation,
@@ -79,11 +81,12 @@ where
             Ok(value) => return Ok(value),
             Err(error) => {
                 on_error(&error);
-                if attempt >= policy.retries || !should_retry(&error) {
+                let delay = backoff.next_delay();
+                let too_late = tokio::time::Instant::now() + delay >= deadline;
+                if attempt >= policy.retries || !should_retry(&error) || too_late {
                     return Err(error);
                 }
                 attempt += 1;
-                let delay = backoff.next_delay();
                 tracing::debug!(%error, attempt, ?delay, "retrying");
                 tokio::time::sleep(delay).await;
             }
@@ -125,8 +128,10 @@ mod tests {
             backoff_max: Duration::from_millis(10),
         };
         let attempts = Cell::new(0);
+        let far = tokio::time::Instant::now() + Duration::from_secs(3_600);
         let result: Result<()> = with_retries(
             policy,
+            far,
             Error::is_retriable,
             |_| {},
             || {
@@ -141,6 +146,7 @@ mod tests {
         attempts.set(0);
         let result: Result<()> = with_retries(
             policy,
+            far,
             Error::is_retriable,
             |_| {},
             || {
@@ -155,6 +161,7 @@ mod tests {
         attempts.set(0);
         let result = with_retries(
             policy,
+            far,
             Error::is_retriable,
             |_| {},
             || {
@@ -174,5 +181,40 @@ mod tests {
         )
         .await;
         assert_eq!(result.expect("second attempt succeeds"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_after_the_deadline() {
+        let policy = RetryPolicy {
+            retries: 100,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(100),
+        };
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(1);
+        let attempts = Cell::new(0);
+        let result: Result<()> = with_retries(
+            policy,
+            deadline,
+            Error::is_retriable,
+            |_| {},
+            || {
+                attempts.set(attempts.get() + 1);
+                async { Err(Error::broker(ErrorCode::LeaderNotAvailable, "starting")) }
+            },
+        )
+        .await;
+        assert_eq!(
+            result.unwrap_err().code(),
+            Some(ErrorCode::LeaderNotAvailable)
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt began past the deadline"
+        );
+        assert!(
+            attempts.get() < 100,
+            "the deadline, not the count, ended the retries"
+        );
     }
 }
