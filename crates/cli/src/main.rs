@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 /// freed thousands of times a second. glibc's allocator keeps moving its thresholds for such
 /// sizes and hands them back to the kernel, so profiles of both the broker and the clients
 /// showed page faults and page zeroing for every buffer; a consumer read about 40% slower for
-/// it (benches/README.md, session 5). jemalloc keeps size-classed extents and returns them to
+/// it (benches/README.md, "Single node"). jemalloc keeps size-classed extents and returns them to
 /// the kernel only after they sit unused.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
