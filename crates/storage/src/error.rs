@@ -22,9 +22,7 @@ pub enum StorageError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error(
-        "offset {requested} is out of range; the log holds offsets {log_start_offset} to {log_end_offset}"
-    )]
+    #[error("offset {requested} is out of range: {}", stored_range(*log_start_offset, *log_end_offset))]
     OffsetOutOfRange {
         requested: i64,
         log_start_offset: i64,
@@ -120,3 +118,16 @@ impl StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The offsets a log holds, as people count them: the first and the last stored offset (the log
+/// end offset is the next one to be written, not a stored one).
+fn stored_range(log_start_offset: i64, log_end_offset: i64) -> String {
+    if log_start_offset >= log_end_offset {
+        format!("the log is empty (the next record gets offset {log_end_offset})")
+    } else {
+        format!(
+            "the log holds offsets {log_start_offset} to {}",
+            log_end_offset - 1
+        )
+    }
+}

@@ -6,13 +6,14 @@ use crate::grpc::status::error_fields;
 use crate::topic_config::TopicConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use strata_common::{ErrorCode, validate_topic_name};
 use strata_controller::MetadataCommand;
 use strata_proto::v1 as proto;
 use tonic::{Request, Response, Status};
 
 /// How long an admin request waits for its committed change to be applied on this broker.
-const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 pub struct AdminService {
     state: Arc<BrokerState>,
@@ -155,6 +156,36 @@ fn check_min_insync_within(
     Ok(())
 }
 
+/// How long a topic change may wait for the controller quorum when the request names no timeout
+/// (Kafka's `request.timeout.ms` default).
+const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bound a request's `timeout_ms` sets on its changes; 0 or less means the default.
+fn change_timeout(timeout_ms: i32) -> Duration {
+    match u64::try_from(timeout_ms) {
+        Ok(ms) if ms > 0 => Duration::from_millis(ms),
+        _ => DEFAULT_CHANGE_TIMEOUT,
+    }
+}
+
+/// Runs a topic change for at most `limit`. A controller leader that lost its majority neither
+/// commits nor refuses a command, so without this bound the request would wait for good.
+async fn within(
+    limit: Duration,
+    change: impl std::future::Future<Output = Result<(), PartitionError>>,
+) -> Result<(), PartitionError> {
+    tokio::time::timeout(limit, change).await.unwrap_or_else(|_| {
+        Err(PartitionError::new(
+            ErrorCode::RequestTimedOut,
+            format!(
+                "the controller quorum did not commit the change within {} ms (are a majority of \
+                 the voters up and reachable?); it may still take effect",
+                limit.as_millis()
+            ),
+        ))
+    })
+}
+
 fn topic_result(name: String, result: Result<(), PartitionError>) -> proto::TopicResult {
     let (error_code, error_message) = error_fields(&result);
     proto::TopicResult {
@@ -172,9 +203,13 @@ impl proto::admin_server::Admin for AdminService {
     ) -> Result<Response<proto::CreateTopicsResponse>, Status> {
         let request = request.into_inner();
         let validate_only = request.validate_only;
+        let limit = change_timeout(request.timeout_ms);
         let topics = request.topics.into_iter().map(|topic| async move {
             let name = topic.name.clone();
-            topic_result(name, self.create_topic(topic, validate_only).await)
+            topic_result(
+                name,
+                within(limit, self.create_topic(topic, validate_only)).await,
+            )
         });
         let topics = futures::future::join_all(topics).await;
         Ok(Response::new(proto::CreateTopicsResponse { topics }))
@@ -184,14 +219,12 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::DeleteTopicsRequest>,
     ) -> Result<Response<proto::DeleteTopicsResponse>, Status> {
-        let topics = request
-            .into_inner()
-            .names
-            .into_iter()
-            .map(|name| async move {
-                let result = self.delete_topic(name.clone()).await;
-                topic_result(name, result)
-            });
+        let request = request.into_inner();
+        let limit = change_timeout(request.timeout_ms);
+        let topics = request.names.into_iter().map(|name| async move {
+            let result = within(limit, self.delete_topic(name.clone())).await;
+            topic_result(name, result)
+        });
         Ok(Response::new(proto::DeleteTopicsResponse {
             topics: futures::future::join_all(topics).await,
         }))
@@ -245,9 +278,15 @@ impl proto::admin_server::Admin for AdminService {
     ) -> Result<Response<proto::AlterConfigsResponse>, Status> {
         let request = request.into_inner();
         let validate_only = request.validate_only;
+        // The request has no timeout field; the client's deadline, if shorter, ends it first.
         let topics = request.topics.into_iter().map(|topic| async move {
             let name = topic.name.clone();
-            topic_result(name, self.alter_configs(topic, validate_only).await)
+            let result = within(
+                DEFAULT_CHANGE_TIMEOUT,
+                self.alter_configs(topic, validate_only),
+            )
+            .await;
+            topic_result(name, result)
         });
         let topics = futures::future::join_all(topics).await;
         Ok(Response::new(proto::AlterConfigsResponse { topics }))

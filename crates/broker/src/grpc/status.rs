@@ -148,7 +148,8 @@ pub fn check_ready(ready: &std::sync::atomic::AtomicBool) -> Result<(), Status> 
     } else {
         Err(to_status(PartitionError::new(
             ErrorCode::LeaderNotAvailable,
-            "this node is still starting: registering with the controller quorum",
+            "this node is not serving clients yet: it has not registered with the controller \
+             quorum (are a majority of the voters up and reachable?)",
         )))
     }
 }
