@@ -35,7 +35,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_common::{Clock, ErrorCode, SystemClock, TopicPartition, validate_topic_name};
@@ -658,6 +658,10 @@ fn reply(state: &mut ProducerState, reply: Reply, outcome: Result<RecordMetadata
 async fn run_sender(shared: Arc<ProducerShared>) {
     let config = shared.config.clone();
     let mut last_refresh: Option<Instant> = None;
+    // Why the metadata could not be refreshed, while that lasts: the cause of the wait of
+    // partitions whose leader is unknown then.
+    let mut refresh_error: Option<Error> = None;
+    let mut leaderless_warned_at: HashMap<TopicPartition, Instant> = HashMap::new();
     let mut producer_id_backoff = Backoff::new(config.retry_backoff(), config.retry_backoff_max());
     let mut producer_id_not_before: Option<Instant> = None;
     loop {
@@ -671,17 +675,12 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             let mut state = lock(&shared.state);
             let expired = state.accumulator.expire(now, config.delivery_timeout());
             for batch in expired {
-                let last_error = batch
-                    .last_error
-                    .as_deref()
-                    .map(|error| format!("; the last attempt failed with {error}"))
-                    .unwrap_or_default();
                 let error = Error::timeout(
                     format!(
-                        "delivering {} records to {} ({} attempts{last_error})",
+                        "delivering {} records to {} ({})",
                         batch.record_count(),
                         batch.topic_partition,
-                        batch.attempts
+                        batch.why_undelivered()
                     ),
                     now.saturating_duration_since(batch.created),
                 );
@@ -733,7 +732,7 @@ async fn run_sender(shared: Arc<ProducerShared>) {
         // Route each ready partition to its leader; partitions with no known leader wait for
         // fresh metadata.
         let mut by_leader: Vec<(Leader, Vec<TopicPartition>)> = Vec::new();
-        let mut leaderless = false;
+        let mut leaderless = Vec::new();
         for topic_partition in readiness.ready {
             match shared.cluster.cached_leader(&topic_partition) {
                 Some(leader) => match by_leader
@@ -743,20 +742,30 @@ async fn run_sender(shared: Arc<ProducerShared>) {
                     Some((_, partitions)) => partitions.push(topic_partition),
                     None => by_leader.push((leader, vec![topic_partition])),
                 },
-                None => leaderless = true,
+                None => leaderless.push(topic_partition),
             }
         }
         let mut wake_at = [readiness.next_check, next_expiry, producer_id_retry_at]
             .into_iter()
             .flatten()
             .min();
-        if leaderless {
+        if !leaderless.is_empty() {
+            shared.hold_back_leaderless(
+                &leaderless,
+                refresh_error.as_ref(),
+                &mut leaderless_warned_at,
+                now,
+            );
             let refresh_allowed_at = last_refresh.map(|at| at + config.retry_backoff());
             if refresh_allowed_at.is_none_or(|at| at <= now) {
                 last_refresh = Some(now);
-                if let Err(error) = shared.cluster.refresh(&topics).await {
-                    tracing::debug!(%error, "producer metadata refresh failed");
-                }
+                refresh_error = match shared.cluster.refresh(&topics).await {
+                    Ok(_) => None,
+                    Err(error) => {
+                        tracing::debug!(%error, "producer metadata refresh failed");
+                        Some(error)
+                    }
+                };
                 // Route again with what was learned.
                 continue;
             }
@@ -819,7 +828,77 @@ async fn run_sender(shared: Arc<ProducerShared>) {
     tracing::debug!("producer sender task stopped");
 }
 
+/// How long the sender stays quiet about a partition it has warned has no leader. Its batches
+/// are looked at again every retry backoff while they wait, which must not log each time.
+const LEADERLESS_WARNING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why `topic_partition`, which has no leader in the cache, cannot be sent to; `None` while
+/// that is not known yet because the metadata is stale and about to be refreshed.
+fn leaderless_cause(
+    cluster: &Cluster,
+    topic_partition: &TopicPartition,
+    refresh_error: Option<&Error>,
+) -> Option<String> {
+    if !cluster.is_fresh(&topic_partition.topic) {
+        return refresh_error.map(|error| {
+            format!("no leader known for {topic_partition}: the cluster metadata cannot be refreshed: {error}")
+        });
+    }
+    match cluster.snapshot().leader(topic_partition) {
+        // Elected since the cache was read: the next pass sends.
+        Some(Ok(_)) => None,
+        Some(Err(error)) if error.code() == Some(ErrorCode::LeaderNotAvailable) => Some(format!(
+            "no leader for {topic_partition} in the cluster metadata"
+        )),
+        // The topic or partition is gone, or the topic's metadata is an error.
+        Some(Err(error)) => Some(error.to_string()),
+        None => Some(format!(
+            "no leader for {topic_partition}: topic '{}' is not in the cluster metadata",
+            topic_partition.topic
+        )),
+    }
+}
+
 impl ProducerShared {
+    /// Notes on the queued batches of `partitions`, which have no known leader, why they wait,
+    /// and warns about each partition at most once every [`LEADERLESS_WARNING_INTERVAL`]: no
+    /// request fails for them, so otherwise nothing would say why records are not delivered.
+    fn hold_back_leaderless(
+        &self,
+        partitions: &[TopicPartition],
+        refresh_error: Option<&Error>,
+        warned_at: &mut HashMap<TopicPartition, Instant>,
+        now: Instant,
+    ) {
+        warned_at.retain(|_, at| now.saturating_duration_since(*at) < LEADERLESS_WARNING_INTERVAL);
+        let causes: Vec<(&TopicPartition, String)> = partitions
+            .iter()
+            .filter_map(|topic_partition| {
+                leaderless_cause(&self.cluster, topic_partition, refresh_error)
+                    .map(|cause| (topic_partition, cause))
+            })
+            .collect();
+        if causes.is_empty() {
+            return;
+        }
+        {
+            let mut state = lock(&self.state);
+            for (topic_partition, cause) in &causes {
+                state.accumulator.hold_back(topic_partition, cause);
+            }
+        }
+        for (topic_partition, cause) in causes {
+            if !warned_at.contains_key(topic_partition) {
+                tracing::warn!(
+                    %topic_partition,
+                    %cause,
+                    "records wait for a partition leader until the delivery timeout"
+                );
+                warned_at.insert(topic_partition.clone(), now);
+            }
+        }
+    }
+
     /// Sends `batches` to `leader` behind everything sent to it before, on its produce stream.
     fn submit(self: &Arc<Self>, leader: Leader, mut batches: Vec<ProducerBatch<Completion>>) {
         let config = &self.config;

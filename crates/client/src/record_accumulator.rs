@@ -110,6 +110,10 @@ pub(crate) struct ProducerBatch<C> {
     pub attempts: u32,
     /// Why the last attempt failed, so a batch that runs out of time says what kept failing.
     pub last_error: Option<String>,
+    /// What last kept the batch from being sent (its partition had no leader), so a batch that
+    /// runs out of time without a request to fail says why. Kept apart from `last_error`
+    /// because the batch may have been sent before, and that failure is worth reporting too.
+    held_back_by: Option<String>,
     retry_not_before: Option<Instant>,
     /// Buffer memory held by the batch, returned when it completes.
     pub reserved_bytes: usize,
@@ -172,6 +176,30 @@ impl<C> ProducerBatch<C> {
 
     fn is_built(&self) -> bool {
         matches!(self.contents, Contents::Built(_))
+    }
+
+    /// Why the batch is not delivered, for the error of a batch that ran out of time: whether
+    /// and how often it was sent, how the last attempt failed, and what held it back since.
+    pub(crate) fn why_undelivered(&self) -> String {
+        let mut why = match (self.attempts, &self.last_error) {
+            (0, _) => "never sent".to_string(),
+            (1, Some(error)) => format!("1 attempt, which failed with {error}"),
+            (attempts, Some(error)) => {
+                format!("{attempts} attempts; the last failed with {error}")
+            }
+            (1, None) => "1 attempt".to_string(),
+            (attempts, None) => format!("{attempts} attempts"),
+        };
+        if let Some(cause) = &self.held_back_by {
+            let separator = if self.is_retry() {
+                "; since then: "
+            } else {
+                ": "
+            };
+            why.push_str(separator);
+            why.push_str(cause);
+        }
+        why
     }
 }
 
@@ -435,6 +463,7 @@ impl<C> RecordAccumulator<C> {
                 created: now(),
                 attempts: 0,
                 last_error: None,
+                held_back_by: None,
                 retry_not_before: None,
                 reserved_bytes: 0,
                 sequence: None,
@@ -548,7 +577,22 @@ impl<C> RecordAccumulator<C> {
         batch.build(sequence);
         batch.attempts += 1;
         batch.retry_not_before = None;
+        batch.held_back_by = None;
         Some(batch)
+    }
+
+    /// Records why the queued batches of `topic_partition` cannot be sent now (it has no
+    /// leader), for the error they fail with if that lasts past the delivery timeout.
+    pub(crate) fn hold_back(&mut self, topic_partition: &TopicPartition, cause: &str) {
+        let Some(queue) = self.partitions.get_mut(topic_partition) else {
+            return;
+        };
+        for batch in &mut queue.batches {
+            // The sender repeats this every retry backoff while the cause lasts.
+            if batch.held_back_by.as_deref() != Some(cause) {
+                batch.held_back_by = Some(cause.to_string());
+            }
+        }
     }
 
     /// An in-flight batch finished (acknowledged or failed for good).
@@ -938,6 +982,53 @@ mod tests {
         assert!(!accumulator.is_empty());
         assert_eq!(accumulator.drain_all().len(), 1);
         assert!(accumulator.is_empty());
+    }
+
+    #[test]
+    fn a_batch_held_back_before_its_first_send_says_it_never_went() {
+        let start = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let mut accumulator = RecordAccumulator::new(1 << 20, LINGER);
+        append(&mut accumulator, 0, start, b"a", 0);
+        append(&mut accumulator, 1, start, b"b", 1);
+        accumulator.hold_back(&partition(0), "no leader for t-0 in the cluster metadata");
+        let expired = accumulator.expire(start + timeout, timeout);
+        let why: Vec<String> = expired.iter().map(ProducerBatch::why_undelivered).collect();
+        assert_eq!(
+            why,
+            [
+                "never sent: no leader for t-0 in the cluster metadata",
+                "never sent"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_retried_batch_names_its_last_failure_and_a_hold_since_then() {
+        let start = Instant::now();
+        let timeout = Duration::from_secs(1);
+        let mut accumulator = RecordAccumulator::new(1 << 20, Duration::ZERO);
+        let no_leader = |number| format!("no leader for t-{number} in the cluster metadata");
+        append(&mut accumulator, 0, start, b"held after its retry", 0);
+        append(&mut accumulator, 1, start, b"held before its retry", 1);
+        accumulator.hold_back(&partition(1), &no_leader(1));
+        for number in [0, 1] {
+            let mut batch = accumulator.drain(&partition(number)).expect("a batch");
+            batch.last_error = Some("NOT_LEADER_OR_FOLLOWER: moved".to_string());
+            accumulator.reenqueue(batch, start);
+        }
+        accumulator.hold_back(&partition(0), &no_leader(0));
+        let expired = accumulator.expire(start + timeout, timeout);
+        let why: Vec<String> = expired.iter().map(ProducerBatch::why_undelivered).collect();
+        assert_eq!(
+            why,
+            [
+                "1 attempt, which failed with NOT_LEADER_OR_FOLLOWER: moved; \
+                 since then: no leader for t-0 in the cluster metadata",
+                // Sending the batch ended the hold.
+                "1 attempt, which failed with NOT_LEADER_OR_FOLLOWER: moved",
+            ]
+        );
     }
 
     const PRODUCER: ProducerIdAndEpoch = ProducerIdAndEpoch {

@@ -9,7 +9,7 @@
 //!
 //! Every wait is on a condition with a bounded deadline; nothing sleeps to synchronise.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -69,6 +69,9 @@ enum SequenceVerdict {
 struct FakeState {
     topics: BTreeMap<String, Vec<PartitionLog>>,
     configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Partitions that metadata answers without a leader, as during an election or while
+    /// every replica is down.
+    leaderless: BTreeSet<TopicPartition>,
     /// Errors the next produce of a partition gets instead of an append, in order.
     produce_faults: VecDeque<(TopicPartition, ErrorCode)>,
     /// Per produce request: the partitions it carried.
@@ -641,16 +644,21 @@ impl BrokerService for FakeBroker {
             .into_iter()
             .map(|name| match state.topics.get(&name) {
                 Some(logs) => wire::TopicMetadata {
-                    name,
                     partitions: (0..logs.len() as i32)
-                        .map(|partition| wire::PartitionMetadata {
-                            partition,
-                            leader_id: 1,
-                            replicas: vec![1],
-                            isr: vec![1],
-                            ..Default::default()
+                        .map(|partition| {
+                            let leaderless = state
+                                .leaderless
+                                .contains(&TopicPartition::new(name.clone(), partition));
+                            wire::PartitionMetadata {
+                                partition,
+                                leader_id: if leaderless { -1 } else { 1 },
+                                replicas: vec![1],
+                                isr: if leaderless { Vec::new() } else { vec![1] },
+                                ..Default::default()
+                            }
                         })
                         .collect(),
+                    name,
                     ..Default::default()
                 },
                 None => wire::TopicMetadata {
@@ -862,11 +870,70 @@ async fn stream_requests_arrived(fake: &FakeBroker, count: usize) -> Result<()> 
     Ok(())
 }
 
+/// Collects the WARN and ERROR events of the thread it is the default subscriber of, each as a
+/// line of its fields, so a test can read what whoever runs the client would read.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn containing(&self, text: &str) -> Vec<String> {
+        let lines = self.0.lock().expect("no thread panicked while logging");
+        lines
+            .iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
+    }
+}
+
+struct FieldsLine(String);
+
+impl tracing::field::Visit for FieldsLine {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = FieldsLine(String::new());
+        event.record(&mut line);
+        let mut lines = self.0.lock().expect("no thread panicked while logging");
+        lines.push(line.0);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 fn producer_config(fake: &FakeBroker) -> strata_client::ProducerConfigBuilder {
     ProducerConfig::builder()
         .bootstrap(fake.address.as_str())
         .retry_backoff_ms(10)
         .retry_backoff_max_ms(50)
+}
+
+/// A producer that gives up on a record half a second after `send`, for tests of what it says
+/// when it does.
+fn impatient_producer_config(fake: &FakeBroker) -> Result<ProducerConfig> {
+    Ok(producer_config(fake)
+        .linger_ms(0)
+        .request_timeout_ms(200)
+        .delivery_timeout_ms(500)
+        .build()?)
 }
 
 fn consumer_config(fake: &FakeBroker) -> strata_client::ConsumerConfigBuilder {
@@ -985,12 +1052,7 @@ async fn a_batch_that_runs_out_of_time_names_the_error_it_kept_getting() -> Resu
                 .push_back((tp.clone(), ErrorCode::NotEnoughReplicas));
         }
     }
-    let config = producer_config(&fake)
-        .linger_ms(0)
-        .request_timeout_ms(200)
-        .delivery_timeout_ms(500)
-        .build()?;
-    let producer = Producer::connect(config).await?;
+    let producer = Producer::connect(impatient_producer_config(&fake)?).await?;
     let delivery = producer
         .send(ProducerRecord::new("starved", "v").partition(0))
         .await?;
@@ -1001,6 +1063,58 @@ async fn a_batch_that_runs_out_of_time_names_the_error_it_kept_getting() -> Resu
     assert!(message.contains("timed out"), "{message}");
     assert!(message.contains("NOT_ENOUGH_REPLICAS"), "{message}");
     assert!(fake.values("starved", 0).is_empty());
+    producer.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_for_a_partition_without_a_leader_fail_naming_why_after_one_warning() -> Result<()>
+{
+    // A current-thread runtime: the producer's sender task logs on this thread.
+    let warnings = Warnings::default();
+    let _capturing = tracing::subscriber::set_default(warnings.clone());
+    let fake = start_fake().await?;
+    fake.create("headless", 2);
+    let leaderless = TopicPartition::new("headless", 0);
+    fake.state().leaderless.insert(leaderless.clone());
+    let producer = Producer::connect(impatient_producer_config(&fake)?).await?;
+    let stranded = producer
+        .send(ProducerRecord::new("headless", "stranded").partition(0))
+        .await?;
+    let led = producer
+        .send(ProducerRecord::new("headless", "led").partition(1))
+        .await?;
+    tokio::time::timeout(STEP_TIMEOUT, led)
+        .await?
+        .context("a partition with a leader is not held up")?;
+
+    let error = tokio::time::timeout(STEP_TIMEOUT, stranded)
+        .await?
+        .expect_err("no leader ever took the record");
+    let message = error.to_string();
+    assert!(message.contains("timed out"), "{message}");
+    assert!(
+        message.contains("(never sent: no leader for headless-0 in the cluster metadata)"),
+        "{message}"
+    );
+    assert!(
+        fake.state()
+            .produce_requests
+            .iter()
+            .all(|partitions| !partitions.contains(&leaderless))
+    );
+    // The batch was looked at again every retry backoff while it waited.
+    let warned = warnings.containing("no leader");
+    assert_eq!(warned.len(), 1, "one warning, not one per look: {warned:?}");
+    assert!(warned[0].contains("headless-0"), "{warned:?}");
+
+    // Once a leader is elected, the same partition takes records again.
+    fake.state().leaderless.clear();
+    let after_election = producer
+        .send(ProducerRecord::new("headless", "after election").partition(0))
+        .await?;
+    tokio::time::timeout(STEP_TIMEOUT, after_election).await??;
+    assert_eq!(fake.values("headless", 0), ["after election"]);
     producer.close().await?;
     Ok(())
 }
