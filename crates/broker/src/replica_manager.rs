@@ -859,26 +859,25 @@ impl ReplicaManager {
         let log_end_offset = partition.log.log_end_offset();
         {
             let mut role = partition.role.lock().expect("role lock");
-            if let Role::Leader(state) = &mut *role
-                && !state.has_follower(replica_id)
-            {
-                return Err(PartitionError::new(
-                    ErrorCode::NotLeaderOrFollower,
-                    format!(
-                        "broker {replica_id} is not a replica of {} in leader epoch {leader_epoch}",
-                        partition.topic_partition
-                    ),
-                ));
-            }
-            if let Role::Leader(state) = &mut *role
-                && state.on_follower_fetch(
+            if let Role::Leader(state) = &mut *role {
+                if !state.has_follower(replica_id) {
+                    return Err(PartitionError::new(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!(
+                            "broker {replica_id} is not a replica of {} in leader epoch \
+                             {leader_epoch}",
+                            partition.topic_partition
+                        ),
+                    ));
+                }
+                if state.on_follower_fetch(
                     replica_id,
                     fetch_offset,
                     log_end_offset,
                     self.clock.now_ms(),
-                )
-            {
-                partition.publish_high_watermark(state.high_watermark());
+                ) {
+                    partition.publish_high_watermark(state.high_watermark());
+                }
             }
         }
         let read = partition.log.read(fetch_offset, max_bytes, None)?;
