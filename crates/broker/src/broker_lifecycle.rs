@@ -79,6 +79,10 @@ pub(crate) fn new_incarnation() -> u64 {
 /// (it was fenced, or the quorum lost and regained its state). Each heartbeat reports the log
 /// directory as offline once any log in it failed a write or fsync (Kafka's whole-directory
 /// model): the controller then fences this broker and moves its leaderships at once.
+///
+/// Every answered heartbeat (or registration) renews this broker's leadership lease to its send
+/// time plus `lease`; see [`ReplicaManager::enforce_session_lease`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn heartbeat_loop(
     controller: Arc<Controller>,
     replicas: Arc<ReplicaManager>,
@@ -88,7 +92,9 @@ pub(crate) async fn heartbeat_loop(
     mut broker_epoch: i64,
     clock: Arc<dyn Clock>,
     interval: Duration,
+    lease: Duration,
 ) {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let mut ticks = tokio::time::interval(interval);
     let mut reported_offline = false;
     loop {
@@ -103,16 +109,28 @@ pub(crate) async fn heartbeat_loop(
         } else {
             vec![replicas.logs().root().display().to_string()]
         };
+        let sent_ms = clock.now_ms();
         let command = MetadataCommand::BrokerHeartbeat {
             broker_id,
             broker_epoch,
-            now_ms: clock.now_ms(),
+            now_ms: sent_ms,
             offline_log_dirs,
         };
-        match controller.submit(command).await {
-            Ok(_) => {}
+        // Bounded, so a quorum that neither commits nor refuses does not stop the heartbeats
+        // that would renew the session once it is back.
+        let answered = tokio::time::timeout(lease, controller.submit(command)).await;
+        let Ok(answered) = answered else {
+            warn!(
+                ?lease,
+                "heartbeat got no answer; the controller quorum may be unreachable"
+            );
+            continue;
+        };
+        match answered {
+            Ok(_) => replicas.renew_session_lease(sent_ms.saturating_add(lease_ms)),
             Err(ControllerError::Rejected(rejected)) => {
                 warn!(%rejected, "heartbeat refused; registering again");
+                let registering_ms = clock.now_ms();
                 match register(
                     &controller,
                     broker_id,
@@ -126,6 +144,7 @@ pub(crate) async fn heartbeat_loop(
                     Ok(epoch) => {
                         broker_epoch = epoch;
                         replicas.set_broker_epoch(epoch);
+                        replicas.renew_session_lease(registering_ms.saturating_add(lease_ms));
                     }
                     Err(error) => warn!(%error, "re-registration failed; will retry"),
                 }

@@ -506,6 +506,7 @@ impl Broker {
         } else {
             Duration::from_secs(120)
         };
+        let registering_ms = clock.now_ms();
         let broker_epoch = match broker_lifecycle::register(
             &controller,
             config.node_id,
@@ -529,6 +530,16 @@ impl Broker {
         // Serve nothing stale: the replicas catch up with everything the quorum had committed
         // when this broker registered before start returns.
         state.replicas.set_broker_epoch(broker_epoch);
+        // The controller fences a broker a session timeout after its last heartbeat was sent;
+        // the lease ends a quarter earlier, which leaves room for the fencing tick and for clocks
+        // that run at slightly different rates.
+        let session_lease = Duration::from_millis(
+            u64::try_from(config.broker_session_timeout_ms.saturating_mul(3) / 4).unwrap_or(0),
+        );
+        let lease_ms = i64::try_from(session_lease.as_millis()).unwrap_or(i64::MAX);
+        state
+            .replicas
+            .enforce_session_lease(registering_ms.saturating_add(lease_ms));
         let heartbeats = tokio::spawn(broker_lifecycle::heartbeat_loop(
             controller.clone(),
             state.replicas.clone(),
@@ -538,6 +549,7 @@ impl Broker {
             broker_epoch,
             clock.clone(),
             Duration::from_millis((config.broker_session_timeout_ms / 4).max(50) as u64),
+            session_lease,
         ));
         // A restarted broker is fenced until the controller sees it heartbeat, and partitions
         // only it could lead are leaderless until the controller re-elects: wait for both, so a

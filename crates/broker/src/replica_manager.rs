@@ -319,6 +319,9 @@ pub struct ReplicaManager {
     broker_epochs: RwLock<Option<BrokerEpochs>>,
     /// This broker's own epoch, which its followers present to leaders; -1 until registered.
     broker_epoch: AtomicI64,
+    /// Until when (clock ms) this broker may act as a leader: see
+    /// [`ReplicaManager::enforce_session_lease`]. `i64::MAX` while no lease is enforced.
+    session_lease_until_ms: AtomicI64,
     worker_appends: WorkerAppendGate,
 }
 
@@ -391,6 +394,7 @@ impl ReplicaManager {
             address_book: RwLock::new(None),
             broker_epochs: RwLock::new(None),
             broker_epoch: AtomicI64::new(-1),
+            session_lease_until_ms: AtomicI64::new(i64::MAX),
             worker_appends: WorkerAppendGate::default(),
         }
     }
@@ -456,6 +460,41 @@ impl ReplicaManager {
     }
     pub fn broker_epoch(&self) -> i64 {
         self.broker_epoch.load(Ordering::Acquire)
+    }
+
+    /// Bounds this broker's leadership by its controller session (a lease). The controller
+    /// fences a broker a session timeout after the send time of its last heartbeat and then
+    /// elects other leaders; a broker that can no longer renew its session (cut off from the
+    /// quorum, or the quorum lost) must stop appending before that, or two brokers would take
+    /// writes for one partition. From this call on, appends as leader are refused once the
+    /// clock passes `until_ms`; each answered heartbeat moves it on
+    /// ([`ReplicaManager::renew_session_lease`]).
+    pub fn enforce_session_lease(&self, until_ms: i64) {
+        self.session_lease_until_ms
+            .store(until_ms, Ordering::Release);
+    }
+
+    /// Extends the lease to `until_ms` (never shortens it).
+    pub fn renew_session_lease(&self, until_ms: i64) {
+        self.session_lease_until_ms
+            .fetch_max(until_ms, Ordering::AcqRel);
+    }
+
+    fn check_session_lease(&self) -> Result<(), PartitionError> {
+        let until_ms = self.session_lease_until_ms.load(Ordering::Acquire);
+        let now_ms = self.clock.now_ms();
+        if now_ms <= until_ms {
+            return Ok(());
+        }
+        Err(PartitionError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!(
+                "broker {} has not renewed its controller session for {} ms past its lease, so it \
+                 leads nothing until it does; the controller moves its partitions",
+                self.node_id,
+                now_ms - until_ms
+            ),
+        ))
     }
     /// Whether `broker_epoch` is `replica_id`'s current one; see [`BrokerEpochs`].
     fn check_broker_epoch(&self, replica_id: i32, broker_epoch: i64) -> Result<(), PartitionError> {
@@ -702,6 +741,7 @@ impl ReplicaManager {
     ) -> Result<(AppendInfo, PendingReplication), PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(None)?;
+        self.check_session_lease()?;
         let required = partition.min_insync_replicas.load(Ordering::Acquire) as usize;
         if acks == Acks::All {
             let in_sync = partition.in_sync_replicas().len();
@@ -722,6 +762,9 @@ impl ReplicaManager {
         };
         partition.publish_log_end_offset();
         self.advance_leader_high_watermark(&partition);
+        // An append that outlived the lease (a stalled disk) may already be in another leader's
+        // epoch: it is in the log, but not acknowledged.
+        self.check_session_lease()?;
         let pending = PendingReplication {
             partition,
             high_watermarks,
