@@ -60,6 +60,9 @@ pub struct PendingReplication {
     target: i64,
     base_offset: i64,
     required: usize,
+    /// The leader epoch the append was made in: only this leadership can acknowledge it.
+    leader_epoch: i32,
+    lease: Arc<SessionLease>,
 }
 
 impl PendingReplication {
@@ -79,39 +82,46 @@ impl PendingReplication {
     }
 
     /// Waits until the high watermark covers the append: every in-sync replica has it, and the
-    /// ISR still has `min.insync.replicas` members.
+    /// ISR still has `min.insync.replicas` members. Ends at once with `NOT_LEADER_OR_FOLLOWER`
+    /// when this broker stops leading in the append's epoch (a new leader, or a lapsed session
+    /// lease), so the producer goes to the new leader instead of waiting out its timeout; the
+    /// record is then not acknowledged, and may or may not survive.
     pub async fn wait(mut self, timeout: Duration) -> Result<(), PartitionError> {
         let target = self.target;
-        // `wait_for` returns a guard that read-locks the watch channel: it must be dropped at
-        // once, because publishing a high watermark takes the write lock while holding the
-        // partition's role lock, which the ISR check below takes too.
-        let replicated = tokio::time::timeout(
-            timeout,
-            self.high_watermarks
-                .wait_for(|&high_watermark| high_watermark >= target),
-        )
-        .await
-        .map(|waited| waited.map(|_| ()));
+        let deadline = tokio::time::Instant::now() + timeout;
         let topic_partition = &self.partition.topic_partition;
-        match replicated {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
-                return Err(PartitionError::new(
-                    ErrorCode::NotLeaderOrFollower,
-                    format!("{topic_partition} was removed while waiting"),
-                ));
+        loop {
+            // The guard `borrow_and_update` returns read-locks the watch channel: it must be
+            // dropped at once, because publishing a high watermark takes the write lock while
+            // holding the partition's role lock, which the checks below take too.
+            let covered = *self.high_watermarks.borrow_and_update() >= target;
+            if covered {
+                break;
             }
-            Err(_) => {
-                return Err(PartitionError::new(
-                    ErrorCode::RequestTimedOut,
-                    format!(
-                        "{topic_partition} was appended at offset {} but not replicated to every in-sync replica within {} ms",
-                        self.base_offset,
-                        timeout.as_millis()
-                    ),
-                ));
+            let lease_left = self.check_still_leading()?;
+            let wake = deadline.min(tokio::time::Instant::now() + lease_left);
+            match tokio::time::timeout_at(wake, self.high_watermarks.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(PartitionError::new(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!("{topic_partition} was removed while waiting"),
+                    ));
+                }
+                Err(_) if wake < deadline => {} // the lease is checked again above
+                Err(_) => {
+                    return Err(PartitionError::new(
+                        ErrorCode::RequestTimedOut,
+                        format!(
+                            "{topic_partition} was appended at offset {} but not replicated to every in-sync replica within {} ms",
+                            self.base_offset,
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
             }
         }
+        self.check_still_leading()?;
         let in_sync = self.partition.in_sync_replicas().len();
         if in_sync < self.required {
             return Err(PartitionError::new(
@@ -123,6 +133,61 @@ impl PendingReplication {
             ));
         }
         Ok(())
+    }
+}
+
+/// Leadership bounded by the controller session (a lease). The controller fences a broker a
+/// session timeout after the send time of its last heartbeat and then elects other leaders; a
+/// broker that can no longer renew its session (cut off from the quorum, or the quorum lost) must
+/// stop appending before that, or two brokers would take writes for one partition.
+pub struct SessionLease {
+    node_id: i32,
+    /// Until when (clock ms) this broker may act as a leader; `i64::MAX` while not enforced.
+    until_ms: AtomicI64,
+    clock: Arc<dyn Clock>,
+}
+
+impl SessionLease {
+    /// How long the lease has left now; an error once it has run out.
+    fn check(&self) -> Result<Duration, PartitionError> {
+        let until_ms = self.until_ms.load(Ordering::Acquire);
+        let now_ms = self.clock.now_ms();
+        if now_ms <= until_ms {
+            return Ok(Duration::from_millis(
+                u64::try_from(until_ms - now_ms).unwrap_or(0),
+            ));
+        }
+        Err(PartitionError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!(
+                "broker {} has not renewed its controller session for {} ms past its lease, so it \
+                 leads nothing until it does; the controller moves its partitions",
+                self.node_id,
+                now_ms - until_ms
+            ),
+        ))
+    }
+}
+
+impl PendingReplication {
+    /// Whether this broker still leads the partition in the append's epoch, under a live
+    /// session lease; returns what is left of the lease.
+    fn check_still_leading(&self) -> Result<Duration, PartitionError> {
+        let partition = &self.partition;
+        if !partition.is_leader() || partition.leader_epoch() != self.leader_epoch {
+            return Err(PartitionError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "{} changed leader (epoch {} to {}) before offset {} was replicated; it is not \
+                     acknowledged",
+                    partition.topic_partition,
+                    self.leader_epoch,
+                    partition.leader_epoch(),
+                    self.base_offset
+                ),
+            ));
+        }
+        self.lease.check()
     }
 }
 
@@ -319,9 +384,7 @@ pub struct ReplicaManager {
     broker_epochs: RwLock<Option<BrokerEpochs>>,
     /// This broker's own epoch, which its followers present to leaders; -1 until registered.
     broker_epoch: AtomicI64,
-    /// Until when (clock ms) this broker may act as a leader: see
-    /// [`ReplicaManager::enforce_session_lease`]. `i64::MAX` while no lease is enforced.
-    session_lease_until_ms: AtomicI64,
+    session_lease: Arc<SessionLease>,
     worker_appends: WorkerAppendGate,
 }
 
@@ -386,7 +449,7 @@ impl ReplicaManager {
         ReplicaManager {
             node_id,
             logs,
-            clock,
+            clock: clock.clone(),
             config,
             partitions: RwLock::new(HashMap::new()),
             checkpointed_high_watermarks,
@@ -394,7 +457,11 @@ impl ReplicaManager {
             address_book: RwLock::new(None),
             broker_epochs: RwLock::new(None),
             broker_epoch: AtomicI64::new(-1),
-            session_lease_until_ms: AtomicI64::new(i64::MAX),
+            session_lease: Arc::new(SessionLease {
+                node_id,
+                until_ms: AtomicI64::new(i64::MAX),
+                clock: clock.clone(),
+            }),
             worker_appends: WorkerAppendGate::default(),
         }
     }
@@ -462,40 +529,22 @@ impl ReplicaManager {
         self.broker_epoch.load(Ordering::Acquire)
     }
 
-    /// Bounds this broker's leadership by its controller session (a lease). The controller
-    /// fences a broker a session timeout after the send time of its last heartbeat and then
-    /// elects other leaders; a broker that can no longer renew its session (cut off from the
-    /// quorum, or the quorum lost) must stop appending before that, or two brokers would take
-    /// writes for one partition. From this call on, appends as leader are refused once the
-    /// clock passes `until_ms`; each answered heartbeat moves it on
-    /// ([`ReplicaManager::renew_session_lease`]).
+    /// Bounds this broker's leadership by its controller session; see [`SessionLease`]. From
+    /// this call on, appends as leader are refused once the clock passes `until_ms`; each
+    /// answered heartbeat moves it on ([`ReplicaManager::renew_session_lease`]).
     pub fn enforce_session_lease(&self, until_ms: i64) {
-        self.session_lease_until_ms
+        self.session_lease
+            .until_ms
             .store(until_ms, Ordering::Release);
     }
 
     /// Extends the lease to `until_ms` (never shortens it).
     pub fn renew_session_lease(&self, until_ms: i64) {
-        self.session_lease_until_ms
+        self.session_lease
+            .until_ms
             .fetch_max(until_ms, Ordering::AcqRel);
     }
 
-    fn check_session_lease(&self) -> Result<(), PartitionError> {
-        let until_ms = self.session_lease_until_ms.load(Ordering::Acquire);
-        let now_ms = self.clock.now_ms();
-        if now_ms <= until_ms {
-            return Ok(());
-        }
-        Err(PartitionError::new(
-            ErrorCode::NotLeaderOrFollower,
-            format!(
-                "broker {} has not renewed its controller session for {} ms past its lease, so it \
-                 leads nothing until it does; the controller moves its partitions",
-                self.node_id,
-                now_ms - until_ms
-            ),
-        ))
-    }
     /// Whether `broker_epoch` is `replica_id`'s current one; see [`BrokerEpochs`].
     fn check_broker_epoch(&self, replica_id: i32, broker_epoch: i64) -> Result<(), PartitionError> {
         let current = self
@@ -513,6 +562,7 @@ impl ReplicaManager {
             format!("broker {replica_id} presented broker epoch {broker_epoch}; {known}"),
         ))
     }
+
     pub(crate) fn address_of(&self, broker_id: i32) -> Option<String> {
         self.address_book
             .read()
@@ -741,7 +791,7 @@ impl ReplicaManager {
     ) -> Result<(AppendInfo, PendingReplication), PartitionError> {
         let partition = self.partition(topic, partition)?;
         partition.check_leader(None)?;
-        self.check_session_lease()?;
+        self.session_lease.check()?;
         let required = partition.min_insync_replicas.load(Ordering::Acquire) as usize;
         if acks == Acks::All {
             let in_sync = partition.in_sync_replicas().len();
@@ -764,13 +814,15 @@ impl ReplicaManager {
         self.advance_leader_high_watermark(&partition);
         // An append that outlived the lease (a stalled disk) may already be in another leader's
         // epoch: it is in the log, but not acknowledged.
-        self.check_session_lease()?;
+        self.session_lease.check()?;
         let pending = PendingReplication {
+            leader_epoch: partition.leader_epoch(),
             partition,
             high_watermarks,
             target: info.last_offset + 1,
             base_offset: info.base_offset,
             required,
+            lease: self.session_lease.clone(),
         };
         Ok((info, pending))
     }

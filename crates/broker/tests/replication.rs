@@ -522,3 +522,66 @@ async fn only_a_current_replica_can_move_the_high_watermark() {
     assert_eq!(partition.high_watermark(), 3);
     leader.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks_all_wait_ends_as_soon_as_leadership_moves() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(1, directory.path()).await;
+    let topic_partition = TopicPartition::new("moving", 0);
+    let config = TopicConfig::resolve(&Default::default()).unwrap();
+    // Broker 2 never fetches, so nothing this leader appends gets replicated.
+    let leading = PartitionAssignment {
+        leader_id: 1,
+        leader_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    broker
+        .replica_manager()
+        .apply_assignment(topic_partition.clone(), &config, &leading)
+        .unwrap();
+    let replicas = broker.replica_manager().clone();
+    let waiting = tokio::spawn(async move {
+        replicas
+            .append(
+                "moving",
+                0,
+                records("stranded", 1),
+                Acks::All,
+                Duration::from_secs(60),
+            )
+            .await
+    });
+    let partition = broker.replica_manager().partition("moving", 0).unwrap();
+    eventually("the append to reach the log", || {
+        partition.log().log_end_offset() == 1
+    })
+    .await;
+    // Broker 2 takes over: the waiting producer hears it at once, not at its 60 s timeout.
+    let following = PartitionAssignment {
+        leader_id: 2,
+        leader_epoch: 2,
+        ..leading
+    };
+    broker
+        .replica_manager()
+        .apply_assignment(topic_partition, &config, &following)
+        .unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the wait ends with the leadership")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        error.code,
+        ErrorCode::NotLeaderOrFollower,
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("not acknowledged"),
+        "{}",
+        error.message
+    );
+    broker.shutdown().await;
+}

@@ -106,6 +106,10 @@ impl Error {
                     | ErrorCode::LeaderNotAvailable
                     | ErrorCode::FencedLeaderEpoch
                     | ErrorCode::UnknownLeaderEpoch
+                    // Replicas left the ISR: the leader may be cut off, and about to lose its
+                    // leadership to one of them.
+                    | ErrorCode::NotEnoughReplicas
+                    | ErrorCode::NotEnoughReplicasAfterAppend
             ),
             Error::Transport { .. } => true,
             _ => false,
@@ -155,6 +159,22 @@ mod tests {
         assert!(Error::timeout("waiting", Duration::from_secs(1)).is_retriable());
         assert!(!Error::InvalidInput("x".into()).is_retriable());
         assert!(!Error::ProducerClosed.is_retriable());
+    }
+
+    #[test]
+    fn errors_that_mean_leadership_may_have_moved_send_the_client_to_fresh_metadata() {
+        for code in [
+            ErrorCode::NotLeaderOrFollower,
+            ErrorCode::FencedLeaderEpoch,
+            ErrorCode::NotEnoughReplicas,
+            ErrorCode::NotEnoughReplicasAfterAppend,
+        ] {
+            assert!(Error::broker(code, "").invalidates_metadata(), "{code}");
+        }
+        assert!(!Error::broker(ErrorCode::MessageTooLarge, "").invalidates_metadata());
+        // A timed-out request drops its connection and refreshes everything.
+        let timeout = Error::timeout("waiting", Duration::from_secs(1));
+        assert!(timeout.condemns_connection());
     }
 
     #[test]
