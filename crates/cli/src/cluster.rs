@@ -2,9 +2,13 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use strata_client::TopicDescription;
+use std::collections::BTreeMap;
+use strata_client::{TopicDescription, TopicPartition};
 
 use crate::AdminTarget;
+use crate::output::{
+    FormatArg, OffsetRange, OutputFormat, aligned, broker_json, print_json, topic_json,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -19,6 +23,8 @@ pub enum ClusterCommand {
 pub struct StatusArgs {
     #[command(flatten)]
     target: AdminTarget,
+    #[command(flatten)]
+    output: FormatArg,
 }
 
 pub async fn run(command: ClusterCommand) -> Result<()> {
@@ -32,6 +38,16 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
         .describe_topics()
         .await
         .context("cannot describe the topics")?;
+    if args.output.format == OutputFormat::Json {
+        let no_offsets = BTreeMap::new();
+        print_json(&serde_json::json!({
+            "cluster_id": cluster.cluster_id,
+            "controller_id": cluster.controller_id,
+            "brokers": cluster.brokers.iter().map(broker_json).collect::<Vec<_>>(),
+            "topics": topics.iter().map(|topic| topic_json(topic, &no_offsets)).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
     println!("cluster     {}", cluster.cluster_id);
     println!(
         "controller  {}",
@@ -61,7 +77,7 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
         println!("no topics");
     } else {
         println!("partitions");
-        println!("{}", partition_table(&topics));
+        println!("{}", partition_table(&topics, None));
     }
     Ok(())
 }
@@ -74,16 +90,20 @@ fn join(ids: &[i32]) -> String {
 }
 
 /// One aligned row per partition: topic, partition, leader, replicas, in-sync replicas, with
-/// partitions missing replicas from the ISR marked.
-pub fn partition_table(topics: &[TopicDescription]) -> String {
-    let mut rows = vec![[
-        "TOPIC".to_string(),
-        "PARTITION".to_string(),
-        "LEADER".to_string(),
-        "REPLICAS".to_string(),
-        "ISR".to_string(),
-        String::new(),
-    ]];
+/// partitions missing replicas from the ISR marked; with `offsets`, also each partition's log
+/// start offset and high watermark.
+pub fn partition_table(
+    topics: &[TopicDescription],
+    offsets: Option<&BTreeMap<TopicPartition, OffsetRange>>,
+) -> String {
+    let mut header: Vec<String> = ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"]
+        .map(String::from)
+        .to_vec();
+    if offsets.is_some() {
+        header.extend(["LOG-START".to_string(), "HIGH-WATERMARK".to_string()]);
+    }
+    header.push(String::new());
+    let mut rows = vec![header];
     for topic in topics {
         for partition in &topic.partitions {
             let note = if partition.leader.is_none() {
@@ -93,7 +113,7 @@ pub fn partition_table(topics: &[TopicDescription]) -> String {
             } else {
                 ""
             };
-            rows.push([
+            let mut row = vec![
                 topic.name.clone(),
                 partition.partition.to_string(),
                 partition
@@ -101,24 +121,22 @@ pub fn partition_table(topics: &[TopicDescription]) -> String {
                     .map_or_else(|| "none".to_string(), |leader| leader.to_string()),
                 join(&partition.replicas),
                 join(&partition.isr),
-                note.to_string(),
-            ]);
+            ];
+            if let Some(offsets) = offsets {
+                let known = offsets.get(&TopicPartition::new(
+                    topic.name.as_str(),
+                    partition.partition,
+                ));
+                let shown =
+                    |value: Option<i64>| value.map_or("?".to_string(), |value| value.to_string());
+                row.push(shown(known.map(|range| range.0)));
+                row.push(shown(known.map(|range| range.1)));
+            }
+            row.push(note.to_string());
+            rows.push(row);
         }
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
-        .collect();
-    rows.iter()
-        .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            format!("  {}", cells.join("  ").trim_end())
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    aligned(&rows)
 }
 
 #[cfg(test)]
@@ -154,7 +172,7 @@ mod tests {
                 },
             ],
         };
-        let table = partition_table(&[topic]);
+        let table = partition_table(&[topic], None);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[0].trim_start().starts_with("TOPIC"));

@@ -13,6 +13,7 @@ use strata_client::{
 };
 
 use crate::Bootstrap;
+use crate::output::{FormatArg, OutputFormat, print_json};
 use crate::topic::connect_admin;
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +35,8 @@ pub enum DlqCommand {
 pub struct ListArgs {
     #[command(flatten)]
     bootstrap: Bootstrap,
+    #[command(flatten)]
+    output: FormatArg,
 }
 
 #[derive(Debug, Args)]
@@ -137,12 +140,11 @@ pub async fn run(command: DlqCommand) -> Result<()> {
     match command {
         DlqCommand::List(args) => {
             let admin = connect_admin(&args.bootstrap).await?;
-            let mut found = false;
+            let mut listed = Vec::new();
             for topic in admin.list_topics().await? {
                 if !topic.ends_with(".dlq") {
                     continue;
                 }
-                found = true;
                 let mut parked = 0;
                 for partition in &admin.describe_topic(&topic).await?.partitions {
                     let topic_partition = TopicPartition::new(topic.as_str(), partition.partition);
@@ -156,10 +158,23 @@ pub async fn run(command: DlqCommand) -> Result<()> {
                         .map_or(0, |found| found.offset);
                     parked += end - start;
                 }
-                println!("{topic:<40} {parked} records");
+                listed.push((topic, parked));
             }
-            if !found {
-                println!("no dead-letter topics");
+            match args.output.format {
+                OutputFormat::Json => print_json(&serde_json::json!(
+                    listed
+                        .iter()
+                        .map(
+                            |(topic, parked)| serde_json::json!({"topic": topic, "records": parked})
+                        )
+                        .collect::<Vec<_>>()
+                )),
+                OutputFormat::Table if listed.is_empty() => println!("no dead-letter topics"),
+                OutputFormat::Table => {
+                    for (topic, parked) in &listed {
+                        println!("{topic:<40} {parked} records");
+                    }
+                }
             }
         }
         DlqCommand::Peek(args) => {

@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use strata_client::{Admin, ErrorCode, OffsetReset};
+use serde_json::{Value, json};
+use strata_client::{
+    Admin, ErrorCode, GroupDescription, OffsetReset, PartitionLag, TopicPartition,
+};
 
 use crate::AdminTarget;
+use crate::output::{FormatArg, OutputFormat, print_json};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -16,8 +20,10 @@ pub enum GroupCommand {
     List(ListArgs),
     /// Show a group's members and, per partition, committed offset, log end offset and lag; for
     /// a share group, its in-flight, delivered, acknowledged and dead-lettered records.
-    #[command(after_help = "Example:\n  strata group describe billing")]
-    Describe(GroupArgs),
+    #[command(
+        after_help = "Example:\n  strata group describe billing\n  strata group describe billing --format json"
+    )]
+    Describe(DescribeArgs),
     /// Move a group's committed offsets (dry run unless --execute). The group must be empty.
     #[command(
         after_help = "Example:\n  strata group reset-offsets billing --topic orders --to-earliest            # shows the plan\n  strata group reset-offsets billing --topic orders --to-timestamp 1767225600000 --execute\n  strata group reset-offsets billing --topic orders --by-duration-ms 3600000 --execute"
@@ -32,13 +38,26 @@ pub enum GroupCommand {
 pub struct ListArgs {
     #[command(flatten)]
     target: AdminTarget,
+    #[command(flatten)]
+    output: FormatArg,
 }
 
 #[derive(Debug, Args)]
 pub struct GroupArgs {
+    /// The group id.
     group: String,
     #[command(flatten)]
     target: AdminTarget,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The group id.
+    group: String,
+    #[command(flatten)]
+    target: AdminTarget,
+    #[command(flatten)]
+    output: FormatArg,
 }
 
 #[derive(Debug, Args)]
@@ -67,8 +86,27 @@ pub struct ResetArgs {
     target: AdminTarget,
 }
 
-async fn describe_share_group(admin: &Admin, group: &str) -> Result<()> {
+async fn describe_share_group(admin: &Admin, group: &str, format: OutputFormat) -> Result<()> {
     let description = admin.describe_share_group(group).await?;
+    if format == OutputFormat::Json {
+        print_json(&json!({
+            "share_group": description.group_id,
+            "coordinator": description.coordinator_id,
+            "members": description.members,
+            "delivered": description.delivered,
+            "acknowledged": description.acknowledged,
+            "dead_lettered": description.dead_lettered,
+            "partitions": description.partitions.iter().map(|partition| json!({
+                "topic": partition.topic_partition.topic,
+                "partition": partition.topic_partition.partition,
+                "start_offset": partition.start_offset,
+                "next_offset": partition.fetch_offset,
+                "in_flight": partition.acquired,
+                "available": partition.available,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
     println!(
         "share group {}  coordinator {}  members {}",
         description.group_id,
@@ -97,6 +135,35 @@ async fn describe_share_group(admin: &Admin, group: &str) -> Result<()> {
     Ok(())
 }
 
+/// A consumer group's members and, per partition, its committed offset and lag.
+fn group_json(description: &GroupDescription, lag: &[PartitionLag]) -> Value {
+    let names = |partitions: &std::collections::BTreeSet<TopicPartition>| -> Vec<String> {
+        partitions.iter().map(ToString::to_string).collect()
+    };
+    json!({
+        "group": description.group_id,
+        "state": description.state,
+        "epoch": description.group_epoch,
+        "assignor": description.assignor,
+        "coordinator": description.coordinator_id,
+        "members": description.members.iter().map(|member| json!({
+            "member_id": member.member_id,
+            "instance_id": member.group_instance_id,
+            "epoch": member.member_epoch,
+            "assignment": names(&member.assignment),
+            "revoking": names(&member.revoking),
+        })).collect::<Vec<_>>(),
+        "partitions": lag.iter().map(|partition| json!({
+            "topic": partition.topic_partition.topic,
+            "partition": partition.topic_partition.partition,
+            "committed": partition.committed,
+            "log_end_offset": partition.log_end_offset,
+            "lag": partition.lag,
+            "member_id": partition.member_id,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_string(), |value| value.to_string())
 }
@@ -106,6 +173,21 @@ pub async fn run(command: GroupCommand) -> Result<()> {
         GroupCommand::List(args) => {
             let admin = args.target.connect().await?;
             let groups = admin.list_groups().await.context("cannot list groups")?;
+            if args.output.format == OutputFormat::Json {
+                let groups: Vec<_> = groups
+                    .iter()
+                    .map(|group| {
+                        json!({
+                            "group": group.group_id,
+                            "type": group.group_type,
+                            "state": group.state,
+                            "members": group.members,
+                        })
+                    })
+                    .collect();
+                print_json(&json!(groups));
+                return Ok(());
+            }
             if groups.is_empty() {
                 println!("no groups");
                 return Ok(());
@@ -123,13 +205,17 @@ pub async fn run(command: GroupCommand) -> Result<()> {
             let context = || format!("cannot describe group '{}'", args.group);
             let description = match admin.describe_group(&args.group).await {
                 Err(error) if error.code() == Some(ErrorCode::GroupIdNotFound) => {
-                    return describe_share_group(&admin, &args.group)
+                    return describe_share_group(&admin, &args.group, args.output.format)
                         .await
                         .with_context(context);
                 }
                 other => other.with_context(context)?,
             };
             let lag = admin.group_lag(&args.group).await.with_context(context)?;
+            if args.output.format == OutputFormat::Json {
+                print_json(&group_json(&description, &lag));
+                return Ok(());
+            }
             println!(
                 "group {}  state {}  epoch {}  assignor {}  coordinator {}",
                 description.group_id,

@@ -9,6 +9,7 @@ mod consume;
 mod dlq;
 mod group;
 mod health;
+mod output;
 mod produce;
 mod record_format;
 mod server;

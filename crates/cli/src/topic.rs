@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use strata_client::{Admin, AdminConfig, ErrorCode, NewTopic};
+use strata_client::{
+    Admin, AdminConfig, ErrorCode, NewTopic, OffsetSpec, TopicDescription, TopicPartition,
+    is_internal_topic,
+};
 
+use crate::output::{FormatArg, OffsetRange, OutputFormat, print_json, topic_json};
 use crate::{AdminTarget, Bootstrap};
 
 #[derive(Debug, Subcommand)]
@@ -15,12 +19,17 @@ pub enum TopicCommand {
         after_help = "Example:\n  strata topic create orders --partitions 6 --replication-factor 3 --config retention.ms=86400000"
     )]
     Create(CreateArgs),
-    /// List every topic.
-    #[command(after_help = "Example:\n  strata topic list --bootstrap 127.0.0.1:7070")]
+    /// List the topics (internal ones, named `__...`, with --all).
+    #[command(
+        after_help = "Example:\n  strata topic list --bootstrap 127.0.0.1:7070\n  strata topic list --all --format json"
+    )]
     List(ListArgs),
-    /// Show a topic's partitions (leader, replicas, in-sync replicas) and configs.
-    #[command(after_help = "Example:\n  strata topic describe orders")]
-    Describe(NameArgs),
+    /// Show a topic's partitions (leader, replicas, in-sync replicas, log start offset, high
+    /// watermark) and configs.
+    #[command(
+        after_help = "Example:\n  strata topic describe orders\n  strata topic describe orders --format json"
+    )]
+    Describe(DescribeArgs),
     /// Delete a topic and its records.
     #[command(after_help = "Example:\n  strata topic delete orders")]
     Delete(NameArgs),
@@ -47,8 +56,23 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Include internal topics (`__consumer_offsets`, ...).
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     target: AdminTarget,
+    #[command(flatten)]
+    output: FormatArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The topic.
+    name: String,
+    #[command(flatten)]
+    target: AdminTarget,
+    #[command(flatten)]
+    output: FormatArg,
 }
 
 #[derive(Debug, Args)]
@@ -141,40 +165,19 @@ pub async fn run(command: TopicCommand) -> Result<()> {
         }
         TopicCommand::List(args) => {
             let admin = args.target.connect().await?;
-            for name in admin.list_topics().await.context("cannot list topics")? {
-                println!("{name}");
+            let names: Vec<String> = admin
+                .list_topics()
+                .await
+                .context("cannot list topics")?
+                .into_iter()
+                .filter(|name| args.all || !is_internal_topic(name))
+                .collect();
+            match args.output.format {
+                OutputFormat::Json => print_json(&serde_json::json!(names)),
+                OutputFormat::Table => names.iter().for_each(|name| println!("{name}")),
             }
         }
-        TopicCommand::Describe(args) => {
-            let admin = args.target.connect().await?;
-            let description = admin
-                .describe_topic(&args.name)
-                .await
-                .with_context(|| format!("cannot describe topic '{}'", args.name))?;
-            let configs = admin
-                .describe_configs(&args.name)
-                .await
-                .with_context(|| format!("cannot read the configs of topic '{}'", args.name))?;
-            let overrides: Vec<String> = configs
-                .iter()
-                .filter(|entry| !entry.is_default)
-                .map(|entry| format!("{}={}", entry.name, entry.value))
-                .collect();
-            println!(
-                "topic {}  partitions {}  configs {}",
-                description.name,
-                description.partitions.len(),
-                if overrides.is_empty() {
-                    "(defaults)".to_string()
-                } else {
-                    overrides.join(",")
-                }
-            );
-            println!(
-                "{}",
-                crate::cluster::partition_table(std::slice::from_ref(&description))
-            );
-        }
+        TopicCommand::Describe(args) => describe(args).await?,
         TopicCommand::Delete(args) => {
             let admin = args.target.connect().await?;
             admin
@@ -194,6 +197,78 @@ pub async fn run(command: TopicCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn describe(args: DescribeArgs) -> Result<()> {
+    let admin = args.target.connect().await?;
+    let description = admin
+        .describe_topic(&args.name)
+        .await
+        .with_context(|| format!("cannot describe topic '{}'", args.name))?;
+    let configs = admin
+        .describe_configs(&args.name)
+        .await
+        .with_context(|| format!("cannot read the configs of topic '{}'", args.name))?;
+    let overrides: BTreeMap<String, String> = configs
+        .into_iter()
+        .filter(|entry| !entry.is_default)
+        .map(|entry| (entry.name, entry.value))
+        .collect();
+    let offsets = partition_offsets(&admin, &description).await?;
+    if args.output.format == OutputFormat::Json {
+        let mut document = topic_json(&description, &offsets);
+        document["configs"] = serde_json::json!(overrides);
+        print_json(&document);
+        return Ok(());
+    }
+    println!(
+        "topic {}  partitions {}  configs {}",
+        description.name,
+        description.partitions.len(),
+        if overrides.is_empty() {
+            "(defaults)".to_string()
+        } else {
+            overrides
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    );
+    println!(
+        "{}",
+        crate::cluster::partition_table(std::slice::from_ref(&description), Some(&offsets))
+    );
+    Ok(())
+}
+
+/// Each partition's log start offset and high watermark, asked of its leader. A partition
+/// without a leader is left out (its row shows `?`).
+async fn partition_offsets(
+    admin: &Admin,
+    topic: &TopicDescription,
+) -> Result<BTreeMap<TopicPartition, OffsetRange>> {
+    let mut offsets = BTreeMap::new();
+    for partition in topic
+        .partitions
+        .iter()
+        .filter(|partition| partition.leader.is_some())
+    {
+        let topic_partition = TopicPartition::new(topic.name.as_str(), partition.partition);
+        let mut range = [0i64; 2];
+        for (slot, spec) in range
+            .iter_mut()
+            .zip([OffsetSpec::Earliest, OffsetSpec::Latest])
+        {
+            *slot = admin
+                .list_offsets(&topic_partition, spec)
+                .await
+                .with_context(|| format!("cannot read the offsets of {topic_partition}"))?
+                .map_or(0, |found| found.offset);
+        }
+        offsets.insert(topic_partition, (range[0], range[1]));
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]

@@ -1326,3 +1326,151 @@ fn an_offset_applies_to_each_partition_and_one_past_its_end_reads_from_the_end()
     );
     Ok(())
 }
+
+/// Runs `strata ARGUMENTS` and parses its stdout as one JSON document.
+fn json_of(arguments: &[&str]) -> Result<Value> {
+    let output = run_args(arguments)?;
+    ensure!(
+        output.status.success(),
+        "{arguments:?} failed: {}",
+        output.stderr
+    );
+    serde_json::from_str(output.stdout.trim())
+        .with_context(|| format!("{arguments:?} printed no JSON: {:?}", output.stdout))
+}
+
+#[test]
+fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let server = start_server(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+        &[],
+    )?;
+    let bootstrap = server.address.as_str();
+    create_topic(bootstrap, "inventory", "2")?;
+    let produced = run(
+        strata(&[
+            "produce",
+            "inventory",
+            "--partition",
+            "1",
+            "--bootstrap",
+            bootstrap,
+        ]),
+        "a\nb\nc\n",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(produced.status.success(), "{}", produced.stderr);
+    // A group member that commits makes the broker create `__consumer_offsets`.
+    let consumed = run_args(&[
+        "consume",
+        "inventory",
+        "--group",
+        "stock",
+        "--from-beginning",
+        "--max-messages",
+        "3",
+        "--timeout-ms",
+        "20000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(consumed.status.success(), "{}", consumed.stderr);
+
+    let listed = run_args(&["topic", "list", "--bootstrap", bootstrap])?;
+    ensure!(listed.stdout == "inventory\n", "{:?}", listed.stdout);
+    let everything = json_of(&[
+        "topic",
+        "list",
+        "--all",
+        "--format",
+        "json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        everything == serde_json::json!(["__consumer_offsets", "inventory"]),
+        "{everything}"
+    );
+
+    let described = json_of(&[
+        "topic",
+        "describe",
+        "inventory",
+        "--format",
+        "json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(described["topic"] == "inventory", "{described}");
+    let second = &described["partitions"][1];
+    ensure!(
+        second["partition"] == 1
+            && second["leader"] == 1
+            && second["log_start_offset"] == 0
+            && second["high_watermark"] == 3,
+        "{described}"
+    );
+    ensure!(
+        described["partitions"][0]["high_watermark"] == 0,
+        "{described}"
+    );
+    let table = run_args(&["topic", "describe", "inventory", "--bootstrap", bootstrap])?;
+    let header = table.stdout.lines().nth(1).unwrap_or_default();
+    ensure!(
+        header.contains("LOG-START") && header.contains("HIGH-WATERMARK"),
+        "{}",
+        table.stdout
+    );
+
+    let cluster = json_of(&[
+        "cluster",
+        "status",
+        "--format",
+        "json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        cluster["controller_id"] == 1 && cluster["brokers"][0]["node_id"] == 1,
+        "{cluster}"
+    );
+    let groups = json_of(&[
+        "group",
+        "list",
+        "--format",
+        "json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        groups
+            == serde_json::json!([{"group": "stock", "type": "consumer", "state": "Empty", "members": 0}]),
+        "{groups}"
+    );
+    let group = json_of(&[
+        "group",
+        "describe",
+        "stock",
+        "--format",
+        "json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let committed: Vec<(i64, i64)> = group["partitions"]
+        .as_array()
+        .context("partitions")?
+        .iter()
+        .map(|partition| {
+            (
+                partition["partition"].as_i64().unwrap_or(-1),
+                partition["committed"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    ensure!(committed.contains(&(1, 3)), "{group}");
+    let dead_letters = json_of(&["dlq", "list", "--format", "json", "--bootstrap", bootstrap])?;
+    ensure!(dead_letters == serde_json::json!([]), "{dead_letters}");
+    Ok(())
+}

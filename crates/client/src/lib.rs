@@ -85,7 +85,7 @@ pub use share_consumer::{
     ShareConsumer, ShareConsumerConfig, ShareGroupDescription, SharePartitionDescription,
     ShareRecord,
 };
-pub use strata_common::{ErrorCode, TopicPartition};
+pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};
 pub use strata_record::Header;
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they cannot go stale.
