@@ -105,6 +105,14 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Exit 0 if the node at --bootstrap is up and serving clients (for health checks).
     Health(health::HealthArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  strata completion bash > /etc/bash_completion.d/strata\n  strata completion zsh > \"${fpath[1]}/_strata\"\n  strata completion fish > ~/.config/fish/completions/strata.fish"
+    )]
+    Completion {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -210,6 +218,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(command).await
         }
         Command::Health(args) => health::run(args).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Generated into memory first: clap_complete panics on a write error, and a reader
+            // that closes the pipe early (`| head`) is not an error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(error).context("cannot write the completion script"))
+                }
+                _ => Ok(()),
+            }
+        }
     }
 }
 

@@ -1474,3 +1474,43 @@ fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()
     ensure!(dead_letters == serde_json::json!([]), "{dead_letters}");
     Ok(())
 }
+
+#[test]
+fn completion_scripts_are_generated_for_each_shell_and_bash_loads_its_own() -> Result<()> {
+    let bash = run_args(&["completion", "bash"])?;
+    ensure!(bash.status.success(), "{}", bash.stderr);
+    let directory = tempfile::tempdir()?;
+    let script = directory.path().join("strata.bash");
+    std::fs::write(&script, &bash.stdout)?;
+    // Bash parses it and registers the completion function for `strata`.
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source '{}' && complete -p strata",
+            script.display()
+        ))
+        .output()
+        .context("running bash")?;
+    let registered = String::from_utf8_lossy(&loaded.stdout);
+    ensure!(
+        loaded.status.success()
+            && registered.contains("_strata")
+            && registered.ends_with("strata\n"),
+        "{registered} {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let zsh = run_args(&["completion", "zsh"])?;
+    ensure!(zsh.stdout.starts_with("#compdef strata"), "{}", zsh.stdout);
+    let fish = run_args(&["completion", "fish"])?;
+    ensure!(
+        fish.stdout.contains("complete -c strata"),
+        "{}",
+        fish.stdout
+    );
+    // Subcommands and their flags are in the scripts.
+    ensure!(
+        bash.stdout.contains("--from-beginning"),
+        "the consume flags are completed"
+    );
+    Ok(())
+}
