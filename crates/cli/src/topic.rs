@@ -128,7 +128,9 @@ async fn connect_admin_within(bootstrap: &Bootstrap, timeout_ms: u64) -> Result<
         // Only a failure to reach the node is a failure to connect: a node that answers but
         // refuses is up, and what it lacks is said instead.
         let context = match error.code() {
-            None => format!("cannot connect to {address}"),
+            None => format!(
+                "cannot connect to {address} (is the cluster running? `strata dev` starts one)"
+            ),
             Some(ErrorCode::LeaderNotAvailable) => format!(
                 "{address} is not serving clients yet (a node serves them once it has \
                  registered with the controller quorum, which needs a majority of the voters up)"
@@ -199,10 +201,41 @@ pub async fn run(command: TopicCommand) -> Result<()> {
     Ok(())
 }
 
+/// The topic's description; for a topic that does not exist, the error suggests the closest
+/// existing name (a typo is the usual cause).
+pub async fn describe_topic_or_suggest(admin: &Admin, name: &str) -> Result<TopicDescription> {
+    match admin.describe_topic(name).await {
+        Err(error) if error.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
+            let suggestion = admin
+                .list_topics()
+                .await
+                .ok()
+                .and_then(|topics| {
+                    closest_name(name, &topics)
+                        .map(|closest| format!(" (did you mean '{closest}'?)"))
+                })
+                .unwrap_or_default();
+            Err(anyhow::Error::new(error)
+                .context(format!("topic '{name}' does not exist{suggestion}")))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The existing name closest to `name`, if one is close enough to be a likely typo.
+fn closest_name<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .filter(|candidate| !is_internal_topic(candidate))
+        .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate.as_str()))
+        .filter(|(similarity, _)| *similarity >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
 async fn describe(args: DescribeArgs) -> Result<()> {
     let admin = args.target.connect().await?;
-    let description = admin
-        .describe_topic(&args.name)
+    let description = describe_topic_or_suggest(&admin, &args.name)
         .await
         .with_context(|| format!("cannot describe topic '{}'", args.name))?;
     let configs = admin
@@ -291,5 +324,22 @@ mod tests {
         );
         assert!(parse_config("retention.ms").is_err());
         assert!(parse_config("=1000").is_err());
+    }
+
+    #[test]
+    fn a_typo_is_matched_to_the_closest_topic_and_a_stranger_to_none() {
+        let topics = [
+            "orders".to_string(),
+            "payments".to_string(),
+            "__consumer_offsets".to_string(),
+        ];
+        assert_eq!(closest_name("ordres", &topics), Some("orders"));
+        assert_eq!(closest_name("payment", &topics), Some("payments"));
+        assert_eq!(closest_name("inventory", &topics), None);
+        assert_eq!(
+            closest_name("__consumer_offset", &topics),
+            None,
+            "internal topics are not offered"
+        );
     }
 }

@@ -229,6 +229,17 @@ fn an_unreachable_bootstrap_fails_with_one_line() -> Result<()> {
         line.contains(&address),
         "the error names the address: {line}"
     );
+    ensure!(
+        line.contains("is the cluster running? `strata dev` starts one"),
+        "the error says what to try: {line}"
+    );
+    // A URL where host:port belongs is caught before any connection, with the fix.
+    let url = run_args(&["topic", "list", "--bootstrap", "http://127.0.0.1:7070"])?;
+    let line = single_error_line(&url)?;
+    ensure!(
+        line.contains("has a 'http://' scheme; give host:port, as in '127.0.0.1:7070'"),
+        "{line}"
+    );
     Ok(())
 }
 
@@ -1380,6 +1391,12 @@ fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()
 
     let listed = run_args(&["topic", "list", "--bootstrap", bootstrap])?;
     ensure!(listed.stdout == "inventory\n", "{:?}", listed.stdout);
+    let typo = run_args(&["topic", "describe", "inventroy", "--bootstrap", bootstrap])?;
+    let line = single_error_line(&typo)?;
+    ensure!(
+        line.contains("topic 'inventroy' does not exist (did you mean 'inventory'?)"),
+        "{line}"
+    );
     let everything = json_of(&[
         "topic",
         "list",

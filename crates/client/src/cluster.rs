@@ -38,6 +38,12 @@ pub(crate) fn parse_bootstrap(text: &str) -> Result<Vec<String>> {
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
     {
+        if let Some((scheme, rest)) = entry.split_once("://") {
+            return Err(Error::Config(format!(
+                "bootstrap address '{entry}' has a '{scheme}://' scheme; give host:port, as in \
+                 '{rest}'"
+            )));
+        }
         let Some((host, port)) = entry.rsplit_once(':') else {
             return Err(Error::Config(format!(
                 "bootstrap address '{entry}' is not host:port"
@@ -430,5 +436,12 @@ mod tests {
         assert!(matches!(parse_bootstrap(":7070"), Err(Error::Config(_))));
         assert!(matches!(parse_bootstrap("h:0"), Err(Error::Config(_))));
         assert!(matches!(parse_bootstrap("h:http"), Err(Error::Config(_))));
+        let Err(Error::Config(message)) = parse_bootstrap("http://h:7070") else {
+            panic!("a URL is not a bootstrap address");
+        };
+        assert!(
+            message.contains("give host:port, as in 'h:7070'"),
+            "{message}"
+        );
     }
 }
