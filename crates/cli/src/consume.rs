@@ -11,7 +11,7 @@ use strata_client::{
 };
 
 use crate::Bootstrap;
-use crate::record_format::{RecordFormat, write_record};
+use crate::record_format::{BinaryEncoding, RecordFormat, RecordFormatParser, write_record};
 use crate::topic::connect_admin;
 
 #[derive(Debug, Args)]
@@ -51,8 +51,16 @@ pub struct ConsumeArgs {
     /// Exit when no record arrived for this long; default: wait forever.
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
-    #[arg(long, value_enum, default_value_t = RecordFormat::Value)]
+    /// How to print each record: `value`, `json`, or a format string of kcat's tokens: %t topic,
+    /// %p partition, %o offset, %k key, %v value, %T timestamp (ms), %h headers (k=v,k=v), %K and
+    /// %S key and value size in bytes (-1 when absent), %% a percent sign; \t, \n, \r and \\
+    /// escapes. Each record's output ends with a newline unless the format string ends with \n.
+    /// Example: --format '%t %p:%o\t%k\t%v'
+    #[arg(long, value_name = "FORMAT", value_parser = RecordFormatParser, default_value = "value")]
     format: RecordFormat,
+    /// How keys, values and header values are printed, in every format.
+    #[arg(long, value_enum, value_name = "ENCODING", default_value_t = BinaryEncoding::Text)]
+    binary: BinaryEncoding,
     #[command(flatten)]
     bootstrap: Bootstrap,
 }
@@ -368,7 +376,7 @@ async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Re
         output.clear();
         let mut reached_limit = false;
         for (index, record) in records.iter().enumerate() {
-            write_record(&mut output, S::record(record), args.format);
+            write_record(&mut output, S::record(record), &args.format, args.binary);
             source.printed(record);
             printed += 1;
             if args.max_messages.is_some_and(|max| printed >= max) {
