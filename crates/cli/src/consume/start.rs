@@ -19,8 +19,8 @@ impl StartOffset {
     pub fn parse(text: &str) -> Result<StartOffset, String> {
         let invalid = || format!("'{text}' is not an offset: use N, -N, earliest or latest");
         match text {
-            "earliest" | "beginning" => Ok(StartOffset::Earliest),
-            "latest" | "end" => Ok(StartOffset::Latest),
+            "earliest" => Ok(StartOffset::Earliest),
+            "latest" => Ok(StartOffset::Latest),
             _ => match text.strip_prefix('-') {
                 Some(count) if is_digits(count) => count
                     .parse()
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(StartOffset::parse("-3"), Ok(StartOffset::BeforeEnd(3)));
         assert_eq!(StartOffset::parse("earliest"), Ok(StartOffset::Earliest));
         assert_eq!(StartOffset::parse("latest"), Ok(StartOffset::Latest));
-        for bad in ["", "-", "--3", "+3", "3x", "first", "-earliest"] {
+        for bad in ["", "-", "--3", "+3", "3x", "first", "end", "-earliest"] {
             assert_eq!(
                 StartOffset::parse(bad),
                 Err(format!(
