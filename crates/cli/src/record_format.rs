@@ -85,7 +85,9 @@ pub fn parse_template(template: &str) -> Result<Vec<Token>, String> {
                         ));
                     }
                     None => {
-                        return Err("a lone '\\' at the end (escapes: \\t \\n \\r \\\\)".to_string());
+                        return Err(
+                            "a lone '\\' at the end (escapes: \\t \\n \\r \\\\)".to_string()
+                        );
                     }
                 }
                 continue;
