@@ -1,58 +1,89 @@
-//! `strata consume`: print a topic's records.
+//! `strata consume`: print the records of one or more topics.
 
+mod start;
+
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use strata_client::{
     Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, ShareConsumer,
-    ShareConsumerConfig, ShareRecord, TopicDescription, TopicPartition,
+    ShareConsumerConfig, ShareRecord, TopicPartition,
 };
 
 use crate::Bootstrap;
-use crate::record_format::{RecordFormat, write_record};
+use crate::record_format::{BinaryEncoding, RecordFormat, RecordFormatParser, write_record};
 use crate::topic::connect_admin;
+use start::{StartOffset, StartTime};
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("start").multiple(false).args(["offset", "from_beginning", "from_timestamp"]))]
+#[command(group = clap::ArgGroup::new("start").multiple(false).args(["offset", "from_beginning", "from_timestamp", "from"]))]
 pub struct ConsumeArgs {
-    topic: String,
+    /// The topics to read (one or more).
+    #[arg(value_name = "TOPIC", required_unless_present = "regex")]
+    topics: Vec<String>,
+    /// Also read every topic whose whole name matches this regular expression, e.g.
+    /// 'orders\..*' (internal topics, `__...`, never match). Without a group the topics are
+    /// matched once at start; a group's subscription also takes matching topics created later.
+    #[arg(long, value_name = "PATTERN", value_parser = TopicPattern::parse)]
+    regex: Option<TopicPattern>,
     /// Join this consumer group: its coordinator assigns partitions, and the offsets of printed
     /// records are committed, so the next run continues where this one stopped. With a group,
     /// --from-beginning applies only where the group has no committed offset.
-    #[arg(long, value_name = "G", conflicts_with_all = ["partition", "offset", "from_timestamp"])]
+    #[arg(long, value_name = "G", conflicts_with_all = ["partition", "offset", "from_timestamp", "from", "exit_at_end"])]
     group: Option<String>,
     /// Read as a worker of this share group (a work queue): records are shared out one by one
     /// among all its workers, each printed record is acknowledged (--ack-mode auto), and a
     /// share group starts at the beginning of the topic.
-    #[arg(long, value_name = "G", conflicts_with_all = ["group", "partition", "offset", "from_timestamp", "from_beginning"])]
+    #[arg(long, value_name = "G", conflicts_with_all = ["group", "partition", "offset", "from_timestamp", "from", "from_beginning", "exit_at_end"])]
     share_group: Option<String>,
     /// With --share-group: `auto` acknowledges each printed record; `manual` leaves them
     /// unacknowledged, so they are delivered again after the visibility timeout (a peek);
     /// `reject` sends each printed record to the dead-letter topic (drains a queue into it).
     #[arg(long, value_enum, default_value_t = AckMode::Auto, requires = "share_group")]
     ack_mode: AckMode,
-    /// Read only this partition; default: every partition of the topic.
+    /// Read only this partition of each topic; default: every partition.
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(i32).range(0..))]
     partition: Option<i32>,
-    /// Start at this offset in each partition read.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
-    offset: Option<i64>,
-    /// Start at the first retained record.
+    /// Where to start in each partition read: N (that offset), -N (N records before the end, or
+    /// the first record where the partition holds fewer), earliest or latest. Default: latest.
+    #[arg(long, value_name = "N|-N|earliest|latest", allow_hyphen_values = true, value_parser = StartOffset::parse)]
+    offset: Option<StartOffset>,
+    /// Start at the first retained record (the same as --offset earliest).
     #[arg(long)]
     from_beginning: bool,
     /// Start at the first record at or after this time (ms since the Unix epoch).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
     from_timestamp: Option<i64>,
+    /// Start at the first record at or after this time: ms since the Unix epoch, an RFC 3339
+    /// time (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:00, or a date, 2024-05-01, for
+    /// midnight UTC), or a duration meaning that long ago (90s, 10m, 2h, 1d, 1h30m; units ms,
+    /// s, m, h, d).
+    #[arg(long, value_name = "TIME", value_parser = StartTime::parse)]
+    from: Option<StartTime>,
+    /// Exit once every partition read has been printed up to the end it had at start (its high
+    /// watermark then), like kcat -e; records produced later are not waited for. Not with
+    /// --group or --share-group.
+    #[arg(short = 'e', long)]
+    exit_at_end: bool,
     /// Exit after printing this many records.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_messages: Option<u64>,
     /// Exit when no record arrived for this long; default: wait forever.
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
-    #[arg(long, value_enum, default_value_t = RecordFormat::Value)]
+    /// How to print each record: `value`, `json`, or a format string of kcat's tokens: %t topic,
+    /// %p partition, %o offset, %k key, %v value, %T timestamp (ms), %h headers (k=v,k=v), %K and
+    /// %S key and value size in bytes (-1 when absent), %% a percent sign; \t, \n, \r and \\
+    /// escapes. Each record's output ends with a newline unless the format string ends with \n.
+    /// Example: --format '%t %p:%o\t%k\t%v'
+    #[arg(long, value_name = "FORMAT", value_parser = RecordFormatParser, default_value = "value")]
     format: RecordFormat,
+    /// How keys, values and header values are printed, in every format.
+    #[arg(long, value_enum, value_name = "ENCODING", default_value_t = BinaryEncoding::Text)]
+    binary: BinaryEncoding,
     #[command(flatten)]
     bootstrap: Bootstrap,
 }
@@ -64,35 +95,119 @@ pub enum AckMode {
     Reject,
 }
 
+/// `--regex`: as given, and compiled to match a whole topic name.
+#[derive(Debug, Clone)]
+pub struct TopicPattern {
+    text: String,
+    whole_name: regex::Regex,
+}
+
+impl TopicPattern {
+    fn parse(text: &str) -> Result<TopicPattern, String> {
+        let whole_name = regex::Regex::new(&format!("^(?:{text})$"))
+            .map_err(|error| format!("not a valid regular expression: {}", one_line(&error)))?;
+        Ok(TopicPattern {
+            text: text.to_string(),
+            whole_name,
+        })
+    }
+
+    fn matches(&self, topic: &str) -> bool {
+        !topic.starts_with("__") && self.whole_name.is_match(topic)
+    }
+
+    /// A pattern for a group subscription: this one, or any of `topics`.
+    fn or_any_of(&self, topics: &[String]) -> String {
+        let mut alternatives = vec![format!("(?:{})", self.text)];
+        alternatives.extend(topics.iter().map(|topic| regex::escape(topic)));
+        alternatives.join("|")
+    }
+}
+
+fn one_line(error: &dyn std::fmt::Display) -> String {
+    error
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// How long one poll may wait when there is no idle timeout: short enough that Ctrl-C and a
 /// closed stdout are noticed promptly.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConsumeArgs) -> Result<()> {
+    let topics = resolve_topics(&args).await?;
+    let label = match topics.as_slice() {
+        [one] => format!("topic '{one}'"),
+        several => format!(
+            "topics {}",
+            several
+                .iter()
+                .map(|topic| format!("'{topic}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     if let Some(group) = &args.share_group {
         let worker = ShareWorker {
-            worker: join_share_group(&args, group).await?,
+            worker: join_share_group(&args, group, &topics).await?,
             ack_mode: args.ack_mode,
         };
-        return print_records(&args, worker).await;
+        return print_records(&args, &label, worker).await;
     }
-    let reader = PartitionReader {
-        consumer: match &args.group {
-            Some(group) => join_group(&args, group).await?,
-            None => assign_partitions(&args).await?,
+    let reader = match &args.group {
+        Some(group) => PartitionReader {
+            consumer: join_group(&args, group, &topics).await?,
+            in_group: true,
+            ends: None,
         },
-        in_group: args.group.is_some(),
+        None => assign_partitions(&args, &topics).await?,
     };
-    print_records(&args, reader).await
+    print_records(&args, &label, reader).await
 }
 
-async fn join_group(args: &ConsumeArgs, group: &str) -> Result<Consumer> {
+/// The topics named, then those --regex matches (in name order), each once. A pattern that
+/// matches no topic is an error rather than a wait for nothing.
+async fn resolve_topics(args: &ConsumeArgs) -> Result<Vec<String>> {
+    let mut topics: Vec<String> = Vec::new();
+    for topic in &args.topics {
+        if !topics.contains(topic) {
+            topics.push(topic.clone());
+        }
+    }
+    if let Some(pattern) = &args.regex {
+        let admin = connect_admin(&args.bootstrap).await?;
+        let mut listed = admin
+            .list_topics()
+            .await
+            .context("cannot list the topics")?;
+        listed.sort();
+        let matched: Vec<String> = listed
+            .into_iter()
+            .filter(|topic| pattern.matches(topic))
+            .collect();
+        if matched.is_empty() {
+            bail!("no topic matches --regex '{}'", pattern.text);
+        }
+        for topic in matched {
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+    }
+    Ok(topics)
+}
+
+async fn join_group(args: &ConsumeArgs, group: &str, topics: &[String]) -> Result<Consumer> {
     let reset = if args.from_beginning {
         AutoOffsetReset::Earliest
     } else {
         AutoOffsetReset::Latest
     };
-    describe_topic(args).await?;
+    describe_topics(args).await?;
     let config = ConsumerConfig::builder()
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .group_id(group)
@@ -103,43 +218,84 @@ async fn join_group(args: &ConsumeArgs, group: &str) -> Result<Consumer> {
     let mut consumer = Consumer::connect(config)
         .await
         .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
-    consumer.subscribe([args.topic.as_str()])?;
+    match &args.regex {
+        Some(pattern) => consumer
+            .subscribe_pattern(&pattern.or_any_of(&args.topics))
+            .await
+            .context("cannot subscribe to the topics")?,
+        None => consumer.subscribe(topics)?,
+    }
     Ok(consumer)
 }
 
-async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
-    let (partitions, starts) = match args.partition {
-        Some(partition) => {
-            let partition = TopicPartition::new(args.topic.as_str(), partition);
-            let starts = args.offset.map(|offset| vec![(partition.clone(), offset)]);
-            (vec![partition], starts)
+/// Where reading starts, from --offset, --from-beginning, --from-timestamp or --from.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    Offset(StartOffset),
+    Timestamp(i64),
+}
+
+impl ConsumeArgs {
+    fn start(&self) -> Start {
+        if let Some(offset) = self.offset {
+            Start::Offset(offset)
+        } else if self.from_beginning {
+            Start::Offset(StartOffset::Earliest)
+        } else if let Some(timestamp) = self.from_timestamp {
+            Start::Timestamp(timestamp)
+        } else if let Some(time) = self.from {
+            Start::Timestamp(time.timestamp_ms(SystemTime::now()))
+        } else {
+            Start::Offset(StartOffset::Latest)
         }
-        None => {
-            let admin = connect_admin(&args.bootstrap).await?;
-            let description = admin
-                .describe_topic(&args.topic)
-                .await
-                .with_context(|| format!("cannot consume topic '{}'", args.topic))?;
-            let partitions: Vec<TopicPartition> = description
-                .partitions
-                .iter()
-                .map(|partition| TopicPartition::new(args.topic.as_str(), partition.partition))
-                .collect();
-            let starts = match args.offset {
-                Some(offset) => Some(starts_in_each(&admin, &partitions, offset).await?),
-                None => None,
-            };
-            (partitions, starts)
+    }
+}
+
+async fn assign_partitions(args: &ConsumeArgs, topics: &[String]) -> Result<PartitionReader> {
+    let start = args.start();
+    // The first offset and the end of each partition, where the start or --exit-at-end need
+    // them; taken before reading, so the end is the one observed at start.
+    let needs_bounds = args.exit_at_end
+        || matches!(start, Start::Offset(StartOffset::BeforeEnd(_)))
+        || (args.partition.is_none() && matches!(start, Start::Offset(StartOffset::At(_))));
+    let admin = match needs_bounds || args.partition.is_none() {
+        true => Some(connect_admin(&args.bootstrap).await?),
+        false => None,
+    };
+    let partitions: Vec<TopicPartition> = match (args.partition, &admin) {
+        (Some(partition), _) => topics
+            .iter()
+            .map(|topic| TopicPartition::new(topic.as_str(), partition))
+            .collect(),
+        (None, Some(admin)) => {
+            let mut partitions = Vec::new();
+            for topic in topics {
+                let description = admin
+                    .describe_topic(topic)
+                    .await
+                    .with_context(|| format!("cannot consume topic '{topic}'"))?;
+                partitions.extend(
+                    description
+                        .partitions
+                        .iter()
+                        .map(|partition| TopicPartition::new(topic.as_str(), partition.partition)),
+                );
+            }
+            partitions
         }
+        (None, None) => unreachable!("an admin client is connected to list the partitions"),
+    };
+    let bounds = match (&admin, needs_bounds) {
+        (Some(admin), true) => Some(log_bounds(admin, &partitions).await?),
+        _ => None,
     };
 
     // An offset outside the log of the one partition asked for is an error worth showing (with
     // the offsets it holds); otherwise records that age out while reading are skipped as
     // Kafka's console consumer does.
-    let reset = if args.offset.is_some() && args.partition.is_some() {
-        AutoOffsetReset::None
-    } else {
-        AutoOffsetReset::Earliest
+    let reset = match (start, args.partition) {
+        (Start::Offset(StartOffset::At(_)), Some(_)) => AutoOffsetReset::None,
+        _ => AutoOffsetReset::Earliest,
     };
     let config = ConsumerConfig::builder()
         .bootstrap(args.bootstrap.bootstrap.as_str())
@@ -150,40 +306,66 @@ async fn assign_partitions(args: &ConsumeArgs) -> Result<Consumer> {
         .await
         .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
     consumer.assign(partitions.clone())?;
-    if let Some(starts) = starts {
-        for (topic_partition, offset) in &starts {
-            consumer.seek(topic_partition, *offset)?;
+    let several_topics = topics.len() > 1;
+    match (start, &bounds) {
+        (Start::Offset(StartOffset::At(offset)), Some(bounds)) if args.partition.is_none() => {
+            for (topic_partition, offset) in starts_in_each(bounds, offset, several_topics) {
+                consumer.seek(&topic_partition, offset)?;
+            }
         }
-    } else if args.from_beginning {
-        consumer
+        (Start::Offset(StartOffset::At(offset)), _) => {
+            for topic_partition in &partitions {
+                consumer.seek(topic_partition, offset)?;
+            }
+        }
+        (Start::Offset(StartOffset::BeforeEnd(count)), Some(bounds)) => {
+            for (topic_partition, (first, end)) in bounds {
+                consumer.seek(topic_partition, end.saturating_sub(count).max(*first))?;
+            }
+        }
+        (Start::Offset(StartOffset::BeforeEnd(_)), None) => {
+            unreachable!("the bounds are looked up for -N")
+        }
+        (Start::Offset(StartOffset::Earliest), _) => consumer
             .seek_to_beginning(&partitions)
             .await
-            .context("cannot find the beginning of the topic")?;
-    } else if let Some(timestamp) = args.from_timestamp {
-        consumer
-            .seek_to_timestamp(&partitions, timestamp)
-            .await
-            .context("cannot find offsets for the timestamp")?;
-    } else {
-        consumer
+            .context("cannot find the beginning of the topic")?,
+        (Start::Offset(StartOffset::Latest), _) => consumer
             .seek_to_end(&partitions)
             .await
-            .context("cannot find the end of the topic")?;
+            .context("cannot find the end of the topic")?,
+        (Start::Timestamp(timestamp), _) => consumer
+            .seek_to_timestamp(&partitions, timestamp)
+            .await
+            .context("cannot find offsets for the timestamp")?,
     }
-    Ok(consumer)
+    Ok(PartitionReader {
+        consumer,
+        in_group: false,
+        ends: bounds.filter(|_| args.exit_at_end).map(|bounds| {
+            bounds
+                .into_iter()
+                .map(|(topic_partition, (first, end))| match (start, reset) {
+                    // An offset outside the one partition asked for is never its end: the
+                    // poll reports it, as it does without --exit-at-end.
+                    (Start::Offset(StartOffset::At(offset)), AutoOffsetReset::None)
+                        if !(first..=end).contains(&offset) =>
+                    {
+                        (topic_partition, i64::MAX)
+                    }
+                    _ => (topic_partition, end),
+                })
+                .collect()
+        }),
+    })
 }
 
-/// Where `--offset N` starts in each of a topic's partitions, as kcat's `-o N` does: at N where
-/// the partition holds it (or N is its end), at its first offset where N is below it, and at
-/// its end where N is past it, which is said once on stderr. Partitions of different lengths
-/// are normal, so one that is empty or shorter does not fail the others.
-async fn starts_in_each(
+/// The first offset and the end (the offset the next record gets) of each partition.
+async fn log_bounds(
     admin: &Admin,
     partitions: &[TopicPartition],
-    offset: i64,
-) -> Result<Vec<(TopicPartition, i64)>> {
-    let mut starts = Vec::new();
-    let mut past_the_end = Vec::new();
+) -> Result<BTreeMap<TopicPartition, (i64, i64)>> {
+    let mut bounds = BTreeMap::new();
     for topic_partition in partitions {
         let bound = |spec| async move {
             admin
@@ -194,12 +376,33 @@ async fn starts_in_each(
         };
         let first = bound(OffsetSpec::Earliest).await?;
         let end = bound(OffsetSpec::Latest).await?;
+        bounds.insert(topic_partition.clone(), (first, end));
+    }
+    Ok(bounds)
+}
+
+/// Where `--offset N` starts in each partition, as kcat's `-o N` does: at N where the partition
+/// holds it (or N is its end), at its first offset where N is below it, and at its end where N
+/// is past it, which is said once on stderr. Partitions of different lengths are normal, so one
+/// that is empty or shorter does not fail the others.
+fn starts_in_each(
+    bounds: &BTreeMap<TopicPartition, (i64, i64)>,
+    offset: i64,
+    several_topics: bool,
+) -> Vec<(TopicPartition, i64)> {
+    let mut starts = Vec::new();
+    let mut past_the_end = Vec::new();
+    for (topic_partition, &(first, end)) in bounds {
         if offset > end {
             let holds = match first < end {
                 true => format!("holds offsets {first} to {}", end - 1),
                 false => "empty".to_string(),
             };
-            past_the_end.push(format!("{} ({holds})", topic_partition.partition));
+            let name = match several_topics {
+                true => topic_partition.to_string(),
+                false => topic_partition.partition.to_string(),
+            };
+            past_the_end.push(format!("{name} ({holds})"));
         }
         starts.push((topic_partition.clone(), offset.clamp(first, end.max(first))));
     }
@@ -213,29 +416,39 @@ async fn starts_in_each(
             several.join(", ")
         ),
     }
-    Ok(starts)
+    starts
 }
 
-/// The topic's description; fails, naming the topic, when it does not exist, rather than
-/// letting a group member wait for it forever.
-async fn describe_topic(args: &ConsumeArgs) -> Result<TopicDescription> {
+/// Fails, naming the topic, when one of the topics named does not exist, rather than letting a
+/// group member wait for it forever.
+async fn describe_topics(args: &ConsumeArgs) -> Result<()> {
+    if args.topics.is_empty() {
+        return Ok(());
+    }
     let admin = connect_admin(&args.bootstrap).await?;
-    admin
-        .describe_topic(&args.topic)
-        .await
-        .with_context(|| format!("cannot consume topic '{}'", args.topic))
+    for topic in &args.topics {
+        admin
+            .describe_topic(topic)
+            .await
+            .with_context(|| format!("cannot consume topic '{topic}'"))?;
+    }
+    Ok(())
 }
 
 /// Joins a share group as a worker.
-async fn join_share_group(args: &ConsumeArgs, group: &str) -> Result<ShareConsumer> {
-    describe_topic(args).await?;
+async fn join_share_group(
+    args: &ConsumeArgs,
+    group: &str,
+    topics: &[String],
+) -> Result<ShareConsumer> {
+    describe_topics(args).await?;
     let config = ShareConsumerConfig::new(group)
         .bootstrap(args.bootstrap.bootstrap.as_str())
         .max_in_flight(args.max_messages.map_or(500, |max| max.min(500) as u32));
     let mut worker = ShareConsumer::connect(config)
         .await
         .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
-    worker.subscribe([args.topic.as_str()])?;
+    worker.subscribe(topics)?;
     Ok(worker)
 }
 
@@ -247,6 +460,8 @@ trait RecordSource {
     fn record(record: &Self::Record) -> &ConsumerRecord;
     fn printed(&mut self, record: &Self::Record);
     fn not_printed(&mut self, rest: &[Self::Record]) -> Result<()>;
+    /// Whether everything --exit-at-end asked for has been read.
+    async fn at_end(&mut self) -> Result<bool>;
     async fn finish(self) -> Result<()>;
 }
 
@@ -254,13 +469,23 @@ trait RecordSource {
 struct PartitionReader {
     consumer: Consumer,
     in_group: bool,
+    /// With --exit-at-end: the partitions not read to their end yet, and that end (observed at
+    /// start). Records at or past it are not printed.
+    ends: Option<BTreeMap<TopicPartition, i64>>,
 }
 
 impl RecordSource for PartitionReader {
     type Record = ConsumerRecord;
 
     async fn poll(&mut self, wait: Duration) -> Result<Vec<ConsumerRecord>> {
-        Ok(self.consumer.poll(wait).await?)
+        let mut records = self.consumer.poll(wait).await?;
+        if let Some(ends) = &self.ends {
+            records.retain(|record| {
+                ends.get(&record.topic_partition())
+                    .is_some_and(|end| record.offset < *end)
+            });
+        }
+        Ok(records)
     }
 
     fn record(record: &ConsumerRecord) -> &ConsumerRecord {
@@ -280,6 +505,29 @@ impl RecordSource for PartitionReader {
             }
         }
         Ok(())
+    }
+
+    /// True once the position of every partition reached its end; a partition that did is
+    /// dropped from `ends`, so later records of it are not printed.
+    async fn at_end(&mut self) -> Result<bool> {
+        let Some(ends) = &mut self.ends else {
+            return Ok(false);
+        };
+        let mut done = Vec::new();
+        for (topic_partition, end) in ends.iter() {
+            let position = self
+                .consumer
+                .position(topic_partition)
+                .await
+                .with_context(|| format!("cannot find the position in {topic_partition}"))?;
+            if position >= *end {
+                done.push(topic_partition.clone());
+            }
+        }
+        for topic_partition in done {
+            ends.remove(&topic_partition);
+        }
+        Ok(ends.is_empty())
     }
 
     async fn finish(self) -> Result<()> {
@@ -327,6 +575,10 @@ impl RecordSource for ShareWorker {
         Ok(())
     }
 
+    async fn at_end(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+
     async fn finish(self) -> Result<()> {
         self.worker
             .close()
@@ -335,18 +587,25 @@ impl RecordSource for ShareWorker {
     }
 }
 
-async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Result<()> {
+async fn print_records<S: RecordSource>(
+    args: &ConsumeArgs,
+    label: &str,
+    mut source: S,
+) -> Result<()> {
     let idle_timeout = args.timeout_ms.map(Duration::from_millis);
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
     let stdout = std::io::stdout();
     let mut output = Vec::new();
-    // Runs until --max-messages, --timeout-ms, SIGINT/SIGTERM or a closed stdout; without the
-    // first two it tails the topic, which is the point of the command. A signal ends it like the
+    // Runs until --max-messages, --timeout-ms, --exit-at-end, SIGINT/SIGTERM or a closed stdout;
+    // without the first three it tails the topics, which is the point of the command. A signal ends it like the
     // others: a group member commits what it printed and leaves its group.
     let stop = crate::stop_requested();
     tokio::pin!(stop);
     'consuming: loop {
+        if source.at_end().await? {
+            break;
+        }
         let wait = match idle_timeout {
             Some(timeout) => {
                 let idle = last_record.elapsed();
@@ -358,7 +617,7 @@ async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Re
             None => POLL_INTERVAL,
         };
         let records = tokio::select! {
-            polled = source.poll(wait) => polled.with_context(|| format!("cannot read topic '{}'", args.topic))?,
+            polled = source.poll(wait) => polled.with_context(|| format!("cannot read {label}"))?,
             () = &mut stop => break,
         };
         if records.is_empty() {
@@ -368,7 +627,7 @@ async fn print_records<S: RecordSource>(args: &ConsumeArgs, mut source: S) -> Re
         output.clear();
         let mut reached_limit = false;
         for (index, record) in records.iter().enumerate() {
-            write_record(&mut output, S::record(record), args.format);
+            write_record(&mut output, S::record(record), &args.format, args.binary);
             source.printed(record);
             printed += 1;
             if args.max_messages.is_some_and(|max| printed >= max) {
