@@ -15,7 +15,7 @@ use strata_client::{
 
 use crate::Bootstrap;
 use crate::record_format::{BinaryEncoding, RecordFormat, RecordFormatParser, write_record};
-use crate::topic::connect_admin;
+use crate::topic::{connect_admin, describe_topic_or_suggest};
 use start::{StartOffset, StartTime};
 
 #[derive(Debug, Args)]
@@ -270,8 +270,7 @@ async fn assign_partitions(args: &ConsumeArgs, topics: &[String]) -> Result<Part
         (None, Some(admin)) => {
             let mut partitions = Vec::new();
             for topic in topics {
-                let description = admin
-                    .describe_topic(topic)
+                let description = describe_topic_or_suggest(admin, topic)
                     .await
                     .with_context(|| format!("cannot consume topic '{topic}'"))?;
                 partitions.extend(
@@ -427,8 +426,7 @@ async fn describe_topics(args: &ConsumeArgs) -> Result<()> {
     }
     let admin = connect_admin(&args.bootstrap).await?;
     for topic in &args.topics {
-        admin
-            .describe_topic(topic)
+        describe_topic_or_suggest(&admin, topic)
             .await
             .with_context(|| format!("cannot consume topic '{topic}'"))?;
     }

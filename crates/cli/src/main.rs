@@ -78,14 +78,14 @@ enum Command {
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
-    /// Send stdin to a topic, one record per line.
+    /// Send records to a topic: stdin lines, delimited or JSON records, or whole files.
     #[command(
         after_help = "Example:\n  printf 'user-1:signed up\\nuser-2:logged in\\n' | strata produce events --key-separator :\n  strata produce events --acks 1 < events.txt"
     )]
     Produce(produce::ProduceArgs),
-    /// Print a topic's records to stdout.
+    /// Print the records of one or more topics to stdout.
     #[command(
-        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000\n  strata consume events --group billing --from-beginning\n  strata consume jobs --share-group workers --max-messages 10"
+        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000\n  strata consume orders payments --offset -10 -e --format '%t %p:%o %v'\n  strata consume events --group billing --from-beginning\n  strata consume jobs --share-group workers --max-messages 10"
     )]
     Consume(consume::ConsumeArgs),
     /// Inspect the cluster.

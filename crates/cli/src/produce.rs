@@ -12,7 +12,7 @@ use clap::Args;
 use strata_client::{Acks, DeliveryFuture, Header, Producer, ProducerConfig, ProducerRecord};
 
 use crate::Bootstrap;
-use crate::topic::connect_admin;
+use crate::topic::{connect_admin, describe_topic_or_suggest};
 use json_input::Binary;
 use split::Splitter;
 
@@ -261,8 +261,7 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
     args.validate()?;
     // Fails fast on an unknown topic instead of waiting for it to appear.
     let admin = connect_admin(&args.bootstrap).await?;
-    admin
-        .describe_topic(&args.topic)
+    describe_topic_or_suggest(&admin, &args.topic)
         .await
         .with_context(|| format!("cannot produce to topic '{}'", args.topic))?;
 

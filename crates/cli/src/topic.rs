@@ -215,8 +215,8 @@ pub async fn describe_topic_or_suggest(admin: &Admin, name: &str) -> Result<Topi
                         .map(|closest| format!(" (did you mean '{closest}'?)"))
                 })
                 .unwrap_or_default();
-            Err(anyhow::Error::new(error)
-                .context(format!("topic '{name}' does not exist{suggestion}")))
+            // The broker's message already says the topic does not exist; the hint follows it.
+            Err(anyhow::anyhow!("{error}{suggestion}"))
         }
         other => Ok(other?),
     }

@@ -1394,7 +1394,10 @@ fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()
     let typo = run_args(&["topic", "describe", "inventroy", "--bootstrap", bootstrap])?;
     let line = single_error_line(&typo)?;
     ensure!(
-        line.contains("topic 'inventroy' does not exist (did you mean 'inventory'?)"),
+        line.ends_with(
+            "UNKNOWN_TOPIC_OR_PARTITION (3): topic 'inventroy' does not exist (did you mean \
+             'inventory'?)"
+        ),
         "{line}"
     );
     let everything = json_of(&[
