@@ -191,3 +191,24 @@ fn test_helpers_stay_out_of_shipped_code_and_depend_on_no_strata_crate() {
         );
     }
 }
+
+#[test]
+fn the_broker_never_depends_on_the_client() {
+    let dependencies = dependencies();
+    assert_free_of(&dependencies, "strata-broker", &["strata-client"]);
+}
+
+#[test]
+fn the_cli_reaches_storage_only_through_the_broker() {
+    let dependencies = dependencies();
+    assert_free_of(
+        &dependencies,
+        "strata-cli",
+        &[
+            "strata-storage",
+            "strata-controller",
+            "strata-coordinator",
+            "openraft",
+        ],
+    );
+}

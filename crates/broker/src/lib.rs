@@ -6,8 +6,10 @@
 //! to the replicas. Errors come back per partition as `PartitionError` and become wire codes in
 //! `grpc::status`, the one place that maps them.
 //!
-//! Architecture invariant: the broker never reads the wall clock in its decision logic (the
-//! storage layer gets a `Clock`), and only `grpc` sees prost types.
+//! Architecture invariants: decisions made from the time read it through a `Clock` (the
+//! storage layer gets one too); plain monotonic `Instant`s only bound waits. Prost types are
+//! built and read in `grpc`, and where the broker itself is a client of another node: the
+//! follower's `replica_fetcher` and the group coordinator's queries to partition leaders.
 
 mod broker_lifecycle;
 mod client_boundary;

@@ -1007,12 +1007,10 @@ async fn a_request_above_the_size_limit_is_refused_with_a_strata_code() {
         .await
         .unwrap()
         .into_inner();
-    let streamed = loop {
-        match responses.message().await {
-            Ok(Some(_)) => panic!("the oversized request was answered"),
-            Ok(None) => panic!("the stream ended without a status"),
-            Err(status) => break status,
-        }
+    let streamed = match responses.message().await {
+        Ok(Some(_)) => panic!("the oversized request was answered"),
+        Ok(None) => panic!("the stream ended without a status"),
+        Err(status) => status,
     };
     assert_eq!(
         code_of(&streamed),

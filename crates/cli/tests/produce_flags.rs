@@ -271,7 +271,10 @@ fn header(key: &str, value: &[u8]) -> Header {
 }
 
 /// (key, value) of each record, for comparing with expectations.
-fn keys_and_values(records: &[ConsumerRecord]) -> Vec<(Option<&[u8]>, Option<&[u8]>)> {
+/// A record's key and value, as borrowed bytes.
+type KeyAndValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn keys_and_values(records: &[ConsumerRecord]) -> Vec<KeyAndValue<'_>> {
     records
         .iter()
         .map(|record| (record.key.as_deref(), record.value.as_deref()))

@@ -1,5 +1,7 @@
-//! The gRPC edge of the broker: converts between prost messages and domain calls. Only this
-//! module sees `strata_proto` types.
+//! The gRPC edge of the broker: converts between prost messages and domain calls. The services
+//! the broker serves see `strata_proto` types only here; outside it, only the broker's own calls
+//! to other nodes build them (`replica_fetcher`, and the group coordinator asking partition
+//! leaders for offsets).
 
 mod admin_service;
 mod broker_service;

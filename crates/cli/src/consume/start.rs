@@ -162,7 +162,7 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
                 b'-' => -1,
                 _ => return None,
             };
-            let zone = rest[1..].as_bytes();
+            let zone = &rest.as_bytes()[1..];
             if zone.len() != 5 || zone[2] != b':' {
                 return None;
             }

@@ -39,7 +39,7 @@ impl Binary {
 }
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("is not hex (odd number of digits)".to_string());
     }
     text.as_bytes()
