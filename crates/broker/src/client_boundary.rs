@@ -25,6 +25,7 @@ pub(crate) enum TopicAction {
     Create,
     Delete,
     AlterConfigs,
+    CreatePartitions,
 }
 
 impl TopicAction {
@@ -34,6 +35,7 @@ impl TopicAction {
             TopicAction::Create => "create",
             TopicAction::Delete => "delete",
             TopicAction::AlterConfigs => "alter the configs of",
+            TopicAction::CreatePartitions => "add partitions to",
         }
     }
 }
@@ -99,6 +101,7 @@ mod tests {
             TopicAction::Create,
             TopicAction::Delete,
             TopicAction::AlterConfigs,
+            TopicAction::CreatePartitions,
         ] {
             let error = check_topic_action("__consumer_offsets", action).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidTopicException);

@@ -33,9 +33,9 @@ pub enum TopicCommand {
     /// Delete a topic and its records.
     #[command(after_help = "Example:\n  strata topic delete orders")]
     Delete(NameArgs),
-    /// Set or reset topic configs.
+    /// Set or reset topic configs, or add partitions.
     #[command(
-        after_help = "Example:\n  strata topic alter orders --config retention.ms=3600000 --delete-config cleanup.policy"
+        after_help = "Example:\n  strata topic alter orders --config retention.ms=3600000 --delete-config cleanup.policy\n  strata topic alter orders --partitions 12"
     )]
     Alter(AlterArgs),
 }
@@ -83,9 +83,14 @@ pub struct NameArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["configs", "delete_configs"]))]
+#[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["configs", "delete_configs", "partitions"]))]
 pub struct AlterArgs {
+    /// The topic.
     name: String,
+    /// Grow the topic to this many partitions (never fewer). Keys that hash to other partitions
+    /// over the new count go there from now on.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: Option<i32>,
     /// A config to set; repeat for several.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
     configs: Vec<(String, String)>,
@@ -190,11 +195,19 @@ pub async fn run(command: TopicCommand) -> Result<()> {
         }
         TopicCommand::Alter(args) => {
             let admin = args.target.connect().await?;
-            let set: BTreeMap<String, String> = args.configs.into_iter().collect();
-            admin
-                .alter_configs(&args.name, &set, &args.delete_configs)
-                .await
-                .with_context(|| format!("cannot alter topic '{}'", args.name))?;
+            if let Some(total) = args.partitions {
+                admin
+                    .create_partitions(&args.name, total)
+                    .await
+                    .with_context(|| format!("cannot add partitions to topic '{}'", args.name))?;
+            }
+            if !args.configs.is_empty() || !args.delete_configs.is_empty() {
+                let set: BTreeMap<String, String> = args.configs.into_iter().collect();
+                admin
+                    .alter_configs(&args.name, &set, &args.delete_configs)
+                    .await
+                    .with_context(|| format!("cannot alter topic '{}'", args.name))?;
+            }
             println!("altered topic {}", args.name);
         }
     }

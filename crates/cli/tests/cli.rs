@@ -1492,6 +1492,74 @@ fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()
     ensure!(committed.contains(&(1, 3)), "{group}");
     let dead_letters = json_of(&["dlq", "list", "--format", "json", "--bootstrap", bootstrap])?;
     ensure!(dead_letters == serde_json::json!([]), "{dead_letters}");
+
+    // Topics grow, keeping their records; they never shrink, and internal ones are closed.
+    let grown = run_args(&[
+        "topic",
+        "alter",
+        "inventory",
+        "--partitions",
+        "4",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(grown.status.success(), "{}", grown.stderr);
+    let described = json_of(&[
+        "topic",
+        "describe",
+        "inventory",
+        "--format",
+        "json",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let partitions = described["partitions"].as_array().context("partitions")?;
+    ensure!(partitions.len() == 4, "{described}");
+    ensure!(partitions[1]["high_watermark"] == 3, "{described}");
+    let into_new = run(
+        strata(&[
+            "produce",
+            "inventory",
+            "--partition",
+            "3",
+            "--bootstrap",
+            bootstrap,
+        ]),
+        "fresh\n",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        into_new.stdout.trim() == "acknowledged 1 record",
+        "{}",
+        into_new.stderr
+    );
+    let shrink = run_args(&[
+        "topic",
+        "alter",
+        "inventory",
+        "--partitions",
+        "2",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let line = single_error_line(&shrink)?;
+    ensure!(
+        line.contains(
+            "INVALID_PARTITIONS (37): topic 'inventory' has 4 partitions; a topic can only grow"
+        ),
+        "{line}"
+    );
+    let internal = run_args(&[
+        "topic",
+        "alter",
+        "__consumer_offsets",
+        "--partitions",
+        "20",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    let line = single_error_line(&internal)?;
+    ensure!(line.contains("INVALID_TOPIC_EXCEPTION (17)"), "{line}");
     Ok(())
 }
 

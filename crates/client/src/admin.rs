@@ -421,6 +421,17 @@ impl Admin {
         .map_err(|error| awaiting_the_quorum(error, &format!("alter topic '{name}'")))
     }
 
+    /// Grows topic `name` to `total` partitions (Kafka's CreatePartitions). Existing partitions
+    /// keep their records; keys that hash differently over the new count go to other
+    /// partitions from now on, so per-key order holds only from the change on.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::create_partitions(&connection, name, total, timeout).await
+        })
+        .await
+        .map_err(|error| awaiting_the_quorum(error, &format!("add partitions to topic '{name}'")))
+    }
+
     /// Looks an offset up on the partition's leader. `None` only for a timestamp query that
     /// found no record at or after the timestamp.
     pub async fn list_offsets(

@@ -726,6 +726,31 @@ pub(crate) async fn delete_topic(
     single_topic_result(response.topics, name, "deleting topic")
 }
 
+pub(crate) async fn create_partitions(
+    connection: &Connection,
+    name: &str,
+    total: i32,
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = admin_client(connection);
+    let message = wire::CreatePartitionsRequest {
+        topics: vec![wire::PartitionsIncrease {
+            name: name.to_string(),
+            count: total,
+        }],
+        timeout_ms: duration_ms_i32(timeout),
+        validate_only: false,
+    };
+    let response = call(
+        connection,
+        "CreatePartitions",
+        timeout,
+        client.create_partitions(request(message, timeout)),
+    )
+    .await?;
+    single_topic_result(response.topics, name, "adding partitions to topic")
+}
+
 pub(crate) async fn describe_configs(
     connection: &Connection,
     name: &str,

@@ -801,6 +801,15 @@ impl AdminService for FakeBroker {
         Ok(Response::new(wire::DescribeConfigsResponse { topics }))
     }
 
+    async fn create_partitions(
+        &self,
+        _request: Request<wire::CreatePartitionsRequest>,
+    ) -> Result<Response<wire::CreatePartitionsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake broker does not grow topics",
+        ))
+    }
+
     async fn alter_configs(
         &self,
         request: Request<wire::AlterConfigsRequest>,

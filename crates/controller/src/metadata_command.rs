@@ -76,6 +76,14 @@ pub enum MetadataCommand {
     /// Elects a leader for every leaderless partition that has an eligible replica: an unfenced
     /// ISR member, or with `unclean.leader.election.enable=true` any unfenced replica.
     ElectLeaders,
+    /// Grows a topic to `total` partitions (Kafka's CreatePartitions); partitions are never
+    /// removed. The new ones get the topic's replication factor over the live brokers.
+    /// Added within format version 1: a controller from before it cannot apply it, so a
+    /// mixed-version cluster must not be asked to grow a topic.
+    CreatePartitions {
+        name: String,
+        total: i32,
+    },
 }
 
 /// What an applied command changed; the proposer gets it back from [`crate::Controller::submit`].
@@ -110,6 +118,9 @@ pub enum CommandOutcome {
     TopicConfigsAltered {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    PartitionsCreated {
+        topic: TopicMetadata,
     },
     PartitionIsrAltered {
         partition: TopicPartition,

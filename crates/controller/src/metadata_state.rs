@@ -193,6 +193,9 @@ impl MetadataState {
             MetadataCommand::AlterTopicConfigs { name, set, delete } => {
                 self.alter_topic_configs(&name, set, delete)
             }
+            MetadataCommand::CreatePartitions { name, total } => {
+                self.create_partitions(&name, total)
+            }
             MetadataCommand::AlterPartitionIsr {
                 partition,
                 leader_id,
@@ -479,6 +482,73 @@ impl MetadataState {
             }
         }
         changed
+    }
+
+    fn create_partitions(
+        &mut self,
+        name: &str,
+        total: i32,
+    ) -> Result<CommandOutcome, CommandRejected> {
+        let live = self.live_brokers();
+        let existing: usize = self
+            .topics
+            .values()
+            .map(|topic| topic.partitions.len())
+            .sum();
+        let topic = self.topics.get_mut(name).ok_or_else(|| {
+            rejected(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+        let current = topic.partitions.len() as i32;
+        if total <= current || total > PARTITIONS_PER_TOPIC_MAX {
+            return Err(rejected(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {current} partitions; it can only grow, to at most \
+                     {PARTITIONS_PER_TOPIC_MAX}, and {total} is not more"
+                ),
+            ));
+        }
+        let replication_factor = topic
+            .partitions
+            .first()
+            .map_or(1, |partition| partition.replicas.len() as i32);
+        if replication_factor as usize > live.len() {
+            return Err(rejected(
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "topic '{name}' has replication factor {replication_factor}, but only {} \
+                     broker(s) are live and unfenced",
+                    live.len()
+                ),
+            ));
+        }
+        let assignment = assign_replicas(
+            &live,
+            total - current,
+            replication_factor,
+            existing % live.len().max(1),
+        );
+        topic
+            .partitions
+            .extend(
+                assignment
+                    .into_iter()
+                    .zip(current..)
+                    .map(|(replicas, partition)| PartitionMetadata {
+                        partition,
+                        leader: replicas[0],
+                        isr: replicas.clone(),
+                        replicas,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    }),
+            );
+        Ok(CommandOutcome::PartitionsCreated {
+            topic: topic.clone(),
+        })
     }
 
     fn unfence_broker(&mut self, broker_id: i32) -> Result<CommandOutcome, CommandRejected> {
@@ -881,6 +951,47 @@ mod tests {
         assert!(message.contains("no.such.key"), "{message}");
         step(&mut state, create("t", 1, 3));
         refuse(&mut state, create("t", 1, 1), ErrorCode::TopicAlreadyExists);
+    }
+
+    #[test]
+    fn a_topic_grows_with_its_replication_factor_and_never_shrinks() {
+        let mut state = cluster_with_brokers(3);
+        step(&mut state, create("t", 2, 2));
+        let outcome = step(
+            &mut state,
+            MetadataCommand::CreatePartitions {
+                name: "t".to_string(),
+                total: 5,
+            },
+        );
+        let CommandOutcome::PartitionsCreated { topic } = outcome else {
+            panic!("unexpected {outcome:?}");
+        };
+        assert_eq!(topic.partitions.len(), 5);
+        for (index, partition) in topic.partitions.iter().enumerate() {
+            assert_eq!(partition.partition, index as i32);
+            assert_eq!(partition.replicas.len(), 2, "{partition:?}");
+            assert_eq!(partition.leader, partition.replicas[0]);
+        }
+        state.validate().expect("the grown state is valid");
+        for total in [5, 3, PARTITIONS_PER_TOPIC_MAX + 1] {
+            refuse(
+                &mut state,
+                MetadataCommand::CreatePartitions {
+                    name: "t".to_string(),
+                    total,
+                },
+                ErrorCode::InvalidPartitions,
+            );
+        }
+        refuse(
+            &mut state,
+            MetadataCommand::CreatePartitions {
+                name: "missing".to_string(),
+                total: 3,
+            },
+            ErrorCode::UnknownTopicOrPartition,
+        );
     }
 
     #[test]

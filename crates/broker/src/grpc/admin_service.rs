@@ -72,6 +72,54 @@ impl AdminService {
         .await
     }
 
+    async fn create_partitions(
+        &self,
+        increase: proto::PartitionsIncrease,
+        validate_only: bool,
+    ) -> Result<(), PartitionError> {
+        check_topic_action(&increase.name, TopicAction::CreatePartitions)?;
+        let current = self
+            .state
+            .controller
+            .metadata()
+            .borrow()
+            .topic(&increase.name)
+            .map(|topic| topic.partitions.len() as i32)
+            .ok_or_else(|| {
+                PartitionError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{}' does not exist", increase.name),
+                )
+            })?;
+        if increase.count <= current {
+            return Err(PartitionError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{}' has {current} partitions; a topic can only grow, and {} is not more",
+                    increase.name, increase.count
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let (name, total) = (increase.name, increase.count);
+        self.state
+            .controller
+            .submit(MetadataCommand::CreatePartitions {
+                name: name.clone(),
+                total,
+            })
+            .await
+            .map_err(controller_error)?;
+        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
+            state
+                .topic(&name)
+                .is_some_and(|topic| topic.partitions.len() as i32 >= total)
+        })
+        .await
+    }
+
     async fn alter_configs(
         &self,
         request: proto::AlterTopicConfigs,
@@ -290,5 +338,21 @@ impl proto::admin_server::Admin for AdminService {
         });
         let topics = futures::future::join_all(topics).await;
         Ok(Response::new(proto::AlterConfigsResponse { topics }))
+    }
+
+    async fn create_partitions(
+        &self,
+        request: Request<proto::CreatePartitionsRequest>,
+    ) -> Result<Response<proto::CreatePartitionsResponse>, Status> {
+        let request = request.into_inner();
+        let validate_only = request.validate_only;
+        let limit = change_timeout(request.timeout_ms);
+        let topics = request.topics.into_iter().map(|increase| async move {
+            let name = increase.name.clone();
+            let result = within(limit, self.create_partitions(increase, validate_only)).await;
+            topic_result(name, result)
+        });
+        let topics = futures::future::join_all(topics).await;
+        Ok(Response::new(proto::CreatePartitionsResponse { topics }))
     }
 }
