@@ -31,6 +31,35 @@ pub const NO_LEADER: i32 = -1;
 /// and in every snapshot, so one careless command must not be able to exhaust them all at once.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
+/// Fresh partitions numbered `numbers`, each led by its first replica with every replica in
+/// sync. Placement starts after the `existing` partitions of the cluster, so leadership spreads
+/// over the brokers across topics too, deterministically.
+fn new_partitions(
+    live: &[i32],
+    numbers: std::ops::Range<i32>,
+    replication_factor: i32,
+    existing: usize,
+) -> Vec<PartitionMetadata> {
+    let count = numbers.end - numbers.start;
+    assign_replicas(
+        live,
+        count,
+        replication_factor,
+        existing % live.len().max(1),
+    )
+    .into_iter()
+    .zip(numbers)
+    .map(|(replicas, partition)| PartitionMetadata {
+        partition,
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    })
+    .collect()
+}
+
 /// A broker as the controller knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
@@ -525,27 +554,12 @@ impl MetadataState {
                 ),
             ));
         }
-        let assignment = assign_replicas(
+        topic.partitions.extend(new_partitions(
             &live,
-            total - current,
+            current..total,
             replication_factor,
-            existing % live.len().max(1),
-        );
-        topic
-            .partitions
-            .extend(
-                assignment
-                    .into_iter()
-                    .zip(current..)
-                    .map(|(replicas, partition)| PartitionMetadata {
-                        partition,
-                        leader: replicas[0],
-                        isr: replicas.clone(),
-                        replicas,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
-                    }),
-            );
+            existing,
+        ));
         Ok(CommandOutcome::PartitionsCreated {
             topic: topic.clone(),
         })
@@ -602,20 +616,7 @@ impl MetadataState {
             .values()
             .map(|topic| topic.partitions.len())
             .sum();
-        let assignment =
-            assign_replicas(&live, partitions, replication_factor, existing % live.len());
-        let partitions = assignment
-            .into_iter()
-            .zip(0..)
-            .map(|(replicas, partition)| PartitionMetadata {
-                partition,
-                leader: replicas[0],
-                isr: replicas.clone(),
-                replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            })
-            .collect();
+        let partitions = new_partitions(&live, 0..partitions, replication_factor, existing);
         let topic = TopicMetadata {
             // Random ids would differ between controllers; the offset is unique in this cluster
             // and the cluster id's hash keeps ids of different clusters apart.
