@@ -894,7 +894,7 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     )?;
     let bootstrap = server.address.as_str();
 
-    // The topic does not exist: the benchmark creates it.
+    // The topic does not exist: the benchmark creates it, and keeps it for the replay below.
     let produced = bench_json(&[
         "bench",
         "produce",
@@ -904,6 +904,7 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
         "2000",
         "--record-size",
         "100",
+        "--keep",
         "--json",
         "--bootstrap",
         bootstrap,
@@ -1051,6 +1052,9 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
             text.stdout
         );
     }
+    // Without --keep a benchmark deletes the topics it made, and never one it did not make.
+    let listed = run_args(&["topic", "list", "--bootstrap", bootstrap])?;
+    ensure!(listed.stdout == "bench\n", "{:?}", listed.stdout);
     drop(server);
     Ok(())
 }

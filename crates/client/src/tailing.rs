@@ -3,7 +3,7 @@
 //! At the end of the log every new batch costs a long-polling consumer a whole `Fetch`: a
 //! request to write, a response's headers and trailers to send, the broker's bookkeeping for
 //! both. At a steady few thousand records a second that is most of the work on both sides
-//! (benches/README.md, sessions 9 and 10). One stream per leader instead lets the broker push
+//! (benches/README.md, "End-to-end latency"). One stream per leader instead lets the broker push
 //! each partition's new batches as they become readable, and the consumer only answers with
 //! credit now and then.
 //!

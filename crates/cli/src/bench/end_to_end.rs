@@ -74,6 +74,12 @@ pub struct EndToEndBenchArgs {
     bootstrap: Bootstrap,
 }
 
+impl EndToEndBenchArgs {
+    pub fn target(&self) -> super::BenchTarget<'_> {
+        super::BenchTarget::new(&self.bootstrap, &self.topic, &self.creation)
+    }
+}
+
 /// What the tailing consumer measured.
 struct TailTally {
     histogram: Histogram<u64>,

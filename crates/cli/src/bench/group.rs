@@ -54,6 +54,12 @@ pub struct GroupBenchArgs {
     bootstrap: Bootstrap,
 }
 
+impl GroupBenchArgs {
+    pub fn target(&self) -> super::BenchTarget<'_> {
+        super::BenchTarget::new(&self.bootstrap, &self.topic, &self.creation)
+    }
+}
+
 fn median(values: &mut [Duration]) -> Duration {
     values.sort();
     values[values.len() / 2]

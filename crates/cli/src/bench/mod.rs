@@ -31,6 +31,8 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use strata_client::{Admin, ErrorCode, NewTopic, TopicDescription};
 
+use crate::Bootstrap;
+use crate::topic::connect_admin;
 use report::Output;
 
 #[derive(Debug, Subcommand)]
@@ -82,7 +84,7 @@ pub struct ClientThreads {
     /// `e2e`, one for both). One client on one thread does its network work, encoding and
     /// decoding without wake-ups between threads, as Kafka's consumer does on the thread that
     /// polls; on a 2-vCPU VM that gave 1.2-1.35x the throughput of a multi-threaded runtime,
-    /// and e2e used a third less client CPU per record (benches/README.md, sessions 7 and 8).
+    /// and e2e used a third less client CPU per record (benches/README.md, "How to run").
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     client_threads: Option<u16>,
 }
@@ -97,11 +99,90 @@ impl ClientThreads {
 
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Produce(args) => produce::run(args).await,
+        BenchCommand::Produce(args) => {
+            let made = TopicsMade::before(args.target()).await?;
+            made.after(produce::run(args).await).await
+        }
+        // It reads what a produce run left; it makes nothing.
         BenchCommand::Consume(args) => consume::run(args).await,
-        BenchCommand::E2e(args) => end_to_end::run(args).await,
-        BenchCommand::Group(args) => group::run(args).await,
-        BenchCommand::Share(args) => share::run(args).await,
+        BenchCommand::E2e(args) => {
+            let made = TopicsMade::before(args.target()).await?;
+            made.after(end_to_end::run(args).await).await
+        }
+        BenchCommand::Group(args) => {
+            let made = TopicsMade::before(args.target()).await?;
+            made.after(group::run(args).await).await
+        }
+        BenchCommand::Share(args) => {
+            let made = TopicsMade::before(args.target()).await?;
+            made.after(share::run(args).await).await
+        }
+    }
+}
+
+/// What a benchmark works on: its cluster, its topic, and how to create it.
+pub struct BenchTarget<'a> {
+    bootstrap: &'a Bootstrap,
+    topic: &'a str,
+    creation: &'a TopicCreation,
+}
+
+impl<'a> BenchTarget<'a> {
+    pub fn new(
+        bootstrap: &'a Bootstrap,
+        topic: &'a str,
+        creation: &'a TopicCreation,
+    ) -> BenchTarget<'a> {
+        BenchTarget {
+            bootstrap,
+            topic,
+            creation,
+        }
+    }
+}
+
+/// The topics a benchmark run makes (its topic, and a share run's dead-letter topic), deleted
+/// once it ends unless `--keep`: a topic that existed before the run is never touched.
+struct TopicsMade {
+    admin: Option<Admin>,
+    topics: Vec<String>,
+}
+
+impl TopicsMade {
+    async fn before(target: BenchTarget<'_>) -> Result<TopicsMade> {
+        if target.creation.keep {
+            return Ok(TopicsMade {
+                admin: None,
+                topics: Vec::new(),
+            });
+        }
+        let admin = connect_admin(target.bootstrap).await?;
+        let existing = admin.list_topics().await.context("cannot list topics")?;
+        let topics = [target.topic.to_string(), format!("{}.dlq", target.topic)]
+            .into_iter()
+            .filter(|topic| !existing.contains(topic))
+            .collect();
+        Ok(TopicsMade {
+            admin: Some(admin),
+            topics,
+        })
+    }
+
+    /// Deletes what the run made, whether it succeeded or not; returns the run's result.
+    async fn after(self, result: Result<()>) -> Result<()> {
+        let Some(admin) = self.admin else {
+            return result;
+        };
+        let existing = admin.list_topics().await.unwrap_or_default();
+        for topic in self.topics.iter().filter(|topic| existing.contains(topic)) {
+            match admin.delete_topic(topic).await {
+                Ok(()) => eprintln!(
+                    "deleted topic '{topic}', which the benchmark created (--keep keeps it)"
+                ),
+                Err(error) => eprintln!("warning: could not delete topic '{topic}': {error}"),
+            }
+        }
+        result
     }
 }
 
@@ -114,6 +195,10 @@ pub struct TopicCreation {
     /// Replication factor of the topic if the benchmark creates it. Default 1.
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(i32).range(1..))]
     replication_factor: Option<i32>,
+    /// Keep the topics the benchmark creates (e.g. to replay them with `bench consume`); by
+    /// default they are deleted when it ends.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Describes `topic`, creating it first when it does not exist.

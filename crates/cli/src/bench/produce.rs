@@ -84,6 +84,12 @@ pub struct ProduceBenchArgs {
 }
 
 impl ProduceBenchArgs {
+    pub fn target(&self) -> super::BenchTarget<'_> {
+        super::BenchTarget::new(&self.bootstrap, &self.topic, &self.creation)
+    }
+}
+
+impl ProduceBenchArgs {
     pub fn runtime_threads(&self) -> usize {
         self.client_threads.one_per(self.producers)
     }

@@ -43,6 +43,12 @@ pub struct ShareBenchArgs {
     bootstrap: Bootstrap,
 }
 
+impl ShareBenchArgs {
+    pub fn target(&self) -> super::BenchTarget<'_> {
+        super::BenchTarget::new(&self.bootstrap, &self.topic, &self.creation)
+    }
+}
+
 /// Records/s of `consumers` tasks that together count `records` records.
 async fn run_readers<F, Fut>(consumers: u64, records: u64, reader: F) -> Result<f64>
 where
