@@ -100,21 +100,21 @@ impl ClientThreads {
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Produce(args) => {
-            let made = TopicsMade::before(args.target()).await?;
+            let made = TopicsMade::before(args.target()).await;
             made.after(produce::run(args).await).await
         }
         // It reads what a produce run left; it makes nothing.
         BenchCommand::Consume(args) => consume::run(args).await,
         BenchCommand::E2e(args) => {
-            let made = TopicsMade::before(args.target()).await?;
+            let made = TopicsMade::before(args.target()).await;
             made.after(end_to_end::run(args).await).await
         }
         BenchCommand::Group(args) => {
-            let made = TopicsMade::before(args.target()).await?;
+            let made = TopicsMade::before(args.target()).await;
             made.after(group::run(args).await).await
         }
         BenchCommand::Share(args) => {
-            let made = TopicsMade::before(args.target()).await?;
+            let made = TopicsMade::before(args.target()).await;
             made.after(share::run(args).await).await
         }
     }
@@ -149,23 +149,30 @@ struct TopicsMade {
 }
 
 impl TopicsMade {
-    async fn before(target: BenchTarget<'_>) -> Result<TopicsMade> {
+    async fn before(target: BenchTarget<'_>) -> TopicsMade {
+        let nothing = TopicsMade {
+            admin: None,
+            topics: Vec::new(),
+        };
         if target.creation.keep {
-            return Ok(TopicsMade {
-                admin: None,
-                topics: Vec::new(),
-            });
+            return nothing;
         }
-        let admin = connect_admin(target.bootstrap).await?;
-        let existing = admin.list_topics().await.context("cannot list topics")?;
+        // A cluster that cannot be reached is the benchmark's to report, after it has checked
+        // its own arguments; with nothing listed, nothing is deleted.
+        let Ok(admin) = connect_admin(target.bootstrap).await else {
+            return nothing;
+        };
+        let Ok(existing) = admin.list_topics().await else {
+            return nothing;
+        };
         let topics = [target.topic.to_string(), format!("{}.dlq", target.topic)]
             .into_iter()
             .filter(|topic| !existing.contains(topic))
             .collect();
-        Ok(TopicsMade {
+        TopicsMade {
             admin: Some(admin),
             topics,
-        })
+        }
     }
 
     /// Deletes what the run made, whether it succeeded or not; returns the run's result.
