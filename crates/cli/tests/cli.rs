@@ -5,48 +5,15 @@
 //! server is a bounded poll of `strata topic list`, never a fixed sleep.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-/// Generous for a loaded two-core CI machine; a healthy command takes milliseconds.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn strata(arguments: &[&str]) -> Command {
-    let mut command = Command::new(STRATA);
-    command
-        .args(arguments)
-        .env_remove("STRATA_BOOTSTRAP")
-        .env_remove("RUST_LOG");
-    command
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        // A read error leaves what was read so far, which is what the assertion will show.
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// What `drain` read from `what` (stdout or stderr) once the pipe closed.
-fn drained(reader: thread::JoinHandle<String>, what: &str) -> Result<String> {
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the {what} reader panicked"))
-}
+mod support;
+use support::*;
 
 /// The lines of `pipe` as they arrive, for waiting on a line with a deadline.
 fn lines_of(pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
@@ -60,82 +27,6 @@ fn lines_of(pipe: impl Read + Send + 'static) -> std::sync::mpsc::Receiver<Strin
         }
     });
     lines
-}
-
-/// Waits for `child` to exit on its own, killing it if it is still running after `timeout`.
-fn wait_for_exit(child: &mut Child, what: &str, timeout: Duration) -> Result<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            child.wait()?;
-            bail!("{what} did not finish within {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs `command` with `stdin` as its input, killing it if it is still running at the deadline.
-fn run(mut command: Command, stdin: &str, timeout: Duration) -> Result<Output> {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning strata")?;
-    {
-        let mut input = child.stdin.take().context("stdin is piped")?;
-        input.write_all(stdin.as_bytes()).context("writing stdin")?;
-        // Dropping `input` closes stdin, so line readers see the end.
-    }
-    let stdout = drain(child.stdout.take().context("stdout is piped")?);
-    let stderr = drain(child.stderr.take().context("stderr is piped")?);
-    let status = wait_for_exit(&mut child, &format!("{command:?}"), timeout)?;
-    let stdout = drained(stdout, "stdout")?;
-    let stderr = drained(stderr, "stderr")?;
-    Ok(Output {
-        status,
-        stdout,
-        stderr,
-    })
-}
-
-fn run_args(arguments: &[&str]) -> Result<Output> {
-    run(strata(arguments), "", COMMAND_TIMEOUT)
-}
-
-/// A loopback address nothing listens on: bind port 0, note the port, release it.
-fn free_address() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
-/// Asserts a failure printed exactly one line, `error: ...`, and returns it.
-fn single_error_line(output: &Output) -> Result<String> {
-    ensure!(
-        !output.status.success(),
-        "expected a failure, got success; stdout: {}",
-        output.stdout
-    );
-    let lines: Vec<&str> = output
-        .stderr
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    ensure!(
-        lines.len() == 1,
-        "expected one error line, got: {:?}",
-        output.stderr
-    );
-    ensure!(
-        lines[0].starts_with("error: "),
-        "error line must start with 'error: ': {:?}",
-        lines[0]
-    );
-    Ok(lines[0].to_string())
 }
 
 #[test]
@@ -442,73 +333,10 @@ fn usage_errors_keep_clap_hints_on_their_one_line() -> Result<()> {
     Ok(())
 }
 
-/// A `strata server` child process, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Already exited is fine; anything else is best effort while a test is failing.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A one-node server; `extra` are more `strata server` arguments.
-fn start_server(data_dir: &Path, log: &Path, extra: &[&str]) -> Result<Server> {
-    let address = free_address()?;
-    let log_file = std::fs::File::create(log)?;
-    let child = Command::new(STRATA)
-        .args([
-            "server",
-            "--node-id",
-            "1",
-            "--listen",
-            &address,
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .env_remove("STRATA_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("spawning strata server")?;
-    let mut server = Server { child, address };
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            bail!("strata server exited with {status} before it was ready:\n{log}");
-        }
-        let probe = run(
-            strata(&["topic", "list", "--bootstrap", &server.address]),
-            "",
-            Duration::from_secs(10),
-        )?;
-        if probe.status.success() {
-            return Ok(server);
-        }
-        if Instant::now() >= deadline {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            bail!(
-                "strata server not ready within 20 s; last probe: {}\nserver log:\n{log}",
-                probe.stderr
-            );
-        }
-        // Poll interval between readiness probes, not a wait for a guessed duration.
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn create_produce_and_consume_through_the_cli() -> Result<()> {
     let directory = tempfile::tempdir()?;
-    let server = start_server(
+    let server = start_server_in(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
         &[],
@@ -887,7 +715,7 @@ fn check_latency(result: &Value) -> Result<()> {
 fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
     let directory = tempfile::tempdir()?;
     // One worker, as benches/README.md runs the broker beside its client.
-    let server = start_server(
+    let server = start_server_in(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
         &["--worker-threads", "1"],
@@ -1069,27 +897,10 @@ fn terminate(child: &Child) -> Result<()> {
     Ok(())
 }
 
-/// Creates `topic` with `partitions` partitions of one replica.
-fn create_topic(bootstrap: &str, topic: &str, partitions: &str) -> Result<()> {
-    let created = run_args(&[
-        "topic",
-        "create",
-        topic,
-        "--partitions",
-        partitions,
-        "--replication-factor",
-        "1",
-        "--bootstrap",
-        bootstrap,
-    ])?;
-    ensure!(created.status.success(), "{}", created.stderr);
-    Ok(())
-}
-
 #[test]
 fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
     let directory = tempfile::tempdir()?;
-    let server = start_server(
+    let server = start_server_in(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
         &[],
@@ -1198,7 +1009,7 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
 #[test]
 fn group_consumers_of_a_missing_topic_are_told_so() -> Result<()> {
     let directory = tempfile::tempdir()?;
-    let server = start_server(
+    let server = start_server_in(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
         &[],
@@ -1279,7 +1090,7 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
 #[test]
 fn an_offset_applies_to_each_partition_and_one_past_its_end_reads_from_the_end() -> Result<()> {
     let directory = tempfile::tempdir()?;
-    let server = start_server(
+    let server = start_server_in(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
         &[],
@@ -1357,7 +1168,7 @@ fn json_of(arguments: &[&str]) -> Result<Value> {
 #[test]
 fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()> {
     let directory = tempfile::tempdir()?;
-    let server = start_server(
+    let server = start_server_in(
         &directory.path().join("data"),
         &directory.path().join("server.log"),
         &[],

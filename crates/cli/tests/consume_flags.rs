@@ -6,107 +6,14 @@
 //! waits for an idle timeout, and output is compared exactly (sorted where several partitions
 //! interleave).
 
-use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use strata_client::{Producer, ProducerConfig, ProducerRecord};
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-/// Generous for a loaded two-core CI machine; a healthy command takes milliseconds.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Output {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Output {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Stdout's lines sorted: records of different partitions may interleave in any order.
-    fn sorted_lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.text().lines().map(str::to_string).collect();
-        lines.sort();
-        lines
-    }
-}
-
-fn strata(arguments: &[&str]) -> Command {
-    let mut command = Command::new(STRATA);
-    command
-        .args(arguments)
-        .env_remove("STRATA_BOOTSTRAP")
-        .env_remove("RUST_LOG");
-    command
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        // A read error leaves what was read so far, which is what the assertion will show.
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-/// Waits for `child` to exit on its own, killing it if it is still running after `timeout`.
-fn wait_for_exit(child: &mut Child, what: &str, timeout: Duration) -> Result<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            child.wait()?;
-            bail!("{what} did not finish within {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs `command` with `stdin` as its input, killing it if it is still running at the deadline.
-fn run(mut command: Command, stdin: &str) -> Result<Output> {
-    use std::io::Write;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning strata")?;
-    {
-        let mut input = child.stdin.take().context("stdin is piped")?;
-        input.write_all(stdin.as_bytes()).context("writing stdin")?;
-        // Dropping `input` closes stdin, so line readers see the end.
-    }
-    let stdout = drain(child.stdout.take().context("stdout is piped")?);
-    let stderr = drain(child.stderr.take().context("stderr is piped")?);
-    let status = wait_for_exit(&mut child, &format!("{command:?}"), COMMAND_TIMEOUT)?;
-    let joined = |reader: thread::JoinHandle<Vec<u8>>| {
-        reader
-            .join()
-            .map_err(|_| anyhow::anyhow!("a pipe reader panicked"))
-    };
-    let stdout = joined(stdout)?;
-    let stderr = String::from_utf8_lossy(&joined(stderr)?).into_owned();
-    Ok(Output {
-        status,
-        stdout,
-        stderr,
-    })
-}
-
-fn run_args(arguments: &[&str]) -> Result<Output> {
-    run(strata(arguments), "")
-}
+mod support;
+use support::*;
 
 /// Runs `strata consume` with `arguments` against `bootstrap` and checks it succeeded.
 fn consume(bootstrap: &str, arguments: &[&str]) -> Result<Output> {
@@ -128,9 +35,9 @@ fn expect_consumed(
 ) -> Result<()> {
     let output = consume(bootstrap, arguments)?;
     ensure!(
-        output.stdout == stdout,
+        output.stdout_bytes == stdout,
         "{arguments:?}: {:?}",
-        output.text()
+        output.stdout.clone()
     );
     let closing = format!(
         "consumed {records} record{}\n",
@@ -151,7 +58,7 @@ fn expect_consumed_lines(bootstrap: &str, arguments: &[&str], lines: &[&str]) ->
     ensure!(
         output.sorted_lines() == lines,
         "{arguments:?}: {:?}",
-        output.text()
+        output.stdout.clone()
     );
     let closing = format!(
         "consumed {} record{}\n",
@@ -163,124 +70,6 @@ fn expect_consumed_lines(bootstrap: &str, arguments: &[&str], lines: &[&str]) ->
         "{arguments:?}: {:?}",
         output.stderr
     );
-    Ok(())
-}
-
-/// A loopback address nothing listens on: bind port 0, note the port, release it.
-fn free_address() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
-/// Asserts a failure printed exactly one line, `error: ...`, and returns it.
-fn single_error_line(output: &Output) -> Result<String> {
-    ensure!(
-        !output.status.success(),
-        "expected a failure, got success; stdout: {}",
-        output.text()
-    );
-    let lines: Vec<&str> = output
-        .stderr
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .collect();
-    ensure!(
-        lines.len() == 1,
-        "expected one error line, got: {:?}",
-        output.stderr
-    );
-    ensure!(
-        lines[0].starts_with("error: "),
-        "error line must start with 'error: ': {:?}",
-        lines[0]
-    );
-    Ok(lines[0].to_string())
-}
-
-/// A `strata server` child process, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-    _directory: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Already exited is fine; anything else is best effort while a test is failing.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A one-node server in a temporary directory, ready for clients.
-fn start_server() -> Result<Server> {
-    let directory = tempfile::tempdir()?;
-    let log = directory.path().join("server.log");
-    let address = free_address()?;
-    let log_file = std::fs::File::create(&log)?;
-    let child = Command::new(STRATA)
-        .args([
-            "server",
-            "--node-id",
-            "1",
-            "--listen",
-            &address,
-            "--data-dir",
-        ])
-        .arg(directory.path().join("data"))
-        .env_remove("STRATA_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("spawning strata server")?;
-    let mut server = Server {
-        child,
-        address,
-        _directory: directory,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "strata server exited with {status} before it was ready:\n{}",
-                read_log(&log)
-            );
-        }
-        let probe = run_args(&["topic", "list", "--bootstrap", &server.address])?;
-        if probe.status.success() {
-            return Ok(server);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "strata server not ready within 20 s; last probe: {}\nserver log:\n{}",
-                probe.stderr,
-                read_log(&log)
-            );
-        }
-        // Poll interval between readiness probes, not a wait for a guessed duration.
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
-/// Creates `topic` with `partitions` partitions of one replica.
-fn create_topic(bootstrap: &str, topic: &str, partitions: &str) -> Result<()> {
-    let created = run_args(&[
-        "topic",
-        "create",
-        topic,
-        "--partitions",
-        partitions,
-        "--replication-factor",
-        "1",
-        "--bootstrap",
-        bootstrap,
-    ])?;
-    ensure!(created.status.success(), "{}", created.stderr);
     Ok(())
 }
 
@@ -296,6 +85,7 @@ fn produce_lines(bootstrap: &str, topic: &str, partition: &str, lines: &str) -> 
             bootstrap,
         ]),
         lines,
+        COMMAND_TIMEOUT,
     )?;
     ensure!(produced.status.success(), "{}", produced.stderr);
     Ok(())
@@ -402,7 +192,7 @@ fn bad_flag_values_fail_with_one_line_before_connecting() -> Result<()> {
 fn every_new_flag_is_described_in_the_help() -> Result<()> {
     let help = run_args(&["consume", "--help"])?;
     ensure!(help.status.success(), "{}", help.stderr);
-    let text = help.text();
+    let text = help.stdout.clone();
     for flag in [
         "[TOPIC]...",
         "--regex <PATTERN>",
@@ -575,12 +365,13 @@ fn several_topics_a_regex_and_json_with_the_topic() -> Result<()> {
         &["orders.us", "--from-beginning", "-e", "--format", "json"],
     )?;
     let records: Vec<Value> = json_lines
-        .text()
+        .stdout
+        .clone()
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .context("one JSON object per line")?;
-    ensure!(records.len() == 2, "{:?}", json_lines.text());
+    ensure!(records.len() == 2, "{:?}", json_lines.stdout.clone());
     for (offset, (record, value)) in records.iter().zip(["pen", "lamp"]).enumerate() {
         ensure!(record["topic"] == "orders.us", "{record}");
         ensure!(record["partition"] == 0, "{record}");
@@ -643,7 +434,8 @@ fn format_strings_and_binary_values_print_exactly() -> Result<()> {
     let json_lines = |binary: &'static str| -> Result<Vec<Value>> {
         let output = consume(bootstrap, &with(&["--format", "json", "--binary", binary]))?;
         output
-            .text()
+            .stdout
+            .clone()
             .lines()
             .map(|line| serde_json::from_str(line).context("one JSON object per line"))
             .collect()

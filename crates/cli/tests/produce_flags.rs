@@ -5,101 +5,26 @@
 //! the beginning to the end offsets), so every byte, header, partition and timestamp is checked.
 //! Every child process runs under a deadline; waiting for the server is a bounded poll.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use strata_client::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Header, TopicPartition,
 };
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
-/// Generous for a loaded two-core CI machine; a healthy command takes milliseconds.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn strata(arguments: &[&str]) -> Command {
-    let mut command = Command::new(STRATA);
-    command
-        .args(arguments)
-        .env_remove("STRATA_BOOTSTRAP")
-        .env_remove("RUST_LOG");
-    command
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        // A read error leaves what was read so far, which is what the assertion will show.
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-fn drained(reader: thread::JoinHandle<String>, what: &str) -> Result<String> {
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the {what} reader panicked"))
-}
-
-/// Waits for `child` to exit on its own, killing it if it is still running after `timeout`.
-fn wait_for_exit(child: &mut Child, what: &str, timeout: Duration) -> Result<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            child.kill()?;
-            child.wait()?;
-            bail!("{what} did not finish within {timeout:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs `command` with `stdin` as its input, killing it if it is still running at the deadline.
-fn run(mut command: Command, stdin: &[u8]) -> Result<Output> {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawning strata")?;
-    let input = child.stdin.take().context("stdin is piped")?;
-    let stdin = stdin.to_vec();
-    // Written from a thread, so a command that stops reading early cannot block the test.
-    let writer = thread::spawn(move || {
-        let mut input = input;
-        // A command that stopped reading closes the pipe; that is not the test's failure.
-        let _ = input.write_all(&stdin);
-        // Dropping `input` closes stdin, so readers see the end.
-    });
-    let stdout = drain(child.stdout.take().context("stdout is piped")?);
-    let stderr = drain(child.stderr.take().context("stderr is piped")?);
-    let status = wait_for_exit(&mut child, &format!("{command:?}"), COMMAND_TIMEOUT)?;
-    let _ = writer.join();
-    Ok(Output {
-        status,
-        stdout: drained(stdout, "stdout")?,
-        stderr: drained(stderr, "stderr")?,
-    })
-}
+mod support;
+use support::*;
 
 /// Runs `strata produce TOPIC ARGUMENTS... --bootstrap BOOTSTRAP` with `stdin`.
 fn produce(bootstrap: &str, topic: &str, arguments: &[&str], stdin: &[u8]) -> Result<Output> {
     let mut all = vec!["produce", topic];
     all.extend_from_slice(arguments);
     all.extend_from_slice(&["--bootstrap", bootstrap]);
-    run(strata(&all), stdin)
+    run(strata(&all), stdin, COMMAND_TIMEOUT)
 }
 
 /// Asserts the command succeeded and printed exactly `stdout`, and nothing on stderr.
@@ -130,99 +55,6 @@ fn ensure_failure(output: &Output, code: i32, stdout: &str, stderr: &str) -> Res
         "{:?}",
         output.stderr
     );
-    Ok(())
-}
-
-/// A loopback address nothing listens on: bind port 0, note the port, release it.
-fn free_address() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
-/// A `strata server` child process, killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-    _directory: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Already exited is fine; anything else is best effort while a test is failing.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A one-node server in a temporary directory, once it answers `strata topic list`.
-fn start_server() -> Result<Server> {
-    let directory = tempfile::tempdir()?;
-    let log = directory.path().join("server.log");
-    let address = free_address()?;
-    let log_file = std::fs::File::create(&log)?;
-    let child = Command::new(STRATA)
-        .args([
-            "server",
-            "--node-id",
-            "1",
-            "--listen",
-            &address,
-            "--data-dir",
-        ])
-        .arg(directory.path().join("data"))
-        .env_remove("STRATA_BOOTSTRAP")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("spawning strata server")?;
-    let mut server = Server {
-        child,
-        address,
-        _directory: directory,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!("strata server exited with {status} before it was ready:\n{log}");
-        }
-        let probe = run(
-            strata(&["topic", "list", "--bootstrap", &server.address]),
-            b"",
-        )?;
-        if probe.status.success() {
-            return Ok(server);
-        }
-        if Instant::now() >= deadline {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            bail!(
-                "strata server not ready within 20 s; last probe: {}\nserver log:\n{log}",
-                probe.stderr
-            );
-        }
-        // Poll interval between readiness probes, not a wait for a guessed duration.
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Creates `topic` with `partitions` partitions of one replica.
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
-    let created = run(
-        strata(&[
-            "topic",
-            "create",
-            topic,
-            "--partitions",
-            &partitions.to_string(),
-            "--replication-factor",
-            "1",
-            "--bootstrap",
-            bootstrap,
-        ]),
-        b"",
-    )?;
-    ensure!(created.status.success(), "{}", created.stderr);
     Ok(())
 }
 
@@ -287,7 +119,7 @@ fn keys_headers_delimiters_and_files() -> Result<()> {
     let bootstrap = server.address.as_str();
 
     // -k keys every record; -H repeats, and the first '=' splits.
-    create_topic(bootstrap, "keyed", 1)?;
+    create_topic(bootstrap, "keyed", "1")?;
     let produced = produce(
         bootstrap,
         "keyed",
@@ -327,7 +159,7 @@ fn keys_headers_delimiters_and_files() -> Result<()> {
 
     // NUL-separated input keeps newlines and carriage returns inside records; an empty record
     // between two delimiters is a record, a final delimiter ends the last one.
-    create_topic(bootstrap, "nul", 1)?;
+    create_topic(bootstrap, "nul", "1")?;
     let produced = produce(
         bootstrap,
         "nul",
@@ -348,7 +180,7 @@ fn keys_headers_delimiters_and_files() -> Result<()> {
     );
 
     // The record separator of ASCII, with a key separator inside each record.
-    create_topic(bootstrap, "rs", 1)?;
+    create_topic(bootstrap, "rs", "1")?;
     let produced = produce(
         bootstrap,
         "rs",
@@ -367,7 +199,7 @@ fn keys_headers_delimiters_and_files() -> Result<()> {
     );
 
     // Whole files, binary ones included, one record each, in order; stdin is not read.
-    create_topic(bootstrap, "files", 1)?;
+    create_topic(bootstrap, "files", "1")?;
     let directory = tempfile::tempdir()?;
     let binary: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let binary_path = directory.path().join("blob.bin");
@@ -432,7 +264,7 @@ fn path_text(path: &Path) -> Result<&str> {
 fn json_lines_set_every_field_and_a_malformed_line_stops_the_input() -> Result<()> {
     let server = start_server()?;
     let bootstrap = server.address.as_str();
-    create_topic(bootstrap, "json", 3)?;
+    create_topic(bootstrap, "json", "3")?;
     let input = concat!(
         r#"{"key":"k1","value":"v1","headers":{"h":"1"},"partition":2,"timestamp":1700000000000}"#,
         "\n",
@@ -522,7 +354,7 @@ fn binary_keys_values_and_headers_round_trip_through_json() -> Result<()> {
     use base64::Engine;
     let server = start_server()?;
     let bootstrap = server.address.as_str();
-    create_topic(bootstrap, "binary", 1)?;
+    create_topic(bootstrap, "binary", "1")?;
     let key = [0x00u8, 0xff, 0x0a, 0x22];
     let value: Vec<u8> = (0..=255u8).rev().collect();
     let header_value = [0xc3u8, 0x28, 0x00];
@@ -578,7 +410,7 @@ fn binary_keys_values_and_headers_round_trip_through_json() -> Result<()> {
 fn a_record_over_max_request_size_fails_and_is_counted() -> Result<()> {
     let server = start_server()?;
     let bootstrap = server.address.as_str();
-    create_topic(bootstrap, "limits", 1)?;
+    create_topic(bootstrap, "limits", "1")?;
     let mut input = b"small\n".to_vec();
     input.extend(std::iter::repeat_n(b'x', 2000));
     input.extend_from_slice(b"\nafter\n");
@@ -688,7 +520,7 @@ fn bad_flags_fail_before_connecting() -> Result<()> {
 
 #[test]
 fn help_describes_every_flag_with_its_default() -> Result<()> {
-    let output = run(strata(&["produce", "--help"]), b"")?;
+    let output = run_args(&["produce", "--help"])?;
     ensure!(output.status.success(), "{}", output.stderr);
     for expected in [
         "-k, --key <KEY>",
@@ -737,7 +569,7 @@ fn signal(child: &Child, signal: &str) -> Result<()> {
 fn sigint_delivers_the_whole_records_read_and_reports() -> Result<()> {
     let server = start_server()?;
     let bootstrap = server.address.as_str();
-    create_topic(bootstrap, "interrupted", 1)?;
+    create_topic(bootstrap, "interrupted", "1")?;
     let mut producer = strata(&[
         "produce",
         "interrupted",
