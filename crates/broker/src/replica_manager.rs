@@ -99,7 +99,8 @@ impl PendingReplication {
                 break;
             }
             let lease_left = self.check_still_leading()?;
-            let wake = deadline.min(tokio::time::Instant::now() + lease_left);
+            // Capped, since an unenforced lease has centuries left.
+            let wake = deadline.min(tokio::time::Instant::now() + lease_left.min(timeout));
             match tokio::time::timeout_at(wake, self.high_watermarks.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
