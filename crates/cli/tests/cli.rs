@@ -1073,6 +1073,10 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
         "{banner:#?}"
     );
     ensure!(
+        !stderr.contains('\u{1b}'),
+        "logs written to a pipe carry no colour codes: {stderr:?}"
+    );
+    ensure!(
         stderr.contains("broker started"),
         "Strata's own info lines still show: {stderr}"
     );
