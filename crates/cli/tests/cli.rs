@@ -321,26 +321,14 @@ fn usage_errors_keep_clap_hints_on_their_one_line() -> Result<()> {
         ),
     ];
     for (arguments, expected) in cases {
-        let output = run_args(arguments)?;
-        let line = single_error_line(&output).with_context(|| format!("{arguments:?}"))?;
-        ensure!(line == *expected, "{arguments:?}: {line:?}");
-        ensure!(
-            output.status.code() == Some(2),
-            "{arguments:?}: {}",
-            output.status
-        );
+        ensure_usage_error(arguments, &run_args(arguments)?, expected)?;
     }
     Ok(())
 }
 
 #[test]
 fn create_produce_and_consume_through_the_cli() -> Result<()> {
-    let directory = tempfile::tempdir()?;
-    let server = start_server_in(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[],
-    )?;
+    let server = start_server()?;
     let bootstrap = server.address.as_str();
 
     let output = run_args(&[
@@ -899,12 +887,7 @@ fn terminate(child: &Child) -> Result<()> {
 
 #[test]
 fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
-    let directory = tempfile::tempdir()?;
-    let server = start_server_in(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[],
-    )?;
+    let server = start_server()?;
     let bootstrap = server.address.as_str();
     create_topic(bootstrap, "signalled", "1")?;
     let produced = run(
@@ -1008,12 +991,7 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
 
 #[test]
 fn group_consumers_of_a_missing_topic_are_told_so() -> Result<()> {
-    let directory = tempfile::tempdir()?;
-    let server = start_server_in(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[],
-    )?;
+    let server = start_server()?;
     for group_flag in ["--group", "--share-group"] {
         let output = run_args(&[
             "consume",
@@ -1093,12 +1071,7 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
 
 #[test]
 fn an_offset_applies_to_each_partition_and_one_past_its_end_reads_from_the_end() -> Result<()> {
-    let directory = tempfile::tempdir()?;
-    let server = start_server_in(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[],
-    )?;
+    let server = start_server()?;
     let bootstrap = server.address.as_str();
     create_topic(bootstrap, "uneven", "2")?;
     // Partition 0 holds offsets 0 to 2; partition 1 stays empty.
@@ -1171,12 +1144,7 @@ fn json_of(arguments: &[&str]) -> Result<Value> {
 
 #[test]
 fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()> {
-    let directory = tempfile::tempdir()?;
-    let server = start_server_in(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[],
-    )?;
+    let server = start_server()?;
     let bootstrap = server.address.as_str();
     create_topic(bootstrap, "inventory", "2")?;
     let produced = run(

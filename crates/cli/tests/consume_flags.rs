@@ -176,14 +176,7 @@ fn bad_flag_values_fail_with_one_line_before_connecting() -> Result<()> {
         let mut all = vec!["consume"];
         all.extend_from_slice(arguments);
         all.extend_from_slice(&["--bootstrap", &address]);
-        let output = run_args(&all)?;
-        let line = single_error_line(&output).with_context(|| format!("{arguments:?}"))?;
-        ensure!(line == *expected, "{arguments:?}: {line:?}");
-        ensure!(
-            output.status.code() == Some(2),
-            "{arguments:?}: {}",
-            output.status
-        );
+        ensure_usage_error(arguments, &run_args(&all)?, expected)?;
     }
     Ok(())
 }

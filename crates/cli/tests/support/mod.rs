@@ -149,6 +149,19 @@ pub fn single_error_line(output: &Output) -> Result<String> {
     Ok(lines[0].to_string())
 }
 
+/// Asserts `arguments` were refused as a usage error: exit code 2 and exactly the one line
+/// `expected`.
+pub fn ensure_usage_error(arguments: &[&str], output: &Output, expected: &str) -> Result<()> {
+    let line = single_error_line(output).with_context(|| format!("{arguments:?}"))?;
+    ensure!(line == expected, "{arguments:?}: {line:?}");
+    ensure!(
+        output.status.code() == Some(2),
+        "{arguments:?}: {}",
+        output.status
+    );
+    Ok(())
+}
+
 /// A `strata server` child process, killed when dropped.
 pub struct Server {
     child: Child,
