@@ -1075,19 +1075,12 @@ fn an_offset_applies_to_each_partition_and_one_past_its_end_reads_from_the_end()
     let bootstrap = server.address.as_str();
     create_topic(bootstrap, "uneven", "2")?;
     // Partition 0 holds offsets 0 to 2; partition 1 stays empty.
-    let produced = run(
-        strata(&[
-            "produce",
-            "uneven",
-            "--partition",
-            "0",
-            "--bootstrap",
-            bootstrap,
-        ]),
-        "a\nb\nc\n",
-        COMMAND_TIMEOUT,
+    produce_lines(
+        bootstrap, "uneven", "0", "a
+b
+c
+",
     )?;
-    ensure!(produced.status.success(), "{}", produced.stderr);
 
     let consumed = run_args(&[
         "consume",
@@ -1147,19 +1140,15 @@ fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()
     let server = start_server()?;
     let bootstrap = server.address.as_str();
     create_topic(bootstrap, "inventory", "2")?;
-    let produced = run(
-        strata(&[
-            "produce",
-            "inventory",
-            "--partition",
-            "1",
-            "--bootstrap",
-            bootstrap,
-        ]),
-        "a\nb\nc\n",
-        COMMAND_TIMEOUT,
+    produce_lines(
+        bootstrap,
+        "inventory",
+        "1",
+        "a
+b
+c
+",
     )?;
-    ensure!(produced.status.success(), "{}", produced.stderr);
     // A group member that commits makes the broker create `__consumer_offsets`.
     let consumed = run_args(&[
         "consume",

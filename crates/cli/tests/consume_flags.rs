@@ -73,24 +73,6 @@ fn expect_consumed_lines(bootstrap: &str, arguments: &[&str], lines: &[&str]) ->
     Ok(())
 }
 
-/// Produces `lines` (one record each) to one partition of `topic` with `strata produce`.
-fn produce_lines(bootstrap: &str, topic: &str, partition: &str, lines: &str) -> Result<()> {
-    let produced = run(
-        strata(&[
-            "produce",
-            topic,
-            "--partition",
-            partition,
-            "--bootstrap",
-            bootstrap,
-        ]),
-        lines,
-        COMMAND_TIMEOUT,
-    )?;
-    ensure!(produced.status.success(), "{}", produced.stderr);
-    Ok(())
-}
-
 /// Sends `records` with the client crate, for what `strata produce` cannot write: binary
 /// values, headers, timestamps.
 fn produce_records(bootstrap: &str, records: Vec<ProducerRecord>) -> Result<()> {

@@ -259,3 +259,21 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: &str) -> Result<()
     ensure!(created.status.success(), "{}", created.stderr);
     Ok(())
 }
+
+/// Produces `lines` (one record each) to one partition of `topic` with `strata produce`.
+pub fn produce_lines(bootstrap: &str, topic: &str, partition: &str, lines: &str) -> Result<()> {
+    let produced = run(
+        strata(&[
+            "produce",
+            topic,
+            "--partition",
+            partition,
+            "--bootstrap",
+            bootstrap,
+        ]),
+        lines,
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(produced.status.success(), "{}", produced.stderr);
+    Ok(())
+}
