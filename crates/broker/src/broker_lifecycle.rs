@@ -36,12 +36,21 @@ pub(crate) fn controller_error(error: ControllerError) -> PartitionError {
     PartitionError::new(code, message)
 }
 
+/// Where clients are told to connect to this broker, as registered with the controller.
+#[derive(Clone, Debug)]
+pub(crate) struct AdvertisedAddresses {
+    /// The gRPC client listener.
+    pub(crate) grpc: String,
+    /// The Kafka listener, when this broker opens one.
+    pub(crate) kafka: Option<String>,
+}
+
 /// Registers this broker; returns its broker epoch. Retries until `deadline_after` passes,
 /// because at start-up the quorum may still be electing its first leader.
 pub(crate) async fn register(
     controller: &Controller,
     broker_id: i32,
-    address: &str,
+    advertised: &AdvertisedAddresses,
     incarnation: u64,
     clock: &Arc<dyn Clock>,
     deadline_after: Duration,
@@ -50,9 +59,10 @@ pub(crate) async fn register(
     loop {
         let command = MetadataCommand::RegisterBroker {
             broker_id,
-            address: address.to_string(),
+            address: advertised.grpc.clone(),
             incarnation,
             now_ms: clock.now_ms(),
+            kafka_address: advertised.kafka.clone(),
         };
         match controller.submit(command).await {
             Ok(CommandOutcome::BrokerRegistered { broker_epoch, .. }) => return Ok(broker_epoch),
@@ -87,7 +97,7 @@ pub(crate) async fn heartbeat_loop(
     controller: Arc<Controller>,
     replicas: Arc<ReplicaManager>,
     broker_id: i32,
-    address: String,
+    advertised: AdvertisedAddresses,
     incarnation: u64,
     mut broker_epoch: i64,
     clock: Arc<dyn Clock>,
@@ -134,7 +144,7 @@ pub(crate) async fn heartbeat_loop(
                 match register(
                     &controller,
                     broker_id,
-                    &address,
+                    &advertised,
                     incarnation,
                     &clock,
                     interval * 4,

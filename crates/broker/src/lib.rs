@@ -16,6 +16,7 @@ mod client_boundary;
 pub mod error;
 mod group_coordinator;
 mod grpc;
+mod kafka;
 pub mod leader_state;
 pub mod metadata;
 mod replica_fetcher;
@@ -80,6 +81,11 @@ pub struct BrokerConfig {
     /// ephemeral loopback port. Keep it on a network clients cannot reach (see ARCHITECTURE.md,
     /// "Trust boundaries").
     pub internal_listen: Option<SocketAddr>,
+    /// Address of the Kafka listener (Kafka's wire protocol, for Kafka clients and tools);
+    /// `None` opens none. Port 0 picks a free port (see [`BrokerHandle::kafka_addr`]).
+    pub kafka_listen: Option<SocketAddr>,
+    /// host:port Kafka clients are told to connect to; defaults to the bound Kafka address.
+    pub kafka_advertise: Option<String>,
     /// Controller voters as (node_id, host:port of the node's internal listener); empty means a
     /// single-node cluster.
     pub voters: Vec<(i32, String)>,
@@ -143,6 +149,8 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:7070".parse().expect("valid literal address"),
             advertise: None,
             internal_listen: None,
+            kafka_listen: None,
+            kafka_advertise: None,
             voters: Vec::new(),
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
@@ -169,6 +177,7 @@ pub(crate) struct BrokerState {
 pub struct BrokerHandle {
     local_addr: SocketAddr,
     internal_addr: SocketAddr,
+    kafka_addr: Option<SocketAddr>,
     replicas: Arc<ReplicaManager>,
     controller: Arc<Controller>,
     single_node: bool,
@@ -188,6 +197,11 @@ impl BrokerHandle {
     /// The address the internal listener (replication, Raft) is bound to.
     pub fn internal_addr(&self) -> SocketAddr {
         self.internal_addr
+    }
+
+    /// The address the Kafka listener is bound to, if the broker opened one.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka_addr
     }
 
     /// The partitions this broker hosts; for the controller integration and tests.
@@ -348,10 +362,23 @@ impl Broker {
             config.internal_listen_address()?,
         )
         .await?;
-        let advertised_address = config
-            .advertise
-            .clone()
-            .unwrap_or_else(|| local_addr.to_string());
+        let kafka_listener = match config.kafka_listen {
+            Some(address) => Some(bind("bind the Kafka listener", address).await?),
+            None => None,
+        };
+        let kafka_addr = kafka_listener.as_ref().map(|(_, address)| *address);
+        let advertised = broker_lifecycle::AdvertisedAddresses {
+            grpc: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string()),
+            kafka: kafka_addr.map(|bound| {
+                config
+                    .kafka_advertise
+                    .clone()
+                    .unwrap_or_else(|| bound.to_string())
+            }),
+        };
         // Every node runs a controller voter next to its broker (KRaft's combined mode); with no
         // --voters the node is a quorum of one.
         let voters = if config.voters.is_empty() {
@@ -392,6 +419,7 @@ impl Broker {
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let shutdown_signal = shutdown_signal.shared();
+        let kafka_shutdown = shutdown_signal.clone();
         let broker_service = BrokerServer::new(grpc::BrokerService::new(state.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
@@ -512,7 +540,7 @@ impl Broker {
         let broker_epoch = match broker_lifecycle::register(
             &controller,
             config.node_id,
-            &advertised_address,
+            &advertised,
             incarnation,
             &clock,
             registration_wait,
@@ -546,7 +574,7 @@ impl Broker {
             controller.clone(),
             state.replicas.clone(),
             config.node_id,
-            advertised_address.clone(),
+            advertised,
             incarnation,
             broker_epoch,
             clock.clone(),
@@ -573,19 +601,33 @@ impl Broker {
         {
             warn!(%error, "replicas have not caught up with the metadata yet; continuing");
         }
-        info!(node_id = config.node_id, %local_addr, %internal_addr, data_dir = %config.data_dir.display(), "broker started");
+        info!(node_id = config.node_id, %local_addr, %internal_addr, kafka_addr = ?kafka_addr, data_dir = %config.data_dir.display(), "broker started");
         serving_clients.store(true, std::sync::atomic::Ordering::Release);
+        // Opened once the broker serves clients, so a Kafka client never meets a node that is
+        // still catching up (the gRPC door says so with an error; Kafka has no such answer for
+        // every API).
+        let kafka_server = kafka_listener.map(|(listener, _)| {
+            tokio::spawn(kafka::serve(
+                listener,
+                Arc::new(kafka::KafkaDoor::new(state.clone())),
+                kafka_shutdown.map(drop),
+            ))
+        });
         Ok(BrokerHandle {
             local_addr,
             internal_addr,
+            kafka_addr,
             replicas: state.replicas.clone(),
-            background: vec![
+            background: [
                 isr_maintenance,
                 member_expiry,
                 high_watermark_checkpoints,
                 publisher,
                 heartbeats,
-            ],
+            ]
+            .into_iter()
+            .chain(kafka_server)
+            .collect(),
             controller,
             single_node,
             data_dir: config.data_dir.clone(),

@@ -26,6 +26,13 @@ pub struct ServerArgs {
     /// [default: the --listen host at the port --voters gives this node].
     #[arg(long, value_name = "HOST:PORT")]
     internal_listen: Option<String>,
+    /// Address of the Kafka listener, which speaks Kafka's wire protocol to Kafka clients and
+    /// tools (kcat, librdkafka, the Java client); port 0 picks a free one [default: none].
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka_listen: Option<String>,
+    /// Address Kafka clients are told to use; defaults to the bound Kafka address.
+    #[arg(long, value_name = "HOST:PORT", requires = "kafka_listen")]
+    kafka_advertise: Option<String>,
     /// Every controller voter as id@host:port of its internal listener, comma-separated; omit
     /// for a single-node cluster.
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
@@ -66,10 +73,23 @@ pub struct DevArgs {
     /// for the other nodes (replication and the controller quorum).
     #[arg(long, default_value_t = 7070, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
+    /// Kafka listener port of node 1; node i listens on port + i - 1 for Kafka clients. 0 opens
+    /// no Kafka listener.
+    #[arg(long, default_value_t = 9092, value_name = "P")]
+    kafka_port: u16,
 }
 
 /// How far above a `strata dev` node's client port its internal listener is.
 const DEV_INTERNAL_PORT_OFFSET: u32 = 100;
+
+/// `127.0.0.1` at `base + offset + node - 1`: where `strata dev` puts node `node`'s listener.
+fn node_address(base: u16, node: i32, offset: u32) -> Result<String> {
+    let port = u32::from(base) + offset + node as u32 - 1;
+    let port = u16::try_from(port)
+        .ok()
+        .with_context(|| format!("node {node} would need port {port}, above 65535"))?;
+    Ok(format!("127.0.0.1:{port}"))
+}
 
 /// `--voters` parsed: (node id, host:port) pairs.
 #[derive(Debug, Clone)]
@@ -130,6 +150,12 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
             .as_deref()
             .map(|address| resolve_listen("--internal-listen", address))
             .transpose()?,
+        kafka_listen: args
+            .kafka_listen
+            .as_deref()
+            .map(|address| resolve_listen("--kafka-listen", address))
+            .transpose()?,
+        kafka_advertise: args.kafka_advertise,
         voters,
         ..BrokerConfig::default()
     };
@@ -155,12 +181,16 @@ pub async fn run_server(args: ServerArgs) -> Result<()> {
 
 pub async fn run_dev(args: DevArgs) -> Result<()> {
     let nodes = i32::from(args.nodes);
-    let address_at = |node: i32, offset: u32| -> Result<String> {
-        let port = u32::from(args.port) + offset + node as u32 - 1;
-        let port = u16::try_from(port)
-            .ok()
-            .with_context(|| format!("node {node} would need port {port}, above 65535"))?;
-        Ok(format!("127.0.0.1:{port}"))
+    let address_at =
+        |node: i32, offset: u32| -> Result<String> { node_address(args.port, node, offset) };
+    let kafka_address_of = |node: i32| -> Result<Option<SocketAddr>> {
+        if args.kafka_port == 0 {
+            return Ok(None);
+        }
+        let address = node_address(args.kafka_port, node, 0)?;
+        Ok(Some(address.parse().with_context(|| {
+            format!("'{address}' is not a socket address")
+        })?))
     };
     let address_of = |node: i32| address_at(node, 0);
     let voters: Vec<(i32, String)> = if nodes > 1 {
@@ -180,6 +210,7 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
                 .parse()
                 .with_context(|| format!("'{address}' is not a socket address"))?,
             advertise: None,
+            kafka_listen: kafka_address_of(node)?,
             voters: voters.clone(),
             ..BrokerConfig::default()
         });
@@ -195,9 +226,11 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
     .await;
     let mut handles = Vec::new();
     let mut addresses = Vec::new();
+    let mut kafka_addresses = Vec::new();
     for handle in started {
         let handle = handle?;
         addresses.push(handle.local_addr().to_string());
+        kafka_addresses.extend(handle.kafka_addr().map(|address| address.to_string()));
         handles.push(handle);
     }
 
@@ -213,6 +246,12 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
         if nodes == 1 { "" } else { "s" },
         args.data_dir.display()
     );
+    if !kafka_addresses.is_empty() {
+        println!(
+            "Kafka clients (kcat, librdkafka, Java): bootstrap.servers={}",
+            kafka_addresses.join(",")
+        );
+    }
     println!("Try, in another terminal:");
     println!("  strata topic create demo --partitions 3 --replication-factor {replication}{flag}");
     println!("  printf 'k1:hello\\nk2:world\\n' | strata produce demo --key-separator :{flag}");

@@ -1016,8 +1016,11 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
     let directory = tempfile::tempdir()?;
     let address = free_address()?;
     let port = address.rsplit_once(':').context("host:port")?.1;
+    let kafka_address = free_address()?;
+    let kafka_port = kafka_address.rsplit_once(':').context("host:port")?.1;
     let mut dev = strata(&["dev", "--nodes", "1", "--port", port, "--data-dir"])
         .arg(directory.path())
+        .args(["--kafka-port", kafka_port])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1049,6 +1052,12 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
                 directory.path().display()
             ),
         "{banner:#?}"
+    );
+    ensure!(
+        banner.contains(&format!(
+            "Kafka clients (kcat, librdkafka, Java): bootstrap.servers={kafka_address}"
+        )),
+        "the banner names the Kafka listener: {banner:#?}"
     );
     ensure!(
         !stderr.contains('\u{1b}'),

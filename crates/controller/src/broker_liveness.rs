@@ -76,6 +76,7 @@ mod tests {
                     address: format!("h:{}", 9000 + broker_id),
                     incarnation: 1,
                     now_ms,
+                    kafka_address: None,
                 })
                 .expect("registers");
         }

@@ -101,6 +101,7 @@ fn commands() -> Vec<MetadataCommand> {
             address: "broker-4:9092".to_string(),
             incarnation: 18_446_744_073_709_551_000,
             now_ms: 1_700_000_000_000,
+            kafka_address: None,
         },
         MetadataCommand::BrokerHeartbeat {
             broker_id: 4,
@@ -172,6 +173,7 @@ fn state() -> MetadataState {
         fenced,
         last_heartbeat_ms: 1_699_999_990_000 + i64::from(broker_id),
         offline_log_dirs: Vec::new(),
+        kafka_address: None,
     };
     let partition =
         |partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32| PartitionMetadata {

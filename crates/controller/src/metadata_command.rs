@@ -28,6 +28,10 @@ pub enum MetadataCommand {
         address: String,
         incarnation: u64,
         now_ms: i64,
+        /// `host:port` of the broker's Kafka listener, when it opens one. Added within format
+        /// version 1: absent (and not written) when the broker has none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kafka_address: Option<String>,
     },
     /// Keeps a broker's session alive. Refused for an unknown broker or a stale broker epoch.
     /// A broker whose log directory failed says so in `offline_log_dirs`: it is fenced at once

@@ -80,6 +80,10 @@ pub struct BrokerRegistration {
     /// Added within format version 1: absent (and not written) when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offline_log_dirs: Vec<String>,
+    /// `host:port` Kafka clients connect to, when the broker opens a Kafka listener. Added
+    /// within format version 1: absent (and not written) when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka_address: Option<String>,
 }
 
 /// One partition's replica placement and leadership.
@@ -203,7 +207,15 @@ impl MetadataState {
                 address,
                 incarnation,
                 now_ms,
-            } => self.register_broker(broker_id, address, incarnation, now_ms, offset),
+                kafka_address,
+            } => self.register_broker(
+                broker_id,
+                address,
+                kafka_address,
+                incarnation,
+                now_ms,
+                offset,
+            ),
             MetadataCommand::BrokerHeartbeat {
                 broker_id,
                 broker_epoch,
@@ -359,6 +371,7 @@ impl MetadataState {
         &mut self,
         broker_id: i32,
         address: String,
+        kafka_address: Option<String>,
         incarnation: u64,
         now_ms: i64,
         offset: i64,
@@ -369,6 +382,9 @@ impl MetadataState {
             )));
         }
         check_address(&address)?;
+        if let Some(kafka_address) = &kafka_address {
+            check_address(kafka_address)?;
+        }
         if let Some(existing) = self.brokers.get_mut(&broker_id)
             && existing.incarnation == incarnation
         {
@@ -398,6 +414,7 @@ impl MetadataState {
                 fenced: false,
                 last_heartbeat_ms: now_ms,
                 offline_log_dirs: Vec::new(),
+                kafka_address,
             },
         );
         Ok(CommandOutcome::BrokerRegistered {
@@ -799,6 +816,7 @@ mod tests {
                 address: format!("127.0.0.1:{}", 9000 + broker_id),
                 incarnation: 7,
                 now_ms,
+                kafka_address: None,
             },
         );
         match outcome {
@@ -1118,6 +1136,7 @@ mod tests {
                 address: "127.0.0.1:9999".to_string(),
                 incarnation: 8,
                 now_ms: 5_000,
+                kafka_address: None,
             },
         );
         assert_eq!(partition(&state, "t", 0).leader, NO_LEADER);
@@ -1309,6 +1328,7 @@ mod tests {
                 address: "h:1".to_string(),
                 incarnation: 99,
                 now_ms: 3_000,
+                kafka_address: None,
             },
         );
         let restarted = state.broker(leader).unwrap();
@@ -1399,6 +1419,7 @@ mod tests {
                 address: "127.0.0.1:9001".to_string(),
                 incarnation: 99,
                 now_ms: 4_000,
+                kafka_address: None,
             },
         );
         let CommandOutcome::BrokerRegistered { broker_epoch, .. } = outcome else {
@@ -1489,6 +1510,7 @@ mod tests {
                     address: address.to_string(),
                     incarnation: 1,
                     now_ms: 0,
+                    kafka_address: None,
                 },
                 ErrorCode::InvalidRequest,
             );
@@ -1500,6 +1522,7 @@ mod tests {
                 address: "h:1".to_string(),
                 incarnation: 1,
                 now_ms: 0,
+                kafka_address: None,
             },
             ErrorCode::InvalidRequest,
         );

@@ -280,6 +280,7 @@ async fn register_brokers(
                 address: format!("127.0.0.1:{}", 19_000 + broker_id),
                 incarnation: 1,
                 now_ms: clock.now_ms(),
+                kafka_address: None,
             })
             .await
             .expect("broker registers");

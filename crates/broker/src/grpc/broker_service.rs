@@ -236,13 +236,13 @@ impl StreamedFetch {
 
 /// What a produce request still owes once its appends are done: its response, after waiting for
 /// replication where `acks=all` asks for it.
-type ProduceCompletion = Pin<Box<dyn Future<Output = proto::ProduceResponse> + Send>>;
+pub(crate) type ProduceCompletion = Pin<Box<dyn Future<Output = proto::ProduceResponse> + Send>>;
 
 impl BrokerState {
     /// Appends each partition's batches to its leader log, then returns the rest of the request
     /// as a future. The appends are done when this returns, so requests awaited one after another
     /// are appended in that order: what `ProduceStream` promises.
-    async fn begin_produce(
+    pub(crate) async fn begin_produce(
         self: &Arc<Self>,
         request: proto::ProduceRequest,
         acks: Acks,

@@ -1,0 +1,223 @@
+//! The Kafka door: Kafka's wire protocol on a listener of its own, over the same partitions,
+//! groups, offsets and topics the gRPC door serves.
+//!
+//! Nothing here keeps state of its own. Each request is translated into the call the gRPC door
+//! makes for the same thing (the `grpc` services, or `BrokerState` for produce), and the answer
+//! back into Kafka's message, so the two doors cannot disagree: a record produced by kcat is
+//! read by `strata consume`, and a Kafka error code is the `ErrorCode` Strata already returns
+//! (its numbers are Kafka's).
+//!
+//! Connections follow Kafka's broker: requests on one connection are handled one at a time, in
+//! order, and each gets its response before the next is read (acks=0 produce gets none). What
+//! a client controls is refused before it is trusted ([`frame`]): a size prefix above
+//! [`crate::MAX_REQUEST_BYTES`] or below zero, an API or version outside [`versions`], a body
+//! that does not decode or has bytes left over. Such a connection is closed with one log line
+//! (Kafka's protocol has no error frame that fits a request it cannot parse), except an
+//! ApiVersions request in a version not served, which is answered with UNSUPPORTED_VERSION and
+//! the served list, so a newer client can retry lower. Nothing from a refused request is
+//! appended, and no other connection notices.
+
+mod admin;
+mod data;
+pub mod frame;
+mod groups;
+mod versions;
+
+use crate::BrokerState;
+use crate::grpc;
+use bytes::Bytes;
+use frame::{FrameError, Request};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// What the handlers share: the broker's state and the gRPC services whose calls they reuse.
+pub(crate) struct KafkaDoor {
+    state: Arc<BrokerState>,
+    broker: grpc::BrokerService,
+}
+
+/// What a handler decided about one request.
+enum Reply {
+    Respond(Box<ResponseKind>),
+    /// acks=0 produce: Kafka sends nothing back.
+    Silent,
+    /// acks=0 produce that failed: Kafka's broker closes the connection, the only way such a
+    /// producer learns of it.
+    Close(String),
+}
+
+impl KafkaDoor {
+    pub(crate) fn new(state: Arc<BrokerState>) -> KafkaDoor {
+        KafkaDoor {
+            broker: grpc::BrokerService::new(state.clone()),
+            state,
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Reply {
+        let version = request.header.request_api_version;
+        let api_key = request.api_key;
+        let response = match request.body {
+            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(0)),
+            RequestKind::Metadata(body) => ResponseKind::Metadata(self.metadata(body, version)),
+            RequestKind::Produce(body) => return self.produce(body, version).await,
+            RequestKind::Fetch(body) => ResponseKind::Fetch(self.fetch(body, version).await),
+            RequestKind::ListOffsets(body) => {
+                ResponseKind::ListOffsets(self.list_offsets(body, version))
+            }
+            RequestKind::InitProducerId(body) => {
+                ResponseKind::InitProducerId(self.init_producer_id(body))
+            }
+            RequestKind::OffsetForLeaderEpoch(body) => {
+                ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(body))
+            }
+            other => {
+                let other = match self.handle_group_request(other, version).await {
+                    Ok(response) => return Reply::Respond(Box::new(response)),
+                    Err(other) => other,
+                };
+                if let Ok(response) = self.handle_admin_request(other, version).await {
+                    return Reply::Respond(Box::new(response));
+                }
+                // The frame decoder lets through only what `versions` lists; a listed API without
+                // an arm here is a bug, answered the way an unserved API is.
+                return Reply::Close(format!(
+                    "{api_key:?} is listed as served but has no handler"
+                ));
+            }
+        };
+        Reply::Respond(Box::new(response))
+    }
+}
+
+/// The ApiVersions answer with `error_code`.
+fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(versions::api_versions())
+}
+
+/// Accepts Kafka connections until `shutdown` resolves; then every open connection is dropped.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    door: Arc<KafkaDoor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, door.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors, usually; the next accept may succeed.
+                    warn!(%error, "Kafka listener could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    info!("Kafka listener stopped");
+}
+
+/// The largest read buffered ahead of the frame being decoded.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, door: Arc<KafkaDoor>) {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    loop {
+        let frame = match read_frame(&mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(reason) => {
+                warn!(%peer, %reason, "closing Kafka connection");
+                return;
+            }
+        };
+        let reply = match frame::decode_request(frame, versions::served) {
+            Ok(request) => {
+                let correlation_id = request.header.correlation_id;
+                let version = request.header.request_api_version;
+                match door.handle(request).await {
+                    Reply::Respond(response) => Some((correlation_id, version, *response)),
+                    Reply::Silent => None,
+                    Reply::Close(reason) => {
+                        warn!(%peer, %reason, "closing Kafka connection");
+                        return;
+                    }
+                }
+            }
+            Err(FrameError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                correlation_id,
+                ..
+            }) => {
+                // KIP-511: answered in version 0 with the served ranges, so the client retries in
+                // one of them.
+                let response = ResponseKind::ApiVersions(api_versions(UNSUPPORTED_VERSION));
+                Some((correlation_id, 0, response))
+            }
+            Err(error) => {
+                warn!(%peer, %error, "closing Kafka connection");
+                return;
+            }
+        };
+        let Some((correlation_id, version, response)) = reply else {
+            continue;
+        };
+        let bytes = match frame::encode_response(correlation_id, version, &response) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                warn!(%peer, error = %format!("{error:#}"), "a Kafka response did not encode; closing the connection");
+                return;
+            }
+        };
+        if let Err(error) = writer.write_all(&bytes).await {
+            debug!(%peer, %error, "Kafka client went away before its response was written");
+            return;
+        }
+    }
+}
+
+/// Kafka's UNSUPPORTED_VERSION.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Reads one frame; `None` when the client closed the connection between frames.
+async fn read_frame(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Result<Option<Bytes>, String> {
+    let mut prefix = [0u8; frame::SIZE_PREFIX_BYTES];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    }
+    let size =
+        frame::frame_size(prefix, crate::MAX_REQUEST_BYTES).map_err(|error| error.to_string())?;
+    // Grows as bytes arrive rather than reserving what the prefix claims, so a client that
+    // announces a large frame and sends little holds little memory.
+    let mut frame = Vec::with_capacity(size.min(READ_BUFFER_BYTES));
+    let read = (&mut *reader)
+        .take(size as u64)
+        .read_to_end(&mut frame)
+        .await
+        .map_err(|error| error.to_string())?;
+    if read < size {
+        return Err(format!(
+            "the connection closed {read} bytes into a {size}-byte frame"
+        ));
+    }
+    Ok(Some(Bytes::from(frame)))
+}
