@@ -373,7 +373,7 @@ impl KafkaDoor {
         &self,
         request: InitProducerIdRequest,
     ) -> InitProducerIdResponse {
-        if request.transactional_id.is_some() {
+        if request.transactional_id.is_some_and(|id| !id.0.is_empty()) {
             // Transactions come with exactly-once, after this wave.
             return InitProducerIdResponse::default()
                 .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
@@ -406,10 +406,19 @@ impl KafkaDoor {
                     .map(|partition| {
                         let response =
                             EpochEndOffset::default().with_partition(partition.partition);
+                        // -1 is Kafka's "not checked": the partition's own epoch passes.
+                        let current_leader_epoch = if partition.current_leader_epoch < 0 {
+                            self.state
+                                .replicas
+                                .partition(&topic_name, partition.partition)
+                                .map_or(-1, |partition| partition.leader_epoch())
+                        } else {
+                            partition.current_leader_epoch
+                        };
                         match self.state.replicas.end_offset_for_epoch(
                             &topic_name,
                             partition.partition,
-                            partition.current_leader_epoch,
+                            current_leader_epoch,
                             partition.leader_epoch,
                         ) {
                             Ok(Some((epoch, end_offset))) => response

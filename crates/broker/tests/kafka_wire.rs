@@ -1,0 +1,434 @@
+//! The Kafka listener at the wire: every served version of the data APIs answers in a form the
+//! codec accepts, and hostile frames close only their own connection and append nothing.
+
+mod kafka_client;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_client::KafkaConnection;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use strata_proto::v1 as proto;
+use strata_proto::v1::admin_client::AdminClient;
+use strata_record::RecordBatchBuilder;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const UNSUPPORTED_VERSION: i16 = 35;
+
+async fn start(directory: &std::path::Path) -> BrokerHandle {
+    Broker::start(BrokerConfig {
+        data_dir: directory.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker starts")
+}
+
+async fn create_topic(broker: &BrokerHandle, name: &str, configs: &[(&str, &str)]) {
+    let mut admin = AdminClient::connect(format!("http://{}", broker.local_addr()))
+        .await
+        .unwrap();
+    let created = admin
+        .create_topics(proto::CreateTopicsRequest {
+            topics: vec![proto::CreatableTopic {
+                name: name.to_string(),
+                num_partitions: 1,
+                replication_factor: 1,
+                configs: configs
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string()))
+                    .collect(),
+            }],
+            timeout_ms: 10_000,
+            validate_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let mut builder = RecordBatchBuilder::new();
+    for value in values {
+        builder.push(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
+    }
+    builder.build().into_bytes()
+}
+
+fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+fn served(versions: &ApiVersionsResponse, api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let listed = versions
+        .api_keys
+        .iter()
+        .find(|listed| listed.api_key == api_key as i16)
+        .unwrap_or_else(|| panic!("{api_key:?} is listed"));
+    listed.min_version..=listed.max_version
+}
+
+/// The log end offset of partition 0 of `topic`, read through the Kafka door.
+async fn latest_offset(connection: &mut KafkaConnection, topic: &str) -> i64 {
+    let answer = connection
+        .send(
+            ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![
+                    ListOffsetsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_partitions(vec![
+                            ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(-1),
+                        ]),
+                ]),
+            1,
+        )
+        .await;
+    let partition = &answer.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    partition.offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_version_of_the_data_apis_answers_in_a_form_the_codec_reads() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let kafka_address = broker.kafka_addr().expect("a Kafka listener");
+    create_topic(&broker, "events", &[]).await;
+    let mut connection = KafkaConnection::connect(kafka_address).await;
+    let versions = connection
+        .send(
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("test"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+            3,
+        )
+        .await;
+    assert_eq!(versions.error_code, 0);
+
+    for version in served(&versions, ApiKey::Metadata) {
+        let topics = (version > 0).then(|| {
+            vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name("events"))),
+                MetadataRequestTopic::default().with_name(Some(topic_name("missing"))),
+            ]
+        });
+        let answer = connection
+            .send(MetadataRequest::default().with_topics(topics), version)
+            .await;
+        assert_eq!(answer.brokers.len(), 1, "v{version}");
+        assert_eq!(answer.brokers[0].node_id.0, 1);
+        assert_eq!(i32::from(kafka_address.port()), answer.brokers[0].port);
+        let events = answer
+            .topics
+            .iter()
+            .find(|topic| {
+                topic
+                    .name
+                    .as_ref()
+                    .is_some_and(|name| name.0.as_str() == "events")
+            })
+            .unwrap_or_else(|| panic!("v{version} lists events: {answer:?}"));
+        assert_eq!(events.error_code, 0);
+        assert_eq!(events.partitions[0].leader_id.0, 1);
+        if version > 0 {
+            let missing = answer
+                .topics
+                .iter()
+                .find(|topic| {
+                    topic
+                        .name
+                        .as_ref()
+                        .is_some_and(|name| name.0.as_str() == "missing")
+                })
+                .expect("the missing topic is answered");
+            assert_eq!(missing.error_code, UNKNOWN_TOPIC_OR_PARTITION, "v{version}");
+        }
+    }
+
+    let mut produced = 0i64;
+    for version in served(&versions, ApiKey::Produce) {
+        let answer = connection
+            .send(
+                produce_request("events", 1, batch(&[&format!("v{version}"), "second"])),
+                version,
+            )
+            .await;
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0, "v{version}: {partition:?}");
+        assert_eq!(partition.base_offset, produced, "v{version}");
+        produced += 2;
+    }
+    assert_eq!(latest_offset(&mut connection, "events").await, produced);
+
+    for version in served(&versions, ApiKey::Fetch) {
+        let answer = connection.send(fetch_request("events", 0), version).await;
+        let partition = &answer.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "v{version}");
+        assert_eq!(partition.high_watermark, produced, "v{version}");
+        let records = partition.records.clone().expect("records");
+        let batches: Vec<_> = strata_record::BatchIter::new(records)
+            .map(|batch| batch.expect("whole batches"))
+            .collect();
+        assert_eq!(batches.len() as i64, produced / 2, "v{version}");
+    }
+
+    for version in served(&versions, ApiKey::ListOffsets) {
+        let answer = connection
+            .send(
+                ListOffsetsRequest::default()
+                    .with_replica_id((-1).into())
+                    .with_topics(vec![
+                        ListOffsetsTopic::default()
+                            .with_name(topic_name("events"))
+                            .with_partitions(vec![
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(0)
+                                    .with_timestamp(-2),
+                            ]),
+                    ]),
+                version,
+            )
+            .await;
+        let partition = &answer.topics[0].partitions[0];
+        assert_eq!(
+            (partition.error_code, partition.offset),
+            (0, 0),
+            "v{version}"
+        );
+    }
+
+    for version in served(&versions, ApiKey::InitProducerId) {
+        let answer = connection
+            .send(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+                version,
+            )
+            .await;
+        assert_eq!(answer.error_code, 0, "v{version}");
+        assert!(answer.producer_id.0 >= 0, "v{version}");
+    }
+
+    for version in served(&versions, ApiKey::OffsetForLeaderEpoch) {
+        let answer = connection
+            .send(
+                OffsetForLeaderEpochRequest::default()
+                    .with_replica_id((-1).into())
+                    .with_topics(vec![
+                        OffsetForLeaderTopic::default()
+                            .with_topic(topic_name("events"))
+                            .with_partitions(vec![
+                                OffsetForLeaderPartition::default()
+                                    .with_partition(0)
+                                    .with_current_leader_epoch(-1)
+                                    .with_leader_epoch(0),
+                            ]),
+                    ]),
+                version,
+            )
+            .await;
+        let partition = &answer.topics[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "v{version}: {partition:?}");
+        assert_eq!(partition.end_offset, produced, "v{version}");
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_api_versions_request_is_answered_with_unsupported_version_and_the_served_list() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    let (frame, correlation_id) = connection.frame(&ApiVersionsRequest::default(), 4);
+    connection.write_raw(&frame).await;
+    let mut answer = connection.read_frame().await.expect("an answer");
+    // KIP-511: the answer is version 0, whose header is the correlation id alone.
+    let header = kafka_protocol::messages::ResponseHeader::decode(&mut answer, 0).unwrap();
+    assert_eq!(header.correlation_id, correlation_id);
+    let body = ApiVersionsResponse::decode(&mut answer, 0).unwrap();
+    assert_eq!(body.error_code, UNSUPPORTED_VERSION);
+    assert_eq!(served(&body, ApiKey::ApiVersions), 0..=3);
+    // The connection stays usable for a retry in a served version.
+    let retried = connection.send(ApiVersionsRequest::default(), 3).await;
+    assert_eq!(retried.error_code, 0);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topics_and_oversized_batches_are_refused_with_kafkas_codes() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    create_topic(&broker, "small", &[("max.message.bytes", "1024")]).await;
+    let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    let answer = connection
+        .send(produce_request("nowhere", 1, batch(&["x"])), 9)
+        .await;
+    assert_eq!(
+        answer.responses[0].partition_responses[0].error_code,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    let large = "x".repeat(4096);
+    let answer = connection
+        .send(produce_request("small", -1, batch(&[&large])), 9)
+        .await;
+    let partition = &answer.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, MESSAGE_TOO_LARGE);
+    assert!(
+        partition.error_message.is_some(),
+        "version 8 and later carry the reason"
+    );
+    assert_eq!(latest_offset(&mut connection, "small").await, 0);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acks_zero_produce_gets_no_response_and_the_next_request_is_answered() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    create_topic(&broker, "quiet", &[]).await;
+    let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    let (frame, _) = connection.frame(&produce_request("quiet", 0, batch(&["a", "b"])), 9);
+    connection.write_raw(&frame).await;
+    // The next answer on the connection is the ListOffsets one (its correlation id is checked),
+    // and it sees the acks=0 records, which were appended before it was read.
+    assert_eq!(latest_offset(&mut connection, "quiet").await, 2);
+    broker.shutdown().await;
+}
+
+/// A valid header for `api_key`/`version` followed by `body`, framed with a true size.
+fn raw_frame(api_key: i16, version: i16, body: &[u8]) -> Bytes {
+    let mut frame = BytesMut::new();
+    frame.put_i32((8 + 2 + body.len()) as i32);
+    frame.put_i16(api_key);
+    frame.put_i16(version);
+    frame.put_i32(99);
+    frame.put_i16(-1); // null client id
+    frame.put_slice(body);
+    frame.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_close_only_their_connection_and_append_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let address = broker.kafka_addr().unwrap();
+    create_topic(&broker, "guarded", &[]).await;
+    let mut witness = KafkaConnection::connect(address).await;
+    assert_eq!(latest_offset(&mut witness, "guarded").await, 0);
+
+    let valid_produce = {
+        let mut connection = KafkaConnection::connect(address).await;
+        connection
+            .frame(&produce_request("guarded", 1, batch(&["x"])), 9)
+            .0
+    };
+    let mut garbage_after_body = BytesMut::from(&valid_produce[..]);
+    garbage_after_body.put_slice(b"trailing garbage");
+    let true_size = (garbage_after_body.len() - 4) as i32;
+    garbage_after_body[..4].copy_from_slice(&true_size.to_be_bytes());
+    let mut lying_size = BytesMut::from(&valid_produce[..]);
+    lying_size[..4].copy_from_slice(&((valid_produce.len() - 4) as i32 - 7).to_be_bytes());
+    let hostile: Vec<(&str, Bytes, bool)> = vec![
+        (
+            "a 1 GB size prefix",
+            Bytes::from_static(&[0x40, 0, 0, 0]),
+            false,
+        ),
+        (
+            "a negative size prefix",
+            Bytes::from_static(&[0xff, 0xff, 0xff, 0xf0]),
+            false,
+        ),
+        ("an unknown API key", raw_frame(9_999, 0, b""), false),
+        ("an unserved version", raw_frame(0, 99, b""), false),
+        (
+            "an unserved API",
+            raw_frame(ApiKey::AlterPartition as i16, 0, b""),
+            false,
+        ),
+        (
+            "garbage after a valid produce",
+            garbage_after_body.freeze(),
+            false,
+        ),
+        (
+            "a size prefix shorter than the produce",
+            lying_size.freeze(),
+            false,
+        ),
+        (
+            "a frame that stops halfway",
+            valid_produce.slice(..valid_produce.len() / 2),
+            true,
+        ),
+        ("a header and no body", raw_frame(0, 9, b"\x00"), false),
+    ];
+    for (what, bytes, then_stop_sending) in hostile {
+        let mut connection = KafkaConnection::connect(address).await;
+        connection.write_raw(&bytes).await;
+        if then_stop_sending {
+            connection.shutdown_write().await;
+        }
+        assert!(
+            connection.is_closed_by_broker().await,
+            "{what}: the broker closes the connection"
+        );
+        assert_eq!(
+            latest_offset(&mut witness, "guarded").await,
+            0,
+            "{what}: nothing was appended, and other connections are still served"
+        );
+    }
+    broker.shutdown().await;
+}
