@@ -1,5 +1,6 @@
 //! A Strata node: a broker serving produce, fetch, offsets, metadata, topic admin and
-//! replication over gRPC on top of the storage crate, next to a Raft controller voter.
+//! replication over gRPC (and, to Kafka clients, over Kafka's protocol) on top of the storage
+//! crate, next to a Raft controller voter.
 //!
 //! Request flow: `grpc` decodes a request and calls the `ReplicaManager` (data path) or submits
 //! a command to the `Controller` (admin path); `broker_lifecycle` applies the replicated metadata
@@ -8,8 +9,9 @@
 //!
 //! Architecture invariants: decisions made from the time read it through a `Clock` (the
 //! storage layer gets one too); plain monotonic `Instant`s only bound waits. Prost types are
-//! built and read in `grpc`, and where the broker itself is a client of another node: the
-//! follower's `replica_fetcher` and the group coordinator's queries to partition leaders.
+//! built and read in `grpc`; in `kafka`, which translates Kafka's messages into the gRPC
+//! door's calls; and where the broker itself is a client of another node: the follower's
+//! `replica_fetcher` and the group coordinator's queries to partition leaders.
 
 mod broker_lifecycle;
 mod client_boundary;

@@ -26,7 +26,9 @@ const RECORDS: usize = 100_000;
 const KEYS: usize = 60;
 const PARTITIONS: i32 = 6;
 const TOPIC: &str = "orders";
-const PORTS: [u16; 3] = [7070, 7071, 7072];
+const PORTS: [u16; 6] = [7070, 7071, 7072, 9092, 9093, 9094];
+/// The Kafka listeners as the host reaches them.
+const KAFKA_BOOTSTRAP: &str = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094";
 const KILLED_SERVICE: &str = "strata-2";
 const KILLED_NODE: i32 = 2;
 /// Published ports of the nodes that stay up.
@@ -41,13 +43,29 @@ struct Finished {
 
 /// Runs `program args`, killing it if it is still running after `timeout`.
 fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Finished, String> {
+    run_with_input(program, args, "", timeout)
+}
+
+/// [`run`] with `input` written to the program's stdin, which is then closed.
+fn run_with_input(
+    program: &str,
+    args: &[&str],
+    input: &str,
+    timeout: Duration,
+) -> Result<Finished, String> {
     let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|error| format!("cannot run {program}: {error}"))?;
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    // On a thread, so a program that does not read its input cannot block the deadline.
+    thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, input.as_bytes());
+    });
     let drain = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut text = String::new();
@@ -235,7 +253,8 @@ async fn the_compose_cluster_keeps_every_acknowledged_record_through_a_docker_ki
     for port in PORTS {
         if let Err(error) = TcpListener::bind(("0.0.0.0", port)) {
             panic!(
-                "port {port} is taken ({error}); the compose test publishes 7070-7072 like \
+                "port {port} is taken ({error}); the compose test publishes 7070-7072 and \
+                 9092-9094 like \
                  deploy/docker-compose.yml, so stop whatever holds it (`docker ps` shows a \
                  leftover cluster)"
             );
@@ -417,5 +436,72 @@ async fn the_compose_cluster_keeps_every_acknowledged_record_through_a_docker_ki
         restarting.elapsed()
     );
     all_healthy(&containers, Duration::from_secs(120)).await;
+    produce_through_the_kafka_port(&admin_all).await;
     eprintln!("whole test {:?}", started.elapsed());
+}
+
+/// kcat, a Kafka client, produces through the published Kafka ports with acks=all, and what
+/// it wrote is read back through the gRPC door: one cluster, two doors.
+async fn produce_through_the_kafka_port(admin: &Admin) {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kafka-clients-venv");
+    let installed = run(
+        repository()
+            .join("tests/kafka-clients/install.sh")
+            .to_str()
+            .unwrap(),
+        &[venv.to_str().unwrap()],
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let Some(kcat) = installed
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("kcat="))
+    else {
+        eprintln!(
+            "SKIPPED: the Kafka-port step, kcat is not installed: {}",
+            installed.stdout.trim()
+        );
+        return;
+    };
+    admin
+        .create_topic(NewTopic::new("through-kafka", 1, 3))
+        .await
+        .unwrap();
+    let lines = "one\ntwo\nthree\n";
+    let produced = run_with_input(
+        kcat,
+        &[
+            "-b",
+            KAFKA_BOOTSTRAP,
+            "-P",
+            "-t",
+            "through-kafka",
+            "-X",
+            "acks=all",
+        ],
+        lines,
+        Duration::from_secs(120),
+    )
+    .unwrap();
+    assert!(produced.success, "kcat produce failed: {}", produced.stderr);
+    let read = run(
+        env!("CARGO_BIN_EXE_strata"),
+        &[
+            "consume",
+            "through-kafka",
+            "--from-beginning",
+            "-e",
+            "--bootstrap",
+            SURVIVORS,
+        ],
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(read.success, "strata consume failed: {}", read.stderr);
+    assert_eq!(
+        read.stdout, lines,
+        "what kcat produced, read through the gRPC door"
+    );
+    eprintln!("kcat produced through the Kafka ports; strata consume read it back");
 }
