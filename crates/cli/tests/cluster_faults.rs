@@ -143,7 +143,7 @@ fn spawn_tailing_consumer(
 
 async fn restart_and_rejoin(nodes: &mut [Node], killed: i32, voters: &str, data_dir: &Path) {
     let node = nodes.iter_mut().find(|node| node.id == killed).unwrap();
-    node.child = Some(spawn(node.id, &node.address, voters, data_dir));
+    node.start(voters, data_dir);
     let admin = admin(&survivors(nodes)).await;
     eventually(
         "the restarted node in every ISR",

@@ -16,7 +16,29 @@ pub struct Node {
     pub address: String,
     /// The internal listener, which `--voters` names: replication and Raft.
     pub internal_address: String,
+    /// The Kafka listener, for tests that drive the node with Kafka clients.
+    pub kafka_address: Option<String>,
     pub child: Option<Child>,
+}
+
+impl Node {
+    /// Starts (or restarts) this node's `strata server`.
+    pub fn start(&mut self, voters: &str, data_dir: &Path) {
+        self.child = Some(spawn(
+            self.id,
+            &self.address,
+            self.kafka_address.as_deref(),
+            voters,
+            data_dir,
+        ));
+    }
+
+    /// Whether the process is still running (a test or a scenario may have killed it).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -27,7 +49,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn spawn(id: i32, address: &str, voters: &str, data_dir: &Path) -> Child {
+pub fn spawn(
+    id: i32,
+    address: &str,
+    kafka_address: Option<&str>,
+    voters: &str,
+    data_dir: &Path,
+) -> Child {
     let log = std::fs::File::create(data_dir.join(format!("node-{id}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
@@ -39,6 +67,11 @@ pub fn spawn(id: i32, address: &str, voters: &str, data_dir: &Path) -> Child {
             "--voters",
             voters,
         ])
+        .args(
+            kafka_address
+                .map(|kafka| vec!["--kafka-listen", kafka])
+                .unwrap_or_default(),
+        )
         .arg("--data-dir")
         .arg(data_dir.join(format!("node-{id}")))
         .env("RUST_LOG", "warn")
@@ -106,6 +139,7 @@ pub async fn start_cluster(data_dir: &Path) -> (Vec<Node>, String) {
             id,
             address: format!("127.0.0.1:{}", free_port()),
             internal_address: format!("127.0.0.1:{}", free_port()),
+            kafka_address: Some(format!("127.0.0.1:{}", free_port())),
             child: None,
         })
         .collect();
@@ -115,7 +149,7 @@ pub async fn start_cluster(data_dir: &Path) -> (Vec<Node>, String) {
         .collect::<Vec<_>>()
         .join(",");
     for node in &mut nodes {
-        node.child = Some(spawn(node.id, &node.address, &voters, data_dir));
+        node.start(&voters, data_dir);
     }
     let bootstrap = survivors(&nodes);
     eventually("three live brokers", Duration::from_secs(60), async || {
