@@ -1366,8 +1366,10 @@ fn parse_batches(
                 max: config.max_message_bytes,
             });
         }
+        // A compressed batch's records may inflate to a multiple of max.message.bytes, no more
+        // (see strata_record::decompressed_limit).
         let checked = if from_producer {
-            batch.validate(usize::MAX)
+            batch.validate(config.max_message_bytes)
         } else {
             batch.verify_crc()
         };
