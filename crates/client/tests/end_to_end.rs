@@ -567,7 +567,8 @@ async fn stored_batches(
 }
 
 #[tokio::test]
-async fn each_compression_type_is_stored_as_produced_and_consumed_back() -> Result<()> {
+async fn each_compression_type_is_stored_as_produced_and_consumed_back_or_as_the_topic_says()
+-> Result<()> {
     let data_dir = TempDir::new()?;
     let (broker, bootstrap) = start_broker(data_dir.path()).await?;
     let admin = admin(&bootstrap).await?;
@@ -628,6 +629,33 @@ async fn each_compression_type_is_stored_as_produced_and_consumed_back() -> Resu
             assert_eq!(found.headers, record.headers, "{codec}");
         }
     }
+
+    // A topic whose compression.type names a codec gets its batches in that codec, whatever
+    // the producer sent.
+    let topic = "recompressed";
+    admin
+        .create_topic(NewTopic::new(topic, 1, 1).config("compression.type", "lz4"))
+        .await?;
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(bootstrap.as_str())
+            .compression_type(CompressionType::Gzip)
+            .build()?,
+    )
+    .await?;
+    let delivery = producer
+        .send(ProducerRecord::new(topic, "lz4 on disk").partition(0))
+        .await?;
+    tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+    producer.close().await?;
+    let topic_partition = TopicPartition::new(topic, 0);
+    let batches = stored_batches(&mut raw, &topic_partition).await?;
+    ensure!(batches.len() == 1, "{batches:?}");
+    assert_eq!(batches[0].compression_type(), Ok(CompressionType::Lz4));
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    consumer.assign(vec![topic_partition])?;
+    let received = poll_records(&mut consumer, 1).await?;
+    assert_eq!(received[0].value.as_deref(), Some(&b"lz4 on disk"[..]));
     broker.shutdown().await;
     Ok(())
 }

@@ -334,6 +334,29 @@ impl RecordBatch {
         })
     }
 
+    /// The batch with its records compressed with `codec` instead, for a topic whose
+    /// `compression.type` names a codec: every other field is kept, and the length, the codec
+    /// bits and the CRC are rewritten. The records are not re-encoded (their offset and timestamp
+    /// deltas stay valid), so this is the one rewrite of a batch the leader does besides its
+    /// stamps. Its records may inflate to at most [`MAX_DECOMPRESSED_BYTES`].
+    pub fn recompressed(&self, codec: CompressionType) -> Result<RecordBatch, BatchError> {
+        let records = self.records_section()?;
+        let mut bytes = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
+        bytes.extend_from_slice(&self.bytes[..BATCH_HEADER_BYTES]);
+        compression::compress(codec, &records, &mut bytes);
+        let batch_length =
+            i32::try_from(bytes.len() - LENGTH_FIELD_END).map_err(|_| BatchError::TooLarge {
+                size: bytes.len(),
+                max: i32::MAX as usize,
+            })?;
+        bytes[8..LENGTH_FIELD_END].copy_from_slice(&batch_length.to_be_bytes());
+        let attributes = (self.attributes() & !COMPRESSION_MASK) | i16::from(codec.id());
+        bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c(&bytes[CRC_COVERED_FROM..]);
+        bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch::new(Bytes::from(bytes))
+    }
+
     /// Writes `base_offset` into a batch's bytes (outside the CRC).
     pub fn set_base_offset(bytes: &mut [u8], base_offset: i64) {
         bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());

@@ -430,6 +430,35 @@ fn a_zstd_frame_asking_for_a_huge_window_is_refused() {
 }
 
 #[test]
+fn recompressing_changes_only_the_records_section_and_its_codec() {
+    let expected = records_of(&batch_with(CompressionType::None));
+    for from in CompressionType::ALL {
+        let mut bytes = batch_with(from).into_bytes().to_vec();
+        RecordBatch::set_base_offset(&mut bytes, 0);
+        let original = RecordBatch::new(Bytes::from(bytes)).unwrap();
+        for to in CompressionType::ALL {
+            let recompressed = original.recompressed(to).unwrap();
+            assert_eq!(recompressed.compression_type(), Ok(to), "{from} -> {to}");
+            recompressed
+                .validate(usize::MAX)
+                .unwrap_or_else(|error| panic!("{from} -> {to}: {error}"));
+            assert_eq!(records_of(&recompressed), expected, "{from} -> {to}");
+            assert_eq!(
+                recompressed.attributes() & !0x07,
+                original.attributes() & !0x07
+            );
+            assert_eq!(recompressed.base_sequence(), original.base_sequence());
+            assert_eq!(recompressed.max_timestamp(), original.max_timestamp());
+        }
+    }
+    let broken = with_records_section(&batch_with(CompressionType::Lz4), &[0xab; 40]);
+    assert!(matches!(
+        broken.recompressed(CompressionType::Zstd),
+        Err(BatchError::CorruptCompression { .. })
+    ));
+}
+
+#[test]
 fn the_decompression_limit_scales_with_max_bytes_up_to_a_ceiling() {
     assert_eq!(decompressed_limit(1 << 20), 64 << 20);
     assert_eq!(decompressed_limit(1_000), 64_000);

@@ -190,6 +190,40 @@ fn compressed_batches_are_stored_as_sent_and_read_back() {
 }
 
 #[test]
+fn a_topic_compression_type_recompresses_other_codecs_and_keeps_its_own() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        compression_type: Some(CompressionType::Zstd),
+        ..small_config()
+    };
+    let (log, _) = open(directory.path(), config, &clock());
+    let zstd = compressed_batch("z", 2, START_MS, CompressionType::Zstd);
+    log.append(zstd.clone(), 0).unwrap();
+    log.append(batch("plain", 2, START_MS), 0).unwrap();
+    log.append(
+        compressed_batch("gz", 2, START_MS, CompressionType::Gzip),
+        0,
+    )
+    .unwrap();
+    let stored: Vec<RecordBatch> = BatchIter::new(log.read(0, 1 << 20, None).unwrap().records)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    assert!(
+        stored
+            .iter()
+            .all(|batch| batch.compression_type() == Ok(CompressionType::Zstd))
+    );
+    // A batch already in the topic's codec is stored as sent.
+    assert_eq!(stored[0].as_bytes()[16..], zstd[16..]);
+    assert_eq!(
+        values(&read_all(&log, 0, 1 << 20)),
+        ["z-0", "z-1", "plain-0", "plain-1", "gz-0", "gz-1"]
+    );
+    log.validate();
+}
+
+#[test]
 fn a_compressed_batch_inflating_past_its_limit_is_refused_as_too_large() {
     let directory = tempfile::tempdir().unwrap();
     let config = LogConfig {
