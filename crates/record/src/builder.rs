@@ -67,6 +67,7 @@ impl RecordBatchBuilder {
         self
     }
 
+    /// [`compression`](Self::compression) for a builder held by reference.
     pub fn set_compression(&mut self, codec: CompressionType) {
         self.compression = codec;
     }
@@ -114,7 +115,8 @@ impl RecordBatchBuilder {
     /// CRC, which covers the records as stored, compressed.
     ///
     /// # Panics
-    /// When no record was pushed: an empty batch is a caller bug, not a wire condition.
+    /// When no record was pushed: an empty batch is a caller bug, not a wire condition. Also
+    /// when the codec fails, which compressing into memory does only when memory runs out.
     pub fn build(mut self) -> RecordBatch {
         assert!(
             self.record_count > 0,

@@ -19,7 +19,7 @@
 //!
 //! Invariants:
 //! - decompressing holds at most about twice the cap (the output buffer's growth), plus a zstd
-//!   window of at most `max(cap, 8 MiB)`;
+//!   window of at most twice the cap or 8 MiB, whichever is larger, and never over 128 MiB;
 //! - bad bytes are a [`BatchError`], never a panic: a payload that does not decode is
 //!   [`BatchError::CorruptCompression`], one that inflates past the cap is
 //!   [`BatchError::DecompressedTooLarge`].
