@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use strata_common::ErrorCode;
-use strata_record::TimestampType;
+use strata_record::{CompressionType, TimestampType};
 use strata_storage::LogConfig;
 
 use crate::error::PartitionError;
@@ -14,6 +14,7 @@ const NEVER: &str = "9223372036854775807";
 /// Every supported key with its default, in the order `describe` lists them.
 const KEYS: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
+    ("compression.type", "producer"),
     ("flush.messages", NEVER),
     ("flush.ms", NEVER),
     ("index.interval.bytes", "4096"),
@@ -107,6 +108,17 @@ impl TopicConfig {
                 )));
             }
         };
+        let compression_type = match value("compression.type").as_str() {
+            "producer" => None,
+            // Kafka's topic-config name for no compression; "none", the producer's, works too.
+            "uncompressed" => Some(CompressionType::None),
+            other => Some(other.parse::<CompressionType>().map_err(|_| {
+                invalid(format!(
+                    "compression.type must be producer, uncompressed, gzip, snappy, lz4 or \
+                     zstd, got '{other}'"
+                ))
+            })?),
+        };
         let unclean_leader_election = match value("unclean.leader.election.enable").as_str() {
             "true" => true,
             "false" => false,
@@ -138,6 +150,7 @@ impl TopicConfig {
                 .map(|messages| messages as u64),
             flush_ms: parse_limit("flush.ms", &value("flush.ms"))?,
             message_timestamp_type,
+            compression_type,
             // Broker-wide in Kafka (producer.id.expiration.ms), not topic configs.
             ..LogConfig::default()
         };
@@ -179,6 +192,23 @@ mod tests {
         assert_eq!(config.log.flush_messages, None);
         assert_eq!(config.log.max_message_bytes, 1_048_588);
         assert_eq!(config.min_insync_replicas, 1);
+        assert_eq!(config.log.compression_type, None, "producer");
+    }
+
+    #[test]
+    fn compression_type_takes_kafkas_values() {
+        for (value, codec) in [
+            ("producer", None),
+            ("uncompressed", Some(CompressionType::None)),
+            ("none", Some(CompressionType::None)),
+            ("gzip", Some(CompressionType::Gzip)),
+            ("snappy", Some(CompressionType::Snappy)),
+            ("lz4", Some(CompressionType::Lz4)),
+            ("zstd", Some(CompressionType::Zstd)),
+        ] {
+            let config = TopicConfig::resolve(&overrides(&[("compression.type", value)])).unwrap();
+            assert_eq!(config.log.compression_type, codec, "{value}");
+        }
     }
 
     #[test]
@@ -198,6 +228,7 @@ mod tests {
             ("cleanup.policy", "compact"),
             ("no.such.key", "1"),
             ("message.timestamp.type", "Later"),
+            ("compression.type", "brotli"),
         ] {
             let error = TopicConfig::resolve(&overrides(&[bad])).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidConfig, "{bad:?}");

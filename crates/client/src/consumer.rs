@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use strata_common::{ErrorCode, TopicPartition, validate_topic_name};
-use strata_record::{BatchError, BatchIter, CompressionType};
+use strata_record::{BatchError, BatchIter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -1630,12 +1630,8 @@ pub(crate) fn decode_fetched(
         if batch.next_offset() <= position {
             continue;
         }
-        let compression = batch.compression_type().map_err(corrupt)?;
-        if compression != CompressionType::None {
-            return Err(corrupt(BatchError::UnsupportedCompression(
-                (batch.attributes() & 0x07) as u8,
-            )));
-        }
+        // A compressed batch's records are decompressed here, as a whole: a consumer reads the
+        // batch as stored, as sent by its producer.
         for record in batch.records() {
             let record = record.map_err(corrupt)?;
             if record.offset < position {
@@ -1659,11 +1655,16 @@ pub(crate) fn decode_fetched(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_record::{Header, RecordBatch, RecordBatchBuilder};
+    use strata_record::{CompressionType, Header, RecordBatch, RecordBatchBuilder};
 
     /// A batch of `count` records with values "v{offset}", stamped with `base_offset`.
     fn batch(base_offset: i64, count: i64) -> Vec<u8> {
-        let mut builder = RecordBatchBuilder::new();
+        compressed_batch(base_offset, count, CompressionType::None)
+    }
+
+    /// [`batch`] with its records compressed with `codec`.
+    fn compressed_batch(base_offset: i64, count: i64, codec: CompressionType) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new().compression(codec);
         for offset in base_offset..base_offset + count {
             let headers = [Header {
                 key: "h".into(),
@@ -1735,6 +1736,52 @@ mod tests {
         assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(record.timestamp, 1_003);
         assert_eq!(record.headers[0].value.as_deref(), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn compressed_batches_are_decompressed_and_skip_records_before_the_position() {
+        let mut bytes = compressed_batch(0, 5, CompressionType::Gzip);
+        bytes.extend(compressed_batch(5, 3, CompressionType::Snappy));
+        bytes.extend(compressed_batch(8, 2, CompressionType::Lz4));
+        bytes.extend(compressed_batch(10, 4, CompressionType::Zstd));
+        let (records, next) = decode_fetched(&tp(), 3, Bytes::from(bytes)).expect("decodes");
+        let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, (3..14).collect::<Vec<_>>());
+        assert_eq!(next, 14);
+        for record in &records {
+            let offset = record.offset;
+            assert_eq!(record.value, Some(Bytes::from(format!("v{offset}"))));
+            assert_eq!(record.timestamp, 1_000 + offset);
+            assert_eq!(
+                record.headers[0].value,
+                Some(Bytes::from(format!("{offset}")))
+            );
+        }
+    }
+
+    #[test]
+    fn a_compressed_batch_that_does_not_decompress_is_an_error() {
+        let mut bytes = compressed_batch(0, 5, CompressionType::Zstd);
+        // Garbage in place of the zstd frame; stamping log-append time recomputes the CRC, so
+        // the CRC passes and decompression is what fails.
+        let garbage = vec![0x55; bytes.len() - strata_record::BATCH_HEADER_BYTES];
+        bytes.truncate(strata_record::BATCH_HEADER_BYTES);
+        bytes.extend(garbage);
+        RecordBatch::set_log_append_time(&mut bytes, 1_000);
+        let error = decode_fetched(&tp(), 0, Bytes::from(bytes)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::CorruptBatch {
+                    source: BatchError::CorruptCompression {
+                        codec: CompressionType::Zstd,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

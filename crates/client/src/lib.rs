@@ -86,7 +86,7 @@ pub use share_consumer::{
     ShareRecord,
 };
 pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};
-pub use strata_record::Header;
+pub use strata_record::{CompressionType, Header};
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they cannot go stale.
 #[doc = include_str!("../../../README.md")]

@@ -191,12 +191,14 @@ impl Producer {
             tracing::debug!(?producer, "idempotent producer initialised");
             let mut accumulator =
                 RecordAccumulator::idempotent(config.batch_size(), config.linger())
-                    .with_max_in_flight(config.max_in_flight_per_partition());
+                    .with_max_in_flight(config.max_in_flight_per_partition())
+                    .with_compression(config.compression_type());
             accumulator.set_producer(producer);
             accumulator
         } else {
             RecordAccumulator::new(config.batch_size(), config.linger())
                 .with_max_in_flight(config.max_in_flight_per_partition())
+                .with_compression(config.compression_type())
         };
         let shared = Arc::new(ProducerShared {
             cluster,

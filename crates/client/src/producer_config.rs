@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use strata_record::BATCH_HEADER_BYTES;
+use strata_record::{BATCH_HEADER_BYTES, CompressionType};
 
 use crate::cluster::{ConnectionSettings, parse_bootstrap};
 use crate::error::{Error, Result};
@@ -100,6 +100,7 @@ pub struct ProducerConfig {
     connect_timeout: Duration,
     max_request_size: usize,
     max_in_flight_per_partition: usize,
+    compression_type: CompressionType,
 }
 
 impl ProducerConfig {
@@ -152,6 +153,9 @@ impl ProducerConfig {
     pub fn max_request_size(&self) -> usize {
         self.max_request_size
     }
+    pub fn compression_type(&self) -> CompressionType {
+        self.compression_type
+    }
 
     pub(crate) fn connection_settings(&self) -> ConnectionSettings {
         ConnectionSettings {
@@ -180,6 +184,7 @@ pub struct ProducerConfigBuilder {
     connect_timeout_ms: u64,
     max_request_size: usize,
     max_in_flight_per_partition: usize,
+    compression_type: CompressionType,
 }
 
 impl Default for ProducerConfigBuilder {
@@ -207,6 +212,7 @@ impl Default for ProducerConfigBuilder {
             // and five cost a fifth of the throughput with three brokers on two cores
             // (benches/README.md).
             max_in_flight_per_partition: 2,
+            compression_type: CompressionType::None,
         }
     }
 }
@@ -300,6 +306,24 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// The codec every batch's records are compressed with (Kafka's `compression.type`):
+    /// none, gzip, snappy, lz4 or zstd. Parse Kafka's names with `"zstd".parse()`, or with
+    /// [`compression_type_name`](Self::compression_type_name). `batch_size` and
+    /// `max_request_size` count records before compression. Default none.
+    pub fn compression_type(mut self, codec: CompressionType) -> Self {
+        self.compression_type = codec;
+        self
+    }
+
+    /// [`compression_type`](Self::compression_type) by Kafka's name for the codec (`"zstd"`),
+    /// as in a properties file; an unknown name is a configuration error.
+    pub fn compression_type_name(self, name: &str) -> Result<Self> {
+        let codec = name
+            .parse::<CompressionType>()
+            .map_err(|error| Error::Config(error.to_string()))?;
+        Ok(self.compression_type(codec))
+    }
+
     pub fn build(self) -> Result<ProducerConfig> {
         let bootstrap = parse_bootstrap(&self.bootstrap)?;
         // Kafka's rule: with acks=1 a leader can acknowledge a batch and lose it on failover, and
@@ -367,6 +391,7 @@ impl ProducerConfigBuilder {
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             max_request_size: self.max_request_size,
             max_in_flight_per_partition: self.max_in_flight_per_partition,
+            compression_type: self.compression_type,
         })
     }
 }
@@ -388,6 +413,32 @@ mod tests {
         assert_eq!(config.max_block(), Duration::from_secs(60));
         assert_eq!(config.max_in_flight_per_partition(), 2);
         assert_eq!(config.bootstrap(), ["127.0.0.1:7070".to_string()]);
+        assert_eq!(config.compression_type(), CompressionType::None);
+    }
+
+    #[test]
+    fn compression_type_takes_kafkas_names() {
+        for (name, codec) in [
+            ("none", CompressionType::None),
+            ("gzip", CompressionType::Gzip),
+            ("snappy", CompressionType::Snappy),
+            ("lz4", CompressionType::Lz4),
+            ("ZSTD", CompressionType::Zstd),
+        ] {
+            let config = ProducerConfig::builder()
+                .compression_type_name(name)
+                .expect("a known codec")
+                .build()
+                .expect("valid");
+            assert_eq!(config.compression_type(), codec);
+        }
+        match ProducerConfig::builder().compression_type_name("brotli") {
+            Err(Error::Config(message)) => assert_eq!(
+                message,
+                "unknown compression type 'brotli'; expected one of none, gzip, snappy, lz4, zstd"
+            ),
+            other => panic!("brotli was accepted: {other:?}"),
+        }
     }
 
     #[test]

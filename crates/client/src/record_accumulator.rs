@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use strata_common::TopicPartition;
-use strata_record::{BATCH_HEADER_BYTES, Header, RecordBatch, RecordBatchBuilder};
+use strata_record::{BATCH_HEADER_BYTES, CompressionType, Header, RecordBatch, RecordBatchBuilder};
 
 /// The identity an idempotent producer stamps on its batches (Kafka's `ProducerIdAndEpoch`),
 /// obtained from `InitProducerId`.
@@ -295,6 +295,9 @@ pub(crate) struct RecordAccumulator<C> {
     next_sequences: BTreeMap<TopicPartition, i32>,
     /// Batches per partition that may be in flight at once.
     max_in_flight: usize,
+    /// The codec batches are compressed with when built (drained). `batch_size` bounds a
+    /// batch's records before compression, so a compressed batch is smaller, not fuller.
+    compression: CompressionType,
     /// Partitions whose leader has acknowledged a batch stamped with `producer`. Only such a
     /// leader refuses a sequence gap: one that does not know the producer yet takes any first
     /// sequence, so a newer batch could be stored ahead of an older one that failed. Until the
@@ -323,8 +326,15 @@ impl<C> RecordAccumulator<C> {
             producer: None,
             next_sequences: BTreeMap::new(),
             max_in_flight: 1,
+            compression: CompressionType::None,
             acknowledged: BTreeSet::new(),
         }
+    }
+
+    /// Compresses every batch with `codec` (Kafka's `compression.type`).
+    pub(crate) fn with_compression(mut self, codec: CompressionType) -> RecordAccumulator<C> {
+        self.compression = codec;
+        self
     }
 
     /// Lets up to `max_in_flight` batches of a partition be in flight at once (at most
@@ -430,6 +440,7 @@ impl<C> RecordAccumulator<C> {
         completion: C,
     ) -> Appended {
         let batch_size = self.batch_size;
+        let compression = self.compression;
         // Looked up before `entry`, which would clone the key (a String) on every record.
         if !self.partitions.contains_key(topic_partition) {
             self.partitions
@@ -456,9 +467,12 @@ impl<C> RecordAccumulator<C> {
                 // Sized for a full batch up front: growing by doubling to `batch_size` copied
                 // each batch once more (5 % of the client's CPU at 1 KiB records). Capacity not
                 // yet written costs address space, not memory.
-                contents: Contents::Open(RecordBatchBuilder::with_capacity(
-                    batch_size.max(single_record_batch_size(size_bound)),
-                )),
+                contents: Contents::Open(
+                    RecordBatchBuilder::with_capacity(
+                        batch_size.max(single_record_batch_size(size_bound)),
+                    )
+                    .compression(compression),
+                ),
                 completions: Vec::new(),
                 created: now(),
                 attempts: 0,
@@ -788,6 +802,24 @@ mod tests {
         let built = RecordBatch::new(batch.bytes()).expect("framed");
         built.validate(usize::MAX).expect("a valid batch");
         assert_eq!(built.record_count(), 2);
+    }
+
+    #[test]
+    fn batches_are_compressed_with_the_configured_codec_when_drained() {
+        let start = Instant::now();
+        let mut accumulator =
+            RecordAccumulator::new(1 << 20, LINGER).with_compression(CompressionType::Lz4);
+        let value = vec![b'x'; 1_000];
+        for tag in 0..10 {
+            append(&mut accumulator, 0, start, &value, tag);
+        }
+        let open_size = accumulator.oldest_size(&partition(0)).expect("a batch");
+        let batch = accumulator.drain(&partition(0)).expect("a batch");
+        let built = RecordBatch::new(batch.bytes()).expect("framed");
+        assert_eq!(built.compression_type(), Ok(CompressionType::Lz4));
+        assert!(built.size_in_bytes() < open_size / 10, "{built:?}");
+        built.validate(usize::MAX).expect("a valid batch");
+        assert_eq!(built.records().count(), 10);
     }
 
     #[test]

@@ -10,9 +10,9 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use strata_broker::{Broker, BrokerConfig};
 use strata_client::{
-    Acks, Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Error,
-    ErrorCode, Header, NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
-    RecordMetadata, TopicPartition,
+    Acks, Admin, AdminConfig, AutoOffsetReset, CompressionType, Consumer, ConsumerConfig,
+    ConsumerRecord, Error, ErrorCode, Header, NewTopic, OffsetSpec, Producer, ProducerConfig,
+    ProducerRecord, RecordMetadata, TopicPartition,
 };
 use strata_proto::v1 as wire;
 use strata_proto::v1::broker_client::BrokerClient;
@@ -564,6 +564,100 @@ async fn stored_batches(
         .context("the fetch answers the partition")?;
     ensure!(partition.error_code == 0, "{}", partition.error_message);
     Ok(BatchIter::new(partition.records).collect::<Result<Vec<_>, _>>()?)
+}
+
+#[tokio::test]
+async fn each_compression_type_is_stored_as_produced_and_consumed_back_or_as_the_topic_says()
+-> Result<()> {
+    let data_dir = TempDir::new()?;
+    let (broker, bootstrap) = start_broker(data_dir.path()).await?;
+    let admin = admin(&bootstrap).await?;
+    let mut raw = BrokerClient::connect(format!("http://{bootstrap}")).await?;
+    for codec in [
+        CompressionType::Gzip,
+        CompressionType::Snappy,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ] {
+        let topic = format!("compressed-{codec}");
+        admin.create_topic(NewTopic::new(&topic, 1, 1)).await?;
+        let producer = Producer::connect(
+            ProducerConfig::builder()
+                .bootstrap(bootstrap.as_str())
+                .linger_ms(50)
+                .compression_type_name(codec.name())?
+                .build()?,
+        )
+        .await?;
+        let sent: Vec<ProducerRecord> = (0..50)
+            .map(|index| {
+                ProducerRecord::new(topic.as_str(), format!("{codec} value {index} {index}"))
+                    .key(format!("key-{}", index % 3))
+                    .headers(vec![Header {
+                        key: "index".to_string(),
+                        value: Some(Bytes::from(index.to_string())),
+                    }])
+                    .partition(0)
+            })
+            .collect();
+        let mut deliveries = Vec::new();
+        for record in &sent {
+            deliveries.push(producer.send(record.clone()).await?);
+        }
+        for delivery in deliveries {
+            tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+        }
+        producer.close().await?;
+
+        // The broker stored the producer's compressed batches as they were sent.
+        let topic_partition = TopicPartition::new(topic.as_str(), 0);
+        let batches = stored_batches(&mut raw, &topic_partition).await?;
+        ensure!(!batches.is_empty());
+        for batch in &batches {
+            assert_eq!(batch.compression_type(), Ok(codec));
+            batch.validate(usize::MAX)?;
+        }
+
+        let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+        consumer.assign(vec![topic_partition])?;
+        let received = poll_records(&mut consumer, sent.len()).await?;
+        assert_eq!(received.len(), sent.len(), "{codec}");
+        for (offset, (found, record)) in received.iter().zip(&sent).enumerate() {
+            assert_eq!(found.offset, offset as i64, "{codec}");
+            assert_eq!(found.key, record.key, "{codec}");
+            assert_eq!(found.value, record.value, "{codec}");
+            assert_eq!(found.headers, record.headers, "{codec}");
+        }
+    }
+
+    // A topic whose compression.type names a codec gets its batches in that codec, whatever
+    // the producer sent.
+    let topic = "recompressed";
+    admin
+        .create_topic(NewTopic::new(topic, 1, 1).config("compression.type", "lz4"))
+        .await?;
+    let producer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(bootstrap.as_str())
+            .compression_type(CompressionType::Gzip)
+            .build()?,
+    )
+    .await?;
+    let delivery = producer
+        .send(ProducerRecord::new(topic, "lz4 on disk").partition(0))
+        .await?;
+    tokio::time::timeout(STEP_TIMEOUT, delivery).await??;
+    producer.close().await?;
+    let topic_partition = TopicPartition::new(topic, 0);
+    let batches = stored_batches(&mut raw, &topic_partition).await?;
+    ensure!(batches.len() == 1, "{batches:?}");
+    assert_eq!(batches[0].compression_type(), Ok(CompressionType::Lz4));
+    let mut consumer = consumer(&bootstrap, AutoOffsetReset::Earliest).await?;
+    consumer.assign(vec![topic_partition])?;
+    let received = poll_records(&mut consumer, 1).await?;
+    assert_eq!(received[0].value.as_deref(), Some(&b"lz4 on disk"[..]));
+    broker.shutdown().await;
+    Ok(())
 }
 
 #[tokio::test]

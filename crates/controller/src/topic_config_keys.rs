@@ -13,6 +13,7 @@ use strata_common::ErrorCode;
 /// Every supported topic config key, as the broker lists them.
 pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "cleanup.policy",
+    "compression.type",
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",

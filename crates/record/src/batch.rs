@@ -1,3 +1,4 @@
+use crate::compression::{self, CompressionType, MAX_DECOMPRESSED_BYTES, decompressed_limit};
 use crate::error::BatchError;
 use crate::record::{Record, decode_record, parse_record};
 use bytes::Bytes;
@@ -41,16 +42,6 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_MASK: i16 = 0x08;
 const TRANSACTIONAL_MASK: i16 = 0x10;
 const CONTROL_MASK: i16 = 0x20;
-
-/// The compression codec named in a batch's attributes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompressionType {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
 
 /// Whether record timestamps were set by the producer or by the broker on append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,14 +132,7 @@ impl RecordBatch {
         read_i16(&self.bytes, ATTRIBUTES_OFFSET)
     }
     pub fn compression_type(&self) -> Result<CompressionType, BatchError> {
-        match self.attributes() & COMPRESSION_MASK {
-            0 => Ok(CompressionType::None),
-            1 => Ok(CompressionType::Gzip),
-            2 => Ok(CompressionType::Snappy),
-            3 => Ok(CompressionType::Lz4),
-            4 => Ok(CompressionType::Zstd),
-            other => Err(BatchError::UnsupportedCompression(other as u8)),
-        }
+        CompressionType::from_id((self.attributes() & COMPRESSION_MASK) as u8)
     }
     pub fn timestamp_type(&self) -> TimestampType {
         if self.attributes() & TIMESTAMP_TYPE_MASK == 0 {
@@ -224,6 +208,10 @@ impl RecordBatch {
 
     /// Full validation of a batch arriving from a producer: size limit, CRC, codec, and every
     /// record decoded and checked against the header (count, offset deltas, timestamps).
+    ///
+    /// A compressed batch is checked as Kafka's broker checks one it stores as sent: the CRC
+    /// over the stored (compressed) bytes, then the records decompressed and checked like
+    /// uncompressed ones. They may inflate to at most [`decompressed_limit`]`(max_bytes)`.
     pub fn validate(&self, max_bytes: usize) -> Result<(), BatchError> {
         if self.size_in_bytes() > max_bytes {
             return Err(BatchError::TooLarge {
@@ -233,11 +221,6 @@ impl RecordBatch {
         }
         self.verify_crc()?;
         let compression = self.compression_type()?;
-        if compression != CompressionType::None {
-            return Err(BatchError::UnsupportedCompression(
-                (self.attributes() & COMPRESSION_MASK) as u8,
-            ));
-        }
         let declared = self.record_count();
         if declared <= 0 {
             return Err(BatchError::Empty);
@@ -248,7 +231,24 @@ impl RecordBatch {
                 record_count: declared,
             });
         }
-        let records = &self.bytes[BATCH_HEADER_BYTES..];
+        // Decompressed only after the cheap header checks, so a bad header costs nothing.
+        let decompressed;
+        let records = match compression {
+            CompressionType::None => &self.bytes[BATCH_HEADER_BYTES..],
+            codec => {
+                decompressed = compression::decompress(
+                    codec,
+                    &self.bytes[BATCH_HEADER_BYTES..],
+                    decompressed_limit(max_bytes),
+                )?;
+                &decompressed[..]
+            }
+        };
+        self.check_records(records, declared)
+    }
+
+    /// Walks an (uncompressed) records section, checking each record against the header.
+    fn check_records(&self, records: &[u8], declared: i32) -> Result<(), BatchError> {
         let mut position = 0;
         let mut index: i64 = 0;
         while position < records.len() {
@@ -285,9 +285,24 @@ impl RecordBatch {
         Ok(())
     }
 
-    /// Decodes the records. Keys, values and header values share the batch's bytes.
+    /// The records section, decompressed if the batch is compressed (inflating to at most
+    /// [`MAX_DECOMPRESSED_BYTES`]); an uncompressed one is shared, not copied.
+    fn records_section(&self) -> Result<Bytes, BatchError> {
+        let section = self.bytes.slice(BATCH_HEADER_BYTES..);
+        match self.compression_type()? {
+            CompressionType::None => Ok(section),
+            codec => compression::decompress(codec, &section, MAX_DECOMPRESSED_BYTES),
+        }
+    }
+
+    /// Decodes the records, decompressing them first if the batch is compressed. Keys, values
+    /// and header values share the batch's bytes, or the one decompressed buffer. A batch
+    /// whose records cannot be decompressed yields that error alone.
     pub fn records(&self) -> impl Iterator<Item = Result<Record, BatchError>> + '_ {
-        let records = self.bytes.slice(BATCH_HEADER_BYTES..);
+        let (records, mut section_error) = match self.records_section() {
+            Ok(records) => (records, None),
+            Err(error) => (Bytes::new(), Some(error)),
+        };
         let base_offset = self.base_offset();
         let base_timestamp = self.base_timestamp();
         let log_append_time = match self.timestamp_type() {
@@ -298,6 +313,10 @@ impl RecordBatch {
         let mut index: i64 = 0;
         let mut failed = false;
         std::iter::from_fn(move || {
+            if let Some(error) = section_error.take() {
+                failed = true;
+                return Some(Err(error));
+            }
             if failed || position >= records.len() {
                 return None;
             }
@@ -313,6 +332,29 @@ impl RecordBatch {
             index += 1;
             Some(result)
         })
+    }
+
+    /// The batch with its records compressed with `codec` instead, for a topic whose
+    /// `compression.type` names a codec: every other field is kept, and the length, the codec
+    /// bits and the CRC are rewritten. The records are not re-encoded (their offset and timestamp
+    /// deltas stay valid), so this is the one rewrite of a batch the leader does besides its
+    /// stamps. Its records may inflate to at most [`MAX_DECOMPRESSED_BYTES`].
+    pub fn recompressed(&self, codec: CompressionType) -> Result<RecordBatch, BatchError> {
+        let records = self.records_section()?;
+        let mut bytes = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
+        bytes.extend_from_slice(&self.bytes[..BATCH_HEADER_BYTES]);
+        compression::compress(codec, &records, &mut bytes);
+        let batch_length =
+            i32::try_from(bytes.len() - LENGTH_FIELD_END).map_err(|_| BatchError::TooLarge {
+                size: bytes.len(),
+                max: i32::MAX as usize,
+            })?;
+        bytes[8..LENGTH_FIELD_END].copy_from_slice(&batch_length.to_be_bytes());
+        let attributes = (self.attributes() & !COMPRESSION_MASK) | i16::from(codec.id());
+        bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c(&bytes[CRC_COVERED_FROM..]);
+        bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch::new(Bytes::from(bytes))
     }
 
     /// Writes `base_offset` into a batch's bytes (outside the CRC).

@@ -1,14 +1,18 @@
 use crate::batch::{
     BATCH_HEADER_BYTES, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE, RecordBatch,
 };
+use crate::compression::{self, CompressionType};
 use crate::record::{Header, encode_record};
 use bytes::Bytes;
 
-/// Builds one uncompressed RecordBatch v2 from records, as a producer does. The base offset is
-/// left at 0 and the partition leader epoch at -1: the leader stamps both on append.
+/// Builds one RecordBatch v2 from records, as a producer does. The base offset is left at 0 and
+/// the partition leader epoch at -1: the leader stamps both on append. Records are encoded as
+/// they are pushed; with a [`compression`](Self::compression) codec the records section is
+/// compressed as a whole when the batch is built.
 #[derive(Debug)]
 pub struct RecordBatchBuilder {
     buffer: Vec<u8>,
+    compression: CompressionType,
     record_count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -33,6 +37,7 @@ impl RecordBatchBuilder {
         buffer.resize(BATCH_HEADER_BYTES, 0);
         RecordBatchBuilder {
             buffer,
+            compression: CompressionType::None,
             record_count: 0,
             base_timestamp: 0,
             max_timestamp: i64::MIN,
@@ -54,6 +59,17 @@ impl RecordBatchBuilder {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
+    }
+
+    /// Compresses the batch's records with `codec` when it is built. Default none.
+    pub fn compression(mut self, codec: CompressionType) -> Self {
+        self.compression = codec;
+        self
+    }
+
+    /// [`compression`](Self::compression) for a builder held by reference.
+    pub fn set_compression(&mut self, codec: CompressionType) {
+        self.compression = codec;
     }
 
     /// Appends a record. The first record's timestamp becomes the batch's base timestamp.
@@ -88,27 +104,39 @@ impl RecordBatchBuilder {
         self.record_count == 0
     }
 
-    /// The size the batch will have when built.
+    /// The size the batch will have when built, uncompressed. A compressed batch is usually
+    /// smaller, but may be a few bytes larger (the codec's framing) when its records do not
+    /// compress.
     pub fn size_in_bytes(&self) -> usize {
         self.buffer.len()
     }
 
-    /// Finishes the batch: fills in the header and the CRC.
+    /// Finishes the batch: compresses the records if asked to, then fills in the header and the
+    /// CRC, which covers the records as stored, compressed.
     ///
     /// # Panics
-    /// When no record was pushed: an empty batch is a caller bug, not a wire condition.
+    /// When no record was pushed: an empty batch is a caller bug, not a wire condition. Also
+    /// when the codec fails, which compressing into memory does only when memory runs out.
     pub fn build(mut self) -> RecordBatch {
         assert!(
             self.record_count > 0,
             "a record batch needs at least one record"
         );
+        if self.compression != CompressionType::None {
+            let records = &self.buffer[BATCH_HEADER_BYTES..];
+            let mut compressed = Vec::with_capacity(BATCH_HEADER_BYTES + records.len() / 2);
+            compressed.resize(BATCH_HEADER_BYTES, 0);
+            compression::compress(self.compression, records, &mut compressed);
+            self.buffer = compressed;
+        }
         let batch_length = (self.buffer.len() - LENGTH_FIELD_END) as i32;
         let header = &mut self.buffer[..BATCH_HEADER_BYTES];
         header[0..8].copy_from_slice(&0i64.to_be_bytes());
         header[8..12].copy_from_slice(&batch_length.to_be_bytes());
         header[12..16].copy_from_slice(&(-1i32).to_be_bytes());
         header[16] = MAGIC_V2 as u8;
-        header[21..23].copy_from_slice(&0i16.to_be_bytes());
+        // Attributes: the codec in bits 0-2; create-time timestamps, not transactional.
+        header[21..23].copy_from_slice(&i16::from(self.compression.id()).to_be_bytes());
         header[23..27].copy_from_slice(&(self.record_count - 1).to_be_bytes());
         header[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
         header[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());

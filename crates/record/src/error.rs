@@ -1,3 +1,4 @@
+use crate::compression::CompressionType;
 use thiserror::Error;
 
 /// Why a batch was refused. Every variant is a property of the bytes, not of the reader.
@@ -15,6 +16,18 @@ pub enum BatchError {
     TooLarge { size: usize, max: usize },
     #[error("batch uses compression codec {0}, which this build does not support")]
     UnsupportedCompression(u8),
+    #[error("batch's {codec}-compressed records do not decompress: {reason}")]
+    CorruptCompression {
+        codec: CompressionType,
+        reason: String,
+    },
+    /// The records would inflate past the decompression cap (see [`crate::decompressed_limit`]):
+    /// a decompression bomb, or a batch that should have been split.
+    #[error("batch's {codec}-compressed records inflate past the limit of {limit} bytes")]
+    DecompressedTooLarge {
+        codec: CompressionType,
+        limit: usize,
+    },
     #[error("batch declares {declared} records but {found} were decoded")]
     RecordCountMismatch { declared: i32, found: i64 },
     #[error("batch has no records")]

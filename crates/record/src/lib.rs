@@ -27,18 +27,26 @@
 //! key_length varint, key, value_length varint, value, header_count varint, headers` where a
 //! length of -1 means null and varints are zigzag-encoded as in protobuf's `sint`.
 //!
+//! A compressed batch (attributes bits 0-2: gzip, snappy, lz4 or zstd) compresses the records
+//! section as a whole; the header stays as above (see the `compression` module).
+//!
 //! This crate does no IO and never panics on bad bytes: every malformed input is a [`BatchError`].
 
 mod batch;
 mod builder;
+mod compression;
 mod error;
 mod record;
 mod varint;
 
 pub use batch::{
-    BATCH_HEADER_BYTES, BatchIter, CompressionType, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID,
-    NO_SEQUENCE, RecordBatch, TimestampType,
+    BATCH_HEADER_BYTES, BatchIter, LENGTH_FIELD_END, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE,
+    RecordBatch, TimestampType,
 };
 pub use builder::RecordBatchBuilder;
+pub use compression::{
+    CompressionType, MAX_COMPRESSION_RATIO, MAX_DECOMPRESSED_BYTES, UnknownCompressionType,
+    decompressed_limit,
+};
 pub use error::BatchError;
 pub use record::{Header, Record};

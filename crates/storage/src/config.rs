@@ -1,5 +1,5 @@
 use crate::error::StorageError;
-use strata_record::TimestampType;
+use strata_record::{CompressionType, TimestampType};
 
 /// How one partition's log stores, rolls, flushes and retains data. Field names follow Kafka's
 /// topic configs (`segment.bytes` is `segment_bytes`, and so on); `None` means "never" / unbounded.
@@ -25,6 +25,9 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// Whether stored timestamps are the producer's or the broker's append time.
     pub message_timestamp_type: TimestampType,
+    /// Kafka's `compression.type`: `None` ("producer") stores each batch as its producer
+    /// compressed it; a codec has the leader recompress batches in any other codec to it.
+    pub compression_type: Option<CompressionType>,
     /// Kafka's `producer.id.expiration.ms`: an idempotent producer's state (its epoch and last
     /// sequences) is forgotten once it has appended nothing for this long, by the log's clock.
     /// Its next batch is then accepted at any sequence, as in Kafka.
@@ -58,6 +61,7 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             message_timestamp_type: TimestampType::CreateTime,
+            compression_type: None,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             max_producer_ids: DEFAULT_MAX_PRODUCER_IDS,
         }

@@ -93,7 +93,11 @@ impl StorageError {
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::InvalidBatch { source, .. } => match source {
                 BatchError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
-                BatchError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+                // As for a batch over max.message.bytes: a Kafka producer splits the batch and
+                // retries, which is what a batch that inflates too far needs.
+                BatchError::TooLarge { .. } | BatchError::DecompressedTooLarge { .. } => {
+                    ErrorCode::MessageTooLarge
+                }
                 BatchError::InvalidRecord { .. }
                 | BatchError::RecordCountMismatch { .. }
                 | BatchError::InvalidLastOffsetDelta { .. }
@@ -102,7 +106,8 @@ impl StorageError {
                 BatchError::TooShort { .. }
                 | BatchError::LengthMismatch { .. }
                 | BatchError::InvalidMagic(_)
-                | BatchError::CorruptCrc { .. } => ErrorCode::CorruptMessage,
+                | BatchError::CorruptCrc { .. }
+                | BatchError::CorruptCompression { .. } => ErrorCode::CorruptMessage,
             },
             StorageError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
             StorageError::NonMonotonicOffsets { .. } | StorageError::EmptyAppend => {

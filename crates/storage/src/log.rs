@@ -544,7 +544,7 @@ impl Log {
         work: AppendWork,
     ) -> Result<Option<AppendInfo>> {
         let config = self.config();
-        let batches = parse_batches(records, &config, true)?;
+        let batches = recompress(parse_batches(records, &config, true)?, &config)?;
         let mut writer = match work {
             AppendWork::Any => self.lock_writer()?,
             AppendWork::ActiveSegmentOnly => match self.try_lock_writer()? {
@@ -1359,15 +1359,11 @@ fn parse_batches(
     let mut batches = Vec::new();
     for (index, batch) in BatchIter::new(records).enumerate() {
         let batch = batch.map_err(|source| StorageError::InvalidBatch { index, source })?;
-        if batch.size_in_bytes() > config.max_message_bytes {
-            return Err(StorageError::MessageTooLarge {
-                index,
-                size: batch.size_in_bytes(),
-                max: config.max_message_bytes,
-            });
-        }
+        check_size(index, &batch, config)?;
+        // A compressed batch's records may inflate to a multiple of max.message.bytes, no more
+        // (see strata_record::decompressed_limit).
         let checked = if from_producer {
-            batch.validate(usize::MAX)
+            batch.validate(config.max_message_bytes)
         } else {
             batch.verify_crc()
         };
@@ -1378,6 +1374,41 @@ fn parse_batches(
         return Err(StorageError::EmptyAppend);
     }
     Ok(batches)
+}
+
+/// Applies the topic's `compression.type`: a batch in another codec than the one it names is
+/// recompressed to it, as Kafka's leader does; under "producer" (`None`) batches stay as sent.
+/// Done before the writer lock is taken, as the costliest step of such an append.
+fn recompress(batches: Vec<RecordBatch>, config: &LogConfig) -> Result<Vec<RecordBatch>> {
+    let Some(codec) = config.compression_type else {
+        return Ok(batches);
+    };
+    let mut recompressed = Vec::with_capacity(batches.len());
+    for (index, batch) in batches.into_iter().enumerate() {
+        if batch.compression_type() == Ok(codec) {
+            recompressed.push(batch);
+            continue;
+        }
+        let batch = batch
+            .recompressed(codec)
+            .map_err(|source| StorageError::InvalidBatch { index, source })?;
+        // The topic's codec may make a batch larger than the producer's did.
+        check_size(index, &batch, config)?;
+        recompressed.push(batch);
+    }
+    Ok(recompressed)
+}
+
+/// Refuses the `index`th batch of a request when it is over `max.message.bytes`.
+fn check_size(index: usize, batch: &RecordBatch, config: &LogConfig) -> Result<()> {
+    if batch.size_in_bytes() > config.max_message_bytes {
+        return Err(StorageError::MessageTooLarge {
+            index,
+            size: batch.size_in_bytes(),
+            max: config.max_message_bytes,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

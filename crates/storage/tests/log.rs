@@ -6,7 +6,9 @@ use bytes::Bytes;
 use std::fs;
 use std::sync::Arc;
 use strata_common::ErrorCode;
-use strata_record::{BatchError, BatchIter, RecordBatch, TimestampType};
+use strata_record::{
+    BatchError, BatchIter, CompressionType, RecordBatch, RecordBatchBuilder, TimestampType,
+};
 use strata_storage::{Log, LogConfig, StorageError};
 use support::*;
 
@@ -149,6 +151,101 @@ fn invalid_batches_are_refused_and_change_nothing() {
     assert_eq!(log.log_end_offset(), 2);
     assert_eq!(values(&read_all(&log, 0, 1 << 20)), ["ok-0", "ok-1"]);
     log.validate();
+}
+
+#[test]
+fn compressed_batches_are_stored_as_sent_and_read_back() {
+    let directory = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (log, _) = open(directory.path(), small_config(), &clock);
+    let codecs = [
+        CompressionType::Gzip,
+        CompressionType::Snappy,
+        CompressionType::Lz4,
+        CompressionType::Zstd,
+    ];
+    let mut expected = Vec::new();
+    for (round, codec) in (0..).zip(codecs) {
+        let sent = compressed_batch(codec.name(), 3, START_MS + 100 * round, codec);
+        let info = log.append(sent.clone(), 2).unwrap();
+        assert_eq!(info.base_offset, 3 * round);
+        // Only the base offset and leader epoch, outside the CRC, differ from what was sent.
+        let stored = BatchIter::new(log.read(info.base_offset, 1, None).unwrap().records)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.as_bytes()[16..], sent[16..], "{codec}");
+        assert_eq!(stored.compression_type(), Ok(codec));
+        assert_eq!(stored.partition_leader_epoch(), 2);
+        expected.extend((0..3).map(|index| format!("{codec}-{index}")));
+    }
+    assert_eq!(values(&read_all(&log, 0, 1 << 20)), expected);
+    // A lookup by time walks the records inside a compressed batch.
+    let found = log.offset_for_timestamp(START_MS + 201).unwrap();
+    assert_eq!((found.offset, found.timestamp), (7, START_MS + 201));
+    log.validate();
+    drop(log);
+    let (reopened, _) = open(directory.path(), small_config(), &clock);
+    assert_eq!(values(&read_all(&reopened, 0, 1 << 20)), expected);
+}
+
+#[test]
+fn a_topic_compression_type_recompresses_other_codecs_and_keeps_its_own() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        compression_type: Some(CompressionType::Zstd),
+        ..small_config()
+    };
+    let (log, _) = open(directory.path(), config, &clock());
+    let zstd = compressed_batch("z", 2, START_MS, CompressionType::Zstd);
+    log.append(zstd.clone(), 0).unwrap();
+    log.append(batch("plain", 2, START_MS), 0).unwrap();
+    log.append(
+        compressed_batch("gz", 2, START_MS, CompressionType::Gzip),
+        0,
+    )
+    .unwrap();
+    let stored: Vec<RecordBatch> = BatchIter::new(log.read(0, 1 << 20, None).unwrap().records)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    assert!(
+        stored
+            .iter()
+            .all(|batch| batch.compression_type() == Ok(CompressionType::Zstd))
+    );
+    // A batch already in the topic's codec is stored as sent.
+    assert_eq!(stored[0].as_bytes()[16..], zstd[16..]);
+    assert_eq!(
+        values(&read_all(&log, 0, 1 << 20)),
+        ["z-0", "z-1", "plain-0", "plain-1", "gz-0", "gz-1"]
+    );
+    log.validate();
+}
+
+#[test]
+fn a_compressed_batch_inflating_past_its_limit_is_refused_as_too_large() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_message_bytes: 400,
+        ..small_config()
+    };
+    let (log, _) = open(directory.path(), config, &clock());
+    // 64 KiB of zeros compresses to well under 400 bytes but inflates past 64 x 400.
+    let mut builder = RecordBatchBuilder::new().compression(CompressionType::Zstd);
+    builder.push(START_MS, None, Some(&[0; 64 << 10]), &[]);
+    let bomb = builder.build().into_bytes();
+    assert!(bomb.len() <= 400);
+    let error = log.append(bomb, 0).unwrap_err();
+    assert!(matches!(
+        error,
+        StorageError::InvalidBatch {
+            source: BatchError::DecompressedTooLarge { limit: 25_600, .. },
+            ..
+        }
+    ));
+    assert_eq!(error.error_code(), ErrorCode::MessageTooLarge);
+    assert_eq!(log.log_end_offset(), 0);
 }
 
 #[test]

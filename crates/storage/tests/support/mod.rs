@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 use strata_common::ManualClock;
-use strata_record::{BatchIter, Record, RecordBatch, RecordBatchBuilder};
+use strata_record::{BatchIter, CompressionType, Record, RecordBatch, RecordBatchBuilder};
 use strata_storage::{Log, LogConfig, RecoveryReport};
 
 pub const START_MS: i64 = 1_700_000_000_000;
@@ -17,7 +17,22 @@ pub fn batch(tag: &str, count: usize, timestamp: i64) -> Bytes {
 
 /// Like [`batch`], with values padded to at least `value_bytes`.
 pub fn batch_with_size(tag: &str, count: usize, timestamp: i64, value_bytes: usize) -> Bytes {
-    let mut builder = RecordBatchBuilder::new();
+    build_batch(tag, count, timestamp, value_bytes, CompressionType::None)
+}
+
+/// Like [`batch`], with the records compressed with `codec`.
+pub fn compressed_batch(tag: &str, count: usize, timestamp: i64, codec: CompressionType) -> Bytes {
+    build_batch(tag, count, timestamp, 0, codec)
+}
+
+fn build_batch(
+    tag: &str,
+    count: usize,
+    timestamp: i64,
+    value_bytes: usize,
+    codec: CompressionType,
+) -> Bytes {
+    let mut builder = RecordBatchBuilder::new().compression(codec);
     for index in 0..count {
         let mut value = format!("{tag}-{index}").into_bytes();
         value.resize(value.len().max(value_bytes), b'.');
