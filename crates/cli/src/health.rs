@@ -17,7 +17,7 @@ use strata_client::{Admin, AdminConfig, ClusterDescription};
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// The node to check; with several, each of them is checked in turn.
-    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = crate::DEFAULT_BOOTSTRAP, value_name = "HOST:PORT[,HOST:PORT...]")]
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value_t = crate::profile::default_bootstrap(), value_name = "HOST:PORT[,HOST:PORT...]")]
     bootstrap: String,
     /// The node's id, to check that the cluster lists it unfenced (one node only); without it
     /// the node is found by its advertised address when that is the address given.

@@ -11,6 +11,7 @@ mod group;
 mod health;
 mod output;
 mod produce;
+mod profile;
 mod record_format;
 mod server;
 mod topic;
@@ -46,8 +47,10 @@ struct Cli {
 /// Where the client commands find the cluster.
 #[derive(Debug, Clone, Args)]
 struct Bootstrap {
-    /// Brokers to contact first; the rest of the cluster is learned from them.
-    #[arg(long, env = "STRATA_BOOTSTRAP", default_value = DEFAULT_BOOTSTRAP, value_name = "HOST:PORT[,HOST:PORT...]")]
+    /// Brokers to contact first; the rest of the cluster is learned from them. Without this
+    /// flag or STRATA_BOOTSTRAP, the profile STRATA_PROFILE names or the current profile's
+    /// (`strata profile`), else 127.0.0.1:7070.
+    #[arg(long, env = "STRATA_BOOTSTRAP", default_value_t = profile::default_bootstrap(), value_name = "HOST:PORT[,HOST:PORT...]")]
     bootstrap: String,
 }
 
@@ -113,13 +116,28 @@ enum Command {
         /// The shell to complete in.
         shell: clap_complete::Shell,
     },
+    /// Named connection settings (like `rpk profile`): create, use, list, delete.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
 }
 
 fn main() -> ExitCode {
+    // Before parsing, since the selected profile is the default of --bootstrap.
+    let unreadable_profile = profile::select_default_bootstrap().err();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
     };
+    if let Some(error) = unreadable_profile
+        && !matches!(cli.command, Command::Profile(_))
+    {
+        // Only the default changes: a command given --bootstrap still works. `strata profile`
+        // reports the same error as its own when it reads the file.
+        eprintln!(
+            "warning: {}; client commands default to {DEFAULT_BOOTSTRAP}",
+            one_line(&error)
+        );
+    }
     let mut builder = match cli.command.runtime() {
         RuntimeShape::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeShape::Workers(threads) => {
@@ -218,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(command).await
         }
         Command::Health(args) => health::run(args).await,
+        Command::Profile(command) => profile::run(command),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             use std::io::Write;

@@ -37,15 +37,21 @@ impl Output {
 }
 
 /// `strata ARGUMENTS`, with none of the environment that would change what it connects to or
-/// logs.
+/// logs: no bootstrap, no profile, and a config file that does not exist (so the user's own
+/// profiles never redirect a test).
 pub fn strata(arguments: &[&str]) -> Command {
     let mut command = Command::new(STRATA);
     command
         .args(arguments)
         .env_remove("STRATA_BOOTSTRAP")
+        .env_remove("STRATA_PROFILE")
+        .env("STRATA_CONFIG", NO_CONFIG_FILE)
         .env_remove("RUST_LOG");
     command
 }
+
+/// A config file path no test creates.
+pub const NO_CONFIG_FILE: &str = "/nonexistent/strata-tests/config.toml";
 
 /// Reads `pipe` to its end on a thread of its own.
 pub fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
