@@ -413,6 +413,16 @@ async fn hostile_frames_close_only_their_connection_and_append_nothing() {
             true,
         ),
         ("a header and no body", raw_frame(0, 9, b"\x00"), false),
+        (
+            "an array that claims two billion elements",
+            raw_frame(3, 1, &i32::MAX.to_be_bytes()),
+            false,
+        ),
+        (
+            "a compact array that claims four billion elements",
+            raw_frame(3, 9, b"\x00\xff\xff\xff\xff\x0f"),
+            false,
+        ),
     ];
     for (what, bytes, then_stop_sending) in hostile {
         let mut connection = KafkaConnection::connect(address).await;
