@@ -88,6 +88,12 @@ error_codes! {
     NotEnoughReplicasAfterAppend = 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND", true;
     /// `acks` was not 0, 1 or -1 (all).
     InvalidRequiredAcks = 21, "INVALID_REQUIRED_ACKS", false;
+    /// A classic-group member used a generation that is not the group's current one: it must
+    /// rejoin.
+    IllegalGeneration = 22, "ILLEGAL_GENERATION", false;
+    /// The member's protocol type, or every protocol it supports, does not fit the group's (or
+    /// the group uses the other group protocol, classic or KIP-848).
+    InconsistentGroupProtocol = 23, "INCONSISTENT_GROUP_PROTOCOL", false;
     /// The group id is empty or too long.
     InvalidGroupId = 24, "INVALID_GROUP_ID", false;
     /// The member is not (or no longer) in the group: it left, or missed heartbeats for its
@@ -95,6 +101,8 @@ error_codes! {
     UnknownMemberId = 25, "UNKNOWN_MEMBER_ID", false;
     /// The session timeout is outside the broker's allowed range.
     InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT", false;
+    /// The classic group is rebalancing: the member rejoins.
+    RebalanceInProgress = 27, "REBALANCE_IN_PROGRESS", false;
     /// The caller may not act on this topic.
     TopicAuthorizationFailed = 29, "TOPIC_AUTHORIZATION_FAILED", false;
     /// The caller may not make this cluster-level call (an inter-broker API, for instance).
@@ -132,8 +140,14 @@ error_codes! {
     StaleBrokerEpoch = 77, "STALE_BROKER_EPOCH", false;
     /// The batch uses a compression codec this broker does not support.
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE", false;
+    /// KIP-394: a classic member joins first without an id, then again with the one returned.
+    MemberIdRequired = 79, "MEMBER_ID_REQUIRED", false;
     /// The group already has as many members as the broker allows.
     GroupMaxSizeReached = 81, "GROUP_MAX_SIZE_REACHED", false;
+    /// Another member holds the static instance id (KIP-345): this one was replaced.
+    FencedInstanceId = 82, "FENCED_INSTANCE_ID", false;
+    /// The offsets cannot be deleted while members of the group consume the topic.
+    GroupSubscribedToTopic = 86, "GROUP_SUBSCRIBED_TO_TOPIC", false;
     /// A record inside a batch is malformed, or the batch claims something a client may not
     /// send (a control or transactional batch).
     InvalidRecord = 87, "INVALID_RECORD", false;

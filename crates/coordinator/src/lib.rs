@@ -3,6 +3,9 @@
 //! - [`shard::CoordinatorShard`]: the consumer groups of one `__consumer_offsets` partition —
 //!   KIP-848 membership with member epochs, server-side assignment, incremental reconciliation,
 //!   static membership, committed offsets — driven by requests and the time passed in.
+//! - [`classic::ClassicGroup`]: one group of Kafka's classic protocol (JoinGroup, SyncGroup,
+//!   Heartbeat, LeaveGroup) with client-side assignment; the shard holds them beside its KIP-848
+//!   groups, in memory only.
 //! - [`assignor`]: the `uniform` (sticky, balanced) and `range` assignors.
 //! - [`records`]: the records that make a shard durable, and their bytes.
 //!
@@ -11,6 +14,7 @@
 //! they are replicated, and rebuilds a shard by replaying its partition when it becomes leader.
 
 pub mod assignor;
+pub mod classic;
 pub mod records;
 pub mod shard;
 pub mod share;

@@ -13,6 +13,9 @@ use strata_common::{ErrorCode, TopicPartition};
 
 use crate::OFFSETS_TOPIC;
 use crate::assignor::{Assignment, Assignor, AssignorMember};
+use crate::classic::{
+    ClassicGroup, ClassicLimits, ClassicState, JoinRequest, JoinResponse, Step, SyncRequest, Ticket,
+};
 use crate::records::{
     CoordinatorRecord, GroupOffsets, GroupState, MemberState, OffsetAndMetadata, ShareStateEntry,
 };
@@ -79,6 +82,10 @@ pub struct CoordinatorConfig {
     /// or expired, so retrying would not help) with a message naming this limit. Groups already
     /// in the log are always loaded, even past the limit.
     pub max_groups_per_shard: usize,
+    /// Kafka's `group.initial.rebalance.delay.ms`: a classic group that was empty waits this
+    /// long for more members before forming its first generation, so consumers started
+    /// together do not rebalance once per member.
+    pub classic_initial_rebalance_delay_ms: i32,
 }
 
 impl Default for CoordinatorConfig {
@@ -94,6 +101,7 @@ impl Default for CoordinatorConfig {
             max_group_size: 1_000,
             max_share_group_size: 200,
             max_groups_per_shard: 10_000,
+            classic_initial_rebalance_delay_ms: 3_000,
         }
     }
 }
@@ -234,6 +242,10 @@ pub struct CoordinatorShard {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
     share_groups: BTreeMap<String, ShareGroup>,
+    /// Classic-protocol groups, in memory only: no record stores them, so a new coordinator
+    /// starts without them and their members rejoin (their committed offsets are in `groups`).
+    /// A group is dropped once it has no members.
+    classic: BTreeMap<String, ClassicGroup>,
     /// When `expire_offsets` next looks; `None` until its first call.
     next_offsets_check_ms: Option<i64>,
 }
@@ -274,6 +286,7 @@ impl CoordinatorShard {
             config,
             groups: BTreeMap::new(),
             share_groups: BTreeMap::new(),
+            classic: BTreeMap::new(),
             next_offsets_check_ms: None,
         }
     }
@@ -427,6 +440,15 @@ impl CoordinatorShard {
         now_ms: i64,
     ) -> Result<(HeartbeatResponse, Vec<CoordinatorRecord>)> {
         validate_group_id(&request.group_id)?;
+        if self.classic_has_members(&request.group_id) {
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupIdNotFound,
+                format!(
+                    "group '{}' is a classic group with members, not a consumer group",
+                    request.group_id
+                ),
+            ));
+        }
         let assignor_name = match &request.assignor {
             Some(name) if !name.is_empty() => {
                 if Assignor::from_name(name).is_none() {
@@ -556,10 +578,18 @@ impl CoordinatorShard {
 
     /// Refuses to create a group once the shard holds `max_groups_per_shard`.
     fn check_room_for_group(&self, group_id: &str) -> Result<()> {
-        if self.groups.contains_key(group_id) || self.share_groups.contains_key(group_id) {
+        if self.groups.contains_key(group_id)
+            || self.share_groups.contains_key(group_id)
+            || self.classic.contains_key(group_id)
+        {
             return Ok(());
         }
-        let groups = self.groups.len() + self.share_groups.len();
+        let classic_only = self
+            .classic
+            .keys()
+            .filter(|group_id| !self.groups.contains_key(*group_id))
+            .count();
+        let groups = self.groups.len() + self.share_groups.len() + classic_only;
         let max = self.config.max_groups_per_shard;
         if groups >= max {
             return Err(CoordinatorError::new(
@@ -690,7 +720,11 @@ impl CoordinatorShard {
         let retention_ms = self.config.offsets_retention_ms;
         let mut records = Vec::new();
         for (group_id, group) in &mut self.groups {
-            if group.has_members() {
+            let classic_members = self
+                .classic
+                .get(group_id)
+                .is_some_and(|classic| !classic.is_empty());
+            if group.has_members() || classic_members {
                 group.empty_since_ms = None;
                 continue;
             }
@@ -736,7 +770,12 @@ impl CoordinatorShard {
     ) -> Result<(Vec<(TopicPartition, Result<()>)>, Vec<CoordinatorRecord>)> {
         validate_group_id(group_id)?;
         let group = self.groups.get(group_id);
-        let owner = if member_id.is_empty() && member_epoch < 0 {
+        let classic = self.classic.get(group_id);
+        let owner = if let Some(classic) = classic {
+            // Assignment is the clients' own: any member of the generation commits anything.
+            classic.check_commit(member_id, None, member_epoch)?;
+            None
+        } else if member_id.is_empty() && member_epoch < 0 {
             if group.is_none() {
                 self.check_room_for_group(group_id)?;
             }
@@ -847,10 +886,12 @@ impl CoordinatorShard {
         })
     }
 
-    /// Every group: id, state and member count.
+    /// Every group: id, state and member count. Classic groups with members are listed by
+    /// [`CoordinatorShard::classic_groups`] instead.
     pub fn list(&self) -> Vec<(String, GroupStateName, usize)> {
         self.groups
             .iter()
+            .filter(|(group_id, _)| !self.classic_has_members(group_id))
             .map(|(group_id, group)| {
                 let (state, members) = match &group.state {
                     Some(state) => (state_name(state), state.members.len()),
@@ -861,9 +902,78 @@ impl CoordinatorShard {
             .collect()
     }
 
+    /// Kafka's OffsetDelete: drops the group's committed offsets of `partitions`, except those
+    /// of topics its members consume (the KIP-848 members' subscriptions, plus
+    /// `classic_subscribed`, which the caller reads from the classic members' metadata).
+    #[allow(clippy::type_complexity)]
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: Vec<TopicPartition>,
+        classic_subscribed: &BTreeSet<String>,
+    ) -> Result<(Vec<(TopicPartition, Result<()>)>, Vec<CoordinatorRecord>)> {
+        let Some(group) = self.groups.get(group_id) else {
+            if self.classic.contains_key(group_id) {
+                let outcomes = partitions
+                    .into_iter()
+                    .map(|partition| (partition, Ok(())))
+                    .collect();
+                return Ok((outcomes, Vec::new()));
+            }
+            return Err(CoordinatorError::new(
+                ErrorCode::GroupIdNotFound,
+                format!("group '{group_id}' does not exist"),
+            ));
+        };
+        let subscribed: BTreeSet<&String> = group
+            .state
+            .iter()
+            .flat_map(|state| state.members.values())
+            .flat_map(|member| &member.subscribed_topics)
+            .chain(classic_subscribed)
+            .collect();
+        let mut outcomes = Vec::with_capacity(partitions.len());
+        let mut records = Vec::new();
+        for partition in partitions {
+            if subscribed.contains(&partition.topic) {
+                outcomes.push((
+                    partition.clone(),
+                    Err(CoordinatorError::new(
+                        ErrorCode::GroupSubscribedToTopic,
+                        format!(
+                            "members of group '{group_id}' consume {}; stop them first",
+                            partition.topic
+                        ),
+                    )),
+                ));
+                continue;
+            }
+            if group.offsets.contains_key(&partition) {
+                records.push(CoordinatorRecord::OffsetCommit {
+                    group_id: group_id.to_string(),
+                    topic_partition: partition.clone(),
+                    value: None,
+                });
+            }
+            outcomes.push((partition, Ok(())));
+        }
+        self.apply(&records);
+        Ok((outcomes, records))
+    }
+
     /// Deletes an empty group with its offsets.
     pub fn delete_group(&mut self, group_id: &str) -> Result<Vec<CoordinatorRecord>> {
+        if self.classic_has_members(group_id) {
+            return Err(CoordinatorError::new(
+                ErrorCode::NonEmptyGroup,
+                format!("group '{group_id}' has active members; stop them first"),
+            ));
+        }
+        let classic = self.classic.remove(group_id);
         let Some(group) = self.groups.get(group_id) else {
+            if classic.is_some() {
+                return Ok(Vec::new());
+            }
             return Err(CoordinatorError::new(
                 ErrorCode::GroupIdNotFound,
                 format!("group '{group_id}' does not exist"),
@@ -884,13 +994,168 @@ impl CoordinatorShard {
     }
 }
 
+/// Classic-protocol groups ([`ClassicGroup`]): membership in memory, offsets in `groups`. A
+/// group id is either classic or KIP-848: a classic member cannot join a consumer group that
+/// has members (INCONSISTENT_GROUP_PROTOCOL) nor a KIP-848 member a classic group that has
+/// members (GROUP_ID_NOT_FOUND), as in Kafka; an empty group of either kind may change kind.
+impl CoordinatorShard {
+    fn classic_limits(&self) -> ClassicLimits {
+        ClassicLimits {
+            min_session_timeout_ms: self.config.min_session_timeout_ms,
+            max_session_timeout_ms: self.config.max_session_timeout_ms,
+            max_group_size: self.config.max_group_size,
+            initial_rebalance_delay_ms: self.config.classic_initial_rebalance_delay_ms,
+        }
+    }
+
+    fn classic_has_members(&self, group_id: &str) -> bool {
+        self.classic
+            .get(group_id)
+            .is_some_and(|group| !group.is_empty())
+    }
+
+    /// Runs `operation` on the classic group `group_id`, then drops the group if it is left
+    /// without members.
+    fn on_classic<T>(
+        &mut self,
+        group_id: &str,
+        operation: impl FnOnce(&mut ClassicGroup, &ClassicLimits) -> Result<T>,
+    ) -> Result<T> {
+        let limits = self.classic_limits();
+        let Some(group) = self.classic.get_mut(group_id) else {
+            return Err(CoordinatorError::new(
+                ErrorCode::UnknownMemberId,
+                format!("classic group '{group_id}' has no members; join it first"),
+            ));
+        };
+        let answer = operation(group, &limits);
+        if group.is_empty() && group.state() == ClassicState::Empty {
+            self.classic.remove(group_id);
+        }
+        answer
+    }
+
+    /// JoinGroup; see [`ClassicGroup::join`].
+    pub fn classic_join(
+        &mut self,
+        group_id: &str,
+        request: JoinRequest,
+        new_member_id: &str,
+        now_ms: i64,
+    ) -> Result<Step<JoinResponse>> {
+        validate_group_id(group_id)?;
+        let consumer_members = self.groups.get(group_id).is_some_and(Group::has_members);
+        if consumer_members || self.share_groups.contains_key(group_id) {
+            return Err(CoordinatorError::new(
+                ErrorCode::InconsistentGroupProtocol,
+                format!(
+                    "group '{group_id}' is a {} group; classic members cannot join it",
+                    if consumer_members {
+                        "consumer"
+                    } else {
+                        "share"
+                    }
+                ),
+            ));
+        }
+        if !self.classic.contains_key(group_id) {
+            self.check_room_for_group(group_id)?;
+            self.classic
+                .insert(group_id.to_string(), ClassicGroup::new(group_id));
+        }
+        self.on_classic(group_id, |group, limits| {
+            group.join(request, new_member_id, limits, now_ms)
+        })
+    }
+
+    /// The answer of a JoinGroup that waited with `ticket`, once there is one.
+    pub fn classic_poll_join(
+        &mut self,
+        group_id: &str,
+        ticket: &Ticket,
+    ) -> Option<Result<JoinResponse>> {
+        self.on_classic(group_id, |group, _| Ok(group.poll_join(ticket)))
+            .transpose()
+            .map(|answer| answer.and_then(|answer| answer))
+    }
+
+    /// SyncGroup; see [`ClassicGroup::sync`].
+    pub fn classic_sync(
+        &mut self,
+        group_id: &str,
+        request: SyncRequest,
+        now_ms: i64,
+    ) -> Result<Step<Vec<u8>>> {
+        self.on_classic(group_id, |group, _| group.sync(request, now_ms))
+    }
+
+    /// The answer of a SyncGroup that waited with `ticket`, once there is one.
+    pub fn classic_poll_sync(
+        &mut self,
+        group_id: &str,
+        ticket: &Ticket,
+    ) -> Option<Result<Vec<u8>>> {
+        self.on_classic(group_id, |group, _| Ok(group.poll_sync(ticket)))
+            .transpose()
+            .map(|answer| answer.and_then(|answer| answer))
+    }
+
+    /// Heartbeat; see [`ClassicGroup::heartbeat`].
+    pub fn classic_heartbeat(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.on_classic(group_id, |group, _| {
+            group.heartbeat(member_id, instance_id, generation_id, now_ms)
+        })
+    }
+
+    /// LeaveGroup; one outcome per leaving member.
+    pub fn classic_leave(
+        &mut self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<()>>> {
+        self.on_classic(group_id, |group, limits| {
+            Ok(group.leave(leaving, limits, now_ms))
+        })
+    }
+
+    /// Session timeouts and join-phase deadlines of every classic group. Returns whether any
+    /// group changed, so that waiting requests look again.
+    pub fn classic_tick(&mut self, now_ms: i64) -> bool {
+        let limits = self.classic_limits();
+        let mut changed = false;
+        for group in self.classic.values_mut() {
+            changed |= group.tick(&limits, now_ms);
+        }
+        self.classic
+            .retain(|_, group| !(group.is_empty() && group.state() == ClassicState::Empty));
+        changed
+    }
+
+    pub fn classic_group(&self, group_id: &str) -> Option<&ClassicGroup> {
+        self.classic.get(group_id)
+    }
+
+    /// Every classic group that has members.
+    pub fn classic_groups(&self) -> impl Iterator<Item = &ClassicGroup> {
+        self.classic.values().filter(|group| !group.is_empty())
+    }
+}
+
 /// Share groups. Acquisitions change only memory; everything else also returns the record
 /// that stores the changed windows, so the live state equals the loaded state except that
 /// acquired records are loaded as available (redelivered after a failover).
 impl CoordinatorShard {
     fn check_not_consumer_group(&self, group_id: &str) -> Result<()> {
         validate_group_id(group_id)?;
-        if self.groups.contains_key(group_id) {
+        if self.groups.contains_key(group_id) || self.classic.contains_key(group_id) {
             return Err(CoordinatorError::new(
                 ErrorCode::InvalidGroupId,
                 format!("'{group_id}' is a consumer group; a share group needs another name"),

@@ -39,8 +39,12 @@ use crate::broker_lifecycle::{controller_error, wait_until_applied};
 use crate::error::PartitionError;
 use crate::replica_manager::{Acks, Partition, ReplicaManager};
 
+mod classic;
 mod share;
 
+pub(crate) use classic::{
+    ClassicAnswer, classic_assignment, classic_subscription, classic_subscriptions,
+};
 pub(crate) use share::{MemberAck, ShareSettings};
 
 /// How long the coordinator waits for a partition leader on another broker to report its
@@ -113,6 +117,8 @@ pub(crate) struct GroupCoordinator {
     /// Woken when share-group records may have become available (acknowledgements, releases,
     /// expired locks), so waiting share fetches look again.
     share_available: tokio::sync::Notify,
+    /// Bumped whenever a classic group may have answered a waiting JoinGroup or SyncGroup.
+    classic_changed: watch::Sender<u64>,
 }
 
 fn coordinator_error(error: CoordinatorError) -> PartitionError {
@@ -166,7 +172,12 @@ impl GroupCoordinator {
             high_watermarks: Mutex::new(HashMap::new()),
             leader_clients: Mutex::new(HashMap::new()),
             share_available: tokio::sync::Notify::new(),
+            classic_changed: watch::Sender::new(0),
         }
+    }
+
+    pub(crate) fn coordinator_config(&self) -> &CoordinatorConfig {
+        &self.config.coordinator
     }
 
     pub(crate) fn now_ms(&self) -> i64 {
@@ -520,6 +531,7 @@ impl GroupCoordinator {
             let expired = self
                 .write(&shard, |shard| Ok(((), shard.expire_members(now_ms))))
                 .await;
+            self.classic_tick(&shard, now_ms).await;
             if let Err(error) = expired {
                 warn!(partition = partition_index, %error, "could not store expired members");
             }

@@ -8,7 +8,9 @@ use tonic::{Request, Response, Status};
 
 use crate::BrokerState;
 use crate::error::PartitionError;
-use crate::group_coordinator::{MemberAck, ShareSettings};
+use crate::group_coordinator::{
+    MemberAck, ShareSettings, classic_assignment, classic_subscription,
+};
 use crate::grpc::status::error_fields;
 use strata_coordinator::shard::ShareAck;
 use strata_coordinator::share::AckKind;
@@ -307,6 +309,16 @@ impl BrokerState {
         group_id: String,
     ) -> Result<proto::DescribeGroupResponse, PartitionError> {
         let shard = self.groups.shard_for(&group_id).await?;
+        if let Some(classic) = self
+            .groups
+            .read(&shard, |shard| describe_classic(shard, &group_id))
+            .await?
+        {
+            return Ok(proto::DescribeGroupResponse {
+                coordinator_id: self.replicas.node_id(),
+                ..classic
+            });
+        }
         let description = self
             .groups
             .read(&shard, |shard| shard.describe(&group_id))
@@ -347,6 +359,51 @@ impl BrokerState {
             coordinator_id: self.replicas.node_id(),
         })
     }
+}
+
+/// A classic group as `strata group describe` shows it: its generation stands for the epochs,
+/// its protocol for the assignor, and a consumer-protocol member's subscription and assignment
+/// are read from the bytes the clients exchanged.
+fn describe_classic(
+    shard: &strata_coordinator::CoordinatorShard,
+    group_id: &str,
+) -> Option<proto::DescribeGroupResponse> {
+    let group = shard.classic_group(group_id)?;
+    let protocol = group.protocol_name().unwrap_or_default();
+    let generation = group.generation_id();
+    Some(proto::DescribeGroupResponse {
+        error_code: 0,
+        error_message: String::new(),
+        group_id: group_id.to_string(),
+        state: group.state().as_str().to_string(),
+        group_epoch: generation,
+        assignment_epoch: generation,
+        assignor: protocol.to_string(),
+        members: group
+            .members()
+            .map(|member| {
+                let assignment = from_assignment(&classic_assignment(group, &member.assignment));
+                proto::GroupMember {
+                    member_id: member.member_id.clone(),
+                    group_instance_id: member.instance_id.clone().unwrap_or_default(),
+                    member_epoch: generation,
+                    subscribed_topic_names: classic_subscription(
+                        group,
+                        member.metadata(protocol).unwrap_or_default(),
+                    ),
+                    target: assignment.clone(),
+                    assignment,
+                    revoking: Vec::new(),
+                }
+            })
+            .collect(),
+        offsets: shard
+            .committed_offsets(group_id, None)
+            .iter()
+            .map(|(topic_partition, offset)| committed(topic_partition, offset.as_ref()))
+            .collect(),
+        coordinator_id: -1,
+    })
 }
 
 /// A group call's answer; a failure of the whole request is reported in the response's
@@ -486,6 +543,24 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
                         group_type: "consumer".to_string(),
                     }
                 }));
+            }
+            if let Ok(listed) = self
+                .state
+                .groups
+                .read(&shard, |shard| {
+                    shard
+                        .classic_groups()
+                        .map(|group| proto::ListedGroup {
+                            group_id: group.group_id().to_string(),
+                            state: group.state().as_str().to_string(),
+                            members: group.members().count() as i32,
+                            group_type: "classic".to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+            {
+                groups.extend(listed);
             }
             if let Ok(listed) = self
                 .state

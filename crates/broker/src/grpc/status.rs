@@ -32,6 +32,11 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::FencedMemberEpoch
         | ErrorCode::StaleMemberEpoch
         | ErrorCode::NonEmptyGroup
+        | ErrorCode::IllegalGeneration
+        | ErrorCode::RebalanceInProgress
+        | ErrorCode::MemberIdRequired
+        | ErrorCode::FencedInstanceId
+        | ErrorCode::GroupSubscribedToTopic
         | ErrorCode::InvalidRecordState => Code::FailedPrecondition,
         ErrorCode::StaleBrokerEpoch => Code::FailedPrecondition,
         ErrorCode::GroupMaxSizeReached => Code::ResourceExhausted,
@@ -55,6 +60,7 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::OffsetMetadataTooLarge
         | ErrorCode::InvalidGroupId
         | ErrorCode::InvalidSessionTimeout
+        | ErrorCode::InconsistentGroupProtocol
         | ErrorCode::UnsupportedAssignor => Code::InvalidArgument,
     }
 }

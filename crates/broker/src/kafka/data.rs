@@ -57,19 +57,19 @@ pub(super) fn status_code(status: &Status) -> i16 {
     kafka_code(code)
 }
 
-fn name(topic: &str) -> TopicName {
+pub(super) fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 /// Splits a registered `host:port` (validated by the controller when the broker registered).
-fn host_and_port(address: &str) -> Option<(StrBytes, i32)> {
+pub(super) fn host_and_port(address: &str) -> Option<(StrBytes, i32)> {
     let (host, port) = address.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Some((StrBytes::from_string(host.to_string()), port.parse().ok()?))
 }
 
 /// Groups per-partition results, which arrive in request order, under their topics.
-fn by_topic<T, P>(
+pub(super) fn by_topic<T, P>(
     results: impl IntoIterator<Item = (String, P)>,
     topic: impl Fn(TopicName, Vec<P>) -> T,
 ) -> Vec<T> {

@@ -78,7 +78,7 @@ impl KafkaDoor {
                 ResponseKind::OffsetForLeaderEpoch(self.offset_for_leader_epoch(body))
             }
             other => {
-                let other = match self.handle_group_request(other, version).await {
+                let other = match self.handle_group_request(other, &request.header).await {
                     Ok(response) => return Reply::Respond(Box::new(response)),
                     Err(other) => other,
                 };
