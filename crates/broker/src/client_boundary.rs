@@ -26,6 +26,7 @@ pub(crate) enum TopicAction {
     Delete,
     AlterConfigs,
     CreatePartitions,
+    DeleteRecords,
 }
 
 impl TopicAction {
@@ -36,6 +37,7 @@ impl TopicAction {
             TopicAction::Delete => "delete",
             TopicAction::AlterConfigs => "alter the configs of",
             TopicAction::CreatePartitions => "add partitions to",
+            TopicAction::DeleteRecords => "delete the records of",
         }
     }
 }

@@ -932,6 +932,50 @@ impl ReplicaManager {
         }
     }
 
+    /// Kafka's DeleteRecords on the leader: moves the log start offset up to `offset` (-1 means
+    /// the high watermark) and returns the log start offset after the call. Only records every
+    /// in-sync replica has may go, so an offset above the high watermark is refused with
+    /// OFFSET_OUT_OF_RANGE, as Kafka does; one at or below the log start changes nothing.
+    /// Followers adopt the new log start from the leader's next answer to their fetch (see
+    /// [`ReplicaManager::append_as_follower`]); this call does not wait for them.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, PartitionError> {
+        let partition = self.partition(topic, partition)?;
+        partition.check_leader(None)?;
+        // A leader cut off from the controller may already be deposed; its deletion would make
+        // its log disagree with the new leader's.
+        self.session_lease.check()?;
+        let deleting = partition.clone();
+        tokio::task::spawn_blocking(move || {
+            let _fence = deleting.write_fence.lock().expect("write fence");
+            // Re-checked under the fence: leadership may have moved while this waited.
+            deleting.check_leader(None)?;
+            let high_watermark = deleting.high_watermark();
+            let offset = if offset == -1 { high_watermark } else { offset };
+            if !(0..=high_watermark).contains(&offset) {
+                return Err(PartitionError::new(
+                    ErrorCode::OffsetOutOfRange,
+                    format!(
+                        "cannot delete the records of {} before offset {offset}: it must be \
+                         between 0 and the high watermark {high_watermark}, or -1 for the high \
+                         watermark",
+                        deleting.topic_partition
+                    ),
+                ));
+            }
+            deleting
+                .log
+                .delete_records_before(offset)
+                .map_err(PartitionError::from)
+        })
+        .await
+        .map_err(task_failed)?
+    }
+
     /// The leader's side of a follower fetch: records the follower's position (which may advance
     /// the high watermark) and reads from `fetch_offset` up to the log end offset.
     /// Only a replica of the partition with its current broker epoch is served: anything else

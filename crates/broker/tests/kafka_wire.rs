@@ -4,38 +4,27 @@
 mod kafka_client;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_client::KafkaConnection;
+use kafka_client::{
+    KafkaConnection, batch, list_offset, list_offsets_request, produce_request, served, start,
+    topic_name,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
+    MetadataRequest, OffsetForLeaderEpochRequest,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use strata_broker::BrokerHandle;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_client::AdminClient;
-use strata_record::RecordBatchBuilder;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
-
-async fn start(directory: &std::path::Path) -> BrokerHandle {
-    Broker::start(BrokerConfig {
-        data_dir: directory.to_owned(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..BrokerConfig::default()
-    })
-    .await
-    .expect("broker starts")
-}
 
 async fn create_topic(broker: &BrokerHandle, name: &str, configs: &[(&str, &str)]) {
     let mut admin = AdminClient::connect(format!("http://{}", broker.local_addr()))
@@ -61,33 +50,6 @@ async fn create_topic(broker: &BrokerHandle, name: &str, configs: &[(&str, &str)
     assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
 }
 
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn batch(values: &[&str]) -> Bytes {
-    let mut builder = RecordBatchBuilder::new();
-    for value in values {
-        builder.push(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
-    }
-    builder.build().into_bytes()
-}
-
-fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ])
-}
-
 fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
     FetchRequest::default()
         .with_max_wait_ms(0)
@@ -104,38 +66,6 @@ fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
                         .with_partition_max_bytes(1 << 20),
                 ]),
         ])
-}
-
-fn served(versions: &ApiVersionsResponse, api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let listed = versions
-        .api_keys
-        .iter()
-        .find(|listed| listed.api_key == api_key as i16)
-        .unwrap_or_else(|| panic!("{api_key:?} is listed"));
-    listed.min_version..=listed.max_version
-}
-
-/// The log end offset of partition 0 of `topic`, read through the Kafka door.
-async fn latest_offset(connection: &mut KafkaConnection, topic: &str) -> i64 {
-    let answer = connection
-        .send(
-            ListOffsetsRequest::default()
-                .with_replica_id((-1).into())
-                .with_topics(vec![
-                    ListOffsetsTopic::default()
-                        .with_name(topic_name(topic))
-                        .with_partitions(vec![
-                            ListOffsetsPartition::default()
-                                .with_partition_index(0)
-                                .with_timestamp(-1),
-                        ]),
-                ]),
-            1,
-        )
-        .await;
-    let partition = &answer.topics[0].partitions[0];
-    assert_eq!(partition.error_code, 0);
-    partition.offset
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +138,7 @@ async fn every_served_version_of_the_data_apis_answers_in_a_form_the_codec_reads
         assert_eq!(partition.base_offset, produced, "v{version}");
         produced += 2;
     }
-    assert_eq!(latest_offset(&mut connection, "events").await, produced);
+    assert_eq!(list_offset(&mut connection, "events", -1).await, produced);
 
     for version in served(&versions, ApiKey::Fetch) {
         let answer = connection.send(fetch_request("events", 0), version).await;
@@ -224,20 +154,7 @@ async fn every_served_version_of_the_data_apis_answers_in_a_form_the_codec_reads
 
     for version in served(&versions, ApiKey::ListOffsets) {
         let answer = connection
-            .send(
-                ListOffsetsRequest::default()
-                    .with_replica_id((-1).into())
-                    .with_topics(vec![
-                        ListOffsetsTopic::default()
-                            .with_name(topic_name("events"))
-                            .with_partitions(vec![
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(0)
-                                    .with_timestamp(-2),
-                            ]),
-                    ]),
-                version,
-            )
+            .send(list_offsets_request("events", -2), version)
             .await;
         let partition = &answer.topics[0].partitions[0];
         assert_eq!(
@@ -328,7 +245,7 @@ async fn unknown_topics_and_oversized_batches_are_refused_with_kafkas_codes() {
         partition.error_message.is_some(),
         "version 8 and later carry the reason"
     );
-    assert_eq!(latest_offset(&mut connection, "small").await, 0);
+    assert_eq!(list_offset(&mut connection, "small", -1).await, 0);
     broker.shutdown().await;
 }
 
@@ -342,7 +259,7 @@ async fn an_acks_zero_produce_gets_no_response_and_the_next_request_is_answered(
     connection.write_raw(&frame).await;
     // The next answer on the connection is the ListOffsets one (its correlation id is checked),
     // and it sees the acks=0 records, which were appended before it was read.
-    assert_eq!(latest_offset(&mut connection, "quiet").await, 2);
+    assert_eq!(list_offset(&mut connection, "quiet", -1).await, 2);
     broker.shutdown().await;
 }
 
@@ -365,7 +282,7 @@ async fn hostile_frames_close_only_their_connection_and_append_nothing() {
     let address = broker.kafka_addr().unwrap();
     create_topic(&broker, "guarded", &[]).await;
     let mut witness = KafkaConnection::connect(address).await;
-    assert_eq!(latest_offset(&mut witness, "guarded").await, 0);
+    assert_eq!(list_offset(&mut witness, "guarded", -1).await, 0);
 
     let valid_produce = {
         let mut connection = KafkaConnection::connect(address).await;
@@ -435,7 +352,7 @@ async fn hostile_frames_close_only_their_connection_and_append_nothing() {
             "{what}: the broker closes the connection"
         );
         assert_eq!(
-            latest_offset(&mut witness, "guarded").await,
+            list_offset(&mut witness, "guarded", -1).await,
             0,
             "{what}: nothing was appended, and other connections are still served"
         );

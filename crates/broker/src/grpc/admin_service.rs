@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_common::{ErrorCode, validate_topic_name};
-use strata_controller::MetadataCommand;
+use strata_controller::{MetadataCommand, MetadataState};
 use strata_proto::v1 as proto;
 use tonic::{Request, Response, Status};
 
@@ -38,9 +38,6 @@ impl AdminService {
         if topic.replication_factor > 0 {
             check_min_insync_within(&resolved, topic.replication_factor)?;
         }
-        if validate_only {
-            return Ok(());
-        }
         let name = topic.name.clone();
         let command = MetadataCommand::CreateTopic {
             name: topic.name,
@@ -48,6 +45,9 @@ impl AdminService {
             replication_factor: topic.replication_factor,
             configs,
         };
+        if validate_only {
+            return self.dry_run(command);
+        }
         self.state
             .controller
             .submit(command)
@@ -57,6 +57,15 @@ impl AdminService {
             state.topic(&name).is_some()
         })
         .await
+    }
+
+    /// Whether the controller would accept `command` now: it is applied to a copy of this
+    /// broker's metadata, so `validate_only` refuses what the controller would (an existing
+    /// topic, a replication factor above the live brokers, too many partitions) with its codes
+    /// and messages. The real command can still be refused if the metadata moves on meanwhile.
+    fn dry_run(&self, command: MetadataCommand) -> Result<(), PartitionError> {
+        let mut copy = MetadataState::clone(&self.state.controller.metadata().borrow());
+        copy.apply(command).map(drop).map_err(controller_error)
     }
 
     async fn delete_topic(&self, name: String) -> Result<(), PartitionError> {
@@ -100,16 +109,17 @@ impl AdminService {
                 ),
             ));
         }
-        if validate_only {
-            return Ok(());
-        }
         let (name, total) = (increase.name, increase.count);
+        let command = MetadataCommand::CreatePartitions {
+            name: name.clone(),
+            total,
+        };
+        if validate_only {
+            return self.dry_run(command);
+        }
         self.state
             .controller
-            .submit(MetadataCommand::CreatePartitions {
-                name: name.clone(),
-                total,
-            })
+            .submit(command)
             .await
             .map_err(controller_error)?;
         wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
@@ -209,7 +219,7 @@ fn check_min_insync_within(
 const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bound a request's `timeout_ms` sets on its changes; 0 or less means the default.
-fn change_timeout(timeout_ms: i32) -> Duration {
+pub(crate) fn change_timeout(timeout_ms: i32) -> Duration {
     match u64::try_from(timeout_ms) {
         Ok(ms) if ms > 0 => Duration::from_millis(ms),
         _ => DEFAULT_CHANGE_TIMEOUT,

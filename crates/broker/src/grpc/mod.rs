@@ -11,6 +11,7 @@ mod replication_service;
 pub mod status;
 
 pub use admin_service::AdminService;
+pub(crate) use admin_service::change_timeout;
 pub use broker_service::BrokerService;
 pub use group_service::GroupService;
 pub use record_routes::{Listener, RecordRoutesLayer};

@@ -1,14 +1,23 @@
 //! A bare Kafka wire client for tests of the Kafka listener: one connection, one request at a
 //! time, messages from the `kafka-protocol` crate. Real Kafka clients (kcat, confluent-kafka,
 //! kafka-python) are exercised by the tests crate; this one reaches what they never send.
+//! Beside it, what the Kafka listener's tests share: a broker to talk to and common requests.
 
 #![allow(dead_code)]
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, ListOffsetsRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
+use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use strata_record::RecordBatchBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -101,4 +110,81 @@ impl KafkaConnection {
     pub async fn is_closed_by_broker(&mut self) -> bool {
         self.read_frame().await.is_none()
     }
+}
+
+/// A single-node broker with a Kafka listener, both on free ports.
+pub async fn start(directory: &std::path::Path) -> BrokerHandle {
+    Broker::start(BrokerConfig {
+        data_dir: directory.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker starts")
+}
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// The versions of `api_key` an ApiVersions answer lists.
+pub fn served(versions: &ApiVersionsResponse, api_key: ApiKey) -> RangeInclusive<i16> {
+    let listed = versions
+        .api_keys
+        .iter()
+        .find(|listed| listed.api_key == api_key as i16)
+        .unwrap_or_else(|| panic!("{api_key:?} is listed"));
+    listed.min_version..=listed.max_version
+}
+
+/// One batch of records with `values`.
+pub fn batch(values: &[&str]) -> Bytes {
+    let mut builder = RecordBatchBuilder::new();
+    for value in values {
+        builder.push(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
+    }
+    builder.build().into_bytes()
+}
+
+/// A produce of `records` to partition 0 of `topic`.
+pub fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+/// A consumer's ListOffsets of partition 0 of `topic` at `timestamp`.
+pub fn list_offsets_request(topic: &str, timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp),
+                ]),
+        ])
+}
+
+/// The offset ListOffsets answers for partition 0 of `topic` at `timestamp` (-2 the log start,
+/// -1 the high watermark).
+pub async fn list_offset(connection: &mut KafkaConnection, topic: &str, timestamp: i64) -> i64 {
+    let answer = connection
+        .send(list_offsets_request(topic, timestamp), 1)
+        .await;
+    let partition = &answer.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    partition.offset
 }
