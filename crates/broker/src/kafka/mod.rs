@@ -11,7 +11,7 @@
 //! order, and each gets its response before the next is read (acks=0 produce gets none). What
 //! a client controls is refused before it is trusted ([`frame`]): a size prefix above
 //! [`crate::MAX_REQUEST_BYTES`] or below zero, an API or version outside [`versions`], a body
-//! that does not decode or has bytes left over. Such a connection is closed with one log line
+//! that does not decode (bytes after a whole body are ignored, as Kafka ignores them). Such a connection is closed with one log line
 //! (Kafka's protocol has no error frame that fits a request it cannot parse), except an
 //! ApiVersions request in a version not served, which is answered with UNSUPPORTED_VERSION and
 //! the served list, so a newer client can retry lower. Nothing from a refused request is
@@ -148,6 +148,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, door: Arc<KafkaDo
         };
         let reply = match frame::decode_request(frame, versions::served) {
             Ok(request) => {
+                if request.trailing_bytes > 0 {
+                    debug!(%peer, api = ?request.api_key, bytes = request.trailing_bytes, "ignoring bytes after a request body");
+                }
                 let correlation_id = request.header.correlation_id;
                 let version = request.header.request_api_version;
                 match door.handle(request).await {

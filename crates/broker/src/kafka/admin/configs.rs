@@ -43,6 +43,7 @@ const LIST: i8 = 7;
 /// default (Kafka lists it as the key's synonym, and under a broker resource).
 const KAFKA_KEYS: &[(&str, i8, &str)] = &[
     ("cleanup.policy", LIST, "log.cleanup.policy"),
+    ("compression.type", STRING, "compression.type"),
     ("flush.messages", LONG, "log.flush.interval.messages"),
     ("flush.ms", LONG, "log.flush.interval.ms"),
     ("index.interval.bytes", INT, "log.index.interval.bytes"),
