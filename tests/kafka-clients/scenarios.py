@@ -9,6 +9,8 @@ exits 1 with the reason on stderr. Every wait is bounded.
 """
 
 import json
+import os
+import signal
 import sys
 import time
 
@@ -188,7 +190,210 @@ def errors(bootstrap, small_topic):
     print("reported:", unknown[0].name(), too_large[0].name())
 
 
+def idempotent_leader_kill(bootstrap, topic, count, pids, acknowledged_path):
+    """An idempotent acks=all producer keeps sending while the partition leader is SIGKILLed.
+
+    Writes every acknowledged (key, value) to acknowledged_path as JSON, for the test to check
+    that each is stored exactly once and in per-key order.
+    """
+    count = int(count)
+    pids = {int(node): pid for node, pid in json.loads(pids).items()}
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "message.timeout.ms": 120_000,
+        }
+    )
+    acknowledged, errors, killed = [], [], []
+
+    def delivered(error, message):
+        if error is not None:
+            errors.append(str(error))
+        else:
+            acknowledged.append((message.key().decode(), message.value().decode()))
+
+    for i in range(count):
+        key = f"key-{i % 12}"
+        producer.produce(topic, key=key, value=f"{key}:{i}", on_delivery=delivered)
+        producer.poll(0)
+        if i == count // 3:
+            # Wait for what was sent so far, so the kill lands while records are in flight
+            # after it and acknowledged records sit before it.
+            check(producer.flush(WAIT_S) == 0, "records before the kill not delivered")
+            leader = producer.list_topics(topic, timeout=WAIT_S).topics[topic].partitions[0].leader
+            os.kill(pids[leader], signal.SIGKILL)
+            killed.append(leader)
+    check(producer.flush(120) == 0, "records not delivered after the leader kill")
+    check(not errors, f"delivery errors: {errors[:3]}")
+    check(len(acknowledged) == count, f"{len(acknowledged)} of {count} acknowledged")
+    with open(acknowledged_path, "w") as out:
+        json.dump(acknowledged, out)
+    print(f"killed node {killed[0]}; {len(acknowledged)} records acknowledged")
+
+
+def classic_group(bootstrap, topic, partitions, group):
+    """Members of a classic group share the partitions, rebalance as members come and go, and
+    a new member resumes from the committed offsets."""
+    partitions = int(partitions)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(60 * partitions):
+        producer.produce(topic, partition=i % partitions, value=f"v{i}".encode())
+    check(producer.flush(WAIT_S) == 0, "records not delivered")
+
+    def member(name):
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "client.id": name,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 500,
+            }
+        )
+        consumer.subscribe([topic])
+        return consumer
+
+    seen = {}
+
+    def poll_until(members, what, condition):
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for consumer in members:
+                message = consumer.poll(0.05)
+                if message is not None and not message.error():
+                    seen[(message.partition(), message.offset())] = consumer
+            if condition():
+                return
+        fail(f"timed out waiting for {what}: {[m.assignment() for m in members]}")
+
+    def split_among(members):
+        owned = [{tp.partition for tp in m.assignment()} for m in members]
+        every = set().union(*owned)
+        disjoint = sum(len(o) for o in owned) == len(every)
+        return every == set(range(partitions)) and disjoint and all(owned)
+
+    a, b = member("a"), member("b")
+    poll_until([a, b], "two members sharing the partitions", lambda: split_among([a, b]))
+    c = member("c")
+    poll_until([a, b, c], "a third member getting partitions", lambda: split_among([a, b, c]))
+    b.close()
+    poll_until([a, c], "the partitions back with two members", lambda: split_among([a, c]))
+    poll_until([a, c], "every record read", lambda: len(seen) >= 60 * partitions)
+    for consumer in (a, c):
+        consumer.commit(asynchronous=False)
+        consumer.close()
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    committed = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=WAIT_S)
+    reader.close()
+    check(all(tp.offset == 60 for tp in committed), f"committed {[(tp.partition, tp.offset) for tp in committed]}")
+
+    producer.produce(topic, partition=0, value=b"after-restart")
+    check(producer.flush(WAIT_S) == 0, "record not delivered")
+    d = member("d")
+    fresh = []
+    deadline = time.monotonic() + WAIT_S
+    while not fresh and time.monotonic() < deadline:
+        message = d.poll(0.2)
+        if message is not None and not message.error():
+            fresh.append(message.value())
+    d.close()
+    check(fresh == [b"after-restart"], f"a restarted member read {fresh[:3]}, not only the new record")
+    print(f"{partitions} partitions shared by 2, then 3, then 2 members; offsets resumed after restart")
+
+
+def kafka_python_group(bootstrap, topic, group):
+    """kafka-python members of one group share the partitions and commit."""
+    from kafka import KafkaConsumer
+
+    members = [
+        KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + WAIT_S
+    read = 0
+    while time.monotonic() < deadline:
+        for consumer in members:
+            read += sum(len(batch) for batch in consumer.poll(timeout_ms=100).values())
+        owned = [consumer.assignment() for consumer in members]
+        if all(owned) and not (owned[0] & owned[1]) and read > 0:
+            break
+    else:
+        fail(f"kafka-python members did not share the partitions: {owned}")
+    for consumer in members:
+        consumer.commit()
+        consumer.close()
+    print(f"kafka-python: two members shared {len(owned[0] | owned[1])} partitions")
+
+
+def admin(bootstrap):
+    """confluent-kafka's AdminClient: create, describe configs, alter, add partitions, delete."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        NewPartitions,
+        NewTopic,
+    )
+
+    client = AdminClient({"bootstrap.servers": bootstrap})
+
+    def wait(futures):
+        return {key: future.result(timeout=WAIT_S) for key, future in futures.items()}
+
+    wait(client.create_topics([NewTopic("managed", 2, 1, config={"retention.ms": "3600000"})]))
+    try:
+        wait(client.create_topics([NewTopic("managed", 2, 1)]))
+        fail("creating an existing topic succeeded")
+    except KafkaException as error:
+        check(error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS, f"got {error}")
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "managed")
+    described = wait(client.describe_configs([resource]))[resource]
+    check(described["retention.ms"].value == "3600000", f"retention.ms {described['retention.ms']}")
+    check(not described["retention.ms"].is_default, "an override is not a default")
+    check(described["cleanup.policy"].is_default if "cleanup.policy" in described else True, "defaults marked")
+
+    alter = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        "managed",
+        incremental_configs=[
+            ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    wait(client.incremental_alter_configs([alter]))
+    described = wait(client.describe_configs([resource]))[resource]
+    check(described["retention.ms"].value == "7200000", "incremental alter applied")
+
+    wait(client.create_partitions([NewPartitions("managed", 4)]))
+    partitions = client.list_topics("managed", timeout=WAIT_S).topics["managed"].partitions
+    check(len(partitions) == 4, f"{len(partitions)} partitions after growing to 4")
+
+    wait(client.delete_topics(["managed"]))
+    deadline = time.monotonic() + WAIT_S
+    while "managed" in client.list_topics(timeout=WAIT_S).topics:
+        check(time.monotonic() < deadline, "the deleted topic is still listed")
+        time.sleep(0.1)
+    print("created, described, altered, grown and deleted through the AdminClient")
+
+
 SCENARIOS = {
+    "classic-group": lambda b, topic, partitions, group: classic_group(b, topic, partitions, group),
+    "kafka-python-group": kafka_python_group,
+    "admin": admin,
+    "idempotent-leader-kill": idempotent_leader_kill,
     "roundtrip": lambda b, topic, partitions, count, codec: roundtrip(
         b, topic, int(partitions), int(count), codec
     ),
