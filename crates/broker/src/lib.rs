@@ -45,6 +45,7 @@ use strata_proto::replication_v1::replication_server::ReplicationServer;
 use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::v1::broker_server::BrokerServer;
 use strata_proto::v1::group_coordinator_server::GroupCoordinatorServer;
+use strata_proto::v1::records_server::RecordsServer;
 use strata_storage::LogManager;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -442,6 +443,14 @@ impl Broker {
             GroupCoordinatorServer::new(grpc::GroupService::new(state.clone())),
             grpc::status::ready_interceptor(serving_clients.clone()),
         );
+        // One service for both listeners: clients call it on the client listener, and brokers
+        // forward their callers' records to partition leaders on the internal one.
+        let records_service = RecordsServer::new(grpc::RecordsService::new(state.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let client_records_service = tonic::service::interceptor::InterceptedService::new(
+            records_service.clone(),
+            grpc::status::ready_interceptor(serving_clients.clone()),
+        );
         let replication_service =
             ReplicationServer::new(grpc::ReplicationService::new(state.clone()))
                 .max_encoding_message_size(usize::MAX);
@@ -461,6 +470,7 @@ impl Broker {
             .add_service(broker_service)
             .add_service(admin_service)
             .add_service(group_service)
+            .add_service(client_records_service)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown_signal.clone().map(drop),
@@ -468,6 +478,7 @@ impl Broker {
         let internal_server = strata_proto::http2::server(Server::builder())
             .layer(record_routes(grpc::Listener::Internal))
             .add_service(replication_service)
+            .add_service(records_service)
             .add_service(controller.service())
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(internal_listener).with_nodelay(Some(true)),

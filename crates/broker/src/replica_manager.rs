@@ -503,6 +503,11 @@ impl ReplicaManager {
         )
     }
 
+    /// The time as this broker's clock gives it.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     pub fn node_id(&self) -> i32 {
         self.node_id
     }

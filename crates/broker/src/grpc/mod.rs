@@ -7,6 +7,7 @@ mod admin_service;
 mod broker_service;
 mod group_service;
 mod record_routes;
+mod records_service;
 mod replication_service;
 pub mod status;
 
@@ -15,4 +16,5 @@ pub(crate) use admin_service::change_timeout;
 pub use broker_service::BrokerService;
 pub use group_service::GroupService;
 pub use record_routes::{Listener, RecordRoutesLayer};
+pub use records_service::RecordsService;
 pub use replication_service::ReplicationService;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Makes a venv with grpcio and grpcio-tools from PyPI and generates Strata's Python stubs from
+# proto/strata.proto into it, for example.py and the test that runs it.
+#
+#   tests/grpc-python/install.sh VENV_DIR
+#
+# Prints `python=PATH` and `stubs=DIR`, or one `missing: ...` line when it could not.
+set -uo pipefail
+venv="${1:?usage: install.sh VENV_DIR}"
+proto_dir="$(cd "$(dirname "$0")/../../proto" && pwd)"
+python="$venv/bin/python"
+if [ ! -x "$python" ] || ! "$python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+    { python3 -m venv "$venv" && "$venv/bin/pip" install -q "grpcio>=1.60,<2" "grpcio-tools>=1.60,<2"; } \
+        >"${venv%/}.pip-install.log" 2>&1
+fi
+if ! "$python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+    echo "missing: grpcio and grpcio-tools (PyPI install failed; see ${venv%/}.pip-install.log)"
+    exit 0
+fi
+stubs="$venv/strata-stubs"
+mkdir -p "$stubs"
+if "$python" -m grpc_tools.protoc -I "$proto_dir" --python_out="$stubs" --grpc_python_out="$stubs" \
+    "$proto_dir/strata.proto" >"${venv%/}.protoc.log" 2>&1; then
+    echo "python=$python"
+    echo "stubs=$stubs"
+else
+    echo "missing: Python stubs (grpc_tools.protoc failed; see ${venv%/}.protoc.log)"
+fi
