@@ -41,10 +41,9 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::consumer_config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer_record::ConsumerRecord;
+use crate::descriptions::OffsetAndMetadata;
 use crate::error::{Error, Result};
-use crate::group::{
-    CoordinatorLocator, Membership, MembershipSettings, OffsetAndMetadata, RebalanceEvent,
-};
+use crate::group::{CoordinatorLocator, Membership, MembershipSettings, RebalanceEvent};
 use crate::grpc::{
     self, EARLIEST_TIMESTAMP, FetchParameters, FetchTarget, FetchedPartition, LATEST_TIMESTAMP,
 };

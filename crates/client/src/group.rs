@@ -7,7 +7,7 @@
 //! committing them, then taking new ones at their committed offsets) and reports back what it
 //! owns, which the next heartbeat — sent at once — tells the coordinator.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -21,70 +21,6 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::grpc::{self, Connection, Heartbeat};
 use crate::retry::Backoff;
-
-/// A committed offset: the next offset the group reads from the partition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffsetAndMetadata {
-    pub offset: i64,
-    pub leader_epoch: Option<i32>,
-    /// Free text stored with the offset (at most 4096 bytes).
-    pub metadata: String,
-}
-
-impl OffsetAndMetadata {
-    pub fn new(offset: i64) -> OffsetAndMetadata {
-        OffsetAndMetadata {
-            offset,
-            leader_epoch: None,
-            metadata: String::new(),
-        }
-    }
-
-    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> OffsetAndMetadata {
-        OffsetAndMetadata {
-            metadata: metadata.into(),
-            ..OffsetAndMetadata::new(offset)
-        }
-    }
-}
-
-/// One group as `Admin::list_groups` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupListing {
-    pub group_id: String,
-    /// `Empty`, `Assigning`, `Reconciling` or `Stable`.
-    pub state: String,
-    pub members: usize,
-    /// `consumer` or `share`.
-    pub group_type: String,
-}
-
-/// A group's members, assignment and committed offsets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupDescription {
-    pub group_id: String,
-    pub state: String,
-    pub group_epoch: i32,
-    pub assignment_epoch: i32,
-    pub assignor: String,
-    pub coordinator_id: i32,
-    pub members: Vec<MemberDescription>,
-    pub offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberDescription {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub member_epoch: i32,
-    pub subscribed_topics: Vec<String>,
-    /// Partitions the member consumes now.
-    pub assignment: BTreeSet<TopicPartition>,
-    /// Partitions it is giving up.
-    pub revoking: BTreeSet<TopicPartition>,
-    /// Where the assignor wants it to end up.
-    pub target: BTreeSet<TopicPartition>,
-}
 
 /// What a rebalance did to a subscribed consumer, in the order it happened; read them with
 /// `Consumer::rebalance_events`.

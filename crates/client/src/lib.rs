@@ -50,6 +50,7 @@ mod cluster;
 mod consumer;
 mod consumer_config;
 mod consumer_record;
+mod descriptions;
 mod error;
 mod group;
 mod grpc;
@@ -65,26 +66,25 @@ mod share_consumer;
 mod tailing;
 
 pub use admin::{
-    Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetReset,
-    OffsetSpec, PartitionLag,
+    Admin, AdminConfig, AdminConfigBuilder, OffsetAndTimestamp, OffsetReset, OffsetSpec,
+    PartitionLag,
 };
 pub use consumer::Consumer;
 pub use consumer_config::{AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder};
 pub use consumer_record::ConsumerRecord;
-pub use error::{Error, Result};
-pub use group::{
-    GroupDescription, GroupListing, MemberDescription, OffsetAndMetadata, RebalanceEvent,
+pub use descriptions::{
+    BrokerNode, ClusterDescription, ConfigEntry, GroupDescription, GroupListing, MemberDescription,
+    NewTopic, OffsetAndMetadata, PartitionInfo, ShareGroupDescription, SharePartitionDescription,
+    TopicDescription,
 };
+pub use error::{Error, Result};
+pub use group::RebalanceEvent;
 pub use grpc::ERROR_CODE_METADATA_KEY;
-pub use metadata::{BrokerNode, ClusterDescription, PartitionInfo, TopicDescription};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{DeliveryCallback, DeliveryFuture, Producer};
 pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
-pub use share_consumer::{
-    ShareConsumer, ShareConsumerConfig, ShareGroupDescription, SharePartitionDescription,
-    ShareRecord,
-};
+pub use share_consumer::{ShareConsumer, ShareConsumerConfig, ShareRecord};
 pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};
 pub use strata_record::{CompressionType, Header};
 

@@ -37,32 +37,6 @@ impl std::ops::Deref for ShareRecord {
     }
 }
 
-/// One partition of a share group as `Admin::describe_share_group` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SharePartitionDescription {
-    pub topic_partition: TopicPartition,
-    /// Everything below is acknowledged or dead-lettered.
-    pub start_offset: i64,
-    /// The next offset not yet delivered.
-    pub fetch_offset: i64,
-    /// Delivered and not settled yet (in flight).
-    pub acquired: usize,
-    /// Waiting for redelivery.
-    pub available: usize,
-}
-
-/// A share group's members, windows and counters (since its coordinator loaded it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShareGroupDescription {
-    pub group_id: String,
-    pub coordinator_id: i32,
-    pub members: Vec<String>,
-    pub partitions: Vec<SharePartitionDescription>,
-    pub delivered: u64,
-    pub acknowledged: u64,
-    pub dead_lettered: u64,
-}
-
 /// Settings of a [`ShareConsumer`].
 #[derive(Clone, Debug)]
 pub struct ShareConsumerConfig {
