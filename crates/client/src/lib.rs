@@ -50,6 +50,7 @@ mod cluster;
 mod consumer;
 mod consumer_config;
 mod consumer_record;
+mod decode;
 mod descriptions;
 mod error;
 mod group;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use strata_common::{TopicPartition, validate_topic_name};
 
 use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap};
-use crate::consumer::decode_fetched;
 use crate::consumer_record::ConsumerRecord;
+use crate::decode::decode_fetched;
 use crate::error::{Error, Result};
 use crate::group::CoordinatorLocator;
 use crate::grpc::{self, ShareAckKind, ShareAckRequest, ShareSettings};
