@@ -6,12 +6,12 @@ use std::time::Duration;
 use strata_common::{ErrorCode, TopicPartition};
 
 use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap, unknown_topic};
+use crate::coordinator::CoordinatorLocator;
 use crate::descriptions::{
     ClusterDescription, ConfigEntry, GroupDescription, GroupListing, NewTopic, OffsetAndMetadata,
     ShareGroupDescription, TopicDescription,
 };
 use crate::error::{Error, Result};
-use crate::group::CoordinatorLocator;
 use crate::grpc::{self, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use crate::retry::{Backoff, RetryPolicy, with_retries};
 

@@ -39,10 +39,11 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::consumer_config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer_record::ConsumerRecord;
+use crate::coordinator::CoordinatorLocator;
 use crate::decode::{decode_fetched, end_of_whole_batches};
 use crate::descriptions::OffsetAndMetadata;
 use crate::error::{Error, Result};
-use crate::group::{CoordinatorLocator, Membership, MembershipSettings, RebalanceEvent};
+use crate::group::{Membership, MembershipSettings, RebalanceEvent};
 use crate::grpc::{
     self, EARLIEST_TIMESTAMP, FetchParameters, FetchTarget, FetchedPartition, LATEST_TIMESTAMP,
 };

@@ -50,6 +50,7 @@ mod cluster;
 mod consumer;
 mod consumer_config;
 mod consumer_record;
+mod coordinator;
 mod decode;
 mod descriptions;
 mod error;

@@ -16,9 +16,9 @@ use strata_common::{TopicPartition, validate_topic_name};
 
 use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap};
 use crate::consumer_record::ConsumerRecord;
+use crate::coordinator::CoordinatorLocator;
 use crate::decode::decode_fetched;
 use crate::error::{Error, Result};
-use crate::group::CoordinatorLocator;
 use crate::grpc::{self, ShareAckKind, ShareAckRequest, ShareSettings};
 
 /// A record delivered to a share consumer.
