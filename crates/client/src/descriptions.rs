@@ -1,10 +1,10 @@
 //! The plain data the client exchanges with brokers and hands to applications: descriptions of
 //! the cluster, its topics and configs, of consumer and share groups, the committed offsets they
-//! hold, and a topic to create.
+//! hold, a topic to create, and the id and epoch an idempotent producer stamps on its batches.
 //!
 //! Values only, no IO: the transport (`grpc`) converts to and from them, and the clients that
-//! return or take them (`Admin`, `Consumer`, `ShareConsumer`) sit above it, so keeping them here
-//! lets the transport stay below every client.
+//! return or take them (the admin client, the consumers, the producer) sit above it, so keeping
+//! them here lets the transport stay below every client.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -183,4 +183,12 @@ pub struct ShareGroupDescription {
     pub delivered: u64,
     pub acknowledged: u64,
     pub dead_lettered: u64,
+}
+
+/// The identity an idempotent producer stamps on its batches (Kafka's `ProducerIdAndEpoch`),
+/// obtained from `InitProducerId`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProducerIdAndEpoch {
+    pub producer_id: i64,
+    pub epoch: i16,
 }

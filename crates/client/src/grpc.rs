@@ -24,12 +24,11 @@ use tonic::transport::Channel;
 
 use crate::descriptions::{
     BrokerNode, ConfigEntry, GroupDescription, GroupListing, MemberDescription, NewTopic,
-    OffsetAndMetadata, PartitionInfo, ShareGroupDescription, SharePartitionDescription,
-    TopicDescription,
+    OffsetAndMetadata, PartitionInfo, ProducerIdAndEpoch, ShareGroupDescription,
+    SharePartitionDescription, TopicDescription,
 };
 use crate::error::{Error, Result};
 use crate::metadata::MetadataSnapshot;
-use crate::record_accumulator::ProducerIdAndEpoch;
 
 /// The gRPC metadata key through which the broker reports a whole-request failure's error code.
 pub const ERROR_CODE_METADATA_KEY: &str = "strata-error-code";
