@@ -44,6 +44,20 @@
 //!
 //! Architecture invariant: only the private `grpc` module sees the generated prost types; the
 //! public API is domain types.
+//!
+//! Layering, from the bottom up: a module imports only from its own layer or lower ones, so the
+//! modules' imports form no cycle (`tests/tests/architecture.rs` checks that).
+//! 1. Values: `error`, `descriptions` (cluster, topic, config and group descriptions),
+//!    `consumer_record`, `producer_record`.
+//! 2. Pure logic, no IO: `retry`, `partitioner`, `decode` (fetched batches to records),
+//!    `metadata` (the cluster snapshot), `record_accumulator`.
+//! 3. The transport: `grpc`.
+//! 4. Reaching brokers: `cluster` (connections, metadata, leaders), `coordinator` (a group's
+//!    coordinator), `produce_stream`.
+//! 5. Configuration: `consumer_config`, `producer_config`.
+//! 6. What the clients drive: `group` (the KIP-848 heartbeat), `tailing` (fetch streams).
+//! 7. The clients: `admin`, `consumer` (its API, `fetch` pipeline and `group` side),
+//!    `share_consumer`, `producer`.
 
 mod admin;
 mod cluster;
