@@ -1,8 +1,10 @@
-//! The dependency rules of ARCHITECTURE.md, checked against `cargo metadata` so a change that
-//! breaks one fails the build instead of eroding the design quietly.
+//! The dependency rules of ARCHITECTURE.md, checked against `cargo metadata` (and, for the
+//! client's modules, against its sources) so a change that breaks one fails the build instead of
+//! eroding the design quietly.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Each workspace crate's normal (non-dev, non-build) dependencies, by package name.
@@ -210,5 +212,175 @@ fn the_cli_reaches_storage_only_through_the_broker() {
             "strata-coordinator",
             "openraft",
         ],
+    );
+}
+
+/// Module name to the modules it names, as `crate::<module>` paths.
+type ModuleGraph = BTreeMap<String, BTreeSet<String>>;
+
+/// The `.rs` files under `directory`, at any depth.
+fn rust_files(directory: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(directory).expect("source directory reads") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The first segments of the `crate::` paths in `source`, e.g. `a` and `b` for
+/// `use crate::a::X; use crate::{b, c::Y};` gives `a`, `b` and `c`. Comment lines are skipped.
+fn crate_paths(source: &str) -> Vec<String> {
+    let code: String = source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let identifier = |text: &str| -> String {
+        text.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[at + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            found.push(identifier(rest));
+            continue;
+        };
+        // `crate::{a, b::{c, d}}`: the first segment of each item at the outer level.
+        let mut depth = 0;
+        let mut item_start = true;
+        for (index, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = true,
+                _ if item_start && !c.is_whitespace() => {
+                    found.push(identifier(&group[index..]));
+                    item_start = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    found.retain(|name| !name.is_empty());
+    found
+}
+
+/// The client crate's modules (`src/<name>.rs`, or `src/<name>/` with its submodules as one) and
+/// the other modules each names.
+fn client_module_graph() -> ModuleGraph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/client/src");
+    let module_of = |file: &Path| -> Option<String> {
+        let first = file.strip_prefix(&src).ok()?.components().next()?;
+        let first = first.as_os_str().to_str()?;
+        let name = first.strip_suffix(".rs").unwrap_or(first);
+        (name != "lib").then(|| name.to_string())
+    };
+    let files = rust_files(&src);
+    let mut graph: ModuleGraph = files
+        .iter()
+        .filter_map(|file| Some((module_of(file)?, BTreeSet::new())))
+        .collect();
+    for file in &files {
+        let Some(module) = module_of(file) else {
+            continue;
+        };
+        let source = std::fs::read_to_string(file).expect("source file reads");
+        for target in crate_paths(&source) {
+            if target != module && graph.contains_key(&target) {
+                graph.get_mut(&module).expect("known module").insert(target);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle of `graph` as the modules along it, first one repeated at the end; `None` if acyclic.
+fn find_cycle(graph: &ModuleGraph) -> Option<Vec<String>> {
+    fn visit(
+        module: &str,
+        graph: &ModuleGraph,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|on_path| on_path == module) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(module.to_string());
+            return Some(cycle);
+        }
+        if done.contains(module) {
+            return None;
+        }
+        path.push(module.to_string());
+        for next in graph.get(module).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(module.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|module| visit(module, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_client_modules_import_each_other_without_cycles() {
+    let graph = client_module_graph();
+    assert!(
+        graph.contains_key("grpc") && graph.values().any(|imports| !imports.is_empty()),
+        "the client's sources were not found or not read: {graph:?}"
+    );
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "strata-client's modules import each other in a cycle: {} (lower layers must not \
+             import higher ones; see the layering in crates/client/src/lib.rs)",
+            cycle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn the_module_scan_sees_grouped_imports_and_reports_cycles() {
+    let source = "use crate::a::X;\n// crate::commented\nuse crate::{b, c::{D, E}};\n";
+    assert_eq!(crate_paths(source), ["a", "b", "c"]);
+    let graph = |edges: &[(&str, &str)]| {
+        let mut graph = ModuleGraph::new();
+        for (from, to) in edges {
+            graph.entry(to.to_string()).or_default();
+            graph
+                .entry(from.to_string())
+                .or_default()
+                .insert(to.to_string());
+        }
+        graph
+    };
+    assert_eq!(
+        find_cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])),
+        None
+    );
+    assert_eq!(
+        find_cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])),
+        Some(
+            vec!["a", "b", "c", "a"]
+                .into_iter()
+                .map(String::from)
+                .collect()
+        )
     );
 }

@@ -6,54 +6,14 @@ use std::time::Duration;
 use strata_common::{ErrorCode, TopicPartition};
 
 use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap, unknown_topic};
+use crate::coordinator::CoordinatorLocator;
+use crate::descriptions::{
+    ClusterDescription, ConfigEntry, GroupDescription, GroupListing, NewTopic, OffsetAndMetadata,
+    ShareGroupDescription, TopicDescription,
+};
 use crate::error::{Error, Result};
-use crate::group::{CoordinatorLocator, GroupDescription, GroupListing, OffsetAndMetadata};
 use crate::grpc::{self, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-use crate::metadata::{ClusterDescription, TopicDescription};
 use crate::retry::{Backoff, RetryPolicy, with_retries};
-use crate::share_consumer::ShareGroupDescription;
-
-/// A topic to create.
-///
-/// ```
-/// use strata_client::NewTopic;
-///
-/// let topic = NewTopic::new("orders", 6, 3).config("retention.ms", "86400000");
-/// assert_eq!(topic.configs["retention.ms"], "86400000");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewTopic {
-    pub name: String,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    /// Topic configs by Kafka's names, e.g. `retention.ms`.
-    pub configs: BTreeMap<String, String>,
-}
-
-impl NewTopic {
-    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i32) -> NewTopic {
-        NewTopic {
-            name: name.into(),
-            partitions,
-            replication_factor,
-            configs: BTreeMap::new(),
-        }
-    }
-
-    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.configs.insert(key.into(), value.into());
-        self
-    }
-}
-
-/// One config of a topic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigEntry {
-    pub name: String,
-    pub value: String,
-    /// The value is the broker's default, not set on the topic.
-    pub is_default: bool,
-}
 
 /// What [`Admin::list_offsets`] looks up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

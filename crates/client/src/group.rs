@@ -1,5 +1,5 @@
-//! Consumer groups on the client side: finding a group's coordinator, and the background
-//! heartbeat that keeps a subscribed consumer in its group (KIP-848: the coordinator computes
+//! Consumer groups on the client side: the background heartbeat that keeps a subscribed consumer
+//! in its group (KIP-848: the coordinator computes
 //! the assignment; the member reports what it owns and learns what it may consume).
 //!
 //! The heartbeat task never touches the consumer's partitions. It records the coordinator's
@@ -7,8 +7,7 @@
 //! committing them, then taking new ones at their committed offsets) and reports back what it
 //! owns, which the next heartbeat — sent at once — tells the coordinator.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,74 +16,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cluster::Cluster;
+use crate::coordinator::CoordinatorLocator;
 use crate::error::{Error, Result};
-use crate::grpc::{self, Connection, Heartbeat};
+use crate::grpc::{self, Heartbeat};
 use crate::retry::Backoff;
-
-/// A committed offset: the next offset the group reads from the partition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OffsetAndMetadata {
-    pub offset: i64,
-    pub leader_epoch: Option<i32>,
-    /// Free text stored with the offset (at most 4096 bytes).
-    pub metadata: String,
-}
-
-impl OffsetAndMetadata {
-    pub fn new(offset: i64) -> OffsetAndMetadata {
-        OffsetAndMetadata {
-            offset,
-            leader_epoch: None,
-            metadata: String::new(),
-        }
-    }
-
-    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> OffsetAndMetadata {
-        OffsetAndMetadata {
-            metadata: metadata.into(),
-            ..OffsetAndMetadata::new(offset)
-        }
-    }
-}
-
-/// One group as `Admin::list_groups` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupListing {
-    pub group_id: String,
-    /// `Empty`, `Assigning`, `Reconciling` or `Stable`.
-    pub state: String,
-    pub members: usize,
-    /// `consumer` or `share`.
-    pub group_type: String,
-}
-
-/// A group's members, assignment and committed offsets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupDescription {
-    pub group_id: String,
-    pub state: String,
-    pub group_epoch: i32,
-    pub assignment_epoch: i32,
-    pub assignor: String,
-    pub coordinator_id: i32,
-    pub members: Vec<MemberDescription>,
-    pub offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberDescription {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub member_epoch: i32,
-    pub subscribed_topics: Vec<String>,
-    /// Partitions the member consumes now.
-    pub assignment: BTreeSet<TopicPartition>,
-    /// Partitions it is giving up.
-    pub revoking: BTreeSet<TopicPartition>,
-    /// Where the assignor wants it to end up.
-    pub target: BTreeSet<TopicPartition>,
-}
 
 /// What a rebalance did to a subscribed consumer, in the order it happened; read them with
 /// `Consumer::rebalance_events`.
@@ -102,111 +37,6 @@ pub enum RebalanceEvent {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Finds and remembers a group's coordinator, and retries requests that reach the wrong one.
-pub(crate) struct CoordinatorLocator {
-    cluster: Arc<Cluster>,
-    group_id: String,
-    request_timeout: Duration,
-    address: Mutex<Option<String>>,
-}
-
-/// Errors after which the coordinator must be looked up again.
-fn coordinator_moved(error: &Error) -> bool {
-    matches!(error, Error::Transport { .. } | Error::Timeout { .. })
-        || matches!(
-            error.code(),
-            Some(
-                ErrorCode::NotCoordinator
-                    | ErrorCode::CoordinatorNotAvailable
-                    | ErrorCode::CoordinatorLoadInProgress
-            )
-        )
-}
-
-impl CoordinatorLocator {
-    pub(crate) fn new(
-        cluster: Arc<Cluster>,
-        group_id: &str,
-        request_timeout: Duration,
-    ) -> CoordinatorLocator {
-        CoordinatorLocator {
-            cluster,
-            group_id: group_id.to_string(),
-            request_timeout,
-            address: Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn group_id(&self) -> &str {
-        &self.group_id
-    }
-
-    pub(crate) fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-
-    async fn connection(&self) -> Result<Connection> {
-        let known = lock(&self.address).clone();
-        let address = match known {
-            Some(address) => address,
-            None => {
-                let any = self.cluster.any_connection().await?;
-                let (_, address) =
-                    grpc::find_coordinator(&any, &self.group_id, self.request_timeout).await?;
-                *lock(&self.address) = Some(address.clone());
-                address
-            }
-        };
-        self.cluster.connection(&address).await
-    }
-
-    fn forget(&self, error: &Error) {
-        if let Some(address) = lock(&self.address).take()
-            && error.condemns_connection()
-        {
-            self.cluster.forget_connection(&address);
-        }
-    }
-
-    /// Sends one request to the coordinator, finding it again on errors that say it moved.
-    pub(crate) async fn once<T, F, Fut>(&self, send: F) -> Result<T>
-    where
-        F: FnOnce(Connection) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let result = match self.connection().await {
-            Ok(connection) => send(connection).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = &result
-            && coordinator_moved(error)
-        {
-            self.forget(error);
-        }
-        result
-    }
-
-    /// Like `once`, retrying retriable failures with backoff until `deadline`.
-    pub(crate) async fn call<T, F, Fut>(&self, deadline: Duration, send: F) -> Result<T>
-    where
-        F: Fn(Connection) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let give_up = Instant::now() + deadline;
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
-        loop {
-            match self.once(&send).await {
-                Ok(answer) => return Ok(answer),
-                Err(error) if error.is_retriable() && Instant::now() < give_up => {
-                    tracing::debug!(%error, group = %self.group_id, "group request failed; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
 }
 
 /// What the heartbeat task and the consumer share.

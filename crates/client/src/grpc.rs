@@ -22,12 +22,13 @@ use strata_proto::v1::group_coordinator_client::GroupCoordinatorClient;
 use strata_proto::zero_copy;
 use tonic::transport::Channel;
 
-use crate::admin::{ConfigEntry, NewTopic};
+use crate::descriptions::{
+    BrokerNode, ConfigEntry, GroupDescription, GroupListing, MemberDescription, NewTopic,
+    OffsetAndMetadata, PartitionInfo, ProducerIdAndEpoch, ShareGroupDescription,
+    SharePartitionDescription, TopicDescription,
+};
 use crate::error::{Error, Result};
-use crate::group::{GroupDescription, GroupListing, MemberDescription, OffsetAndMetadata};
-use crate::metadata::{BrokerNode, MetadataSnapshot, PartitionInfo, TopicDescription};
-use crate::record_accumulator::ProducerIdAndEpoch;
-use crate::share_consumer::{ShareGroupDescription, SharePartitionDescription};
+use crate::metadata::MetadataSnapshot;
 
 /// The gRPC metadata key through which the broker reports a whole-request failure's error code.
 pub const ERROR_CODE_METADATA_KEY: &str = "strata-error-code";

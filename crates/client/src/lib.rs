@@ -44,12 +44,29 @@
 //!
 //! Architecture invariant: only the private `grpc` module sees the generated prost types; the
 //! public API is domain types.
+//!
+//! Layering, from the bottom up: a module imports only from its own layer or lower ones, so the
+//! modules' imports form no cycle (`tests/tests/architecture.rs` checks that).
+//! 1. Values: `error`, `descriptions` (cluster, topic, config and group descriptions),
+//!    `consumer_record`, `producer_record`.
+//! 2. Pure logic, no IO: `retry`, `partitioner`, `decode` (fetched batches to records),
+//!    `metadata` (the cluster snapshot), `record_accumulator`.
+//! 3. The transport: `grpc`.
+//! 4. Reaching brokers: `cluster` (connections, metadata, leaders), `coordinator` (a group's
+//!    coordinator), `produce_stream`.
+//! 5. Configuration: `consumer_config`, `producer_config`.
+//! 6. What the clients drive: `group` (the KIP-848 heartbeat), `tailing` (fetch streams).
+//! 7. The clients: `admin`, `consumer` (its API, `fetch` pipeline and `group` side),
+//!    `share_consumer`, `producer`.
 
 mod admin;
 mod cluster;
 mod consumer;
 mod consumer_config;
 mod consumer_record;
+mod coordinator;
+mod decode;
+mod descriptions;
 mod error;
 mod group;
 mod grpc;
@@ -65,26 +82,25 @@ mod share_consumer;
 mod tailing;
 
 pub use admin::{
-    Admin, AdminConfig, AdminConfigBuilder, ConfigEntry, NewTopic, OffsetAndTimestamp, OffsetReset,
-    OffsetSpec, PartitionLag,
+    Admin, AdminConfig, AdminConfigBuilder, OffsetAndTimestamp, OffsetReset, OffsetSpec,
+    PartitionLag,
 };
 pub use consumer::Consumer;
 pub use consumer_config::{AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder};
 pub use consumer_record::ConsumerRecord;
-pub use error::{Error, Result};
-pub use group::{
-    GroupDescription, GroupListing, MemberDescription, OffsetAndMetadata, RebalanceEvent,
+pub use descriptions::{
+    BrokerNode, ClusterDescription, ConfigEntry, GroupDescription, GroupListing, MemberDescription,
+    NewTopic, OffsetAndMetadata, PartitionInfo, ShareGroupDescription, SharePartitionDescription,
+    TopicDescription,
 };
+pub use error::{Error, Result};
+pub use group::RebalanceEvent;
 pub use grpc::ERROR_CODE_METADATA_KEY;
-pub use metadata::{BrokerNode, ClusterDescription, PartitionInfo, TopicDescription};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{DeliveryCallback, DeliveryFuture, Producer};
 pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
-pub use share_consumer::{
-    ShareConsumer, ShareConsumerConfig, ShareGroupDescription, SharePartitionDescription,
-    ShareRecord,
-};
+pub use share_consumer::{ShareConsumer, ShareConsumerConfig, ShareRecord};
 pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};
 pub use strata_record::{CompressionType, Header};
 

@@ -7,50 +7,8 @@ use std::collections::BTreeMap;
 
 use strata_common::{ErrorCode, TopicPartition};
 
+use crate::descriptions::{BrokerNode, ClusterDescription, TopicDescription};
 use crate::error::{Error, Result};
-
-/// One broker of the cluster, as clients should reach it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokerNode {
-    pub node_id: i32,
-    /// `host:port` the broker advertises to clients.
-    pub address: String,
-    /// A fenced broker is registered but must not lead partitions (it lost its controller lease).
-    pub fenced: bool,
-    /// Log directories the broker reported failed; it stays fenced until it restarts.
-    pub offline_log_dirs: Vec<String>,
-}
-
-/// One partition of a topic with its leadership and replication state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionInfo {
-    pub partition: i32,
-    /// `None` while no broker leads the partition (during an election).
-    pub leader: Option<i32>,
-    pub leader_epoch: i32,
-    /// Every broker that holds a replica, preferred leader first.
-    pub replicas: Vec<i32>,
-    /// The replicas caught up with the leader (in-sync replicas).
-    pub isr: Vec<i32>,
-}
-
-/// A topic and its partitions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicDescription {
-    pub name: String,
-    /// Sorted by partition number.
-    pub partitions: Vec<PartitionInfo>,
-}
-
-/// The cluster's identity and membership.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClusterDescription {
-    pub cluster_id: String,
-    /// The active controller, when one is elected.
-    pub controller_id: Option<i32>,
-    /// Sorted by node id.
-    pub brokers: Vec<BrokerNode>,
-}
 
 /// The leader of a partition and where to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +117,7 @@ impl MetadataSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::descriptions::PartitionInfo;
 
     fn snapshot(topic: &str, partitions: i32, leader: Option<i32>) -> MetadataSnapshot {
         let mut brokers = BTreeMap::new();

@@ -43,6 +43,7 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
+use crate::descriptions::ProducerIdAndEpoch;
 use crate::error::{Error, Result};
 use crate::grpc;
 use crate::metadata::Leader;
@@ -51,7 +52,7 @@ use crate::produce_stream::ProduceStream;
 use crate::producer_config::{Acks, ProducerConfig};
 use crate::producer_record::{ProducerRecord, RecordMetadata};
 use crate::record_accumulator::{
-    ProducerBatch, ProducerIdAndEpoch, RecordAccumulator, RecordFields, record_size_upper_bound,
+    ProducerBatch, RecordAccumulator, RecordFields, record_size_upper_bound,
     single_record_batch_size,
 };
 use crate::retry::Backoff;

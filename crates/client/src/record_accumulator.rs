@@ -39,13 +39,7 @@ use bytes::Bytes;
 use strata_common::TopicPartition;
 use strata_record::{BATCH_HEADER_BYTES, CompressionType, Header, RecordBatch, RecordBatchBuilder};
 
-/// The identity an idempotent producer stamps on its batches (Kafka's `ProducerIdAndEpoch`),
-/// obtained from `InitProducerId`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ProducerIdAndEpoch {
-    pub producer_id: i64,
-    pub epoch: i16,
-}
+use crate::descriptions::ProducerIdAndEpoch;
 
 /// What a drained batch of an idempotent producer was stamped with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,10 +15,10 @@ use std::time::Duration;
 use strata_common::{TopicPartition, validate_topic_name};
 
 use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap};
-use crate::consumer::decode_fetched;
 use crate::consumer_record::ConsumerRecord;
+use crate::coordinator::CoordinatorLocator;
+use crate::decode::decode_fetched;
 use crate::error::{Error, Result};
-use crate::group::CoordinatorLocator;
 use crate::grpc::{self, ShareAckKind, ShareAckRequest, ShareSettings};
 
 /// A record delivered to a share consumer.
@@ -35,32 +35,6 @@ impl std::ops::Deref for ShareRecord {
     fn deref(&self) -> &ConsumerRecord {
         &self.record
     }
-}
-
-/// One partition of a share group as `Admin::describe_share_group` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SharePartitionDescription {
-    pub topic_partition: TopicPartition,
-    /// Everything below is acknowledged or dead-lettered.
-    pub start_offset: i64,
-    /// The next offset not yet delivered.
-    pub fetch_offset: i64,
-    /// Delivered and not settled yet (in flight).
-    pub acquired: usize,
-    /// Waiting for redelivery.
-    pub available: usize,
-}
-
-/// A share group's members, windows and counters (since its coordinator loaded it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShareGroupDescription {
-    pub group_id: String,
-    pub coordinator_id: i32,
-    pub members: Vec<String>,
-    pub partitions: Vec<SharePartitionDescription>,
-    pub delivered: u64,
-    pub acknowledged: u64,
-    pub dead_lettered: u64,
 }
 
 /// Settings of a [`ShareConsumer`].

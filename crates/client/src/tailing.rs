@@ -28,8 +28,8 @@ use strata_common::TopicPartition;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
-use crate::consumer::end_of_whole_batches;
 use crate::consumer_config::ConsumerConfig;
+use crate::decode::end_of_whole_batches;
 use crate::grpc::{self, FetchStream, FetchTarget, FetchedPartition};
 use crate::metadata::Leader;
 
