@@ -14,5 +14,6 @@ pub use admin_service::AdminService;
 pub(crate) use admin_service::change_timeout;
 pub use broker_service::BrokerService;
 pub use group_service::GroupService;
+pub(crate) use group_service::new_member_id;
 pub use record_routes::{Listener, RecordRoutesLayer};
 pub use replication_service::ReplicationService;
