@@ -848,6 +848,17 @@ async fn a_consumer_group_assigns_by_topic_id_rebalances_and_is_described_in_eve
             consumer_refused(&mut first, version, fenced).await,
             UNKNOWN_MEMBER_ID
         );
+        // Fenced, a member rejoins with its own id and takes its own place back.
+        let rejoined = consumer_joins(&mut first, version, &group_id, &a.id, topic_id).await;
+        assert_eq!(rejoined.id, a.id, "v{version}");
+        a = rejoined;
+        let described = first
+            .send(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![group(&group_id)]),
+                0,
+            )
+            .await;
+        assert_eq!(described.groups[0].members.len(), 2, "v{version}");
 
         // The second member leaves; the first gets both partitions back.
         let left = second

@@ -156,9 +156,9 @@ impl KafkaDoor {
             RequestKind::OffsetDelete(body) => {
                 ResponseKind::OffsetDelete(self.offset_delete(body).await)
             }
-            RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
-                self.consumer_group_heartbeat(body, version).await,
-            ),
+            RequestKind::ConsumerGroupHeartbeat(body) => {
+                ResponseKind::ConsumerGroupHeartbeat(self.consumer_group_heartbeat(body).await)
+            }
             RequestKind::ConsumerGroupDescribe(body) => ResponseKind::ConsumerGroupDescribe(
                 self.consumer_group_describe(body, version).await,
             ),

@@ -7,7 +7,7 @@
 //! What Kafka's messages carry and Strata's do not is settled here: topics are named by id in
 //! assignments (see [`super::super::topic_ids`]), the session timeout is the broker's (Kafka's
 //! `group.consumer.session.timeout.ms`) rather than the member's, and a member may bring its own
-//! id when it joins (KIP-1082, version 1).
+//! id when it joins (KIP-1082, version 1) or rejoins after being fenced.
 
 use super::{code, group_id, text};
 use crate::error::PartitionError;
@@ -135,9 +135,8 @@ impl KafkaDoor {
     pub(super) async fn consumer_group_heartbeat(
         &self,
         request: ConsumerGroupHeartbeatRequest,
-        version: i16,
     ) -> ConsumerGroupHeartbeatResponse {
-        match self.consumer_heartbeat(request, version).await {
+        match self.consumer_heartbeat(request).await {
             Ok(response) => response,
             Err(error) => ConsumerGroupHeartbeatResponse::default()
                 .with_error_code(code(error.code))
@@ -148,14 +147,16 @@ impl KafkaDoor {
     async fn consumer_heartbeat(
         &self,
         request: ConsumerGroupHeartbeatRequest,
-        version: i16,
     ) -> Result<ConsumerGroupHeartbeatResponse, PartitionError> {
         check(&request)?;
         let state = self.metadata_state();
         let leaving = matches!(request.member_epoch, LEAVE_EPOCH | STATIC_LEAVE_EPOCH);
-        // Version 1 clients make their member id up and keep it across rejoins (KIP-1082);
-        // version 0 clients are given one.
-        let joining_member_id = if version >= 1 && !request.member_id.is_empty() {
+        // Version 1 clients make their member id up (KIP-1082); version 0 clients are given
+        // one. Either keeps it for life and rejoins with it after being fenced, so a joining
+        // id is taken as the client gives it (as Kafka's coordinator does): the member takes
+        // its own place back instead of its old self holding partitions until its session
+        // runs out.
+        let joining_member_id = if !request.member_id.is_empty() {
             request.member_id.to_string()
         } else {
             crate::grpc::new_member_id()
