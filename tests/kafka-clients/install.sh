@@ -10,7 +10,8 @@
 set -uo pipefail
 venv="${1:?usage: install.sh VENV_DIR}"
 # The versions the tests were written against; newer minor releases speak the same protocol.
-CONFLUENT_KAFKA="confluent-kafka>=2.6,<3"
+# 2.10 is the first whose KIP-848 consumer (group.protocol=consumer) is generally available.
+CONFLUENT_KAFKA="confluent-kafka>=2.10,<3"
 KAFKA_PYTHON="kafka-python>=2.0.2,<4"
 
 if ! command -v kcat >/dev/null 2>&1; then

@@ -234,9 +234,22 @@ def idempotent_leader_kill(bootstrap, topic, count, pids, acknowledged_path):
     print(f"killed node {killed[0]}; {len(acknowledged)} records acknowledged")
 
 
-def classic_group(bootstrap, topic, partitions, group):
-    """Members of a classic group share the partitions, rebalance as members come and go, and
-    a new member resumes from the committed offsets."""
+# How members of each group protocol are configured. The classic protocol's rebalances are
+# the client's (cooperative-sticky, with a short session); KIP-848's are the coordinator's,
+# which also decides sessions and heartbeats, so librdkafka refuses those settings there.
+GROUP_PROTOCOLS = {
+    "classic": {
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 500,
+    },
+    "consumer": {"group.protocol": "consumer", "group.remote.assignor": "uniform"},
+}
+
+
+def shared_group(bootstrap, topic, partitions, group, protocol):
+    """Members of a group share the partitions, rebalance as members come and go, and a new
+    member resumes from the committed offsets; `protocol` is the group protocol they use."""
     partitions = int(partitions)
     producer = Producer({"bootstrap.servers": bootstrap})
     for i in range(60 * partitions):
@@ -251,9 +264,7 @@ def classic_group(bootstrap, topic, partitions, group):
                 "client.id": name,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 500,
+                **GROUP_PROTOCOLS[protocol],
             }
         )
         consumer.subscribe([topic])
@@ -304,7 +315,10 @@ def classic_group(bootstrap, topic, partitions, group):
             fresh.append(message.value())
     d.close()
     check(fresh == [b"after-restart"], f"a restarted member read {fresh[:3]}, not only the new record")
-    print(f"{partitions} partitions shared by 2, then 3, then 2 members; offsets resumed after restart")
+    print(
+        f"{protocol} protocol: {partitions} partitions shared by 2, then 3, then 2 members; "
+        "offsets resumed after restart"
+    )
 
 
 def kafka_python_group(bootstrap, topic, group):
@@ -390,7 +404,12 @@ def admin(bootstrap):
 
 
 SCENARIOS = {
-    "classic-group": lambda b, topic, partitions, group: classic_group(b, topic, partitions, group),
+    "classic-group": lambda b, topic, partitions, group: shared_group(
+        b, topic, partitions, group, "classic"
+    ),
+    "consumer-group": lambda b, topic, partitions, group: shared_group(
+        b, topic, partitions, group, "consumer"
+    ),
     "kafka-python-group": kafka_python_group,
     "admin": admin,
     "idempotent-leader-kill": idempotent_leader_kill,

@@ -7,7 +7,8 @@ mod kafka_client;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_client::{
-    KafkaConnection, batch, list_offset, produce_request, served, start, topic_name,
+    KafkaConnection, batch, list_offset, metadata_topic, produce_request, served, start, topic_id,
+    topic_name,
 };
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
@@ -23,12 +24,11 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    MetadataRequest, alter_configs_request, incremental_alter_configs_request,
+    alter_configs_request, incremental_alter_configs_request,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use strata_broker::BrokerHandle;
@@ -214,15 +214,7 @@ async fn produce(connection: &mut KafkaConnection, topic: &str, count: usize) {
 
 /// The partition count of `topic` through the Kafka door's Metadata, `None` if it is unknown.
 async fn partitions(connection: &mut KafkaConnection, topic: &str) -> Option<usize> {
-    let answer = connection
-        .send(
-            MetadataRequest::default().with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
-            ])),
-            12,
-        )
-        .await;
-    let topic = &answer.topics[0];
+    let topic = metadata_topic(connection, topic).await;
     (topic.error_code == 0).then_some(topic.partitions.len())
 }
 
@@ -261,6 +253,13 @@ async fn every_served_version_of_the_admin_apis_answers_in_a_form_the_codec_read
         let result = &answer.topics[0];
         assert_eq!(result.error_code, 0, "v{version}: {result:?}");
         assert_eq!(result.name.0.as_str(), name);
+        if version >= 7 {
+            assert_eq!(
+                result.topic_id,
+                topic_id(&mut connection, &name).await,
+                "v{version}"
+            );
+        }
         if version >= 5 {
             assert_eq!(
                 (result.num_partitions, result.replication_factor),
@@ -527,8 +526,25 @@ async fn a_topic_is_created_described_altered_grown_and_deleted_through_the_kafk
     assert_eq!(answer.results[0].error_code, 0);
     assert_eq!(partitions(&mut connection, "orders").await, Some(5));
 
-    let answer = connection.send(delete_topics(&["orders"], 6), 6).await;
-    assert_eq!(answer.responses[0].error_code, 0);
+    // Deleted by its id, which the answer names it by too, with its name.
+    let id = topic_id(&mut connection, "orders").await;
+    let answer = connection
+        .send(
+            DeleteTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![DeleteTopicState::default().with_topic_id(id)]),
+            6,
+        )
+        .await;
+    let result = &answer.responses[0];
+    assert_eq!(result.error_code, 0, "{result:?}");
+    assert_eq!(
+        (
+            result.name.as_ref().map(|name| name.0.as_str()),
+            result.topic_id
+        ),
+        (Some("orders"), id)
+    );
     assert_eq!(partitions(&mut connection, "orders").await, None);
     let described = describe_topic(&mut connection, "orders").await;
     assert_eq!(described.error_code, UNKNOWN_TOPIC_OR_PARTITION);
@@ -670,7 +686,7 @@ async fn admin_refusals_carry_kafkas_codes_and_change_nothing() {
 
     let answer = connection.send(delete_topics(&["missing"], 6), 6).await;
     assert_eq!(answer.responses[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
-    // Topic ids are not Kafka UUIDs yet: a deletion by id names no topic.
+    // An id no topic has names no topic.
     let mut by_id = BytesMut::new();
     by_id.put_u8(0); // a null name
     by_id.put_slice(&[7; 16]);

@@ -2,12 +2,15 @@
 //! the Kafka listener, standalone consumers commit and fetch offsets, a classic group forms its
 //! generations (KIP-394 member ids, leader election, the leader's assignment handed out,
 //! rebalances, leaving), stale generations are refused, and the two doors share one store.
+//! KIP-848 consumer groups assign partitions by topic id, rebalance member by member, are
+//! described, and refuse what Kafka refuses.
 
 mod common;
 mod kafka_client;
 
 use bytes::Bytes;
-use kafka_client::KafkaConnection;
+use kafka_client::{KafkaConnection, served, topic_id};
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
@@ -21,9 +24,11 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, DeleteGroupsRequest, DescribeGroupsRequest,
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::HashMap;
@@ -33,14 +38,21 @@ use strata_coordinator::CoordinatorConfig;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::group_coordinator_client::GroupCoordinatorClient;
+use uuid::Uuid;
 
 const ILLEGAL_GENERATION: i16 = 22;
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const NON_EMPTY_GROUP: i16 = 68;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+const INVALID_REQUEST: i16 = 42;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+const GROUP_MAX_SIZE_REACHED: i16 = 81;
+const FENCED_MEMBER_EPOCH: i16 = 110;
+const UNSUPPORTED_ASSIGNOR: i16 = 112;
 
 const TOPIC: &str = "events";
 /// A consumer's JoinGroup metadata (`ConsumerProtocolSubscription` version 0) subscribing to
@@ -50,6 +62,11 @@ const SUBSCRIBED_TO_TOPIC: &[u8] = b"\x00\x00\x00\x00\x00\x01\x00\x06events\xff\
 /// One broker with a Kafka listener whose classic groups form their first generation at once,
 /// so a test decides who is in it by who has joined.
 async fn start(directory: &std::path::Path) -> BrokerHandle {
+    start_with(directory, CoordinatorConfig::default()).await
+}
+
+/// `start` with the coordinator's other settings from `coordinator`.
+async fn start_with(directory: &std::path::Path, coordinator: CoordinatorConfig) -> BrokerHandle {
     let broker = Broker::start(BrokerConfig {
         data_dir: directory.to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -58,7 +75,7 @@ async fn start(directory: &std::path::Path) -> BrokerHandle {
             offsets_topic_partitions: 2,
             coordinator: CoordinatorConfig {
                 classic_initial_rebalance_delay_ms: 0,
-                ..CoordinatorConfig::default()
+                ..coordinator
             },
             ..GroupCoordinatorConfig::default()
         },
@@ -618,4 +635,320 @@ async fn classic_commits_are_checked_against_the_generation_and_seen_by_the_grpc
         )
         .await;
     assert_eq!(described.groups[0].group_state.as_str(), "Dead");
+}
+
+/// A KIP-848 member as its client keeps it: id, epoch and the partitions of `TOPIC` it owns.
+struct Member {
+    id: String,
+    epoch: i32,
+    owned: Vec<i32>,
+}
+
+/// A ConsumerGroupHeartbeat that joins `group_id` subscribed to `TOPIC`, with `member_id`
+/// (empty: the coordinator gives one, as in version 0).
+fn consumer_join(group_id: &str, member_id: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group(group_id))
+        .with_member_id(text(member_id))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(60_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(text(TOPIC))]))
+        .with_topic_partitions(Some(Vec::new()))
+}
+
+/// The partitions of `TOPIC` in a heartbeat's assignment, which names topics by `topic_id`.
+fn assigned(response: &ConsumerGroupHeartbeatResponse, topic_id: Uuid) -> Vec<i32> {
+    let assignment = response.assignment.as_ref().expect("an assignment");
+    let mut partitions = Vec::new();
+    for topic in &assignment.topic_partitions {
+        assert_eq!(topic.topic_id, topic_id, "{response:?}");
+        partitions.extend(&topic.partitions);
+    }
+    partitions.sort();
+    partitions
+}
+
+/// Joins `group_id` and returns the member as the coordinator answered.
+async fn consumer_joins(
+    connection: &mut KafkaConnection,
+    version: i16,
+    group_id: &str,
+    member_id: &str,
+    topic_id: Uuid,
+) -> Member {
+    let joined = connection
+        .send(consumer_join(group_id, member_id), version)
+        .await;
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    assert!(joined.member_epoch > 0, "{joined:?}");
+    assert!(joined.heartbeat_interval_ms > 0, "{joined:?}");
+    let id = joined.member_id.clone().expect("a member id").to_string();
+    assert!(!id.is_empty());
+    Member {
+        id,
+        epoch: joined.member_epoch,
+        owned: assigned(&joined, topic_id),
+    }
+}
+
+/// One heartbeat of `member`, reporting what it owns and taking what it is given, as a client
+/// that releases and takes partitions at once does.
+async fn consumer_beat(
+    connection: &mut KafkaConnection,
+    version: i16,
+    group_id: &str,
+    member: &mut Member,
+    topic_id: Uuid,
+) {
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group(group_id))
+        .with_member_id(text(&member.id))
+        .with_member_epoch(member.epoch)
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_partitions(member.owned.clone()),
+        ]));
+    let answer = connection.send(request, version).await;
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    assert_eq!(answer.member_id.as_deref(), Some(member.id.as_str()));
+    member.epoch = answer.member_epoch;
+    member.owned = assigned(&answer, topic_id);
+}
+
+/// The error code `request` is refused with; a refusal always says why.
+async fn consumer_refused(
+    connection: &mut KafkaConnection,
+    version: i16,
+    request: ConsumerGroupHeartbeatRequest,
+) -> i16 {
+    let answer = connection.send(request, version).await;
+    assert!(answer.error_message.is_some(), "{answer:?}");
+    answer.error_code
+}
+
+async fn served_versions(connection: &mut KafkaConnection, api_key: ApiKey) -> Vec<i16> {
+    let versions = connection.send(ApiVersionsRequest::default(), 0).await;
+    served(&versions, api_key).collect()
+}
+
+#[tokio::test]
+async fn a_consumer_group_assigns_by_topic_id_rebalances_and_is_described_in_every_version() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let address = kafka_address(&broker);
+    let mut connection = connect(&broker, "probe").await;
+    let topic_id = topic_id(&mut connection, TOPIC).await;
+    let describe_versions = served_versions(&mut connection, ApiKey::ConsumerGroupDescribe).await;
+    for version in served_versions(&mut connection, ApiKey::ConsumerGroupHeartbeat).await {
+        let group_id = format!("consumers-v{version}");
+        let (mut first, mut second) = (
+            connect(&broker, &group_id).await,
+            KafkaConnection::connect(address).await,
+        );
+        // Version 1 members bring their own ids (KIP-1082); version 0 members are given one.
+        let chosen = |name: &str| match version {
+            0 => String::new(),
+            _ => format!("{name}-{version}"),
+        };
+
+        // Alone, the first member gets both partitions, named by topic id, and stays at its
+        // epoch while nothing changes.
+        let mut a = consumer_joins(&mut first, version, &group_id, &chosen("a"), topic_id).await;
+        if version >= 1 {
+            assert_eq!(a.id, chosen("a"));
+        }
+        assert_eq!(a.owned, vec![0, 1], "v{version}");
+        let stable = a.epoch;
+        consumer_beat(&mut first, version, &group_id, &mut a, topic_id).await;
+        assert_eq!(
+            (a.epoch, a.owned.clone()),
+            (stable, vec![0, 1]),
+            "v{version}"
+        );
+
+        // A committed offset is checked against the member's epoch.
+        let committed = first.send(commit(&group_id, a.epoch, &a.id, 0, 2), 9).await;
+        assert_eq!(commit_error(&committed), 0, "v{version}");
+        assert_eq!(fetch_offset(&mut first, &group_id, 0, 9).await, 2);
+
+        // A second member: the first gives up one partition before the second gets it, and
+        // both end at one epoch with one partition each.
+        let mut b = consumer_joins(&mut second, version, &group_id, &chosen("b"), topic_id).await;
+        assert_ne!(a.id, b.id);
+        for _ in 0..10 {
+            consumer_beat(&mut first, version, &group_id, &mut a, topic_id).await;
+            consumer_beat(&mut second, version, &group_id, &mut b, topic_id).await;
+            assert!(
+                a.owned.iter().all(|partition| !b.owned.contains(partition)),
+                "v{version}: a partition owned twice: {:?} {:?}",
+                a.owned,
+                b.owned
+            );
+            if a.owned.len() == 1 && b.owned.len() == 1 && a.epoch == b.epoch {
+                break;
+            }
+        }
+        assert_eq!((a.owned.len(), b.owned.len()), (1, 1), "v{version}");
+        assert!(a.epoch > stable && a.epoch == b.epoch, "v{version}");
+
+        for &describe_version in &describe_versions {
+            let described = first
+                .send(
+                    ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![group(&group_id), group("nobody-here")])
+                        .with_include_authorized_operations(true),
+                    describe_version,
+                )
+                .await;
+            let (found, missing) = (&described.groups[0], &described.groups[1]);
+            assert_eq!(found.error_code, 0, "v{describe_version}: {found:?}");
+            assert_eq!(found.group_state.as_str(), "Stable");
+            assert_eq!(found.group_epoch, a.epoch);
+            assert_eq!(found.assignor_name.as_str(), "uniform");
+            assert_ne!(found.authorized_operations, i32::MIN);
+            assert_eq!(found.members.len(), 2);
+            for member in &found.members {
+                let owner = if member.member_id.as_str() == a.id {
+                    &a
+                } else {
+                    &b
+                };
+                assert_eq!(member.member_id.as_str(), owner.id);
+                assert_eq!(member.member_epoch, owner.epoch);
+                assert_eq!(member.subscribed_topic_names, vec![TopicName(text(TOPIC))]);
+                let topic = &member.assignment.topic_partitions[0];
+                assert_eq!(
+                    (topic.topic_id, topic.topic_name.0.as_str()),
+                    (topic_id, TOPIC)
+                );
+                assert_eq!(topic.partitions, owner.owned);
+                assert_eq!(member.target_assignment, member.assignment);
+                assert_eq!(
+                    member.member_type,
+                    if describe_version >= 1 { 1 } else { -1 }
+                );
+            }
+            assert_eq!(missing.error_code, GROUP_ID_NOT_FOUND);
+        }
+
+        // An epoch the member never had fences it; an id the group does not know is unknown.
+        let mut fenced = consumer_join(&group_id, &a.id)
+            .with_member_epoch(a.epoch + 10)
+            .with_rebalance_timeout_ms(-1)
+            .with_subscribed_topic_names(None)
+            .with_topic_partitions(None);
+        assert_eq!(
+            consumer_refused(&mut first, version, fenced.clone()).await,
+            FENCED_MEMBER_EPOCH
+        );
+        fenced.member_id = text("nobody");
+        fenced.member_epoch = 1;
+        assert_eq!(
+            consumer_refused(&mut first, version, fenced).await,
+            UNKNOWN_MEMBER_ID
+        );
+        // Fenced, a member rejoins with its own id and takes its own place back.
+        let rejoined = consumer_joins(&mut first, version, &group_id, &a.id, topic_id).await;
+        assert_eq!(rejoined.id, a.id, "v{version}");
+        a = rejoined;
+        let described = first
+            .send(
+                ConsumerGroupDescribeRequest::default().with_group_ids(vec![group(&group_id)]),
+                0,
+            )
+            .await;
+        assert_eq!(described.groups[0].members.len(), 2, "v{version}");
+
+        // The second member leaves; the first gets both partitions back.
+        let left = second
+            .send(
+                ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(group(&group_id))
+                    .with_member_id(text(&b.id))
+                    .with_member_epoch(-1),
+                version,
+            )
+            .await;
+        assert_eq!((left.error_code, left.member_epoch), (0, -1), "{left:?}");
+        for _ in 0..10 {
+            consumer_beat(&mut first, version, &group_id, &mut a, topic_id).await;
+            if a.owned.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(a.owned, vec![0, 1], "v{version}");
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn consumer_group_heartbeats_are_refused_with_kafkas_codes() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start_with(
+        directory.path(),
+        CoordinatorConfig {
+            max_group_size: 1,
+            ..CoordinatorConfig::default()
+        },
+    )
+    .await;
+    let mut connection = connect(&broker, "refusals").await;
+    let topic_id = topic_id(&mut connection, TOPIC).await;
+
+    let unknown_assignor = consumer_join("refusals", "").with_server_assignor(Some(text("sticky")));
+    assert_eq!(
+        consumer_refused(&mut connection, 1, unknown_assignor).await,
+        UNSUPPORTED_ASSIGNOR
+    );
+    // Server-side regex (version 1) is refused rather than silently ignored.
+    let regex = consumer_join("refusals", "")
+        .with_subscribed_topic_names(Some(Vec::new()))
+        .with_subscribed_topic_regex(Some(text("ev.*")));
+    assert_eq!(
+        consumer_refused(&mut connection, 1, regex).await,
+        INVALID_REQUEST
+    );
+    let no_rebalance_timeout = consumer_join("refusals", "").with_rebalance_timeout_ms(-1);
+    assert_eq!(
+        consumer_refused(&mut connection, 0, no_rebalance_timeout).await,
+        INVALID_REQUEST
+    );
+
+    // The group holds one member; a second is refused.
+    let member = consumer_joins(&mut connection, 1, "refusals", "only", topic_id).await;
+    assert_eq!(
+        consumer_refused(&mut connection, 1, consumer_join("refusals", "second")).await,
+        GROUP_MAX_SIZE_REACHED
+    );
+    // A classic member cannot join a consumer group that has members.
+    let classic = connection
+        .send(join("refusals", "", SUBSCRIBED_TO_TOPIC), 9)
+        .await;
+    assert_eq!(classic.error_code, INCONSISTENT_GROUP_PROTOCOL);
+    // Leaving twice is not an error.
+    let leave = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group("refusals"))
+        .with_member_id(text(&member.id))
+        .with_member_epoch(-1);
+    for _ in 0..2 {
+        let left = connection.send(leave.clone(), 1).await;
+        assert_eq!(left.error_code, 0, "{left:?}");
+    }
+
+    // Nor a KIP-848 member a classic group that has members (GROUP_ID_NOT_FOUND, as in Kafka),
+    // which ConsumerGroupDescribe does not describe either.
+    join_new_member(&mut connection, "classic-only", SUBSCRIBED_TO_TOPIC).await;
+    assert_eq!(
+        consumer_refused(&mut connection, 1, consumer_join("classic-only", "")).await,
+        GROUP_ID_NOT_FOUND
+    );
+    let described = connection
+        .send(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![group("classic-only")]),
+            1,
+        )
+        .await;
+    assert_eq!(described.groups[0].error_code, GROUP_ID_NOT_FOUND);
+    broker.shutdown().await;
 }

@@ -1,12 +1,13 @@
 //! The Kafka listener at the wire: every served version of the data APIs answers in a form the
 //! codec accepts, and hostile frames close only their own connection and append nothing.
 
+mod common;
 mod kafka_client;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_client::{
     KafkaConnection, batch, list_offset, list_offsets_request, produce_request, served, start,
-    topic_name,
+    topic_id, topic_name,
 };
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -18,13 +19,15 @@ use kafka_protocol::messages::{
     MetadataRequest, OffsetForLeaderEpochRequest,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strata_broker::BrokerHandle;
+use strata_broker::{Broker, BrokerConfig, BrokerHandle};
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_client::AdminClient;
+use uuid::Uuid;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
+const UNKNOWN_TOPIC_ID: i16 = 100;
 
 async fn create_topic(broker: &BrokerHandle, name: &str, configs: &[(&str, &str)]) {
     let mut admin = AdminClient::connect(format!("http://{}", broker.local_addr()))
@@ -110,6 +113,30 @@ async fn every_served_version_of_the_data_apis_answers_in_a_form_the_codec_reads
             .unwrap_or_else(|| panic!("v{version} lists events: {answer:?}"));
         assert_eq!(events.error_code, 0);
         assert_eq!(events.partitions[0].leader_id.0, 1);
+        if version >= 10 {
+            // Named by the id just learned, the topic is answered by name and id too; an id no
+            // topic has is answered with Kafka's UNKNOWN_TOPIC_ID.
+            assert!(!events.topic_id.is_nil(), "v{version}");
+            let unknown = Uuid::from_u128(7);
+            let answer = connection
+                .send(
+                    MetadataRequest::default().with_topics(Some(vec![
+                        MetadataRequestTopic::default().with_topic_id(events.topic_id),
+                        MetadataRequestTopic::default().with_topic_id(unknown),
+                    ])),
+                    version,
+                )
+                .await;
+            let (by_id, missing) = (&answer.topics[0], &answer.topics[1]);
+            assert_eq!(by_id.error_code, 0, "v{version}");
+            assert_eq!(by_id.name, events.name, "v{version}");
+            assert_eq!(by_id.topic_id, events.topic_id, "v{version}");
+            assert_eq!(
+                (missing.error_code, missing.topic_id, missing.name.is_none()),
+                (UNKNOWN_TOPIC_ID, unknown, true),
+                "v{version}"
+            );
+        }
         if version > 0 {
             let missing = answer
                 .topics
@@ -372,5 +399,57 @@ async fn bytes_after_a_whole_request_are_ignored_as_kafka_ignores_them() {
         1,
         "and appended once"
     );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_id_is_the_same_on_every_broker() {
+    let directory = tempfile::tempdir().unwrap();
+    let voters: Vec<(i32, String)> = (1..=3)
+        .map(|id| (id, format!("127.0.0.1:{}", common::free_port())))
+        .collect();
+    let brokers: Vec<BrokerHandle> = futures::future::join_all((1..=3).map(|id| {
+        Broker::start(BrokerConfig {
+            node_id: id,
+            data_dir: directory.path().join(format!("node-{id}")),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+            voters: voters.clone(),
+            ..BrokerConfig::default()
+        })
+    }))
+    .await
+    .into_iter()
+    .map(|started| started.expect("broker starts"))
+    .collect();
+    common::create_replicated_topic(&brokers, "orders", &[]).await;
+    let mut ids = Vec::new();
+    for broker in &brokers {
+        common::metadata_where(broker, "orders on this broker", |answer| {
+            answer.topics.iter().any(|topic| topic.name == "orders")
+        })
+        .await;
+        let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+        ids.push(topic_id(&mut connection, "orders").await);
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    for broker in brokers {
+        broker.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_id_survives_a_restart() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    create_topic(&broker, "orders", &[]).await;
+    let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    let before = topic_id(&mut connection, "orders").await;
+    drop(connection);
+    broker.shutdown().await;
+
+    let broker = start(directory.path()).await;
+    let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    assert_eq!(topic_id(&mut connection, "orders").await, before);
     broker.shutdown().await;
 }

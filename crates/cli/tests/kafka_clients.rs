@@ -405,12 +405,26 @@ async fn an_idempotent_kafka_producer_loses_and_duplicates_nothing_across_a_lead
 
 #[test]
 fn confluent_kafka_members_share_a_classic_group_and_strata_shows_its_offsets() -> Result<()> {
+    confluent_kafka_members_share_a_group("classic-group")
+}
+
+/// KIP-848 through the Kafka door: librdkafka with `group.protocol=consumer`, its assignments
+/// computed by Strata's coordinator and named by topic id.
+#[test]
+fn confluent_kafka_members_share_a_consumer_protocol_group_and_strata_shows_its_offsets()
+-> Result<()> {
+    confluent_kafka_members_share_a_group("consumer-group")
+}
+
+/// The `scenario` (`classic-group` or `consumer-group`) on a 6-partition topic, then the
+/// group's committed offsets as `strata group describe` shows them.
+fn confluent_kafka_members_share_a_group(scenario_name: &str) -> Result<()> {
     let Some(setup) = prepare(|clients| clients.python.as_ref(), "confluent-kafka")? else {
         return Ok(());
     };
     let (python, server, kafka) = (&setup.client, &setup.server, &setup.kafka);
     create_topic(&server.address, "shared", "6")?;
-    scenario(python, &["classic-group", kafka, "shared", "6", "billing"])?;
+    scenario(python, &[scenario_name, kafka, "shared", "6", "billing"])?;
     // One cluster, two doors: the group the Kafka clients committed, as `strata` sees it.
     let described = run_args(&[
         "group",

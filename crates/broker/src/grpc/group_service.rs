@@ -163,14 +163,17 @@ fn check_member(member_id: &str) -> Result<(), PartitionError> {
     Ok(())
 }
 
-fn new_member_id() -> String {
+pub(crate) fn new_member_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
 impl BrokerState {
-    async fn heartbeat(
+    /// The KIP-848 heartbeat of both doors. A joining member gets `joining_member_id`: the gRPC
+    /// door makes one up, a Kafka client (ConsumerGroupHeartbeat v1, KIP-1082) brings its own.
+    pub(crate) async fn consumer_heartbeat(
         &self,
         request: proto::ConsumerGroupHeartbeatRequest,
+        joining_member_id: String,
     ) -> Result<proto::ConsumerGroupHeartbeatResponse, PartitionError> {
         let groups = &self.groups;
         let shard = groups.shard_for(&request.group_id).await?;
@@ -193,11 +196,10 @@ impl BrokerState {
                 .has_owned
                 .then(|| to_assignment(request.owned_partitions)),
         };
-        let member_id = new_member_id();
         let now_ms = self.groups.now_ms();
         let response = groups
             .write(&shard, |shard| {
-                shard.heartbeat(heartbeat, &counts, &member_id, now_ms)
+                shard.heartbeat(heartbeat, &counts, &joining_member_id, now_ms)
             })
             .await?;
         Ok(proto::ConsumerGroupHeartbeatResponse {
@@ -481,7 +483,10 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::ConsumerGroupHeartbeatRequest>,
     ) -> Result<Response<proto::ConsumerGroupHeartbeatResponse>, Status> {
-        let result = self.state.heartbeat(request.into_inner()).await;
+        let result = self
+            .state
+            .consumer_heartbeat(request.into_inner(), new_member_id())
+            .await;
         reply(result)
     }
 

@@ -15,6 +15,7 @@ pub use admin_service::AdminService;
 pub(crate) use admin_service::change_timeout;
 pub use broker_service::BrokerService;
 pub use group_service::GroupService;
+pub(crate) use group_service::new_member_id;
 pub use record_routes::{Listener, RecordRoutesLayer};
 pub use records_service::RecordsService;
 pub use replication_service::ReplicationService;

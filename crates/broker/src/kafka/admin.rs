@@ -5,12 +5,13 @@
 //! its own result and its own bound (the request's `timeout_ms`, as on the gRPC door); this
 //! module adds only what Kafka's messages carry and Strata's do not: broker defaults (-1),
 //! duplicate names, manual replica assignments (refused: the controller places replicas), topic
-//! ids (refused: Strata's topic ids are not offered as Kafka UUIDs, see `data::SERVED`).
+//! ids (Strata's own, read as Kafka UUIDs: see [`super::topic_ids`]).
 
 mod configs;
 
 use super::KafkaDoor;
 use super::data::{kafka_code, status_code};
+use super::topic_ids::{UNKNOWN_TOPIC_ID, kafka_topic_id, topic_by_id};
 use crate::client_boundary::{TopicAction, check_topic_action};
 use crate::error::PartitionError;
 use crate::grpc;
@@ -36,6 +37,7 @@ use strata_common::ErrorCode;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_server::Admin;
 use tonic::Request;
+use uuid::Uuid;
 
 /// What this module serves (see `versions`): every version of these APIs `kafka-protocol`
 /// decodes, which covers what librdkafka 2.x, kafka-python and Java 3.x/4.x negotiate.
@@ -57,7 +59,6 @@ const DEFAULT_NUM_PARTITIONS: i32 = 1;
 const DEFAULT_REPLICATION_FACTOR: i32 = 1;
 
 /// Kafka error codes with no `ErrorCode` of Strata's: they exist only on this door.
-const UNKNOWN_TOPIC_ID: i16 = 100;
 const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
 
 /// DescribeCluster's endpoint type of brokers (the other, 2, is controllers, which Strata does
@@ -276,7 +277,22 @@ impl KafkaDoor {
                     Ok(topic) => self.create_topic(topic, timeout_ms, validate_only).await,
                     Err(refusal) => Err(refusal),
                 };
-                created_result(&name, created, version)
+                // The created topic is in this broker's applied metadata once the call returns;
+                // a validate-only request creates nothing and, as in Kafka, names no id.
+                let topic_id = match (&created, validate_only) {
+                    (Ok(_), false) => self
+                        .state
+                        .applied_metadata
+                        .borrow()
+                        .topic(&name)
+                        .map_or(Uuid::nil(), kafka_topic_id),
+                    _ => Uuid::nil(),
+                };
+                let mut result = created_result(&name, created, version);
+                if version >= 7 {
+                    result.topic_id = topic_id;
+                }
+                result
             },
         );
         CreateTopicsResponse::default().with_topics(topics.await)
@@ -329,20 +345,37 @@ impl KafkaDoor {
             requested,
             |(name, topic_id)| name.clone().unwrap_or_else(|| topic_id.to_string()),
             |(name, topic_id), unique| async move {
-                let deleted = match (unique, &name) {
-                    (Err(refusal), _) => Err(refusal),
-                    (Ok(()), Some(_)) if !topic_id.is_nil() => Err(Refusal::new(
-                        ErrorCode::InvalidRequest,
-                        "a topic is named by its name or by its id, not both",
-                    )),
-                    (Ok(()), Some(name)) => self.delete_topic(name, timeout_ms).await,
-                    (Ok(()), None) => Err(Refusal {
-                        code: UNKNOWN_TOPIC_ID,
-                        message: format!(
-                            "no topic has id {topic_id}: Strata's topic ids are not Kafka UUIDs \
-                             yet; name the topic instead"
-                        ),
-                    }),
+                let (name, deleted) = match (unique, name) {
+                    (Err(refusal), name) => (name, Err(refusal)),
+                    (Ok(()), Some(name)) if !topic_id.is_nil() => (
+                        Some(name),
+                        Err(Refusal::new(
+                            ErrorCode::InvalidRequest,
+                            "a topic is named by its name or by its id, not both",
+                        )),
+                    ),
+                    (Ok(()), Some(name)) => {
+                        let deleted = self.delete_topic(&name, timeout_ms).await;
+                        (Some(name), deleted)
+                    }
+                    // Named by id: answered with its name too, as Kafka does.
+                    (Ok(()), None) => {
+                        let found = topic_by_id(&self.metadata_state(), topic_id)
+                            .map(|topic| topic.name.clone());
+                        match found {
+                            Some(name) => {
+                                let deleted = self.delete_topic(&name, timeout_ms).await;
+                                (Some(name), deleted)
+                            }
+                            None => (
+                                None,
+                                Err(Refusal {
+                                    code: UNKNOWN_TOPIC_ID,
+                                    message: format!("no topic has id {topic_id}"),
+                                }),
+                            ),
+                        }
+                    }
                 };
                 let (error_code, error_message) = error_fields(&deleted);
                 let mut result = DeletableTopicResult::default()

@@ -1,6 +1,7 @@
 //! The data path through the Kafka door: Metadata, Produce, Fetch, ListOffsets,
 //! InitProducerId and OffsetForLeaderEpoch, each translated onto the gRPC door's call.
 
+use super::topic_ids::{UNKNOWN_TOPIC_ID, kafka_topic_id, topic_by_id};
 use super::{KafkaDoor, Reply};
 use crate::error::PartitionError;
 use crate::replica_manager::Acks;
@@ -29,8 +30,9 @@ use strata_proto::v1::broker_server::Broker;
 use tonic::{Request, Status};
 
 /// What this module serves (see `versions`). Produce and Fetch stop before the versions that
-/// name topics by id only (Produce 13, Fetch 13): Strata's topic ids are not offered as Kafka
-/// UUIDs yet, so clients use names, as with any broker that predates topic ids. ListOffsets
+/// name topics by id only (Produce 13, Fetch 13), so clients name topics there, as with any
+/// broker that predates topic ids; Metadata gives and takes topic ids ([`super::topic_ids`]).
+/// ListOffsets
 /// stops before version 7, which adds the max-timestamp query (-3) Strata does not answer.
 pub(super) const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
@@ -87,7 +89,7 @@ pub(super) fn by_topic<T, P>(
 }
 
 impl KafkaDoor {
-    fn metadata_state(&self) -> std::sync::Arc<MetadataState> {
+    pub(super) fn metadata_state(&self) -> std::sync::Arc<MetadataState> {
         // The same copy the gRPC door's Metadata serves: this node's view of the replicated
         // metadata, refreshed by clients on NOT_LEADER_OR_FOLLOWER.
         self.state.controller.metadata().borrow().clone()
@@ -118,6 +120,9 @@ impl KafkaDoor {
             let Some(topic) = state.topic(requested) else {
                 return response.with_error_code(ErrorCode::UnknownTopicOrPartition.code() as i16);
             };
+            if version >= 10 {
+                response.topic_id = kafka_topic_id(topic);
+            }
             let partitions = topic
                 .partitions
                 .iter()
@@ -155,11 +160,20 @@ impl KafkaDoor {
             // Version 0 has no null: an empty list asks for every topic.
             Some(requested) if !(requested.is_empty() && version == 0) => requested
                 .iter()
-                .map(|requested| match &requested.name {
-                    Some(requested) => topic(requested.as_str()),
-                    // Topic ids are not served yet (see `versions`).
-                    None => MetadataResponseTopic::default()
-                        .with_error_code(ErrorCode::UnknownTopicOrPartition.code() as i16),
+                .map(|requested| {
+                    // Version 10 and later may name a topic by id (KIP-516), which then decides,
+                    // as in Kafka; an id no topic has is answered with the id and no name.
+                    let by_name = requested.topic_id.is_nil();
+                    match requested.name.as_ref().filter(|_| by_name) {
+                        Some(requested) => topic(requested.as_str()),
+                        None => match topic_by_id(&state, requested.topic_id) {
+                            Some(found) => topic(&found.name),
+                            None => MetadataResponseTopic::default()
+                                .with_name(None)
+                                .with_topic_id(requested.topic_id)
+                                .with_error_code(UNKNOWN_TOPIC_ID),
+                        },
+                    }
                 })
                 .collect(),
             _ => state.topics.keys().map(|name| topic(name)).collect(),

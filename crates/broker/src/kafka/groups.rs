@@ -1,8 +1,9 @@
 //! Groups and committed offsets through the Kafka door, on the same group coordinator the gRPC
 //! door uses.
 //!
-//! FindCoordinator, OffsetCommit, OffsetFetch, DeleteGroups and ConsumerGroupHeartbeat are the
-//! gRPC door's calls (`grpc::GroupService`), translated; so an offset committed by a Kafka
+//! FindCoordinator, OffsetCommit, OffsetFetch, DeleteGroups and ConsumerGroupHeartbeat
+//! ([`consumer`], with ConsumerGroupDescribe) are the gRPC door's calls (`grpc::GroupService`),
+//! translated; so an offset committed by a Kafka
 //! client is the one `strata group describe` shows, and the other way round. The classic group
 //! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) has no gRPC counterpart: it goes to
 //! the coordinator's classic groups directly (`group_coordinator::classic`), as do the group
@@ -11,6 +12,8 @@
 //! A group's coordinator is the broker that leads its `__consumer_offsets` partition, as in
 //! Kafka; FindCoordinator answers with that broker's Kafka listener, and any other broker
 //! answers group requests with NOT_COORDINATOR, which sends clients back to FindCoordinator.
+
+mod consumer;
 
 use super::KafkaDoor;
 use super::data::{by_topic, host_and_port, kafka_code};
@@ -53,7 +56,8 @@ use tonic::Request;
 
 /// What this module serves (see `versions`). OffsetCommit and OffsetFetch stop before the
 /// versions that name topics by id only (10 and 10), as Produce and Fetch do.
-/// FindCoordinator stops before version 6, which adds share-group keys.
+/// FindCoordinator stops before version 6, which adds share-group keys. ConsumerGroupHeartbeat
+/// version 1 is served without its server-side regex, which is refused ([`consumer`]).
 pub(super) const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
@@ -66,6 +70,8 @@ pub(super) const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Kafka error codes with no `ErrorCode` of Strata's: they exist only on this door.
@@ -150,6 +156,12 @@ impl KafkaDoor {
             RequestKind::OffsetDelete(body) => {
                 ResponseKind::OffsetDelete(self.offset_delete(body).await)
             }
+            RequestKind::ConsumerGroupHeartbeat(body) => {
+                ResponseKind::ConsumerGroupHeartbeat(self.consumer_group_heartbeat(body).await)
+            }
+            RequestKind::ConsumerGroupDescribe(body) => ResponseKind::ConsumerGroupDescribe(
+                self.consumer_group_describe(body, version).await,
+            ),
             other => return Err(other),
         })
     }

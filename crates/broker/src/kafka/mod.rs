@@ -21,6 +21,7 @@ mod admin;
 mod data;
 pub mod frame;
 mod groups;
+mod topic_ids;
 mod versions;
 
 use crate::BrokerState;

@@ -7,10 +7,12 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, ListOffsetsRequest, ProduceRequest, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsResponse, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use strata_broker::{Broker, BrokerConfig, BrokerHandle};
 use strata_record::RecordBatchBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use uuid::Uuid;
 
 /// Long enough for a loaded two-core machine; a healthy answer takes milliseconds.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(30);
@@ -187,4 +190,28 @@ pub async fn list_offset(connection: &mut KafkaConnection, topic: &str, timestam
     let partition = &answer.topics[0].partitions[0];
     assert_eq!(partition.error_code, 0);
     partition.offset
+}
+
+/// `topic` as Metadata version 12 describes it.
+pub async fn metadata_topic(
+    connection: &mut KafkaConnection,
+    topic: &str,
+) -> MetadataResponseTopic {
+    let mut answer = connection
+        .send(
+            MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+            ])),
+            12,
+        )
+        .await;
+    answer.topics.remove(0)
+}
+
+/// `topic`'s Kafka topic id, as Metadata version 12 names it.
+pub async fn topic_id(connection: &mut KafkaConnection, topic: &str) -> Uuid {
+    let described = metadata_topic(connection, topic).await;
+    assert_eq!(described.error_code, 0, "{described:?}");
+    assert!(!described.topic_id.is_nil(), "{topic} has a topic id");
+    described.topic_id
 }
