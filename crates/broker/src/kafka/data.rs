@@ -261,7 +261,7 @@ impl KafkaDoor {
 
     pub(super) async fn fetch(&self, request: FetchRequest, version: i16) -> FetchResponse {
         // KIP-227 sessions are answered as sessionless: every response is full and names
-        // session 0, so clients keep sending full requests, which is what they are here.
+        // session id 0, so clients keep sending full requests, which is what they are here.
         if request.session_id != 0 {
             return FetchResponse::default().with_error_code(FETCH_SESSION_ID_NOT_FOUND);
         }
