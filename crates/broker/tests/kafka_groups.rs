@@ -31,12 +31,10 @@ use kafka_protocol::messages::{
     OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, GroupCoordinatorConfig};
 use strata_coordinator::CoordinatorConfig;
 use strata_proto::v1 as proto;
-use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::group_coordinator_client::GroupCoordinatorClient;
 use uuid::Uuid;
 
@@ -83,21 +81,7 @@ async fn start_with(directory: &std::path::Path, coordinator: CoordinatorConfig)
     })
     .await
     .expect("broker starts");
-    let created = AdminClient::new(common::channel(&broker).await)
-        .create_topics(proto::CreateTopicsRequest {
-            topics: vec![proto::CreatableTopic {
-                name: TOPIC.to_string(),
-                num_partitions: 2,
-                replication_factor: 1,
-                configs: HashMap::new(),
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+    common::create_topic(&broker, TOPIC, 2, 1, &[]).await;
     for value in ["a", "b", "c"] {
         assert_eq!(
             common::produce(&broker, TOPIC, -1, value).await.error_code,

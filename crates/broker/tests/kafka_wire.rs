@@ -20,38 +20,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use strata_broker::{Broker, BrokerConfig, BrokerHandle};
-use strata_proto::v1 as proto;
-use strata_proto::v1::admin_client::AdminClient;
 use uuid::Uuid;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
 const UNKNOWN_TOPIC_ID: i16 = 100;
-
-async fn create_topic(broker: &BrokerHandle, name: &str, configs: &[(&str, &str)]) {
-    let mut admin = AdminClient::connect(format!("http://{}", broker.local_addr()))
-        .await
-        .unwrap();
-    let created = admin
-        .create_topics(proto::CreateTopicsRequest {
-            topics: vec![proto::CreatableTopic {
-                name: name.to_string(),
-                num_partitions: 1,
-                replication_factor: 1,
-                configs: configs
-                    .iter()
-                    .map(|(key, value)| (key.to_string(), value.to_string()))
-                    .collect(),
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
-}
 
 fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
     FetchRequest::default()
@@ -76,7 +50,7 @@ async fn every_served_version_of_the_data_apis_answers_in_a_form_the_codec_reads
     let directory = tempfile::tempdir().unwrap();
     let broker = start(directory.path()).await;
     let kafka_address = broker.kafka_addr().expect("a Kafka listener");
-    create_topic(&broker, "events", &[]).await;
+    common::create_topic(&broker, "events", 1, 1, &[]).await;
     let mut connection = KafkaConnection::connect(kafka_address).await;
     let versions = connection
         .send(
@@ -253,7 +227,7 @@ async fn a_newer_api_versions_request_is_answered_with_unsupported_version_and_t
 async fn unknown_topics_and_oversized_batches_are_refused_with_kafkas_codes() {
     let directory = tempfile::tempdir().unwrap();
     let broker = start(directory.path()).await;
-    create_topic(&broker, "small", &[("max.message.bytes", "1024")]).await;
+    common::create_topic(&broker, "small", 1, 1, &[("max.message.bytes", "1024")]).await;
     let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
     let answer = connection
         .send(produce_request("nowhere", 1, batch(&["x"])), 9)
@@ -280,7 +254,7 @@ async fn unknown_topics_and_oversized_batches_are_refused_with_kafkas_codes() {
 async fn an_acks_zero_produce_gets_no_response_and_the_next_request_is_answered() {
     let directory = tempfile::tempdir().unwrap();
     let broker = start(directory.path()).await;
-    create_topic(&broker, "quiet", &[]).await;
+    common::create_topic(&broker, "quiet", 1, 1, &[]).await;
     let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
     let (frame, _) = connection.frame(&produce_request("quiet", 0, batch(&["a", "b"])), 9);
     connection.write_raw(&frame).await;
@@ -307,7 +281,7 @@ async fn hostile_frames_close_only_their_connection_and_append_nothing() {
     let directory = tempfile::tempdir().unwrap();
     let broker = start(directory.path()).await;
     let address = broker.kafka_addr().unwrap();
-    create_topic(&broker, "guarded", &[]).await;
+    common::create_topic(&broker, "guarded", 1, 1, &[]).await;
     let mut witness = KafkaConnection::connect(address).await;
     assert_eq!(list_offset(&mut witness, "guarded", -1).await, 0);
 
@@ -382,7 +356,7 @@ async fn hostile_frames_close_only_their_connection_and_append_nothing() {
 async fn bytes_after_a_whole_request_are_ignored_as_kafka_ignores_them() {
     let directory = tempfile::tempdir().unwrap();
     let broker = start(directory.path()).await;
-    create_topic(&broker, "tolerant", &[]).await;
+    common::create_topic(&broker, "tolerant", 1, 1, &[]).await;
     let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
     let (frame, _) = connection.frame(&produce_request("tolerant", 1, batch(&["x"])), 9);
     let mut padded = BytesMut::from(&frame[..]);
@@ -442,7 +416,7 @@ async fn a_topic_id_is_the_same_on_every_broker() {
 async fn a_topic_id_survives_a_restart() {
     let directory = tempfile::tempdir().unwrap();
     let broker = start(directory.path()).await;
-    create_topic(&broker, "orders", &[]).await;
+    common::create_topic(&broker, "orders", 1, 1, &[]).await;
     let mut connection = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
     let before = topic_id(&mut connection, "orders").await;
     drop(connection);

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{STEP, channel, metadata_where, start_cluster};
+use common::{STEP, channel, create_topic, metadata_where, start_cluster};
 use strata_proto::v1 as proto;
-use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::records_client::RecordsClient;
 
 fn record(key: Option<&str>, value: &str, partition: Option<i32>) -> proto::ProducedRecord {
@@ -25,21 +24,7 @@ fn record(key: Option<&str>, value: &str, partition: Option<i32>) -> proto::Prod
 async fn any_broker_takes_records_for_every_partition_and_serves_them_back_decoded() {
     let directory = tempfile::tempdir().unwrap();
     let brokers = start_cluster(directory.path()).await;
-    let created = AdminClient::new(channel(&brokers[0]).await)
-        .create_topics(proto::CreateTopicsRequest {
-            topics: vec![proto::CreatableTopic {
-                name: "spread".to_string(),
-                num_partitions: 3,
-                replication_factor: 1,
-                configs: Default::default(),
-            }],
-            timeout_ms: 10_000,
-            validate_only: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+    create_topic(&brokers[0], "spread", 3, 1, &[]).await;
     let answer = metadata_where(&brokers[0], "a leader on each broker", |answer| {
         let leaders: std::collections::BTreeSet<i32> = answer
             .topics

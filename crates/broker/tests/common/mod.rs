@@ -116,19 +116,20 @@ pub fn leader_of(answer: &proto::MetadataResponse, topic: &str) -> i32 {
         .map_or(-1, |partition| partition.leader_id)
 }
 
-/// Creates `topic` with one partition on all three brokers, with `configs`, and waits until it
-/// has a leader and all three replicas in sync.
-pub async fn create_replicated_topic(
-    brokers: &[BrokerHandle],
+/// Creates `topic` through `broker`'s admin service and checks it was created.
+pub async fn create_topic(
+    broker: &BrokerHandle,
     topic: &str,
+    partitions: i32,
+    replication_factor: i32,
     configs: &[(&str, &str)],
-) -> i32 {
-    let created = strata_proto::v1::admin_client::AdminClient::new(channel(&brokers[0]).await)
+) {
+    let created = strata_proto::v1::admin_client::AdminClient::new(channel(broker).await)
         .create_topics(proto::CreateTopicsRequest {
             topics: vec![proto::CreatableTopic {
                 name: topic.to_string(),
-                num_partitions: 1,
-                replication_factor: 3,
+                num_partitions: partitions,
+                replication_factor,
                 configs: configs
                     .iter()
                     .map(|(key, value)| (key.to_string(), value.to_string()))
@@ -143,6 +144,16 @@ pub async fn create_replicated_topic(
         .topics
         .remove(0);
     assert_eq!(created.error_code, 0, "{}", created.error_message);
+}
+
+/// Creates `topic` with one partition on all three brokers, with `configs`, and waits until it
+/// has a leader and all three replicas in sync.
+pub async fn create_replicated_topic(
+    brokers: &[BrokerHandle],
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> i32 {
+    create_topic(&brokers[0], topic, 1, 3, configs).await;
     let answer = metadata_where(&brokers[0], "a leader with a full ISR", |answer| {
         answer.topics.iter().any(|described| {
             described.name == topic
