@@ -219,9 +219,17 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
     // them one after another would wait forever for the ones not started yet.
     let started = futures::future::join_all(configs.into_iter().map(|config| async move {
         let (node, address) = (config.node_id, config.listen);
-        Broker::start(config)
-            .await
-            .with_context(|| format!("cannot start node {node} on {address} (is the port in use?)"))
+        let kafka = config
+            .kafka_listen
+            .map(|kafka| format!(" and {kafka} for Kafka clients"))
+            .unwrap_or_default();
+        Broker::start(config).await.with_context(|| {
+            // A Kafka broker already on the machine holds 9092 more often than not.
+            format!(
+                "cannot start node {node} on {address}{kafka} (is a port in use? --port and \
+                 --kafka-port move them; --kafka-port 0 opens no Kafka listener)"
+            )
+        })
     }))
     .await;
     let mut handles = Vec::new();

@@ -1387,3 +1387,24 @@ fn completion_scripts_are_generated_for_each_shell_and_bash_loads_its_own() -> R
     );
     Ok(())
 }
+
+#[test]
+fn strata_dev_names_a_taken_kafka_port_and_how_to_move_it() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let address = free_address()?;
+    let port = address.rsplit_once(':').context("host:port")?.1;
+    // Held for the whole test, as a Kafka broker already on the machine would hold 9092.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let kafka_port = taken.local_addr()?.port().to_string();
+    let mut command = strata(&["dev", "--port", port, "--kafka-port", &kafka_port]);
+    command.arg("--data-dir").arg(directory.path());
+    let output = run(command, "", COMMAND_TIMEOUT)?;
+    ensure!(!output.status.success(), "{}", output.stdout);
+    let line = single_error_line(&output)?;
+    ensure!(
+        line.contains(&format!("127.0.0.1:{kafka_port} for Kafka clients"))
+            && line.contains("--kafka-port 0 opens no Kafka listener"),
+        "{line}"
+    );
+    Ok(())
+}
