@@ -48,15 +48,22 @@ impl AdminService {
         if validate_only {
             return self.dry_run(command);
         }
+        self.submit_and_wait(command, |state| state.topic(&name).is_some())
+            .await
+    }
+
+    /// Submits `command` and waits until this broker has applied it, which `applied` tells.
+    async fn submit_and_wait(
+        &self,
+        command: MetadataCommand,
+        applied: impl Fn(&MetadataState) -> bool,
+    ) -> Result<(), PartitionError> {
         self.state
             .controller
             .submit(command)
             .await
             .map_err(controller_error)?;
-        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
-            state.topic(&name).is_some()
-        })
-        .await
+        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, applied).await
     }
 
     /// Whether the controller would accept `command` now: it is applied to a copy of this
@@ -70,14 +77,10 @@ impl AdminService {
 
     async fn delete_topic(&self, name: String) -> Result<(), PartitionError> {
         check_topic_action(&name, TopicAction::Delete)?;
-        self.state
-            .controller
-            .submit(MetadataCommand::DeleteTopic { name: name.clone() })
-            .await
-            .map_err(controller_error)?;
-        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
-            state.topic(&name).is_none()
-        })
+        self.submit_and_wait(
+            MetadataCommand::DeleteTopic { name: name.clone() },
+            |state| state.topic(&name).is_none(),
+        )
         .await
     }
 
@@ -117,12 +120,7 @@ impl AdminService {
         if validate_only {
             return self.dry_run(command);
         }
-        self.state
-            .controller
-            .submit(command)
-            .await
-            .map_err(controller_error)?;
-        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
+        self.submit_and_wait(command, |state| {
             state
                 .topic(&name)
                 .is_some_and(|topic| topic.partitions.len() as i32 >= total)
@@ -181,12 +179,7 @@ impl AdminService {
             set,
             delete: request.delete,
         };
-        self.state
-            .controller
-            .submit(command)
-            .await
-            .map_err(controller_error)?;
-        wait_until_applied(&self.state.applied_metadata, APPLY_WAIT, |state| {
+        self.submit_and_wait(command, |state| {
             state
                 .topic(&name)
                 .is_some_and(|topic| topic.configs == resulting)
