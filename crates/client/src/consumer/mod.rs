@@ -38,7 +38,7 @@ use crate::cluster::Cluster;
 use crate::consumer_config::{AutoOffsetReset, ConsumerConfig};
 use crate::consumer_record::ConsumerRecord;
 use crate::error::{Error, Result};
-use crate::grpc::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use crate::grpc::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ListedOffset};
 use crate::tailing::Tails;
 
 use fetch::{FetchedRecords, PREFETCH_DEPTH, Prefetch};
@@ -212,15 +212,7 @@ impl Consumer {
                 "timestamp {timestamp} is negative"
             )));
         }
-        self.check_assigned(partitions)?;
-        let queries = partitions
-            .iter()
-            .map(|topic_partition| (topic_partition.clone(), timestamp))
-            .collect();
-        let found = self
-            .cluster
-            .list_offsets(queries, self.config.retry_policy())
-            .await?;
+        let found = self.list_offsets(partitions, timestamp).await?;
         let mut past_the_end = Vec::new();
         for topic_partition in partitions {
             match found.get(topic_partition).and_then(|listed| listed.offset) {
@@ -345,16 +337,25 @@ impl Consumer {
         Ok(())
     }
 
-    async fn seek_by_query(&mut self, partitions: &[TopicPartition], query: i64) -> Result<()> {
+    /// Kafka's ListOffsets with the same `query` (a timestamp, or earliest / latest) for each of
+    /// `partitions`, which must be assigned.
+    async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        query: i64,
+    ) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
         self.check_assigned(partitions)?;
         let queries = partitions
             .iter()
             .map(|topic_partition| (topic_partition.clone(), query))
             .collect();
-        let found = self
-            .cluster
+        self.cluster
             .list_offsets(queries, self.config.retry_policy())
-            .await?;
+            .await
+    }
+
+    async fn seek_by_query(&mut self, partitions: &[TopicPartition], query: i64) -> Result<()> {
+        let found = self.list_offsets(partitions, query).await?;
         for topic_partition in partitions {
             let offset = found
                 .get(topic_partition)
