@@ -19,7 +19,6 @@ use kafka_protocol::messages::{
     MetadataRequest, OffsetForLeaderEpochRequest,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strata_broker::{Broker, BrokerConfig, BrokerHandle};
 use uuid::Uuid;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -379,23 +378,7 @@ async fn bytes_after_a_whole_request_are_ignored_as_kafka_ignores_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_id_is_the_same_on_every_broker() {
     let directory = tempfile::tempdir().unwrap();
-    let voters: Vec<(i32, String)> = (1..=3)
-        .map(|id| (id, format!("127.0.0.1:{}", common::free_port())))
-        .collect();
-    let brokers: Vec<BrokerHandle> = futures::future::join_all((1..=3).map(|id| {
-        Broker::start(BrokerConfig {
-            node_id: id,
-            data_dir: directory.path().join(format!("node-{id}")),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-            voters: voters.clone(),
-            ..BrokerConfig::default()
-        })
-    }))
-    .await
-    .into_iter()
-    .map(|started| started.expect("broker starts"))
-    .collect();
+    let brokers = common::start_cluster(directory.path()).await;
     common::create_replicated_topic(&brokers, "orders", &[]).await;
     let mut ids = Vec::new();
     for broker in &brokers {

@@ -31,6 +31,8 @@ pub async fn start_cluster(directory: &std::path::Path) -> Vec<BrokerHandle> {
             node_id: id,
             data_dir: directory.join(format!("node-{id}")),
             listen: "127.0.0.1:0".parse().unwrap(),
+            // For the tests that reach the nodes as Kafka clients do; the others never connect.
+            kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
             voters: voters.clone(),
             ..BrokerConfig::default()
         })
