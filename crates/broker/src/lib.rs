@@ -21,6 +21,7 @@ mod grpc;
 mod kafka;
 pub mod leader_state;
 pub mod metadata;
+pub mod peer_channels;
 mod replica_fetcher;
 pub mod replica_manager;
 mod request_budget;
@@ -50,7 +51,6 @@ use strata_storage::LogManager;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 /// Requests up to this size are accepted (a produce of many batches, for instance); single
@@ -101,6 +101,53 @@ pub struct BrokerConfig {
     /// `queued.max.request.bytes`); see `request_budget`.
     pub queued_max_request_bytes: usize,
     pub groups: GroupCoordinatorConfig,
+    /// TLS on every listener and on every connection to another node; `None` is plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A node's TLS: one identity served on all three listeners and presented to other nodes.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// This node's certificate chain and key (PEM), re-read when the files change.
+    pub identity: strata_tls::IdentityFiles,
+    /// The CA bundle (PEM) that signs node certificates, and client certificates when clients
+    /// are asked for one. Nodes verify each other against it both ways.
+    pub ca: PathBuf,
+    /// Whether clients of the client and Kafka listeners present a certificate. The internal
+    /// listener always requires one signed by `ca`: it serves nodes only.
+    pub client_auth: strata_tls::ClientAuth,
+}
+
+/// What a node's TLS configuration becomes once its files are loaded.
+struct NodeTls {
+    /// For the client and Kafka listeners.
+    clients: strata_tls::ServerTls,
+    /// For the internal listener: mutual TLS, nodes only.
+    internal: strata_tls::ServerTls,
+    /// For connections this node opens to other nodes.
+    peers: strata_tls::ClientTls,
+}
+
+impl NodeTls {
+    fn load(config: &TlsConfig) -> Result<Self, BrokerError> {
+        let startup = |error: strata_tls::TlsError| BrokerError::Startup(format!("TLS: {error}"));
+        Ok(Self {
+            clients: strata_tls::ServerTls::new(
+                &config.identity,
+                Some(&config.ca),
+                config.client_auth,
+            )
+            .map_err(startup)?,
+            internal: strata_tls::ServerTls::new(
+                &config.identity,
+                Some(&config.ca),
+                strata_tls::ClientAuth::Required,
+            )
+            .map_err(startup)?,
+            peers: strata_tls::ClientTls::new(&config.ca, Some(&config.identity))
+                .map_err(startup)?,
+        })
+    }
 }
 
 impl BrokerConfig {
@@ -160,6 +207,7 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: 4_000,
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             groups: GroupCoordinatorConfig::default(),
+            tls: None,
         }
     }
 }
@@ -328,6 +376,16 @@ async fn bind(
     Ok((listener, bound))
 }
 
+/// `listener`, serving TLS with `tls` (offering `alpn`) or plaintext.
+fn listening(
+    listener: tokio::net::TcpListener,
+    tls: Option<&strata_tls::ServerTls>,
+    alpn: &[&[u8]],
+) -> Result<strata_tls::TlsListener, BrokerError> {
+    strata_tls::TlsListener::new(listener, tls, alpn)
+        .map_err(|error| BrokerError::Startup(format!("TLS: {error}")))
+}
+
 impl Broker {
     /// Opens the data directory (recovering logs if the last stop was unclean), binds the listen
     /// address and starts serving.
@@ -348,6 +406,9 @@ impl Broker {
             path: config.data_dir.clone(),
             source,
         })?;
+        // Loaded before anything else starts, so a bad path or a key that does not match its
+        // certificate stops the node with the file named.
+        let tls = config.tls.as_ref().map(NodeTls::load).transpose()?;
         let node = NodeState::open(&config.data_dir, config.node_id)?;
         let logs = LogManager::new(&config.data_dir.join("logs"), clock.clone())?;
         let replicas = Arc::new(ReplicaManager::new(
@@ -356,6 +417,7 @@ impl Broker {
             clock.clone(),
             config.replication.clone(),
             ReplicaManager::read_high_watermark_checkpoint(&config.data_dir),
+            peer_channels::PeerChannels::new(tls.as_ref().map(|tls| tls.peers.clone())),
         ));
         logs.start_maintenance(config.log_maintenance_interval);
 
@@ -392,6 +454,7 @@ impl Broker {
         let single_node = voters.len() == 1;
         let controller_config = ControllerConfig {
             broker_session_timeout_ms: config.broker_session_timeout_ms,
+            peer_tls: tls.as_ref().map(|tls| tls.peers.clone()),
             ..ControllerConfig::new(config.node_id, voters, config.data_dir.clone())
         };
         let controller = Arc::new(
@@ -472,7 +535,12 @@ impl Broker {
             .add_service(group_service)
             .add_service(client_records_service)
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                listening(
+                    listener,
+                    tls.as_ref().map(|tls| &tls.clients),
+                    &[strata_tls::ALPN_H2],
+                )?
+                .into_incoming(),
                 shutdown_signal.clone().map(drop),
             );
         let internal_server = strata_proto::http2::server(Server::builder())
@@ -481,7 +549,12 @@ impl Broker {
             .add_service(records_service)
             .add_service(controller.service())
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(internal_listener).with_nodelay(Some(true)),
+                listening(
+                    internal_listener,
+                    tls.as_ref().map(|tls| &tls.internal),
+                    &[strata_tls::ALPN_H2],
+                )?
+                .into_incoming(),
                 shutdown_signal.map(drop),
             );
         let server = tokio::spawn(async move {
@@ -619,7 +692,10 @@ impl Broker {
         // Opened once the broker serves clients, so a Kafka client never meets a node that is
         // still catching up (the gRPC door says so with an error; Kafka has no such answer for
         // every API).
-        let kafka_server = kafka_listener.map(|(listener, _)| {
+        let kafka_listener = kafka_listener
+            .map(|(listener, _)| listening(listener, tls.as_ref().map(|tls| &tls.clients), &[]))
+            .transpose()?;
+        let kafka_server = kafka_listener.map(|listener| {
             tokio::spawn(kafka::serve(
                 listener,
                 Arc::new(kafka::KafkaDoor::new(state.clone())),

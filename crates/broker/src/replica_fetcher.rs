@@ -13,7 +13,7 @@ use strata_proto::replication_v1::replication_client::ReplicationClient;
 use strata_proto::zero_copy::{paths, unary};
 use tokio::task::JoinHandle;
 use tonic::Request;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -62,16 +62,9 @@ async fn connect(manager: &ReplicaManager, leader_id: i32) -> Result<Channel, Pa
             format!("no address known for broker {leader_id}"),
         )
     })?;
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|error| {
-            PartitionError::new(
-                ErrorCode::LeaderNotAvailable,
-                format!("bad address '{address}' for broker {leader_id}: {error}"),
-            )
-        })?
-        .connect_timeout(Duration::from_secs(2));
-    strata_proto::http2::endpoint(endpoint)
-        .connect()
+    manager
+        .peer_channels()
+        .connect(&address, Duration::from_secs(2))
         .await
         .map_err(|error| {
             PartitionError::new(

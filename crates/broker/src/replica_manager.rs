@@ -15,6 +15,7 @@
 
 use crate::error::PartitionError;
 use crate::leader_state::LeaderState;
+use crate::peer_channels::PeerChannels;
 use crate::topic_config::TopicConfig;
 use crate::worker_appends::WorkerAppendGate;
 use bytes::Bytes;
@@ -372,6 +373,7 @@ impl ReplicationConfig {
 
 pub struct ReplicaManager {
     node_id: i32,
+    peer_channels: PeerChannels,
     logs: Arc<LogManager>,
     clock: Arc<dyn Clock>,
     config: ReplicationConfig,
@@ -446,9 +448,11 @@ impl ReplicaManager {
         clock: Arc<dyn Clock>,
         config: ReplicationConfig,
         checkpointed_high_watermarks: HashMap<TopicPartition, i64>,
+        peer_channels: PeerChannels,
     ) -> ReplicaManager {
         ReplicaManager {
             node_id,
+            peer_channels,
             logs,
             clock: clock.clone(),
             config,
@@ -567,6 +571,11 @@ impl ReplicaManager {
             ErrorCode::StaleBrokerEpoch,
             format!("broker {replica_id} presented broker epoch {broker_epoch}; {known}"),
         ))
+    }
+
+    /// How this node opens channels to the others.
+    pub(crate) fn peer_channels(&self) -> &PeerChannels {
+        &self.peer_channels
     }
 
     pub(crate) fn address_of(&self, broker_id: i32) -> Option<String> {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use strata_tls::ClientTls;
 
 use strata_common::{ErrorCode, TopicPartition};
 
@@ -96,6 +97,7 @@ impl AdminConfig {
 #[derive(Clone, Debug)]
 pub struct AdminConfigBuilder {
     bootstrap: String,
+    tls: Option<ClientTls>,
     request_timeout_ms: u64,
     api_timeout_ms: u64,
     connect_timeout_ms: u64,
@@ -108,6 +110,7 @@ impl Default for AdminConfigBuilder {
     fn default() -> Self {
         AdminConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
+            tls: None,
             request_timeout_ms: 30_000,
             api_timeout_ms: 60_000,
             connect_timeout_ms: 10_000,
@@ -122,6 +125,12 @@ impl AdminConfigBuilder {
     /// `host:port[,host:port...]`. Default `127.0.0.1:7070`.
     pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
         self.bootstrap = addresses.into();
+        self
+    }
+    /// Speak TLS to the brokers, trusting servers signed by the CA in `tls` and presenting its
+    /// client certificate, if it has one, to listeners that ask. Default: plaintext.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
     /// Default 30 s.
@@ -169,6 +178,7 @@ impl AdminConfigBuilder {
         Ok(AdminConfig {
             settings: ConnectionSettings {
                 bootstrap,
+                tls: self.tls,
                 connect_timeout: Duration::from_millis(self.connect_timeout_ms),
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
             },

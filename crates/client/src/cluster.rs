@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
+use strata_tls::ClientTls;
 
 use strata_common::{ErrorCode, TopicPartition};
 
@@ -25,6 +26,7 @@ use crate::retry::{Backoff, RetryPolicy};
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionSettings {
     pub bootstrap: Vec<String>,
+    pub tls: Option<ClientTls>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -110,7 +112,12 @@ impl Cluster {
         if let Some(connection) = lock(&self.connections).get(address) {
             return Ok(connection.clone());
         }
-        let connection = grpc::connect(address, self.settings.connect_timeout).await?;
+        let connection = grpc::connect(
+            address,
+            self.settings.connect_timeout,
+            self.settings.tls.as_ref(),
+        )
+        .await?;
         // Two tasks may have connected at once; keep the first so everyone shares one channel.
         Ok(lock(&self.connections)
             .entry(address.to_string())

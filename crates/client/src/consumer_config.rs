@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+use strata_tls::ClientTls;
 
 use crate::cluster::{ConnectionSettings, parse_bootstrap};
 use crate::error::{Error, Result};
@@ -62,6 +63,7 @@ impl fmt::Display for AutoOffsetReset {
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
     bootstrap: Vec<String>,
+    tls: Option<ClientTls>,
     max_poll_records: usize,
     fetch_min_bytes: i32,
     fetch_max_bytes: i32,
@@ -141,6 +143,7 @@ impl ConsumerConfig {
     pub(crate) fn connection_settings(&self) -> ConnectionSettings {
         ConnectionSettings {
             bootstrap: self.bootstrap.clone(),
+            tls: self.tls.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
         }
@@ -159,6 +162,7 @@ impl ConsumerConfig {
 #[derive(Clone, Debug)]
 pub struct ConsumerConfigBuilder {
     bootstrap: String,
+    tls: Option<ClientTls>,
     max_poll_records: usize,
     fetch_min_bytes: i32,
     fetch_max_bytes: i32,
@@ -183,6 +187,7 @@ impl Default for ConsumerConfigBuilder {
     fn default() -> Self {
         ConsumerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
+            tls: None,
             max_poll_records: 500,
             fetch_min_bytes: 1,
             fetch_max_bytes: 50 << 20,
@@ -256,6 +261,12 @@ impl ConsumerConfigBuilder {
     /// `host:port[,host:port...]` of brokers to learn the cluster from. Default `127.0.0.1:7070`.
     pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
         self.bootstrap = addresses.into();
+        self
+    }
+    /// Speak TLS to the brokers, trusting servers signed by the CA in `tls` and presenting its
+    /// client certificate, if it has one, to listeners that ask. Default: plaintext.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
     /// The most records one `poll` returns; the rest stay buffered. Default 500.
@@ -379,6 +390,7 @@ impl ConsumerConfigBuilder {
             )));
         }
         Ok(ConsumerConfig {
+            tls: self.tls,
             group: GroupSettings {
                 group_id: self.group_id,
                 group_instance_id: self.group_instance_id,

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
+use strata_tls::ClientTls;
 
 use bytes::Bytes;
 use strata_common::{ErrorCode, TopicPartition};
@@ -149,28 +150,33 @@ pub(crate) fn body_error(
     Some(Error::broker(code, message))
 }
 
-/// Opens a channel to `address` (`host:port`).
-pub(crate) async fn connect(address: &str, connect_timeout: Duration) -> Result<Connection> {
+/// Opens a channel to `address` (`host:port`), over TLS when `tls` is given.
+pub(crate) async fn connect(
+    address: &str,
+    connect_timeout: Duration,
+    tls: Option<&ClientTls>,
+) -> Result<Connection> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| Error::Config(format!("'{address}' is not a valid host:port: {error}")))?
         .connect_timeout(connect_timeout);
     let endpoint = strata_proto::http2::endpoint(endpoint);
     let started = Instant::now();
-    let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
-        Ok(Ok(channel)) => channel,
-        Ok(Err(error)) => {
-            return Err(Error::Transport {
-                address: address.to_string(),
-                message: describe_error_chain(&error),
-            });
-        }
-        Err(_) => {
-            return Err(Error::timeout(
-                format!("connecting to {address}"),
-                started.elapsed(),
-            ));
-        }
-    };
+    let channel =
+        match tokio::time::timeout(connect_timeout, strata_tls::channel(endpoint, tls)).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(error)) => {
+                return Err(Error::Transport {
+                    address: address.to_string(),
+                    message: describe_error_chain(&error),
+                });
+            }
+            Err(_) => {
+                return Err(Error::timeout(
+                    format!("connecting to {address}"),
+                    started.elapsed(),
+                ));
+            }
+        };
     Ok(Connection {
         address: address.to_string(),
         channel,

@@ -103,6 +103,9 @@ pub use producer_record::{ProducerRecord, RecordMetadata};
 pub use share_consumer::{ShareConsumer, ShareConsumerConfig, ShareRecord};
 pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};
 pub use strata_record::{CompressionType, Header};
+/// TLS settings for every client type's `tls(...)`: the CA to trust and an optional client
+/// certificate.
+pub use strata_tls::{ClientTls, IdentityFiles, TlsError};
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they cannot go stale.
 #[doc = include_str!("../../../README.md")]

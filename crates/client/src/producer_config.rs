@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+use strata_tls::ClientTls;
 
 use strata_record::{BATCH_HEADER_BYTES, CompressionType};
 
@@ -86,6 +87,7 @@ impl fmt::Display for Acks {
 #[derive(Clone, Debug)]
 pub struct ProducerConfig {
     bootstrap: Vec<String>,
+    tls: Option<ClientTls>,
     acks: Acks,
     enable_idempotence: bool,
     linger: Duration,
@@ -160,6 +162,7 @@ impl ProducerConfig {
     pub(crate) fn connection_settings(&self) -> ConnectionSettings {
         ConnectionSettings {
             bootstrap: self.bootstrap.clone(),
+            tls: self.tls.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
         }
@@ -170,6 +173,7 @@ impl ProducerConfig {
 #[derive(Clone, Debug)]
 pub struct ProducerConfigBuilder {
     bootstrap: String,
+    tls: Option<ClientTls>,
     acks: Acks,
     enable_idempotence: bool,
     linger_ms: u64,
@@ -191,6 +195,7 @@ impl Default for ProducerConfigBuilder {
     fn default() -> Self {
         ProducerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
+            tls: None,
             acks: Acks::All,
             // Kafka 3.x's default: a retry after a lost response must not write a batch twice.
             enable_idempotence: true,
@@ -221,6 +226,12 @@ impl ProducerConfigBuilder {
     /// `host:port[,host:port...]` of brokers to learn the cluster from. Default `127.0.0.1:7070`.
     pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
         self.bootstrap = addresses.into();
+        self
+    }
+    /// Speak TLS to the brokers, trusting servers signed by the CA in `tls` and presenting its
+    /// client certificate, if it has one, to listeners that ask. Default: plaintext.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
     /// Default [`Acks::All`].
@@ -375,6 +386,7 @@ impl ProducerConfigBuilder {
         }
         Ok(ProducerConfig {
             bootstrap,
+            tls: self.tls,
             acks: self.acks,
             enable_idempotence: self.enable_idempotence,
             linger: Duration::from_millis(self.linger_ms),

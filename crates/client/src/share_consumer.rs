@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use strata_tls::ClientTls;
 
 use strata_common::{TopicPartition, validate_topic_name};
 
@@ -41,6 +42,7 @@ impl std::ops::Deref for ShareRecord {
 #[derive(Clone, Debug)]
 pub struct ShareConsumerConfig {
     bootstrap: String,
+    tls: Option<ClientTls>,
     group_id: String,
     max_in_flight: u32,
     visibility_timeout_ms: u32,
@@ -55,6 +57,7 @@ impl ShareConsumerConfig {
     pub fn new(group_id: impl Into<String>) -> ShareConsumerConfig {
         ShareConsumerConfig {
             bootstrap: "127.0.0.1:7070".to_string(),
+            tls: None,
             group_id: group_id.into(),
             max_in_flight: 500,
             visibility_timeout_ms: 30_000,
@@ -67,6 +70,12 @@ impl ShareConsumerConfig {
 
     pub fn bootstrap(mut self, addresses: impl Into<String>) -> Self {
         self.bootstrap = addresses.into();
+        self
+    }
+    /// Speak TLS to the brokers, trusting servers signed by the CA in `tls` and presenting its
+    /// client certificate, if it has one, to listeners that ask. Default: plaintext.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -182,6 +191,7 @@ impl ShareConsumer {
         let request_timeout = Duration::from_millis(config.request_timeout_ms);
         let cluster = Cluster::connect(ConnectionSettings {
             bootstrap: parse_bootstrap(&config.bootstrap)?,
+            tls: config.tls.clone(),
             connect_timeout: Duration::from_secs(10),
             request_timeout,
         })

@@ -76,6 +76,9 @@ pub struct ControllerConfig {
     /// cluster id is refused at start, and a new cluster is named with it; when unset, the first
     /// leader picks a random id.
     pub cluster_id: Option<String>,
+    /// TLS for the calls this controller makes to the other voters (the node's certificate and
+    /// the cluster's CA); `None` is plaintext.
+    pub peer_tls: Option<strata_tls::ClientTls>,
 }
 
 impl ControllerConfig {
@@ -95,6 +98,7 @@ impl ControllerConfig {
             submit_timeout_ms: 5_000,
             snapshot_interval_entries: 1_000,
             cluster_id: None,
+            peer_tls: None,
         }
     }
 
@@ -204,7 +208,11 @@ impl Controller {
             .iter()
             .filter_map(|(id, address)| NodeId::try_from(*id).ok().map(|id| (id, address.clone())))
             .collect();
-        let peers = Arc::new(PeerClients::new(voters.clone(), Arc::clone(&cluster_id)));
+        let peers = Arc::new(PeerClients::new(
+            voters.clone(),
+            Arc::clone(&cluster_id),
+            config.peer_tls.clone(),
+        ));
         let raft = Raft::new(
             node_id,
             Arc::new(config.raft_config()?),

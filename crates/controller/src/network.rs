@@ -87,6 +87,7 @@ pub(crate) struct PeerClients {
     addresses: BTreeMap<NodeId, String>,
     channels: Mutex<HashMap<NodeId, PeerChannel>>,
     cluster_id: SharedClusterId,
+    tls: Option<strata_tls::ClientTls>,
 }
 
 struct PeerChannel {
@@ -142,11 +143,13 @@ impl PeerClients {
     pub(crate) fn new(
         addresses: BTreeMap<NodeId, String>,
         cluster_id: SharedClusterId,
+        tls: Option<strata_tls::ClientTls>,
     ) -> PeerClients {
         PeerClients {
             addresses,
             channels: Mutex::new(HashMap::new()),
             cluster_id,
+            tls,
         }
     }
 
@@ -175,10 +178,10 @@ impl PeerClients {
                             message: format!("bad address '{address}': {error}"),
                         }
                     })?;
-                let channel = endpoint
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                let channel = strata_tls::lazy_channel(
+                    endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
+                    self.tls.as_ref(),
+                );
                 channels.insert(
                     node_id,
                     PeerChannel {

@@ -32,7 +32,7 @@ use strata_coordinator::{
 use strata_proto::v1 as proto;
 use strata_record::{BatchIter, RecordBatchBuilder};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::broker_lifecycle::{controller_error, wait_until_applied};
@@ -721,16 +721,12 @@ impl GroupCoordinator {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|error| {
-            PartitionError::new(
-                ErrorCode::CoordinatorNotAvailable,
-                format!("bad broker address '{address}': {error}"),
-            )
-        })?;
-        let client = proto::broker_client::BrokerClient::new(
-            strata_proto::http2::endpoint(endpoint.connect_timeout(Duration::from_secs(2)))
-                .connect_lazy(),
-        );
+        let channel = self
+            .replicas
+            .peer_channels()
+            .lazy(address, Duration::from_secs(2))
+            .map_err(|error| PartitionError::new(ErrorCode::CoordinatorNotAvailable, error))?;
+        let client = proto::broker_client::BrokerClient::new(channel);
         clients.insert(address.to_string(), client.clone());
         Ok(client)
     }

@@ -28,6 +28,8 @@ const FORWARDED_METADATA: &str = "strata-forwarded";
 const DEFAULT_MAX_RECORDS: usize = 500;
 /// Bytes a record fetch reads from the log per call.
 const FETCH_BYTES: i32 = 4 << 20;
+/// How long forwarding waits to reach a leader it has no connection to yet.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct RecordsService {
     state: Arc<BrokerState>,
@@ -85,13 +87,18 @@ impl RecordsService {
                 format!("the address of leader {leader} is not known here"),
             )
         })?;
-        let endpoint = Channel::from_shared(format!("http://{address}")).map_err(|error| {
-            PartitionError::new(
-                ErrorCode::UnknownServerError,
-                format!("leader {leader}'s address '{address}': {error}"),
-            )
-        })?;
-        let peer = RecordsClient::new(strata_proto::http2::endpoint(endpoint).connect_lazy());
+        let channel = self
+            .state
+            .replicas
+            .peer_channels()
+            .lazy(&address, PEER_CONNECT_TIMEOUT)
+            .map_err(|error| {
+                PartitionError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("leader {leader}: {error}"),
+                )
+            })?;
+        let peer = RecordsClient::new(channel);
         peers.insert(leader, peer.clone());
         Ok(peer)
     }

@@ -30,10 +30,9 @@ use bytes::Bytes;
 use frame::{FrameError, Request};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use strata_tls::{MaybeTlsStream, TlsListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -105,8 +104,9 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
 }
 
 /// Accepts Kafka connections until `shutdown` resolves; then every open connection is dropped.
+/// Each connection's TLS handshake, when the listener has TLS, runs in that connection's task.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: TlsListener,
     door: Arc<KafkaDoor>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -116,8 +116,13 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, door.clone()));
+                Ok(accepted) => {
+                    let door = door.clone();
+                    connections.spawn(async move {
+                        if let Some(stream) = accepted.establish().await {
+                            serve_connection(stream, door).await;
+                        }
+                    });
                 }
                 Err(error) => {
                     // Out of file descriptors, usually; the next accept may succeed.
@@ -134,12 +139,13 @@ pub(crate) async fn serve(
 /// The largest read buffered ahead of the frame being decoded.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, door: Arc<KafkaDoor>) {
-    let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
+    let peer = stream.peer();
+    // One request at a time, so reads and writes never overlap and one buffered stream serves
+    // both (writes pass through the read buffer).
+    let mut connection = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
     loop {
-        let frame = match read_frame(&mut reader).await {
+        let frame = match read_frame(&mut connection).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(reason) => {
@@ -188,7 +194,12 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, door: Arc<KafkaDo
                 return;
             }
         };
-        if let Err(error) = writer.write_all(&bytes).await {
+        // TLS holds written bytes in its record buffer until flushed.
+        let written = async {
+            connection.write_all(&bytes).await?;
+            connection.flush().await
+        };
+        if let Err(error) = written.await {
             debug!(%peer, %error, "Kafka client went away before its response was written");
             return;
         }
@@ -199,9 +210,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, door: Arc<KafkaDo
 const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Reads one frame; `None` when the client closed the connection between frames.
-async fn read_frame(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> Result<Option<Bytes>, String> {
+async fn read_frame(reader: &mut BufReader<MaybeTlsStream>) -> Result<Option<Bytes>, String> {
     let mut prefix = [0u8; frame::SIZE_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}

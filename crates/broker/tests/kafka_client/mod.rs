@@ -20,24 +20,35 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 use strata_broker::{Broker, BrokerConfig, BrokerHandle};
 use strata_record::RecordBatchBuilder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
 /// Long enough for a loaded two-core machine; a healthy answer takes milliseconds.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
+/// What a connection runs over: TCP, or TLS over TCP.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for S {}
+
 pub struct KafkaConnection {
-    stream: TcpStream,
+    stream: Box<dyn ByteStream>,
     next_correlation_id: i32,
 }
 
 impl KafkaConnection {
     pub async fn connect(address: SocketAddr) -> KafkaConnection {
-        KafkaConnection {
-            stream: TcpStream::connect(address)
+        KafkaConnection::over(
+            TcpStream::connect(address)
                 .await
                 .expect("connects to the Kafka listener"),
+        )
+    }
+
+    /// A connection over a stream already open, such as a TLS session.
+    pub fn over(stream: impl ByteStream + 'static) -> KafkaConnection {
+        KafkaConnection {
+            stream: Box::new(stream),
             next_correlation_id: 1,
         }
     }
@@ -87,6 +98,8 @@ impl KafkaConnection {
 
     pub async fn write_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("writes");
+        // TLS holds what is written until flushed.
+        self.stream.flush().await.expect("flushes");
     }
 
     /// Closes the sending side, as a client that stops mid-frame does.
