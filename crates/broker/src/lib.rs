@@ -116,6 +116,9 @@ pub struct TlsConfig {
     /// Whether clients of the client and Kafka listeners present a certificate. The internal
     /// listener always requires one signed by `ca`: it serves nodes only.
     pub client_auth: strata_tls::ClientAuth,
+    /// The CA bundle that signs clients' certificates, when not `ca`. Keeping clients' CA apart
+    /// from the nodes' means no client certificate is accepted on the internal listener.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// What a node's TLS configuration becomes once its files are loaded.
@@ -134,7 +137,7 @@ impl NodeTls {
         Ok(Self {
             clients: strata_tls::ServerTls::new(
                 &config.identity,
-                Some(&config.ca),
+                Some(config.client_ca.as_ref().unwrap_or(&config.ca)),
                 config.client_auth,
             )
             .map_err(startup)?,

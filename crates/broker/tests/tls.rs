@@ -36,6 +36,7 @@ async fn start_tls_cluster(directory: &Path, certificates: &ClusterFiles) -> Vec
                 identity: certificates.nodes[id as usize - 1].clone(),
                 ca: certificates.ca.clone(),
                 client_auth: ClientAuth::None,
+                client_ca: None,
             }),
             ..BrokerConfig::default()
         })
@@ -216,4 +217,59 @@ async fn clients_without_tls_or_without_a_node_certificate_are_refused() {
     let node = ClientTls::new(&certificates.ca, Some(&certificates.nodes[1])).unwrap();
     let answer = offsets_for_epoch(tls_channel(&node, broker.internal_addr()).await).await;
     assert!(answer.is_ok(), "a node was refused: {answer:?}");
+}
+
+#[tokio::test]
+async fn clients_certificates_from_their_own_ca_open_the_client_doors_only() {
+    let directory = tempfile::tempdir().unwrap();
+    let nodes = dev_certs::write_cluster(directory.path(), 1, &[], "unused").unwrap();
+    let clients_ca = DevCa::new("clients' CA").unwrap();
+    let clients_ca_path = directory.path().join("clients-ca.pem");
+    std::fs::write(&clients_ca_path, clients_ca.certificate_pem()).unwrap();
+    let alice = dev_certs::write_identity(
+        directory.path(),
+        "alice",
+        &clients_ca.issue_client("alice").unwrap(),
+    )
+    .unwrap();
+    let broker = Broker::start(BrokerConfig {
+        data_dir: directory.path().join("node"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(TlsConfig {
+            identity: nodes.nodes[0].clone(),
+            ca: nodes.ca.clone(),
+            client_auth: ClientAuth::Required,
+            client_ca: Some(clients_ca_path),
+        }),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker starts with TLS");
+
+    let served = |tls: ClientTls, address: std::net::SocketAddr| async move {
+        let Ok(channel) = tls.channel(endpoint(address)).await else {
+            return false;
+        };
+        BrokerClient::new(channel.clone())
+            .metadata(proto::MetadataRequest { topics: vec![] })
+            .await
+            .is_ok()
+            || ReplicationClient::new(channel)
+                .offsets_for_leader_epoch(
+                    strata_proto::replication_v1::OffsetsForLeaderEpochRequest::default(),
+                )
+                .await
+                .is_ok()
+    };
+    let as_alice = ClientTls::new(&nodes.ca, Some(&alice)).unwrap();
+    let anonymous = ClientTls::new(&nodes.ca, None).unwrap();
+    let as_node = ClientTls::new(&nodes.ca, Some(&nodes.nodes[0])).unwrap();
+
+    assert!(served(as_alice.clone(), broker.local_addr()).await);
+    assert!(!served(anonymous, broker.local_addr()).await);
+    // A node's certificate is not a client's: the clients' CA did not sign it.
+    assert!(!served(as_node.clone(), broker.local_addr()).await);
+    // And a client's certificate is not a node's.
+    assert!(!served(as_alice, broker.internal_addr()).await);
+    assert!(served(as_node, broker.internal_addr()).await);
 }
