@@ -14,6 +14,7 @@ use strata_client::{
 };
 
 use crate::Bootstrap;
+use crate::duration::{self, DurationParser, Unit};
 use crate::record_format::{BinaryEncoding, RecordFormat, RecordFormatParser, write_record};
 use crate::topic::{connect_admin, describe_topic_or_suggest};
 use start::{StartOffset, StartTime};
@@ -59,8 +60,8 @@ pub struct ConsumeArgs {
     from_timestamp: Option<i64>,
     /// Start at the first record at or after this time: ms since the Unix epoch, an RFC 3339
     /// time (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:00, or a date, 2024-05-01, for
-    /// midnight UTC), or a duration meaning that long ago (90s, 10m, 2h, 1d, 1h30m; units ms,
-    /// s, m, h, d).
+    /// midnight UTC), or a duration meaning that long ago (90s, 10m, 2h, 1d, 1h30m; the units
+    /// of every duration flag).
     #[arg(long, value_name = "TIME", value_parser = StartTime::parse)]
     from: Option<StartTime>,
     /// Exit once every partition read has been printed up to the end it had at start (its high
@@ -72,8 +73,11 @@ pub struct ConsumeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_messages: Option<u64>,
     /// Exit when no record arrived for this long; default: wait forever.
-    #[arg(long, value_name = "MS")]
-    timeout_ms: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = DurationParser::human())]
+    timeout: Option<Duration>,
+    /// --timeout in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "timeout", value_parser = DurationParser::human().number_of(Unit::Millis))]
+    timeout_ms: Option<Duration>,
     /// How to print each record: `value`, `json`, or a format string of kcat's tokens: %t topic,
     /// %p partition, %o offset, %k key, %v value, %T timestamp (ms), %h headers (k=v,k=v), %K and
     /// %S key and value size in bytes (-1 when absent), %% a percent sign; \t, \n, \r and \\
@@ -590,12 +594,12 @@ async fn print_records<S: RecordSource>(
     label: &str,
     mut source: S,
 ) -> Result<()> {
-    let idle_timeout = args.timeout_ms.map(Duration::from_millis);
+    let idle_timeout = duration::given(args.timeout, args.timeout_ms);
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
     let stdout = std::io::stdout();
     let mut output = Vec::new();
-    // Runs until --max-messages, --timeout-ms, --exit-at-end, SIGINT/SIGTERM or a closed stdout;
+    // Runs until --max-messages, --timeout, --exit-at-end, SIGINT/SIGTERM or a closed stdout;
     // without the first three it tails the topics, which is the point of the command. A signal ends it like the
     // others: a group member commits what it printed and leaves its group.
     let stop = crate::stop_requested();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use strata_client::{
@@ -11,6 +11,7 @@ use strata_client::{
 };
 
 use crate::AdminTarget;
+use crate::duration::{self, DurationParser, Unit};
 use crate::output::{FormatArg, OutputFormat, print_json};
 
 #[derive(Debug, Subcommand)]
@@ -26,7 +27,7 @@ pub enum GroupCommand {
     Describe(DescribeArgs),
     /// Move a group's committed offsets (dry run unless --execute). The group must be empty.
     #[command(
-        after_help = "Example:\n  strata group reset-offsets billing --topic orders --to-earliest            # shows the plan\n  strata group reset-offsets billing --topic orders --to-timestamp 1767225600000 --execute\n  strata group reset-offsets billing --topic orders --by-duration-ms 3600000 --execute"
+        after_help = "Example:\n  strata group reset-offsets billing --topic orders --to-earliest            # shows the plan\n  strata group reset-offsets billing --topic orders --to-timestamp 1767225600000 --execute\n  strata group reset-offsets billing --topic orders --by-duration 1h --execute"
     )]
     ResetOffsets(ResetArgs),
     /// Delete an empty group and its committed offsets.
@@ -61,7 +62,10 @@ pub struct DescribeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true).multiple(false).args(["to_earliest", "to_latest", "to_offset", "to_timestamp", "by_duration_ms"]))]
+// Not `required`: clap would list every member in the usage line, the hidden --by-duration-ms
+// too, so a missing target is reported by `ResetArgs::reset` instead, and the usage written here.
+#[command(group = clap::ArgGroup::new("target").multiple(false).args(["to_earliest", "to_latest", "to_offset", "to_timestamp", "by_duration"]))]
+#[command(override_usage = format!("strata group reset-offsets [OPTIONS] --topic <TOPIC> {RESET_TARGETS} <GROUP>"))]
 pub struct ResetArgs {
     group: String,
     #[arg(long, value_name = "TOPIC")]
@@ -76,14 +80,44 @@ pub struct ResetArgs {
     /// The first record at or after this time (ms since the Unix epoch).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
     to_timestamp: Option<i64>,
-    /// The first record at or after this long ago.
-    #[arg(long, value_name = "MS")]
-    by_duration_ms: Option<u64>,
+    /// The first record at or after this long ago (e.g. 1h, 30m, 2d).
+    #[arg(long, value_name = "DURATION", value_parser = DurationParser::human())]
+    by_duration: Option<Duration>,
+    /// --by-duration in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with_all = ["to_earliest", "to_latest", "to_offset", "to_timestamp", "by_duration"], value_parser = DurationParser::human().number_of(Unit::Millis))]
+    by_duration_ms: Option<Duration>,
     /// Commit the new offsets; without it only the plan is printed.
     #[arg(long)]
     execute: bool,
     #[command(flatten)]
     target: AdminTarget,
+}
+
+/// Where `group reset-offsets` may reset to, as clap writes a required choice.
+const RESET_TARGETS: &str =
+    "<--to-earliest|--to-latest|--to-offset <N>|--to-timestamp <MS>|--by-duration <DURATION>>";
+
+impl ResetArgs {
+    /// Where to reset to: the one target flag given (clap refuses more than one), or the
+    /// usage error clap gives for a missing required argument.
+    fn reset(&self) -> Result<OffsetReset, clap::Error> {
+        Ok(if self.to_earliest {
+            OffsetReset::ToEarliest
+        } else if self.to_latest {
+            OffsetReset::ToLatest
+        } else if let Some(offset) = self.to_offset {
+            OffsetReset::ToOffset(offset)
+        } else if let Some(timestamp) = self.to_timestamp {
+            OffsetReset::ToTimestamp(timestamp)
+        } else if let Some(back) = duration::given(self.by_duration, self.by_duration_ms) {
+            OffsetReset::ByDuration(back)
+        } else {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!("the following required arguments were not provided:\n  {RESET_TARGETS}\n"),
+            ));
+        })
+    }
 }
 
 async fn describe_share_group(admin: &Admin, group: &str, format: OutputFormat) -> Result<()> {
@@ -266,19 +300,7 @@ pub async fn run(command: GroupCommand) -> Result<()> {
             }
         }
         GroupCommand::ResetOffsets(args) => {
-            let reset = if args.to_earliest {
-                OffsetReset::ToEarliest
-            } else if args.to_latest {
-                OffsetReset::ToLatest
-            } else if let Some(offset) = args.to_offset {
-                OffsetReset::ToOffset(offset)
-            } else if let Some(timestamp) = args.to_timestamp {
-                OffsetReset::ToTimestamp(timestamp)
-            } else if let Some(back) = args.by_duration_ms {
-                OffsetReset::ByDuration(Duration::from_millis(back))
-            } else {
-                bail!("choose where to reset to (see --help)");
-            };
+            let reset = args.reset()?;
             let admin = args.target.connect().await?;
             let plan = admin
                 .reset_group_offsets(&args.group, &args.topic, reset, args.execute)

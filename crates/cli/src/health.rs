@@ -14,6 +14,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use strata_client::{Admin, AdminConfig, ClusterDescription};
 
+use crate::duration::{self, DurationParser, Unit};
+
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// The node to check; with several, each of them is checked in turn.
@@ -24,9 +26,15 @@ pub struct HealthArgs {
     #[arg(long, value_name = "N")]
     node_id: Option<i32>,
     /// Give up after this long.
-    #[arg(long, default_value_t = 5_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    timeout_ms: u64,
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = TIMEOUT)]
+    timeout: Duration,
+    /// --timeout in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "timeout", value_parser = TIMEOUT.number_of(Unit::Millis))]
+    timeout_ms: Option<Duration>,
 }
+
+/// `--timeout`: zero would fail the check before it asks.
+const TIMEOUT: DurationParser = DurationParser::human().at_least(Duration::from_millis(1));
 
 pub async fn run(args: HealthArgs) -> Result<()> {
     crate::init_tracing_if_asked();
@@ -44,14 +52,14 @@ pub async fn run(args: HealthArgs) -> Result<()> {
         );
     }
     // Every node named must be healthy: the first that is not ends the check with its reason.
+    let timeout = duration::given(args.timeout, args.timeout_ms);
     for address in addresses {
-        let timeout = Duration::from_millis(args.timeout_ms);
-        let cluster = tokio::time::timeout(timeout, describe(address, args.timeout_ms))
+        let cluster = tokio::time::timeout(timeout, describe(address, timeout))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
-                    "node at {address} did not answer within {} ms",
-                    args.timeout_ms
+                    "node at {address} did not answer within {}",
+                    duration::human(timeout)
                 )
             })??;
         println!("ok: {}", verdict(&cluster, address, args.node_id)?);
@@ -60,7 +68,8 @@ pub async fn run(args: HealthArgs) -> Result<()> {
 }
 
 /// Asks the node at `address` (and only it) for metadata, then the cluster for its brokers.
-async fn describe(address: &str, timeout_ms: u64) -> Result<ClusterDescription> {
+async fn describe(address: &str, timeout: Duration) -> Result<ClusterDescription> {
+    let timeout_ms = duration::millis(timeout);
     let config = AdminConfig::builder()
         .bootstrap(address)
         .connect_timeout_ms(timeout_ms)

@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod consume;
 mod dlq;
+mod duration;
 mod group;
 mod health;
 mod output;
@@ -17,8 +18,10 @@ mod server;
 mod topic;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use duration::{DurationParser, Unit};
 
 /// Produce requests, fetch responses and batches are buffers of about a megabyte, allocated and
 /// freed thousands of times a second. glibc's allocator keeps moving its thresholds for such
@@ -62,8 +65,20 @@ struct AdminTarget {
     /// Give up after this long, retries included. A change to topics waits for the controller
     /// quorum, which needs a majority of the voters up, so a cluster that lost its quorum fails
     /// the command then rather than hold it.
-    #[arg(long, default_value_t = topic::DEFAULT_ADMIN_TIMEOUT_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
-    timeout_ms: u64,
+    #[arg(long, default_value = topic::DEFAULT_ADMIN_TIMEOUT, value_name = "DURATION", value_parser = ADMIN_TIMEOUT)]
+    timeout: Duration,
+    /// --timeout in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "timeout", value_parser = ADMIN_TIMEOUT.number_of(Unit::Millis))]
+    timeout_ms: Option<Duration>,
+}
+
+/// `--timeout` of the admin commands: zero would fail every call before it is sent.
+const ADMIN_TIMEOUT: DurationParser = DurationParser::human().at_least(Duration::from_millis(1));
+
+impl AdminTarget {
+    fn timeout(&self) -> Duration {
+        duration::given(self.timeout, self.timeout_ms)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,7 +103,7 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print the records of one or more topics to stdout.
     #[command(
-        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout-ms 5000\n  strata consume orders payments --offset -10 -e --format '%t %p:%o %v'\n  strata consume events --group billing --from-beginning\n  strata consume jobs --share-group workers --max-messages 10"
+        after_help = "Example:\n  strata consume events --from-beginning --max-messages 10 --format json\n  strata consume events --partition 0 --offset 42 --timeout 5s\n  strata consume orders payments --offset -10 -e --format '%t %p:%o %v'\n  strata consume events --group billing --from-beginning\n  strata consume jobs --share-group workers --max-messages 10"
     )]
     Consume(consume::ConsumeArgs),
     /// Inspect the cluster.
@@ -103,7 +118,7 @@ enum Command {
     /// Measure produce and consume throughput and latency against a running cluster.
     #[command(
         subcommand,
-        after_help = "Example:\n  strata bench produce --topic bench --records 1000000 --record-size 100\n  strata bench consume --topic bench\n  strata bench e2e --topic latency --rate 5000 --duration-s 10"
+        after_help = "Example:\n  strata bench produce --topic bench --records 1000000 --record-size 100\n  strata bench consume --topic bench\n  strata bench e2e --topic latency --rate 5000 --duration 10s"
     )]
     Bench(bench::BenchCommand),
     /// Exit 0 if the node at --bootstrap is up and serving clients (for health checks).
@@ -161,10 +176,15 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", one_line(&error));
-            ExitCode::FAILURE
-        }
+        // A clap error is a usage error clap's declarations cannot express, which the command
+        // found itself; it is reported like clap's own.
+        Err(error) => match error.downcast::<clap::Error>() {
+            Ok(usage) => report_usage_error(usage),
+            Err(error) => {
+                eprintln!("error: {}", one_line(&error));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -5,6 +5,7 @@ mod json_input;
 mod split;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use strata_client::{
 };
 
 use crate::Bootstrap;
+use crate::duration::{self, DurationParser, Unit};
 use crate::topic::{connect_admin, describe_topic_or_suggest};
 use json_input::Binary;
 use split::Splitter;
@@ -64,17 +66,23 @@ pub struct ProduceArgs {
     partition: Option<i32>,
     /// Give up on a record not acknowledged this long after it was read (Kafka's
     /// delivery.timeout.ms); meanwhile each retry is reported on stderr with its cause.
-    #[arg(long, default_value_t = 30_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
-    timeout_ms: u64,
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = TIMEOUT)]
+    timeout: Duration,
+    /// --timeout in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "timeout", value_parser = TIMEOUT.number_of(Unit::Millis))]
+    timeout_ms: Option<Duration>,
     /// The largest produce request, and so the largest record, the producer sends (Kafka's
     /// max.request.size); a larger record fails and stops the input. The topic's
     /// max.message.bytes still applies.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=MAX_REQUEST_SIZE))]
     max_request_size: u64,
-    /// How long a record waits for others to share its batch (Kafka's linger.ms); must be less
-    /// than --timeout-ms.
-    #[arg(long, default_value_t = 5, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
-    linger_ms: u64,
+    /// How long a record waits for others to share its batch (Kafka's linger.ms); must be
+    /// shorter than --timeout.
+    #[arg(long, default_value = "5ms", value_name = "DURATION", value_parser = LINGER)]
+    linger: Duration,
+    /// --linger in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "linger", value_parser = LINGER.number_of(Unit::Millis))]
+    linger_ms: Option<Duration>,
     /// How batches of records are compressed (Kafka's compression.type). The broker stores
     /// them as sent and consumers decompress them; --max-request-size counts records before
     /// compression.
@@ -83,6 +91,11 @@ pub struct ProduceArgs {
     #[command(flatten)]
     bootstrap: Bootstrap,
 }
+
+/// `--timeout`: a record's delivery needs at least a round trip or two.
+const TIMEOUT: DurationParser = DurationParser::human().at_least(Duration::from_millis(100));
+/// `--linger`: longer would hold records back for no batching gain worth having.
+const LINGER: DurationParser = DurationParser::human().at_most(Duration::from_secs(60));
 
 const EXAMPLES: &str =
     "On exit it prints `acknowledged N records` on stdout; if any record failed, \
@@ -96,7 +109,7 @@ Example:
     | strata produce events --input-format json
   find . -print0 | strata produce paths --delimiter '\\0'
   strata produce images --file a.png --file b.png --max-request-size 8388608
-  strata produce events --acks 1 --linger-ms 50 --timeout-ms 10000 < events.txt
+  strata produce events --acks 1 --linger 50ms --timeout 10s < events.txt
   strata produce events --compression zstd < events.txt";
 
 /// `--delimiter`'s bytes (a newtype, so clap takes them as one value).
@@ -219,11 +232,12 @@ impl ProduceArgs {
         } else if self.binary != Binary::Text {
             bail!("--binary applies to --input-format json only");
         }
-        if self.linger_ms >= self.timeout_ms {
+        let (linger, timeout) = (self.linger(), self.timeout());
+        if linger >= timeout {
             bail!(
-                "--linger-ms ({}) must be less than --timeout-ms ({})",
-                self.linger_ms,
-                self.timeout_ms
+                "--linger ({}) must be shorter than --timeout ({})",
+                duration::human(linger),
+                duration::human(timeout)
             );
         }
         for path in &self.files {
@@ -234,6 +248,14 @@ impl ProduceArgs {
             }
         }
         Ok(())
+    }
+
+    fn timeout(&self) -> Duration {
+        duration::given(self.timeout, self.timeout_ms)
+    }
+
+    fn linger(&self) -> Duration {
+        duration::given(self.linger, self.linger_ms)
     }
 
     /// What the error of the `number`th input record calls it.
@@ -307,15 +329,17 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         // Idempotence needs acks=all; asking for 1 or 0 is asking for less.
         .enable_idempotence(args.acks == Acks::All)
         .connect_timeout_ms(5_000)
-        .linger_ms(args.linger_ms)
+        .linger_ms(duration::millis(args.linger()))
         .compression_type(args.compression.into())
         .max_request_size(max_request_size)
         .batch_size(usize::try_from(args.max_request_size.min(BATCH_SIZE))?)
         // The buffer must hold the largest record the requests allow.
         .buffer_memory(max_request_size.max(64 << 20))
         // A record's whole life must fit its delivery timeout, lingering included.
-        .request_timeout_ms((args.timeout_ms - args.linger_ms).min(30_000))
-        .delivery_timeout_ms(args.timeout_ms)
+        .request_timeout_ms(
+            duration::millis(args.timeout().saturating_sub(args.linger())).min(30_000),
+        )
+        .delivery_timeout_ms(duration::millis(args.timeout()))
         .build()?;
     let producer = Producer::connect(config)
         .await

@@ -2,10 +2,13 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use strata_broker::{Broker, BrokerConfig};
+
+use crate::duration::{self, DurationParser, Unit};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -38,9 +41,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
     voters: Option<Voters>,
     /// Kafka's offsets.retention.minutes: a group's committed offsets are deleted once it has
-    /// had no members, and the offset no commit, for this long [default: 10080, 7 days].
-    #[arg(long, value_name = "MIN", value_parser = clap::value_parser!(u32).range(1..))]
-    offsets_retention_minutes: Option<u32>,
+    /// had no members, and the offset no commit, for this long [default: 7d].
+    #[arg(long, value_name = "DURATION", value_parser = OFFSETS_RETENTION)]
+    offsets_retention: Option<Duration>,
+    /// --offsets-retention in minutes, its old spelling.
+    #[arg(long, hide = true, value_name = "MIN", conflicts_with = "offsets_retention", value_parser = OFFSETS_RETENTION.number_of(Unit::Minutes))]
+    offsets_retention_minutes: Option<Duration>,
     /// Bytes of produce requests the broker appends at once across all connections; past it,
     /// producers wait (Kafka's queued.max.request.bytes) [default: 268435456, two of the largest
     /// requests].
@@ -54,6 +60,9 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
 }
+
+/// `--offsets-retention`: Kafka's least, a minute.
+const OFFSETS_RETENTION: DurationParser = DurationParser::human().at_least(Duration::from_secs(60));
 
 impl ServerArgs {
     pub fn worker_threads(&self) -> Option<usize> {
@@ -162,8 +171,10 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
     if let Some(bytes) = args.queued_max_request_bytes {
         config.queued_max_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
-    if let Some(minutes) = args.offsets_retention_minutes {
-        config.groups.coordinator.offsets_retention_ms = i64::from(minutes) * 60 * 1_000;
+    if let Some(retention) = duration::given(args.offsets_retention, args.offsets_retention_minutes)
+    {
+        config.groups.coordinator.offsets_retention_ms =
+            i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     }
     Ok(config)
 }
@@ -300,9 +311,20 @@ mod tests {
     fn offsets_retention_defaults_to_kafkas_seven_days_and_is_settable() {
         let retention = |config: BrokerConfig| config.groups.coordinator.offsets_retention_ms;
         assert_eq!(retention(parsed(&[]).unwrap()), 7 * 24 * 60 * 60 * 1_000);
-        let hour = parsed(&["--offsets-retention-minutes", "60"]).unwrap();
+        let hour = parsed(&["--offsets-retention", "1h"]).unwrap();
         assert_eq!(retention(hour), 60 * 60 * 1_000);
+        let old_hour = parsed(&["--offsets-retention-minutes", "60"]).unwrap();
+        assert_eq!(retention(old_hour), 60 * 60 * 1_000);
+        assert!(parsed(&["--offsets-retention", "30s"]).is_err());
+        assert!(parsed(&["--offsets-retention", "60"]).is_err());
         assert!(parsed(&["--offsets-retention-minutes", "0"]).is_err());
+        let both = [
+            "--offsets-retention",
+            "1h",
+            "--offsets-retention-minutes",
+            "60",
+        ];
+        assert!(parsed(&both).is_err());
     }
 
     #[test]

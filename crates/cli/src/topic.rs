@@ -1,6 +1,7 @@
 //! `strata topic ...`: topic administration.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -111,18 +112,21 @@ pub fn parse_config(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// How long an admin command waits for the cluster unless --timeout-ms says otherwise; also
-/// what the other commands give their admin calls.
-pub(crate) const DEFAULT_ADMIN_TIMEOUT_MS: u64 = 30_000;
+/// How long an admin command waits for the cluster unless --timeout says otherwise (as clap
+/// shows it); also what the other commands give their admin calls, as
+/// [`ADMIN_CALL_TIMEOUT`].
+pub(crate) const DEFAULT_ADMIN_TIMEOUT: &str = "30s";
+const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An admin client whose calls each end within the default admin timeout.
 pub async fn connect_admin(bootstrap: &Bootstrap) -> Result<Admin> {
-    connect_admin_within(bootstrap, DEFAULT_ADMIN_TIMEOUT_MS).await
+    connect_admin_within(bootstrap, ADMIN_CALL_TIMEOUT).await
 }
 
-/// An admin client whose calls each end within `timeout_ms`, retries included.
-async fn connect_admin_within(bootstrap: &Bootstrap, timeout_ms: u64) -> Result<Admin> {
+/// An admin client whose calls each end within `timeout`, retries included.
+async fn connect_admin_within(bootstrap: &Bootstrap, timeout: Duration) -> Result<Admin> {
     let address = &bootstrap.bootstrap;
+    let timeout_ms = crate::duration::millis(timeout);
     let config = AdminConfig::builder()
         .bootstrap(address.as_str())
         .connect_timeout_ms(timeout_ms.min(5_000))
@@ -148,7 +152,7 @@ async fn connect_admin_within(bootstrap: &Bootstrap, timeout_ms: u64) -> Result<
 
 impl AdminTarget {
     pub(crate) async fn connect(&self) -> Result<Admin> {
-        connect_admin_within(&self.bootstrap, self.timeout_ms).await
+        connect_admin_within(&self.bootstrap, self.timeout()).await
     }
 }
 
@@ -320,6 +324,14 @@ async fn partition_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_calls_default_to_the_timeout_the_admin_commands_show() {
+        assert_eq!(
+            crate::duration::parse_human(DEFAULT_ADMIN_TIMEOUT),
+            Ok(ADMIN_CALL_TIMEOUT)
+        );
+    }
 
     #[test]
     fn configs_are_key_value_pairs() {

@@ -393,8 +393,8 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
         "3",
         "--format",
         "json",
-        "--timeout-ms",
-        "20000",
+        "--timeout",
+        "20s",
         "--bootstrap",
         bootstrap,
     ])?;
@@ -437,8 +437,8 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
         "0",
         "--offset",
         "1",
-        "--timeout-ms",
-        "1000",
+        "--timeout",
+        "1s",
         "--bootstrap",
         bootstrap,
     ])?;
@@ -456,8 +456,8 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
         "0",
         "--offset",
         "99",
-        "--timeout-ms",
-        "5000",
+        "--timeout",
+        "5s",
         "--bootstrap",
         bootstrap,
     ])?;
@@ -514,8 +514,8 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
             "--from-beginning",
             "--max-messages",
             max,
-            "--timeout-ms",
-            "20000",
+            "--timeout",
+            "20s",
             "--bootstrap",
             bootstrap,
         ])
@@ -536,15 +536,10 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
     ensure!(groups.stdout.contains("tour"), "{}", groups.stdout);
     let described = run_args(&["group", "describe", "tour", "--bootstrap", bootstrap])?;
     ensure!(described.status.success(), "{}", described.stderr);
-    let row = described
-        .stdout
-        .lines()
-        .find(|line| line.starts_with("cli-events"))
-        .with_context(|| described.stdout.clone())?;
-    let columns: Vec<&str> = row.split_whitespace().collect();
+    let columns = table_row(&described.stdout, "cli-events")?;
     ensure!(
         columns[1..5] == ["0", "3", "3", "0"],
-        "partition, committed, end, lag: {row}"
+        "partition, committed, end, lag: {columns:?}"
     );
 
     let plan = run_args(&[
@@ -597,8 +592,8 @@ fn create_produce_and_consume_through_the_cli() -> Result<()> {
             ack_mode,
             "--max-messages",
             "3",
-            "--timeout-ms",
-            "3000",
+            "--timeout",
+            "3s",
             "--bootstrap",
             bootstrap,
         ])
@@ -802,8 +797,8 @@ fn bench_produce_consume_and_e2e_report_sane_results() -> Result<()> {
             "e2e",
             "--topic",
             "latency",
-            "--duration-s",
-            "1",
+            "--duration",
+            "1s",
             "--rate",
             "500",
             "--json",
@@ -964,8 +959,8 @@ fn sigterm_ends_consumers_and_producers_as_ctrl_c_does() -> Result<()> {
         "3",
         "--max-messages",
         "2",
-        "--timeout-ms",
-        "20000",
+        "--timeout",
+        "20s",
         "--bootstrap",
         bootstrap,
     ])?;
@@ -1096,8 +1091,8 @@ c
         "uneven",
         "--offset",
         "2",
-        "--timeout-ms",
-        "1000",
+        "--timeout",
+        "1s",
         "--bootstrap",
         bootstrap,
     ])?;
@@ -1118,8 +1113,8 @@ c
         "1",
         "--offset",
         "2",
-        "--timeout-ms",
-        "5000",
+        "--timeout",
+        "5s",
         "--bootstrap",
         bootstrap,
     ])?;
@@ -1129,6 +1124,227 @@ c
                  range for uneven-1: the partition is empty (the next record gets offset 0)",
         "{line}"
     );
+    Ok(())
+}
+
+#[test]
+fn durations_take_a_unit_and_the_old_flags_keep_theirs() -> Result<()> {
+    let server = start_server()?;
+    let bootstrap = server.address.as_str();
+    create_topic(bootstrap, "aged", "1")?;
+    // Two records stamped two hours and thirty minutes ago: how far back a reset lands tells
+    // which unit a duration was read in, with no clock race (the gaps are hours wide).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let input = format!(
+        "{{\"value\":\"two hours ago\",\"timestamp\":{}}}\n\
+         {{\"value\":\"half an hour ago\",\"timestamp\":{}}}\n",
+        now_ms - 2 * 3_600_000,
+        now_ms - 1_800_000
+    );
+    let produced = run(
+        strata(&[
+            "produce",
+            "aged",
+            "--input-format",
+            "json",
+            "--linger",
+            "0ms",
+            "--timeout",
+            "20s",
+            "--bootstrap",
+            bootstrap,
+        ]),
+        input,
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(produced.status.success(), "{}", produced.stderr);
+
+    // The offset a dry-run reset to that long ago plans for partition 0.
+    let planned = |flag: &str, value: &str| -> Result<String> {
+        let plan = run_args(&[
+            "group",
+            "reset-offsets",
+            "never-joined",
+            "--topic",
+            "aged",
+            flag,
+            value,
+            "--bootstrap",
+            bootstrap,
+        ])?;
+        ensure!(plan.status.success(), "{flag} {value}: {}", plan.stderr);
+        let columns = table_row(&plan.stdout, "aged")?;
+        Ok(columns.last().copied().unwrap_or_default().to_string())
+    };
+    ensure!(planned("--by-duration", "3h")? == "0");
+    ensure!(planned("--by-duration", "1h")? == "1");
+    ensure!(planned("--by-duration", "1h 30m")? == "1");
+    // The old spelling's bare number is milliseconds: an hour, then 3.6 seconds (past both).
+    ensure!(planned("--by-duration-ms", "3600000")? == "1");
+    ensure!(planned("--by-duration-ms", "3600")? == "2");
+
+    // The same convention for every duration flag: a unit is needed, and an old spelling
+    // cannot be given beside its new one.
+    let refused: &[(&[&str], &str)] = &[
+        (
+            &[
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "aged",
+                "--by-duration",
+                "3600",
+            ],
+            "error: invalid value '3600' for '--by-duration <DURATION>': '3600' has no unit: \
+             write 3600ms, 3600s or 3600m (see --help)",
+        ),
+        (
+            &[
+                "group",
+                "reset-offsets",
+                "g",
+                "--topic",
+                "aged",
+                "--by-duration",
+                "1h",
+                "--by-duration-ms",
+                "3600000",
+            ],
+            "error: the argument '--by-duration <DURATION>' cannot be used with \
+             '--by-duration-ms <MS>' (see --help)",
+        ),
+        (
+            &["consume", "aged", "--timeout", "5"],
+            "error: invalid value '5' for '--timeout <DURATION>': '5' has no unit: write 5ms, \
+             5s or 5m (see --help)",
+        ),
+        (
+            &["topic", "list", "--timeout", "1s", "--timeout-ms", "1000"],
+            "error: the argument '--timeout <DURATION>' cannot be used with '--timeout-ms <MS>' \
+             (see --help)",
+        ),
+        (
+            &["bench", "e2e", "--topic", "aged", "--duration", "500ms"],
+            "error: invalid value '500ms' for '--duration <DURATION>': '500ms' is shorter than \
+             the shortest allowed, 1s (see --help)",
+        ),
+        (
+            &["health", "--timeout", "2"],
+            "error: invalid value '2' for '--timeout <DURATION>': '2' has no unit: write 2ms, 2s \
+             or 2m (see --help)",
+        ),
+    ];
+    for (arguments, expected) in refused {
+        let arguments = [arguments, &["--bootstrap", bootstrap][..]].concat();
+        ensure_usage_error(&arguments, &run_args(&arguments)?, expected)?;
+    }
+
+    // Old spellings in their old units still run: an admin call and an idle consumer.
+    let listed = run_args(&[
+        "topic",
+        "list",
+        "--timeout-ms",
+        "20000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(
+        listed.stdout == "aged\n",
+        "{:?} {}",
+        listed.stdout,
+        listed.stderr
+    );
+    let tail = run_args(&[
+        "consume",
+        "aged",
+        "--offset",
+        "1",
+        "--timeout-ms",
+        "1000",
+        "--bootstrap",
+        bootstrap,
+    ])?;
+    ensure!(tail.status.success(), "{}", tail.stderr);
+    ensure!(tail.stdout == "half an hour ago\n", "{:?}", tail.stdout);
+    Ok(())
+}
+
+#[test]
+fn duration_flags_show_human_defaults_and_not_their_old_spellings() -> Result<()> {
+    let cases: &[(&[&str], &[&str], &[&str])] = &[
+        (
+            &["topic", "list"],
+            &["--timeout <DURATION>", "[default: 30s]"],
+            &["--timeout-ms"],
+        ),
+        (
+            &["consume"],
+            &["--timeout <DURATION>", "--from <TIME>"],
+            &["--timeout-ms"],
+        ),
+        (
+            &["health"],
+            &["--timeout <DURATION>", "[default: 5s]"],
+            &["--timeout-ms"],
+        ),
+        (
+            &["group", "reset-offsets"],
+            &["--by-duration <DURATION>", "--by-duration 1h"],
+            &["--by-duration-ms"],
+        ),
+        (
+            &["bench", "e2e"],
+            &[
+                "--duration <DURATION>",
+                "[default: 10s]",
+                "--linger <DURATION>",
+                "[default: 0ms]",
+                "--drain-timeout <DURATION>",
+            ],
+            &["--duration-s", "--linger-ms", "--drain-timeout-ms"],
+        ),
+        (
+            &["bench", "group"],
+            &["--duration <DURATION>", "[default: 10s]"],
+            &["--duration-s"],
+        ),
+        (
+            &["bench", "consume"],
+            &["--timeout <DURATION>", "[default: 10s]"],
+            &["--timeout-ms"],
+        ),
+        (
+            &["bench", "produce"],
+            &["--linger <DURATION>"],
+            &["--linger-ms"],
+        ),
+        (
+            &["server"],
+            &["--offsets-retention <DURATION>", "[default: 7d]"],
+            &["--offsets-retention-minutes"],
+        ),
+    ];
+    for (command, shown, hidden) in cases {
+        let help = run_args(&[command, &["--help"][..]].concat())?;
+        ensure!(help.status.success(), "{command:?}: {}", help.stderr);
+        for expected in *shown {
+            ensure!(
+                help.stdout.contains(expected),
+                "{command:?} --help lacks {expected:?}:\n{}",
+                help.stdout
+            );
+        }
+        for old in *hidden {
+            ensure!(
+                !help.stdout.contains(old),
+                "{command:?} --help shows {old:?}:\n{}",
+                help.stdout
+            );
+        }
+    }
     Ok(())
 }
 
@@ -1167,8 +1383,8 @@ c
         "--from-beginning",
         "--max-messages",
         "3",
-        "--timeout-ms",
-        "20000",
+        "--timeout",
+        "20s",
         "--bootstrap",
         bootstrap,
     ])?;

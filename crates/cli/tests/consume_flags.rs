@@ -326,8 +326,8 @@ fn several_topics_a_regex_and_json_with_the_topic() -> Result<()> {
         "--from-beginning",
         "--max-messages",
         "3",
-        "--timeout-ms",
-        "20000",
+        "--timeout",
+        "20s",
     ];
     expect_consumed_lines(
         bootstrap,

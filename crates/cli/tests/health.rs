@@ -45,7 +45,7 @@ fn health_with_bootstrap_env(
         .stderr(Stdio::piped())
         .spawn()
         .expect("strata health starts");
-    // Its own --timeout-ms bounds it; this deadline only catches a hang.
+    // Its own --timeout bounds it; this deadline only catches a hang.
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() >= deadline {
@@ -79,7 +79,7 @@ fn a_serving_node_is_healthy_and_a_wrong_node_id_is_not() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let stdout = loop {
-        let (healthy, stdout, stderr) = health(&["--bootstrap", &address, "--timeout-ms", "2000"]);
+        let (healthy, stdout, stderr) = health(&["--bootstrap", &address, "--timeout", "2s"]);
         if healthy {
             break stdout;
         }
@@ -106,10 +106,8 @@ fn a_serving_node_is_healthy_and_a_wrong_node_id_is_not() {
     );
     // A list is checked node by node, and one that is down fails the check.
     let down = free_address();
-    let (healthy, stdout, stderr) = health_with_bootstrap_env(
-        Some(&format!("{address},{down}")),
-        &["--timeout-ms", "2000"],
-    );
+    let (healthy, stdout, stderr) =
+        health_with_bootstrap_env(Some(&format!("{address},{down}")), &["--timeout", "2s"]);
     assert!(!healthy);
     assert!(
         stdout.starts_with(&format!("ok: node 1 at {address} ")),
@@ -131,7 +129,7 @@ fn a_serving_node_is_healthy_and_a_wrong_node_id_is_not() {
 #[test]
 fn nothing_listening_is_unhealthy_with_one_clear_error_line() {
     let address = free_address();
-    let (healthy, stdout, stderr) = health(&["--bootstrap", &address, "--timeout-ms", "2000"]);
+    let (healthy, stdout, stderr) = health(&["--bootstrap", &address, "--timeout", "2s"]);
     assert!(!healthy, "nothing listens on {address}: {stdout}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(

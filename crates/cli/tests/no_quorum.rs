@@ -1,5 +1,5 @@
 //! Admin commands against a cluster without a controller quorum: real `strata server` processes
-//! on loopback, of which too few are up. The commands must end within their --timeout-ms and
+//! on loopback, of which too few are up. The commands must end within their --timeout and
 //! say that the quorum is what is missing, rather than wait minutes and blame the node that
 //! answered.
 
@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-/// Far beyond the --timeout-ms the commands are given; only a hung command reaches it.
+/// Far beyond the --timeout the commands are given; only a hung command reaches it.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs `strata` with `arguments`, killed at the deadline, and returns its one stderr line
@@ -36,7 +36,7 @@ async fn failure_line(arguments: &[&str]) -> String {
 }
 
 /// `strata topic create orders` with one partition and one replica, through `address`.
-fn create_topic_through(address: &str, timeout_ms: Option<u64>) -> Vec<String> {
+fn create_topic_through(address: &str, timeout: Option<&str>) -> Vec<String> {
     let mut arguments: Vec<String> = [
         "topic",
         "create",
@@ -50,8 +50,8 @@ fn create_topic_through(address: &str, timeout_ms: Option<u64>) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    if let Some(timeout_ms) = timeout_ms {
-        arguments.extend(["--timeout-ms".to_string(), timeout_ms.to_string()]);
+    if let Some(timeout) = timeout {
+        arguments.extend(["--timeout".to_string(), timeout.to_string()]);
     }
     arguments
 }
@@ -111,7 +111,7 @@ async fn a_topic_change_without_a_quorum_ends_at_its_timeout_and_names_the_quoru
         child.wait().unwrap();
     }
     let address = survivors(&nodes);
-    let create = create_topic_through(&address, Some(2_000));
+    let create = create_topic_through(&address, Some("2s"));
     let create: Vec<&str> = create.iter().map(String::as_str).collect();
     let line = failure_line(&create).await;
     // The client's deadline and the broker's bound on the change (the request's timeout_ms)

@@ -417,7 +417,7 @@ fn a_record_over_max_request_size_fails_and_is_counted() -> Result<()> {
     let produced = produce(
         bootstrap,
         "limits",
-        &["--max-request-size", "1024", "--linger-ms", "0"],
+        &["--max-request-size", "1024", "--linger", "0ms"],
         &input,
     )?;
     ensure_failure(
@@ -450,11 +450,32 @@ fn bad_flags_fail_before_connecting() -> Result<()> {
         ),
         (&["--max-request-size", "1MiB"], "invalid digit"),
         (
-            &["--linger-ms", "60001"],
-            "invalid value '60001' for '--linger-ms <MS>': 60001 is not in 0..=60000",
+            &["--linger", "60001ms"],
+            "invalid value '60001ms' for '--linger <DURATION>': '60001ms' is longer than the \
+             longest allowed, 1m",
         ),
-        (&["--linger-ms", "-1"], "-1"),
-        (&["--timeout-ms", "99"], "99 is not in 100.."),
+        (&["--linger", "5x"], "'5x' is not a duration"),
+        (
+            &["--linger", "5"],
+            "invalid value '5' for '--linger <DURATION>': '5' has no unit: write 5ms, 5s or 5m",
+        ),
+        (
+            &["--timeout", "99ms"],
+            "'99ms' is shorter than the shortest allowed, 100ms",
+        ),
+        // The old spellings read their old unit, within the same bounds.
+        (
+            &["--timeout-ms", "99"],
+            "'99' is shorter than the shortest allowed, 100ms",
+        ),
+        (
+            &["--linger-ms", "5ms"],
+            "'5ms' is not a whole number of milliseconds",
+        ),
+        (
+            &["--linger", "5ms", "--linger-ms", "5"],
+            "the argument '--linger <DURATION>' cannot be used with '--linger-ms <MS>'",
+        ),
         (&["-H", "=v"], "'=v' has an empty header key"),
         (&["--header", "novalue"], "'novalue' is not KEY=VALUE"),
         (&["-k", "k", "--key-separator", ":"], "cannot be used with"),
@@ -495,8 +516,12 @@ fn bad_flags_fail_before_connecting() -> Result<()> {
 
     let combinations: &[(&[&str], &str)] = &[
         (
-            &["--linger-ms", "1000", "--timeout-ms", "1000"],
-            "error: --linger-ms (1000) must be less than --timeout-ms (1000)",
+            &["--linger", "1s", "--timeout", "1000ms"],
+            "error: --linger (1s) must be shorter than --timeout (1s)",
+        ),
+        (
+            &["--linger-ms", "2000", "--timeout-ms", "1500"],
+            "error: --linger (2s) must be shorter than --timeout (1s 500ms)",
         ),
         (
             &["-k", "k", "--input-format", "json"],
@@ -549,7 +574,7 @@ fn compression_zstd_round_trips_and_is_stored_compressed() -> Result<()> {
     let produced = produce(
         bootstrap,
         "zstd",
-        &["--compression", "zstd", "--linger-ms", "100"],
+        &["--compression", "zstd", "--linger", "100ms"],
         lines.as_bytes(),
     )?;
     ensure_success(&produced, "acknowledged 300 records\n")?;
@@ -622,12 +647,12 @@ fn help_describes_every_flag_with_its_default() -> Result<()> {
         "--acks <all|1|0>",
         "[default: all]",
         "--partition <P>",
-        "--timeout-ms <MS>",
-        "[default: 30000]",
+        "--timeout <DURATION>",
+        "[default: 30s]",
         "--max-request-size <BYTES>",
         "[default: 1048576]",
-        "--linger-ms <MS>",
-        "[default: 5]",
+        "--linger <DURATION>",
+        "[default: 5ms]",
         "--compression <CODEC>",
         "[default: none]",
         "- zstd:",
@@ -636,6 +661,14 @@ fn help_describes_every_flag_with_its_default() -> Result<()> {
         ensure!(
             output.stdout.contains(expected),
             "--help lacks {expected:?}:\n{}",
+            output.stdout
+        );
+    }
+    // The old spellings still work but are not offered.
+    for hidden in ["--timeout-ms", "--linger-ms"] {
+        ensure!(
+            !output.stdout.contains(hidden),
+            "--help shows {hidden}:\n{}",
             output.stdout
         );
     }

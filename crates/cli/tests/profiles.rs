@@ -144,7 +144,7 @@ fn a_client_command_takes_the_flag_then_the_environment_then_the_profile() -> Re
         )?,
         "create nowhere",
     )?;
-    let topics = ["topic", "list", "--timeout-ms", "3000"];
+    let topics = ["topic", "list", "--timeout", "3s"];
 
     succeeded(with_config(&config, None, &topics)?, "the current profile")?;
     let help = succeeded(

@@ -3,7 +3,7 @@
 //!
 //! What to read is fixed when the run starts: `--records N` in total, or by default every record
 //! below each partition's high watermark at that moment, so records produced during the run do
-//! not stretch it. A consumer that sees nothing new for `--timeout-ms` gives up, which bounds a
+//! not stretch it. A consumer that sees nothing new for `--timeout` gives up, which bounds a
 //! run that asks for more records than the topic has.
 
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ use super::loopback::{self, baseline_bytes};
 use super::progress::Progress;
 use super::report::{BenchSummary, Output};
 use crate::Bootstrap;
+use crate::duration::{self, DurationParser, Unit};
 use crate::topic::connect_admin;
 
 #[derive(Debug, Args)]
@@ -44,8 +45,11 @@ pub struct ConsumeBenchArgs {
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES", value_parser = clap::value_parser!(i32).range(1..))]
     fetch_size: i32,
     /// Give up when no record arrived for this long.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
-    timeout_ms: u64,
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = DurationParser::human())]
+    timeout: Duration,
+    /// --timeout in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "timeout", value_parser = DurationParser::human().number_of(Unit::Millis))]
+    timeout_ms: Option<Duration>,
     #[command(flatten)]
     client_threads: ClientThreads,
     /// Print one JSON object with the result instead of text; progress goes to stderr.
@@ -160,7 +164,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
         .connect_timeout_ms(5_000)
         .max_partition_fetch_bytes(args.fetch_size)
         .build()?;
-    let idle_timeout = Duration::from_millis(args.timeout_ms);
+    let idle_timeout = duration::given(args.timeout, args.timeout_ms);
     let progress = Progress::start("consume", Some(target), output);
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -1,5 +1,5 @@
 //! `strata bench e2e`: Kafka's `EndToEndLatency`, at a fixed rate for a fixed time. A producer
-//! sends `--rate` records a second for `--duration-s` while a consumer in the same process tails
+//! sends `--rate` records a second for `--duration` while a consumer in the same process tails
 //! the topic; the latency of a record runs from just before `send` to the consumer's `poll`
 //! returning it.
 //!
@@ -11,7 +11,7 @@
 //! rate (for at most 2 s) gives the baseline the latencies are quoted against.
 //!
 //! The run is bounded: sending stops after the duration, and the consumer stops once it has every
-//! acknowledged record or `--drain-timeout-ms` after sending stopped, whichever comes first.
+//! acknowledged record or `--drain-timeout` after sending stopped, whichever comes first.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -36,12 +36,17 @@ use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, rec
 use super::token_bucket::TokenBucket;
 use super::{ClientThreads, PayloadPool, TopicCreation, ensure_topic};
 use crate::Bootstrap;
+use crate::duration::{self, DurationParser, Unit};
 use crate::topic::connect_admin;
 
 /// Run id and send time.
 const HEADER_BYTES: usize = 16;
 /// The same-run loopback round-trip baseline runs for the benchmark's duration, at most this.
-const ROUND_TRIP_BASELINE_SECONDS: u64 = 2;
+const ROUND_TRIP_BASELINE: Duration = Duration::from_secs(2);
+/// `--duration`: a second to a day.
+const DURATION: DurationParser = DurationParser::human()
+    .at_least(Duration::from_secs(1))
+    .at_most(Duration::from_secs(86_400));
 
 #[derive(Debug, Args)]
 pub struct EndToEndBenchArgs {
@@ -51,20 +56,30 @@ pub struct EndToEndBenchArgs {
     /// Records per second to send.
     #[arg(long, default_value_t = 5_000, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     rate: u64,
-    /// How long to send for, in seconds.
-    #[arg(long, default_value_t = 10, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    duration_s: u64,
+    /// How long to send for.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = DURATION)]
+    duration: Duration,
+    /// --duration in seconds, its old spelling.
+    #[arg(long, hide = true, value_name = "S", conflicts_with = "duration", value_parser = DURATION.number_of(Unit::Seconds))]
+    duration_s: Option<Duration>,
     /// Bytes of each record's value; the first 16 carry the run id and the send time.
     #[arg(long, default_value_t = 100, value_name = "B", value_parser = clap::value_parser!(u64).range(16..=16_777_216))]
     record_size: u64,
-    /// How long a batch waits for more records. Default 0: send at once, for the lowest latency.
-    #[arg(long, default_value_t = 0, value_name = "MS")]
-    linger_ms: u64,
+    /// How long a batch waits for more records; the default sends at once, for the lowest
+    /// latency.
+    #[arg(long, default_value = "0ms", value_name = "DURATION", value_parser = DurationParser::human())]
+    linger: Duration,
+    /// --linger in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "linger", value_parser = DurationParser::human().number_of(Unit::Millis))]
+    linger_ms: Option<Duration>,
     #[command(flatten)]
     pub client_threads: ClientThreads,
     /// How long the consumer keeps waiting for the last records after sending stopped.
-    #[arg(long, default_value_t = 10_000, value_name = "MS")]
-    drain_timeout_ms: u64,
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = DurationParser::human())]
+    drain_timeout: Duration,
+    /// --drain-timeout in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "drain_timeout", value_parser = DurationParser::human().number_of(Unit::Millis))]
+    drain_timeout_ms: Option<Duration>,
     #[command(flatten)]
     creation: TopicCreation,
     /// Print one JSON object with the result instead of text; progress goes to stderr.
@@ -96,9 +111,12 @@ struct Produced {
 pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
     let output = Output { json: args.json };
     let record_size = usize::try_from(args.record_size)?;
+    let duration = duration::given(args.duration, args.duration_s);
+    let linger = duration::given(args.linger, args.linger_ms);
+    let drain_timeout = duration::given(args.drain_timeout, args.drain_timeout_ms);
     let producer_config = ProducerConfig::builder()
         .bootstrap(args.bootstrap.bootstrap.as_str())
-        .linger_ms(args.linger_ms)
+        .linger_ms(duration::millis(linger))
         .connect_timeout_ms(5_000)
         .build()
         .context("invalid producer settings")?;
@@ -109,7 +127,7 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         .build()?;
 
     // Measured first, while nothing else of this process runs.
-    let round_trip_duration = Duration::from_secs(args.duration_s.min(ROUND_TRIP_BASELINE_SECONDS));
+    let round_trip_duration = duration.min(ROUND_TRIP_BASELINE);
     let round_trips =
         loopback::measure_round_trips(args.rate, round_trip_duration, record_size).await?;
 
@@ -141,13 +159,9 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
     let run_id = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
-    let duration = Duration::from_secs(args.duration_s);
-    let drain_timeout = Duration::from_millis(args.drain_timeout_ms);
-    let progress = Progress::start(
-        "e2e",
-        Some(args.rate.saturating_mul(args.duration_s)),
-        output,
-    );
+    // Records the run sends: `rate` a second for `duration`.
+    let target = (args.rate as f64 * duration.as_secs_f64()) as u64;
+    let progress = Progress::start("e2e", Some(target), output);
     let (produced_sender, produced) = watch::channel(None);
     let base = Instant::now();
     let tail = tokio::spawn(tail(
@@ -224,9 +238,9 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
         errors: acks.failed + missing,
         details: vec![
             ("target_rate", json!(args.rate)),
-            ("duration_s", json!(args.duration_s)),
+            ("duration_s", json!(duration.as_secs_f64())),
             ("record_size", json!(args.record_size)),
-            ("linger_ms", json!(args.linger_ms)),
+            ("linger_ms", json!(duration::millis(linger))),
             ("client_threads", json!(args.client_threads.one_per(1))),
             ("records_sent", json!(index)),
             ("records_acknowledged", json!(acknowledged)),

@@ -4,7 +4,7 @@
 //!   each is timed from the change until the coordinator reports the group `Stable` again
 //!   (every member at the new assignment, every partition owned). Repeated `--rounds` times;
 //!   medians reported.
-//! - Commit load: produce at `--produce-rate` for `--duration-s`, then again while committers
+//! - Commit load: produce at `--produce-rate` for `--duration`, then again while committers
 //!   send `--commit-rate` offset commits per second; the produce rate and ack latency of the
 //!   two phases, measured in the same run, show what commits cost the data path.
 
@@ -24,6 +24,7 @@ use strata_client::{
 use super::report::{LatencySummary, Output, latency_histogram, record_latency};
 use super::{PayloadPool, TopicCreation, ensure_topic};
 use crate::Bootstrap;
+use crate::duration::{self, DurationParser, Unit};
 use crate::topic::connect_admin;
 
 #[derive(Debug, Args)]
@@ -44,8 +45,11 @@ pub struct GroupBenchArgs {
     #[arg(long, default_value_t = 20_000, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     produce_rate: u64,
     /// Length of each produce phase of the commit-load measurement.
-    #[arg(long, default_value_t = 10, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=600))]
-    duration_s: u64,
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = PHASE_DURATION)]
+    duration: Duration,
+    /// --duration in seconds, its old spelling.
+    #[arg(long, hide = true, value_name = "S", conflicts_with = "duration", value_parser = PHASE_DURATION.number_of(Unit::Seconds))]
+    duration_s: Option<Duration>,
     #[command(flatten)]
     creation: TopicCreation,
     #[arg(long)]
@@ -53,6 +57,11 @@ pub struct GroupBenchArgs {
     #[command(flatten)]
     bootstrap: Bootstrap,
 }
+
+/// `--duration`: a second to ten minutes.
+const PHASE_DURATION: DurationParser = DurationParser::human()
+    .at_least(Duration::from_secs(1))
+    .at_most(Duration::from_secs(600));
 
 impl GroupBenchArgs {
     pub fn target(&self) -> super::BenchTarget<'_> {
@@ -305,7 +314,7 @@ pub async fn run(args: GroupBenchArgs) -> Result<()> {
 
     let mut commit_result = serde_json::Value::Null;
     if args.commit_rate > 0 {
-        let duration = Duration::from_secs(args.duration_s);
+        let duration = duration::given(args.duration, args.duration_s);
         let bootstrap = args.bootstrap.bootstrap.as_str();
         let baseline = produce_for(bootstrap, &args.topic, args.produce_rate, duration).await?;
         let load = start_commit_load(bootstrap, &args.topic, partitions, args.commit_rate).await?;

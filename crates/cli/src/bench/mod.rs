@@ -49,12 +49,12 @@ pub enum BenchCommand {
     Consume(consume::ConsumeBenchArgs),
     /// Produce at a fixed rate while a consumer tails; report produce-to-consume latency.
     #[command(
-        after_help = "Example:\n  strata bench e2e --topic latency\n  strata bench e2e --topic latency --rate 20000 --duration-s 30 --record-size 512 --json"
+        after_help = "Example:\n  strata bench e2e --topic latency\n  strata bench e2e --topic latency --rate 20000 --duration 30s --record-size 512 --json"
     )]
     E2e(end_to_end::EndToEndBenchArgs),
     /// Time group rebalances as a member joins and leaves, and what offset commits cost produce.
     #[command(
-        after_help = "Example:\n  strata bench group --topic groups --partitions 30 --members 10\n  strata bench group --topic groups --commit-rate 10000 --duration-s 10 --json"
+        after_help = "Example:\n  strata bench group --topic groups --partitions 30 --members 10\n  strata bench group --topic groups --commit-rate 10000 --duration 10s --json"
     )]
     Group(group::GroupBenchArgs),
     /// Work-queue throughput: share-group workers acknowledging every record, against a

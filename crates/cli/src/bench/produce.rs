@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
@@ -28,6 +28,7 @@ use super::report::{BenchSummary, LatencySummary, Output, latency_histogram, rec
 use super::token_bucket::TokenBucket;
 use super::{ClientThreads, PayloadPool, TopicCreation, ensure_topic, split_evenly};
 use crate::Bootstrap;
+use crate::duration::{self, DurationParser, Unit};
 use crate::produce::parse_acks;
 use crate::topic::connect_admin;
 
@@ -55,9 +56,12 @@ pub struct ProduceBenchArgs {
     /// Producer batch size in bytes; default the producer's (1 MiB).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: Option<u64>,
-    /// How long a batch waits for more records; default the producer's (5 ms).
-    #[arg(long, value_name = "MS")]
-    linger_ms: Option<u64>,
+    /// How long a batch waits for more records; default the producer's (5ms).
+    #[arg(long, value_name = "DURATION", value_parser = DurationParser::human())]
+    linger: Option<Duration>,
+    /// --linger in milliseconds, its old spelling.
+    #[arg(long, hide = true, value_name = "MS", conflicts_with = "linger", value_parser = DurationParser::human().number_of(Unit::Millis))]
+    linger_ms: Option<Duration>,
     /// Batches per partition in flight at once; default the producer's (2).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=5))]
     max_in_flight: Option<u64>,
@@ -160,8 +164,8 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
         let batch_size = usize::try_from(batch_size).context("--batch-size is too large")?;
         builder = builder.batch_size(batch_size);
     }
-    if let Some(linger_ms) = args.linger_ms {
-        builder = builder.linger_ms(linger_ms);
+    if let Some(linger) = duration::given(args.linger, args.linger_ms) {
+        builder = builder.linger_ms(duration::millis(linger));
     }
     if let Some(max_in_flight) = args.max_in_flight {
         builder = builder.max_in_flight_per_partition(usize::try_from(max_in_flight)?);

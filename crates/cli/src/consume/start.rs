@@ -59,12 +59,14 @@ impl StartTime {
                 format!("'{text}' is not an RFC 3339 time like 2024-05-01T12:00:00Z")
             });
         }
-        parse_duration(text).map(StartTime::Ago).ok_or_else(|| {
-            format!(
-                "'{text}' is not a time: use ms since the epoch, an RFC 3339 time \
+        crate::duration::parse_human(text)
+            .map(StartTime::Ago)
+            .map_err(|_| {
+                format!(
+                    "'{text}' is not a time: use ms since the epoch, an RFC 3339 time \
                  (2024-05-01T12:00:00Z) or a duration (90s, 10m, 2h, 1d, 1h30m)"
-            )
-        })
+                )
+            })
     }
 
     /// Milliseconds since the Unix epoch, `Ago` counted back from `now`.
@@ -78,32 +80,6 @@ impl StartTime {
             }
         }
     }
-}
-
-/// `90s`, `10m`, `2h`, `1d`, `250ms` and sums of them (`1h30m`).
-fn parse_duration(text: &str) -> Option<Duration> {
-    let mut rest = text;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let amount: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_length = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit_ms: u64 = match &rest[..unit_length] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return None,
-        };
-        rest = &rest[unit_length..];
-        total = total.checked_add(Duration::from_millis(amount.checked_mul(unit_ms)?))?;
-    }
-    Some(total)
 }
 
 /// An RFC 3339 time (`2024-05-01T12:00:00Z`, `2024-05-01T14:00:00.250+02:00`) or a date
@@ -230,7 +206,8 @@ mod tests {
         assert_eq!(ago("1d"), Duration::from_secs(86_400));
         assert_eq!(ago("250ms"), Duration::from_millis(250));
         assert_eq!(ago("1h30m"), Duration::from_secs(5_400));
-        for bad in ["", "10", "m", "10x", "1.5h", "10m-", "h1"] {
+        assert_eq!(ago("1.5h"), Duration::from_secs(5_400));
+        for bad in ["", "10", "m", "10x", "10m-", "h1"] {
             assert!(
                 !matches!(StartTime::parse(bad), Ok(StartTime::Ago(_))),
                 "{bad}"

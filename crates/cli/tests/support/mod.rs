@@ -124,6 +124,15 @@ pub fn run_args(arguments: &[&str]) -> Result<Output> {
     run(strata(arguments), "", COMMAND_TIMEOUT)
 }
 
+/// The cells of the first row of a printed table whose first cell starts with `first_cell`.
+pub fn table_row<'a>(stdout: &'a str, first_cell: &str) -> Result<Vec<&'a str>> {
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with(first_cell))
+        .with_context(|| format!("no row for {first_cell} in {stdout:?}"))?;
+    Ok(row.split_whitespace().collect())
+}
+
 /// A loopback address nothing listens on: bind port 0, note the port, release it.
 pub fn free_address() -> Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
