@@ -50,7 +50,7 @@ done
 
 rm -rf "$build_dir"
 rootfs="$build_dir/rootfs"
-mkdir -p "$rootfs/usr/local/bin" "$build_dir/data"
+mkdir -p "$rootfs/usr/local/bin" "$build_dir/data" "$build_dir/certs"
 strip --strip-all -o "$rootfs/usr/local/bin/strata" "$binary"
 
 # Every library ldd resolves ("name => /path (addr)") and the loader ("/path (addr)"), copied
@@ -70,6 +70,8 @@ FROM scratch
 COPY rootfs/ /
 # Owned by "nobody", so a new named volume mounted here is writable by the server.
 COPY --chown=65534:65534 data /data
+# Likewise for docker-compose.secure.yml's certificates volume.
+COPY --chown=65534:65534 certs /certs
 ENV PATH=/usr/local/bin
 USER 65534:65534
 EXPOSE 7070

@@ -4,15 +4,22 @@
 #
 #   deploy/up.sh                    # cargo build --release, image, cluster
 #   deploy/up.sh --binary PATH      # use an existing strata binary instead of building one
+#   deploy/up.sh --secure           # docker-compose.secure.yml: TLS everywhere; CA to ./ca.pem
 #
 # Stop it, keeping the data:  docker-compose -f deploy/docker-compose.yml stop
 # Tear it down with the data: docker-compose -f deploy/docker-compose.yml down -v
 set -euo pipefail
 
 deploy="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-case "${1:-}" in
-    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-esac
+secure=""
+build_args=()
+for argument in "$@"; do
+    case "$argument" in
+        -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --secure) secure=1 ;;
+        *) build_args+=("$argument") ;;
+    esac
+done
 
 if command -v docker-compose >/dev/null; then
     compose=(docker-compose)
@@ -22,15 +29,19 @@ else
     echo "error: neither docker-compose nor the docker compose plugin is installed" >&2
     exit 1
 fi
-compose+=(-f "$deploy/docker-compose.yml")
+if [ -n "$secure" ]; then
+    compose+=(-p strata-secure -f "$deploy/docker-compose.secure.yml")
+else
+    compose+=(-f "$deploy/docker-compose.yml")
+fi
 
-"$deploy/build-image.sh" "$@"
+"$deploy/build-image.sh" "${build_args[@]}"
 "${compose[@]}" up -d --no-build
 
 echo "waiting for the three nodes to become healthy (at most 3 minutes)..."
 deadline=$((SECONDS + 180))
 while :; do
-    states="$(docker inspect --format '{{.State.Health.Status}}' $("${compose[@]}" ps -q))"
+    states="$(docker inspect --format '{{.State.Health.Status}}' $("${compose[@]}" ps -q strata-1 strata-2 strata-3))"
     if [ "$(grep -c '^healthy$' <<<"$states")" -eq 3 ]; then
         break
     fi
@@ -41,6 +52,22 @@ while :; do
     fi
     sleep 1
 done
+
+if [ -n "$secure" ]; then
+    docker cp "$("${compose[@]}" ps -q strata-1)":/certs/ca.pem ca.pem
+    cat <<MESSAGE
+Strata is running with TLS on every listener: three nodes on 127.0.0.1:7070-7072 (Kafka:
+9092-9094). The cluster's development CA is in ./ca.pem.
+
+  export STRATA_BOOTSTRAP=127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072 STRATA_TLS_CA=\$PWD/ca.pem
+  strata cluster status
+  kcat -b 127.0.0.1:9092 -X security.protocol=ssl -X ssl.ca.location=ca.pem -L
+
+Logs:      ${compose[*]} logs -f
+Tear down: ${compose[*]} down -v
+MESSAGE
+    exit 0
+fi
 
 cat <<MESSAGE
 Strata is running: three nodes on 127.0.0.1:7070, 127.0.0.1:7071 and 127.0.0.1:7072.

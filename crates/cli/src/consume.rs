@@ -2,6 +2,7 @@
 
 mod start;
 
+use crate::tls::ConnectTo;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
@@ -213,7 +214,7 @@ async fn join_group(args: &ConsumeArgs, group: &str, topics: &[String]) -> Resul
     };
     describe_topics(args).await?;
     let config = ConsumerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .group_id(group)
         .auto_offset_reset(reset)
         .auto_commit_interval_ms(1_000)
@@ -301,7 +302,7 @@ async fn assign_partitions(args: &ConsumeArgs, topics: &[String]) -> Result<Part
         _ => AutoOffsetReset::Earliest,
     };
     let config = ConsumerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .auto_offset_reset(reset)
         .connect_timeout_ms(5_000)
         .build()?;
@@ -445,7 +446,7 @@ async fn join_share_group(
 ) -> Result<ShareConsumer> {
     describe_topics(args).await?;
     let config = ShareConsumerConfig::new(group)
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .max_in_flight(args.max_messages.map_or(500, |max| max.min(500) as u32));
     let mut worker = ShareConsumer::connect(config)
         .await

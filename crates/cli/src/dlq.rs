@@ -1,6 +1,7 @@
 //! `strata dlq ...`: dead-letter topics of share groups — list them, look inside, and send
 //! parked records back to where they came from once the problem is fixed.
 
+use crate::tls::ConnectTo;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -181,7 +182,7 @@ pub async fn run(command: DlqCommand) -> Result<()> {
             let ends = end_offsets(&args.bootstrap, &args.topic).await?;
             let mut consumer = Consumer::connect(
                 ConsumerConfig::builder()
-                    .bootstrap(args.bootstrap.bootstrap.as_str())
+                    .connect_to(&args.bootstrap)?
                     .auto_offset_reset(AutoOffsetReset::Earliest)
                     .build()?,
             )
@@ -208,7 +209,7 @@ pub async fn run(command: DlqCommand) -> Result<()> {
             let ends = end_offsets(&args.bootstrap, &args.topic).await?;
             let mut consumer = Consumer::connect(
                 ConsumerConfig::builder()
-                    .bootstrap(args.bootstrap.bootstrap.as_str())
+                    .connect_to(&args.bootstrap)?
                     .group_id(redrive_group(&args.topic))
                     .enable_auto_commit(false)
                     .auto_offset_reset(AutoOffsetReset::Earliest)
@@ -226,7 +227,7 @@ pub async fn run(command: DlqCommand) -> Result<()> {
             let records = read_to_end(&mut consumer, &ends, args.max_messages).await?;
             let producer = Producer::connect(
                 ProducerConfig::builder()
-                    .bootstrap(args.bootstrap.bootstrap.as_str())
+                    .connect_to(&args.bootstrap)?
                     .build()?,
             )
             .await?;

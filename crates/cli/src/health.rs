@@ -15,6 +15,7 @@ use clap::Args;
 use strata_client::{Admin, AdminConfig, ClusterDescription};
 
 use crate::duration::{self, DurationParser, Unit};
+use crate::tls::{ClientTlsArgs, ConnectTo};
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -31,6 +32,8 @@ pub struct HealthArgs {
     /// --timeout in milliseconds, its old spelling.
     #[arg(long, hide = true, value_name = "MS", conflicts_with = "timeout", value_parser = TIMEOUT.number_of(Unit::Millis))]
     timeout_ms: Option<Duration>,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 /// `--timeout`: zero would fail the check before it asks.
@@ -54,7 +57,7 @@ pub async fn run(args: HealthArgs) -> Result<()> {
     // Every node named must be healthy: the first that is not ends the check with its reason.
     let timeout = duration::given(args.timeout, args.timeout_ms);
     for address in addresses {
-        let cluster = tokio::time::timeout(timeout, describe(address, timeout))
+        let cluster = tokio::time::timeout(timeout, describe(address, &args.tls, timeout))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -68,10 +71,15 @@ pub async fn run(args: HealthArgs) -> Result<()> {
 }
 
 /// Asks the node at `address` (and only it) for metadata, then the cluster for its brokers.
-async fn describe(address: &str, timeout: Duration) -> Result<ClusterDescription> {
+async fn describe(
+    address: &str,
+    tls: &ClientTlsArgs,
+    timeout: Duration,
+) -> Result<ClusterDescription> {
     let timeout_ms = duration::millis(timeout);
     let config = AdminConfig::builder()
         .bootstrap(address)
+        .with_tls_args(tls)?
         .connect_timeout_ms(timeout_ms)
         .request_timeout_ms(timeout_ms)
         .retries(0)

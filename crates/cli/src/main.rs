@@ -15,6 +15,7 @@ mod produce;
 mod profile;
 mod record_format;
 mod server;
+mod tls;
 mod topic;
 
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ struct Bootstrap {
     /// (`strata profile`), else 127.0.0.1:7070.
     #[arg(long, env = "STRATA_BOOTSTRAP", default_value_t = profile::default_bootstrap(), value_name = "HOST:PORT[,HOST:PORT...]")]
     bootstrap: String,
+    #[command(flatten)]
+    tls: tls::ClientTlsArgs,
 }
 
 /// Where the admin commands find the cluster, and how long they wait for it.
@@ -134,6 +137,9 @@ enum Command {
     /// Named connection settings (like `rpk profile`): create, use, list, delete.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// Development certificates for a cluster with TLS.
+    #[command(subcommand)]
+    Certs(tls::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -257,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Health(args) => health::run(args).await,
         Command::Profile(command) => profile::run(command),
+        Command::Certs(command) => tls::run_certs(command),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             use std::io::Write;

@@ -4,6 +4,7 @@
 mod json_input;
 mod split;
 
+use crate::tls::ConnectTo;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -324,7 +325,7 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
 
     let max_request_size = usize::try_from(args.max_request_size)?;
     let config = ProducerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .acks(args.acks)
         // Idempotence needs acks=all; asking for 1 or 0 is asking for less.
         .enable_idempotence(args.acks == Acks::All)

@@ -8,13 +8,17 @@
 //!
 //! [profiles.prod]
 //! bootstrap = "broker1:7070,broker2:7070"
+//!
+//! [profiles.prod.tls]
+//! ca = "/etc/strata/ca.pem"
 //! ```
 //!
 //! Where a client command finds the cluster, first match wins: `--bootstrap`, then
 //! `STRATA_BOOTSTRAP`, then the profile `STRATA_PROFILE` names, then the file's current
 //! profile, then `127.0.0.1:7070`. The profile is read before the command line is parsed, so
-//! `--help` shows the bootstrap a command would use. A profile holds the bootstrap only until
-//! the cluster has credentials and TLS settings to keep beside it.
+//! `--help` shows the bootstrap a command would use. Its TLS files (`ca`, `cert`, `key`, as
+//! `--tls-ca`, `--tls-cert` and `--tls-key` take them) apply where the command line and the
+//! environment name none.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::output::{OutputFormat, aligned, print_json};
+use crate::tls::ClientTlsArgs;
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +47,9 @@ pub struct ConfigFile {
 pub struct Profile {
     /// Brokers to contact first, as `--bootstrap` takes them.
     pub bootstrap: String,
+    /// TLS files, used where the command line and the environment name none.
+    #[serde(default, skip_serializing_if = "ClientTlsArgs::is_empty")]
+    pub tls: ClientTlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +64,8 @@ pub enum ProfileCommand {
         /// Brokers to contact first.
         #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]")]
         bootstrap: String,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
         /// Make it the current profile too.
         #[arg(long = "use")]
         make_current: bool,
@@ -149,16 +159,26 @@ fn selected(config: &ConfigFile) -> Result<Option<(String, Profile)>> {
 }
 
 static DEFAULT_BOOTSTRAP: OnceLock<String> = OnceLock::new();
+static SELECTED_TLS: OnceLock<ClientTlsArgs> = OnceLock::new();
 
 /// Reads the selected profile once, before the command line is parsed; see
 /// [`default_bootstrap`].
 pub fn select_default_bootstrap() -> Result<()> {
-    let bootstrap = match selected(&load()?)? {
-        Some((_, profile)) => profile.bootstrap,
-        None => crate::DEFAULT_BOOTSTRAP.to_string(),
+    let (bootstrap, tls) = match selected(&load()?)? {
+        Some((_, profile)) => (profile.bootstrap, profile.tls),
+        None => (
+            crate::DEFAULT_BOOTSTRAP.to_string(),
+            ClientTlsArgs::default(),
+        ),
     };
     let _ = DEFAULT_BOOTSTRAP.set(bootstrap);
+    let _ = SELECTED_TLS.set(tls);
     Ok(())
+}
+
+/// The selected profile's TLS files; none when no profile is selected.
+pub fn selected_tls() -> ClientTlsArgs {
+    SELECTED_TLS.get().cloned().unwrap_or_default()
 }
 
 /// The bootstrap a client command uses without `--bootstrap` or `STRATA_BOOTSTRAP`.
@@ -175,8 +195,11 @@ pub fn run(command: ProfileCommand) -> Result<()> {
         ProfileCommand::Create {
             name,
             bootstrap,
+            tls,
             make_current,
         } => {
+            // Kept absolute: the profile is used from whatever directory a command runs in.
+            let tls = tls.absolute()?;
             if name.trim().is_empty() {
                 bail!("a profile needs a name");
             }
@@ -188,7 +211,7 @@ pub fn run(command: ProfileCommand) -> Result<()> {
             }
             let replaced = config
                 .profiles
-                .insert(name.clone(), Profile { bootstrap })
+                .insert(name.clone(), Profile { bootstrap, tls })
                 .is_some();
             if make_current {
                 config.current = Some(name.clone());
@@ -223,6 +246,7 @@ pub fn run(command: ProfileCommand) -> Result<()> {
                     .map(|(name, profile)| json!({
                         "name": name,
                         "bootstrap": profile.bootstrap,
+                        "tls": profile.tls,
                         "current": config.current.as_deref() == Some(name.as_str()),
                     }))
                     .collect::<Vec<_>>()
@@ -232,6 +256,7 @@ pub fn run(command: ProfileCommand) -> Result<()> {
                     String::new(),
                     "NAME".to_string(),
                     "BOOTSTRAP".to_string(),
+                    "TLS CA".to_string(),
                 ]];
                 rows.extend(config.profiles.iter().map(|(name, profile)| {
                     let current = config.current.as_deref() == Some(name.as_str());
@@ -239,6 +264,11 @@ pub fn run(command: ProfileCommand) -> Result<()> {
                         if current { "*" } else { "" }.to_string(),
                         name.clone(),
                         profile.bootstrap.clone(),
+                        profile
+                            .tls
+                            .ca
+                            .as_ref()
+                            .map_or("-".to_string(), |ca| ca.display().to_string()),
                     ]
                 }));
                 print!("{}", aligned(&rows));

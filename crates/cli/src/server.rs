@@ -40,6 +40,8 @@ pub struct ServerArgs {
     /// for a single-node cluster.
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
     voters: Option<Voters>,
+    #[command(flatten)]
+    tls: crate::tls::ServerTlsArgs,
     /// Kafka's offsets.retention.minutes: a group's committed offsets are deleted once it has
     /// had no members, and the offset no commit, for this long [default: 7d].
     #[arg(long, value_name = "DURATION", value_parser = OFFSETS_RETENTION)]
@@ -168,6 +170,20 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
         voters,
         ..BrokerConfig::default()
     };
+    // The internal listener binds --listen's IP unless --internal-listen says otherwise, so
+    // these are every address the node listens on.
+    let mut listeners = vec![("--listen", config.listen)];
+    listeners.extend(
+        config
+            .internal_listen
+            .map(|address| ("--internal-listen", address)),
+    );
+    listeners.extend(
+        config
+            .kafka_listen
+            .map(|address| ("--kafka-listen", address)),
+    );
+    config.tls = args.tls.config(&listeners)?;
     if let Some(bytes) = args.queued_max_request_bytes {
         config.queued_max_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
@@ -271,6 +287,10 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
             kafka_addresses.join(",")
         );
     }
+    println!(
+        "Open to anyone on this machine: plaintext, loopback only (`strata server` with --tls-cert \
+         secures a cluster; see the README)."
+    );
     println!("Try, in another terminal:");
     println!("  strata topic create demo --partitions 3 --replication-factor {replication}{flag}");
     println!("  printf 'k1:hello\\nk2:world\\n' | strata produce demo --key-separator :{flag}");

@@ -1,5 +1,6 @@
 //! `strata topic ...`: topic administration.
 
+use crate::tls::ConnectTo;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ async fn connect_admin_within(bootstrap: &Bootstrap, timeout: Duration) -> Resul
     let address = &bootstrap.bootstrap;
     let timeout_ms = crate::duration::millis(timeout);
     let config = AdminConfig::builder()
-        .bootstrap(address.as_str())
+        .connect_to(bootstrap)?
         .connect_timeout_ms(timeout_ms.min(5_000))
         .request_timeout_ms(timeout_ms)
         .api_timeout_ms(timeout_ms)

@@ -6,6 +6,7 @@
 //! not stretch it. A consumer that sees nothing new for `--timeout` gives up, which bounds a
 //! run that asks for more records than the topic has.
 
+use crate::tls::ConnectTo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,7 +160,7 @@ pub async fn run(args: ConsumeBenchArgs) -> Result<()> {
     ));
 
     let config = ConsumerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .auto_offset_reset(AutoOffsetReset::Earliest)
         .connect_timeout_ms(5_000)
         .max_partition_fetch_bytes(args.fetch_size)

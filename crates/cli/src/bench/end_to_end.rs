@@ -13,6 +13,7 @@
 //! The run is bounded: sending stops after the duration, and the consumer stops once it has every
 //! acknowledged record or `--drain-timeout` after sending stopped, whichever comes first.
 
+use crate::tls::ConnectTo;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,13 +116,13 @@ pub async fn run(args: EndToEndBenchArgs) -> Result<()> {
     let linger = duration::given(args.linger, args.linger_ms);
     let drain_timeout = duration::given(args.drain_timeout, args.drain_timeout_ms);
     let producer_config = ProducerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .linger_ms(duration::millis(linger))
         .connect_timeout_ms(5_000)
         .build()
         .context("invalid producer settings")?;
     let consumer_config = ConsumerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .auto_offset_reset(AutoOffsetReset::Latest)
         .connect_timeout_ms(5_000)
         .build()?;

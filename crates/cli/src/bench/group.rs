@@ -8,6 +8,7 @@
 //!   send `--commit-rate` offset commits per second; the produce rate and ack latency of the
 //!   two phases, measured in the same run, show what commits cost the data path.
 
+use crate::tls::ConnectTo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,9 +81,9 @@ struct Member {
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
-fn spawn_member(bootstrap: &str, group: &str, topic: &str) -> Result<Member> {
+fn spawn_member(bootstrap: &Bootstrap, group: &str, topic: &str) -> Result<Member> {
     let config = ConsumerConfig::builder()
-        .bootstrap(bootstrap)
+        .connect_to(bootstrap)?
         .group_id(group)
         .auto_offset_reset(AutoOffsetReset::Latest)
         .fetch_max_wait_ms(100)
@@ -141,7 +142,7 @@ async fn measure_rebalances(
     output: Output,
 ) -> Result<(Duration, Duration)> {
     let group = format!("bench-rebalance-{}", std::process::id());
-    let bootstrap = args.bootstrap.bootstrap.as_str();
+    let bootstrap = &args.bootstrap;
     let mut members = Vec::new();
     for _ in 0..args.members {
         members.push(spawn_member(bootstrap, &group, &args.topic)?);
@@ -180,14 +181,14 @@ struct ProducePhase {
 /// record's acknowledgement latency. A paced load, not a saturating one: the question is
 /// whether commits slow a producer that the cluster can keep up with.
 async fn produce_for(
-    bootstrap: &str,
+    bootstrap: &Bootstrap,
     topic: &str,
     rate: u64,
     duration: Duration,
 ) -> Result<ProducePhase> {
     let producer = Producer::connect(
         ProducerConfig::builder()
-            .bootstrap(bootstrap)
+            .connect_to(bootstrap)?
             .acks(Acks::Leader)
             .enable_idempotence(false)
             .linger_ms(2)
@@ -245,7 +246,7 @@ struct CommitLoad {
 /// Committers sharing `rate` commits per second, each committing every partition of `topic`
 /// one at a time as an empty group's standalone consumers do.
 async fn start_commit_load(
-    bootstrap: &str,
+    bootstrap: &Bootstrap,
     topic: &str,
     partitions: usize,
     rate: u64,
@@ -259,7 +260,7 @@ async fn start_commit_load(
     let mut tasks = Vec::new();
     for committer in 0..COMMITTERS {
         let config = ConsumerConfig::builder()
-            .bootstrap(bootstrap)
+            .connect_to(bootstrap)?
             .group_id(format!("bench-commits-{}-{committer}", std::process::id()))
             .enable_auto_commit(false)
             .build()?;
@@ -315,7 +316,7 @@ pub async fn run(args: GroupBenchArgs) -> Result<()> {
     let mut commit_result = serde_json::Value::Null;
     if args.commit_rate > 0 {
         let duration = duration::given(args.duration, args.duration_s);
-        let bootstrap = args.bootstrap.bootstrap.as_str();
+        let bootstrap = &args.bootstrap;
         let baseline = produce_for(bootstrap, &args.topic, args.produce_rate, duration).await?;
         let load = start_commit_load(bootstrap, &args.topic, partitions, args.commit_rate).await?;
         let started = Instant::now();

@@ -12,6 +12,7 @@
 //! were a tenth of the sending process's CPU at 100-byte records, on the core the producer
 //! needs.
 
+use crate::tls::ConnectTo;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -156,7 +157,7 @@ pub async fn run(args: ProduceBenchArgs) -> Result<()> {
     }
     let idempotence = args.acks == Acks::All && !args.no_idempotence;
     let mut builder = ProducerConfig::builder()
-        .bootstrap(args.bootstrap.bootstrap.as_str())
+        .connect_to(&args.bootstrap)?
         .acks(args.acks)
         .enable_idempotence(idempotence)
         .connect_timeout_ms(5_000);

@@ -2,6 +2,7 @@
 //! acknowledge every record one by one (manual acks, sent with the next poll); the baseline, in
 //! the same run, is a classic consumer group of as many members reading the same records.
 
+use crate::tls::ConnectTo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -79,7 +80,7 @@ where
 
 pub async fn run(args: ShareBenchArgs) -> Result<()> {
     let output = Output { json: args.json };
-    let bootstrap = args.bootstrap.bootstrap.clone();
+    let bootstrap = args.bootstrap.clone();
     let admin = connect_admin(&args.bootstrap).await?;
     let description = ensure_topic(&admin, &args.topic, &args.creation, output).await?;
     let mut stored = 0;
@@ -101,7 +102,7 @@ pub async fn run(args: ShareBenchArgs) -> Result<()> {
         ));
         let producer = Producer::connect(
             ProducerConfig::builder()
-                .bootstrap(&bootstrap)
+                .connect_to(&bootstrap)?
                 .acks(Acks::Leader)
                 .enable_idempotence(false)
                 .build()?,
@@ -134,7 +135,7 @@ pub async fn run(args: ShareBenchArgs) -> Result<()> {
             async move {
                 let mut consumer = Consumer::connect(
                     ConsumerConfig::builder()
-                        .bootstrap(&bootstrap)
+                        .connect_to(&bootstrap)?
                         .group_id(format!("bench-classic-{run_id}"))
                         .auto_offset_reset(AutoOffsetReset::Earliest)
                         .build()?,
@@ -156,7 +157,7 @@ pub async fn run(args: ShareBenchArgs) -> Result<()> {
         async move {
             let mut worker = ShareConsumer::connect(
                 ShareConsumerConfig::new(format!("bench-share-{run_id}"))
-                    .bootstrap(bootstrap)
+                    .connect_to(&bootstrap)?
                     .max_in_flight(max_in_flight)
                     .max_poll_records(max_in_flight),
             )

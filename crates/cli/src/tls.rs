@@ -1,0 +1,276 @@
+//! TLS on the command line: a server's certificate flags and the plaintext guard, a client's
+//! trust and certificate flags, and `strata certs create`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use strata_broker::TlsConfig;
+use strata_client::{ClientTls, IdentityFiles};
+
+/// How a server speaks TLS.
+#[derive(Debug, Clone, Args)]
+pub struct ServerTlsArgs {
+    /// This node's certificate chain (PEM). With --tls-key and --tls-ca, every listener (client,
+    /// internal, Kafka) speaks TLS and nodes verify each other's certificates both ways. The
+    /// files are re-read when they change, so a renewed certificate needs no restart.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA bundle (PEM) that signs the nodes' certificates, and the clients' when
+    /// --tls-client-auth asks for them.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// Whether clients of the client and Kafka listeners present a certificate signed by
+    /// --tls-client-ca. The internal listener always requires one signed by --tls-ca: it serves
+    /// other nodes only.
+    #[arg(long, value_enum, default_value_t = ClientAuthArg::None, requires = "tls_cert")]
+    pub tls_client_auth: ClientAuthArg,
+    /// The CA bundle (PEM) that signs clients' certificates [default: --tls-ca]. A CA of their
+    /// own keeps client certificates off the internal listener, which accepts any certificate
+    /// --tls-ca signed as a node.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve plaintext even on an address other machines can reach. Without TLS anyone who
+    /// reaches a port reads and writes every topic; by default a node without TLS listens on
+    /// loopback only.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuthArg {
+    /// Clients need no certificate.
+    None,
+    /// A certificate is verified if a client sends one.
+    Optional,
+    /// Clients without a certificate signed by --tls-ca are refused.
+    Required,
+}
+
+impl ServerTlsArgs {
+    /// The broker's TLS configuration, after refusing plaintext on a reachable address unless
+    /// --insecure says so. `listeners` names each bound address by its flag.
+    pub fn config(&self, listeners: &[(&str, SocketAddr)]) -> Result<Option<TlsConfig>> {
+        let (Some(certificate), Some(key), Some(ca)) =
+            (&self.tls_cert, &self.tls_key, &self.tls_ca)
+        else {
+            if !self.insecure
+                && let Some((flag, address)) = listeners
+                    .iter()
+                    .find(|(_, address)| !address.ip().is_loopback())
+            {
+                bail!(
+                    "{flag} {address} can be reached from other machines, and this node has no \
+                     TLS: give --tls-cert, --tls-key and --tls-ca (`strata certs create` makes a \
+                     development set), or --insecure to serve plaintext anyway"
+                );
+            }
+            return Ok(None);
+        };
+        Ok(Some(TlsConfig {
+            identity: IdentityFiles {
+                certificate: certificate.clone(),
+                key: key.clone(),
+            },
+            ca: ca.clone(),
+            client_auth: match self.tls_client_auth {
+                ClientAuthArg::None => strata_tls::ClientAuth::None,
+                ClientAuthArg::Optional => strata_tls::ClientAuth::Optional,
+                ClientAuthArg::Required => strata_tls::ClientAuth::Required,
+            },
+            client_ca: self.tls_client_ca.clone(),
+        }))
+    }
+}
+
+/// How a client command speaks TLS to the cluster. Each flag falls back to its environment
+/// variable, then to the selected profile (`strata profile`), where the same three are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsArgs {
+    /// Speak TLS, trusting brokers whose certificates this CA bundle (PEM) signed.
+    #[arg(long = "tls-ca", env = "STRATA_TLS_CA", value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// A client certificate (PEM) for brokers that ask for one (their --tls-client-auth).
+    #[arg(
+        long = "tls-cert",
+        env = "STRATA_TLS_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long = "tls-key",
+        env = "STRATA_TLS_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The same files named by absolute paths.
+    pub fn absolute(self) -> Result<Self> {
+        let absolute = |path: Option<PathBuf>| {
+            path.map(|path| {
+                std::path::absolute(&path)
+                    .with_context(|| format!("cannot resolve {}", path.display()))
+            })
+            .transpose()
+        };
+        Ok(Self {
+            ca: absolute(self.ca)?,
+            cert: absolute(self.cert)?,
+            key: absolute(self.key)?,
+        })
+    }
+
+    /// `None` means plaintext.
+    pub fn client_tls(&self) -> Result<Option<ClientTls>> {
+        let profile = crate::profile::selected_tls();
+        let ca = self.ca.clone().or(profile.ca);
+        let (certificate, key) = match (&self.cert, &self.key) {
+            (Some(certificate), Some(key)) => (Some(certificate.clone()), Some(key.clone())),
+            _ => (profile.cert, profile.key),
+        };
+        let identity = match (certificate, key) {
+            (Some(certificate), Some(key)) => Some(IdentityFiles { certificate, key }),
+            _ => None,
+        };
+        let Some(ca) = ca else {
+            if identity.is_some() {
+                bail!("a client certificate is sent over TLS only: give --tls-ca too");
+            }
+            return Ok(None);
+        };
+        ClientTls::new(&ca, identity.as_ref())
+            .map(Some)
+            .context("cannot set up TLS")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Make a development CA, a certificate for each node and one client certificate.
+    #[command(
+        after_help = "Example:\n  strata certs create --out certs --nodes 3\n  strata server --node-id 1 ... --tls-cert certs/node-1.pem --tls-key certs/node-1-key.pem --tls-ca certs/ca.pem\n  strata topic list --tls-ca certs/ca.pem"
+    )]
+    Create {
+        /// Directory to write the files into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How many node certificates: node-1.pem to node-N.pem.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        nodes: u32,
+        /// Another host name or IP address every node certificate is valid for (repeatable).
+        /// localhost, 127.0.0.1, ::1 and strata-<i> are always included.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// The user named in the client certificate (client.pem).
+        #[arg(long, default_value = "client", value_name = "NAME")]
+        client_user: String,
+        /// Do nothing if DIR already holds a ca.pem (for a container that makes its cluster's
+        /// certificates on first start only). Without it, existing files are refused.
+        #[arg(long)]
+        if_missing: bool,
+    },
+}
+
+pub fn run_certs(command: CertsCommand) -> Result<()> {
+    match command {
+        CertsCommand::Create {
+            out,
+            nodes,
+            hosts,
+            client_user,
+            if_missing,
+        } => {
+            let existing = out.join("ca.pem");
+            if existing.exists() {
+                if if_missing {
+                    println!("{} exists; nothing written", existing.display());
+                    return Ok(());
+                }
+                bail!(
+                    "{} exists; certificates are not overwritten (remove them, or pass \
+                     --if-missing to keep them)",
+                    existing.display()
+                );
+            }
+            let files = strata_tls::dev_certs::write_cluster(&out, nodes, &hosts, &client_user)
+                .with_context(|| format!("cannot write certificates to {}", out.display()))?;
+            println!("CA:     {}", files.ca.display());
+            for (index, node) in files.nodes.iter().enumerate() {
+                println!(
+                    "node {}: {} {}",
+                    index + 1,
+                    node.certificate.display(),
+                    node.key.display()
+                );
+            }
+            println!(
+                "client: {} {} (user {client_user})",
+                files.client.certificate.display(),
+                files.client.key.display()
+            );
+            println!(
+                "These are for development: the keys are unencrypted and the CA's key is not kept."
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The client builders a command points at the cluster: its bootstrap and its TLS, set in one
+/// place so that no command forgets the TLS.
+pub trait ConnectTo: Sized {
+    fn with_bootstrap(self, bootstrap: &str) -> Self;
+    fn with_tls(self, tls: ClientTls) -> Self;
+
+    /// `target`'s bootstrap and TLS.
+    fn connect_to(self, target: &crate::Bootstrap) -> Result<Self> {
+        self.with_bootstrap(&target.bootstrap)
+            .with_tls_args(&target.tls)
+    }
+
+    /// TLS as `tls` (with the profile behind it) says; plaintext if it names no CA.
+    fn with_tls_args(self, tls: &ClientTlsArgs) -> Result<Self> {
+        Ok(match tls.client_tls()? {
+            Some(tls) => self.with_tls(tls),
+            None => self,
+        })
+    }
+}
+
+macro_rules! connect_to {
+    ($($builder:ty),*) => {$(
+        impl ConnectTo for $builder {
+            fn with_bootstrap(self, bootstrap: &str) -> Self {
+                self.bootstrap(bootstrap)
+            }
+            fn with_tls(self, tls: ClientTls) -> Self {
+                self.tls(tls)
+            }
+        }
+    )*};
+}
+
+connect_to!(
+    strata_client::ProducerConfigBuilder,
+    strata_client::ConsumerConfigBuilder,
+    strata_client::AdminConfigBuilder,
+    strata_client::ShareConsumerConfig
+);
