@@ -914,6 +914,13 @@ impl ReplicaManager {
         Ok((read, high_watermark))
     }
 
+    /// Bytes of this broker's copy of the partition's log: the records in its segment files,
+    /// indexes not counted (what Kafka's DescribeLogDirs reports for a replica). Kept by each
+    /// segment as it grows, so asking costs no file system call.
+    pub fn log_size(&self, topic: &str, partition: i32) -> Result<u64, PartitionError> {
+        Ok(self.partition(topic, partition)?.log.size_in_bytes())
+    }
+
     /// Kafka's ListOffsets: -2 earliest, -1 latest (the high watermark), else the first offset at
     /// or after a timestamp (`None` when there is none below the high watermark).
     pub fn list_offset(

@@ -144,6 +144,29 @@ async fn fetch(
         .remove(0)
 }
 
+/// One partition's ListOffsets answer for `timestamp` (-2 earliest, -1 latest, else a time).
+async fn list_offset(
+    broker: &mut BrokerClient<Channel>,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> proto::ListOffsetsPartitionResponse {
+    let request = proto::ListOffsetsRequest {
+        partitions: vec![proto::ListOffsetsPartition {
+            topic: topic.to_string(),
+            partition,
+            timestamp,
+        }],
+    };
+    broker
+        .list_offsets(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .partitions
+        .remove(0)
+}
+
 fn values(records: Bytes) -> Vec<String> {
     BatchIter::new(records)
         .flat_map(|batch| {
@@ -166,9 +189,11 @@ async fn produce_then_fetch_round_trips_and_survives_a_restart() {
             .error_code,
         0
     );
-    let response = produce(&mut node.broker, "orders", 0, records(&["a", "b"], 1_000)).await;
+    let (first, second) = (records(&["a", "b"], 1_000), records(&["c"], 2_000));
+    let stored_bytes = (first.len() + second.len()) as i64;
+    let response = produce(&mut node.broker, "orders", 0, first).await;
     assert_eq!((response.error_code, response.base_offset), (0, 0));
-    let response = produce(&mut node.broker, "orders", 0, records(&["c"], 2_000)).await;
+    let response = produce(&mut node.broker, "orders", 0, second).await;
     assert_eq!(response.base_offset, 2);
 
     let fetched = fetch(&mut node.broker, "orders", 0, 0).await;
@@ -181,21 +206,16 @@ async fn produce_then_fetch_round_trips_and_survives_a_restart() {
         values(fetch(&mut node.broker, "orders", 2, 0).await.records),
         ["c"]
     );
-    let by_time = node
-        .broker
-        .list_offsets(proto::ListOffsetsRequest {
-            partitions: vec![proto::ListOffsetsPartition {
-                topic: "orders".into(),
-                partition: 0,
-                timestamp: 1_500,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .partitions
-        .remove(0);
+    let by_time = list_offset(&mut node.broker, "orders", 0, 1_500).await;
     assert_eq!((by_time.offset, by_time.timestamp), (2, 2_000));
+    // The leader's answer carries its log's size: the batches as they were stored, counted
+    // again from the segments the restart recovered.
+    assert_eq!(by_time.size_bytes, Some(stored_bytes));
+    let unknown = list_offset(&mut node.broker, "orders", 7, -1).await;
+    assert_eq!(
+        (unknown.error_code, unknown.size_bytes),
+        (ErrorCode::UnknownTopicOrPartition.code(), None)
+    );
     node.handle.shutdown().await;
 }
 

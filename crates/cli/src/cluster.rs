@@ -3,12 +3,10 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
-use strata_client::{TopicDescription, TopicPartition};
+use strata_client::{PartitionLog, TopicDescription, TopicPartition};
 
 use crate::AdminTarget;
-use crate::output::{
-    FormatArg, OffsetRange, OutputFormat, aligned, broker_json, print_json, topic_json,
-};
+use crate::output::{FormatArg, OutputFormat, aligned, broker_json, print_json, topic_json};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -39,12 +37,12 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
         .await
         .context("cannot describe the topics")?;
     if args.output.format == OutputFormat::Json {
-        let no_offsets = BTreeMap::new();
+        let no_logs = BTreeMap::new();
         print_json(&serde_json::json!({
             "cluster_id": cluster.cluster_id,
             "controller_id": cluster.controller_id,
             "brokers": cluster.brokers.iter().map(broker_json).collect::<Vec<_>>(),
-            "topics": topics.iter().map(|topic| topic_json(topic, &no_offsets)).collect::<Vec<_>>(),
+            "topics": topics.iter().map(|topic| topic_json(topic, &no_logs)).collect::<Vec<_>>(),
         }));
         return Ok(());
     }
@@ -90,17 +88,17 @@ fn join(ids: &[i32]) -> String {
 }
 
 /// One aligned row per partition: topic, partition, leader, replicas, in-sync replicas, with
-/// partitions missing replicas from the ISR marked; with `offsets`, also each partition's log
-/// start offset and high watermark.
+/// partitions missing replicas from the ISR marked; with `logs`, also each partition's log
+/// start offset, high watermark and size (binary units: KiB, MiB, ...).
 pub fn partition_table(
     topics: &[TopicDescription],
-    offsets: Option<&BTreeMap<TopicPartition, OffsetRange>>,
+    logs: Option<&BTreeMap<TopicPartition, PartitionLog>>,
 ) -> String {
     let mut header: Vec<String> = ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"]
         .map(String::from)
         .to_vec();
-    if offsets.is_some() {
-        header.extend(["LOG-START".to_string(), "HIGH-WATERMARK".to_string()]);
+    if logs.is_some() {
+        header.extend(["LOG-START", "HIGH-WATERMARK", "SIZE"].map(String::from));
     }
     header.push(String::new());
     let mut rows = vec![header];
@@ -122,15 +120,18 @@ pub fn partition_table(
                 join(&partition.replicas),
                 join(&partition.isr),
             ];
-            if let Some(offsets) = offsets {
-                let known = offsets.get(&TopicPartition::new(
+            if let Some(logs) = logs {
+                let log = logs.get(&TopicPartition::new(
                     topic.name.as_str(),
                     partition.partition,
                 ));
-                let shown =
-                    |value: Option<i64>| value.map_or("?".to_string(), |value| value.to_string());
-                row.push(shown(known.map(|range| range.0)));
-                row.push(shown(known.map(|range| range.1)));
+                let shown = |value: Option<String>| value.unwrap_or_else(|| "?".to_string());
+                row.push(shown(log.map(|log| log.log_start_offset.to_string())));
+                row.push(shown(log.map(|log| log.high_watermark.to_string())));
+                row.push(shown(
+                    log.and_then(|log| log.size_bytes)
+                        .map(|size| indicatif::BinaryBytes(size).to_string()),
+                ));
             }
             row.push(note.to_string());
             rows.push(row);

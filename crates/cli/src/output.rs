@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use strata_client::{BrokerNode, PartitionInfo, TopicDescription, TopicPartition};
+use strata_client::{BrokerNode, PartitionInfo, PartitionLog, TopicDescription, TopicPartition};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -27,10 +27,8 @@ pub fn print_json(document: &Value) {
     println!("{document}");
 }
 
-/// A partition's first stored offset and its high watermark (the next offset consumers read).
-pub type OffsetRange = (i64, i64);
-
-pub fn partition_json(partition: &PartitionInfo, offsets: Option<&OffsetRange>) -> Value {
+/// A partition, with its log's offsets and size (`size_bytes`, raw bytes) where they are known.
+pub fn partition_json(partition: &PartitionInfo, log: Option<&PartitionLog>) -> Value {
     let mut object = json!({
         "partition": partition.partition,
         "leader": partition.leader,
@@ -38,16 +36,17 @@ pub fn partition_json(partition: &PartitionInfo, offsets: Option<&OffsetRange>) 
         "replicas": partition.replicas,
         "isr": partition.isr,
     });
-    if let Some(&(log_start_offset, high_watermark)) = offsets {
-        object["log_start_offset"] = json!(log_start_offset);
-        object["high_watermark"] = json!(high_watermark);
+    if let Some(log) = log {
+        object["log_start_offset"] = json!(log.log_start_offset);
+        object["high_watermark"] = json!(log.high_watermark);
+        object["size_bytes"] = json!(log.size_bytes);
     }
     object
 }
 
 pub fn topic_json(
     topic: &TopicDescription,
-    offsets: &BTreeMap<TopicPartition, OffsetRange>,
+    logs: &BTreeMap<TopicPartition, PartitionLog>,
 ) -> Value {
     json!({
         "topic": topic.name,
@@ -56,7 +55,7 @@ pub fn topic_json(
             .iter()
             .map(|partition| {
                 let topic_partition = TopicPartition::new(topic.name.as_str(), partition.partition);
-                partition_json(partition, offsets.get(&topic_partition))
+                partition_json(partition, logs.get(&topic_partition))
             })
             .collect::<Vec<_>>(),
     })

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use strata_client::{
-    Admin, AdminConfig, ErrorCode, NewTopic, OffsetSpec, TopicDescription, TopicPartition,
+    Admin, AdminConfig, ErrorCode, NewTopic, PartitionLog, TopicDescription, TopicPartition,
     is_internal_topic,
 };
 
-use crate::output::{FormatArg, OffsetRange, OutputFormat, print_json, topic_json};
+use crate::output::{FormatArg, OutputFormat, print_json, topic_json};
 use crate::{AdminTarget, Bootstrap};
 
 #[derive(Debug, Subcommand)]
@@ -27,7 +27,8 @@ pub enum TopicCommand {
     )]
     List(ListArgs),
     /// Show a topic's partitions (leader, replicas, in-sync replicas, log start offset, high
-    /// watermark) and configs.
+    /// watermark, and size: the bytes of the leader's log segments, indexes not counted) and
+    /// configs.
     #[command(
         after_help = "Example:\n  strata topic describe orders\n  strata topic describe orders --format json"
     )]
@@ -265,9 +266,9 @@ async fn describe(args: DescribeArgs) -> Result<()> {
         .filter(|entry| !entry.is_default)
         .map(|entry| (entry.name, entry.value))
         .collect();
-    let offsets = partition_offsets(&admin, &description).await?;
+    let logs = partition_logs(&admin, &description).await?;
     if args.output.format == OutputFormat::Json {
-        let mut document = topic_json(&description, &offsets);
+        let mut document = topic_json(&description, &logs);
         document["configs"] = serde_json::json!(overrides);
         print_json(&document);
         return Ok(());
@@ -288,38 +289,27 @@ async fn describe(args: DescribeArgs) -> Result<()> {
     );
     println!(
         "{}",
-        crate::cluster::partition_table(std::slice::from_ref(&description), Some(&offsets))
+        crate::cluster::partition_table(std::slice::from_ref(&description), Some(&logs))
     );
     Ok(())
 }
 
-/// Each partition's log start offset and high watermark, asked of its leader. A partition
-/// without a leader is left out (its row shows `?`).
-async fn partition_offsets(
+/// Each partition's log start offset, high watermark and size, asked of its leader. A
+/// partition without a leader is left out (its row shows `?`).
+async fn partition_logs(
     admin: &Admin,
     topic: &TopicDescription,
-) -> Result<BTreeMap<TopicPartition, OffsetRange>> {
-    let mut offsets = BTreeMap::new();
-    for partition in topic
+) -> Result<BTreeMap<TopicPartition, PartitionLog>> {
+    let led: Vec<TopicPartition> = topic
         .partitions
         .iter()
         .filter(|partition| partition.leader.is_some())
-    {
-        let topic_partition = TopicPartition::new(topic.name.as_str(), partition.partition);
-        let mut range = [0i64; 2];
-        for (slot, spec) in range
-            .iter_mut()
-            .zip([OffsetSpec::Earliest, OffsetSpec::Latest])
-        {
-            *slot = admin
-                .list_offsets(&topic_partition, spec)
-                .await
-                .with_context(|| format!("cannot read the offsets of {topic_partition}"))?
-                .map_or(0, |found| found.offset);
-        }
-        offsets.insert(topic_partition, (range[0], range[1]));
-    }
-    Ok(offsets)
+        .map(|partition| TopicPartition::new(topic.name.as_str(), partition.partition))
+        .collect();
+    admin
+        .describe_partition_logs(&led)
+        .await
+        .with_context(|| format!("cannot read the logs of topic '{}'", topic.name))
 }
 
 #[cfg(test)]

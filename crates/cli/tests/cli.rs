@@ -1361,6 +1361,65 @@ fn json_of(arguments: &[&str]) -> Result<Value> {
 }
 
 #[test]
+fn topic_describe_shows_each_partitions_size_and_it_grows_with_its_log() -> Result<()> {
+    let server = start_server()?;
+    let bootstrap = server.address.as_str();
+    create_topic(bootstrap, "sized", "2")?;
+    produce_lines(bootstrap, "sized", "1", "one\ntwo\nthree\n")?;
+    let size_of = |described: &Value, partition: usize| {
+        described["partitions"][partition]["size_bytes"]
+            .as_u64()
+            .with_context(|| format!("no size_bytes for partition {partition}: {described}"))
+    };
+    let describe = || {
+        json_of(&[
+            "topic",
+            "describe",
+            "sized",
+            "--format",
+            "json",
+            "--bootstrap",
+            bootstrap,
+        ])
+    };
+
+    let before = describe()?;
+    ensure!(size_of(&before, 0)? == 0, "an empty log: {before}");
+    let first = size_of(&before, 1)?;
+    // The batch's header comes on top of the values.
+    ensure!(first > "onetwothree".len() as u64, "{before}");
+
+    let large = format!("{}\n", "x".repeat(2_000));
+    produce_lines(bootstrap, "sized", "1", &large)?;
+    let after = describe()?;
+    let second = size_of(&after, 1)?;
+    ensure!(second >= first + 2_000, "{first} then {after}");
+    ensure!(after["partitions"][1]["high_watermark"] == 4, "{after}");
+    ensure!(size_of(&after, 0)? == 0, "{after}");
+
+    // A person reads binary units.
+    let table = run_args(&["topic", "describe", "sized", "--bootstrap", bootstrap])?;
+    ensure!(table.status.success(), "{}", table.stderr);
+    let rows: Vec<&str> = table.stdout.lines().skip(1).collect();
+    ensure!(
+        rows.len() == 3 && rows[0].contains("HIGH-WATERMARK  SIZE"),
+        "{}",
+        table.stdout
+    );
+    ensure!(rows[1].ends_with("0 B"), "{}", table.stdout);
+    let shown = format!("{:.2} KiB", second as f64 / 1024.0);
+    ensure!(rows[2].ends_with(&shown), "{shown}: {}", table.stdout);
+    let help = run_args(&["topic", "--help"])?;
+    ensure!(
+        help.stdout
+            .contains("size: the bytes of the leader's log segments"),
+        "{}",
+        help.stdout
+    );
+    Ok(())
+}
+
+#[test]
 fn admin_commands_print_json_for_scripts_and_hide_internal_topics() -> Result<()> {
     let server = start_server()?;
     let bootstrap = server.address.as_str();

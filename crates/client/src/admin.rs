@@ -51,6 +51,18 @@ pub struct PartitionLag {
     pub member_id: Option<String>,
 }
 
+/// A partition's log as its leader reports it, from [`Admin::describe_partition_logs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionLog {
+    /// The first offset still stored.
+    pub log_start_offset: i64,
+    /// Where consumers read up to: every record below it is on every in-sync replica.
+    pub high_watermark: i64,
+    /// Bytes of the leader's log: the records in its segment files, indexes not counted (what
+    /// Kafka's DescribeLogDirs reports). `None` from a broker too old to say.
+    pub size_bytes: Option<u64>,
+}
+
 /// An offset found by [`Admin::list_offsets`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffsetAndTimestamp {
@@ -434,6 +446,41 @@ impl Admin {
         }))
     }
 
+    /// Each partition's log start offset, high watermark and size, from its leader: one
+    /// `ListOffsets` for the starts and one for the ends per leader, however many partitions.
+    pub async fn describe_partition_logs(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, PartitionLog>> {
+        let query = |spec: i64| -> Vec<(TopicPartition, i64)> {
+            partitions.iter().map(|tp| (tp.clone(), spec)).collect()
+        };
+        let policy = self.config.retry_policy;
+        let starts = self
+            .cluster
+            .list_offsets(query(EARLIEST_TIMESTAMP), policy)
+            .await?;
+        // Asked second, so the size is at least as new as both offsets.
+        let ends = self
+            .cluster
+            .list_offsets(query(LATEST_TIMESTAMP), policy)
+            .await?;
+        // `list_offsets` answers for every partition or fails, and ends and starts always carry
+        // an offset.
+        Ok(partitions
+            .iter()
+            .filter_map(|tp| {
+                let (start, end) = (starts.get(tp)?, ends.get(tp)?);
+                let log = PartitionLog {
+                    log_start_offset: start.offset?,
+                    high_watermark: end.offset?,
+                    size_bytes: end.size_bytes,
+                };
+                Some((tp.clone(), log))
+            })
+            .collect())
+    }
+
     fn coordinator(&self, group_id: &str) -> Result<CoordinatorLocator> {
         if group_id.is_empty() {
             return Err(Error::InvalidInput("group id is empty".to_string()));
@@ -564,18 +611,7 @@ impl Admin {
                 async move { grpc::offset_fetch(&connection, group_id, partitions, timeout).await }
             })
             .await?;
-        let query = |spec: i64| -> Vec<(TopicPartition, i64)> {
-            partitions.iter().map(|tp| (tp.clone(), spec)).collect()
-        };
-        let policy = self.config.retry_policy;
-        let earliest = self
-            .cluster
-            .list_offsets(query(EARLIEST_TIMESTAMP), policy)
-            .await?;
-        let latest = self
-            .cluster
-            .list_offsets(query(LATEST_TIMESTAMP), policy)
-            .await?;
+        let logs = self.describe_partition_logs(&partitions).await?;
         let by_time = match reset {
             OffsetReset::ToTimestamp(timestamp) => Some(timestamp),
             OffsetReset::ByDuration(back) => Some(
@@ -589,7 +625,14 @@ impl Admin {
             return Err(Error::InvalidInput("the timestamp is negative".to_string()));
         }
         let found = match by_time {
-            Some(timestamp) => Some(self.cluster.list_offsets(query(timestamp), policy).await?),
+            Some(timestamp) => {
+                let query = partitions
+                    .iter()
+                    .map(|tp| (tp.clone(), timestamp))
+                    .collect();
+                let policy = self.config.retry_policy;
+                Some(self.cluster.list_offsets(query, policy).await?)
+            }
             None => None,
         };
         let mut plan = Vec::new();
@@ -597,8 +640,9 @@ impl Admin {
             let offset_of = |listed: &BTreeMap<TopicPartition, crate::grpc::ListedOffset>| {
                 listed.get(topic_partition).and_then(|listed| listed.offset)
             };
-            let low = offset_of(&earliest).unwrap_or(0);
-            let high = offset_of(&latest).unwrap_or(low);
+            let log = logs.get(topic_partition);
+            let low = log.map_or(0, |log| log.log_start_offset);
+            let high = log.map_or(low, |log| log.high_watermark);
             let target = match reset {
                 OffsetReset::ToEarliest => low,
                 OffsetReset::ToLatest => high,

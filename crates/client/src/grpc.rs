@@ -625,6 +625,8 @@ pub(crate) struct ListedOffset {
     pub offset: Option<i64>,
     /// The found record's timestamp, for timestamp queries.
     pub timestamp: Option<i64>,
+    /// Bytes of the answering leader's log; `None` from a broker too old to say.
+    pub size_bytes: Option<u64>,
 }
 
 /// `query` per partition: [`EARLIEST_TIMESTAMP`], [`LATEST_TIMESTAMP`] or a timestamp in ms.
@@ -663,6 +665,9 @@ pub(crate) async fn list_offsets(
                 None => Ok(ListedOffset {
                     offset: (partition.offset >= 0).then_some(partition.offset),
                     timestamp: (partition.timestamp >= 0).then_some(partition.timestamp),
+                    size_bytes: partition
+                        .size_bytes
+                        .and_then(|size| u64::try_from(size).ok()),
                 }),
             };
             (topic_partition, result)

@@ -83,7 +83,7 @@ mod tailing;
 
 pub use admin::{
     Admin, AdminConfig, AdminConfigBuilder, OffsetAndTimestamp, OffsetReset, OffsetSpec,
-    PartitionLag,
+    PartitionLag, PartitionLog,
 };
 pub use consumer::Consumer;
 pub use consumer_config::{AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder};

@@ -459,9 +459,13 @@ impl Log {
         Ok(())
     }
 
+    /// Bytes of the log's segment files (records only, indexes not counted): each segment
+    /// keeps its size as it grows, so this reads counters under the segments' read lock.
     pub fn size_in_bytes(&self) -> u64 {
-        self.segments_snapshot()
-            .iter()
+        self.segments
+            .read()
+            .expect("segments lock")
+            .values()
             .map(|segment| segment.size())
             .sum()
     }

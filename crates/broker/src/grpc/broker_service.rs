@@ -526,6 +526,17 @@ impl proto::broker_server::Broker for BrokerService {
                     request.timestamp,
                 );
                 let (error_code, error_message) = error_fields(&result);
+                // The leader's log size rides along, so `topic describe` has it from the same
+                // round trip as the offsets; only beside an answer, as an error has no log.
+                let size_bytes = match &result {
+                    Ok(_) => self
+                        .state
+                        .replicas
+                        .log_size(&request.topic, request.partition)
+                        .ok()
+                        .map(|size| i64::try_from(size).unwrap_or(i64::MAX)),
+                    Err(_) => None,
+                };
                 let (offset, timestamp) = match result {
                     Ok(Some(found)) => (found.offset, found.timestamp),
                     Ok(None) | Err(_) => (-1, -1),
@@ -537,6 +548,7 @@ impl proto::broker_server::Broker for BrokerService {
                     error_message,
                     timestamp,
                     offset,
+                    size_bytes,
                 }
             })
             .collect();
