@@ -103,6 +103,48 @@ def roundtrip(bootstrap, topic, partitions, count, compression):
     print(f"{compression}: {count} records produced and read back in order")
 
 
+def tls_roundtrip(bootstrap, topic, ca, certificate, key):
+    """confluent-kafka and kafka-python over TLS with a client certificate: one produces, the
+    other reads back."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    count = 200
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": "SSL",
+            "ssl.ca.location": ca,
+            "ssl.certificate.location": certificate,
+            "ssl.key.location": key,
+            "acks": "all",
+            "message.timeout.ms": WAIT_S * 1000,
+        }
+    )
+    for i in range(count):
+        producer.produce(topic, value=json_value(i))
+    remaining = producer.flush(WAIT_S)
+    check(remaining == 0, f"{remaining} records not delivered over TLS within {WAIT_S} s")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        security_protocol="SSL",
+        ssl_cafile=ca,
+        ssl_certfile=certificate,
+        ssl_keyfile=key,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=WAIT_S * 1000,
+    )
+    consumer.assign([KafkaTopicPartition(topic, 0)])
+    read = []
+    for message in consumer:
+        read.append(message.value)
+        if len(read) == count:
+            break
+    consumer.close()
+    check(read == [json_value(i) for i in range(count)], f"read {len(read)} of {count} records")
+    print(f"{count} records produced by confluent-kafka and read by kafka-python over TLS")
+
+
 def kafka_python_roundtrip(bootstrap, topic, count, compression):
     """kafka-python produces with a codec and consumes from the beginning."""
     from kafka import KafkaConsumer, KafkaProducer
@@ -439,6 +481,7 @@ SCENARIOS = {
         b, topic, int(count), codec
     ),
     "positions": positions,
+    "tls-roundtrip": tls_roundtrip,
     "errors": errors,
 }
 

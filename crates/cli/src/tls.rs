@@ -94,24 +94,31 @@ impl ServerTlsArgs {
 #[serde(deny_unknown_fields)]
 pub struct ClientTlsArgs {
     /// Speak TLS, trusting brokers whose certificates this CA bundle (PEM) signed.
-    #[arg(long = "tls-ca", env = "STRATA_TLS_CA", value_name = "FILE")]
+    #[arg(
+        id = "tls_ca",
+        long = "tls-ca",
+        env = "STRATA_TLS_CA",
+        value_name = "FILE"
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     /// A client certificate (PEM) for brokers that ask for one (their --tls-client-auth).
     #[arg(
+        id = "tls_cert",
         long = "tls-cert",
         env = "STRATA_TLS_CERT",
         value_name = "FILE",
-        requires = "key"
+        requires = "tls_key"
     )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
     #[arg(
+        id = "tls_key",
         long = "tls-key",
         env = "STRATA_TLS_KEY",
         value_name = "FILE",
-        requires = "cert"
+        requires = "tls_cert"
     )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,

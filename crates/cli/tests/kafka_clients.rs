@@ -480,3 +480,134 @@ fn confluent_kafkas_admin_client_creates_describes_alters_grows_and_deletes_topi
     scenario(python, &["admin", kafka])?;
     Ok(())
 }
+
+#[test]
+fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
+    let Some(kcat_path) = client(|clients| clients.kcat.as_ref(), "kcat") else {
+        return Ok(());
+    };
+    let python = client(|clients| clients.python.as_ref(), "confluent-kafka");
+    let directory = tempfile::tempdir()?;
+    let certs = directory.path().join("certs");
+    let created = support::run(
+        support::strata(&["certs", "create", "--out", certs.to_str().unwrap()]),
+        "",
+        support::COMMAND_TIMEOUT,
+    )?;
+    ensure!(created.status.success(), "{}", created.stderr);
+    let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let (ca, certificate, key) = (file("ca.pem"), file("client.pem"), file("client-key.pem"));
+    let client_tls = [
+        "--tls-ca",
+        ca.as_str(),
+        "--tls-cert",
+        certificate.as_str(),
+        "--tls-key",
+        key.as_str(),
+    ];
+    let kafka = free_address()?;
+    let (node_certificate, node_key) = (file("node-1.pem"), file("node-1-key.pem"));
+    let server = support::start_server_probed(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+        &[
+            "--kafka-listen",
+            &kafka,
+            "--tls-cert",
+            &node_certificate,
+            "--tls-key",
+            &node_key,
+            "--tls-ca",
+            &ca,
+            "--tls-client-auth",
+            "required",
+        ],
+        &client_tls,
+    )?;
+    for topic in ["sealed", "sealed-py"] {
+        let mut create = vec![
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--bootstrap",
+            &server.address,
+        ];
+        create.extend(client_tls);
+        let created = run_args(&create)?;
+        ensure!(created.status.success(), "{}", created.stderr);
+    }
+
+    let ssl = [
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={ca}"),
+        "-X",
+        &format!("ssl.certificate.location={certificate}"),
+        "-X",
+        &format!("ssl.key.location={key}"),
+    ]
+    .map(|argument| argument.to_string());
+    let mut produce = vec!["-b", kafka.as_str(), "-P", "-t", "sealed"];
+    produce.extend(ssl.iter().map(String::as_str));
+    kcat(&kcat_path, &produce, "over tls\n")?;
+    let mut consume = vec![
+        "-b",
+        &kafka,
+        "-C",
+        "-t",
+        "sealed",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ];
+    consume.extend(ssl.iter().map(String::as_str));
+    let read = kcat(&kcat_path, &consume, "")?;
+    ensure!(
+        read.stdout.trim() == "over tls",
+        "kcat read {:?}",
+        read.stdout
+    );
+
+    // Without its certificate kcat is turned away in the handshake.
+    let mut anonymous = Command::new(&kcat_path);
+    anonymous.args([
+        "-b",
+        &kafka,
+        "-L",
+        "-m",
+        "10",
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={ca}"),
+    ]);
+    let refused = run(anonymous, "", SCENARIO_TIMEOUT)?;
+    ensure!(
+        !refused.status.success(),
+        "kcat without a certificate was served: {}",
+        refused.stdout
+    );
+
+    if let Some(python) = python {
+        scenario(
+            &python,
+            &[
+                "tls-roundtrip",
+                &kafka,
+                "sealed-py",
+                &ca,
+                &certificate,
+                &key,
+            ],
+        )
+        .map(drop)?;
+    }
+    drop(server);
+    Ok(())
+}

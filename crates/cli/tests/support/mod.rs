@@ -37,7 +37,7 @@ impl Output {
 }
 
 /// `strata ARGUMENTS`, with none of the environment that would change what it connects to or
-/// logs: no bootstrap, no profile, and a config file that does not exist (so the user's own
+/// logs: no bootstrap, no profile, no TLS files, and a config file that does not exist (so the user's own
 /// profiles never redirect a test).
 pub fn strata(arguments: &[&str]) -> Command {
     let mut command = Command::new(STRATA);
@@ -45,6 +45,9 @@ pub fn strata(arguments: &[&str]) -> Command {
         .args(arguments)
         .env_remove("STRATA_BOOTSTRAP")
         .env_remove("STRATA_PROFILE")
+        .env_remove("STRATA_TLS_CA")
+        .env_remove("STRATA_TLS_CERT")
+        .env_remove("STRATA_TLS_KEY")
         .env("STRATA_CONFIG", NO_CONFIG_FILE)
         .env_remove("RUST_LOG");
     command
@@ -208,6 +211,17 @@ pub fn start_server() -> Result<Server> {
 /// A one-node server on `data_dir`, logging to `log`; `extra` are more `strata server`
 /// arguments. Returns once it answers `strata topic list`.
 pub fn start_server_in(data_dir: &Path, log: &Path, extra: &[&str]) -> Result<Server> {
+    start_server_probed(data_dir, log, extra, &[])
+}
+
+/// [`start_server_in`], probing with `probe_extra` added to `strata topic list` (the TLS flags
+/// of a server that speaks TLS).
+pub fn start_server_probed(
+    data_dir: &Path,
+    log: &Path,
+    extra: &[&str],
+    probe_extra: &[&str],
+) -> Result<Server> {
     let address = free_address()?;
     let log_file = std::fs::File::create(log)?;
     let child = Command::new(STRATA)
@@ -238,11 +252,9 @@ pub fn start_server_in(data_dir: &Path, log: &Path, extra: &[&str]) -> Result<Se
             let log = std::fs::read_to_string(log).unwrap_or_default();
             bail!("strata server exited with {status} before it was ready:\n{log}");
         }
-        let probe = run(
-            strata(&["topic", "list", "--bootstrap", &server.address]),
-            "",
-            Duration::from_secs(10),
-        )?;
+        let mut probe = strata(&["topic", "list", "--bootstrap", &server.address]);
+        probe.args(probe_extra);
+        let probe = run(probe, "", Duration::from_secs(10))?;
         if probe.status.success() {
             return Ok(server);
         }
