@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod compose;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::Path;
