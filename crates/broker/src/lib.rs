@@ -546,8 +546,17 @@ impl Broker {
                 .into_incoming(),
                 shutdown_signal.clone().map(drop),
             );
+        // Nodes call `Broker` on each other too (a group coordinator reading or writing a
+        // partition another node leads), so the internal listener serves it as well.
+        let internal_broker_service = tonic::service::interceptor::InterceptedService::new(
+            BrokerServer::new(grpc::BrokerService::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(usize::MAX),
+            grpc::status::ready_interceptor(serving_clients.clone()),
+        );
         let internal_server = strata_proto::http2::server(Server::builder())
             .layer(record_routes(grpc::Listener::Internal))
+            .add_service(internal_broker_service)
             .add_service(replication_service)
             .add_service(records_service)
             .add_service(controller.service())

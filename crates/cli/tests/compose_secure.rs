@@ -17,7 +17,7 @@ use common::eventually;
 use std::time::Duration;
 use strata_client::{
     Acks, Admin, AdminConfig, AutoOffsetReset, ClientTls, Consumer, ConsumerConfig, NewTopic,
-    Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Producer, ProducerConfig, ProducerRecord, ShareConsumer, ShareConsumerConfig, TopicPartition,
 };
 
 const PORTS: [u16; 6] = [7070, 7071, 7072, 9092, 9093, 9094];
@@ -151,6 +151,33 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
         read.len(),
         RECORDS,
         "every acknowledged record is read back over TLS"
+    );
+
+    // A share group's coordinator reads the partitions other nodes lead through their internal
+    // listeners, over mutual TLS, under the names the nodes know each other by.
+    let mut worker = ShareConsumer::connect(
+        ShareConsumerConfig::new("sealed-workers")
+            .bootstrap(EVERY_NODE)
+            .tls(tls.clone()),
+    )
+    .await
+    .unwrap();
+    worker.subscribe(["sealed"]).unwrap();
+    let mut shared = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while shared.len() < RECORDS && tokio::time::Instant::now() < deadline {
+        let records = worker.poll(Duration::from_millis(500)).await.unwrap();
+        for record in &records {
+            worker.ack(record);
+        }
+        for record in records {
+            shared.insert(record.record.value.clone().unwrap());
+        }
+    }
+    assert_eq!(
+        shared.len(),
+        RECORDS,
+        "the share group hands out every record"
     );
 
     // Plaintext is refused: the client cannot get the cluster's metadata.

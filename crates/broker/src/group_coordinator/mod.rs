@@ -84,6 +84,7 @@ impl Default for GroupCoordinatorConfig {
 /// Where a partition is led, seen from this broker.
 pub(crate) enum PartitionLeader {
     Local(Arc<Partition>),
+    /// Led by another node, reached at its internal listener's address.
     Remote(String),
 }
 
@@ -639,10 +640,14 @@ impl GroupCoordinator {
                 )
             })?
             .leader;
+        // The internal listener, not the address the node advertises to clients: clients' names
+        // for a node need not resolve among the nodes (compose advertises localhost:707x), and
+        // the internal listener is where nodes authenticate each other.
         metadata
             .broker(leader)
             .filter(|broker| !broker.fenced)
-            .map(|broker| PartitionLeader::Remote(broker.address.clone()))
+            .and_then(|_| self.replicas.address_of(leader))
+            .map(PartitionLeader::Remote)
             .ok_or_else(|| {
                 PartitionError::new(
                     ErrorCode::LeaderNotAvailable,

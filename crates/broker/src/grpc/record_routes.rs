@@ -48,11 +48,14 @@ fn record_route(path: &str, listener: Listener) -> Option<RecordRoute> {
         paths::SHARE_FETCH => RecordRoute::ShareFetch,
         _ => return None,
     };
-    let served_by = match route {
-        RecordRoute::ReplicaFetch => Listener::Internal,
-        _ => Listener::Client,
+    let served = match route {
+        RecordRoute::ReplicaFetch => listener == Listener::Internal,
+        // Nodes fetch too: a group coordinator reads a partition another node leads (share
+        // groups) over the internal listener, where only nodes are served.
+        RecordRoute::Fetch => true,
+        RecordRoute::ProduceStream | RecordRoute::ShareFetch => listener == Listener::Client,
     };
-    (served_by == listener).then_some(route)
+    served.then_some(route)
 }
 
 /// Wraps the server's router; see the module documentation.
