@@ -170,6 +170,26 @@ fn the_group_coordinator_core_is_pure() {
 }
 
 #[test]
+fn authentication_is_pure_and_stands_alone() {
+    let dependencies = dependencies();
+    assert!(
+        dependencies.contains_key("strata-auth"),
+        "strata-auth is missing from the workspace"
+    );
+    let strata_crates: Vec<&str> = dependencies
+        .keys()
+        .map(String::as_str)
+        .filter(|name| name.starts_with("strata-") && *name != "strata-auth")
+        .collect();
+    assert_free_of(&dependencies, "strata-auth", &strata_crates);
+    assert_free_of(
+        &dependencies,
+        "strata-auth",
+        &["tokio", "tonic", "prost", "openraft"],
+    );
+}
+
+#[test]
 fn test_helpers_stay_out_of_shipped_code_and_depend_on_no_strata_crate() {
     let dependencies = dependencies();
     assert_free_of(
