@@ -109,6 +109,10 @@ error_codes! {
     ClusterAuthorizationFailed = 31, "CLUSTER_AUTHORIZATION_FAILED", false;
     /// The batch's timestamps are not acceptable.
     InvalidTimestamp = 32, "INVALID_TIMESTAMP", false;
+    /// The client asked for a SASL mechanism this listener does not enable.
+    UnsupportedSaslMechanism = 33, "UNSUPPORTED_SASL_MECHANISM", false;
+    /// A SASL request out of order (authenticate before handshake, or anything before either).
+    IllegalSaslState = 34, "ILLEGAL_SASL_STATE", false;
     /// The topic already exists.
     TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS", false;
     /// The partition count is zero, negative, or a decrease.
@@ -127,6 +131,8 @@ error_codes! {
     InvalidProducerEpoch = 47, "INVALID_PRODUCER_EPOCH", false;
     /// The broker could not read or write its log directory (disk full, IO error).
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR", true;
+    /// Wrong user or password, or a SASL exchange that failed; says no more, on purpose.
+    SaslAuthenticationFailed = 58, "SASL_AUTHENTICATION_FAILED", false;
     /// The operation needs an empty group (no members), e.g. resetting or deleting offsets.
     NonEmptyGroup = 68, "NON_EMPTY_GROUP", false;
     /// The group does not exist.
@@ -151,6 +157,11 @@ error_codes! {
     /// A record inside a batch is malformed, or the batch claims something a client may not
     /// send (a control or transactional batch).
     InvalidRecord = 87, "INVALID_RECORD", false;
+    /// The named resource (a user's credential, say) does not exist.
+    ResourceNotFound = 91, "RESOURCE_NOT_FOUND", false;
+    /// A credential outside what the cluster accepts (iterations out of bounds, an empty salt,
+    /// a user name that is not one).
+    UnacceptableCredential = 93, "UNACCEPTABLE_CREDENTIAL", false;
     /// The member's epoch is ahead of the coordinator's: it must rejoin.
     FencedMemberEpoch = 110, "FENCED_MEMBER_EPOCH", false;
     /// The server-side assignor named by the member does not exist.

@@ -8,6 +8,7 @@
 use crate::metadata_state::{PartitionMetadata, TopicMetadata};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use strata_auth::{Mechanism, ScramCredential};
 use strata_common::TopicPartition;
 
 /// One change to the cluster metadata.
@@ -88,6 +89,20 @@ pub enum MetadataCommand {
         name: String,
         total: i32,
     },
+    /// Sets `user`'s SCRAM credential for the credential's mechanism, creating the user (Kafka's
+    /// AlterUserScramCredentials upsertion). The credential is the salted, iterated form; the
+    /// password never reaches the metadata. Added within format version 1, like
+    /// `CreatePartitions`: a mixed-version cluster must not be asked to change users.
+    UpsertScramCredential {
+        user: String,
+        credential: ScramCredential,
+    },
+    /// Removes `user`'s credential for `mechanism`; the user is gone with its last one. Refused
+    /// with RESOURCE_NOT_FOUND when there is none. Added within format version 1.
+    DeleteScramCredential {
+        user: String,
+        mechanism: Mechanism,
+    },
 }
 
 /// What an applied command changed; the proposer gets it back from [`crate::Controller::submit`].
@@ -125,6 +140,9 @@ pub enum CommandOutcome {
     },
     PartitionsCreated {
         topic: TopicMetadata,
+    },
+    ScramCredentialsChanged {
+        user: String,
     },
     PartitionIsrAltered {
         partition: TopicPartition,

@@ -22,6 +22,7 @@ use crate::replica_assignment::assign_replicas;
 use crate::topic_config_keys::{check_key, check_overrides, unclean_leader_election};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use strata_auth::{Mechanism, ScramCredential};
 use strata_common::{ErrorCode, TopicPartition, validate_topic_name};
 
 /// The leader of a partition that has none (Kafka's `-1`).
@@ -120,6 +121,10 @@ pub struct MetadataState {
     pub metadata_offset: i64,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// SCRAM credentials by user and mechanism: salted and iterated, never a password. Added
+    /// within format version 1: absent (and not written) while there are no users.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
 }
 
 fn rejected(code: ErrorCode, message: impl Into<String>) -> CommandRejected {
@@ -128,6 +133,17 @@ fn rejected(code: ErrorCode, message: impl Into<String>) -> CommandRejected {
 
 fn invalid_request(message: impl Into<String>) -> CommandRejected {
     rejected(ErrorCode::InvalidRequest, message)
+}
+
+/// A user name Kafka's tools can carry: not empty, at most 255 bytes, no control characters.
+fn check_user_name(user: &str) -> Result<(), CommandRejected> {
+    if user.is_empty() || user.len() > 255 || user.chars().any(char::is_control) {
+        return Err(rejected(
+            ErrorCode::UnacceptableCredential,
+            "a user name is 1 to 255 bytes without control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// `host:port` with a non-empty host and a port in 1..=65535.
@@ -244,6 +260,12 @@ impl MetadataState {
                 new_isr,
             } => self.alter_partition_isr(partition, leader_id, leader_epoch, new_isr),
             MetadataCommand::ElectLeaders => Ok(self.elect_leaders()),
+            MetadataCommand::UpsertScramCredential { user, credential } => {
+                self.upsert_scram_credential(user, credential)
+            }
+            MetadataCommand::DeleteScramCredential { user, mechanism } => {
+                self.delete_scram_credential(user, mechanism)
+            }
         }?;
         self.metadata_offset = offset;
         debug_assert_eq!(self.validate(), Ok(()), "after {outcome:?}");
@@ -257,6 +279,62 @@ impl MetadataState {
     pub fn partition(&self, partition: &TopicPartition) -> Option<&PartitionMetadata> {
         let index = usize::try_from(partition.partition).ok()?;
         self.topics.get(&partition.topic)?.partitions.get(index)
+    }
+
+    /// `user`'s credential for `mechanism`, if the user has one.
+    pub fn scram_credential(&self, user: &str, mechanism: Mechanism) -> Option<&ScramCredential> {
+        self.users.get(user)?.get(&mechanism)
+    }
+
+    fn upsert_scram_credential(
+        &mut self,
+        user: String,
+        credential: ScramCredential,
+    ) -> Result<CommandOutcome, CommandRejected> {
+        check_user_name(&user)?;
+        if !(strata_auth::MIN_ITERATIONS..=strata_auth::MAX_ITERATIONS)
+            .contains(&credential.iterations)
+            || credential.salt.is_empty()
+            || credential.stored_key.is_empty()
+            || credential.server_key.is_empty()
+        {
+            return Err(rejected(
+                ErrorCode::UnacceptableCredential,
+                format!(
+                    "a SCRAM credential needs a salt, keys and {} to {} iterations",
+                    strata_auth::MIN_ITERATIONS,
+                    strata_auth::MAX_ITERATIONS
+                ),
+            ));
+        }
+        self.users
+            .entry(user.clone())
+            .or_default()
+            .insert(credential.mechanism, credential);
+        Ok(CommandOutcome::ScramCredentialsChanged { user })
+    }
+
+    fn delete_scram_credential(
+        &mut self,
+        user: String,
+        mechanism: Mechanism,
+    ) -> Result<CommandOutcome, CommandRejected> {
+        let Some(credentials) = self.users.get_mut(&user) else {
+            return Err(rejected(
+                ErrorCode::ResourceNotFound,
+                format!("no user '{user}'"),
+            ));
+        };
+        if credentials.remove(&mechanism).is_none() {
+            return Err(rejected(
+                ErrorCode::ResourceNotFound,
+                format!("user '{user}' has no {} credential", mechanism.name()),
+            ));
+        }
+        if credentials.is_empty() {
+            self.users.remove(&user);
+        }
+        Ok(CommandOutcome::ScramCredentialsChanged { user })
     }
 
     pub fn broker(&self, broker_id: i32) -> Option<&BrokerRegistration> {
@@ -807,6 +885,91 @@ fn unknown_topic(name: &str) -> CommandRejected {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn credential(mechanism: Mechanism, password: &str) -> ScramCredential {
+        ScramCredential::from_password(mechanism, password, b"salt", strata_auth::MIN_ITERATIONS)
+            .unwrap()
+    }
+
+    #[test]
+    fn users_are_created_changed_and_removed_with_their_last_credential() {
+        let mut state = MetadataState::new();
+        let upsert = |user: &str, credential| MetadataCommand::UpsertScramCredential {
+            user: user.to_string(),
+            credential,
+        };
+        state
+            .apply(upsert("alice", credential(Mechanism::ScramSha256, "one")))
+            .unwrap();
+        state
+            .apply(upsert("alice", credential(Mechanism::ScramSha512, "one")))
+            .unwrap();
+        // A new password replaces the mechanism's credential.
+        state
+            .apply(upsert("alice", credential(Mechanism::ScramSha256, "two")))
+            .unwrap();
+        let stored = state
+            .scram_credential("alice", Mechanism::ScramSha256)
+            .unwrap();
+        assert!(stored.verify_password("two") && !stored.verify_password("one"));
+
+        // The users survive a snapshot's round trip through JSON.
+        let copy: MetadataState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(copy, state);
+
+        let delete = |user: &str, mechanism| MetadataCommand::DeleteScramCredential {
+            user: user.to_string(),
+            mechanism,
+        };
+        state
+            .apply(delete("alice", Mechanism::ScramSha256))
+            .unwrap();
+        assert!(state.users.contains_key("alice"));
+        state
+            .apply(delete("alice", Mechanism::ScramSha512))
+            .unwrap();
+        assert!(
+            !state.users.contains_key("alice"),
+            "gone with its last credential"
+        );
+        let offset = state.metadata_offset;
+        let refused = state
+            .apply(delete("alice", Mechanism::ScramSha512))
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("RESOURCE_NOT_FOUND"),
+            "{refused}"
+        );
+        assert_eq!(
+            state.metadata_offset, offset,
+            "a refused command applies nothing"
+        );
+    }
+
+    #[test]
+    fn unusable_credentials_and_user_names_are_refused() {
+        let mut state = MetadataState::new();
+        let mut weak = credential(Mechanism::ScramSha256, "pw");
+        weak.iterations = 1;
+        for (user, credential) in [
+            ("alice", weak),
+            ("", credential(Mechanism::ScramSha256, "pw")),
+            ("bad\nname", credential(Mechanism::ScramSha256, "pw")),
+        ] {
+            let refused = state
+                .apply(MetadataCommand::UpsertScramCredential {
+                    user: user.to_string(),
+                    credential,
+                })
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("UNACCEPTABLE_CREDENTIAL"),
+                "{refused}"
+            );
+        }
+        assert!(state.users.is_empty());
+    }
 
     fn register(state: &mut MetadataState, broker_id: i32, now_ms: i64) -> i64 {
         let outcome = step(
