@@ -6,6 +6,7 @@
 //! The controller decides; this module only applies. A broker that stops heartbeating is fenced
 //! by the controller, which moves its leaderships to other in-sync replicas.
 
+use crate::BrokerState;
 use crate::error::PartitionError;
 use crate::replica_manager::{
     AddressBook, BrokerEpochs, IsrUpdater, PartitionAssignment, ReplicaManager,
@@ -311,4 +312,39 @@ fn apply(
     }
     applied_configs.retain(|topic, _| state.topics.contains_key(topic));
     *known_partitions = hosted;
+}
+
+/// Creates `user` with `password` (both SCRAM mechanisms) unless the cluster already has the
+/// user, whatever its password: the bootstrap user is a first user, not a password reset. A
+/// failure is logged, not fatal: another node may be creating the same user, and an operator
+/// can create one later.
+pub(crate) async fn create_bootstrap_user(state: &BrokerState, user: &str, password: &str) {
+    if state.applied_metadata.borrow().users.contains_key(user) {
+        return;
+    }
+    for mechanism in [
+        strata_auth::Mechanism::ScramSha512,
+        strata_auth::Mechanism::ScramSha256,
+    ] {
+        let credential = match strata_auth::ScramCredential::from_password(
+            mechanism,
+            password,
+            &strata_auth::random_salt(),
+            strata_auth::MIN_ITERATIONS,
+        ) {
+            Ok(credential) => credential,
+            Err(error) => {
+                warn!(user, %error, "cannot make the bootstrap user's credential");
+                return;
+            }
+        };
+        let command = MetadataCommand::UpsertScramCredential {
+            user: user.to_string(),
+            credential,
+        };
+        match state.controller.submit(command).await {
+            Ok(_) => info!(user, mechanism = mechanism.name(), "bootstrap user created"),
+            Err(error) => warn!(user, %error, "cannot create the bootstrap user"),
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! door's calls; and where the broker itself is a client of another node: the follower's
 //! `replica_fetcher` and the group coordinator's queries to partition leaders.
 
+pub mod authentication;
 mod broker_lifecycle;
 mod client_boundary;
 pub mod error;
@@ -103,6 +104,12 @@ pub struct BrokerConfig {
     pub groups: GroupCoordinatorConfig,
     /// TLS on every listener and on every connection to another node; `None` is plaintext.
     pub tls: Option<TlsConfig>,
+    /// Whether clients of the client and Kafka listeners must prove a user (SASL on Kafka's,
+    /// `authorization: Basic` on gRPC's); see `authentication`.
+    pub require_authentication: bool,
+    /// A user (name, password) this node creates if the cluster does not have it yet, so a
+    /// cluster that requires authentication has a first user (Redpanda's RP_BOOTSTRAP_USER).
+    pub bootstrap_user: Option<(String, String)>,
 }
 
 /// A node's TLS: one identity served on all three listeners and presented to other nodes.
@@ -211,6 +218,8 @@ impl Default for BrokerConfig {
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             groups: GroupCoordinatorConfig::default(),
             tls: None,
+            require_authentication: false,
+            bootstrap_user: None,
         }
     }
 }
@@ -225,6 +234,7 @@ pub(crate) struct BrokerState {
     pub(crate) replicas: Arc<ReplicaManager>,
     pub(crate) groups: Arc<group_coordinator::GroupCoordinator>,
     pub(crate) request_budget: request_budget::RequestBytesBudget,
+    pub(crate) authenticator: Arc<authentication::Authenticator>,
 }
 
 /// A running broker.
@@ -475,6 +485,10 @@ impl Broker {
             applied_metadata.clone(),
             clock.clone(),
         ));
+        let authenticator = Arc::new(authentication::Authenticator::new(
+            config.require_authentication,
+            applied_metadata.clone(),
+        ));
         let state = Arc::new(BrokerState {
             applied_metadata,
             node,
@@ -484,6 +498,7 @@ impl Broker {
             request_budget: request_budget::RequestBytesBudget::new(
                 config.queued_max_request_bytes,
             ),
+            authenticator,
         });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
@@ -532,6 +547,9 @@ impl Broker {
         // Two listeners, two routers: a call is served only where it belongs, so no client can
         // reach replication or Raft whatever it sends (ARCHITECTURE.md, "Trust boundaries").
         let client_server = strata_proto::http2::server(Server::builder())
+            .layer(authentication::AuthenticationLayer::new(
+                state.authenticator.clone(),
+            ))
             .layer(record_routes(grpc::Listener::Client))
             .add_service(broker_service)
             .add_service(admin_service)
@@ -700,6 +718,9 @@ impl Broker {
             warn!(%error, "replicas have not caught up with the metadata yet; continuing");
         }
         info!(node_id = config.node_id, %local_addr, %internal_addr, kafka_addr = ?kafka_addr, data_dir = %config.data_dir.display(), "broker started");
+        if let Some((user, password)) = &config.bootstrap_user {
+            broker_lifecycle::create_bootstrap_user(&state, user, password).await;
+        }
         serving_clients.store(true, std::sync::atomic::Ordering::Release);
         // Opened once the broker serves clients, so a Kafka client never meets a node that is
         // still catching up (the gRPC door says so with an error; Kafka has no such answer for

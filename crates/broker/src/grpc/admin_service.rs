@@ -246,8 +246,160 @@ fn topic_result(name: String, result: Result<(), PartitionError>) -> proto::Topi
     }
 }
 
+/// Kafka's mechanism id in the API's enum.
+fn mechanism_of(id: i32) -> Result<strata_auth::Mechanism, PartitionError> {
+    i8::try_from(id)
+        .ok()
+        .and_then(strata_auth::Mechanism::from_kafka_type)
+        .ok_or_else(|| {
+            PartitionError::new(
+                ErrorCode::UnsupportedSaslMechanism,
+                format!("unknown SCRAM mechanism {id}; 1 is SCRAM-SHA-256, 2 SCRAM-SHA-512"),
+            )
+        })
+}
+
+impl AdminService {
+    /// Sets a user's credential from the salted password a client computed.
+    pub(crate) async fn upsert_scram_credential(
+        &self,
+        upsertion: proto::ScramCredentialUpsertion,
+    ) -> Result<(), PartitionError> {
+        let mechanism = mechanism_of(upsertion.mechanism)?;
+        let iterations = u32::try_from(upsertion.iterations).unwrap_or(0);
+        let credential = strata_auth::ScramCredential::from_salted_password(
+            mechanism,
+            &upsertion.salt,
+            iterations,
+            &upsertion.salted_password,
+        )
+        .map_err(|error| {
+            PartitionError::new(ErrorCode::UnacceptableCredential, error.to_string())
+        })?;
+        let stored_key = credential.stored_key.clone();
+        let user = upsertion.user;
+        self.submit_and_wait(
+            MetadataCommand::UpsertScramCredential {
+                user: user.clone(),
+                credential,
+            },
+            |state| {
+                state
+                    .scram_credential(&user, mechanism)
+                    .is_some_and(|stored| stored.stored_key == stored_key)
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn delete_scram_credential(
+        &self,
+        deletion: proto::ScramCredentialDeletion,
+    ) -> Result<(), PartitionError> {
+        let mechanism = mechanism_of(deletion.mechanism)?;
+        let user = deletion.user;
+        self.submit_and_wait(
+            MetadataCommand::DeleteScramCredential {
+                user: user.clone(),
+                mechanism,
+            },
+            |state| state.scram_credential(&user, mechanism).is_none(),
+        )
+        .await
+    }
+
+    /// Every user's mechanisms when `users` is empty, else the named users' (a user without
+    /// credentials gets RESOURCE_NOT_FOUND).
+    pub(crate) fn describe_users(&self, users: Vec<String>) -> Vec<proto::DescribedUser> {
+        let metadata = self.state.applied_metadata.borrow().clone();
+        let names: Vec<String> = if users.is_empty() {
+            metadata.users.keys().cloned().collect()
+        } else {
+            users
+        };
+        names
+            .into_iter()
+            .map(|user| match metadata.users.get(&user) {
+                Some(credentials) => proto::DescribedUser {
+                    user,
+                    error_code: 0,
+                    error_message: String::new(),
+                    credentials: credentials
+                        .values()
+                        .map(|credential| proto::ScramCredentialInfo {
+                            mechanism: i32::from(credential.mechanism.kafka_type()),
+                            iterations: i32::try_from(credential.iterations).unwrap_or(i32::MAX),
+                        })
+                        .collect(),
+                },
+                None => proto::DescribedUser {
+                    error_code: ErrorCode::ResourceNotFound.code(),
+                    error_message: format!("no user '{user}'"),
+                    user,
+                    credentials: Vec::new(),
+                },
+            })
+            .collect()
+    }
+
+    /// Applies the upsertions, then the deletions, one result per user named.
+    pub(crate) async fn alter_users(
+        &self,
+        request: proto::AlterUserScramCredentialsRequest,
+    ) -> Vec<proto::UserResult> {
+        let mut results: BTreeMap<String, Result<(), PartitionError>> = BTreeMap::new();
+        for upsertion in request.upsertions {
+            let user = upsertion.user.clone();
+            let result = self.upsert_scram_credential(upsertion).await;
+            let entry = results.entry(user).or_insert(Ok(()));
+            if entry.is_ok() {
+                *entry = result;
+            }
+        }
+        for deletion in request.deletions {
+            let user = deletion.user.clone();
+            let result = self.delete_scram_credential(deletion).await;
+            let entry = results.entry(user).or_insert(Ok(()));
+            if entry.is_ok() {
+                *entry = result;
+            }
+        }
+        results
+            .into_iter()
+            .map(|(user, result)| {
+                let (error_code, error_message) = error_fields(&result);
+                proto::UserResult {
+                    user,
+                    error_code,
+                    error_message,
+                }
+            })
+            .collect()
+    }
+}
+
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
+    async fn alter_user_scram_credentials(
+        &self,
+        request: Request<proto::AlterUserScramCredentialsRequest>,
+    ) -> Result<Response<proto::AlterUserScramCredentialsResponse>, Status> {
+        let results = self.alter_users(request.into_inner()).await;
+        Ok(Response::new(proto::AlterUserScramCredentialsResponse {
+            results,
+        }))
+    }
+
+    async fn describe_user_scram_credentials(
+        &self,
+        request: Request<proto::DescribeUserScramCredentialsRequest>,
+    ) -> Result<Response<proto::DescribeUserScramCredentialsResponse>, Status> {
+        let users = self.describe_users(request.into_inner().users);
+        Ok(Response::new(proto::DescribeUserScramCredentialsResponse {
+            users,
+        }))
+    }
+
     async fn create_topics(
         &self,
         request: Request<proto::CreateTopicsRequest>,

@@ -43,7 +43,11 @@ fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::TopicAuthorizationFailed | ErrorCode::ClusterAuthorizationFailed => {
             Code::PermissionDenied
         }
-        ErrorCode::GroupIdNotFound => Code::NotFound,
+        ErrorCode::GroupIdNotFound | ErrorCode::ResourceNotFound => Code::NotFound,
+        ErrorCode::SaslAuthenticationFailed => Code::Unauthenticated,
+        ErrorCode::UnsupportedSaslMechanism
+        | ErrorCode::IllegalSaslState
+        | ErrorCode::UnacceptableCredential => Code::InvalidArgument,
         ErrorCode::KafkaStorageError | ErrorCode::UnknownServerError => Code::Internal,
         ErrorCode::CorruptMessage
         | ErrorCode::InvalidFetchSize

@@ -258,7 +258,7 @@ impl KafkaDoor {
     }
 
     /// The gRPC door's admin service, whose calls the handlers here make.
-    fn admin(&self) -> grpc::AdminService {
+    pub(super) fn admin(&self) -> grpc::AdminService {
         grpc::AdminService::new(self.state.clone())
     }
 

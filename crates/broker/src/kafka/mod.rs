@@ -21,7 +21,9 @@ mod admin;
 mod data;
 pub mod frame;
 mod groups;
+mod sasl;
 mod topic_ids;
+mod users;
 mod versions;
 
 use crate::BrokerState;
@@ -82,7 +84,11 @@ impl KafkaDoor {
                     Ok(response) => return Reply::Respond(Box::new(response)),
                     Err(other) => other,
                 };
-                if let Ok(response) = self.handle_admin_request(other, version).await {
+                let other = match self.handle_admin_request(other, version).await {
+                    Ok(response) => return Reply::Respond(Box::new(response)),
+                    Err(other) => other,
+                };
+                if let Ok(response) = self.handle_user_request(other).await {
                     return Reply::Respond(Box::new(response));
                 }
                 // The frame decoder lets through only what `versions` lists; a listed API without
@@ -141,6 +147,7 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
     let peer = stream.peer();
+    let mut session = sasl::Session::new(peer, stream.is_tls(), door.state.authenticator.clone());
     // One request at a time, so reads and writes never overlap and one buffered stream serves
     // both (writes pass through the read buffer).
     let mut connection = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
@@ -160,7 +167,42 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                 }
                 let correlation_id = request.header.correlation_id;
                 let version = request.header.request_api_version;
-                match door.handle(request).await {
+                let mut closing = None;
+                let reply = match request.body {
+                    RequestKind::SaslHandshake(body) => {
+                        let (response, after) = session.handshake(body);
+                        if let sasl::After::Close(reason) = after {
+                            closing = Some(reason);
+                        }
+                        Reply::Respond(Box::new(ResponseKind::SaslHandshake(response)))
+                    }
+                    RequestKind::SaslAuthenticate(body) => {
+                        let (response, after) = session.authenticate(body);
+                        if let sasl::After::Close(reason) = after {
+                            closing = Some(reason);
+                        }
+                        Reply::Respond(Box::new(ResponseKind::SaslAuthenticate(response)))
+                    }
+                    RequestKind::ApiVersions(_) => door.handle(request).await,
+                    _ if !session.may_proceed() => {
+                        warn!(%peer, api = ?request.api_key, "closing Kafka connection: a request before SASL authentication");
+                        return;
+                    }
+                    _ => door.handle(request).await,
+                };
+                if let Some(reason) = closing {
+                    // Answered first, so the client can say why, then closed, as Kafka does.
+                    if let Reply::Respond(response) = reply
+                        && let Ok(bytes) =
+                            frame::encode_response(correlation_id, version, &response)
+                    {
+                        let _ = connection.write_all(&bytes).await;
+                        let _ = connection.flush().await;
+                    }
+                    debug!(%peer, %reason, "closing Kafka connection after a failed SASL exchange");
+                    return;
+                }
+                match reply {
                     Reply::Respond(response) => Some((correlation_id, version, *response)),
                     Reply::Silent => None,
                     Reply::Close(reason) => {

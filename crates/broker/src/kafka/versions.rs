@@ -20,6 +20,8 @@ const TABLES: &[&[Served]] = &[
     super::data::SERVED,
     super::groups::SERVED,
     super::admin::SERVED,
+    super::users::SERVED,
+    super::sasl::SERVED,
 ];
 
 fn all() -> impl Iterator<Item = &'static Served> {

@@ -1,0 +1,264 @@
+//! A broker that requires authentication: on the gRPC door every call needs `authorization:
+//! Basic`, on the Kafka door a SASL exchange (SCRAM or PLAIN) comes before anything but
+//! ApiVersions. Users live in the metadata as SCRAM credentials; the bootstrap user is the first.
+
+mod kafka_client;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use kafka_client::KafkaConnection;
+use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, ApiVersionsRequest, DescribeUserScramCredentialsRequest,
+    MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use strata_auth::{Mechanism, ScramClient};
+use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use strata_proto::v1 as proto;
+use strata_proto::v1::broker_client::BrokerClient;
+use tonic::transport::Channel;
+
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+
+async fn start(directory: &std::path::Path) -> BrokerHandle {
+    Broker::start(BrokerConfig {
+        data_dir: directory.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        require_authentication: true,
+        bootstrap_user: Some(("admin".to_string(), "admin-secret".to_string())),
+        ..BrokerConfig::default()
+    })
+    .await
+    .expect("broker starts")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+async fn metadata_as(
+    broker: &BrokerHandle,
+    authorization: Option<&str>,
+) -> Result<proto::MetadataResponse, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{}", broker.local_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(proto::MetadataRequest { topics: vec![] });
+    if let Some(authorization) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", authorization.parse().unwrap());
+    }
+    BrokerClient::new(channel)
+        .metadata(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A SCRAM exchange over `connection`; returns the error code of the step that failed, if any.
+async fn scram_login(
+    connection: &mut KafkaConnection,
+    mechanism: Mechanism,
+    user: &str,
+    password: &str,
+) -> Result<(), i16> {
+    let handshake = connection
+        .send(
+            SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+            1,
+        )
+        .await;
+    if handshake.error_code != 0 {
+        return Err(handshake.error_code);
+    }
+    let mut client = ScramClient::new(mechanism, user, password);
+    let first = connection
+        .send(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(client.client_first())),
+            2,
+        )
+        .await;
+    if first.error_code != 0 {
+        return Err(first.error_code);
+    }
+    let client_final = client.client_final(&first.auth_bytes).unwrap();
+    let last = connection
+        .send(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(client_final)),
+            2,
+        )
+        .await;
+    if last.error_code != 0 {
+        return Err(last.error_code);
+    }
+    client
+        .verify_server_final(&last.auth_bytes)
+        .expect("the broker proves it knows the credential");
+    Ok(())
+}
+
+#[tokio::test]
+async fn grpc_calls_need_a_known_user_and_password() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+
+    let missing = metadata_as(&broker, None).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::Unauthenticated, "{missing}");
+    let wrong = metadata_as(&broker, Some(&basic("admin", "guess")))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+    assert!(
+        !wrong.message().contains("guess"),
+        "the refusal repeats the password: {wrong}"
+    );
+    let unknown = metadata_as(&broker, Some(&basic("nobody", "admin-secret")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.message(),
+        wrong.message(),
+        "an unknown user is refused exactly as a wrong password is"
+    );
+    let garbage = metadata_as(&broker, Some("Basic %%%")).await.unwrap_err();
+    assert_eq!(garbage.code(), tonic::Code::Unauthenticated);
+
+    metadata_as(&broker, Some(&basic("admin", "admin-secret")))
+        .await
+        .expect("the bootstrap user is served");
+}
+
+#[tokio::test]
+async fn repeated_failures_from_one_address_are_refused_without_a_check() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    for _ in 0..strata_broker::authentication::FAILURES_ALLOWED {
+        metadata_as(&broker, Some(&basic("admin", "guess")))
+            .await
+            .unwrap_err();
+    }
+    // Now even the right password is turned away: the source is out of attempts.
+    let throttled = metadata_as(&broker, Some(&basic("admin", "admin-secret")))
+        .await
+        .unwrap_err();
+    assert_eq!(throttled.code(), tonic::Code::Unauthenticated);
+    assert!(
+        throttled.message().contains("too many failed"),
+        "{throttled}"
+    );
+}
+
+#[tokio::test]
+async fn kafka_clients_authenticate_with_scram_before_anything_else() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let kafka = broker.kafka_addr().unwrap();
+
+    // ApiVersions is answered before authentication; anything else closes the connection.
+    let mut anonymous = KafkaConnection::connect(kafka).await;
+    let versions = anonymous.send(ApiVersionsRequest::default(), 3).await;
+    assert!(
+        versions
+            .api_keys
+            .iter()
+            .any(|api| api.api_key == 36 && api.max_version >= 2),
+        "SaslAuthenticate is advertised"
+    );
+    let (frame, _) = anonymous.frame(&MetadataRequest::default().with_topics(None), 12);
+    anonymous.write_raw(&frame).await;
+    assert!(anonymous.is_closed_by_broker().await);
+
+    // A wrong password fails the exchange and the connection.
+    let mut wrong = KafkaConnection::connect(kafka).await;
+    assert_eq!(
+        scram_login(&mut wrong, Mechanism::ScramSha512, "admin", "guess").await,
+        Err(SASL_AUTHENTICATION_FAILED)
+    );
+    assert!(wrong.is_closed_by_broker().await);
+
+    // PLAIN sends the password itself: not offered without TLS.
+    let mut plain = KafkaConnection::connect(kafka).await;
+    let refused = plain
+        .send(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+            1,
+        )
+        .await;
+    assert_eq!(refused.error_code, UNSUPPORTED_SASL_MECHANISM);
+    assert!(
+        refused
+            .mechanisms
+            .iter()
+            .all(|mechanism| mechanism.as_str() != "PLAIN")
+    );
+
+    // The bootstrap user, then a user made over Kafka's own user API, with either mechanism.
+    let mut admin = KafkaConnection::connect(kafka).await;
+    scram_login(&mut admin, Mechanism::ScramSha512, "admin", "admin-secret")
+        .await
+        .expect("the bootstrap user logs in");
+    let metadata = admin
+        .send(MetadataRequest::default().with_topics(None), 12)
+        .await;
+    assert_eq!(metadata.brokers.len(), 1);
+    let (salt, salted_password) =
+        strata_auth::salt_password(Mechanism::ScramSha256, "alice-secret", 4096).unwrap();
+    let altered = admin
+        .send(
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                ScramCredentialUpsertion::default()
+                    .with_name(StrBytes::from_static_str("alice"))
+                    .with_mechanism(Mechanism::ScramSha256.kafka_type())
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from(salt))
+                    .with_salted_password(Bytes::from(salted_password)),
+            ]),
+            0,
+        )
+        .await;
+    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    let described = admin
+        .send(
+            DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                UserName::default().with_name(StrBytes::from_static_str("alice")),
+            ])),
+            0,
+        )
+        .await;
+    assert_eq!(described.results[0].credential_infos.len(), 1);
+    assert_eq!(
+        described.results[0].credential_infos[0].mechanism,
+        Mechanism::ScramSha256.kafka_type()
+    );
+
+    let mut alice = KafkaConnection::connect(kafka).await;
+    scram_login(&mut alice, Mechanism::ScramSha256, "alice", "alice-secret")
+        .await
+        .expect("a user made over Kafka's API logs in");
+    // She has no SCRAM-SHA-512 credential, so that exchange fails as a wrong password would.
+    let mut alice_512 = KafkaConnection::connect(kafka).await;
+    assert_eq!(
+        scram_login(
+            &mut alice_512,
+            Mechanism::ScramSha512,
+            "alice",
+            "alice-secret"
+        )
+        .await,
+        Err(SASL_AUTHENTICATION_FAILED)
+    );
+    // And the gRPC door knows her by the same credential.
+    metadata_as(&broker, Some(&basic("alice", "alice-secret")))
+        .await
+        .expect("one credential for both doors");
+}
