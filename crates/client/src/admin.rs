@@ -1,5 +1,6 @@
 //! Topic, consumer-group and cluster administration.
 
+use crate::credentials::Credentials;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use strata_tls::ClientTls;
@@ -10,7 +11,7 @@ use crate::cluster::{Cluster, ConnectionSettings, parse_bootstrap, unknown_topic
 use crate::coordinator::CoordinatorLocator;
 use crate::descriptions::{
     ClusterDescription, ConfigEntry, GroupDescription, GroupListing, NewTopic, OffsetAndMetadata,
-    ShareGroupDescription, TopicDescription,
+    ShareGroupDescription, TopicDescription, UserDescription,
 };
 use crate::error::{Error, Result};
 use crate::grpc::{self, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
@@ -110,6 +111,7 @@ impl AdminConfig {
 pub struct AdminConfigBuilder {
     bootstrap: String,
     tls: Option<ClientTls>,
+    credentials: Option<Credentials>,
     request_timeout_ms: u64,
     api_timeout_ms: u64,
     connect_timeout_ms: u64,
@@ -123,6 +125,7 @@ impl Default for AdminConfigBuilder {
         AdminConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
+            credentials: None,
             request_timeout_ms: 30_000,
             api_timeout_ms: 60_000,
             connect_timeout_ms: 10_000,
@@ -143,6 +146,11 @@ impl AdminConfigBuilder {
     /// client certificate, if it has one, to listeners that ask. Default: plaintext.
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
     /// Default 30 s.
@@ -191,6 +199,7 @@ impl AdminConfigBuilder {
             settings: ConnectionSettings {
                 bootstrap,
                 tls: self.tls,
+                credentials: self.credentials,
                 connect_timeout: Duration::from_millis(self.connect_timeout_ms),
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
             },
@@ -401,6 +410,59 @@ impl Admin {
         })
         .await
         .map_err(|error| awaiting_the_quorum(error, &format!("alter topic '{name}'")))
+    }
+
+    /// Creates `user`, or changes its password, with a credential for each of `mechanisms`. The
+    /// password is salted and iterated here ([`strata_auth::MIN_ITERATIONS`] rounds, as Kafka's
+    /// tools default to 4096); only the result travels.
+    pub async fn upsert_user(
+        &self,
+        user: &str,
+        password: &str,
+        mechanisms: &[strata_auth::Mechanism],
+    ) -> Result<()> {
+        let mut upsertions = Vec::new();
+        for &mechanism in mechanisms {
+            let (salt, salted) =
+                strata_auth::salt_password(mechanism, password, strata_auth::MIN_ITERATIONS)
+                    .map_err(|error| Error::Config(error.to_string()))?;
+            upsertions.push((mechanism, strata_auth::MIN_ITERATIONS, salt, salted));
+        }
+        self.on_any_broker(|connection, timeout| {
+            let upsertions = upsertions.clone();
+            async move {
+                grpc::alter_user(&connection, user, upsertions, Vec::new(), timeout).await
+            }
+        })
+        .await
+        .map_err(|error| awaiting_the_quorum(error, &format!("set user '{user}'")))
+    }
+
+    /// Deletes `user`: every credential it has.
+    pub async fn delete_user(&self, user: &str) -> Result<()> {
+        let described = self
+            .on_any_broker(|connection, timeout| async move {
+                grpc::describe_users(&connection, vec![user.to_string()], timeout).await
+            })
+            .await?;
+        let mechanisms: Vec<strata_auth::Mechanism> = described
+            .into_iter()
+            .flat_map(|user| user.mechanisms.into_iter().map(|(mechanism, _)| mechanism))
+            .collect();
+        self.on_any_broker(|connection, timeout| {
+            let mechanisms = mechanisms.clone();
+            async move { grpc::alter_user(&connection, user, Vec::new(), mechanisms, timeout).await }
+        })
+        .await
+        .map_err(|error| awaiting_the_quorum(error, &format!("delete user '{user}'")))
+    }
+
+    /// Every user, with its mechanisms.
+    pub async fn list_users(&self) -> Result<Vec<UserDescription>> {
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::describe_users(&connection, Vec::new(), timeout).await
+        })
+        .await
     }
 
     /// Grows topic `name` to `total` partitions (Kafka's CreatePartitions). Existing partitions

@@ -9,6 +9,7 @@
 //! Thread-safety: shared behind an `Arc`; the locks are held only to read or swap a map entry,
 //! never across an await.
 
+use crate::credentials::Credentials;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -27,6 +28,7 @@ use crate::retry::{Backoff, RetryPolicy};
 pub(crate) struct ConnectionSettings {
     pub bootstrap: Vec<String>,
     pub tls: Option<ClientTls>,
+    pub credentials: Option<Credentials>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -116,6 +118,7 @@ impl Cluster {
             address,
             self.settings.connect_timeout,
             self.settings.tls.as_ref(),
+            self.settings.credentials.as_ref(),
         )
         .await?;
         // Two tasks may have connected at once; keep the first so everyone shares one channel.

@@ -1,5 +1,6 @@
 //! The consumer's settings, named after Kafka's consumer configs.
 
+use crate::credentials::Credentials;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -64,6 +65,7 @@ impl fmt::Display for AutoOffsetReset {
 pub struct ConsumerConfig {
     bootstrap: Vec<String>,
     tls: Option<ClientTls>,
+    credentials: Option<Credentials>,
     max_poll_records: usize,
     fetch_min_bytes: i32,
     fetch_max_bytes: i32,
@@ -144,6 +146,7 @@ impl ConsumerConfig {
         ConnectionSettings {
             bootstrap: self.bootstrap.clone(),
             tls: self.tls.clone(),
+            credentials: self.credentials.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
         }
@@ -163,6 +166,7 @@ impl ConsumerConfig {
 pub struct ConsumerConfigBuilder {
     bootstrap: String,
     tls: Option<ClientTls>,
+    credentials: Option<Credentials>,
     max_poll_records: usize,
     fetch_min_bytes: i32,
     fetch_max_bytes: i32,
@@ -188,6 +192,7 @@ impl Default for ConsumerConfigBuilder {
         ConsumerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
+            credentials: None,
             max_poll_records: 500,
             fetch_min_bytes: 1,
             fetch_max_bytes: 50 << 20,
@@ -267,6 +272,11 @@ impl ConsumerConfigBuilder {
     /// client certificate, if it has one, to listeners that ask. Default: plaintext.
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
     /// The most records one `poll` returns; the rest stay buffered. Default 500.
@@ -391,6 +401,7 @@ impl ConsumerConfigBuilder {
         }
         Ok(ConsumerConfig {
             tls: self.tls,
+            credentials: self.credentials,
             group: GroupSettings {
                 group_id: self.group_id,
                 group_instance_id: self.group_instance_id,

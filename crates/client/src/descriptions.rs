@@ -86,6 +86,13 @@ impl NewTopic {
     }
 }
 
+/// A user and the SCRAM mechanisms it has credentials for, with their iteration counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDescription {
+    pub user: String,
+    pub mechanisms: Vec<(strata_auth::Mechanism, u32)>,
+}
+
 /// One config of a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigEntry {

@@ -9,6 +9,7 @@
 //! a `tonic::Status` whose `strata-error-code` metadata carries the numeric code.
 //! [`status_to_error`] decodes the second; [`body_error`] the first.
 
+use crate::credentials::Credentials;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use tonic::transport::Channel;
 use crate::descriptions::{
     BrokerNode, ConfigEntry, GroupDescription, GroupListing, MemberDescription, NewTopic,
     OffsetAndMetadata, PartitionInfo, ProducerIdAndEpoch, ShareGroupDescription,
-    SharePartitionDescription, TopicDescription,
+    SharePartitionDescription, TopicDescription, UserDescription,
 };
 use crate::error::{Error, Result};
 use crate::metadata::MetadataSnapshot;
@@ -44,6 +45,8 @@ pub(crate) const LATEST_TIMESTAMP: i64 = -1;
 pub(crate) struct Connection {
     pub address: String,
     pub channel: Channel,
+    /// `Basic base64(user:password)`, sent with every call when the client has credentials.
+    pub authorization: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 /// Turns a failed call into the client's error.
@@ -150,11 +153,13 @@ pub(crate) fn body_error(
     Some(Error::broker(code, message))
 }
 
-/// Opens a channel to `address` (`host:port`), over TLS when `tls` is given.
+/// Opens a channel to `address` (`host:port`), over TLS when `tls` is given; every call made on
+/// it carries `credentials` when given.
 pub(crate) async fn connect(
     address: &str,
     connect_timeout: Duration,
     tls: Option<&ClientTls>,
+    credentials: Option<&Credentials>,
 ) -> Result<Connection> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| Error::Config(format!("'{address}' is not a valid host:port: {error}")))?
@@ -180,6 +185,7 @@ pub(crate) async fn connect(
     Ok(Connection {
         address: address.to_string(),
         channel,
+        authorization: credentials.map(Credentials::authorization),
     })
 }
 
@@ -222,10 +228,18 @@ fn group_client(connection: &Connection) -> GroupCoordinatorClient<Channel> {
     GroupCoordinatorClient::new(connection.channel.clone()).max_decoding_message_size(usize::MAX)
 }
 
-fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
+impl Connection {
+    /// A call's request: its deadline, and the user's credentials when the client has them.
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        request
+    }
 }
 
 // ---- Metadata ----
@@ -244,7 +258,7 @@ pub(crate) async fn metadata(
         connection,
         "Metadata",
         timeout,
-        client.metadata(request(message, timeout)),
+        client.metadata(connection.request(message, timeout)),
     )
     .await?;
     Ok(metadata_from_wire(response))
@@ -401,7 +415,15 @@ pub(crate) async fn open_produce_stream(
         zero_copy::streaming(
             connection.channel.clone(),
             zero_copy::paths::PRODUCE_STREAM,
-            tonic::Request::new(requests),
+            {
+                let mut request = tonic::Request::new(requests);
+                if let Some(authorization) = &connection.authorization {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", authorization.clone());
+                }
+                request
+            },
         ),
     )
     .await?;
@@ -426,7 +448,7 @@ pub(crate) async fn init_producer_id(
         connection,
         "InitProducerId",
         timeout,
-        client.init_producer_id(request(message, timeout)),
+        client.init_producer_id(connection.request(message, timeout)),
     )
     .await?;
     if let Some(error) = body_error(response.error_code, &response.error_message, || {
@@ -511,7 +533,7 @@ pub(crate) async fn fetch(
         zero_copy::unary::<_, wire::FetchResponse>(
             connection.channel.clone(),
             zero_copy::paths::FETCH,
-            request(message, timeout),
+            connection.request(message, timeout),
         ),
     )
     .await?;
@@ -650,7 +672,7 @@ pub(crate) async fn list_offsets(
         connection,
         "ListOffsets",
         timeout,
-        client.list_offsets(request(message, timeout)),
+        client.list_offsets(connection.request(message, timeout)),
     )
     .await?;
     Ok(response
@@ -712,7 +734,7 @@ pub(crate) async fn create_topic(
         connection,
         "CreateTopics",
         timeout,
-        client.create_topics(request(message, timeout)),
+        client.create_topics(connection.request(message, timeout)),
     )
     .await?;
     single_topic_result(response.topics, &topic.name, "creating topic")
@@ -732,7 +754,7 @@ pub(crate) async fn delete_topic(
         connection,
         "DeleteTopics",
         timeout,
-        client.delete_topics(request(message, timeout)),
+        client.delete_topics(connection.request(message, timeout)),
     )
     .await?;
     single_topic_result(response.topics, name, "deleting topic")
@@ -757,10 +779,96 @@ pub(crate) async fn create_partitions(
         connection,
         "CreatePartitions",
         timeout,
-        client.create_partitions(request(message, timeout)),
+        client.create_partitions(connection.request(message, timeout)),
     )
     .await?;
     single_topic_result(response.topics, name, "adding partitions to topic")
+}
+
+/// A user's SCRAM credentials: what AlterUserScramCredentials sets.
+pub(crate) async fn alter_user(
+    connection: &Connection,
+    user: &str,
+    upsertions: Vec<(strata_auth::Mechanism, u32, Vec<u8>, Vec<u8>)>,
+    deletions: Vec<strata_auth::Mechanism>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = admin_client(connection);
+    let message = wire::AlterUserScramCredentialsRequest {
+        upsertions: upsertions
+            .into_iter()
+            .map(
+                |(mechanism, iterations, salt, salted_password)| wire::ScramCredentialUpsertion {
+                    user: user.to_string(),
+                    mechanism: i32::from(mechanism.kafka_type()),
+                    iterations: i32::try_from(iterations).unwrap_or(i32::MAX),
+                    salt: salt.into(),
+                    salted_password: salted_password.into(),
+                },
+            )
+            .collect(),
+        deletions: deletions
+            .into_iter()
+            .map(|mechanism| wire::ScramCredentialDeletion {
+                user: user.to_string(),
+                mechanism: i32::from(mechanism.kafka_type()),
+            })
+            .collect(),
+    };
+    let response = call(
+        connection,
+        "AlterUserScramCredentials",
+        timeout,
+        client.alter_user_scram_credentials(connection.request(message, timeout)),
+    )
+    .await?;
+    for result in response.results {
+        if let Some(error) = body_error(result.error_code, &result.error_message, || {
+            format!("changing user '{}'", result.user)
+        }) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Every user (`users` empty) or the named ones, with their mechanisms and iterations.
+pub(crate) async fn describe_users(
+    connection: &Connection,
+    users: Vec<String>,
+    timeout: Duration,
+) -> Result<Vec<UserDescription>> {
+    let mut client = admin_client(connection);
+    let message = wire::DescribeUserScramCredentialsRequest { users };
+    let response = call(
+        connection,
+        "DescribeUserScramCredentials",
+        timeout,
+        client.describe_user_scram_credentials(connection.request(message, timeout)),
+    )
+    .await?;
+    let mut described = Vec::new();
+    for user in response.users {
+        if let Some(error) = body_error(user.error_code, &user.error_message, || {
+            format!("describing user '{}'", user.user)
+        }) {
+            return Err(error);
+        }
+        described.push(UserDescription {
+            user: user.user,
+            mechanisms: user
+                .credentials
+                .into_iter()
+                .filter_map(|info| {
+                    let mechanism = i8::try_from(info.mechanism)
+                        .ok()
+                        .and_then(strata_auth::Mechanism::from_kafka_type)?;
+                    Some((mechanism, u32::try_from(info.iterations).unwrap_or(0)))
+                })
+                .collect(),
+        });
+    }
+    Ok(described)
 }
 
 pub(crate) async fn describe_configs(
@@ -776,7 +884,7 @@ pub(crate) async fn describe_configs(
         connection,
         "DescribeConfigs",
         timeout,
-        client.describe_configs(request(message, timeout)),
+        client.describe_configs(connection.request(message, timeout)),
     )
     .await?;
     let Some(topic) = response.topics.into_iter().find(|topic| topic.name == name) else {
@@ -823,7 +931,7 @@ pub(crate) async fn alter_configs(
         connection,
         "AlterConfigs",
         timeout,
-        client.alter_configs(request(message, timeout)),
+        client.alter_configs(connection.request(message, timeout)),
     )
     .await?;
     single_topic_result(response.topics, name, "altering the configs of topic")
@@ -1053,7 +1161,7 @@ pub(crate) async fn find_coordinator(
         connection,
         "FindCoordinator",
         timeout,
-        client.find_coordinator(request(message, timeout)),
+        client.find_coordinator(connection.request(message, timeout)),
     )
     .await?;
     group_error(
@@ -1110,7 +1218,7 @@ pub(crate) async fn consumer_group_heartbeat(
         connection,
         "ConsumerGroupHeartbeat",
         timeout,
-        client.consumer_group_heartbeat(request(message, timeout)),
+        client.consumer_group_heartbeat(connection.request(message, timeout)),
     )
     .await?;
     group_error(
@@ -1156,7 +1264,7 @@ pub(crate) async fn offset_commit(
         connection,
         "OffsetCommit",
         timeout,
-        client.offset_commit(request(message, timeout)),
+        client.offset_commit(connection.request(message, timeout)),
     )
     .await?;
     Ok(response
@@ -1201,7 +1309,7 @@ pub(crate) async fn offset_fetch(
         connection,
         "OffsetFetch",
         timeout,
-        client.offset_fetch(request(message, timeout)),
+        client.offset_fetch(connection.request(message, timeout)),
     )
     .await?;
     group_error(
@@ -1222,7 +1330,7 @@ pub(crate) async fn list_groups(
         connection,
         "ListGroups",
         timeout,
-        client.list_groups(request(wire::ListGroupsRequest {}, timeout)),
+        client.list_groups(connection.request(wire::ListGroupsRequest {}, timeout)),
     )
     .await?;
     group_error(
@@ -1260,7 +1368,7 @@ pub(crate) async fn describe_group(
         connection,
         "DescribeGroup",
         timeout,
-        client.describe_group(request(message, timeout)),
+        client.describe_group(connection.request(message, timeout)),
     )
     .await?;
     group_error(
@@ -1311,7 +1419,7 @@ pub(crate) async fn delete_group(
         connection,
         "DeleteGroup",
         timeout,
-        client.delete_group(request(message, timeout)),
+        client.delete_group(connection.request(message, timeout)),
     )
     .await?;
     group_error(
@@ -1427,7 +1535,7 @@ pub(crate) async fn share_fetch(
         zero_copy::unary::<_, wire::ShareFetchResponse>(
             connection.channel.clone(),
             zero_copy::paths::SHARE_FETCH,
-            request(message, timeout + max_wait),
+            connection.request(message, timeout + max_wait),
         ),
     )
     .await?;
@@ -1476,7 +1584,7 @@ pub(crate) async fn share_acknowledge(
         connection,
         "ShareAcknowledge",
         timeout,
-        client.share_acknowledge(request(message, timeout)),
+        client.share_acknowledge(connection.request(message, timeout)),
     )
     .await?;
     group_error(
@@ -1501,7 +1609,7 @@ pub(crate) async fn describe_share_group(
         connection,
         "DescribeShareGroup",
         timeout,
-        client.describe_share_group(request(message, timeout)),
+        client.describe_share_group(connection.request(message, timeout)),
     )
     .await?;
     group_error(

@@ -65,6 +65,7 @@ mod consumer;
 mod consumer_config;
 mod consumer_record;
 mod coordinator;
+mod credentials;
 mod decode;
 mod descriptions;
 mod error;
@@ -88,10 +89,11 @@ pub use admin::{
 pub use consumer::Consumer;
 pub use consumer_config::{AutoOffsetReset, ConsumerConfig, ConsumerConfigBuilder};
 pub use consumer_record::ConsumerRecord;
+pub use credentials::Credentials;
 pub use descriptions::{
     BrokerNode, ClusterDescription, ConfigEntry, GroupDescription, GroupListing, MemberDescription,
     NewTopic, OffsetAndMetadata, PartitionInfo, ShareGroupDescription, SharePartitionDescription,
-    TopicDescription,
+    TopicDescription, UserDescription,
 };
 pub use error::{Error, Result};
 pub use group::RebalanceEvent;
@@ -101,6 +103,8 @@ pub use producer::{DeliveryCallback, DeliveryFuture, Producer};
 pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
 pub use share_consumer::{ShareConsumer, ShareConsumerConfig, ShareRecord};
+/// SCRAM mechanisms, as `Admin::upsert_user` takes them.
+pub use strata_auth::Mechanism as ScramMechanism;
 pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};
 pub use strata_record::{CompressionType, Header};
 /// TLS settings for every client type's `tls(...)`: the CA to trust and an optional client

@@ -1,5 +1,6 @@
 //! The producer's settings, named after Kafka's producer configs.
 
+use crate::credentials::Credentials;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -88,6 +89,7 @@ impl fmt::Display for Acks {
 pub struct ProducerConfig {
     bootstrap: Vec<String>,
     tls: Option<ClientTls>,
+    credentials: Option<Credentials>,
     acks: Acks,
     enable_idempotence: bool,
     linger: Duration,
@@ -163,6 +165,7 @@ impl ProducerConfig {
         ConnectionSettings {
             bootstrap: self.bootstrap.clone(),
             tls: self.tls.clone(),
+            credentials: self.credentials.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
         }
@@ -174,6 +177,7 @@ impl ProducerConfig {
 pub struct ProducerConfigBuilder {
     bootstrap: String,
     tls: Option<ClientTls>,
+    credentials: Option<Credentials>,
     acks: Acks,
     enable_idempotence: bool,
     linger_ms: u64,
@@ -196,6 +200,7 @@ impl Default for ProducerConfigBuilder {
         ProducerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
+            credentials: None,
             acks: Acks::All,
             // Kafka 3.x's default: a retry after a lost response must not write a batch twice.
             enable_idempotence: true,
@@ -232,6 +237,11 @@ impl ProducerConfigBuilder {
     /// client certificate, if it has one, to listeners that ask. Default: plaintext.
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
     /// Default [`Acks::All`].
@@ -387,6 +397,7 @@ impl ProducerConfigBuilder {
         Ok(ProducerConfig {
             bootstrap,
             tls: self.tls,
+            credentials: self.credentials,
             acks: self.acks,
             enable_idempotence: self.enable_idempotence,
             linger: Duration::from_millis(self.linger_ms),

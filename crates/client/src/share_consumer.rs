@@ -8,6 +8,7 @@
 //! Acknowledgements are queued and sent with the next `poll` (or at once with `commit`), so a
 //! worker pays no round trip per record.
 
+use crate::credentials::Credentials;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ impl std::ops::Deref for ShareRecord {
 pub struct ShareConsumerConfig {
     bootstrap: String,
     tls: Option<ClientTls>,
+    credentials: Option<Credentials>,
     group_id: String,
     max_in_flight: u32,
     visibility_timeout_ms: u32,
@@ -58,6 +60,7 @@ impl ShareConsumerConfig {
         ShareConsumerConfig {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
+            credentials: None,
             group_id: group_id.into(),
             max_in_flight: 500,
             visibility_timeout_ms: 30_000,
@@ -76,6 +79,11 @@ impl ShareConsumerConfig {
     /// client certificate, if it has one, to listeners that ask. Default: plaintext.
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+    /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -192,6 +200,7 @@ impl ShareConsumer {
         let cluster = Cluster::connect(ConnectionSettings {
             bootstrap: parse_bootstrap(&config.bootstrap)?,
             tls: config.tls.clone(),
+            credentials: config.credentials.clone(),
             connect_timeout: Duration::from_secs(10),
             request_timeout,
         })

@@ -693,6 +693,20 @@ fn topic_result(name: &str, code: ErrorCode, message: &str) -> wire::TopicResult
 
 #[tonic::async_trait]
 impl AdminService for FakeBroker {
+    async fn alter_user_scram_credentials(
+        &self,
+        _request: Request<wire::AlterUserScramCredentialsRequest>,
+    ) -> Result<Response<wire::AlterUserScramCredentialsResponse>, Status> {
+        Err(Status::unimplemented("the fake broker has no users"))
+    }
+
+    async fn describe_user_scram_credentials(
+        &self,
+        _request: Request<wire::DescribeUserScramCredentialsRequest>,
+    ) -> Result<Response<wire::DescribeUserScramCredentialsResponse>, Status> {
+        Err(Status::unimplemented("the fake broker has no users"))
+    }
+
     async fn create_topics(
         &self,
         request: Request<wire::CreateTopicsRequest>,
