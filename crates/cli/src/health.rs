@@ -34,6 +34,8 @@ pub struct HealthArgs {
     timeout_ms: Option<Duration>,
     #[command(flatten)]
     tls: ClientTlsArgs,
+    #[command(flatten)]
+    credentials: crate::user::CredentialArgs,
 }
 
 /// `--timeout`: zero would fail the check before it asks.
@@ -57,7 +59,7 @@ pub async fn run(args: HealthArgs) -> Result<()> {
     // Every node named must be healthy: the first that is not ends the check with its reason.
     let timeout = duration::given(args.timeout, args.timeout_ms);
     for address in addresses {
-        let cluster = tokio::time::timeout(timeout, describe(address, &args.tls, timeout))
+        let cluster = tokio::time::timeout(timeout, describe(address, &args, timeout))
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -73,13 +75,14 @@ pub async fn run(args: HealthArgs) -> Result<()> {
 /// Asks the node at `address` (and only it) for metadata, then the cluster for its brokers.
 async fn describe(
     address: &str,
-    tls: &ClientTlsArgs,
+    args: &HealthArgs,
     timeout: Duration,
 ) -> Result<ClusterDescription> {
     let timeout_ms = duration::millis(timeout);
     let config = AdminConfig::builder()
         .bootstrap(address)
-        .with_tls_args(tls)?
+        .with_tls_args(&args.tls)?
+        .with_credential_args(&args.credentials)
         .connect_timeout_ms(timeout_ms)
         .request_timeout_ms(timeout_ms)
         .retries(0)

@@ -17,6 +17,7 @@ mod record_format;
 mod server;
 mod tls;
 mod topic;
+mod user;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +59,8 @@ struct Bootstrap {
     bootstrap: String,
     #[command(flatten)]
     tls: tls::ClientTlsArgs,
+    #[command(flatten)]
+    credentials: user::CredentialArgs,
 }
 
 /// Where the admin commands find the cluster, and how long they wait for it.
@@ -140,6 +143,10 @@ enum Command {
     /// Development certificates for a cluster with TLS.
     #[command(subcommand)]
     Certs(tls::CertsCommand),
+    /// Create, delete and list users (SCRAM credentials) of a cluster that requires
+    /// authentication.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 fn main() -> ExitCode {
@@ -264,6 +271,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Health(args) => health::run(args).await,
         Command::Profile(command) => profile::run(command),
         Command::Certs(command) => tls::run_certs(command),
+        Command::User(command) => {
+            init_tracing_if_asked();
+            user::run(command).await
+        }
         Command::Completion { shell } => {
             use clap::CommandFactory;
             use std::io::Write;

@@ -31,6 +31,7 @@ use serde_json::json;
 
 use crate::output::{OutputFormat, aligned, print_json};
 use crate::tls::ClientTlsArgs;
+use crate::user::CredentialArgs;
 
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +51,10 @@ pub struct Profile {
     /// TLS files, used where the command line and the environment name none.
     #[serde(default, skip_serializing_if = "ClientTlsArgs::is_empty")]
     pub tls: ClientTlsArgs,
+    /// The user to authenticate as, likewise. The password is kept in this file as given: make
+    /// the file readable by its owner only.
+    #[serde(default, skip_serializing_if = "CredentialArgs::is_empty")]
+    pub credentials: CredentialArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +71,8 @@ pub enum ProfileCommand {
         bootstrap: String,
         #[command(flatten)]
         tls: ClientTlsArgs,
+        #[command(flatten)]
+        credentials: CredentialArgs,
         /// Make it the current profile too.
         #[arg(long = "use")]
         make_current: bool,
@@ -160,20 +167,28 @@ fn selected(config: &ConfigFile) -> Result<Option<(String, Profile)>> {
 
 static DEFAULT_BOOTSTRAP: OnceLock<String> = OnceLock::new();
 static SELECTED_TLS: OnceLock<ClientTlsArgs> = OnceLock::new();
+static SELECTED_CREDENTIALS: OnceLock<CredentialArgs> = OnceLock::new();
 
 /// Reads the selected profile once, before the command line is parsed; see
 /// [`default_bootstrap`].
 pub fn select_default_bootstrap() -> Result<()> {
-    let (bootstrap, tls) = match selected(&load()?)? {
-        Some((_, profile)) => (profile.bootstrap, profile.tls),
+    let (bootstrap, tls, credentials) = match selected(&load()?)? {
+        Some((_, profile)) => (profile.bootstrap, profile.tls, profile.credentials),
         None => (
             crate::DEFAULT_BOOTSTRAP.to_string(),
             ClientTlsArgs::default(),
+            CredentialArgs::default(),
         ),
     };
     let _ = DEFAULT_BOOTSTRAP.set(bootstrap);
     let _ = SELECTED_TLS.set(tls);
+    let _ = SELECTED_CREDENTIALS.set(credentials);
     Ok(())
+}
+
+/// The selected profile's user and password; none when no profile is selected.
+pub fn selected_credentials() -> CredentialArgs {
+    SELECTED_CREDENTIALS.get().cloned().unwrap_or_default()
 }
 
 /// The selected profile's TLS files; none when no profile is selected.
@@ -196,6 +211,7 @@ pub fn run(command: ProfileCommand) -> Result<()> {
             name,
             bootstrap,
             tls,
+            credentials,
             make_current,
         } => {
             // Kept absolute: the profile is used from whatever directory a command runs in.
@@ -211,7 +227,14 @@ pub fn run(command: ProfileCommand) -> Result<()> {
             }
             let replaced = config
                 .profiles
-                .insert(name.clone(), Profile { bootstrap, tls })
+                .insert(
+                    name.clone(),
+                    Profile {
+                        bootstrap,
+                        tls,
+                        credentials,
+                    },
+                )
                 .is_some();
             if make_current {
                 config.current = Some(name.clone());
@@ -247,6 +270,7 @@ pub fn run(command: ProfileCommand) -> Result<()> {
                         "name": name,
                         "bootstrap": profile.bootstrap,
                         "tls": profile.tls,
+                        "user": profile.credentials.user,
                         "current": config.current.as_deref() == Some(name.as_str()),
                     }))
                     .collect::<Vec<_>>()

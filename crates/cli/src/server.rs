@@ -184,6 +184,8 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
             .map(|address| ("--kafka-listen", address)),
     );
     config.tls = args.tls.config(&listeners)?;
+    config.require_authentication = args.tls.require_auth;
+    config.bootstrap_user = args.tls.bootstrap_user.clone();
     if let Some(bytes) = args.queued_max_request_bytes {
         config.queued_max_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }

@@ -35,11 +35,30 @@ pub struct ServerTlsArgs {
     /// --tls-ca signed as a node.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve plaintext even on an address other machines can reach. Without TLS anyone who
-    /// reaches a port reads and writes every topic; by default a node without TLS listens on
-    /// loopback only.
+    /// Clients of the client and Kafka listeners must prove a user: SASL (SCRAM-SHA-256,
+    /// SCRAM-SHA-512, or PLAIN over TLS) on the Kafka listener, `authorization: Basic` on every
+    /// gRPC call. Users are made with `strata user create` or --bootstrap-user.
+    #[arg(long)]
+    pub require_auth: bool,
+    /// A first user, NAME:PASSWORD, created if the cluster does not have it yet (so a cluster
+    /// that requires authentication can be reached at all). Give it by environment, not on the
+    /// command line, where other users of the machine can read it.
+    #[arg(long, env = "STRATA_BOOTSTRAP_USER", hide_env_values = true, value_name = "NAME:PASSWORD", value_parser = parse_bootstrap_user)]
+    pub bootstrap_user: Option<(String, String)>,
+    /// Serve even on an address other machines can reach without TLS and --require-auth.
+    /// Without them anyone who reaches a port reads and writes every topic; by default such a
+    /// node listens on loopback only.
     #[arg(long)]
     pub insecure: bool,
+}
+
+fn parse_bootstrap_user(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+            Ok((user.to_string(), password.to_string()))
+        }
+        _ => Err("expected NAME:PASSWORD, both non-empty".to_string()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,23 +72,33 @@ pub enum ClientAuthArg {
 }
 
 impl ServerTlsArgs {
-    /// The broker's TLS configuration, after refusing plaintext on a reachable address unless
-    /// --insecure says so. `listeners` names each bound address by its flag.
+    /// The broker's TLS configuration, after refusing an open node on a reachable address
+    /// unless --insecure says so. `listeners` names each bound address by its flag.
     pub fn config(&self, listeners: &[(&str, SocketAddr)]) -> Result<Option<TlsConfig>> {
+        let tls = matches!(
+            (&self.tls_cert, &self.tls_key, &self.tls_ca),
+            (Some(_), Some(_), Some(_))
+        );
+        if !self.insecure
+            && (!tls || !self.require_auth)
+            && let Some((flag, address)) = listeners
+                .iter()
+                .find(|(_, address)| !address.ip().is_loopback())
+        {
+            let missing = match (tls, self.require_auth) {
+                (false, false) => "no TLS and no authentication",
+                (false, true) => "no TLS",
+                _ => "no authentication",
+            };
+            bail!(
+                "{flag} {address} can be reached from other machines, and this node has \
+                 {missing}: give --tls-cert, --tls-key and --tls-ca (`strata certs create` makes \
+                 a development set) and --require-auth, or --insecure to serve it open anyway"
+            );
+        }
         let (Some(certificate), Some(key), Some(ca)) =
             (&self.tls_cert, &self.tls_key, &self.tls_ca)
         else {
-            if !self.insecure
-                && let Some((flag, address)) = listeners
-                    .iter()
-                    .find(|(_, address)| !address.ip().is_loopback())
-            {
-                bail!(
-                    "{flag} {address} can be reached from other machines, and this node has no \
-                     TLS: give --tls-cert, --tls-key and --tls-ca (`strata certs create` makes a \
-                     development set), or --insecure to serve plaintext anyway"
-                );
-            }
             return Ok(None);
         };
         Ok(Some(TlsConfig {
@@ -246,11 +275,22 @@ pub fn run_certs(command: CertsCommand) -> Result<()> {
 pub trait ConnectTo: Sized {
     fn with_bootstrap(self, bootstrap: &str) -> Self;
     fn with_tls(self, tls: ClientTls) -> Self;
+    fn with_credentials(self, credentials: strata_client::Credentials) -> Self;
 
-    /// `target`'s bootstrap and TLS.
+    /// `target`'s bootstrap, TLS and credentials.
     fn connect_to(self, target: &crate::Bootstrap) -> Result<Self> {
-        self.with_bootstrap(&target.bootstrap)
-            .with_tls_args(&target.tls)
+        Ok(self
+            .with_bootstrap(&target.bootstrap)
+            .with_tls_args(&target.tls)?
+            .with_credential_args(&target.credentials))
+    }
+
+    /// Authenticates as `credentials` (with the profile behind them) say, if they name a user.
+    fn with_credential_args(self, credentials: &crate::user::CredentialArgs) -> Self {
+        match credentials.credentials() {
+            Some(credentials) => self.with_credentials(credentials),
+            None => self,
+        }
     }
 
     /// TLS as `tls` (with the profile behind it) says; plaintext if it names no CA.
@@ -270,6 +310,9 @@ macro_rules! connect_to {
             }
             fn with_tls(self, tls: ClientTls) -> Self {
                 self.tls(tls)
+            }
+            fn with_credentials(self, credentials: strata_client::Credentials) -> Self {
+                self.credentials(credentials)
             }
         }
     )*};

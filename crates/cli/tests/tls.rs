@@ -106,7 +106,8 @@ fn certs_create_writes_a_cluster_set_and_never_overwrites_it() -> Result<()> {
 }
 
 #[test]
-fn a_server_without_tls_listens_beyond_loopback_only_when_told_insecure() -> Result<()> {
+fn a_server_listens_beyond_loopback_only_with_tls_and_authentication_or_when_told_insecure()
+-> Result<()> {
     let directory = tempfile::tempdir()?;
     let refused = run(
         strata(&[
@@ -135,6 +136,37 @@ fn a_server_without_tls_listens_beyond_loopback_only_when_told_insecure() -> Res
     ensure!(
         !directory.path().join("data").exists(),
         "the refused node touched its data directory"
+    );
+
+    // TLS alone is not enough: anyone could still connect and read every topic.
+    let certs = certificates(directory.path(), &[])?;
+    let refused = run(
+        strata(&[
+            "server",
+            "--node-id",
+            "1",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+            directory.path().join("data").to_str().unwrap(),
+            "--tls-cert",
+            &path(&certs, "node-1.pem"),
+            "--tls-key",
+            &path(&certs, "node-1-key.pem"),
+            "--tls-ca",
+            &path(&certs, "ca.pem"),
+        ]),
+        "",
+        support::COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        !refused.status.success(),
+        "a node without authentication listened on 0.0.0.0"
+    );
+    let error = support::single_error_line(&refused)?;
+    ensure!(
+        error.contains("no authentication") && error.contains("--require-auth"),
+        "{error}"
     );
     Ok(())
 }
