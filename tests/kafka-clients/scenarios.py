@@ -145,6 +145,59 @@ def tls_roundtrip(bootstrap, topic, ca, certificate, key):
     print(f"{count} records produced by confluent-kafka and read by kafka-python over TLS")
 
 
+def sasl_roundtrip(bootstrap, topic, ca, user, password):
+    """confluent-kafka (SCRAM-SHA-512) produces and kafka-python (SCRAM-SHA-256) reads back,
+    both over SASL_SSL; then a wrong password is refused."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    count = 200
+    sasl = {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": ca,
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+    producer = Producer({**sasl, "acks": "all", "message.timeout.ms": WAIT_S * 1000})
+    for i in range(count):
+        producer.produce(topic, value=json_value(i))
+    remaining = producer.flush(WAIT_S)
+    check(remaining == 0, f"{remaining} records not delivered over SASL_SSL within {WAIT_S} s")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        security_protocol="SASL_SSL",
+        ssl_cafile=ca,
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_plain_username=user,
+        sasl_plain_password=password,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=WAIT_S * 1000,
+    )
+    consumer.assign([KafkaTopicPartition(topic, 0)])
+    read = []
+    for message in consumer:
+        read.append(message.value)
+        if len(read) == count:
+            break
+    consumer.close()
+    check(read == [json_value(i) for i in range(count)], f"read {len(read)} of {count} records")
+
+    errors = []
+    refused = Producer(
+        {**sasl, "sasl.password": password + "-wrong", "error_cb": lambda e: errors.append(e)}
+    )
+    deadline = time.monotonic() + WAIT_S
+    while not errors and time.monotonic() < deadline:
+        refused.poll(0.2)
+    check(
+        any(e.code() == KafkaError._AUTHENTICATION for e in errors),
+        f"a wrong password was not refused: {errors}",
+    )
+    print(f"{count} records over SASL_SSL (SCRAM-SHA-512 in, SCRAM-SHA-256 out); a wrong password refused")
+
+
 def kafka_python_roundtrip(bootstrap, topic, count, compression):
     """kafka-python produces with a codec and consumes from the beginning."""
     from kafka import KafkaConsumer, KafkaProducer
@@ -482,6 +535,7 @@ SCENARIOS = {
     ),
     "positions": positions,
     "tls-roundtrip": tls_roundtrip,
+    "sasl-roundtrip": sasl_roundtrip,
     "errors": errors,
 }
 

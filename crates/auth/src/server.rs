@@ -160,10 +160,13 @@ impl ScramServer {
             &credential.stored_key,
         );
         // `c=` must carry the GS2 header the client started with, so an attacker cannot strip or
-        // change it in between; `r=` must repeat this exchange's nonce, so a recorded
-        // client-final-message cannot be replayed into a new exchange.
+        // change it in between; `r=` must carry this exchange's nonce, so a recorded
+        // client-final-message cannot be replayed into a new exchange. The nonce must end with
+        // it rather than equal it, as Kafka's ScramSaslServer checks: librdkafka puts its own
+        // nonce in front of the server's combined one. What precedes adds nothing an attacker
+        // could use: the proof covers the whole message as sent.
         let binding_matches = client_final.channel_binding == exchange.gs2_header.as_bytes();
-        let nonce_matches = client_final.nonce == exchange.nonce;
+        let nonce_matches = client_final.nonce.ends_with(exchange.nonce.as_str());
         if !(proof_matches && binding_matches && nonce_matches && exchange.user_exists) {
             return Err(AuthError::Failed);
         }

@@ -1,8 +1,9 @@
-//! `deploy/docker-compose.secure.yml`: the three-node compose cluster with TLS everywhere, its
-//! certificates made by the cluster itself on first start. From the host, with the CA copied out
-//! of the containers as the compose file says: a replicated topic takes acks=all writes over TLS
-//! (so the nodes replicate and run Raft over mutual TLS), they are read back, kcat lists the
-//! cluster over TLS, and a plaintext client is refused.
+//! `deploy/docker-compose.secure.yml`: the three-node compose cluster with TLS everywhere and
+//! authenticated users, its certificates made by the cluster itself on first start. From the
+//! host, with the CA copied out of the containers as the compose file says, as its bootstrap
+//! user: a replicated topic takes acks=all writes over TLS (so the nodes replicate and run Raft
+//! over mutual TLS), they are read back by a consumer and a share group, kcat lists the cluster
+//! over SASL_SSL, and a plaintext client and a client without credentials are refused.
 //!
 //! Without Docker the test says `SKIPPED` on stderr and returns; the project is torn down
 //! (`down -v`) even when the test fails.
@@ -16,8 +17,9 @@ use common::compose::{
 use common::eventually;
 use std::time::Duration;
 use strata_client::{
-    Acks, Admin, AdminConfig, AutoOffsetReset, ClientTls, Consumer, ConsumerConfig, NewTopic,
-    Producer, ProducerConfig, ProducerRecord, ShareConsumer, ShareConsumerConfig, TopicPartition,
+    Acks, Admin, AdminConfig, AutoOffsetReset, ClientTls, Consumer, ConsumerConfig, Credentials,
+    NewTopic, Producer, ProducerConfig, ProducerRecord, ShareConsumer, ShareConsumerConfig,
+    TopicPartition,
 };
 
 const PORTS: [u16; 6] = [7070, 7071, 7072, 9092, 9093, 9094];
@@ -59,6 +61,7 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
         ca.to_str().unwrap(),
     ]);
     let tls = ClientTls::new(&ca, None).unwrap();
+    let admin_user = Credentials::new("admin", "admin-secret");
 
     let admin = eventually(
         "an admin connection over TLS",
@@ -68,6 +71,7 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
                 AdminConfig::builder()
                     .bootstrap(EVERY_NODE)
                     .tls(tls.clone())
+                    .credentials(admin_user.clone())
                     .build()
                     .unwrap(),
             )
@@ -100,6 +104,7 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
         ProducerConfig::builder()
             .bootstrap(EVERY_NODE)
             .tls(tls.clone())
+            .credentials(admin_user.clone())
             .acks(Acks::All)
             .build()
             .unwrap(),
@@ -127,6 +132,7 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
         ConsumerConfig::builder()
             .bootstrap(EVERY_NODE)
             .tls(tls.clone())
+            .credentials(admin_user.clone())
             .auto_offset_reset(AutoOffsetReset::Earliest)
             .build()
             .unwrap(),
@@ -158,7 +164,8 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
     let mut worker = ShareConsumer::connect(
         ShareConsumerConfig::new("sealed-workers")
             .bootstrap(EVERY_NODE)
-            .tls(tls.clone()),
+            .tls(tls.clone())
+            .credentials(admin_user.clone()),
     )
     .await
     .unwrap();
@@ -192,6 +199,19 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
     )
     .await;
     assert!(plaintext.is_err(), "a plaintext client was served");
+    let anonymous = Admin::connect(
+        AdminConfig::builder()
+            .bootstrap("127.0.0.1:7070")
+            .tls(tls.clone())
+            .retries(0)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        anonymous.is_err(),
+        "a client without credentials was served"
+    );
 
     // Kafka's door is TLS too: kcat lists the three brokers, when kcat can be installed.
     let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kafka-clients-venv");
@@ -220,9 +240,15 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
                     "-m",
                     "30",
                     "-X",
-                    "security.protocol=ssl",
+                    "security.protocol=sasl_ssl",
                     "-X",
                     &format!("ssl.ca.location={}", ca.display()),
+                    "-X",
+                    "sasl.mechanisms=SCRAM-SHA-512",
+                    "-X",
+                    "sasl.username=admin",
+                    "-X",
+                    "sasl.password=admin-secret",
                 ],
                 Duration::from_secs(60),
             )

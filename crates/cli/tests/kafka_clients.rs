@@ -611,3 +611,148 @@ fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
     drop(server);
     Ok(())
 }
+
+#[test]
+fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
+    let Some(kcat_path) = client(|clients| clients.kcat.as_ref(), "kcat") else {
+        return Ok(());
+    };
+    let python = client(|clients| clients.python.as_ref(), "confluent-kafka");
+    let directory = tempfile::tempdir()?;
+    let certs = directory.path().join("certs");
+    let created = support::run(
+        support::strata(&["certs", "create", "--out", certs.to_str().unwrap()]),
+        "",
+        support::COMMAND_TIMEOUT,
+    )?;
+    ensure!(created.status.success(), "{}", created.stderr);
+    let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let ca = file("ca.pem");
+    let admin = [
+        "--tls-ca",
+        ca.as_str(),
+        "--user",
+        "admin",
+        "--password",
+        "admin-secret",
+    ];
+    let kafka = free_address()?;
+    let (node_certificate, node_key) = (file("node-1.pem"), file("node-1-key.pem"));
+    let server = support::start_server_probed(
+        &directory.path().join("data"),
+        &directory.path().join("server.log"),
+        &[
+            "--kafka-listen",
+            &kafka,
+            "--tls-cert",
+            &node_certificate,
+            "--tls-key",
+            &node_key,
+            "--tls-ca",
+            &ca,
+            "--require-auth",
+            "--bootstrap-user",
+            "admin:admin-secret",
+        ],
+        &admin,
+    )?;
+    for topic in ["logged", "logged-py"] {
+        let mut create = vec![
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--bootstrap",
+            &server.address,
+        ];
+        create.extend(admin);
+        let created = run_args(&create)?;
+        ensure!(created.status.success(), "{}", created.stderr);
+    }
+
+    let sasl = |mechanism: &str, password: &str| {
+        [
+            "-X".to_string(),
+            "security.protocol=sasl_ssl".to_string(),
+            "-X".to_string(),
+            format!("ssl.ca.location={ca}"),
+            "-X".to_string(),
+            format!("sasl.mechanisms={mechanism}"),
+            "-X".to_string(),
+            "sasl.username=admin".to_string(),
+            "-X".to_string(),
+            format!("sasl.password={password}"),
+        ]
+    };
+    let with = |base: &[&str], extra: &[String]| -> Vec<String> {
+        base.iter()
+            .map(|argument| argument.to_string())
+            .chain(extra.iter().cloned())
+            .collect()
+    };
+    let produce = with(
+        &["-b", &kafka, "-P", "-t", "logged"],
+        &sasl("SCRAM-SHA-512", "admin-secret"),
+    );
+    let produce: Vec<&str> = produce.iter().map(String::as_str).collect();
+    kcat(&kcat_path, &produce, "scram in\n")?;
+    // PLAIN is offered over TLS.
+    let consume = with(
+        &[
+            "-b",
+            &kafka,
+            "-C",
+            "-t",
+            "logged",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        &sasl("PLAIN", "admin-secret"),
+    );
+    let consume: Vec<&str> = consume.iter().map(String::as_str).collect();
+    let read = kcat(&kcat_path, &consume, "")?;
+    ensure!(
+        read.stdout.trim() == "scram in",
+        "kcat read {:?}",
+        read.stdout
+    );
+
+    let refused = with(
+        &["-b", &kafka, "-L", "-m", "10"],
+        &sasl("SCRAM-SHA-256", "guess"),
+    );
+    let mut refused_command = Command::new(&kcat_path);
+    refused_command.args(&refused);
+    let refused = run(refused_command, "", SCENARIO_TIMEOUT)?;
+    ensure!(
+        !refused.status.success(),
+        "kcat with a wrong password was served"
+    );
+    ensure!(
+        refused.stderr.contains("invalid user name or password"),
+        "{}",
+        refused.stderr
+    );
+
+    if let Some(python) = python {
+        scenario(
+            &python,
+            &[
+                "sasl-roundtrip",
+                &kafka,
+                "logged-py",
+                &ca,
+                "admin",
+                "admin-secret",
+            ],
+        )
+        .map(drop)?;
+    }
+    drop(server);
+    Ok(())
+}

@@ -170,7 +170,7 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                 let mut closing = None;
                 let reply = match request.body {
                     RequestKind::SaslHandshake(body) => {
-                        let (response, after) = session.handshake(body);
+                        let (response, after) = session.handshake(body, version);
                         if let sasl::After::Close(reason) = after {
                             closing = Some(reason);
                         }

@@ -9,8 +9,9 @@
 //! broker requires authentication. Re-authentication (KIP-368) is not offered: the session
 //! lifetime is 0, which tells clients not to.
 //!
-//! SaslHandshake v0 (the raw-token framing of Kafka 0.10) is not served; every client of the
-//! last years sends v1.
+//! SaslHandshake v0 (the raw-token framing of Kafka 0.10) is listed, because librdkafka decides
+//! from version 0's presence that the broker speaks SASL at all, but a v0 handshake is refused
+//! and the connection closed: every client of the last years sends v1 when it is offered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use strata_common::ErrorCode;
 use crate::authentication::{Authenticator, Principal};
 
 pub(super) const SERVED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
@@ -89,6 +90,7 @@ impl Session {
     pub(super) fn handshake(
         &mut self,
         request: SaslHandshakeRequest,
+        version: i16,
     ) -> (SaslHandshakeResponse, After) {
         let mechanisms = self
             .mechanisms()
@@ -96,6 +98,14 @@ impl Session {
             .map(StrBytes::from_static_str)
             .collect();
         let response = SaslHandshakeResponse::default().with_mechanisms(mechanisms);
+        if version == 0 {
+            return (
+                response.with_error_code(ErrorCode::IllegalSaslState.code() as i16),
+                After::Close(
+                    "SaslHandshake v0 (raw SASL frames) is not served; clients use v1".to_string(),
+                ),
+            );
+        }
         if !matches!(self.progress, Progress::Start) {
             return (
                 response.with_error_code(ErrorCode::IllegalSaslState.code() as i16),
