@@ -60,8 +60,10 @@ Strata is running with TLS on every listener: three nodes on 127.0.0.1:7070-7072
 9092-9094). The cluster's development CA is in ./ca.pem.
 
   export STRATA_BOOTSTRAP=127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072 STRATA_TLS_CA=\$PWD/ca.pem
+  export STRATA_USER=admin STRATA_PASSWORD=\${STRATA_ADMIN_PASSWORD:-admin-secret}
   strata cluster status
-  kcat -b 127.0.0.1:9092 -X security.protocol=ssl -X ssl.ca.location=ca.pem -L
+  kcat -b 127.0.0.1:9092 -X security.protocol=sasl_ssl -X ssl.ca.location=ca.pem \\
+    -X sasl.mechanisms=SCRAM-SHA-512 -X sasl.username=admin -X sasl.password=\$STRATA_PASSWORD -L
 
 Logs:      ${compose[*]} logs -f
 Tear down: ${compose[*]} down -v
