@@ -190,6 +190,17 @@ fn authentication_is_pure_and_stands_alone() {
 }
 
 #[test]
+fn tls_stands_alone_beneath_every_crate_that_connects() {
+    let dependencies = dependencies();
+    let strata_crates: Vec<&str> = dependencies
+        .keys()
+        .map(String::as_str)
+        .filter(|name| name.starts_with("strata-") && *name != "strata-tls")
+        .collect();
+    assert_free_of(&dependencies, "strata-tls", &strata_crates);
+}
+
+#[test]
 fn test_helpers_stay_out_of_shipped_code_and_depend_on_no_strata_crate() {
     let dependencies = dependencies();
     assert_free_of(
