@@ -262,3 +262,44 @@ async fn kafka_clients_authenticate_with_scram_before_anything_else() {
         .await
         .expect("one credential for both doors");
 }
+
+#[tokio::test]
+async fn users_survive_a_restart_and_the_bootstrap_user_does_not_reset_a_password() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let kafka = broker.kafka_addr().unwrap();
+    let mut admin = KafkaConnection::connect(kafka).await;
+    scram_login(&mut admin, Mechanism::ScramSha512, "admin", "admin-secret")
+        .await
+        .unwrap();
+    // The bootstrap user changes its own password.
+    let (salt, salted_password) =
+        strata_auth::salt_password(Mechanism::ScramSha512, "changed", 4096).unwrap();
+    let altered = admin
+        .send(
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                ScramCredentialUpsertion::default()
+                    .with_name(StrBytes::from_static_str("admin"))
+                    .with_mechanism(Mechanism::ScramSha512.kafka_type())
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from(salt))
+                    .with_salted_password(Bytes::from(salted_password)),
+            ]),
+            0,
+        )
+        .await;
+    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    broker.shutdown().await;
+
+    // Started again with the same bootstrap user: the cluster has it, so its password stays.
+    let broker = start(directory.path()).await;
+    metadata_as(&broker, Some(&basic("admin", "changed")))
+        .await
+        .expect("the changed password survives the restart");
+    let mut again = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    assert_eq!(
+        scram_login(&mut again, Mechanism::ScramSha512, "admin", "admin-secret").await,
+        Err(SASL_AUTHENTICATION_FAILED),
+        "the bootstrap user did not reset the password"
+    );
+}
