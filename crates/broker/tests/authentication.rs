@@ -303,3 +303,22 @@ async fn users_survive_a_restart_and_the_bootstrap_user_does_not_reset_a_passwor
         "the bootstrap user did not reset the password"
     );
 }
+
+#[tokio::test]
+async fn a_stranger_cannot_send_a_large_request_before_authenticating() {
+    let directory = tempfile::tempdir().unwrap();
+    let broker = start(directory.path()).await;
+    let mut stranger = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    // A size prefix of 1 MiB: refused before the body is read, the connection closed.
+    stranger.write_raw(&(1_i32 << 20).to_be_bytes()).await;
+    assert!(stranger.is_closed_by_broker().await);
+    // The same prefix after logging in is an ordinary request size.
+    let mut admin = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
+    scram_login(&mut admin, Mechanism::ScramSha256, "admin", "admin-secret")
+        .await
+        .unwrap();
+    let metadata = admin
+        .send(MetadataRequest::default().with_topics(None), 12)
+        .await;
+    assert_eq!(metadata.brokers.len(), 1);
+}

@@ -190,13 +190,19 @@ mod tests {
             internal("/strata.replication.v1.Replication/ReplicaFetch"),
             Some(RecordRoute::ReplicaFetch)
         );
+        // Nodes fetch from each other too (a group coordinator reading a partition another
+        // node leads), so Fetch is routed on both listeners.
+        assert_eq!(
+            internal("/strata.v1.Broker/Fetch"),
+            Some(RecordRoute::Fetch)
+        );
         // Each listener leaves the other's calls to its router, which does not serve them.
         assert_eq!(
             client("/strata.replication.v1.Replication/ReplicaFetch"),
             None
         );
-        assert_eq!(internal("/strata.v1.Broker/Fetch"), None);
         assert_eq!(internal("/strata.v1.Broker/ProduceStream"), None);
+        assert_eq!(internal("/strata.v1.GroupCoordinator/ShareFetch"), None);
         for other in [
             "/strata.v1.GroupCoordinator/ShareAcknowledge",
             "/strata.v1.Broker/FetchStream",

@@ -152,7 +152,12 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
     // both (writes pass through the read buffer).
     let mut connection = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
     loop {
-        let frame = match read_frame(&mut connection).await {
+        let max_bytes = if session.may_proceed() {
+            crate::MAX_REQUEST_BYTES
+        } else {
+            UNAUTHENTICATED_MAX_REQUEST_BYTES
+        };
+        let frame = match read_frame(&mut connection, max_bytes).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(reason) => {
@@ -252,15 +257,22 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
 const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Reads one frame; `None` when the client closed the connection between frames.
-async fn read_frame(reader: &mut BufReader<MaybeTlsStream>) -> Result<Option<Bytes>, String> {
+/// The largest request a connection may send before it has authenticated, when the broker
+/// requires it: enough for ApiVersions and SASL messages, so a stranger cannot make the broker
+/// buffer a full-size produce request (Kafka's `sasl.server.max.receive.size` is the same).
+const UNAUTHENTICATED_MAX_REQUEST_BYTES: usize = 512 * 1024;
+
+async fn read_frame(
+    reader: &mut BufReader<MaybeTlsStream>,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, String> {
     let mut prefix = [0u8; frame::SIZE_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(_) => {}
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(error) => return Err(error.to_string()),
     }
-    let size =
-        frame::frame_size(prefix, crate::MAX_REQUEST_BYTES).map_err(|error| error.to_string())?;
+    let size = frame::frame_size(prefix, max_bytes).map_err(|error| error.to_string())?;
     // Grows as bytes arrive rather than reserving what the prefix claims, so a client that
     // announces a large frame and sends little holds little memory.
     let mut frame = Vec::with_capacity(size.min(READ_BUFFER_BYTES));
