@@ -266,13 +266,21 @@ pub fn run(command: ProfileCommand) -> Result<()> {
                 config
                     .profiles
                     .iter()
-                    .map(|(name, profile)| json!({
-                        "name": name,
-                        "bootstrap": profile.bootstrap,
-                        "tls": profile.tls,
-                        "user": profile.credentials.user,
-                        "current": config.current.as_deref() == Some(name.as_str()),
-                    }))
+                    .map(|(name, profile)| {
+                        let mut listed = json!({
+                            "name": name,
+                            "bootstrap": profile.bootstrap,
+                            "current": config.current.as_deref() == Some(name.as_str()),
+                        });
+                        // As in the file: only what the profile sets, and never its password.
+                        if !profile.tls.is_empty() {
+                            listed["tls"] = json!(profile.tls);
+                        }
+                        if let Some(user) = &profile.credentials.user {
+                            listed["user"] = json!(user);
+                        }
+                        listed
+                    })
                     .collect::<Vec<_>>()
             )),
             OutputFormat::Table => {
