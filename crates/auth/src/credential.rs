@@ -32,7 +32,7 @@ pub const MAX_SALT_BYTES: usize = 1024;
 pub const RANDOM_SALT_BYTES: usize = 32;
 
 /// What the cluster stores for one user and mechanism: never the password.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScramCredential {
     pub mechanism: Mechanism,
     pub salt: Vec<u8>,
@@ -239,4 +239,17 @@ pub fn salt_password(
     let salt = random_salt();
     let salted_password = hi(mechanism, password.as_bytes(), &salt, rounds);
     Ok((salt, salted_password))
+}
+
+/// Shows what a credential is for, not its keys: StoredKey and ServerKey are what a stolen
+/// credential would be attacked with offline, so they stay out of logs and error messages.
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ScramCredential")
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .field("salt_bytes", &self.salt.len())
+            .finish_non_exhaustive()
+    }
 }

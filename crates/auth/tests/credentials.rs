@@ -153,3 +153,17 @@ fn errors_say_what_broke_without_the_secret() {
         "authentication failed: invalid user name or password"
     );
 }
+
+#[test]
+fn a_credential_printed_for_debugging_shows_no_keys() {
+    let credential =
+        ScramCredential::from_password(Mechanism::ScramSha256, "pencil", b"salt", 4096).unwrap();
+    let printed = format!("{credential:?}");
+    assert!(
+        printed.contains("ScramSha256") && printed.contains("4096"),
+        "{printed}"
+    );
+    for secret in [&credential.stored_key, &credential.server_key] {
+        assert!(!printed.contains(&format!("{secret:?}")), "{printed}");
+    }
+}
