@@ -41,7 +41,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
     voters: Option<Voters>,
     #[command(flatten)]
-    tls: crate::tls::ServerTlsArgs,
+    security: crate::tls::ServerSecurityArgs,
     /// Kafka's offsets.retention.minutes: a group's committed offsets are deleted once it has
     /// had no members, and the offset no commit, for this long [default: 7d].
     #[arg(long, value_name = "DURATION", value_parser = OFFSETS_RETENTION)]
@@ -183,9 +183,9 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
             .kafka_listen
             .map(|address| ("--kafka-listen", address)),
     );
-    config.tls = args.tls.config(&listeners)?;
-    config.require_authentication = args.tls.require_auth;
-    config.bootstrap_user = args.tls.bootstrap_user.clone();
+    config.tls = args.security.tls_config(&listeners)?;
+    config.require_authentication = args.security.require_auth;
+    config.bootstrap_user = args.security.bootstrap_user;
     if let Some(bytes) = args.queued_max_request_bytes {
         config.queued_max_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use strata_broker::TlsConfig;
 use strata_client::{ClientTls, IdentityFiles};
 
-/// How a server speaks TLS.
+/// How a server speaks TLS and whom it lets in.
 #[derive(Debug, Clone, Args)]
-pub struct ServerTlsArgs {
+pub struct ServerSecurityArgs {
     /// This node's certificate chain (PEM). With --tls-key and --tls-ca, every listener (client,
     /// internal, Kafka) speaks TLS and nodes verify each other's certificates both ways. The
     /// files are re-read when they change, so a renewed certificate needs no restart.
@@ -71,10 +71,10 @@ pub enum ClientAuthArg {
     Required,
 }
 
-impl ServerTlsArgs {
+impl ServerSecurityArgs {
     /// The broker's TLS configuration, after refusing an open node on a reachable address
     /// unless --insecure says so. `listeners` names each bound address by its flag.
-    pub fn config(&self, listeners: &[(&str, SocketAddr)]) -> Result<Option<TlsConfig>> {
+    pub fn tls_config(&self, listeners: &[(&str, SocketAddr)]) -> Result<Option<TlsConfig>> {
         let tls = matches!(
             (&self.tls_cert, &self.tls_key, &self.tls_ca),
             (Some(_), Some(_), Some(_))

@@ -165,6 +165,9 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                 return;
             }
         };
+        // Set when a SASL exchange failed: the response is written, then the connection closed,
+        // as Kafka does, so the client can say why.
+        let mut closing = None;
         let reply = match frame::decode_request(frame, versions::served) {
             Ok(request) => {
                 if request.trailing_bytes > 0 {
@@ -172,7 +175,6 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                 }
                 let correlation_id = request.header.correlation_id;
                 let version = request.header.request_api_version;
-                let mut closing = None;
                 let reply = match request.body {
                     RequestKind::SaslHandshake(body) => {
                         let (response, after) = session.handshake(body, version);
@@ -195,18 +197,6 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                     }
                     _ => door.handle(request).await,
                 };
-                if let Some(reason) = closing {
-                    // Answered first, so the client can say why, then closed, as Kafka does.
-                    if let Reply::Respond(response) = reply
-                        && let Ok(bytes) =
-                            frame::encode_response(correlation_id, version, &response)
-                    {
-                        let _ = connection.write_all(&bytes).await;
-                        let _ = connection.flush().await;
-                    }
-                    debug!(%peer, %reason, "closing Kafka connection after a failed SASL exchange");
-                    return;
-                }
                 match reply {
                     Reply::Respond(response) => Some((correlation_id, version, *response)),
                     Reply::Silent => None,
@@ -248,6 +238,10 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
         };
         if let Err(error) = written.await {
             debug!(%peer, %error, "Kafka client went away before its response was written");
+            return;
+        }
+        if let Some(reason) = closing {
+            debug!(%peer, %reason, "closing Kafka connection after a failed SASL exchange");
             return;
         }
     }
