@@ -136,7 +136,7 @@ impl Authenticator {
     }
 
     /// Checks an `authorization` header value (`Basic base64(user:password)`) from `source`.
-    pub fn basic(&self, header: Option<&str>, source: IpAddr) -> Result<Principal, Refusal> {
+    pub async fn basic(&self, header: Option<&str>, source: IpAddr) -> Result<Principal, Refusal> {
         self.admit(source)?;
         let Some(header) = header else {
             return Err(Refusal::Missing(
@@ -173,15 +173,17 @@ impl Authenticator {
                 "bad Basic encoding",
             );
         };
-        if self.verify_password(&user, &password) {
+        if self.verify_password(&user, &password).await {
             Ok(Principal { user })
         } else {
             refused(Refusal::Failed, Some(&user), "wrong user or password")
         }
     }
 
-    /// Whether `password` is `user`'s, by the strongest credential the user has.
-    pub fn verify_password(&self, user: &str, password: &str) -> bool {
+    /// Whether `password` is `user`'s, by the strongest credential the user has. A check not
+    /// remembered runs PBKDF2 on the blocking pool: thousands of HMACs would otherwise hold a
+    /// runtime worker, and every request queued behind it, for milliseconds.
+    pub async fn verify_password(&self, user: &str, password: &str) -> bool {
         let Some(credential) = self
             .credential(user, Mechanism::ScramSha512)
             .or_else(|| self.credential(user, Mechanism::ScramSha256))
@@ -204,7 +206,10 @@ impl Authenticator {
                 return true;
             }
         }
-        if !credential.verify_password(password) {
+        let (checked, candidate) = (credential.clone(), password.to_string());
+        let verified =
+            tokio::task::spawn_blocking(move || checked.verify_password(&candidate)).await;
+        if !verified.unwrap_or(false) {
             return false;
         }
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -257,7 +262,10 @@ type Body = tonic::body::Body;
 
 impl<S> tower_service::Service<http::Request<Body>> for Authenticated<S>
 where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -278,23 +286,27 @@ where
         if !self.authenticator.required() {
             return Box::pin(self.inner.call(request));
         }
-        let source = request
-            .extensions()
-            .get::<strata_tls::PeerInfo>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.remote_addr.ip());
-        let header = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        match self.authenticator.basic(header, source) {
-            Ok(principal) => {
-                request.extensions_mut().insert(principal);
-                Box::pin(self.inner.call(request))
+        // The service that was polled ready goes into the future; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let source = request
+                .extensions()
+                .get::<strata_tls::PeerInfo>()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.remote_addr.ip());
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
+            match authenticator.basic(header.as_deref(), source).await {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(refusal) => Ok(tonic::Status::unauthenticated(refusal.to_string()).into_http()),
             }
-            Err(refusal) => {
-                let status = tonic::Status::unauthenticated(refusal.to_string());
-                Box::pin(std::future::ready(Ok(status.into_http())))
-            }
-        }
+        })
     }
 }

@@ -184,7 +184,7 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                         Reply::Respond(Box::new(ResponseKind::SaslHandshake(response)))
                     }
                     RequestKind::SaslAuthenticate(body) => {
-                        let (response, after) = session.authenticate(body);
+                        let (response, after) = session.authenticate(body).await;
                         if let sasl::After::Close(reason) = after {
                             closing = Some(reason);
                         }

@@ -132,7 +132,7 @@ impl Session {
         (response, After::Continue)
     }
 
-    pub(super) fn authenticate(
+    pub(super) async fn authenticate(
         &mut self,
         request: SaslAuthenticateRequest,
     ) -> (SaslAuthenticateResponse, After) {
@@ -151,11 +151,11 @@ impl Session {
         let bytes = request.auth_bytes;
         match std::mem::replace(&mut self.progress, Progress::Start) {
             Progress::Chosen(Chosen::Plain) => match strata_auth::parse_plain(&bytes) {
-                Ok((user, password)) if self.authenticator.verify_password(&user, &password) => {
-                    self.progress = Progress::Done(Principal { user });
-                    (SaslAuthenticateResponse::default(), After::Continue)
-                }
-                Ok((user, _)) => {
+                Ok((user, password)) => {
+                    if self.authenticator.verify_password(&user, &password).await {
+                        self.progress = Progress::Done(Principal { user });
+                        return (SaslAuthenticateResponse::default(), After::Continue);
+                    }
                     self.authenticator.failed(
                         source,
                         Some(&user),
