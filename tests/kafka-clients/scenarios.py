@@ -103,11 +103,25 @@ def roundtrip(bootstrap, topic, partitions, count, compression):
     print(f"{compression}: {count} records produced and read back in order")
 
 
+def kafka_python_read_back(consumer, topic, count):
+    """Reads partition 0 of `topic` with a kafka-python consumer and checks it holds
+    json_value(0) to json_value(count - 1), in order."""
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    consumer.assign([KafkaTopicPartition(topic, 0)])
+    read = []
+    for message in consumer:
+        read.append(message.value)
+        if len(read) == count:
+            break
+    consumer.close()
+    check(read == [json_value(i) for i in range(count)], f"read {len(read)} of {count} records")
+
+
 def tls_roundtrip(bootstrap, topic, ca, certificate, key):
     """confluent-kafka and kafka-python over TLS with a client certificate: one produces, the
     other reads back."""
     from kafka import KafkaConsumer
-    from kafka import TopicPartition as KafkaTopicPartition
 
     count = 200
     producer = Producer(
@@ -134,14 +148,7 @@ def tls_roundtrip(bootstrap, topic, ca, certificate, key):
         auto_offset_reset="earliest",
         consumer_timeout_ms=WAIT_S * 1000,
     )
-    consumer.assign([KafkaTopicPartition(topic, 0)])
-    read = []
-    for message in consumer:
-        read.append(message.value)
-        if len(read) == count:
-            break
-    consumer.close()
-    check(read == [json_value(i) for i in range(count)], f"read {len(read)} of {count} records")
+    kafka_python_read_back(consumer, topic, count)
     print(f"{count} records produced by confluent-kafka and read by kafka-python over TLS")
 
 
@@ -149,7 +156,6 @@ def sasl_roundtrip(bootstrap, topic, ca, user, password):
     """confluent-kafka (SCRAM-SHA-512) produces and kafka-python (SCRAM-SHA-256) reads back,
     both over SASL_SSL; then a wrong password is refused."""
     from kafka import KafkaConsumer
-    from kafka import TopicPartition as KafkaTopicPartition
 
     count = 200
     sasl = {
@@ -175,14 +181,7 @@ def sasl_roundtrip(bootstrap, topic, ca, user, password):
         auto_offset_reset="earliest",
         consumer_timeout_ms=WAIT_S * 1000,
     )
-    consumer.assign([KafkaTopicPartition(topic, 0)])
-    read = []
-    for message in consumer:
-        read.append(message.value)
-        if len(read) == count:
-            break
-    consumer.close()
-    check(read == [json_value(i) for i in range(count)], f"read {len(read)} of {count} records")
+    kafka_python_read_back(consumer, topic, count)
 
     errors = []
     refused = Producer(

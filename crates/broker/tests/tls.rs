@@ -8,7 +8,7 @@ mod kafka_client;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{STEP, free_port};
+use common::STEP;
 use kafka_client::KafkaConnection;
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use strata_broker::{Broker, BrokerConfig, BrokerHandle, TlsConfig};
@@ -22,30 +22,15 @@ use strata_tls::{ClientAuth, ClientTls};
 use tonic::transport::{Channel, Endpoint};
 
 async fn start_tls_cluster(directory: &Path, certificates: &ClusterFiles) -> Vec<BrokerHandle> {
-    let voters: Vec<(i32, String)> = (1..=3)
-        .map(|id| (id, format!("127.0.0.1:{}", free_port())))
-        .collect();
-    let starts = (1..=3).map(|id| {
-        Broker::start(BrokerConfig {
-            node_id: id,
-            data_dir: directory.join(format!("node-{id}")),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-            voters: voters.clone(),
-            tls: Some(TlsConfig {
-                identity: certificates.nodes[id as usize - 1].clone(),
-                ca: certificates.ca.clone(),
-                client_auth: ClientAuth::None,
-                client_ca: None,
-            }),
-            ..BrokerConfig::default()
+    common::start_cluster_with_tls(directory, |id| {
+        Some(TlsConfig {
+            identity: certificates.nodes[id as usize - 1].clone(),
+            ca: certificates.ca.clone(),
+            client_auth: ClientAuth::None,
+            client_ca: None,
         })
-    });
-    futures::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|started| started.expect("broker starts with TLS"))
-        .collect()
+    })
+    .await
 }
 
 fn endpoint(address: impl std::fmt::Display) -> Endpoint {

@@ -481,36 +481,37 @@ fn confluent_kafkas_admin_client_creates_describes_alters_grows_and_deletes_topi
     Ok(())
 }
 
-#[test]
-fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
-    let Some(kcat_path) = client(|clients| clients.kcat.as_ref(), "kcat") else {
-        return Ok(());
-    };
-    let python = client(|clients| clients.python.as_ref(), "confluent-kafka");
-    let directory = tempfile::tempdir()?;
-    let certs = directory.path().join("certs");
-    let created = support::run(
-        support::strata(&["certs", "create", "--out", certs.to_str().unwrap()]),
-        "",
-        support::COMMAND_TIMEOUT,
-    )?;
-    ensure!(created.status.success(), "{}", created.stderr);
-    let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
-    let (ca, certificate, key) = (file("ca.pem"), file("client.pem"), file("client-key.pem"));
-    let client_tls = [
-        "--tls-ca",
-        ca.as_str(),
-        "--tls-cert",
-        certificate.as_str(),
-        "--tls-key",
-        key.as_str(),
-    ];
-    let kafka = free_address()?;
-    let (node_certificate, node_key) = (file("node-1.pem"), file("node-1-key.pem"));
-    let server = support::start_server_probed(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[
+/// A one-node server whose listeners speak TLS with certificates from `strata certs create`,
+/// started with `extra` flags and probed, and topics created, with the client flags `client`
+/// makes from the certificate files.
+struct Secured {
+    _server: Server,
+    kafka: String,
+    certs: PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+impl Secured {
+    fn start(
+        extra: &[&str],
+        client: impl Fn(&dyn Fn(&str) -> String) -> Vec<String>,
+        topics: &[&str],
+    ) -> Result<Secured> {
+        let directory = tempfile::tempdir()?;
+        let certs = directory.path().join("certs");
+        let created = support::run(
+            support::strata(&["certs", "create", "--out", certs.to_str().unwrap()]),
+            "",
+            support::COMMAND_TIMEOUT,
+        )?;
+        ensure!(created.status.success(), "{}", created.stderr);
+        let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
+        let client_flags = client(&file);
+        let client_flags: Vec<&str> = client_flags.iter().map(String::as_str).collect();
+        let kafka = free_address()?;
+        let (node_certificate, node_key, ca) =
+            (file("node-1.pem"), file("node-1-key.pem"), file("ca.pem"));
+        let mut server_flags = vec![
             "--kafka-listen",
             &kafka,
             "--tls-cert",
@@ -519,27 +520,78 @@ fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
             &node_key,
             "--tls-ca",
             &ca,
-            "--tls-client-auth",
-            "required",
-        ],
-        &client_tls,
-    )?;
-    for topic in ["sealed", "sealed-py"] {
-        let mut create = vec![
-            "topic",
-            "create",
-            topic,
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "1",
-            "--bootstrap",
-            &server.address,
         ];
-        create.extend(client_tls);
-        let created = run_args(&create)?;
-        ensure!(created.status.success(), "{}", created.stderr);
+        server_flags.extend(extra);
+        let server = support::start_server_probed(
+            &directory.path().join("data"),
+            &directory.path().join("server.log"),
+            &server_flags,
+            &client_flags,
+        )?;
+        for topic in topics {
+            let mut create = vec![
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                "1",
+                "--replication-factor",
+                "1",
+                "--bootstrap",
+                &server.address,
+            ];
+            create.extend(&client_flags);
+            let created = run_args(&create)?;
+            ensure!(created.status.success(), "{}", created.stderr);
+        }
+        Ok(Secured {
+            _server: server,
+            kafka,
+            certs,
+            _directory: directory,
+        })
     }
+
+    fn file(&self, name: &str) -> String {
+        self.certs.join(name).to_str().unwrap().to_string()
+    }
+}
+
+#[test]
+fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
+    let Some(kcat_path) = client(|clients| clients.kcat.as_ref(), "kcat") else {
+        return Ok(());
+    };
+    let python = client(|clients| clients.python.as_ref(), "confluent-kafka");
+    let secured = Secured::start(
+        &["--tls-client-auth", "required"],
+        |file| {
+            [
+                "--tls-ca",
+                "ca.pem",
+                "--tls-cert",
+                "client.pem",
+                "--tls-key",
+                "client-key.pem",
+            ]
+            .iter()
+            .map(|flag| {
+                if flag.ends_with(".pem") {
+                    file(flag)
+                } else {
+                    flag.to_string()
+                }
+            })
+            .collect()
+        },
+        &["sealed", "sealed-py"],
+    )?;
+    let (ca, certificate, key) = (
+        secured.file("ca.pem"),
+        secured.file("client.pem"),
+        secured.file("client-key.pem"),
+    );
+    let kafka = &secured.kafka;
 
     let ssl = [
         "-X",
@@ -578,7 +630,7 @@ fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
     let mut anonymous = Command::new(&kcat_path);
     anonymous.args([
         "-b",
-        &kafka,
+        kafka,
         "-L",
         "-m",
         "10",
@@ -597,18 +649,10 @@ fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
     if let Some(python) = python {
         scenario(
             &python,
-            &[
-                "tls-roundtrip",
-                &kafka,
-                "sealed-py",
-                &ca,
-                &certificate,
-                &key,
-            ],
+            &["tls-roundtrip", kafka, "sealed-py", &ca, &certificate, &key],
         )
         .map(drop)?;
     }
-    drop(server);
     Ok(())
 }
 
@@ -618,60 +662,24 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
         return Ok(());
     };
     let python = client(|clients| clients.python.as_ref(), "confluent-kafka");
-    let directory = tempfile::tempdir()?;
-    let certs = directory.path().join("certs");
-    let created = support::run(
-        support::strata(&["certs", "create", "--out", certs.to_str().unwrap()]),
-        "",
-        support::COMMAND_TIMEOUT,
+    let secured = Secured::start(
+        &["--require-auth", "--bootstrap-user", "admin:admin-secret"],
+        |file| {
+            [
+                "--tls-ca",
+                &file("ca.pem"),
+                "--user",
+                "admin",
+                "--password",
+                "admin-secret",
+            ]
+            .map(str::to_string)
+            .to_vec()
+        },
+        &["logged", "logged-py"],
     )?;
-    ensure!(created.status.success(), "{}", created.stderr);
-    let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
-    let ca = file("ca.pem");
-    let admin = [
-        "--tls-ca",
-        ca.as_str(),
-        "--user",
-        "admin",
-        "--password",
-        "admin-secret",
-    ];
-    let kafka = free_address()?;
-    let (node_certificate, node_key) = (file("node-1.pem"), file("node-1-key.pem"));
-    let server = support::start_server_probed(
-        &directory.path().join("data"),
-        &directory.path().join("server.log"),
-        &[
-            "--kafka-listen",
-            &kafka,
-            "--tls-cert",
-            &node_certificate,
-            "--tls-key",
-            &node_key,
-            "--tls-ca",
-            &ca,
-            "--require-auth",
-            "--bootstrap-user",
-            "admin:admin-secret",
-        ],
-        &admin,
-    )?;
-    for topic in ["logged", "logged-py"] {
-        let mut create = vec![
-            "topic",
-            "create",
-            topic,
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "1",
-            "--bootstrap",
-            &server.address,
-        ];
-        create.extend(admin);
-        let created = run_args(&create)?;
-        ensure!(created.status.success(), "{}", created.stderr);
-    }
+    let ca = secured.file("ca.pem");
+    let kafka = &secured.kafka;
 
     let sasl = |mechanism: &str, password: &str| {
         [
@@ -694,7 +702,7 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
             .collect()
     };
     let produce = with(
-        &["-b", &kafka, "-P", "-t", "logged"],
+        &["-b", kafka, "-P", "-t", "logged"],
         &sasl("SCRAM-SHA-512", "admin-secret"),
     );
     let produce: Vec<&str> = produce.iter().map(String::as_str).collect();
@@ -703,7 +711,7 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
     let consume = with(
         &[
             "-b",
-            &kafka,
+            kafka,
             "-C",
             "-t",
             "logged",
@@ -723,7 +731,7 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
     );
 
     let refused = with(
-        &["-b", &kafka, "-L", "-m", "10"],
+        &["-b", kafka, "-L", "-m", "10"],
         &sasl("SCRAM-SHA-256", "guess"),
     );
     let mut refused_command = Command::new(&kcat_path);
@@ -744,7 +752,7 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
             &python,
             &[
                 "sasl-roundtrip",
-                &kafka,
+                kafka,
                 "logged-py",
                 &ca,
                 "admin",
@@ -753,6 +761,5 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
         )
         .map(drop)?;
     }
-    drop(server);
     Ok(())
 }

@@ -23,6 +23,14 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn start_cluster(directory: &std::path::Path) -> Vec<BrokerHandle> {
+    start_cluster_with_tls(directory, |_| None).await
+}
+
+/// [`start_cluster`], node `id` with the TLS `tls(id)` gives it.
+pub async fn start_cluster_with_tls(
+    directory: &std::path::Path,
+    tls: impl Fn(i32) -> Option<strata_broker::TlsConfig>,
+) -> Vec<BrokerHandle> {
     let voters: Vec<(i32, String)> = (1..=3)
         .map(|id| (id, format!("127.0.0.1:{}", free_port())))
         .collect();
@@ -34,6 +42,7 @@ pub async fn start_cluster(directory: &std::path::Path) -> Vec<BrokerHandle> {
             // For the tests that reach the nodes as Kafka clients do; the others never connect.
             kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
             voters: voters.clone(),
+            tls: tls(id),
             ..BrokerConfig::default()
         })
     });
