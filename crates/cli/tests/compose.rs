@@ -10,10 +10,7 @@
 
 mod common;
 
-use common::compose::{
-    Project, all_healthy, assert_ports_free, build_image, compose_or_skip_reason, docker,
-    repository, run, run_with_input,
-};
+use common::compose::{all_healthy, docker, repository, run, run_with_input, up_healthy};
 use common::{assert_exactly_once_in_key_order, eventually, try_admin};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,7 +23,6 @@ const RECORDS: usize = 100_000;
 const KEYS: usize = 60;
 const PARTITIONS: i32 = 6;
 const TOPIC: &str = "orders";
-const PORTS: [u16; 6] = [7070, 7071, 7072, 9092, 9093, 9094];
 /// The Kafka listeners as the host reaches them.
 const KAFKA_BOOTSTRAP: &str = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094";
 const KILLED_SERVICE: &str = "strata-2";
@@ -50,33 +46,11 @@ async fn every_partition(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_cluster_keeps_every_acknowledged_record_through_a_docker_kill() {
-    let tool = match compose_or_skip_reason() {
-        Ok(tool) => tool,
-        Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
-            return;
-        }
-    };
-    assert_ports_free(&PORTS);
-    let repository = repository();
     let started = Instant::now();
-    build_image();
-
-    let project = Project {
-        tool,
-        name: format!("strata-compose-test-{}", std::process::id()),
-        file: repository
-            .join("deploy/docker-compose.yml")
-            .to_str()
-            .unwrap()
-            .to_string(),
+    let Some((project, containers)) = up_healthy("strata-compose-test", "docker-compose.yml").await
+    else {
+        return;
     };
-    project.compose_ok(&["up", "-d", "--no-build"], Duration::from_secs(180));
-    let containers: Vec<String> = ["strata-1", "strata-2", "strata-3"]
-        .iter()
-        .map(|service| project.container(service))
-        .collect();
-    all_healthy(&containers, Duration::from_secs(180)).await;
     let healthy_after = started.elapsed();
     eprintln!("image built and three containers healthy after {healthy_after:?}");
 

@@ -10,10 +10,7 @@
 
 mod common;
 
-use common::compose::{
-    Project, all_healthy, assert_ports_free, build_image, compose_or_skip_reason, docker,
-    repository, run,
-};
+use common::compose::{docker, repository, run, up_healthy};
 use common::eventually;
 use std::time::Duration;
 use strata_client::{
@@ -22,36 +19,16 @@ use strata_client::{
     TopicPartition,
 };
 
-const PORTS: [u16; 6] = [7070, 7071, 7072, 9092, 9093, 9094];
 const EVERY_NODE: &str = "127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072";
 const RECORDS: usize = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
-    let tool = match compose_or_skip_reason() {
-        Ok(tool) => tool,
-        Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
-            return;
-        }
+    let Some((project, containers)) =
+        up_healthy("strata-secure-test", "docker-compose.secure.yml").await
+    else {
+        return;
     };
-    assert_ports_free(&PORTS);
-    build_image();
-    let project = Project {
-        tool,
-        name: format!("strata-secure-test-{}", std::process::id()),
-        file: repository()
-            .join("deploy/docker-compose.secure.yml")
-            .to_str()
-            .unwrap()
-            .to_string(),
-    };
-    project.compose_ok(&["up", "-d", "--no-build"], Duration::from_secs(180));
-    let containers: Vec<String> = ["strata-1", "strata-2", "strata-3"]
-        .iter()
-        .map(|service| project.container(service))
-        .collect();
-    all_healthy(&containers, Duration::from_secs(180)).await;
 
     let directory = tempfile::tempdir().unwrap();
     let ca = directory.path().join("ca.pem");

@@ -109,19 +109,22 @@ fn certs_create_writes_a_cluster_set_and_never_overwrites_it() -> Result<()> {
 fn a_server_listens_beyond_loopback_only_with_tls_and_authentication_or_when_told_insecure()
 -> Result<()> {
     let directory = tempfile::tempdir()?;
-    let refused = run(
-        strata(&[
+    let data = directory.path().join("data");
+    // `strata server` on every address, with `extra` flags.
+    let serve_everywhere = |extra: &[&str]| {
+        let mut command = strata(&[
             "server",
             "--node-id",
             "1",
             "--listen",
             "0.0.0.0:0",
             "--data-dir",
-            directory.path().join("data").to_str().unwrap(),
-        ]),
-        "",
-        support::COMMAND_TIMEOUT,
-    )?;
+            data.to_str().unwrap(),
+        ]);
+        command.args(extra);
+        run(command, "", support::COMMAND_TIMEOUT)
+    };
+    let refused = serve_everywhere(&[])?;
     ensure!(
         !refused.status.success(),
         "a plaintext node listened on 0.0.0.0"
@@ -134,31 +137,20 @@ fn a_server_listens_beyond_loopback_only_with_tls_and_authentication_or_when_tol
         "{error}"
     );
     ensure!(
-        !directory.path().join("data").exists(),
+        !data.exists(),
         "the refused node touched its data directory"
     );
 
     // TLS alone is not enough: anyone could still connect and read every topic.
     let certs = certificates(directory.path(), &[])?;
-    let refused = run(
-        strata(&[
-            "server",
-            "--node-id",
-            "1",
-            "--listen",
-            "0.0.0.0:0",
-            "--data-dir",
-            directory.path().join("data").to_str().unwrap(),
-            "--tls-cert",
-            &path(&certs, "node-1.pem"),
-            "--tls-key",
-            &path(&certs, "node-1-key.pem"),
-            "--tls-ca",
-            &path(&certs, "ca.pem"),
-        ]),
-        "",
-        support::COMMAND_TIMEOUT,
-    )?;
+    let refused = serve_everywhere(&[
+        "--tls-cert",
+        &path(&certs, "node-1.pem"),
+        "--tls-key",
+        &path(&certs, "node-1-key.pem"),
+        "--tls-ca",
+        &path(&certs, "ca.pem"),
+    ])?;
     ensure!(
         !refused.status.success(),
         "a node without authentication listened on 0.0.0.0"

@@ -201,7 +201,7 @@ pub async fn all_healthy(containers: &[String], limit: Duration) {
 /// Waits until every partition of the topic satisfies `condition`, as `admin` sees it.
 /// Why the compose tests cannot run here, or the compose tool to run them with. Prints nothing:
 /// the caller says `SKIPPED` with the reason.
-pub fn compose_or_skip_reason() -> Result<Vec<String>, String> {
+fn compose_or_skip_reason() -> Result<Vec<String>, String> {
     if let Some(reason) = docker_unavailable() {
         return Err(format!("docker is not available ({reason})"));
     }
@@ -210,8 +210,44 @@ pub fn compose_or_skip_reason() -> Result<Vec<String>, String> {
     })
 }
 
+/// The host ports both compose files publish: the client and Kafka listeners of three nodes.
+const PUBLISHED_PORTS: [u16; 6] = [7070, 7071, 7072, 9092, 9093, 9094];
+
+/// Brings up `deploy/<file>` as a project of its own: checks the published ports are free,
+/// builds the image from this test's `strata`, starts it and waits until the three nodes are
+/// healthy. Returns the project (torn down when dropped) and the nodes' containers, or `None`
+/// after printing one `SKIPPED:` line when Docker or compose cannot be used here.
+pub async fn up_healthy(name: &str, file: &str) -> Option<(Project, Vec<String>)> {
+    let tool = match compose_or_skip_reason() {
+        Ok(tool) => tool,
+        Err(reason) => {
+            eprintln!("SKIPPED: {reason}");
+            return None;
+        }
+    };
+    assert_ports_free(&PUBLISHED_PORTS);
+    build_image();
+    let project = Project {
+        tool,
+        name: format!("{name}-{}", std::process::id()),
+        file: repository()
+            .join("deploy")
+            .join(file)
+            .to_str()
+            .unwrap()
+            .to_string(),
+    };
+    project.compose_ok(&["up", "-d", "--no-build"], Duration::from_secs(180));
+    let containers: Vec<String> = ["strata-1", "strata-2", "strata-3"]
+        .iter()
+        .map(|service| project.container(service))
+        .collect();
+    all_healthy(&containers, Duration::from_secs(180)).await;
+    Some((project, containers))
+}
+
 /// Fails the test if one of `ports` is taken: the compose files publish them.
-pub fn assert_ports_free(ports: &[u16]) {
+fn assert_ports_free(ports: &[u16]) {
     for &port in ports {
         if let Err(error) = TcpListener::bind(("0.0.0.0", port)) {
             panic!(
@@ -224,7 +260,7 @@ pub fn assert_ports_free(ports: &[u16]) {
 }
 
 /// Builds `strata:latest` from this test binary's `strata` with `deploy/build-image.sh`.
-pub fn build_image() {
+fn build_image() {
     let image_dir = tempfile::tempdir().unwrap();
     let script = repository().join("deploy/build-image.sh");
     let build_dir = image_dir.path().join("image");
