@@ -49,6 +49,7 @@
 //! `=`). Like Kafka, passwords are not SASLprep-normalized: a password is its UTF-8 bytes, so
 //! credentials made by Kafka's tools and by Strata agree.
 
+pub mod acl;
 mod client;
 mod credential;
 mod grammar;
@@ -59,6 +60,10 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use acl::{
+    AclBinding, AclFilter, AclSet, InvalidAcl, Operation, PatternFilter, PatternType, Permission,
+    ResourceType,
+};
 pub use client::ScramClient;
 pub use credential::{
     MAX_ITERATIONS, MAX_SALT_BYTES, MIN_ITERATIONS, RANDOM_SALT_BYTES, ScramCredential,

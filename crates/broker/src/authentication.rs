@@ -13,6 +13,10 @@
 //!   successful one is remembered for [`VERIFIED_FOR`] against the exact stored key it matched:
 //!   a changed or deleted credential stops matching at once.
 //!
+//! A client that presents a certificate the client CA verified is the user its certificate
+//! names (`strata_tls::certificate_user`) on both doors, without a password; credentials it
+//! sends as well take precedence.
+//!
 //! Nodes do not authenticate here: they reach each other on the internal listener, which with
 //! TLS takes only certificates the cluster's CA signed.
 //!
@@ -27,6 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strata_auth::{Mechanism, ScramCredential};
+
+use crate::authorization::Caller;
 use strata_controller::MetadataState;
 use tokio::sync::watch;
 use tracing::warn;
@@ -227,9 +233,10 @@ impl Authenticator {
     }
 }
 
-/// Wraps the client listener's router: a call without valid credentials is answered
-/// `UNAUTHENTICATED` before any handler (zero-copy routes included) sees it; a call with them
-/// carries its [`Principal`] in its extensions.
+/// Wraps the client listener's router: a call without valid credentials (or a verified client
+/// certificate) is answered `UNAUTHENTICATED` before any handler (zero-copy routes included)
+/// sees it; every call that passes carries its [`Caller`] (and, when it proved a user, its
+/// [`Principal`]) in its extensions.
 #[derive(Clone)]
 pub struct AuthenticationLayer {
     authenticator: Arc<Authenticator>,
@@ -283,25 +290,37 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let peer = request.extensions().get::<strata_tls::PeerInfo>();
+        let source = peer.map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.remote_addr.ip());
         if !self.authenticator.required() {
+            request.extensions_mut().insert(Caller::anonymous(source));
             return Box::pin(self.inner.call(request));
         }
+        let certificate_user = peer
+            .and_then(|peer| peer.client_certificates.as_deref())
+            .and_then(|chain| chain.first())
+            .and_then(strata_tls::certificate_user);
         // The service that was polled ready goes into the future; a clone takes its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         Box::pin(async move {
-            let source = request
-                .extensions()
-                .get::<strata_tls::PeerInfo>()
-                .map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.remote_addr.ip());
             let header = request
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string);
-            match authenticator.basic(header.as_deref(), source).await {
+            // Credentials, when sent, say who the caller is; a verified client certificate
+            // speaks for a caller that sends none.
+            let authenticated = match (header, certificate_user) {
+                (None, Some(user)) => Ok(Principal { user }),
+                (header, _) => authenticator.basic(header.as_deref(), source).await,
+            };
+            match authenticated {
                 Ok(principal) => {
+                    request
+                        .extensions_mut()
+                        .insert(Caller::user(&principal.user, source));
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }

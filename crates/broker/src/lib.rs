@@ -14,6 +14,7 @@
 //! `replica_fetcher` and the group coordinator's queries to partition leaders.
 
 pub mod authentication;
+pub mod authorization;
 mod broker_lifecycle;
 mod client_boundary;
 pub mod error;
@@ -110,6 +111,9 @@ pub struct BrokerConfig {
     /// A user (name, password) this node creates if the cluster does not have it yet, so a
     /// cluster that requires authentication has a first user (Redpanda's RP_BOOTSTRAP_USER).
     pub bootstrap_user: Option<(String, String)>,
+    /// Users every authorization check lets through (Kafka's `super.users`); the bootstrap user
+    /// is one too. See `authorization`.
+    pub super_users: Vec<String>,
 }
 
 /// A node's TLS: one identity served on all three listeners and presented to other nodes.
@@ -220,6 +224,7 @@ impl Default for BrokerConfig {
             tls: None,
             require_authentication: false,
             bootstrap_user: None,
+            super_users: Vec::new(),
         }
     }
 }
@@ -235,6 +240,7 @@ pub(crate) struct BrokerState {
     pub(crate) groups: Arc<group_coordinator::GroupCoordinator>,
     pub(crate) request_budget: request_budget::RequestBytesBudget,
     pub(crate) authenticator: Arc<authentication::Authenticator>,
+    pub(crate) authorizer: authorization::Authorizer,
 }
 
 /// A running broker.
@@ -489,6 +495,15 @@ impl Broker {
             config.require_authentication,
             applied_metadata.clone(),
         ));
+        let authorizer = authorization::Authorizer::new(
+            config.require_authentication,
+            config
+                .super_users
+                .iter()
+                .cloned()
+                .chain(config.bootstrap_user.iter().map(|(user, _)| user.clone())),
+            applied_metadata.clone(),
+        );
         let state = Arc::new(BrokerState {
             applied_metadata,
             node,
@@ -499,6 +514,7 @@ impl Broker {
                 config.queued_max_request_bytes,
             ),
             authenticator,
+            authorizer,
         });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
@@ -731,7 +747,7 @@ impl Broker {
         let kafka_server = kafka_listener.map(|listener| {
             tokio::spawn(kafka::serve(
                 listener,
-                Arc::new(kafka::KafkaDoor::new(state.clone())),
+                state.clone(),
                 kafka_shutdown.map(drop),
             ))
         });

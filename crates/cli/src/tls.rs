@@ -200,9 +200,10 @@ impl ClientTlsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
-    /// Make a development CA, a certificate for each node and one client certificate.
+    /// Make a development CA and a certificate for each node, and a clients' CA with one client
+    /// certificate.
     #[command(
-        after_help = "Example:\n  strata certs create --out certs --nodes 3\n  strata server --node-id 1 ... --tls-cert certs/node-1.pem --tls-key certs/node-1-key.pem --tls-ca certs/ca.pem\n  strata topic list --tls-ca certs/ca.pem"
+        after_help = "Example:\n  strata certs create --out certs --nodes 3\n  strata server --node-id 1 ... --tls-cert certs/node-1.pem --tls-key certs/node-1-key.pem --tls-ca certs/ca.pem --tls-client-auth optional --tls-client-ca certs/client-ca.pem\n  strata topic list --tls-ca certs/ca.pem --tls-cert certs/client.pem --tls-key certs/client-key.pem"
     )]
     Create {
         /// Directory to write the files into (created if missing).
@@ -257,6 +258,10 @@ pub fn run_certs(command: CertsCommand) -> Result<()> {
                     node.key.display()
                 );
             }
+            println!(
+                "client CA: {} (the servers' --tls-client-ca)",
+                files.client_ca.display()
+            );
             println!(
                 "client: {} {} (user {client_user})",
                 files.client.certificate.display(),

@@ -105,6 +105,8 @@ error_codes! {
     RebalanceInProgress = 27, "REBALANCE_IN_PROGRESS", false;
     /// The caller may not act on this topic.
     TopicAuthorizationFailed = 29, "TOPIC_AUTHORIZATION_FAILED", false;
+    /// The caller may not act on this group.
+    GroupAuthorizationFailed = 30, "GROUP_AUTHORIZATION_FAILED", false;
     /// The caller may not make this cluster-level call (an inter-broker API, for instance).
     ClusterAuthorizationFailed = 31, "CLUSTER_AUTHORIZATION_FAILED", false;
     /// The batch's timestamps are not acceptable.

@@ -187,9 +187,10 @@ fn state() -> MetadataState {
     MetadataState {
         cluster_id: CLUSTER_ID.to_string(),
         metadata_offset: 8,
-        // Users are written only when there are some, so these files read the same with or
-        // without them (see `MetadataState::users`).
+        // Users and ACLs are written only when there are some, so these files read the same
+        // with or without them (see `MetadataState::users`).
         users: BTreeMap::new(),
+        acls: Default::default(),
         brokers: BTreeMap::from([
             (1, broker(1, false)),
             (2, broker(2, false)),

@@ -8,7 +8,7 @@
 use crate::metadata_state::{PartitionMetadata, TopicMetadata};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use strata_auth::{Mechanism, ScramCredential};
+use strata_auth::{AclBinding, AclFilter, Mechanism, ScramCredential};
 use strata_common::TopicPartition;
 
 /// One change to the cluster metadata.
@@ -103,6 +103,17 @@ pub enum MetadataCommand {
         user: String,
         mechanism: Mechanism,
     },
+    /// Adds ACL bindings (Kafka's CreateAcls); a binding already present changes nothing. Every
+    /// binding must pass [`AclBinding::validate`], or the whole command is refused. Added within
+    /// format version 1.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes the bindings each filter matches (Kafka's DeleteAcls). Added within format
+    /// version 1.
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// What an applied command changed; the proposer gets it back from [`crate::Controller::submit`].
@@ -143,6 +154,13 @@ pub enum CommandOutcome {
     },
     ScramCredentialsChanged {
         user: String,
+    },
+    AclsCreated {
+        count: usize,
+    },
+    /// For each filter, in order, the bindings it removed.
+    AclsDeleted {
+        deleted: Vec<Vec<AclBinding>>,
     },
     PartitionIsrAltered {
         partition: TopicPartition,

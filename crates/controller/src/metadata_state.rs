@@ -22,7 +22,7 @@ use crate::replica_assignment::assign_replicas;
 use crate::topic_config_keys::{check_key, check_overrides, unclean_leader_election};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use strata_auth::{Mechanism, ScramCredential};
+use strata_auth::{AclBinding, AclSet, Mechanism, ScramCredential};
 use strata_common::{ErrorCode, TopicPartition, validate_topic_name};
 
 /// The leader of a partition that has none (Kafka's `-1`).
@@ -125,6 +125,10 @@ pub struct MetadataState {
     /// within format version 1: absent (and not written) while there are no users.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub users: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
+    /// Every ACL binding (`strata_auth::acl`). Added within format version 1: absent (and not
+    /// written) while there are none.
+    #[serde(default, skip_serializing_if = "AclSet::is_empty")]
+    pub acls: AclSet,
 }
 
 fn rejected(code: ErrorCode, message: impl Into<String>) -> CommandRejected {
@@ -266,6 +270,13 @@ impl MetadataState {
             MetadataCommand::DeleteScramCredential { user, mechanism } => {
                 self.delete_scram_credential(user, mechanism)
             }
+            MetadataCommand::CreateAcls { bindings } => self.create_acls(bindings),
+            MetadataCommand::DeleteAcls { filters } => Ok(CommandOutcome::AclsDeleted {
+                deleted: filters
+                    .iter()
+                    .map(|filter| self.acls.remove_matching(filter))
+                    .collect(),
+            }),
         }?;
         self.metadata_offset = offset;
         debug_assert_eq!(self.validate(), Ok(()), "after {outcome:?}");
@@ -335,6 +346,22 @@ impl MetadataState {
             self.users.remove(&user);
         }
         Ok(CommandOutcome::ScramCredentialsChanged { user })
+    }
+
+    fn create_acls(
+        &mut self,
+        bindings: Vec<AclBinding>,
+    ) -> Result<CommandOutcome, CommandRejected> {
+        for binding in &bindings {
+            binding
+                .validate()
+                .map_err(|invalid| invalid_request(invalid.0))?;
+        }
+        let count = bindings.len();
+        for binding in bindings {
+            self.acls.insert(binding);
+        }
+        Ok(CommandOutcome::AclsCreated { count })
     }
 
     pub fn broker(&self, broker_id: i32) -> Option<&BrokerRegistration> {
@@ -889,6 +916,60 @@ mod tests {
     fn credential(mechanism: Mechanism, password: &str) -> ScramCredential {
         ScramCredential::from_password(mechanism, password, b"salt", strata_auth::MIN_ITERATIONS)
             .unwrap()
+    }
+
+    #[test]
+    fn acls_are_created_once_survive_a_snapshot_and_are_deleted_by_filter() {
+        use strata_auth::{AclFilter, Operation, PatternType, Permission, ResourceType};
+        let binding = |name: &str, operation| AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: name.to_string(),
+            pattern_type: PatternType::Literal,
+            principal: "User:alice".to_string(),
+            host: "*".to_string(),
+            operation,
+            permission: Permission::Allow,
+        };
+        let mut state = MetadataState::new();
+        let create = |bindings| MetadataCommand::CreateAcls { bindings };
+        state
+            .apply(create(vec![
+                binding("a", Operation::Read),
+                binding("b", Operation::Write),
+            ]))
+            .unwrap();
+        // The same binding again changes nothing.
+        state
+            .apply(create(vec![binding("a", Operation::Read)]))
+            .unwrap();
+        assert_eq!(state.acls.len(), 2);
+        // One invalid binding refuses the whole command.
+        let mut invalid = binding("c", Operation::Read);
+        invalid.principal = "alice".to_string();
+        let refused = state
+            .apply(create(vec![binding("d", Operation::Read), invalid]))
+            .unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::InvalidRequest);
+        assert_eq!(state.acls.len(), 2);
+
+        let copy: MetadataState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(copy, state);
+
+        let mut only_a = AclFilter::any();
+        only_a.resource_name = Some("a".to_string());
+        let outcome = state
+            .apply(MetadataCommand::DeleteAcls {
+                filters: vec![only_a.clone(), only_a],
+            })
+            .unwrap();
+        assert_eq!(
+            outcome,
+            CommandOutcome::AclsDeleted {
+                deleted: vec![vec![binding("a", Operation::Read)], vec![]]
+            }
+        );
+        assert_eq!(state.acls.len(), 1);
     }
 
     #[test]

@@ -94,13 +94,18 @@ fn rcgen_error(error: rcgen::Error) -> TlsError {
 
 /// The files of a dev cluster's certificates, as [`write_cluster`] lays them out.
 pub struct ClusterFiles {
+    /// Signs the nodes' certificates: what clients trust, and what the internal listener
+    /// accepts.
     pub ca: PathBuf,
     pub nodes: Vec<IdentityFiles>,
+    /// Signs the client certificate: what the client listeners' `--tls-client-ca` names. A CA of
+    /// its own, so a client certificate never opens the internal listener.
+    pub client_ca: PathBuf,
     pub client: IdentityFiles,
 }
 
-/// Writes `ca.pem`, `node-<i>.pem`/`node-<i>-key.pem` for nodes 1..=`nodes` and
-/// `client.pem`/`client-key.pem` (user `client_user`) into `dir`. Node `i` is named
+/// Writes `ca.pem`, `node-<i>.pem`/`node-<i>-key.pem` for nodes 1..=`nodes`, `client-ca.pem`
+/// and `client.pem`/`client-key.pem` (user `client_user`, signed by `client-ca.pem`) into `dir`. Node `i` is named
 /// `strata-node-<i>` and serves `localhost`, `127.0.0.1`, `::1`, `strata-<i>` (the compose
 /// service name) and every name in `extra_hosts`.
 pub fn write_cluster(
@@ -128,10 +133,14 @@ pub fn write_cluster(
         let issued = ca.issue_node(&format!("strata-node-{node}"), &hosts)?;
         node_files.push(write_identity(dir, &format!("node-{node}"), &issued)?);
     }
-    let client = write_identity(dir, "client", &ca.issue_client(client_user)?)?;
+    let client_ca = DevCa::new("Strata development client CA")?;
+    let client_ca_path = dir.join("client-ca.pem");
+    write(&client_ca_path, &client_ca.certificate_pem())?;
+    let client = write_identity(dir, "client", &client_ca.issue_client(client_user)?)?;
     Ok(ClusterFiles {
         ca: ca_path,
         nodes: node_files,
+        client_ca: client_ca_path,
         client,
     })
 }

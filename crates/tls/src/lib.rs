@@ -156,3 +156,13 @@ impl ServerTls {
         Ok(Arc::new(config))
     }
 }
+
+/// The user a verified client certificate names: its subject's common name (CN), the part of
+/// the subject that `strata certs create` and most PKIs put the user in. `None` when the
+/// certificate does not parse or has no CN.
+pub fn certificate_user(certificate: &rustls_pki_types::CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let common_name = parsed.subject().iter_common_name().next()?;
+    let name = common_name.as_str().ok()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}

@@ -1,22 +1,25 @@
+use super::acl_admin;
 use crate::BrokerState;
+use crate::authorization::Caller;
 use crate::broker_lifecycle::{controller_error, wait_until_applied};
 use crate::client_boundary::{TopicAction, check_topic_action};
 use crate::error::PartitionError;
-use crate::grpc::status::error_fields;
+use crate::grpc::status::{error_fields, to_status};
 use crate::topic_config::TopicConfig;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_auth::Operation;
 use strata_common::{ErrorCode, validate_topic_name};
 use strata_controller::{MetadataCommand, MetadataState};
 use strata_proto::v1 as proto;
 use tonic::{Request, Response, Status};
 
 /// How long an admin request waits for its committed change to be applied on this broker.
-const APPLY_WAIT: Duration = Duration::from_secs(10);
+pub(super) const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 pub struct AdminService {
-    state: Arc<BrokerState>,
+    pub(super) state: Arc<BrokerState>,
 }
 
 impl AdminService {
@@ -53,7 +56,7 @@ impl AdminService {
     }
 
     /// Submits `command` and waits until this broker has applied it, which `applied` tells.
-    async fn submit_and_wait(
+    pub(super) async fn submit_and_wait(
         &self,
         command: MetadataCommand,
         applied: impl Fn(&MetadataState) -> bool,
@@ -310,14 +313,19 @@ impl AdminService {
 
     /// Every user's mechanisms when `users` is empty, else the named users' (a user without
     /// credentials gets RESOURCE_NOT_FOUND).
-    pub(crate) fn describe_users(&self, users: Vec<String>) -> Vec<proto::DescribedUser> {
+    pub(crate) fn describe_users(
+        &self,
+        caller: Option<&Caller>,
+        users: Vec<String>,
+    ) -> Result<Vec<proto::DescribedUser>, PartitionError> {
+        self.state.authorizer.cluster(caller, Operation::Describe)?;
         let metadata = self.state.applied_metadata.borrow().clone();
         let names: Vec<String> = if users.is_empty() {
             metadata.users.keys().cloned().collect()
         } else {
             users
         };
-        names
+        Ok(names
             .into_iter()
             .map(|user| match metadata.users.get(&user) {
                 Some(credentials) => proto::DescribedUser {
@@ -339,14 +347,36 @@ impl AdminService {
                     credentials: Vec::new(),
                 },
             })
-            .collect()
+            .collect())
     }
 
     /// Applies the upsertions, then the deletions, one result per user named.
     pub(crate) async fn alter_users(
         &self,
+        caller: Option<&Caller>,
         request: proto::AlterUserScramCredentialsRequest,
     ) -> Vec<proto::UserResult> {
+        if let Err(refused) = self.state.authorizer.cluster(caller, Operation::Alter) {
+            let users: std::collections::BTreeSet<String> = request
+                .upsertions
+                .iter()
+                .map(|upsertion| upsertion.user.clone())
+                .chain(
+                    request
+                        .deletions
+                        .iter()
+                        .map(|deletion| deletion.user.clone()),
+                )
+                .collect();
+            return users
+                .into_iter()
+                .map(|user| proto::UserResult {
+                    user,
+                    error_code: refused.code.code(),
+                    error_message: refused.message.clone(),
+                })
+                .collect();
+        }
         let mut results: BTreeMap<String, Result<(), PartitionError>> = BTreeMap::new();
         for upsertion in request.upsertions {
             let user = upsertion.user.clone();
@@ -380,11 +410,97 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
+    async fn create_acls(
+        &self,
+        request: Request<proto::CreateAclsRequest>,
+    ) -> Result<Response<proto::CreateAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let creations = request
+            .into_inner()
+            .creations
+            .into_iter()
+            .map(acl_admin::binding_from_proto)
+            .collect();
+        let results = self
+            .create_acls(caller.as_ref(), creations)
+            .await
+            .into_iter()
+            .map(|result| {
+                let (error_code, error_message) = error_fields(&result);
+                proto::AclResult {
+                    error_code,
+                    error_message,
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::CreateAclsResponse { results }))
+    }
+
+    async fn describe_acls(
+        &self,
+        request: Request<proto::DescribeAclsRequest>,
+    ) -> Result<Response<proto::DescribeAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let filter = request.into_inner().filter.unwrap_or(proto::AclFilter {
+            resource_type: i32::from(strata_auth::acl::ANY_CODE),
+            pattern_type: i32::from(strata_auth::acl::ANY_CODE),
+            operation: i32::from(strata_auth::acl::ANY_CODE),
+            permission: i32::from(strata_auth::acl::ANY_CODE),
+            ..Default::default()
+        });
+        let described = acl_admin::filter_from_proto(filter)
+            .and_then(|filter| self.describe_acls(caller.as_ref(), &filter));
+        let (error_code, error_message) = error_fields(&described);
+        Ok(Response::new(proto::DescribeAclsResponse {
+            error_code,
+            error_message,
+            bindings: described
+                .unwrap_or_default()
+                .into_iter()
+                .map(acl_admin::binding_to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<proto::DeleteAclsRequest>,
+    ) -> Result<Response<proto::DeleteAclsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let filters = request
+            .into_inner()
+            .filters
+            .into_iter()
+            .map(acl_admin::filter_from_proto)
+            .collect();
+        let results = self
+            .delete_acls(caller.as_ref(), filters)
+            .await
+            .into_iter()
+            .map(|result| {
+                let (error_code, error_message) = error_fields(&result);
+                proto::DeleteAclsFilterResult {
+                    error_code,
+                    error_message,
+                    deleted: result
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(acl_admin::binding_to_proto)
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::DeleteAclsResponse { results }))
+    }
+
     async fn alter_user_scram_credentials(
         &self,
         request: Request<proto::AlterUserScramCredentialsRequest>,
     ) -> Result<Response<proto::AlterUserScramCredentialsResponse>, Status> {
-        let results = self.alter_users(request.into_inner()).await;
+        let caller = Caller::of(&request);
+        let results = self
+            .alter_users(caller.as_ref(), request.into_inner())
+            .await;
         Ok(Response::new(proto::AlterUserScramCredentialsResponse {
             results,
         }))
@@ -394,7 +510,10 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::DescribeUserScramCredentialsRequest>,
     ) -> Result<Response<proto::DescribeUserScramCredentialsResponse>, Status> {
-        let users = self.describe_users(request.into_inner().users);
+        let caller = Caller::of(&request);
+        let users = self
+            .describe_users(caller.as_ref(), request.into_inner().users)
+            .map_err(to_status)?;
         Ok(Response::new(proto::DescribeUserScramCredentialsResponse {
             users,
         }))
@@ -404,15 +523,18 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::CreateTopicsRequest>,
     ) -> Result<Response<proto::CreateTopicsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let caller = caller.as_ref();
         let request = request.into_inner();
         let validate_only = request.validate_only;
         let limit = change_timeout(request.timeout_ms);
         let topics = request.topics.into_iter().map(|topic| async move {
             let name = topic.name.clone();
-            topic_result(
-                name,
-                within(limit, self.create_topic(topic, validate_only)).await,
-            )
+            let created = async {
+                self.state.authorizer.create_topic(caller, &topic.name)?;
+                self.create_topic(topic, validate_only).await
+            };
+            topic_result(name, within(limit, created).await)
         });
         let topics = futures::future::join_all(topics).await;
         Ok(Response::new(proto::CreateTopicsResponse { topics }))
@@ -422,10 +544,18 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::DeleteTopicsRequest>,
     ) -> Result<Response<proto::DeleteTopicsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let caller = caller.as_ref();
         let request = request.into_inner();
         let limit = change_timeout(request.timeout_ms);
         let topics = request.names.into_iter().map(|name| async move {
-            let result = within(limit, self.delete_topic(name.clone())).await;
+            let deleted = async {
+                self.state
+                    .authorizer
+                    .topic(caller, Operation::Delete, &name)?;
+                self.delete_topic(name.clone()).await
+            };
+            let result = within(limit, deleted).await;
             topic_result(name, result)
         });
         Ok(Response::new(proto::DeleteTopicsResponse {
@@ -437,11 +567,24 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::DescribeConfigsRequest>,
     ) -> Result<Response<proto::DescribeConfigsResponse>, Status> {
+        let caller = Caller::of(&request);
         let topics = request
             .into_inner()
             .topics
             .into_iter()
             .map(|name| {
+                if let Err(refused) =
+                    self.state
+                        .authorizer
+                        .topic(caller.as_ref(), Operation::DescribeConfigs, &name)
+                {
+                    return proto::TopicConfigs {
+                        name,
+                        error_code: refused.code.code(),
+                        error_message: refused.message,
+                        entries: Vec::new(),
+                    };
+                }
                 match self
                     .state
                     .controller
@@ -479,16 +622,20 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::AlterConfigsRequest>,
     ) -> Result<Response<proto::AlterConfigsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let caller = caller.as_ref();
         let request = request.into_inner();
         let validate_only = request.validate_only;
         // The request has no timeout field; the client's deadline, if shorter, ends it first.
         let topics = request.topics.into_iter().map(|topic| async move {
             let name = topic.name.clone();
-            let result = within(
-                DEFAULT_CHANGE_TIMEOUT,
-                self.alter_configs(topic, validate_only),
-            )
-            .await;
+            let altered = async {
+                self.state
+                    .authorizer
+                    .topic(caller, Operation::AlterConfigs, &topic.name)?;
+                self.alter_configs(topic, validate_only).await
+            };
+            let result = within(DEFAULT_CHANGE_TIMEOUT, altered).await;
             topic_result(name, result)
         });
         let topics = futures::future::join_all(topics).await;
@@ -499,12 +646,20 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::CreatePartitionsRequest>,
     ) -> Result<Response<proto::CreatePartitionsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let caller = caller.as_ref();
         let request = request.into_inner();
         let validate_only = request.validate_only;
         let limit = change_timeout(request.timeout_ms);
         let topics = request.topics.into_iter().map(|increase| async move {
             let name = increase.name.clone();
-            let result = within(limit, self.create_partitions(increase, validate_only)).await;
+            let grown = async {
+                self.state
+                    .authorizer
+                    .topic(caller, Operation::Alter, &increase.name)?;
+                self.create_partitions(increase, validate_only).await
+            };
+            let result = within(limit, grown).await;
             topic_result(name, result)
         });
         let topics = futures::future::join_all(topics).await;

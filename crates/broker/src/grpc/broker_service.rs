@@ -1,4 +1,5 @@
 use crate::BrokerState;
+use crate::authorization::Caller;
 use crate::client_boundary;
 use crate::error::PartitionError;
 use crate::grpc::status::{error_fields, to_status, with_error_code};
@@ -11,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_auth::Operation;
 use strata_common::ErrorCode;
 use strata_proto::v1 as proto;
 use strata_storage::AppendInfo;
@@ -62,6 +64,7 @@ impl BrokerState {
     /// consumer makes progress past a batch larger than its budget.
     fn read_partitions(
         &self,
+        caller: Option<&Caller>,
         partitions: &[proto::FetchPartition],
         max_bytes: u64,
     ) -> Vec<proto::FetchPartitionResponse> {
@@ -76,6 +79,14 @@ impl BrokerState {
                 u64::MAX
             };
             let budget = partition_budget.min(remaining);
+            if let Err(refused) = self
+                .authorizer
+                .topic(caller, Operation::Read, &request.topic)
+            {
+                // Nothing about a partition the caller may not read, not even its offsets.
+                responses.push(fetch_error(&request.topic, request.partition, refused));
+                continue;
+            }
             let result = if budget == 0 && !nothing_read_yet {
                 self.replicas
                     .partition(&request.topic, request.partition)
@@ -158,6 +169,7 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<proto::FetchResponse, Status
 /// One consumer's `FetchStream`: the partitions it tails, each at the offset it gets next.
 struct StreamedFetch {
     state: Arc<BrokerState>,
+    caller: Option<Caller>,
     inbound: Streaming<proto::FetchStreamRequest>,
     /// Each `fetch_offset` is where the partition's next response starts.
     partitions: Vec<proto::FetchPartition>,
@@ -181,7 +193,9 @@ impl StreamedFetch {
                 }
                 let budget =
                     (self.credit as u64).min(STREAM_CHUNK_BYTES * self.partitions.len() as u64);
-                let mut responses = self.state.read_partitions(&self.partitions, budget);
+                let mut responses =
+                    self.state
+                        .read_partitions(self.caller.as_ref(), &self.partitions, budget);
                 responses
                     .retain(|response| response.error_code != 0 || !response.records.is_empty());
                 if !responses.is_empty() {
@@ -244,6 +258,7 @@ impl BrokerState {
     /// are appended in that order: what `ProduceStream` promises.
     pub(crate) async fn begin_produce(
         self: &Arc<Self>,
+        caller: Option<&Caller>,
         request: proto::ProduceRequest,
         acks: Acks,
     ) -> ProduceCompletion {
@@ -263,6 +278,8 @@ impl BrokerState {
             };
         let appends = request.partitions.into_iter().map(|partition| async move {
             let append = async {
+                self.authorizer
+                    .topic(caller, Operation::Write, &partition.topic)?;
                 client_boundary::check_produce(&partition.topic, &partition.records)?;
                 self.replicas
                     .append_as_leader(
@@ -366,7 +383,11 @@ pub type ProduceResponses = ReceiverStream<Result<proto::ProduceResponse, Status
 impl BrokerService {
     /// Appends the produce requests of one stream in arrival order and answers them in that
     /// order. `requests` is tonic's decoder or the zero-copy one (see `record_routes`).
-    pub fn serve_produce_stream<Requests>(&self, mut requests: Requests) -> ProduceResponses
+    pub fn serve_produce_stream<Requests>(
+        &self,
+        caller: Option<Caller>,
+        mut requests: Requests,
+    ) -> ProduceResponses
     where
         Requests: Stream<Item = Result<proto::ProduceRequest, Status>> + Send + Unpin + 'static,
     {
@@ -388,7 +409,9 @@ impl BrokerService {
                         match message {
                             Some(Ok(request)) => {
                                 let completion = match Acks::from_wire(request.acks) {
-                                    Ok(acks) => state.begin_produce(request, acks).await,
+                                    Ok(acks) => {
+                                        state.begin_produce(caller.as_ref(), request, acks).await
+                                    }
                                     Err(error) => refuse_produce(&state, request, error),
                                 };
                                 pending.push_back(completion);
@@ -416,9 +439,13 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<proto::ProduceRequest>,
     ) -> Result<Response<proto::ProduceResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let acks = Acks::from_wire(request.acks).map_err(to_status)?;
-        let completion = self.state.begin_produce(request, acks).await;
+        let completion = self
+            .state
+            .begin_produce(caller.as_ref(), request, acks)
+            .await;
         Ok(Response::new(completion.await))
     }
 
@@ -428,8 +455,9 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<Streaming<proto::ProduceRequest>>,
     ) -> Result<Response<ProduceResponses>, Status> {
+        let caller = Caller::of(&request);
         Ok(Response::new(
-            self.serve_produce_stream(request.into_inner()),
+            self.serve_produce_stream(caller, request.into_inner()),
         ))
     }
 
@@ -437,6 +465,8 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<proto::FetchRequest>,
     ) -> Result<Response<proto::FetchResponse>, Status> {
+        let caller = Caller::of(&request);
+        let caller = caller.as_ref();
         let request = request.into_inner();
         if request.max_bytes <= 0 {
             return Err(to_status(PartitionError::new(
@@ -453,9 +483,9 @@ impl proto::broker_server::Broker for BrokerService {
             for receiver in &mut receivers {
                 receiver.borrow_and_update();
             }
-            let partitions = self
-                .state
-                .read_partitions(&request.partitions, request.max_bytes as u64);
+            let partitions =
+                self.state
+                    .read_partitions(caller, &request.partitions, request.max_bytes as u64);
             let bytes: usize = partitions
                 .iter()
                 .map(|partition| partition.records.len())
@@ -468,9 +498,11 @@ impl proto::broker_server::Broker for BrokerService {
                 .await
                 .is_err()
             {
-                let partitions = self
-                    .state
-                    .read_partitions(&request.partitions, request.max_bytes as u64);
+                let partitions = self.state.read_partitions(
+                    caller,
+                    &request.partitions,
+                    request.max_bytes as u64,
+                );
                 return Ok(Response::new(proto::FetchResponse { partitions }));
             }
         }
@@ -482,6 +514,7 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<Streaming<proto::FetchStreamRequest>>,
     ) -> Result<Response<FetchStream>, Status> {
+        let caller = Caller::of(&request);
         let mut inbound = request.into_inner();
         let start = inbound.message().await?.ok_or_else(|| {
             to_status(PartitionError::new(
@@ -498,6 +531,7 @@ impl proto::broker_server::Broker for BrokerService {
         let tail = StreamedFetch {
             receivers: self.state.subscribe(&start.partitions),
             state: self.state.clone(),
+            caller,
             inbound,
             partitions: start.partitions,
             credit: start.grant_bytes,
@@ -515,16 +549,23 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<proto::ListOffsetsRequest>,
     ) -> Result<Response<proto::ListOffsetsResponse>, Status> {
+        let caller = Caller::of(&request);
         let partitions = request
             .into_inner()
             .partitions
             .into_iter()
             .map(|request| {
-                let result = self.state.replicas.list_offset(
-                    &request.topic,
-                    request.partition,
-                    request.timestamp,
-                );
+                let result = self
+                    .state
+                    .authorizer
+                    .topic(caller.as_ref(), Operation::Describe, &request.topic)
+                    .and_then(|()| {
+                        self.state.replicas.list_offset(
+                            &request.topic,
+                            request.partition,
+                            request.timestamp,
+                        )
+                    });
                 let (error_code, error_message) = error_fields(&result);
                 // The leader's log size rides along, so `topic describe` has it from the same
                 // round trip as the offsets; only beside an answer, as an error has no log.
@@ -559,6 +600,10 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<proto::InitProducerIdRequest>,
     ) -> Result<Response<proto::InitProducerIdResponse>, Status> {
+        self.state
+            .authorizer
+            .idempotent_producer(Caller::of(&request).as_ref())
+            .map_err(to_status)?;
         if !request.into_inner().transactional_id.is_empty() {
             return Err(to_status(PartitionError::new(
                 ErrorCode::InvalidRequest,
@@ -579,11 +624,26 @@ impl proto::broker_server::Broker for BrokerService {
         &self,
         request: Request<proto::MetadataRequest>,
     ) -> Result<Response<proto::MetadataResponse>, Status> {
+        let caller = Caller::of(&request);
+        let may_describe = |topic: &str| {
+            self.state
+                .authorizer
+                .topic(caller.as_ref(), Operation::Describe, topic)
+        };
         let request = request.into_inner();
         // Served from this node's copy of the replicated metadata, which trails the controller
         // leader by at most the replication delay; clients refresh on NOT_LEADER_OR_FOLLOWER.
         let state = self.state.controller.metadata().borrow().clone();
         let topic_metadata = |name: &str| -> proto::TopicMetadata {
+            // Refused before existence is checked, so a caller cannot probe which topics exist.
+            if let Err(refused) = may_describe(name) {
+                return proto::TopicMetadata {
+                    name: name.to_string(),
+                    error_code: refused.code.code(),
+                    error_message: refused.message,
+                    partitions: Vec::new(),
+                };
+            }
             let Some(topic) = state.topic(name) else {
                 return proto::TopicMetadata {
                     name: name.to_string(),
@@ -616,9 +676,11 @@ impl proto::broker_server::Broker for BrokerService {
             }
         };
         let topics = if request.topics.is_empty() {
+            // Listing everything lists what the caller may describe, as Kafka does.
             state
                 .topics
                 .keys()
+                .filter(|name| may_describe(name).is_ok())
                 .map(|name| topic_metadata(name))
                 .collect()
         } else {

@@ -1,5 +1,7 @@
+use crate::authorization::Caller;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use strata_auth::{Operation, ResourceType};
 
 use strata_common::{ErrorCode, TopicPartition};
 use strata_coordinator::{Assignment, HeartbeatRequest, OffsetAndMetadata};
@@ -168,13 +170,30 @@ pub(crate) fn new_member_id() -> String {
 }
 
 impl BrokerState {
+    /// A share-group member reads its group and the topics it fetches: Read on each, as
+    /// Kafka's ShareFetch asks.
+    fn authorize_share_group(
+        &self,
+        caller: Option<&Caller>,
+        group_id: &str,
+        topics: &[String],
+    ) -> Result<(), PartitionError> {
+        self.authorizer.group(caller, Operation::Read, group_id)?;
+        topics
+            .iter()
+            .try_for_each(|topic| self.authorizer.topic(caller, Operation::Read, topic))
+    }
+
     /// The KIP-848 heartbeat of both doors. A joining member gets `joining_member_id`: the gRPC
     /// door makes one up, a Kafka client (ConsumerGroupHeartbeat v1, KIP-1082) brings its own.
     pub(crate) async fn consumer_heartbeat(
         &self,
+        caller: Option<&Caller>,
         request: proto::ConsumerGroupHeartbeatRequest,
         joining_member_id: String,
     ) -> Result<proto::ConsumerGroupHeartbeatResponse, PartitionError> {
+        self.authorizer
+            .group(caller, Operation::Read, &request.group_id)?;
         let groups = &self.groups;
         let shard = groups.shard_for(&request.group_id).await?;
         let counts = groups.topic_partition_counts();
@@ -214,8 +233,11 @@ impl BrokerState {
 
     async fn commit(
         &self,
+        caller: Option<&Caller>,
         request: proto::OffsetCommitRequest,
     ) -> Result<Vec<proto::PartitionError>, PartitionError> {
+        self.authorizer
+            .group(caller, Operation::Read, &request.group_id)?;
         let groups = &self.groups;
         let shard = groups.shard_for(&request.group_id).await?;
         let now_ms = self.groups.now_ms();
@@ -232,6 +254,12 @@ impl BrokerState {
         // A committed offset is never above the high watermark: it would skip records that do
         // not exist yet (or never will, after a leader change).
         let checks = groups.check_high_watermarks(&wanted).await;
+        // Committing for a partition needs Read on its topic too, as in Kafka.
+        let checks = wanted.iter().zip(checks).map(|((partition, _), check)| {
+            self.authorizer
+                .topic(caller, Operation::Read, &partition.topic)
+                .and(check)
+        });
         let mut answers = vec![None; wanted.len()];
         let mut accepted = Vec::new();
         for (index, (partition, check)) in request.partitions.into_iter().zip(checks).enumerate() {
@@ -288,8 +316,11 @@ impl BrokerState {
 
     async fn fetch_offsets(
         &self,
+        caller: Option<&Caller>,
         request: proto::OffsetFetchRequest,
     ) -> Result<Vec<proto::CommittedOffset>, PartitionError> {
+        self.authorizer
+            .group(caller, Operation::Describe, &request.group_id)?;
         let shard = self.groups.shard_for(&request.group_id).await?;
         let partitions: Vec<TopicPartition> =
             to_assignment(request.partitions).into_iter().collect();
@@ -300,8 +331,17 @@ impl BrokerState {
                 shard.committed_offsets(&request.group_id, wanted)
             })
             .await?;
+        // Offsets of topics the caller may not describe are left out, as Kafka leaves them out.
         Ok(offsets
             .iter()
+            .filter(|(topic_partition, _)| {
+                self.authorizer.allows(
+                    caller,
+                    Operation::Describe,
+                    ResourceType::Topic,
+                    &topic_partition.topic,
+                )
+            })
             .map(|(topic_partition, offset)| committed(topic_partition, offset.as_ref()))
             .collect())
     }
@@ -464,18 +504,21 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::FindCoordinatorRequest>,
     ) -> Result<Response<proto::FindCoordinatorResponse>, Status> {
+        let caller = Caller::of(&request);
         let group_id = request.into_inner().group_id;
-        let result =
+        let result = async {
             self.state
-                .groups
-                .find_coordinator(&group_id)
-                .await
-                .map(|(node_id, address)| proto::FindCoordinatorResponse {
-                    error_code: 0,
-                    error_message: String::new(),
-                    node_id,
-                    address,
-                });
+                .authorizer
+                .group(caller.as_ref(), Operation::Describe, &group_id)?;
+            self.state.groups.find_coordinator(&group_id).await
+        }
+        .await
+        .map(|(node_id, address)| proto::FindCoordinatorResponse {
+            error_code: 0,
+            error_message: String::new(),
+            node_id,
+            address,
+        });
         reply(result)
     }
 
@@ -483,9 +526,10 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::ConsumerGroupHeartbeatRequest>,
     ) -> Result<Response<proto::ConsumerGroupHeartbeatResponse>, Status> {
+        let caller = Caller::of(&request);
         let result = self
             .state
-            .consumer_heartbeat(request.into_inner(), new_member_id())
+            .consumer_heartbeat(caller.as_ref(), request.into_inner(), new_member_id())
             .await;
         reply(result)
     }
@@ -494,13 +538,14 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::OffsetCommitRequest>,
     ) -> Result<Response<proto::OffsetCommitResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let partitions: Vec<(String, i32)> = request
             .partitions
             .iter()
             .map(|partition| (partition.topic.clone(), partition.partition))
             .collect();
-        let result = self.state.commit(request).await;
+        let result = self.state.commit(caller.as_ref(), request).await;
         // A failure of the whole commit is reported on every partition, as Kafka does.
         let partitions = match result {
             Ok(answers) => answers,
@@ -521,9 +566,10 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::OffsetFetchRequest>,
     ) -> Result<Response<proto::OffsetFetchResponse>, Status> {
+        let caller = Caller::of(&request);
         let result = self
             .state
-            .fetch_offsets(request.into_inner())
+            .fetch_offsets(caller.as_ref(), request.into_inner())
             .await
             .map(|offsets| proto::OffsetFetchResponse {
                 error_code: 0,
@@ -535,8 +581,9 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
 
     async fn list_groups(
         &self,
-        _request: Request<proto::ListGroupsRequest>,
+        request: Request<proto::ListGroupsRequest>,
     ) -> Result<Response<proto::ListGroupsResponse>, Status> {
+        let caller = Caller::of(&request);
         let mut groups = Vec::new();
         for shard in self.state.groups.led_shards().await {
             if let Ok(listed) = self.state.groups.read(&shard, |shard| shard.list()).await {
@@ -585,6 +632,15 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
                 );
             }
         }
+        // The groups the caller may describe, as Kafka lists them.
+        groups.retain(|group| {
+            self.state.authorizer.allows(
+                caller.as_ref(),
+                Operation::Describe,
+                ResourceType::Group,
+                &group.group_id,
+            )
+        });
         Ok(Response::new(proto::ListGroupsResponse {
             error_code: 0,
             error_message: String::new(),
@@ -596,10 +652,15 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::DescribeGroupRequest>,
     ) -> Result<Response<proto::DescribeGroupResponse>, Status> {
-        let result = self
-            .state
-            .describe_group(request.into_inner().group_id)
-            .await;
+        let caller = Caller::of(&request);
+        let group_id = request.into_inner().group_id;
+        let result = async {
+            self.state
+                .authorizer
+                .group(caller.as_ref(), Operation::Describe, &group_id)?;
+            self.state.describe_group(group_id).await
+        }
+        .await;
         reply(result)
     }
 
@@ -607,9 +668,15 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::ShareFetchRequest>,
     ) -> Result<Response<proto::ShareFetchResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let groups = &self.state.groups;
         let result = async {
+            self.state.authorize_share_group(
+                caller.as_ref(),
+                &request.group_id,
+                &request.topics,
+            )?;
             check_member(&request.member_id)?;
             let settings = share_settings(request.settings)?;
             let shard = groups.shard_for(&request.group_id).await?;
@@ -670,9 +737,12 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::ShareAcknowledgeRequest>,
     ) -> Result<Response<proto::ShareAcknowledgeResponse>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let groups = &self.state.groups;
         let result = async {
+            self.state
+                .authorize_share_group(caller.as_ref(), &request.group_id, &[])?;
             check_member(&request.member_id)?;
             let settings = share_settings(request.settings)?;
             let shard = groups.shard_for(&request.group_id).await?;
@@ -704,9 +774,13 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::DescribeGroupRequest>,
     ) -> Result<Response<proto::DescribeShareGroupResponse>, Status> {
+        let caller = Caller::of(&request);
         let group_id = request.into_inner().group_id;
         let groups = &self.state.groups;
         let result = async {
+            self.state
+                .authorizer
+                .group(caller.as_ref(), Operation::Describe, &group_id)?;
             let shard = groups.shard_for(&group_id).await?;
             let description = groups.describe_share(&shard, &group_id).await?;
             Ok::<_, PartitionError>(proto::DescribeShareGroupResponse {
@@ -739,9 +813,13 @@ impl proto::group_coordinator_server::GroupCoordinator for GroupService {
         &self,
         request: Request<proto::DeleteGroupRequest>,
     ) -> Result<Response<proto::DeleteGroupResponse>, Status> {
+        let caller = Caller::of(&request);
         let group_id = request.into_inner().group_id;
         let groups = &self.state.groups;
         let result = async {
+            self.state
+                .authorizer
+                .group(caller.as_ref(), Operation::Delete, &group_id)?;
             let shard = groups.shard_for(&group_id).await?;
             groups
                 .write(&shard, |shard| Ok(((), shard.delete_group(&group_id)?)))

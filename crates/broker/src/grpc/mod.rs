@@ -3,6 +3,7 @@
 //! to other nodes build them (`replica_fetcher`, and the group coordinator asking partition
 //! leaders for offsets).
 
+mod acl_admin;
 mod admin_service;
 mod broker_service;
 mod group_service;

@@ -5,6 +5,7 @@
 //! Every other call reaches the router unchanged. The handlers are the services' own, so a call
 //! behaves exactly as when tonic serves it.
 
+use crate::authorization::Caller;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -134,9 +135,10 @@ where
                 RecordRoute::ProduceStream => {
                     serve_streaming(request, MAX_REQUEST_BYTES, |requests| async {
                         ready()?;
+                        let caller = Caller::of(&requests);
                         let requests = requests.into_inner();
                         Ok(Response::new(
-                            handlers.broker.serve_produce_stream(requests),
+                            handlers.broker.serve_produce_stream(caller, requests),
                         ))
                     })
                     .await

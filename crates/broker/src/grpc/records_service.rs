@@ -8,12 +8,14 @@
 //! partition's leader the same way, and its batches are decoded (decompressed too) here.
 
 use crate::BrokerState;
+use crate::authorization::Caller;
 use crate::error::PartitionError;
 use crate::grpc::status::to_status;
 use crate::replica_manager::Acks;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strata_auth::Operation;
 use strata_common::{ErrorCode, partition_for_key};
 use strata_proto::v1 as proto;
 use strata_proto::v1::broker_server::Broker;
@@ -198,6 +200,7 @@ impl RecordsService {
         let completion = self
             .state
             .begin_produce(
+                None,
                 proto::ProduceRequest {
                     acks: request.acks,
                     timeout_ms: request.timeout_ms,
@@ -250,7 +253,14 @@ impl proto::records_server::Records for RecordsService {
         request: Request<proto::ProduceRecordsRequest>,
     ) -> Result<Response<proto::ProduceRecordsResponse>, Status> {
         let forwarded = request.metadata().contains_key(FORWARDED_METADATA);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        // Checked here, on the node the client called: a forwarded part reaches the leader on
+        // the internal listener, where only nodes are.
+        self.state
+            .authorizer
+            .topic(caller.as_ref(), Operation::Write, &request.topic)
+            .map_err(to_status)?;
         let partition_count = {
             let metadata = self.state.controller.metadata().borrow().clone();
             metadata
@@ -293,7 +303,12 @@ impl proto::records_server::Records for RecordsService {
         request: Request<proto::FetchRecordsRequest>,
     ) -> Result<Response<proto::FetchRecordsResponse>, Status> {
         let forwarded = request.metadata().contains_key(FORWARDED_METADATA);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        self.state
+            .authorizer
+            .topic(caller.as_ref(), Operation::Read, &request.topic)
+            .map_err(to_status)?;
         let failed = |error: PartitionError| proto::FetchRecordsResponse {
             error_code: error.code.code(),
             error_message: error.message,

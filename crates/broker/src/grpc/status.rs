@@ -40,9 +40,9 @@ fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::InvalidRecordState => Code::FailedPrecondition,
         ErrorCode::StaleBrokerEpoch => Code::FailedPrecondition,
         ErrorCode::GroupMaxSizeReached => Code::ResourceExhausted,
-        ErrorCode::TopicAuthorizationFailed | ErrorCode::ClusterAuthorizationFailed => {
-            Code::PermissionDenied
-        }
+        ErrorCode::TopicAuthorizationFailed
+        | ErrorCode::GroupAuthorizationFailed
+        | ErrorCode::ClusterAuthorizationFailed => Code::PermissionDenied,
         ErrorCode::GroupIdNotFound | ErrorCode::ResourceNotFound => Code::NotFound,
         ErrorCode::SaslAuthenticationFailed => Code::Unauthenticated,
         ErrorCode::UnsupportedSaslMechanism

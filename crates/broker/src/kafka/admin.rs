@@ -33,10 +33,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
+use strata_auth::Operation;
 use strata_common::ErrorCode;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_server::Admin;
-use tonic::Request;
 use uuid::Uuid;
 
 /// What this module serves (see `versions`): every version of these APIs `kafka-protocol`
@@ -306,7 +306,7 @@ impl KafkaDoor {
     ) -> Result<NewTopic, Refusal> {
         let answer = self
             .admin()
-            .create_topics(Request::new(proto::CreateTopicsRequest {
+            .create_topics(self.request(proto::CreateTopicsRequest {
                 topics: vec![proto::CreatableTopic {
                     name: topic.name.clone(),
                     num_partitions: topic.num_partitions,
@@ -396,7 +396,7 @@ impl KafkaDoor {
     async fn delete_topic(&self, name: &str, timeout_ms: i32) -> Result<(), Refusal> {
         let answer = self
             .admin()
-            .delete_topics(Request::new(proto::DeleteTopicsRequest {
+            .delete_topics(self.request(proto::DeleteTopicsRequest {
                 names: vec![name.to_string()],
                 timeout_ms,
             }))
@@ -430,7 +430,7 @@ impl KafkaDoor {
                     Ok(()) => {
                         let answer = self
                             .admin()
-                            .create_partitions(Request::new(proto::CreatePartitionsRequest {
+                            .create_partitions(self.request(proto::CreatePartitionsRequest {
                                 topics: vec![proto::PartitionsIncrease {
                                     name,
                                     count: topic.count,
@@ -461,6 +461,9 @@ impl KafkaDoor {
                 let name = &name;
                 async move {
                     let deleted = async {
+                        self.state
+                            .authorizer
+                            .topic(self.caller(), Operation::Delete, name)?;
                         check_topic_action(name, TopicAction::DeleteRecords)?;
                         self.state
                             .replicas

@@ -23,11 +23,12 @@ use kafka_protocol::messages::{
     ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use strata_auth::Operation;
 use strata_common::ErrorCode;
 use strata_controller::MetadataState;
 use strata_proto::v1 as proto;
 use strata_proto::v1::broker_server::Broker;
-use tonic::{Request, Status};
+use tonic::Status;
 
 /// What this module serves (see `versions`). Produce and Fetch stop before the versions that
 /// name topics by id only (Produce 13, Fetch 13), so clients name topics there, as with any
@@ -95,6 +96,13 @@ impl KafkaDoor {
         self.state.controller.metadata().borrow().clone()
     }
 
+    /// Describe on `topic`: what metadata, offsets and epochs need.
+    pub(super) fn may_describe(&self, topic: &str) -> Result<(), PartitionError> {
+        self.state
+            .authorizer
+            .topic(self.caller(), Operation::Describe, topic)
+    }
+
     pub(super) fn metadata(&self, request: MetadataRequest, version: i16) -> MetadataResponse {
         let state = self.metadata_state();
         let brokers = state
@@ -116,6 +124,10 @@ impl KafkaDoor {
             let mut response = MetadataResponseTopic::default().with_name(Some(name(requested)));
             if version >= 1 {
                 response.is_internal = requested.starts_with("__");
+            }
+            // Refused before existence is checked, so a caller cannot probe which topics exist.
+            if let Err(refused) = self.may_describe(requested) {
+                return response.with_error_code(partition_error_code(&refused));
             }
             let Some(topic) = state.topic(requested) else {
                 return response.with_error_code(ErrorCode::UnknownTopicOrPartition.code() as i16);
@@ -176,7 +188,13 @@ impl KafkaDoor {
                     }
                 })
                 .collect(),
-            _ => state.topics.keys().map(|name| topic(name)).collect(),
+            // Every topic means every topic the caller may describe, as in Kafka.
+            _ => state
+                .topics
+                .keys()
+                .filter(|name| self.may_describe(name).is_ok())
+                .map(|name| topic(name))
+                .collect(),
         };
         let mut response = MetadataResponse::default()
             .with_brokers(brokers)
@@ -230,6 +248,7 @@ impl KafkaDoor {
         let completion = self
             .state
             .begin_produce(
+                self.caller(),
                 proto::ProduceRequest {
                     acks: i32::from(request.acks),
                     timeout_ms: request.timeout_ms,
@@ -286,7 +305,7 @@ impl KafkaDoor {
         let requested = partitions.clone();
         let fetched = self
             .broker
-            .fetch(Request::new(proto::FetchRequest {
+            .fetch(self.request(proto::FetchRequest {
                 max_wait_ms: request.max_wait_ms,
                 min_bytes: request.min_bytes,
                 // Version 3 and later carry a response limit; before it only partition limits.
@@ -346,11 +365,13 @@ impl KafkaDoor {
         let results = request.topics.into_iter().flat_map(|topic| {
             let topic_name = topic.name.0.to_string();
             topic.partitions.into_iter().map(move |partition| {
-                let found = self.state.replicas.list_offset(
-                    &topic_name,
-                    partition.partition_index,
-                    partition.timestamp,
-                );
+                let found = self.may_describe(&topic_name).and_then(|()| {
+                    self.state.replicas.list_offset(
+                        &topic_name,
+                        partition.partition_index,
+                        partition.timestamp,
+                    )
+                });
                 let leader_epoch = self
                     .state
                     .replicas
@@ -394,7 +415,12 @@ impl KafkaDoor {
                 .with_producer_id((-1).into())
                 .with_producer_epoch(-1);
         }
-        match self.state.node.allocate_producer_id() {
+        match self
+            .state
+            .authorizer
+            .idempotent_producer(self.caller())
+            .and_then(|()| self.state.node.allocate_producer_id())
+        {
             Ok(producer_id) => InitProducerIdResponse::default()
                 .with_producer_id(producer_id.into())
                 .with_producer_epoch(0),
@@ -429,12 +455,15 @@ impl KafkaDoor {
                         } else {
                             partition.current_leader_epoch
                         };
-                        match self.state.replicas.end_offset_for_epoch(
-                            &topic_name,
-                            partition.partition,
-                            current_leader_epoch,
-                            partition.leader_epoch,
-                        ) {
+                        let found = self.may_describe(&topic_name).and_then(|()| {
+                            self.state.replicas.end_offset_for_epoch(
+                                &topic_name,
+                                partition.partition,
+                                current_leader_epoch,
+                                partition.leader_epoch,
+                            )
+                        });
+                        match found {
                             Ok(Some((epoch, end_offset))) => response
                                 .with_leader_epoch(epoch)
                                 .with_end_offset(end_offset),

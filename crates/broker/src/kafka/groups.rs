@@ -48,11 +48,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::time::Duration;
+use strata_auth::{Operation, ResourceType};
 use strata_common::{ErrorCode, TopicPartition};
 use strata_coordinator::classic::{JoinRequest, SyncRequest};
 use strata_proto::v1 as proto;
 use strata_proto::v1::group_coordinator_server::GroupCoordinator;
-use tonic::Request;
 
 /// What this module serves (see `versions`). OffsetCommit and OffsetFetch stop before the
 /// versions that name topics by id only (10 and 10), as Produce and Fetch do.
@@ -196,7 +196,7 @@ impl KafkaDoor {
         }
         let found = self
             .group_service()
-            .find_coordinator(Request::new(proto::FindCoordinatorRequest {
+            .find_coordinator(self.request(proto::FindCoordinatorRequest {
                 group_id: key.to_string(),
             }))
             .await
@@ -280,7 +280,7 @@ impl KafkaDoor {
         // is refused.
         let answers = self
             .group_service()
-            .offset_commit(Request::new(proto::OffsetCommitRequest {
+            .offset_commit(self.request(proto::OffsetCommitRequest {
                 group_id: request.group_id.0.to_string(),
                 member_id: request.member_id.to_string(),
                 member_epoch: request.generation_id_or_member_epoch,
@@ -326,7 +326,7 @@ impl KafkaDoor {
         };
         let response = self
             .group_service()
-            .offset_fetch(Request::new(proto::OffsetFetchRequest {
+            .offset_fetch(self.request(proto::OffsetFetchRequest {
                 group_id: group.to_string(),
                 partitions,
             }))
@@ -465,6 +465,9 @@ impl KafkaDoor {
         let groups = &self.state.groups;
         let limit = Duration::from_millis(rebalance_timeout_ms.max(0) as u64);
         let answer = async {
+            self.state
+                .authorizer
+                .group(self.caller(), Operation::Read, &group)?;
             let shard = groups.shard_for(&group).await?;
             let (start_group, poll_group) = (group.clone(), group.clone());
             groups
@@ -545,6 +548,9 @@ impl KafkaDoor {
         let limit =
             Duration::from_millis(groups.coordinator_config().max_session_timeout_ms.max(0) as u64);
         let answer = async {
+            self.state
+                .authorizer
+                .group(self.caller(), Operation::Read, &group)?;
             let shard = groups.shard_for(&group).await?;
             let (start_group, poll_group) = (group.clone(), group.clone());
             groups
@@ -578,6 +584,9 @@ impl KafkaDoor {
         let group = request.group_id.0.to_string();
         let groups = &self.state.groups;
         let answer = async {
+            self.state
+                .authorizer
+                .group(self.caller(), Operation::Read, &group)?;
             let shard = groups.shard_for(&group).await?;
             groups
                 .classic(&shard, |shard, now_ms| {
@@ -614,6 +623,9 @@ impl KafkaDoor {
         };
         let groups = &self.state.groups;
         let answer = async {
+            self.state
+                .authorizer
+                .group(self.caller(), Operation::Read, &group)?;
             let shard = groups.shard_for(&group).await?;
             groups
                 .classic(&shard, |shard, now_ms| {
@@ -690,8 +702,15 @@ impl KafkaDoor {
                 .await;
             let Ok(groups) = groups else { continue };
             for (group, protocol_type, state, group_type) in groups {
+                // The groups the caller may describe, as Kafka lists them.
                 if !wanted(&request.states_filter, &state)
                     || !wanted(&request.types_filter, group_type)
+                    || !self.state.authorizer.allows(
+                        self.caller(),
+                        Operation::Describe,
+                        ResourceType::Group,
+                        &group,
+                    )
                 {
                     continue;
                 }
@@ -712,6 +731,13 @@ impl KafkaDoor {
 
     async fn describe_group(&self, group: &str, version: i16) -> DescribedGroup {
         let described = DescribedGroup::default().with_group_id(group_id(group));
+        if let Err(refused) = self
+            .state
+            .authorizer
+            .group(self.caller(), Operation::Describe, group)
+        {
+            return described.with_error_code(code(refused.code));
+        }
         let groups = &self.state.groups;
         let shard = match groups.shard_for(group).await {
             Ok(shard) => shard,
@@ -782,7 +808,7 @@ impl KafkaDoor {
         for group in request.groups_names {
             let error_code = match self
                 .group_service()
-                .delete_group(Request::new(proto::DeleteGroupRequest {
+                .delete_group(self.request(proto::DeleteGroupRequest {
                     group_id: group.0.to_string(),
                 }))
                 .await
@@ -812,6 +838,9 @@ impl KafkaDoor {
             .collect();
         let groups = &self.state.groups;
         let answer = async {
+            self.state
+                .authorizer
+                .group(self.caller(), Operation::Delete, &group)?;
             let shard = groups.shard_for(&group).await?;
             groups
                 .write(&shard, |shard| {

@@ -27,6 +27,7 @@ mod users;
 mod versions;
 
 use crate::BrokerState;
+use crate::authorization::Caller;
 use crate::grpc;
 use bytes::Bytes;
 use frame::{FrameError, Request};
@@ -38,10 +39,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-/// What the handlers share: the broker's state and the gRPC services whose calls they reuse.
+/// One connection's handlers: the broker's state, the gRPC services whose calls they reuse, and
+/// who is calling (checked by `authorization` here and in the gRPC services they call).
 pub(crate) struct KafkaDoor {
     state: Arc<BrokerState>,
     broker: grpc::BrokerService,
+    caller: Caller,
 }
 
 /// What a handler decided about one request.
@@ -55,11 +58,24 @@ enum Reply {
 }
 
 impl KafkaDoor {
-    pub(crate) fn new(state: Arc<BrokerState>) -> KafkaDoor {
+    fn new(state: Arc<BrokerState>, caller: Caller) -> KafkaDoor {
         KafkaDoor {
             broker: grpc::BrokerService::new(state.clone()),
             state,
+            caller,
         }
+    }
+
+    /// A gRPC request for the call this connection's request translates into, carrying the
+    /// caller so the service checks it as it checks the gRPC door's.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self.caller.clone());
+        request
+    }
+
+    fn caller(&self) -> Option<&Caller> {
+        Some(&self.caller)
     }
 
     async fn handle(&self, request: Request) -> Reply {
@@ -113,7 +129,7 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
 /// Each connection's TLS handshake, when the listener has TLS, runs in that connection's task.
 pub(crate) async fn serve(
     listener: TlsListener,
-    door: Arc<KafkaDoor>,
+    state: Arc<BrokerState>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut connections = JoinSet::new();
@@ -123,10 +139,10 @@ pub(crate) async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => {
-                    let door = door.clone();
+                    let state = state.clone();
                     connections.spawn(async move {
                         if let Some(stream) = accepted.establish().await {
-                            serve_connection(stream, door).await;
+                            serve_connection(stream, state).await;
                         }
                     });
                 }
@@ -145,9 +161,22 @@ pub(crate) async fn serve(
 /// The largest read buffered ahead of the frame being decoded.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
+async fn serve_connection(stream: MaybeTlsStream, state: Arc<BrokerState>) {
     let peer = stream.peer();
-    let mut session = sasl::Session::new(peer, stream.is_tls(), door.state.authenticator.clone());
+    let certificate_user = stream
+        .client_certificates()
+        .and_then(|chain| chain.first().and_then(strata_tls::certificate_user));
+    let mut session = sasl::Session::new(
+        peer,
+        stream.is_tls(),
+        certificate_user,
+        state.authenticator.clone(),
+    );
+    let caller_of = |session: &sasl::Session| match session.principal() {
+        Some(principal) => Caller::user(&principal.user, peer.ip()),
+        None => Caller::anonymous(peer.ip()),
+    };
+    let mut door = KafkaDoor::new(state, caller_of(&session));
     // One request at a time, so reads and writes never overlap and one buffered stream serves
     // both (writes pass through the read buffer).
     let mut connection = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
@@ -188,6 +217,7 @@ async fn serve_connection(stream: MaybeTlsStream, door: Arc<KafkaDoor>) {
                         if let sasl::After::Close(reason) = after {
                             closing = Some(reason);
                         }
+                        door.caller = caller_of(&session);
                         Reply::Respond(Box::new(ResponseKind::SaslAuthenticate(response)))
                     }
                     RequestKind::ApiVersions(_) => door.handle(request).await,

@@ -62,21 +62,38 @@ pub(super) struct Session {
     tls: bool,
     authenticator: Arc<Authenticator>,
     progress: Progress,
+    /// The user a verified client certificate names: authenticated without SASL, as on Kafka's
+    /// SSL listeners with client authentication. A SASL exchange still replaces it.
+    certificate_user: Option<Principal>,
 }
 
 impl Session {
-    pub(super) fn new(peer: SocketAddr, tls: bool, authenticator: Arc<Authenticator>) -> Self {
+    pub(super) fn new(
+        peer: SocketAddr,
+        tls: bool,
+        certificate_user: Option<String>,
+        authenticator: Arc<Authenticator>,
+    ) -> Self {
         Self {
             peer,
             tls,
             authenticator,
             progress: Progress::Start,
+            certificate_user: certificate_user.map(|user| Principal { user }),
+        }
+    }
+
+    /// Who the connection has proven to be, if anyone.
+    pub(super) fn principal(&self) -> Option<&Principal> {
+        match &self.progress {
+            Progress::Done(principal) => Some(principal),
+            _ => self.certificate_user.as_ref(),
         }
     }
 
     /// Whether the connection may make requests beyond ApiVersions and SASL.
     pub(super) fn may_proceed(&self) -> bool {
-        !self.authenticator.required() || matches!(self.progress, Progress::Done(_))
+        !self.authenticator.required() || self.principal().is_some()
     }
 
     fn mechanisms(&self) -> Vec<&'static str> {

@@ -68,7 +68,7 @@ impl KafkaDoor {
         };
         let results = self
             .admin()
-            .alter_users(request)
+            .alter_users(self.caller(), request)
             .await
             .into_iter()
             .map(|result| {
@@ -91,9 +91,16 @@ impl KafkaDoor {
             .into_iter()
             .map(|user| user.name.to_string())
             .collect();
-        let results = self
-            .admin()
-            .describe_users(users)
+        let described = match self.admin().describe_users(self.caller(), users) {
+            Ok(described) => described,
+            // Kafka answers a caller without Describe on the cluster with a top-level error.
+            Err(refused) => {
+                return DescribeUserScramCredentialsResponse::default()
+                    .with_error_code(refused.code.code() as i16)
+                    .with_error_message(message(refused.message));
+            }
+        };
+        let results = described
             .into_iter()
             .map(|described| {
                 DescribeUserScramCredentialsResult::default()

@@ -19,10 +19,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
+use strata_auth::Operation;
 use strata_common::ErrorCode;
 use strata_proto::v1 as proto;
 use strata_proto::v1::admin_server::Admin;
-use tonic::Request;
 
 /// Kafka's config resource types.
 const TOPIC: i8 = 2;
@@ -321,7 +321,7 @@ impl KafkaDoor {
             Ok(HashMap::new())
         } else {
             self.admin()
-                .describe_configs(Request::new(proto::DescribeConfigsRequest { topics }))
+                .describe_configs(self.request(proto::DescribeConfigsRequest { topics }))
                 .await
                 .map(|answer| {
                     let topics = answer.into_inner().topics;
@@ -368,7 +368,12 @@ impl KafkaDoor {
                         Err(refusal) => Err(refusal.clone()),
                     },
                     // The empty name is the cluster-wide default, which is the same here.
-                    BROKER if name.is_empty() || name == node_id => Ok(broker_entries().collect()),
+                    BROKER if name.is_empty() || name == node_id => self
+                        .state
+                        .authorizer
+                        .cluster(self.caller(), Operation::DescribeConfigs)
+                        .map(|()| broker_entries().collect())
+                        .map_err(Refusal::from),
                     BROKER => Err(Refusal::new(
                         ErrorCode::InvalidRequest,
                         format!(
@@ -532,7 +537,7 @@ impl KafkaDoor {
         let (set, delete) = plan(current, changes)?;
         let answer = self
             .admin()
-            .alter_configs(Request::new(proto::AlterConfigsRequest {
+            .alter_configs(self.request(proto::AlterConfigsRequest {
                 topics: vec![proto::AlterTopicConfigs {
                     name,
                     set: set.into_iter().collect(),

@@ -21,6 +21,7 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse,
 };
+use strata_auth::Operation;
 use strata_common::ErrorCode;
 use strata_controller::MetadataState;
 use strata_coordinator::shard::{JOIN_EPOCH, LEAVE_EPOCH, STATIC_LEAVE_EPOCH};
@@ -206,7 +207,7 @@ impl KafkaDoor {
         };
         let answer = self
             .state
-            .consumer_heartbeat(heartbeat, joining_member_id)
+            .consumer_heartbeat(self.caller(), heartbeat, joining_member_id)
             .await?;
         let mut response = ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(text(answer.member_id)))
@@ -264,6 +265,9 @@ impl KafkaDoor {
         let not_found = |why: &str| {
             PartitionError::new(ErrorCode::GroupIdNotFound, format!("group '{group}' {why}"))
         };
+        self.state
+            .authorizer
+            .group(self.caller(), Operation::Describe, group)?;
         let groups = &self.state.groups;
         let shard = groups.shard_for(group).await?;
         let description = groups
