@@ -270,10 +270,16 @@ fn required_client_certificates_turn_away_clients_without_one() -> Result<()> {
         path(&certs, "client-key.pem"),
     ];
     let probe: Vec<&str> = with_certificate.iter().map(String::as_str).collect();
+    let client_ca = path(&certs, "client-ca.pem");
     let server = tls_server(
         directory.path(),
         &certs,
-        &["--tls-client-auth", "required"],
+        &[
+            "--tls-client-auth",
+            "required",
+            "--tls-client-ca",
+            &client_ca,
+        ],
         &probe,
     )?;
 
