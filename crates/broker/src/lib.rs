@@ -20,9 +20,11 @@ mod client_boundary;
 pub mod error;
 mod group_coordinator;
 mod grpc;
+mod http_admin;
 mod kafka;
 pub mod leader_state;
 pub mod metadata;
+pub mod metrics;
 pub mod peer_channels;
 mod replica_fetcher;
 pub mod replica_manager;
@@ -91,6 +93,10 @@ pub struct BrokerConfig {
     pub kafka_listen: Option<SocketAddr>,
     /// host:port Kafka clients are told to connect to; defaults to the bound Kafka address.
     pub kafka_advertise: Option<String>,
+    /// Address of the HTTP admin listener (`/metrics`, `/health`, `/ready`; see
+    /// `http_admin`); `None` opens none. Port 0 picks a free port (see
+    /// [`BrokerHandle::http_addr`]).
+    pub http_listen: Option<SocketAddr>,
     /// Controller voters as (node_id, host:port of the node's internal listener); empty means a
     /// single-node cluster.
     pub voters: Vec<(i32, String)>,
@@ -224,6 +230,7 @@ impl Default for BrokerConfig {
             tls: None,
             require_authentication: false,
             bootstrap_user: None,
+            http_listen: None,
             super_users: Vec::new(),
         }
     }
@@ -241,6 +248,7 @@ pub(crate) struct BrokerState {
     pub(crate) request_budget: request_budget::RequestBytesBudget,
     pub(crate) authenticator: Arc<authentication::Authenticator>,
     pub(crate) authorizer: authorization::Authorizer,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// A running broker.
@@ -248,6 +256,7 @@ pub struct BrokerHandle {
     local_addr: SocketAddr,
     internal_addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     replicas: Arc<ReplicaManager>,
     controller: Arc<Controller>,
     single_node: bool,
@@ -272,6 +281,11 @@ impl BrokerHandle {
     /// The address the Kafka listener is bound to, if the broker opened one.
     pub fn kafka_addr(&self) -> Option<SocketAddr> {
         self.kafka_addr
+    }
+
+    /// The address the HTTP admin listener is bound to, if the broker opened one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The partitions this broker hosts; for the controller integration and tests.
@@ -451,6 +465,11 @@ impl Broker {
             None => None,
         };
         let kafka_addr = kafka_listener.as_ref().map(|(_, address)| *address);
+        let http_listener = match config.http_listen {
+            Some(address) => Some(bind("bind the HTTP admin listener", address).await?),
+            None => None,
+        };
+        let http_addr = http_listener.as_ref().map(|(_, address)| *address);
         let advertised = broker_lifecycle::AdvertisedAddresses {
             grpc: config
                 .advertise
@@ -504,6 +523,12 @@ impl Broker {
                 .chain(config.bootstrap_user.iter().map(|(user, _)| user.clone())),
             applied_metadata.clone(),
         );
+        let metrics = Arc::new(metrics::Metrics::new(metrics::StateCollector {
+            replicas: replicas.clone(),
+            groups: groups.clone(),
+            metadata: applied_metadata.clone(),
+            controller: controller.clone(),
+        }));
         let state = Arc::new(BrokerState {
             applied_metadata,
             node,
@@ -515,6 +540,7 @@ impl Broker {
             ),
             authenticator,
             authorizer,
+            metrics,
         });
 
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
@@ -528,6 +554,20 @@ impl Broker {
         // caught up with the metadata; the internal listener must answer before that, since
         // getting there needs the controller and replication.
         let serving_clients = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Opened at once, so probes get answers while the node is still starting (`/ready`
+        // says why it is not ready yet).
+        let http_server = http_listener.map(|(listener, _)| {
+            tokio::spawn(http_admin::serve(
+                listener,
+                http_admin::AdminHttp {
+                    metrics: state.metrics.clone(),
+                    serving_clients: serving_clients.clone(),
+                    metadata: state.applied_metadata.clone(),
+                    node_id: config.node_id,
+                },
+                std::future::pending(),
+            ))
+        });
         let broker_service = tonic::service::interceptor::InterceptedService::new(
             broker_service,
             grpc::status::ready_interceptor(serving_clients.clone()),
@@ -563,6 +603,7 @@ impl Broker {
         // Two listeners, two routers: a call is served only where it belongs, so no client can
         // reach replication or Raft whatever it sends (ARCHITECTURE.md, "Trust boundaries").
         let client_server = strata_proto::http2::server(Server::builder())
+            .layer(metrics::RequestMetricsLayer::new(state.metrics.clone()))
             .layer(authentication::AuthenticationLayer::new(
                 state.authenticator.clone(),
             ))
@@ -733,7 +774,7 @@ impl Broker {
         {
             warn!(%error, "replicas have not caught up with the metadata yet; continuing");
         }
-        info!(node_id = config.node_id, %local_addr, %internal_addr, kafka_addr = ?kafka_addr, data_dir = %config.data_dir.display(), "broker started");
+        info!(node_id = config.node_id, %local_addr, %internal_addr, kafka_addr = ?kafka_addr, http_addr = ?http_addr, data_dir = %config.data_dir.display(), "broker started");
         if let Some((user, password)) = &config.bootstrap_user {
             broker_lifecycle::create_bootstrap_user(&state, user, password).await;
         }
@@ -755,6 +796,7 @@ impl Broker {
             local_addr,
             internal_addr,
             kafka_addr,
+            http_addr,
             replicas: state.replicas.clone(),
             background: [
                 isr_maintenance,
@@ -765,6 +807,7 @@ impl Broker {
             ]
             .into_iter()
             .chain(kafka_server)
+            .chain(http_server)
             .collect(),
             controller,
             single_node,

@@ -36,6 +36,11 @@ pub struct ServerArgs {
     /// Address Kafka clients are told to use; defaults to the bound Kafka address.
     #[arg(long, value_name = "HOST:PORT", requires = "kafka_listen")]
     kafka_advertise: Option<String>,
+    /// Address of the HTTP admin listener: Prometheus metrics at /metrics, and /health and
+    /// /ready for probes. It serves no records and takes no credentials: bind it where only
+    /// operators and their monitoring reach [default: none].
+    #[arg(long, value_name = "HOST:PORT")]
+    http_listen: Option<String>,
     /// Every controller voter as id@host:port of its internal listener, comma-separated; omit
     /// for a single-node cluster.
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
@@ -88,6 +93,10 @@ pub struct DevArgs {
     /// no Kafka listener.
     #[arg(long, default_value_t = 9092, value_name = "P")]
     kafka_port: u16,
+    /// HTTP admin port of node 1 (metrics, health); node i listens on port + i - 1. 0 opens no
+    /// HTTP admin listener.
+    #[arg(long, default_value_t = 8080, value_name = "P")]
+    http_port: u16,
 }
 
 /// How far above a `strata dev` node's client port its internal listener is.
@@ -167,6 +176,11 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
             .map(|address| resolve_listen("--kafka-listen", address))
             .transpose()?,
         kafka_advertise: args.kafka_advertise,
+        http_listen: args
+            .http_listen
+            .as_deref()
+            .map(|address| resolve_listen("--http-listen", address))
+            .transpose()?,
         voters,
         ..BrokerConfig::default()
     };
@@ -212,11 +226,12 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
     let nodes = i32::from(args.nodes);
     let address_at =
         |node: i32, offset: u32| -> Result<String> { node_address(args.port, node, offset) };
-    let kafka_address_of = |node: i32| -> Result<Option<SocketAddr>> {
-        if args.kafka_port == 0 {
+    // An optional listener at `base + node - 1`; none when `base` is 0.
+    let optional_address_of = |base: u16, node: i32| -> Result<Option<SocketAddr>> {
+        if base == 0 {
             return Ok(None);
         }
-        let address = node_address(args.kafka_port, node, 0)?;
+        let address = node_address(base, node, 0)?;
         Ok(Some(address.parse().with_context(|| {
             format!("'{address}' is not a socket address")
         })?))
@@ -239,7 +254,8 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
                 .parse()
                 .with_context(|| format!("'{address}' is not a socket address"))?,
             advertise: None,
-            kafka_listen: kafka_address_of(node)?,
+            kafka_listen: optional_address_of(args.kafka_port, node)?,
+            http_listen: optional_address_of(args.http_port, node)?,
             voters: voters.clone(),
             ..BrokerConfig::default()
         });
@@ -250,13 +266,17 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
         let (node, address) = (config.node_id, config.listen);
         let kafka = config
             .kafka_listen
-            .map(|kafka| format!(" and {kafka} for Kafka clients"))
+            .map(|kafka| format!(", {kafka} for Kafka clients"))
+            .unwrap_or_default();
+        let http = config
+            .http_listen
+            .map(|http| format!(", {http} for HTTP"))
             .unwrap_or_default();
         Broker::start(config).await.with_context(|| {
             // A Kafka broker already on the machine holds 9092 more often than not.
             format!(
-                "cannot start node {node} on {address}{kafka} (is a port in use? --port and \
-                 --kafka-port move them; --kafka-port 0 opens no Kafka listener)"
+                "cannot start node {node} on {address}{kafka}{http} (is a port in use? --port, \
+                 --kafka-port and --http-port move them; 0 opens no Kafka or HTTP listener)"
             )
         })
     }))
@@ -264,10 +284,12 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
     let mut handles = Vec::new();
     let mut addresses = Vec::new();
     let mut kafka_addresses = Vec::new();
+    let mut http_addresses = Vec::new();
     for handle in started {
         let handle = handle?;
         addresses.push(handle.local_addr().to_string());
         kafka_addresses.extend(handle.kafka_addr().map(|address| address.to_string()));
+        http_addresses.extend(handle.http_addr());
         handles.push(handle);
     }
 
@@ -288,6 +310,13 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
             "Kafka clients (kcat, librdkafka, Java): bootstrap.servers={}",
             kafka_addresses.join(",")
         );
+    }
+    if !http_addresses.is_empty() {
+        let urls: Vec<String> = http_addresses
+            .iter()
+            .map(|address| format!("http://{address}/metrics"))
+            .collect();
+        println!("Prometheus metrics: {}", urls.join(" "));
     }
     println!(
         "Open to anyone on this machine: plaintext, loopback only (`strata server` with --tls-cert \

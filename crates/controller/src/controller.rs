@@ -39,6 +39,16 @@ use strata_proto::controller_v1::controller_service_server::ControllerServiceSer
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The controller quorum as one node sees it (`Controller::raft_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub is_leader: bool,
+    pub leader_id: Option<i32>,
+    pub term: u64,
+    /// The last log index this node has applied, which it knows is committed.
+    pub committed: Option<u64>,
+}
+
 /// The controller's directory inside a node's data directory.
 pub const CONTROLLER_DIRECTORY: &str = "controller";
 
@@ -368,6 +378,17 @@ impl Controller {
             .borrow()
             .current_leader
             .and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// The quorum as this node sees it now, for metrics.
+    pub fn raft_status(&self) -> RaftStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        RaftStatus {
+            is_leader: metrics.state == ServerState::Leader,
+            leader_id: metrics.current_leader.and_then(|id| i32::try_from(id).ok()),
+            term: metrics.current_term,
+            committed: metrics.last_applied.map(|log_id| log_id.index),
+        }
     }
 
     /// Stops the background tasks and the Raft node. The service stops answering Raft messages

@@ -56,7 +56,7 @@ mod submit;
 mod topic_config_keys;
 
 pub use broker_liveness::liveness_commands;
-pub use controller::{CONTROLLER_DIRECTORY, Controller, ControllerConfig};
+pub use controller::{CONTROLLER_DIRECTORY, Controller, ControllerConfig, RaftStatus};
 pub use error::{CommandRejected, ControllerError};
 pub use grpc_service::ControllerGrpcService;
 pub use metadata_command::{CommandOutcome, MetadataCommand};

@@ -853,6 +853,16 @@ impl CoordinatorShard {
         Ok((outcomes, records))
     }
 
+    /// Every group's committed offset of every partition, as (group, partition, offset).
+    pub fn all_committed_offsets(&self) -> impl Iterator<Item = (&str, &TopicPartition, i64)> {
+        self.groups.iter().flat_map(|(group_id, group)| {
+            group
+                .offsets
+                .iter()
+                .map(move |(partition, committed)| (group_id.as_str(), partition, committed.offset))
+        })
+    }
+
     /// Committed offsets of `partitions` (all committed ones when `None`).
     pub fn committed_offsets(
         &self,

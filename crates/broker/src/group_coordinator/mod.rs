@@ -377,6 +377,37 @@ impl GroupCoordinator {
     }
 
     /// Every shard this broker leads, loaded.
+    /// Every committed offset of the groups this node coordinates now, as (group, partition,
+    /// offset), for metrics. A shard busy at this instant is skipped rather than waited for, so
+    /// a scrape never queues behind group operations.
+    pub(crate) fn committed_offsets_now(&self) -> Vec<(String, TopicPartition, i64)> {
+        let shards: Vec<Arc<LoadedShard>> = self
+            .shards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut committed = Vec::new();
+        for shard in shards {
+            let Ok(inner) = shard.inner.try_lock() else {
+                continue;
+            };
+            if inner.failed || !shard.partition.is_leader() {
+                continue;
+            }
+            committed.extend(
+                inner
+                    .shard
+                    .all_committed_offsets()
+                    .map(|(group, partition, offset)| {
+                        (group.to_string(), partition.clone(), offset)
+                    }),
+            );
+        }
+        committed
+    }
+
     pub(crate) async fn led_shards(&self) -> Vec<Arc<LoadedShard>> {
         let partitions = self
             .metadata()

@@ -112,6 +112,7 @@ impl BrokerState {
             responses.push(match result {
                 Ok((records, log_start_offset, high_watermark)) => {
                     remaining = remaining.saturating_sub(records.len() as u64);
+                    self.metrics.fetched(&request.topic, records.len());
                     proto::FetchPartitionResponse {
                         topic: request.topic.clone(),
                         partition: request.partition,
@@ -281,14 +282,18 @@ impl BrokerState {
                 self.authorizer
                     .topic(caller, Operation::Write, &partition.topic)?;
                 client_boundary::check_produce(&partition.topic, &partition.records)?;
-                self.replicas
+                let bytes = partition.records.len();
+                let appended = self
+                    .replicas
                     .append_as_leader(
                         &partition.topic,
                         partition.partition,
                         partition.records,
                         acks,
                     )
-                    .await
+                    .await?;
+                self.metrics.produced(&partition.topic, bytes);
+                Ok(appended)
             };
             let appended = tokio::time::timeout_at(deadline, append)
                 .await

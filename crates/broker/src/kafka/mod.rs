@@ -176,6 +176,8 @@ async fn serve_connection(stream: MaybeTlsStream, state: Arc<BrokerState>) {
         Some(principal) => Caller::user(&principal.user, peer.ip()),
         None => Caller::anonymous(peer.ip()),
     };
+    let _open = state.metrics.connection(crate::metrics::Door::Kafka);
+    let metrics = state.metrics.clone();
     let mut door = KafkaDoor::new(state, caller_of(&session));
     // One request at a time, so reads and writes never overlap and one buffered stream serves
     // both (writes pass through the read buffer).
@@ -197,8 +199,10 @@ async fn serve_connection(stream: MaybeTlsStream, state: Arc<BrokerState>) {
         // Set when a SASL exchange failed: the response is written, then the connection closed,
         // as Kafka does, so the client can say why.
         let mut closing = None;
+        let started = std::time::Instant::now();
         let reply = match frame::decode_request(frame, versions::served) {
             Ok(request) => {
+                let api_key = request.api_key;
                 if request.trailing_bytes > 0 {
                     debug!(%peer, api = ?request.api_key, bytes = request.trailing_bytes, "ignoring bytes after a request body");
                 }
@@ -227,6 +231,13 @@ async fn serve_connection(stream: MaybeTlsStream, state: Arc<BrokerState>) {
                     }
                     _ => door.handle(request).await,
                 };
+                // Timed to the response being ready: writing it is the client's pace.
+                metrics.request(
+                    crate::metrics::Door::Kafka,
+                    &format!("{api_key:?}"),
+                    started.elapsed(),
+                    None,
+                );
                 match reply {
                     Reply::Respond(response) => Some((correlation_id, version, *response)),
                     Reply::Silent => None,
