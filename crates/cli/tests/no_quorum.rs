@@ -72,7 +72,8 @@ async fn a_node_that_cannot_register_says_it_is_not_serving_clients_yet() {
         address: address.clone(),
         internal_address: String::new(),
         kafka_address: None,
-        child: Some(spawn(1, &address, None, &voters, directory.path())),
+        http_address: None,
+        child: Some(spawn(1, &address, None, None, &voters, directory.path())),
     };
     let create = create_topic_through(&address, None);
     let create: Vec<&str> = create.iter().map(String::as_str).collect();

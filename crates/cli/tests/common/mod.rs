@@ -20,6 +20,8 @@ pub struct Node {
     pub internal_address: String,
     /// The Kafka listener, for tests that drive the node with Kafka clients.
     pub kafka_address: Option<String>,
+    /// The HTTP admin listener (metrics, probes).
+    pub http_address: Option<String>,
     pub child: Option<Child>,
 }
 
@@ -30,6 +32,7 @@ impl Node {
             self.id,
             &self.address,
             self.kafka_address.as_deref(),
+            self.http_address.as_deref(),
             voters,
             data_dir,
         ));
@@ -55,6 +58,7 @@ pub fn spawn(
     id: i32,
     address: &str,
     kafka_address: Option<&str>,
+    http_address: Option<&str>,
     voters: &str,
     data_dir: &Path,
 ) -> Child {
@@ -72,6 +76,11 @@ pub fn spawn(
         .args(
             kafka_address
                 .map(|kafka| vec!["--kafka-listen", kafka])
+                .unwrap_or_default(),
+        )
+        .args(
+            http_address
+                .map(|http| vec!["--http-listen", http])
                 .unwrap_or_default(),
         )
         .arg("--data-dir")
@@ -142,6 +151,7 @@ pub async fn start_cluster(data_dir: &Path) -> (Vec<Node>, String) {
             address: format!("127.0.0.1:{}", free_port()),
             internal_address: format!("127.0.0.1:{}", free_port()),
             kafka_address: Some(format!("127.0.0.1:{}", free_port())),
+            http_address: Some(format!("127.0.0.1:{}", free_port())),
             child: None,
         })
         .collect();
