@@ -201,12 +201,18 @@ fn acls_grant_listed_and_deleted_from_the_cli_decide_what_a_user_may_do() -> Res
 
     reads_a_and_nothing_else(&reader)?;
     // Without Write anywhere, an idempotent producer (the default) is refused its producer id
-    // before it writes anything.
-    reader.is_refused(
+    // before it writes anything, and is told what would let it.
+    let idempotent = reader.is_refused(
         &["produce", "a"],
         "written\n",
         "CLUSTER_AUTHORIZATION_FAILED",
     )?;
+    ensure!(
+        idempotent.stderr.contains("needs Write on a topic")
+            && !idempotent.stderr.contains("cannot connect"),
+        "{}",
+        idempotent.stderr
+    );
     reader.is_refused(
         &["consume", "b", "--from-beginning", "-e"],
         "",
