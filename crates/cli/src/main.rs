@@ -3,6 +3,7 @@
 //! Command and flag spellings are a public interface: scripts depend on them. Every failure
 //! prints one line, `error: ...`, to stderr and exits non-zero.
 
+mod acl;
 mod bench;
 mod cluster;
 mod consume;
@@ -147,6 +148,10 @@ enum Command {
     /// authentication.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Create, list and delete ACLs: who may do what to topics, groups and the cluster, on a
+    /// cluster that requires authentication.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 fn main() -> ExitCode {
@@ -274,6 +279,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => {
             init_tracing_if_asked();
             user::run(command).await
+        }
+        Command::Acl(command) => {
+            init_tracing_if_asked();
+            acl::run(command).await
         }
         Command::Completion { shell } => {
             use clap::CommandFactory;

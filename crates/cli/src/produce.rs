@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use strata_client::{
-    Acks, CompressionType, DeliveryFuture, Header, Producer, ProducerConfig, ProducerRecord,
+    Acks, CompressionType, DeliveryFuture, ErrorCode, Header, Producer, ProducerConfig,
+    ProducerRecord,
 };
 
 use crate::Bootstrap;
@@ -342,9 +343,21 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         )
         .delivery_timeout_ms(duration::millis(args.timeout()))
         .build()?;
-    let producer = Producer::connect(config)
-        .await
-        .with_context(|| format!("cannot connect to {}", args.bootstrap.bootstrap))?;
+    let producer = Producer::connect(config).await.map_err(|error| {
+        // An idempotent producer asks the cluster for a producer id when it connects; a user
+        // with no Write anywhere is refused that, not the write, so the refusal says what to
+        // grant instead of blaming the connection.
+        let context = match error.code() {
+            Some(ErrorCode::ClusterAuthorizationFailed) => format!(
+                "cannot start an idempotent producer: it needs Write on a topic (`strata acl \
+                 create --operation write --topic {} ...`) or IdempotentWrite on the cluster; \
+                 --acks 1 produces without idempotence",
+                args.topic
+            ),
+            _ => format!("cannot connect to {}", args.bootstrap.bootstrap),
+        };
+        anyhow::Error::new(error).context(context)
+    })?;
 
     let mut input = if args.files.is_empty() {
         Input::Stdin(Splitter::new(tokio::io::stdin(), args.delimiter.0.clone()))

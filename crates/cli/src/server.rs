@@ -200,6 +200,7 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
     config.tls = args.security.tls_config(&listeners)?;
     config.require_authentication = args.security.require_auth;
     config.bootstrap_user = args.security.bootstrap_user;
+    config.super_users = args.security.super_users;
     if let Some(bytes) = args.queued_max_request_bytes {
         config.queued_max_request_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
@@ -390,6 +391,29 @@ mod tests {
             1000
         );
         assert!(parsed(&["--queued-max-request-bytes", "0"]).is_err());
+    }
+
+    #[test]
+    fn super_users_repeat_split_on_commas_and_need_authentication() {
+        let auth = ["--require-auth", "--bootstrap-user", "admin:secret"];
+        let super_users =
+            |extra: &[&str]| parsed(&[&auth[..], extra].concat()).map(|config| config.super_users);
+        assert_eq!(super_users(&[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            super_users(&["--super-user", "alice", "--super-user", "User:bob, carol"]).unwrap(),
+            ["alice", "User:bob", "carol"]
+        );
+        for refused in ["", "a,", "User:", "*"] {
+            assert!(
+                super_users(&["--super-user", refused]).is_err(),
+                "{refused:?} is not a user"
+            );
+        }
+        let without_auth = parsed(&["--super-user", "alice"]).unwrap_err();
+        assert!(
+            without_auth.to_string().contains("--require-auth"),
+            "{without_auth}"
+        );
     }
 
     #[test]

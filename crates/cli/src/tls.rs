@@ -37,7 +37,8 @@ pub struct ServerSecurityArgs {
     pub tls_client_ca: Option<PathBuf>,
     /// Clients of the client and Kafka listeners must prove a user: SASL (SCRAM-SHA-256,
     /// SCRAM-SHA-512, or PLAIN over TLS) on the Kafka listener, `authorization: Basic` on every
-    /// gRPC call. Users are made with `strata user create` or --bootstrap-user.
+    /// gRPC call. Users are made with `strata user create` or --bootstrap-user. It also turns
+    /// on ACLs (`strata acl`): a user may then do only what an ACL allows, unless a super user.
     #[arg(long)]
     pub require_auth: bool,
     /// A first user, NAME:PASSWORD, created if the cluster does not have it yet (so a cluster
@@ -45,6 +46,12 @@ pub struct ServerSecurityArgs {
     /// command line, where other users of the machine can read it.
     #[arg(long, env = "STRATA_BOOTSTRAP_USER", hide_env_values = true, value_name = "NAME:PASSWORD", value_parser = parse_bootstrap_user)]
     pub bootstrap_user: Option<(String, String)>,
+    /// A user every authorization check lets through, as NAME or User:NAME (Kafka's
+    /// super.users); repeat, or separate with commas, for several. The bootstrap user is always
+    /// one. ACLs (`strata acl`) are enforced only with --require-auth: without it every client
+    /// may do everything.
+    #[arg(long = "super-user", env = "STRATA_SUPER_USERS", value_name = "NAME", value_delimiter = ',', value_parser = parse_super_user, requires = "require_auth")]
+    pub super_users: Vec<String>,
     /// Serve even on an address other machines can reach without TLS and --require-auth.
     /// Without them anyone who reaches a port reads and writes every topic; by default such a
     /// node listens on loopback only.
@@ -58,6 +65,23 @@ fn parse_bootstrap_user(text: &str) -> Result<(String, String), String> {
             Ok((user.to_string(), password.to_string()))
         }
         _ => Err("expected NAME:PASSWORD, both non-empty".to_string()),
+    }
+}
+
+/// A `--super-user` name, with surrounding spaces (`a, b`) dropped.
+fn parse_super_user(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    match name
+        .strip_prefix(strata_client::acl::USER_PRINCIPAL_PREFIX)
+        .unwrap_or(name)
+    {
+        "" => Err("expected a user NAME or User:NAME".to_string()),
+        // Super users are matched by name: `*` would be a user called `*`, not everyone.
+        strata_client::acl::WILDCARD => Err(
+            "`*` is not a user; a cluster open to everyone is one without --require-auth"
+                .to_string(),
+        ),
+        _ => Ok(name.to_string()),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Users from the command line: a server that requires authentication, its bootstrap user,
 //! `strata user create|list|delete`, and client commands that authenticate from flags, the
-//! environment or a profile.
+//! environment or a profile (`acl.rs` tests what the users may do).
 
 mod support;
 
@@ -110,6 +110,24 @@ fn users_are_managed_and_every_client_command_authenticates() -> Result<()> {
         .map(|user| user["user"].as_str().unwrap())
         .collect();
     ensure!(names == ["admin", "alice"], "{names:?}");
+    // A cluster that requires authentication also checks ACLs, which only the bootstrap user
+    // passes without: alice gets the topic she works with (ACLs have tests of their own).
+    succeeds(
+        &with(
+            &[
+                "acl",
+                "create",
+                "--principal",
+                "alice",
+                "--operation",
+                "all",
+                "--topic",
+                "guarded",
+            ],
+            &[&bootstrap[..], &ADMIN[..]].concat(),
+        ),
+        &[],
+    )?;
 
     // Alice works from the environment...
     let alice = [

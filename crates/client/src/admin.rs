@@ -3,6 +3,7 @@
 use crate::credentials::Credentials;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use strata_auth::{AclBinding, AclFilter};
 use strata_tls::ClientTls;
 
 use strata_common::{ErrorCode, TopicPartition};
@@ -463,6 +464,48 @@ impl Admin {
             grpc::describe_users(&connection, Vec::new(), timeout).await
         })
         .await
+    }
+
+    /// Adds ACL bindings (Kafka's `createAcls`); adding one that exists changes nothing. Each
+    /// is checked here first, so an invalid binding fails the call before anything is sent.
+    /// The broker stores the bindings it accepts even when it refuses another, and the first
+    /// refusal is the error, naming its binding: `CLUSTER_AUTHORIZATION_FAILED` when the caller
+    /// may not manage ACLs (Alter on the cluster).
+    pub async fn create_acls(&self, bindings: Vec<AclBinding>) -> Result<()> {
+        for binding in &bindings {
+            binding
+                .validate()
+                .map_err(|invalid| Error::InvalidInput(invalid.0))?;
+        }
+        let bindings = &bindings;
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::create_acls(&connection, bindings, timeout).await
+        })
+        .await
+        .map_err(|error| awaiting_the_quorum(error, "create ACLs"))
+    }
+
+    /// The bindings `filter` matches (Kafka's `describeAcls`), as the answering broker has
+    /// applied them; [`AclFilter::any`] lists every one. Needs Describe on the cluster.
+    pub async fn describe_acls(&self, filter: AclFilter) -> Result<Vec<AclBinding>> {
+        let filter = &filter;
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::describe_acls(&connection, filter, timeout).await
+        })
+        .await
+    }
+
+    /// Removes every binding one of `filters` matches and returns those removed (Kafka's
+    /// `deleteAcls`). A filter with every field unset matches every binding. Needs Alter on the
+    /// cluster. When an attempt's answer is lost and the call is retried, what the lost attempt
+    /// removed is gone but not reported.
+    pub async fn delete_acls(&self, filters: Vec<AclFilter>) -> Result<Vec<AclBinding>> {
+        let filters = &filters;
+        self.on_any_broker(|connection, timeout| async move {
+            grpc::delete_acls(&connection, filters, timeout).await
+        })
+        .await
+        .map_err(|error| awaiting_the_quorum(error, "delete ACLs"))
     }
 
     /// Grows topic `name` to `total` partitions (Kafka's CreatePartitions). Existing partitions

@@ -13,6 +13,7 @@ use crate::credentials::Credentials;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
+use strata_auth::{AclBinding, AclFilter};
 use strata_tls::ClientTls;
 
 use bytes::Bytes;
@@ -869,6 +870,171 @@ pub(crate) async fn describe_users(
         });
     }
     Ok(described)
+}
+
+// ---- ACLs ----
+
+fn binding_to_wire(binding: &AclBinding) -> wire::AclBinding {
+    wire::AclBinding {
+        resource_type: binding.resource_type.code().into(),
+        resource_name: binding.resource_name.clone(),
+        pattern_type: binding.pattern_type.code().into(),
+        principal: binding.principal.clone(),
+        host: binding.host.clone(),
+        operation: binding.operation.code().into(),
+        permission: binding.permission.code().into(),
+    }
+}
+
+/// A binding the broker sent. One this client cannot read (a code from a newer broker) fails
+/// the call rather than go missing from a listing or a deletion report.
+fn binding_from_wire(binding: wire::AclBinding) -> Result<AclBinding> {
+    AclBinding::from_codes(
+        binding.resource_type,
+        binding.resource_name,
+        binding.pattern_type,
+        binding.principal,
+        binding.host,
+        binding.operation,
+        binding.permission,
+    )
+    .map_err(|invalid| {
+        Error::broker(
+            ErrorCode::UnknownServerError,
+            format!("the broker sent an ACL this client cannot read: {invalid}"),
+        )
+    })
+}
+
+fn filter_to_wire(filter: &AclFilter) -> wire::AclFilter {
+    let (resource_type, operation, permission) = filter.codes();
+    wire::AclFilter {
+        resource_type: resource_type.into(),
+        resource_name: filter.resource_name.clone(),
+        pattern_type: filter.pattern.code().into(),
+        principal: filter.principal.clone(),
+        host: filter.host.clone(),
+        operation: operation.into(),
+        permission: permission.into(),
+    }
+}
+
+/// A binding in a sentence, for the error that names the one the broker refused.
+fn describe_binding(binding: &AclBinding) -> String {
+    format!(
+        "{} {} {} on {} {} '{}' from host {}",
+        binding.permission,
+        binding.principal,
+        binding.operation,
+        binding.pattern_type,
+        binding.resource_type,
+        binding.resource_name,
+        binding.host
+    )
+}
+
+/// Stores `bindings`; the first one the broker refused is the error, naming the binding. The
+/// broker stores the others (as Kafka's does), so a retry of the whole call changes nothing for
+/// them.
+pub(crate) async fn create_acls(
+    connection: &Connection,
+    bindings: &[AclBinding],
+    timeout: Duration,
+) -> Result<()> {
+    let mut client = admin_client(connection);
+    let message = wire::CreateAclsRequest {
+        creations: bindings.iter().map(binding_to_wire).collect(),
+    };
+    let response = call(
+        connection,
+        "CreateAcls",
+        timeout,
+        client.create_acls(connection.request(message, timeout)),
+    )
+    .await?;
+    if response.results.len() != bindings.len() {
+        return Err(Error::broker(
+            ErrorCode::UnknownServerError,
+            format!(
+                "the broker answered {} ACLs with {} results",
+                bindings.len(),
+                response.results.len()
+            ),
+        ));
+    }
+    for (binding, result) in bindings.iter().zip(response.results) {
+        if result.error_code != ErrorCode::None.code() {
+            let reason = match result.error_message.as_str() {
+                "" => "refused",
+                reason => reason,
+            };
+            return Err(Error::broker(
+                ErrorCode::from_code(result.error_code),
+                format!("{reason} (ACL: {})", describe_binding(binding)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The bindings `filter` matches.
+pub(crate) async fn describe_acls(
+    connection: &Connection,
+    filter: &AclFilter,
+    timeout: Duration,
+) -> Result<Vec<AclBinding>> {
+    let mut client = admin_client(connection);
+    let message = wire::DescribeAclsRequest {
+        filter: Some(filter_to_wire(filter)),
+    };
+    let response = call(
+        connection,
+        "DescribeAcls",
+        timeout,
+        client.describe_acls(connection.request(message, timeout)),
+    )
+    .await?;
+    if let Some(error) = body_error(response.error_code, &response.error_message, || {
+        "describing ACLs failed".to_string()
+    }) {
+        return Err(error);
+    }
+    response
+        .bindings
+        .into_iter()
+        .map(binding_from_wire)
+        .collect()
+}
+
+/// Removes what each of `filters` matches; the bindings removed, or the first filter's error.
+pub(crate) async fn delete_acls(
+    connection: &Connection,
+    filters: &[AclFilter],
+    timeout: Duration,
+) -> Result<Vec<AclBinding>> {
+    let mut client = admin_client(connection);
+    let message = wire::DeleteAclsRequest {
+        filters: filters.iter().map(filter_to_wire).collect(),
+    };
+    let response = call(
+        connection,
+        "DeleteAcls",
+        timeout,
+        client.delete_acls(connection.request(message, timeout)),
+    )
+    .await?;
+    let mut deleted = Vec::new();
+    for result in response.results {
+        if let Some(error) = body_error(result.error_code, &result.error_message, || {
+            "deleting ACLs failed".to_string()
+        }) {
+            return Err(error);
+        }
+        for binding in result.deleted {
+            deleted.push(binding_from_wire(binding)?);
+        }
+    }
+    Ok(deleted)
 }
 
 pub(crate) async fn describe_configs(

@@ -8,7 +8,7 @@
 //! - [`ShareConsumer`]: a work-queue member of a share group; each record is acknowledged,
 //!   released or rejected (to the dead-letter topic) on its own.
 //! - [`Admin`]: creates, deletes, describes and configures topics; describes the cluster;
-//!   lists, describes, resets and deletes groups.
+//!   lists, describes, resets and deletes groups; manages users and ACLs ([`acl`]).
 //!
 //! Each starts from a list of bootstrap brokers (`host:port`), learns the cluster's brokers and
 //! partition leaders from `Metadata`, and talks to each leader directly over one cached gRPC
@@ -103,6 +103,16 @@ pub use producer::{DeliveryCallback, DeliveryFuture, Producer};
 pub use producer_config::{Acks, ProducerConfig, ProducerConfigBuilder};
 pub use producer_record::{ProducerRecord, RecordMetadata};
 pub use share_consumer::{ShareConsumer, ShareConsumerConfig, ShareRecord};
+/// Kafka's ACL model, as [`Admin::create_acls`], [`Admin::describe_acls`] and
+/// [`Admin::delete_acls`] take and return it: the codes and names are Kafka's, so a binding means
+/// here what it means to Kafka's tools.
+pub mod acl {
+    pub use strata_auth::acl::{
+        AclBinding, AclFilter, CLUSTER_NAME, InvalidAcl, Operation, PatternFilter, PatternType,
+        Permission, ResourceType, USER_PRINCIPAL_PREFIX, WILDCARD,
+    };
+}
+pub use acl::{AclBinding, AclFilter};
 /// SCRAM mechanisms, as `Admin::upsert_user` takes them.
 pub use strata_auth::Mechanism as ScramMechanism;
 pub use strata_common::{ErrorCode, TopicPartition, is_internal_topic};

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use strata_client::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
 use strata_client::{
     Acks, Admin, AdminConfig, AutoOffsetReset, Consumer, ConsumerConfig, Error, ErrorCode,
     NewTopic, Producer, ProducerConfig, ProducerRecord, TopicPartition,
@@ -100,6 +101,10 @@ struct FakeState {
     fetch_streams_stall: bool,
     /// Credit granted on fetch streams after their first message, in arrival order.
     fetch_stream_grants: Vec<i64>,
+    /// ACL bindings as they arrived, in order.
+    acls: Vec<wire::AclBinding>,
+    /// CreateAcls, DescribeAcls and DeleteAcls requests received.
+    acl_requests: usize,
 }
 
 impl FakeState {
@@ -195,6 +200,13 @@ struct FakeBroker {
 }
 
 impl FakeBroker {
+    /// The state, for an ACL request, which is counted.
+    fn acl_call(&self) -> MutexGuard<'_, FakeState> {
+        let mut state = self.state();
+        state.acl_requests += 1;
+        state
+    }
+
     fn state(&self) -> MutexGuard<'_, FakeState> {
         self.state
             .lock()
@@ -691,6 +703,18 @@ fn topic_result(name: &str, code: ErrorCode, message: &str) -> wire::TopicResult
     }
 }
 
+/// The topic whose ACLs the fake refuses to store.
+const REFUSED_ACL_TOPIC: &str = "refused";
+
+/// The fake's filters select by resource name only (the client's tests need no more); the
+/// client's translation of every field is what round-trips through it.
+fn acl_filter_matches(filter: &wire::AclFilter, binding: &wire::AclBinding) -> bool {
+    filter
+        .resource_name
+        .as_ref()
+        .is_none_or(|name| *name == binding.resource_name)
+}
+
 #[tonic::async_trait]
 impl AdminService for FakeBroker {
     async fn alter_user_scram_credentials(
@@ -705,6 +729,69 @@ impl AdminService for FakeBroker {
         _request: Request<wire::DescribeUserScramCredentialsRequest>,
     ) -> Result<Response<wire::DescribeUserScramCredentialsResponse>, Status> {
         Err(Status::unimplemented("the fake broker has no users"))
+    }
+
+    /// Stores each binding as it arrived but those for topic [`REFUSED_ACL_TOPIC`], which it
+    /// refuses as a broker refuses one binding of several.
+    async fn create_acls(
+        &self,
+        request: Request<wire::CreateAclsRequest>,
+    ) -> Result<Response<wire::CreateAclsResponse>, Status> {
+        let mut state = self.acl_call();
+        let mut results = Vec::new();
+        for binding in request.into_inner().creations {
+            let (code, message) = if binding.resource_name == REFUSED_ACL_TOPIC {
+                let refused = "not authorized to alter the cluster";
+                (ErrorCode::ClusterAuthorizationFailed, refused)
+            } else {
+                if !state.acls.contains(&binding) {
+                    state.acls.push(binding);
+                }
+                (ErrorCode::None, "")
+            };
+            results.push(wire::AclResult {
+                error_code: code.code(),
+                error_message: message.to_string(),
+            });
+        }
+        Ok(Response::new(wire::CreateAclsResponse { results }))
+    }
+
+    async fn describe_acls(
+        &self,
+        request: Request<wire::DescribeAclsRequest>,
+    ) -> Result<Response<wire::DescribeAclsResponse>, Status> {
+        let state = self.acl_call();
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let bindings = state
+            .acls
+            .iter()
+            .filter(|binding| acl_filter_matches(&filter, binding))
+            .cloned()
+            .collect();
+        Ok(Response::new(wire::DescribeAclsResponse {
+            bindings,
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<wire::DeleteAclsRequest>,
+    ) -> Result<Response<wire::DeleteAclsResponse>, Status> {
+        let mut state = self.acl_call();
+        let mut results = Vec::new();
+        for filter in request.into_inner().filters {
+            let (deleted, kept) = std::mem::take(&mut state.acls)
+                .into_iter()
+                .partition(|binding| acl_filter_matches(&filter, binding));
+            state.acls = kept;
+            results.push(wire::DeleteAclsFilterResult {
+                deleted,
+                ..Default::default()
+            });
+        }
+        Ok(Response::new(wire::DeleteAclsResponse { results }))
     }
 
     async fn create_topics(
@@ -1848,15 +1935,18 @@ async fn out_of_range_without_reset_is_an_error_with_the_range() -> Result<()> {
     Ok(())
 }
 
+/// An admin client of `fake`, with the default settings.
+async fn admin_of(fake: &FakeBroker) -> Result<Admin> {
+    let config = AdminConfig::builder()
+        .bootstrap(fake.address.as_str())
+        .build()?;
+    Ok(Admin::connect(config).await?)
+}
+
 #[tokio::test]
 async fn admin_reports_body_errors_and_whole_request_failures() -> Result<()> {
     let fake = start_fake().await?;
-    let admin = Admin::connect(
-        AdminConfig::builder()
-            .bootstrap(fake.address.as_str())
-            .build()?,
-    )
-    .await?;
+    let admin = admin_of(&fake).await?;
     admin
         .create_topic(NewTopic::new("managed", 2, 1).config("retention.ms", "1000"))
         .await?;
@@ -1924,6 +2014,77 @@ async fn admin_reports_body_errors_and_whole_request_failures() -> Result<()> {
     assert_eq!(latest.map(|found| found.offset), Some(0));
     admin.delete_topic("managed").await?;
     assert!(admin.list_topics().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_manages_acls_and_names_the_binding_the_broker_refused() -> Result<()> {
+    let fake = start_fake().await?;
+    let admin = admin_of(&fake).await?;
+    let read = |topic: &str| AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: topic.to_string(),
+        pattern_type: PatternType::Literal,
+        principal: "User:alice".to_string(),
+        host: "*".to_string(),
+        operation: Operation::Read,
+        permission: Permission::Allow,
+    };
+    let named = |topic: &str| AclFilter {
+        resource_name: Some(topic.to_string()),
+        ..AclFilter::any()
+    };
+    // Every field survives the trip.
+    let deny_group = AclBinding {
+        resource_type: ResourceType::Group,
+        resource_name: "b".to_string(),
+        pattern_type: PatternType::Prefixed,
+        principal: "User:*".to_string(),
+        host: "10.0.0.1".to_string(),
+        operation: Operation::Describe,
+        permission: Permission::Deny,
+    };
+    admin
+        .create_acls(vec![read("a"), deny_group.clone()])
+        .await?;
+    assert_eq!(
+        admin.describe_acls(AclFilter::any()).await?,
+        [read("a"), deny_group.clone()]
+    );
+
+    // The refused binding is the error, by name; the broker kept the one it accepted.
+    let error = admin
+        .create_acls(vec![read("c"), read(REFUSED_ACL_TOPIC)])
+        .await
+        .expect_err("one binding is refused");
+    assert_eq!(error.code(), Some(ErrorCode::ClusterAuthorizationFailed));
+    assert!(
+        error
+            .to_string()
+            .contains("not authorized to alter the cluster")
+            && error.to_string().contains("'refused'"),
+        "{error}"
+    );
+    assert_eq!(admin.describe_acls(named("c")).await?, [read("c")]);
+
+    // An invalid binding fails before anything is sent.
+    let requests = fake.state().acl_requests;
+    let mut unprefixed = read("d");
+    unprefixed.principal = "alice".to_string();
+    let error = admin
+        .create_acls(vec![read("e"), unprefixed])
+        .await
+        .expect_err("invalid");
+    assert!(
+        matches!(&error, Error::InvalidInput(reason) if reason.contains("principal")),
+        "{error}"
+    );
+    assert_eq!(fake.state().acl_requests, requests);
+
+    let deleted = admin.delete_acls(vec![named("a"), named("c")]).await?;
+    assert_eq!(deleted, [read("a"), read("c")]);
+    assert_eq!(admin.describe_acls(AclFilter::any()).await?, [deny_group]);
+    assert!(admin.delete_acls(vec![named("a")]).await?.is_empty());
     Ok(())
 }
 
