@@ -72,6 +72,21 @@ async fn the_compose_cluster_keeps_every_acknowledged_record_through_a_docker_ki
             (3, "localhost:7072", false)
         ]
     );
+    // Each node's HTTP admin listener is published too: metrics for Prometheus and probes.
+    for port in [8080, 8081, 8082] {
+        let metrics = common::http_get(&format!("127.0.0.1:{port}"), "/metrics")
+            .unwrap_or_else(|| panic!("no metrics on the published port {port}"));
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line == "strata_cluster_brokers 3"),
+            "node on {port} does not report three brokers:\n{metrics}"
+        );
+        assert_eq!(
+            common::http_get(&format!("127.0.0.1:{port}"), "/ready").as_deref(),
+            Some("ready\n")
+        );
+    }
     admin_all
         .create_topic(NewTopic::new(TOPIC, PARTITIONS, 3).config("min.insync.replicas", "2"))
         .await

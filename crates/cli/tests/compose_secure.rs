@@ -3,7 +3,8 @@
 //! host, with the CA copied out of the containers as the compose file says, as its bootstrap
 //! user: a replicated topic takes acks=all writes over TLS (so the nodes replicate and run Raft
 //! over mutual TLS), they are read back by a consumer and a share group, kcat lists the cluster
-//! over SASL_SSL, and a plaintext client and a client without credentials are refused.
+//! over SASL_SSL, a client certificate logs in as its user and may only read what an ACL lets
+//! it, and a plaintext client and a client without credentials are refused.
 //!
 //! Without Docker the test says `SKIPPED` on stderr and returns; the project is torn down
 //! (`down -v`) even when the test fails.
@@ -14,9 +15,9 @@ use common::compose::{docker, repository, run, up_healthy};
 use common::eventually;
 use std::time::Duration;
 use strata_client::{
-    Acks, Admin, AdminConfig, AutoOffsetReset, ClientTls, Consumer, ConsumerConfig, Credentials,
-    NewTopic, Producer, ProducerConfig, ProducerRecord, ShareConsumer, ShareConsumerConfig,
-    TopicPartition,
+    Acks, AclBinding, Admin, AdminConfig, AutoOffsetReset, ClientTls, Consumer, ConsumerConfig,
+    Credentials, IdentityFiles, NewTopic, Producer, ProducerConfig, ProducerRecord, ShareConsumer,
+    ShareConsumerConfig, TopicPartition, acl,
 };
 
 const EVERY_NODE: &str = "127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072";
@@ -162,6 +163,81 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
         shared.len(),
         RECORDS,
         "the share group hands out every record"
+    );
+
+    // The client certificate the cluster made (CN `client`, signed by the clients' CA) logs in
+    // without a password, and may do what the ACLs give `User:client`: read `sealed`, not write.
+    for file in ["client.pem", "client-key.pem"] {
+        docker(&[
+            "cp",
+            &format!("{}:/certs/{file}", containers[0]),
+            directory.path().join(file).to_str().unwrap(),
+        ]);
+    }
+    admin
+        .create_acls(vec![AclBinding {
+            resource_type: acl::ResourceType::Topic,
+            resource_name: "sealed".to_string(),
+            pattern_type: acl::PatternType::Literal,
+            principal: "User:client".to_string(),
+            host: acl::WILDCARD.to_string(),
+            operation: acl::Operation::Read,
+            permission: acl::Permission::Allow,
+        }])
+        .await
+        .unwrap();
+    let certified = ClientTls::new(
+        &ca,
+        Some(&IdentityFiles {
+            certificate: directory.path().join("client.pem"),
+            key: directory.path().join("client-key.pem"),
+        }),
+    )
+    .unwrap();
+    let mut reader = Consumer::connect(
+        ConsumerConfig::builder()
+            .bootstrap(EVERY_NODE)
+            .tls(certified.clone())
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    reader
+        .assign(vec![TopicPartition::new("sealed", 0)])
+        .unwrap();
+    let read_by_certificate = eventually(
+        "the certified client reading sealed",
+        Duration::from_secs(60),
+        async || {
+            let records = reader.poll(Duration::from_millis(500)).await.ok()?;
+            (!records.is_empty()).then_some(records.len())
+        },
+    )
+    .await;
+    assert!(read_by_certificate > 0);
+    let writer = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(EVERY_NODE)
+            .tls(certified)
+            .acks(Acks::Leader)
+            .enable_idempotence(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let refused = match writer
+        .send(ProducerRecord::new("sealed", "not allowed"))
+        .await
+    {
+        Ok(delivery) => delivery.await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert!(
+        refused.to_string().contains("TOPIC_AUTHORIZATION_FAILED"),
+        "{refused}"
     );
 
     // Plaintext is refused: the client cannot get the cluster's metadata.

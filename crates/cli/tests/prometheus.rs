@@ -9,7 +9,6 @@
 mod common;
 
 use common::{Node, eventually, start_cluster};
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -95,7 +94,7 @@ impl Prometheus {
     /// The value of an instant PromQL query with one result, if it has one now.
     fn query(&self, promql: &str) -> Option<f64> {
         let path = format!("/api/v1/query?query={}", percent_encode(promql));
-        let body = http_get(&self.address, &path)?;
+        let body = common::http_get(&self.address, &path)?;
         let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
         let results = answer["data"]["result"].as_array()?;
         let [only] = results.as_slice() else {
@@ -124,21 +123,6 @@ fn percent_encode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
-}
-
-/// The body of `GET path` from `address` when it answers 200.
-fn http_get(address: &str, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
