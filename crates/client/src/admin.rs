@@ -314,11 +314,28 @@ impl Admin {
     /// for every partition, so producers and consumers can use it right away.
     pub async fn create_topic(&self, topic: NewTopic) -> Result<()> {
         let topic_ref = &topic;
-        self.on_any_broker(|connection, timeout| async move {
-            grpc::create_topic(&connection, topic_ref, timeout).await
-        })
-        .await
-        .map_err(|error| awaiting_the_quorum(error, &format!("create topic '{}'", topic.name)))?;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let created = self
+            .on_any_broker(|connection, timeout| {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move { grpc::create_topic(&connection, topic_ref, timeout).await }
+            })
+            .await;
+        let retried = attempts.load(std::sync::atomic::Ordering::Relaxed) > 1;
+        match created {
+            // An attempt that failed retriably (a timeout, a controller leader change) may still
+            // have created the topic; its retry then finds it. The topic this call asked for is
+            // there, so the call succeeded, unless the one found is not that topic.
+            Err(error)
+                if retried
+                    && error.code() == Some(strata_common::ErrorCode::TopicAlreadyExists)
+                    && self.describe_topic(&topic.name).await.is_ok_and(|found| {
+                        found.partitions.len() == usize::try_from(topic.partitions).unwrap_or(0)
+                    }) => {}
+            created => created.map_err(|error| {
+                awaiting_the_quorum(error, &format!("create topic '{}'", topic.name))
+            })?,
+        }
         self.wait_for_leaders(&topic.name).await;
         Ok(())
     }

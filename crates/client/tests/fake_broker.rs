@@ -829,6 +829,15 @@ impl AdminService for FakeBroker {
                 )
             } else if self.state().topics.contains_key(&topic.name) {
                 topic_result(&topic.name, ErrorCode::TopicAlreadyExists, "exists")
+            } else if topic.name.starts_with("answer-lost-") {
+                // Created, but answered as a controller that committed too late for the
+                // request's timeout does.
+                self.create(&topic.name, topic.num_partitions as usize);
+                topic_result(
+                    &topic.name,
+                    ErrorCode::RequestTimedOut,
+                    "not committed in time",
+                )
             } else {
                 self.create(&topic.name, topic.num_partitions as usize);
                 self.state()
@@ -1941,6 +1950,33 @@ async fn admin_of(fake: &FakeBroker) -> Result<Admin> {
         .bootstrap(fake.address.as_str())
         .build()?;
     Ok(Admin::connect(config).await?)
+}
+
+#[tokio::test]
+async fn a_create_retried_after_it_took_effect_succeeds_and_a_different_topic_does_not()
+-> Result<()> {
+    let fake = start_fake().await?;
+    let admin = admin_of(&fake).await?;
+    // The first attempt creates the topic but times out; its retry finds the topic it asked for.
+    admin
+        .create_topic(NewTopic::new("answer-lost-once", 2, 1))
+        .await?;
+    assert_eq!(
+        admin
+            .describe_topic("answer-lost-once")
+            .await?
+            .partitions
+            .len(),
+        2
+    );
+    // A topic of the same name that is not the one asked for still fails the call.
+    admin.create_topic(NewTopic::new("taken", 3, 1)).await?;
+    let error = admin
+        .create_topic(NewTopic::new("taken", 2, 1))
+        .await
+        .expect_err("a different topic exists");
+    assert_eq!(error.code(), Some(ErrorCode::TopicAlreadyExists));
+    Ok(())
 }
 
 #[tokio::test]
