@@ -19,9 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("descriptors.bin");
     tonic_prost_build::configure()
         // Record payloads stay `bytes::Bytes` so they are sliced, not copied, on decode.
         .bytes(".")
+        // Every service's schema, for gRPC server reflection (`FILE_DESCRIPTOR_SET`).
+        .file_descriptor_set_path(descriptors)
         .compile_protos(&files, &[proto_dir.to_string()])?;
     Ok(())
 }

@@ -292,7 +292,12 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let peer = request.extensions().get::<strata_tls::PeerInfo>();
         let source = peer.map_or(IpAddr::from([0, 0, 0, 0]), |peer| peer.remote_addr.ip());
-        if !self.authenticator.required() {
+        // Health checks and reflection (the API's schema) carry no data: probes and generic
+        // tools reach them without credentials.
+        let open_to_all = ["/grpc.health.v1.", "/grpc.reflection."]
+            .iter()
+            .any(|prefix| request.uri().path().starts_with(prefix));
+        if !self.authenticator.required() || open_to_all {
             request.extensions_mut().insert(Caller::anonymous(source));
             return Box::pin(self.inner.call(request));
         }

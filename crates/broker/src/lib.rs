@@ -602,6 +602,25 @@ impl Broker {
         };
         // Two listeners, two routers: a call is served only where it belongs, so no client can
         // reach replication or Raft whatever it sends (ARCHITECTURE.md, "Trust boundaries").
+        // The standard gRPC health service (grpc.health.v1), for load balancers and Kubernetes'
+        // gRPC probes: NOT_SERVING until the node serves clients, like `/ready`. And server
+        // reflection, so generic tools (grpcurl, Postman) can call the API without the .proto
+        // files. Both answer without credentials (`authentication`).
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for service in std::iter::once("").chain(strata_proto::CLIENT_SERVICES.iter().copied()) {
+            health
+                .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        let reflection_service = strata_proto::CLIENT_SERVICES
+            .iter()
+            .fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET),
+                |builder, service| builder.with_service_name(*service),
+            )
+            .build_v1()
+            .map_err(|error| BrokerError::Startup(format!("gRPC reflection: {error}")))?;
         let client_server = strata_proto::http2::server(Server::builder())
             .layer(metrics::RequestMetricsLayer::new(state.metrics.clone()))
             .layer(authentication::AuthenticationLayer::new(
@@ -612,6 +631,8 @@ impl Broker {
             .add_service(admin_service)
             .add_service(group_service)
             .add_service(client_records_service)
+            .add_service(health_service)
+            .add_service(reflection_service)
             .serve_with_incoming_shutdown(
                 listening(
                     listener,
@@ -779,6 +800,11 @@ impl Broker {
             broker_lifecycle::create_bootstrap_user(&state, user, password).await;
         }
         serving_clients.store(true, std::sync::atomic::Ordering::Release);
+        for service in std::iter::once("").chain(strata_proto::CLIENT_SERVICES.iter().copied()) {
+            health
+                .set_service_status(service, tonic_health::ServingStatus::Serving)
+                .await;
+        }
         // Opened once the broker serves clients, so a Kafka client never meets a node that is
         // still catching up (the gRPC door says so with an error; Kafka has no such answer for
         // every API).

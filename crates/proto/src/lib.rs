@@ -20,6 +20,17 @@ pub mod controller_v1 {
     tonic::include_proto!("strata.controller.v1");
 }
 
+/// Every service's schema (an encoded `FileDescriptorSet`), for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptors");
+
+/// The services of the client listener, as gRPC names them (for reflection and health).
+pub const CLIENT_SERVICES: &[&str] = &[
+    "strata.v1.Broker",
+    "strata.v1.Records",
+    "strata.v1.Admin",
+    "strata.v1.GroupCoordinator",
+];
+
 /// Unary calls served and made without tonic's copies (the fetches, whose responses are records).
 pub mod zero_copy;
 
