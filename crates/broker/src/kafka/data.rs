@@ -484,7 +484,7 @@ impl KafkaDoor {
     }
 }
 
-fn partition_error_code(error: &PartitionError) -> i16 {
+pub(super) fn partition_error_code(error: &PartitionError) -> i16 {
     kafka_code(error.code.code())
 }
 
