@@ -1,27 +1,31 @@
 //! ACLs through the Kafka listener: CreateAcls, DescribeAcls and DeleteAcls as Kafka's admin
 //! tools send them, refused to a user without Alter (or Describe) on the cluster, and what the
 //! bindings they make allow and refuse on the same door: metadata listings, produce, fetch,
-//! groups, prefixed patterns, a deny over an allow. The broker requires authentication (ACLs
-//! apply only then); its bootstrap user is a super user and manages everything.
+//! groups, prefixed patterns, a deny over an allow, and topic ids that do not give away the
+//! names of topics a user may not describe. The broker requires authentication (ACLs apply only
+//! then); its bootstrap user is a super user and manages everything.
 
 mod kafka_client;
 
 use kafka_client::{
     ADMIN, KafkaConnection, batch, connect_as, create_topics, fetch_request, join_group_request,
-    list_offset, offset_commit_request, produce_request, served, start_secured,
+    list_offset, offset_commit_request, produce_request, served, start_secured, topic_id,
     upsert_user_request,
 };
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_acls_response::DescribeAclsResource;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
-    FindCoordinatorRequest, MetadataRequest,
+    ApiKey, ApiVersionsRequest, CreateAclsRequest, DeleteAclsRequest, DeleteTopicsRequest,
+    DescribeAclsRequest, FindCoordinatorRequest, MetadataRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::net::SocketAddr;
 use strata_auth::Mechanism;
 use strata_broker::BrokerHandle;
+use uuid::Uuid;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -169,6 +173,26 @@ async fn listed_topics(connection: &mut KafkaConnection) -> Vec<String> {
     names
 }
 
+/// Metadata for the topic whose id is `id`.
+fn metadata_by_id(id: Uuid) -> MetadataRequest {
+    MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default()
+            .with_name(None)
+            .with_topic_id(id),
+    ]))
+}
+
+/// DeleteTopics (version 6 and later) of the topic whose id is `id`.
+fn delete_by_id(id: Uuid) -> DeleteTopicsRequest {
+    DeleteTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteTopicState::default()
+                .with_name(None)
+                .with_topic_id(id),
+        ])
+}
+
 /// Fetches partition 0 of `topic` from the start: the error code and the values read.
 async fn fetch(connection: &mut KafkaConnection, topic: &str) -> (i16, Vec<String>) {
     let answer = connection.send(fetch_request(topic, 0), 12).await;
@@ -225,6 +249,25 @@ async fn acls_made_over_kafka_decide_what_a_user_sees_reads_and_writes() {
     // No ACL, no access: nothing listed, nothing read.
     assert_eq!(listed_topics(&mut reader).await, Vec::<String>::new());
     assert_eq!(fetch(&mut reader, "a").await.0, TOPIC_AUTHORIZATION_FAILED);
+    // Named by id, a topic the reader may not describe is refused without its name (ids are
+    // easily guessed; Kafka answers such ids without a name too), and is not deleted.
+    let (a_id, b_id) = (
+        topic_id(&mut admin, "a").await,
+        topic_id(&mut admin, "b").await,
+    );
+    let by_id = reader.send(metadata_by_id(b_id), 12).await;
+    let refused = &by_id.topics[0];
+    assert_eq!(
+        (refused.error_code, refused.name.as_ref(), refused.topic_id),
+        (TOPIC_AUTHORIZATION_FAILED, None, b_id)
+    );
+    let deleted = reader.send(delete_by_id(b_id), 6).await;
+    let refused = &deleted.responses[0];
+    assert_eq!(
+        (refused.error_code, refused.name.as_ref()),
+        (TOPIC_AUTHORIZATION_FAILED, None)
+    );
+    assert_eq!(listed_topics(&mut admin).await, ["a", "b"]);
 
     // Managing ACLs is Alter on the cluster, reading them Describe: the reader has neither.
     let refused = reader
@@ -286,8 +329,23 @@ async fn acls_made_over_kafka_decide_what_a_user_sees_reads_and_writes() {
     let someone_else = covering_a().with_principal_filter(Some(text("User:other")));
     assert_eq!(described(&mut admin, someone_else, 2).await, vec![]);
 
-    // Read on `a`: listed and read, and Read does not mean Write.
+    // Read on `a`: listed (by id too) and read, and Read does not mean Write or Delete.
     assert_eq!(listed_topics(&mut reader).await, ["a"]);
+    let by_id = reader.send(metadata_by_id(a_id), 12).await;
+    assert_eq!(by_id.topics[0].error_code, 0);
+    assert_eq!(
+        by_id.topics[0].name.as_ref().map(|name| name.as_str()),
+        Some("a")
+    );
+    let deleted = reader.send(delete_by_id(a_id), 6).await;
+    let refused = &deleted.responses[0];
+    assert_eq!(
+        (
+            refused.error_code,
+            refused.name.as_ref().map(|name| name.as_str())
+        ),
+        (TOPIC_AUTHORIZATION_FAILED, Some("a"))
+    );
     assert_eq!(fetch(&mut reader, "a").await, from_admin());
     assert_eq!(fetch(&mut reader, "b").await.0, TOPIC_AUTHORIZATION_FAILED);
     assert_eq!(
