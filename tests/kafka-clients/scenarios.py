@@ -197,6 +197,131 @@ def sasl_roundtrip(bootstrap, topic, ca, user, password):
     print(f"{count} records over SASL_SSL (SCRAM-SHA-512 in, SCRAM-SHA-256 out); a wrong password refused")
 
 
+def acls(bootstrap, topic, hidden_topic, group, ca, admin_user, admin_password):
+    """confluent-kafka's AdminClient, as a super user over SASL_SSL, makes a user `reader` and
+    grants it READ on `topic` and on `group`; the reader then reads in that group what the
+    admin produced, is refused writing, sees only `topic` listed (not `hidden_topic`), and may
+    not manage ACLs itself; deleting the grants takes the topic out of its sight."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    count = 50
+    sasl = {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": ca,
+        "sasl.mechanisms": "SCRAM-SHA-512",
+    }
+    as_admin = {**sasl, "sasl.username": admin_user, "sasl.password": admin_password}
+    as_reader = {**sasl, "sasl.username": "reader", "sasl.password": "reader-secret"}
+    admin = AdminClient(as_admin)
+
+    def wait(futures):
+        return {key: future.result(timeout=WAIT_S) for key, future in futures.items()}
+
+    wait(
+        admin.alter_user_scram_credentials(
+            [
+                UserScramCredentialUpsertion(
+                    "reader",
+                    ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+                    b"reader-secret",
+                )
+            ]
+        )
+    )
+    producer = Producer({**as_admin, "acks": "all", "message.timeout.ms": WAIT_S * 1000})
+    for i in range(count):
+        producer.produce(topic, value=json_value(i))
+    check(producer.flush(WAIT_S) == 0, "the admin's records were not delivered")
+
+    def read_by_reader(resource_type, name):
+        return AclBinding(
+            resource_type,
+            name,
+            ResourcePatternType.LITERAL,
+            "User:reader",
+            "*",
+            AclOperation.READ,
+            AclPermissionType.ALLOW,
+        )
+
+    granted = [read_by_reader(ResourceType.TOPIC, topic), read_by_reader(ResourceType.GROUP, group)]
+    wait(admin.create_acls(granted))
+    readers_acls = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        "User:reader",
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    described = admin.describe_acls(readers_acls).result(timeout=WAIT_S)
+    check(sorted(described) == sorted(granted), f"described {described}, not {granted}")
+
+    # Managing ACLs is Alter on the cluster, which the reader does not have.
+    reader_admin = AdminClient(as_reader)
+    try:
+        wait(reader_admin.create_acls([read_by_reader(ResourceType.TOPIC, hidden_topic)]))
+        fail("the reader granted itself an ACL")
+    except KafkaException as error:
+        check(error.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED, f"got {error}")
+
+    refused = []
+    writer = Producer({**as_reader, "acks": "all", "message.timeout.ms": WAIT_S * 1000})
+    writer.produce(topic, value=b"from reader", on_delivery=lambda error, message: refused.append(error))
+    check(writer.flush(WAIT_S) == 0, "the reader's record got no delivery report")
+    check(
+        refused[0] is not None and refused[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        f"the reader's write was reported as {refused}",
+    )
+
+    consumer = Consumer(
+        {
+            **as_reader,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    read = []
+    deadline = time.monotonic() + WAIT_S
+    while len(read) < count and time.monotonic() < deadline:
+        message = consumer.poll(1.0)
+        if message is None:
+            continue
+        if message.error():
+            fail(f"the reader's consumer failed: {message.error()}")
+        read.append(message.value())
+    check(read == [json_value(i) for i in range(count)], f"the reader read {len(read)} of {count}")
+    consumer.commit(asynchronous=False)
+    listed = set(consumer.list_topics(timeout=WAIT_S).topics)
+    consumer.close()
+    check(listed == {topic}, f"the reader sees {sorted(listed)}, not only {topic}")
+
+    deleted = wait(admin.delete_acls([readers_acls]))[readers_acls]
+    check(sorted(deleted) == sorted(granted), f"deleted {deleted}, not {granted}")
+    check(not admin.describe_acls(readers_acls).result(timeout=WAIT_S), "ACLs left after deleting")
+    listed = set(reader_admin.list_topics(timeout=WAIT_S).topics)
+    check(not listed, f"without its ACLs the reader still sees {sorted(listed)}")
+    print(
+        f"ACLs created, described and deleted; the reader read {count} records in {group}, "
+        f"was refused writing, and saw only {topic}"
+    )
+
+
 def kafka_python_roundtrip(bootstrap, topic, count, compression):
     """kafka-python produces with a codec and consumes from the beginning."""
     from kafka import KafkaConsumer, KafkaProducer
@@ -535,6 +660,7 @@ SCENARIOS = {
     "positions": positions,
     "tls-roundtrip": tls_roundtrip,
     "sasl-roundtrip": sasl_roundtrip,
+    "acls": acls,
     "errors": errors,
 }
 

@@ -5,36 +5,20 @@
 mod kafka_client;
 
 use base64::Engine as _;
-use bytes::Bytes;
-use kafka_client::KafkaConnection;
-use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+use kafka_client::{KafkaConnection, scram_login, start_secured, upsert_user_request};
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, ApiVersionsRequest, DescribeUserScramCredentialsRequest,
-    MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    ApiVersionsRequest, DescribeUserScramCredentialsRequest, MetadataRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use strata_auth::{Mechanism, ScramClient};
-use strata_broker::{Broker, BrokerConfig, BrokerHandle};
+use strata_auth::Mechanism;
+use strata_broker::BrokerHandle;
 use strata_proto::v1 as proto;
 use strata_proto::v1::broker_client::BrokerClient;
 use tonic::transport::Channel;
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-
-async fn start(directory: &std::path::Path) -> BrokerHandle {
-    Broker::start(BrokerConfig {
-        data_dir: directory.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-        require_authentication: true,
-        bootstrap_user: Some(("admin".to_string(), "admin-secret".to_string())),
-        ..BrokerConfig::default()
-    })
-    .await
-    .expect("broker starts")
-}
 
 fn basic(user: &str, password: &str) -> String {
     format!(
@@ -64,53 +48,10 @@ async fn metadata_as(
         .map(tonic::Response::into_inner)
 }
 
-/// A SCRAM exchange over `connection`; returns the error code of the step that failed, if any.
-async fn scram_login(
-    connection: &mut KafkaConnection,
-    mechanism: Mechanism,
-    user: &str,
-    password: &str,
-) -> Result<(), i16> {
-    let handshake = connection
-        .send(
-            SaslHandshakeRequest::default()
-                .with_mechanism(StrBytes::from_static_str(mechanism.name())),
-            1,
-        )
-        .await;
-    if handshake.error_code != 0 {
-        return Err(handshake.error_code);
-    }
-    let mut client = ScramClient::new(mechanism, user, password);
-    let first = connection
-        .send(
-            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(client.client_first())),
-            2,
-        )
-        .await;
-    if first.error_code != 0 {
-        return Err(first.error_code);
-    }
-    let client_final = client.client_final(&first.auth_bytes).unwrap();
-    let last = connection
-        .send(
-            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(client_final)),
-            2,
-        )
-        .await;
-    if last.error_code != 0 {
-        return Err(last.error_code);
-    }
-    client
-        .verify_server_final(&last.auth_bytes)
-        .expect("the broker proves it knows the credential");
-    Ok(())
-}
-
 #[tokio::test]
 async fn grpc_calls_need_a_known_user_and_password() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start(directory.path()).await;
+    let broker = start_secured(directory.path()).await;
 
     let missing = metadata_as(&broker, None).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::Unauthenticated, "{missing}");
@@ -141,7 +82,7 @@ async fn grpc_calls_need_a_known_user_and_password() {
 #[tokio::test]
 async fn repeated_failures_from_one_address_are_refused_without_a_check() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start(directory.path()).await;
+    let broker = start_secured(directory.path()).await;
     for _ in 0..strata_broker::authentication::FAILURES_ALLOWED {
         metadata_as(&broker, Some(&basic("admin", "guess")))
             .await
@@ -161,7 +102,7 @@ async fn repeated_failures_from_one_address_are_refused_without_a_check() {
 #[tokio::test]
 async fn kafka_clients_authenticate_with_scram_before_anything_else() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start(directory.path()).await;
+    let broker = start_secured(directory.path()).await;
     let kafka = broker.kafka_addr().unwrap();
 
     // ApiVersions is answered before authentication; anything else closes the connection.
@@ -211,18 +152,9 @@ async fn kafka_clients_authenticate_with_scram_before_anything_else() {
         .send(MetadataRequest::default().with_topics(None), 12)
         .await;
     assert_eq!(metadata.brokers.len(), 1);
-    let (salt, salted_password) =
-        strata_auth::salt_password(Mechanism::ScramSha256, "alice-secret", 4096).unwrap();
     let altered = admin
         .send(
-            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
-                ScramCredentialUpsertion::default()
-                    .with_name(StrBytes::from_static_str("alice"))
-                    .with_mechanism(Mechanism::ScramSha256.kafka_type())
-                    .with_iterations(4096)
-                    .with_salt(Bytes::from(salt))
-                    .with_salted_password(Bytes::from(salted_password)),
-            ]),
+            upsert_user_request("alice", Mechanism::ScramSha256, "alice-secret"),
             0,
         )
         .await;
@@ -266,25 +198,16 @@ async fn kafka_clients_authenticate_with_scram_before_anything_else() {
 #[tokio::test]
 async fn users_survive_a_restart_and_the_bootstrap_user_does_not_reset_a_password() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start(directory.path()).await;
+    let broker = start_secured(directory.path()).await;
     let kafka = broker.kafka_addr().unwrap();
     let mut admin = KafkaConnection::connect(kafka).await;
     scram_login(&mut admin, Mechanism::ScramSha512, "admin", "admin-secret")
         .await
         .unwrap();
     // The bootstrap user changes its own password.
-    let (salt, salted_password) =
-        strata_auth::salt_password(Mechanism::ScramSha512, "changed", 4096).unwrap();
     let altered = admin
         .send(
-            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
-                ScramCredentialUpsertion::default()
-                    .with_name(StrBytes::from_static_str("admin"))
-                    .with_mechanism(Mechanism::ScramSha512.kafka_type())
-                    .with_iterations(4096)
-                    .with_salt(Bytes::from(salt))
-                    .with_salted_password(Bytes::from(salted_password)),
-            ]),
+            upsert_user_request("admin", Mechanism::ScramSha512, "changed"),
             0,
         )
         .await;
@@ -292,7 +215,7 @@ async fn users_survive_a_restart_and_the_bootstrap_user_does_not_reset_a_passwor
     broker.shutdown().await;
 
     // Started again with the same bootstrap user: the cluster has it, so its password stays.
-    let broker = start(directory.path()).await;
+    let broker = start_secured(directory.path()).await;
     metadata_as(&broker, Some(&basic("admin", "changed")))
         .await
         .expect("the changed password survives the restart");
@@ -307,7 +230,7 @@ async fn users_survive_a_restart_and_the_bootstrap_user_does_not_reset_a_passwor
 #[tokio::test]
 async fn a_stranger_cannot_send_a_large_request_before_authenticating() {
     let directory = tempfile::tempdir().unwrap();
-    let broker = start(directory.path()).await;
+    let broker = start_secured(directory.path()).await;
     let mut stranger = KafkaConnection::connect(broker.kafka_addr().unwrap()).await;
     // A size prefix of 1 MiB: refused before the body is read, the connection closed.
     stranger.write_raw(&(1_i32 << 20).to_be_bytes()).await;

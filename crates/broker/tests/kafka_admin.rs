@@ -7,8 +7,8 @@ mod kafka_client;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_client::{
-    KafkaConnection, batch, list_offset, metadata_topic, produce_request, served, start, topic_id,
-    topic_name,
+    KafkaConnection, batch, create_topics_request, list_offset, metadata_topic, new_topic,
+    produce_request, served, start, topic_id, topic_name,
 };
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
@@ -26,9 +26,9 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    alter_configs_request, incremental_alter_configs_request,
+    CreatePartitionsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, alter_configs_request,
+    incremental_alter_configs_request,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use strata_broker::BrokerHandle;
@@ -69,13 +69,6 @@ async fn connect(broker: &BrokerHandle) -> (KafkaConnection, ApiVersionsResponse
     (connection, versions)
 }
 
-fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> CreatableTopic {
-    CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(replication_factor)
-}
-
 fn with_configs(topic: CreatableTopic, configs: &[(&str, &str)]) -> CreatableTopic {
     topic.with_configs(
         configs
@@ -89,13 +82,6 @@ fn with_configs(topic: CreatableTopic, configs: &[(&str, &str)]) -> CreatableTop
     )
 }
 
-fn create_request(topics: Vec<CreatableTopic>, validate_only: bool) -> CreateTopicsRequest {
-    CreateTopicsRequest::default()
-        .with_topics(topics)
-        .with_timeout_ms(10_000)
-        .with_validate_only(validate_only)
-}
-
 /// Creates one topic through the Kafka door and returns its result's code and message.
 async fn create(
     connection: &mut KafkaConnection,
@@ -103,7 +89,7 @@ async fn create(
     validate_only: bool,
 ) -> (i16, String) {
     let answer = connection
-        .send(create_request(vec![topic], validate_only), 7)
+        .send(create_topics_request(vec![topic], validate_only), 7)
         .await;
     let result = &answer.topics[0];
     let message = result
@@ -248,7 +234,7 @@ async fn every_served_version_of_the_admin_apis_answers_in_a_form_the_codec_read
         // -1 asks for the broker's defaults.
         let topic = with_configs(new_topic(&name, -1, -1), &[("retention.ms", "60000")]);
         let answer = connection
-            .send(create_request(vec![topic], false), version)
+            .send(create_topics_request(vec![topic], false), version)
             .await;
         let result = &answer.topics[0];
         assert_eq!(result.error_code, 0, "v{version}: {result:?}");
@@ -612,7 +598,7 @@ async fn admin_refusals_carry_kafkas_codes_and_change_nothing() {
     // A name given twice is refused in each of its entries; the others go ahead.
     let answer = connection
         .send(
-            create_request(
+            create_topics_request(
                 vec![
                     new_topic("twice", 1, 1),
                     new_topic("twice", 1, 1),

@@ -9,13 +9,9 @@ mod common;
 mod kafka_client;
 
 use bytes::Bytes;
-use kafka_client::{KafkaConnection, served, topic_id};
+use kafka_client::{KafkaConnection, join_group_request, offset_commit_request, served, topic_id};
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
@@ -26,9 +22,9 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse, DeleteGroupsRequest, DescribeGroupsRequest,
-    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupResponse, LeaveGroupRequest,
+    ListGroupsRequest, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::net::SocketAddr;
@@ -117,6 +113,7 @@ fn group(id: &str) -> GroupId {
     GroupId(text(id))
 }
 
+/// An OffsetCommit for partition `partition` of the test topic.
 fn commit(
     group_id: &str,
     generation: i32,
@@ -124,21 +121,7 @@ fn commit(
     partition: i32,
     offset: i64,
 ) -> OffsetCommitRequest {
-    OffsetCommitRequest::default()
-        .with_group_id(group(group_id))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(text(member_id))
-        .with_topics(vec![
-            OffsetCommitRequestTopic::default()
-                .with_name(TopicName(text(TOPIC)))
-                .with_partitions(vec![
-                    OffsetCommitRequestPartition::default()
-                        .with_partition_index(partition)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(-1)
-                        .with_committed_metadata(Some(text("note"))),
-                ]),
-        ])
+    offset_commit_request(group_id, generation, member_id, TOPIC, partition, offset)
 }
 
 fn commit_error(response: &OffsetCommitResponse) -> i16 {
@@ -192,21 +175,6 @@ async fn fetch_offset(
     partition.committed_offset
 }
 
-/// A consumer-protocol JoinGroup with `metadata` for the range assignor.
-fn join(group_id: &str, member_id: &str, metadata: &'static [u8]) -> JoinGroupRequest {
-    JoinGroupRequest::default()
-        .with_group_id(group(group_id))
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(60_000)
-        .with_member_id(text(member_id))
-        .with_protocol_type(text("consumer"))
-        .with_protocols(vec![
-            JoinGroupRequestProtocol::default()
-                .with_name(text("range"))
-                .with_metadata(Bytes::from_static(metadata)),
-        ])
-}
-
 /// Joins as a new member the KIP-394 way: the first JoinGroup is refused with the member id
 /// to use, the second waits for the generation and returns its answer.
 async fn join_new_member(
@@ -214,11 +182,13 @@ async fn join_new_member(
     group_id: &str,
     metadata: &'static [u8],
 ) -> JoinGroupResponse {
-    let first = connection.send(join(group_id, "", metadata), 9).await;
+    let first = connection
+        .send(join_group_request(group_id, "", metadata), 9)
+        .await;
     assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
     assert!(!first.member_id.is_empty());
     let joined = connection
-        .send(join(group_id, &first.member_id, metadata), 9)
+        .send(join_group_request(group_id, &first.member_id, metadata), 9)
         .await;
     assert_eq!(joined.error_code, 0, "{joined:?}");
     assert_eq!(joined.member_id, first.member_id);
@@ -388,7 +358,9 @@ async fn a_classic_group_forms_generations_hands_out_the_leaders_assignment_and_
         // chance to.
         tokio::task::yield_now().await;
     }
-    let rejoined = first.send(join(group_id, &a_id, b"meta-a"), 9).await;
+    let rejoined = first
+        .send(join_group_request(group_id, &a_id, b"meta-a"), 9)
+        .await;
     assert_eq!(rejoined.error_code, 0);
     let (mut second, b) = second_join.await.unwrap();
     let b_id = b.member_id.to_string();
@@ -479,11 +451,15 @@ async fn a_classic_group_forms_generations_hands_out_the_leaders_assignment_and_
     assert_eq!(grpc.members.len(), 2);
 
     // A third member triggers a rebalance the others learn of from their heartbeats.
-    let first_join = third.send(join(group_id, "", b"meta-c"), 9).await;
+    let first_join = third
+        .send(join_group_request(group_id, "", b"meta-c"), 9)
+        .await;
     assert_eq!(first_join.error_code, MEMBER_ID_REQUIRED);
     let c_id = first_join.member_id.to_string();
     let c_join = tokio::spawn(async move {
-        let joined = third.send(join(group_id, &c_id, b"meta-c"), 9).await;
+        let joined = third
+            .send(join_group_request(group_id, &c_id, b"meta-c"), 9)
+            .await;
         (third, joined)
     });
     loop {
@@ -509,7 +485,9 @@ async fn a_classic_group_forms_generations_hands_out_the_leaders_assignment_and_
         .await;
     assert_eq!(left.error_code, 0);
     assert_eq!(left.members[0].error_code, 0);
-    let rejoined = first.send(join(group_id, &a_id, b"meta-a"), 9).await;
+    let rejoined = first
+        .send(join_group_request(group_id, &a_id, b"meta-a"), 9)
+        .await;
     assert_eq!(rejoined.error_code, 0);
     assert_eq!(rejoined.generation_id, generation + 1);
     assert_eq!(rejoined.members.len(), 2);
@@ -907,7 +885,7 @@ async fn consumer_group_heartbeats_are_refused_with_kafkas_codes() {
     );
     // A classic member cannot join a consumer group that has members.
     let classic = connection
-        .send(join("refusals", "", SUBSCRIBED_TO_TOPIC), 9)
+        .send(join_group_request("refusals", "", SUBSCRIBED_TO_TOPIC), 9)
         .await;
     assert_eq!(classic.error_code, INCONSISTENT_GROUP_PROTOCOL);
     // Leaving twice is not an error.

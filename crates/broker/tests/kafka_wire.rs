@@ -6,17 +6,16 @@ mod kafka_client;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_client::{
-    KafkaConnection, batch, list_offset, list_offsets_request, produce_request, served, start,
-    topic_id, topic_name,
+    KafkaConnection, batch, fetch_request, list_offset, list_offsets_request, produce_request,
+    served, start, topic_id, topic_name,
 };
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, InitProducerIdRequest,
-    MetadataRequest, OffsetForLeaderEpochRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, MetadataRequest,
+    OffsetForLeaderEpochRequest,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use uuid::Uuid;
@@ -25,24 +24,6 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNSUPPORTED_VERSION: i16 = 35;
 const UNKNOWN_TOPIC_ID: i16 = 100;
-
-fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
-    FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(vec![
-                    FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(1 << 20),
-                ]),
-        ])
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_served_version_of_the_data_apis_answers_in_a_form_the_codec_reads() {

@@ -656,28 +656,31 @@ fn kafka_clients_speak_tls_with_client_certificates() -> Result<()> {
     Ok(())
 }
 
+/// The server flags of a [`Secured`] server that requires SASL, with `admin` (password
+/// `admin-secret`) as its bootstrap user, a super user.
+const REQUIRE_AUTH: [&str; 3] = ["--require-auth", "--bootstrap-user", "admin:admin-secret"];
+
+/// The `strata` client flags that log in as the bootstrap user of [`REQUIRE_AUTH`].
+fn as_admin(file: &dyn Fn(&str) -> String) -> Vec<String> {
+    [
+        "--tls-ca",
+        &file("ca.pem"),
+        "--user",
+        "admin",
+        "--password",
+        "admin-secret",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 #[test]
 fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
     let Some(kcat_path) = client(|clients| clients.kcat.as_ref(), "kcat") else {
         return Ok(());
     };
     let python = client(|clients| clients.python.as_ref(), "confluent-kafka");
-    let secured = Secured::start(
-        &["--require-auth", "--bootstrap-user", "admin:admin-secret"],
-        |file| {
-            [
-                "--tls-ca",
-                &file("ca.pem"),
-                "--user",
-                "admin",
-                "--password",
-                "admin-secret",
-            ]
-            .map(str::to_string)
-            .to_vec()
-        },
-        &["logged", "logged-py"],
-    )?;
+    let secured = Secured::start(&REQUIRE_AUTH, as_admin, &["logged", "logged-py"])?;
     let ca = secured.file("ca.pem");
     let kafka = &secured.kafka;
 
@@ -761,5 +764,31 @@ fn kafka_clients_log_in_with_sasl_over_tls() -> Result<()> {
         )
         .map(drop)?;
     }
+    Ok(())
+}
+
+/// ACLs managed through confluent-kafka's AdminClient over SASL_SSL, and what they decide for
+/// a user's producer, consumer group and topic listing (the `acls` scenario).
+#[test]
+fn confluent_kafkas_admin_client_manages_acls_that_decide_what_a_user_may_do() -> Result<()> {
+    let Some(python) = client(|clients| clients.python.as_ref(), "confluent-kafka") else {
+        return Ok(());
+    };
+    let secured = Secured::start(&REQUIRE_AUTH, as_admin, &["granted", "hidden"])?;
+    let ca = secured.file("ca.pem");
+    let output = scenario(
+        &python,
+        &[
+            "acls",
+            &secured.kafka,
+            "granted",
+            "hidden",
+            "readers",
+            &ca,
+            "admin",
+            "admin-secret",
+        ],
+    )?;
+    eprintln!("{}", output.stdout.trim());
     Ok(())
 }

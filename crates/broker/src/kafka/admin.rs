@@ -358,15 +358,19 @@ impl KafkaDoor {
                         let deleted = self.delete_topic(&name, timeout_ms).await;
                         (Some(name), deleted)
                     }
-                    // Named by id: answered with its name too, as Kafka does.
+                    // Named by id: answered with its name too, as Kafka does, unless the
+                    // caller may not describe the topic (ids are easily guessed).
                     (Ok(()), None) => {
                         let found = topic_by_id(&self.metadata_state(), topic_id)
                             .map(|topic| topic.name.clone());
                         match found {
-                            Some(name) => {
-                                let deleted = self.delete_topic(&name, timeout_ms).await;
-                                (Some(name), deleted)
-                            }
+                            Some(name) => match self.may_describe(&name) {
+                                Ok(()) => {
+                                    let deleted = self.delete_topic(&name, timeout_ms).await;
+                                    (Some(name), deleted)
+                                }
+                                Err(refused) => (None, Err(Refusal::from(refused))),
+                            },
                             None => (
                                 None,
                                 Err(Refusal {

@@ -179,7 +179,16 @@ impl KafkaDoor {
                     match requested.name.as_ref().filter(|_| by_name) {
                         Some(requested) => topic(requested.as_str()),
                         None => match topic_by_id(&state, requested.topic_id) {
-                            Some(found) => topic(&found.name),
+                            Some(found) => match self.may_describe(&found.name) {
+                                Ok(()) => topic(&found.name),
+                                // Without its name: ids are easily guessed, so naming the topic
+                                // would list what the caller may not describe (Kafka does the
+                                // same).
+                                Err(refused) => MetadataResponseTopic::default()
+                                    .with_name(None)
+                                    .with_topic_id(requested.topic_id)
+                                    .with_error_code(partition_error_code(&refused)),
+                            },
                             None => MetadataResponseTopic::default()
                                 .with_name(None)
                                 .with_topic_id(requested.topic_id)
@@ -484,7 +493,7 @@ impl KafkaDoor {
     }
 }
 
-fn partition_error_code(error: &PartitionError) -> i16 {
+pub(super) fn partition_error_code(error: &PartitionError) -> i16 {
     kafka_code(error.code.code())
 }
 

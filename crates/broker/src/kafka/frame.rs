@@ -173,6 +173,7 @@ pub fn encode_response(
 mod tests {
     use super::*;
     use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+    use kafka_protocol::protocol::StrBytes;
     use proptest::prelude::*;
 
     fn served(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -222,6 +223,56 @@ mod tests {
                 .expect("decodes");
             assert_eq!(request.header.correlation_id, 7);
             assert_eq!(request.header.request_api_version, version);
+        }
+    }
+
+    /// The ACL APIs through the listener's own table: each served version decodes what a client
+    /// encodes, fields intact, in the flexible versions (2 and 3) as in version 1.
+    #[test]
+    fn acl_requests_decode_in_every_version_the_listener_serves() {
+        use kafka_protocol::messages::create_acls_request::AclCreation;
+        use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+        use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
+        let listener = super::super::versions::served;
+        let name = || Some(StrBytes::from_static_str("orders"));
+        let requests = [
+            RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(vec![
+                AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("orders"))
+                    .with_resource_pattern_type(4)
+                    .with_principal(StrBytes::from_static_str("User:reader"))
+                    .with_host(StrBytes::from_static_str("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ])),
+            RequestKind::DescribeAcls(
+                DescribeAclsRequest::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(name())
+                    .with_pattern_type_filter(2)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ),
+            RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(name())
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ])),
+        ];
+        let api_keys = [ApiKey::CreateAcls, ApiKey::DescribeAcls, ApiKey::DeleteAcls];
+        for (api_key, body) in api_keys.into_iter().zip(requests) {
+            let (min, max) = listener(api_key).expect("served");
+            assert_eq!((min, max), (1, 3), "{api_key:?}");
+            for version in min..=max {
+                let request = decode_request(frame(api_key, version, &body), listener)
+                    .unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"));
+                assert_eq!(request.body, body, "{api_key:?} v{version}");
+                assert_eq!(request.trailing_bytes, 0);
+            }
         }
     }
 

@@ -17,6 +17,7 @@
 //! the served list, so a newer client can retry lower. Nothing from a refused request is
 //! appended, and no other connection notices.
 
+mod acls;
 mod admin;
 mod data;
 pub mod frame;
@@ -104,7 +105,11 @@ impl KafkaDoor {
                     Ok(response) => return Reply::Respond(Box::new(response)),
                     Err(other) => other,
                 };
-                if let Ok(response) = self.handle_user_request(other).await {
+                let other = match self.handle_user_request(other).await {
+                    Ok(response) => return Reply::Respond(Box::new(response)),
+                    Err(other) => other,
+                };
+                if let Ok(response) = self.handle_acl_request(other).await {
                     return Reply::Respond(Box::new(response));
                 }
                 // The frame decoder lets through only what `versions` lists; a listed API without

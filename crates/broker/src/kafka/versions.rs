@@ -21,6 +21,7 @@ const TABLES: &[&[Served]] = &[
     super::groups::SERVED,
     super::admin::SERVED,
     super::users::SERVED,
+    super::acls::SERVED,
     super::sasl::SERVED,
 ];
 
