@@ -289,6 +289,15 @@ impl AclBinding {
     }
 }
 
+impl ResourceType {
+    /// The operations a binding on this type of resource may name, `All` aside.
+    pub fn operations(self) -> impl Iterator<Item = Operation> {
+        Operation::ALL.iter().copied().filter(move |operation| {
+            *operation != Operation::All && operation_applies(self, *operation)
+        })
+    }
+}
+
 /// Which operations mean something on which resources, as Kafka's `AclEntry` lists them.
 fn operation_applies(resource_type: ResourceType, operation: Operation) -> bool {
     use Operation::*;

@@ -131,6 +131,20 @@ impl Authorizer {
         caller.filter(|caller| self.enabled && !self.super_users.contains(&caller.principal))
     }
 
+    /// Kafka's `authorized_operations` bit field for the resource: bit `code` set for each
+    /// operation `caller` may perform on it (DescribeCluster, DescribeGroups and the like).
+    pub fn authorized_operations(
+        &self,
+        caller: Option<&Caller>,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> i32 {
+        resource_type
+            .operations()
+            .filter(|operation| self.allows(caller, *operation, resource_type, name))
+            .fold(0, |bits, operation| bits | 1 << operation.code())
+    }
+
     pub fn topic(
         &self,
         caller: Option<&Caller>,
@@ -275,6 +289,14 @@ mod tests {
             ErrorCode::GroupAuthorizationFailed
         );
         assert!(acls.idempotent_producer(Some(&bob)).is_err());
+        assert_eq!(
+            acls.authorized_operations(Some(&bob), ResourceType::Topic, "a"),
+            1 << Operation::Read.code() | 1 << Operation::Describe.code()
+        );
+        assert_eq!(
+            acls.authorized_operations(Some(&bob), ResourceType::Cluster, CLUSTER_NAME),
+            0
+        );
         assert!(
             acls.topic(Some(&Caller::anonymous(host)), Operation::Read, "a")
                 .is_err()

@@ -486,6 +486,26 @@ async fn group_acls_gate_joining_and_committing() {
         .create_acls(&[allow(ResourceType::Group, "g", Operation::Read)])
         .await;
     assert_eq!(find_coordinator(&reader).await, 0);
+    // Subscribing to a topic the reader may not describe would hand it that topic's partitions.
+    let prying = reader
+        .groups()
+        .consumer_group_heartbeat(proto::ConsumerGroupHeartbeatRequest {
+            group_id: "g".to_string(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
+            has_subscription: true,
+            subscribed_topic_names: vec!["a".to_string(), "b".to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        code(prying.error_code),
+        ErrorCode::TopicAuthorizationFailed,
+        "{prying:?}"
+    );
     let joined = join().await.unwrap().into_inner();
     assert_eq!(
         joined.error_code, 0,

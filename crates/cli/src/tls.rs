@@ -89,9 +89,10 @@ fn parse_super_user(text: &str) -> Result<String, String> {
 pub enum ClientAuthArg {
     /// Clients need no certificate.
     None,
-    /// A certificate is verified if a client sends one.
+    /// A certificate is verified (against --tls-client-ca) if a client sends one, and logs the
+    /// client in as the user its CN names.
     Optional,
-    /// Clients without a certificate signed by --tls-ca are refused.
+    /// Clients without a certificate signed by --tls-client-ca are refused.
     Required,
 }
 

@@ -509,8 +509,12 @@ impl Secured {
         let client_flags = client(&file);
         let client_flags: Vec<&str> = client_flags.iter().map(String::as_str).collect();
         let kafka = free_address()?;
-        let (node_certificate, node_key, ca) =
-            (file("node-1.pem"), file("node-1-key.pem"), file("ca.pem"));
+        let (node_certificate, node_key, ca, client_ca) = (
+            file("node-1.pem"),
+            file("node-1-key.pem"),
+            file("ca.pem"),
+            file("client-ca.pem"),
+        );
         let mut server_flags = vec![
             "--kafka-listen",
             &kafka,
@@ -520,6 +524,9 @@ impl Secured {
             &node_key,
             "--tls-ca",
             &ca,
+            // Where client certificates come from, for the tests that ask for them.
+            "--tls-client-ca",
+            &client_ca,
         ];
         server_flags.extend(extra);
         let server = support::start_server_probed(

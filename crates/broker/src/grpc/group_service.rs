@@ -194,6 +194,20 @@ impl BrokerState {
     ) -> Result<proto::ConsumerGroupHeartbeatResponse, PartitionError> {
         self.authorizer
             .group(caller, Operation::Read, &request.group_id)?;
+        // A subscription to a topic the member may not describe would hand it that topic's
+        // partitions in its assignment, as Kafka 4 refuses.
+        if let Some(topic) = request.subscribed_topic_names.iter().find(|topic| {
+            !self
+                .authorizer
+                .allows(caller, Operation::Describe, ResourceType::Topic, topic)
+        }) {
+            return Err(PartitionError::new(
+                ErrorCode::TopicAuthorizationFailed,
+                format!(
+                    "not authorized to describe topic '{topic}', which the member subscribes to"
+                ),
+            ));
+        }
         let groups = &self.groups;
         let shard = groups.shard_for(&request.group_id).await?;
         let counts = groups.topic_partition_counts();

@@ -65,12 +65,6 @@ const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
 /// not expose to clients).
 const BROKER_ENDPOINT: i8 = 1;
 
-/// The operations on the cluster resource a client may perform, as Kafka's bitfield (bit n is
-/// ACL operation n): Strata has no authorizer, so every one Kafka defines for the cluster (CREATE,
-/// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE), as a
-/// Kafka broker without an authorizer answers.
-const CLUSTER_OPERATIONS: i32 = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
-
 /// Why one topic, partition or resource of an admin request failed, in Kafka's terms.
 #[derive(Clone, Debug)]
 struct Refusal {
@@ -544,7 +538,11 @@ impl KafkaDoor {
             .with_controller_id(BrokerId(self.state.controller.leader_id().unwrap_or(-1)))
             .with_brokers(brokers)
             .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-                CLUSTER_OPERATIONS
+                self.state.authorizer.authorized_operations(
+                    self.caller(),
+                    strata_auth::ResourceType::Cluster,
+                    strata_auth::acl::CLUSTER_NAME,
+                )
             } else {
                 i32::MIN
             })

@@ -836,6 +836,17 @@ impl KafkaDoor {
                 })
             })
             .collect();
+        // As in Kafka: Delete on the group, and Read on each partition's topic, or that
+        // partition is refused on its own.
+        let (permitted, refused): (Vec<TopicPartition>, Vec<TopicPartition>) =
+            partitions.into_iter().partition(|partition| {
+                self.state.authorizer.allows(
+                    self.caller(),
+                    Operation::Read,
+                    ResourceType::Topic,
+                    &partition.topic,
+                )
+            });
         let groups = &self.state.groups;
         let answer = async {
             self.state
@@ -848,27 +859,37 @@ impl KafkaDoor {
                         .classic_group(&group)
                         .map(classic_subscriptions)
                         .unwrap_or_default();
-                    shard.delete_offsets(&group, partitions, &classic)
+                    shard.delete_offsets(&group, permitted, &classic)
                 })
                 .await
         }
         .await;
         match answer {
-            Ok(outcomes) => OffsetDeleteResponse::default().with_topics(by_topic(
-                outcomes.into_iter().map(|(partition, outcome)| {
-                    (
-                        partition.topic,
-                        OffsetDeleteResponsePartition::default()
-                            .with_partition_index(partition.partition)
-                            .with_error_code(outcome.err().map_or(0, |error| code(error.code))),
-                    )
-                }),
-                |topic, partitions| {
-                    OffsetDeleteResponseTopic::default()
-                        .with_name(topic)
-                        .with_partitions(partitions)
-                },
-            )),
+            Ok(outcomes) => {
+                OffsetDeleteResponse::default().with_topics(by_topic(
+                    outcomes
+                        .into_iter()
+                        .map(|(partition, outcome)| {
+                            (partition, outcome.err().map_or(0, |error| code(error.code)))
+                        })
+                        .chain(refused.into_iter().map(|partition| {
+                            (partition, code(ErrorCode::TopicAuthorizationFailed))
+                        }))
+                        .map(|(partition, error_code)| {
+                            (
+                                partition.topic,
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(partition.partition)
+                                    .with_error_code(error_code),
+                            )
+                        }),
+                    |topic, partitions| {
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(topic)
+                            .with_partitions(partitions)
+                    },
+                ))
+            }
             Err(error) => OffsetDeleteResponse::default().with_error_code(code(error.code)),
         }
     }

@@ -40,11 +40,6 @@ const MEMBER_ID_MAX_BYTES: usize = 255;
 /// ConsumerGroupDescribe's member type of a KIP-848 member (0 is a classic member).
 const CONSUMER_MEMBER: i8 = 1;
 
-/// The operations on a group a client may perform, as Kafka's bitfield (bit n is ACL operation
-/// n): Strata has no authorizer, so every one Kafka defines for groups (READ, DELETE, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS), as a Kafka broker without an authorizer answers.
-const GROUP_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8 | 1 << 10 | 1 << 11;
-
 fn invalid(message: impl Into<String>) -> PartitionError {
     PartitionError::new(ErrorCode::InvalidRequest, message)
 }
@@ -250,7 +245,11 @@ impl KafkaDoor {
             }
             .with_group_id(group.clone());
             if request.include_authorized_operations {
-                described.authorized_operations = GROUP_OPERATIONS;
+                described.authorized_operations = self.state.authorizer.authorized_operations(
+                    self.caller(),
+                    strata_auth::ResourceType::Group,
+                    group,
+                );
             }
             groups.push(described);
         }
