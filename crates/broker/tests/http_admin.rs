@@ -157,6 +157,35 @@ async fn metrics_report_what_the_broker_served() {
         Some(2.0)
     );
 
+    // Every metric the Grafana dashboard in deploy/ charts is one the broker exposes.
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana/strata-dashboard.json"),
+    )
+    .unwrap();
+    let charted: std::collections::BTreeSet<&str> = dashboard
+        .match_indices("strata_")
+        .map(|(start, _)| {
+            let rest = &dashboard[start..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| name.len() > "strata_".len())
+        .collect();
+    assert!(charted.len() > 10, "{charted:?}");
+    for name in charted {
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            exposition.contains(&format!("# TYPE {family} ")),
+            "the dashboard charts {name}, which /metrics does not have"
+        );
+    }
+
     // A call the router does not know is counted, under one label whatever its path.
     // (Replication is served on the internal listener only.)
     let invented = strata_proto::replication_v1::replication_client::ReplicationClient::new(

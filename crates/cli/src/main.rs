@@ -236,11 +236,11 @@ enum RuntimeShape {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => {
-            init_tracing(SERVER_LOG_FILTER);
+            init_tracing_as(SERVER_LOG_FILTER, args.log_format());
             server::run_server(args).await
         }
         Command::Dev(args) => {
-            init_tracing(SERVER_LOG_FILTER);
+            init_tracing_as(SERVER_LOG_FILTER, args.log_format());
             server::run_dev(args).await
         }
         Command::Topic(command) => {
@@ -401,15 +401,26 @@ const SERVER_LOG_FILTER: &str = "info,openraft=warn";
 /// Logs what `default_filter` (an `EnvFilter` directive list) lets through, unless RUST_LOG
 /// says otherwise.
 fn init_tracing(default_filter: &str) {
+    init_tracing_as(default_filter, server::LogFormat::Text);
+}
+
+/// [`init_tracing`] in `format`: text for people, or one JSON object per line for log
+/// collectors (Loki, Elasticsearch, CloudWatch), with the event's fields as JSON fields.
+fn init_tracing_as(default_filter: &str, format: server::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    // Fails only if a subscriber is already set, which then keeps working.
-    // Colour only for a person at a terminal: in a log file or a pipe the escape codes are noise.
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Fails only if a subscriber is already set, which then keeps working.
+    let _ = match format {
+        // Colour only for a person at a terminal: in a log file or a pipe the escape codes are
+        // noise.
+        server::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        server::LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Client commands stay quiet (their stdout is data) unless RUST_LOG asks for logs.

@@ -66,6 +66,25 @@ pub struct ServerArgs {
     /// second worker cost more than it added (benches/README.md, "Broker worker threads").
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// How a node writes its log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// How the log is written: `text` for people, `json` (one object per line) for log
+    /// collectors. RUST_LOG chooses what is logged.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STRATA_LOG_FORMAT")]
+    log_format: LogFormat,
 }
 
 /// `--offsets-retention`: Kafka's least, a minute.
@@ -74,6 +93,16 @@ const OFFSETS_RETENTION: DurationParser = DurationParser::human().at_least(Durat
 impl ServerArgs {
     pub fn worker_threads(&self) -> Option<usize> {
         self.worker_threads.map(usize::from)
+    }
+
+    pub fn log_format(&self) -> LogFormat {
+        self.log.log_format
+    }
+}
+
+impl DevArgs {
+    pub fn log_format(&self) -> LogFormat {
+        self.log.log_format
     }
 }
 
@@ -97,6 +126,8 @@ pub struct DevArgs {
     /// HTTP admin listener.
     #[arg(long, default_value_t = 8080, value_name = "P")]
     http_port: u16,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 /// How far above a `strata dev` node's client port its internal listener is.

@@ -1683,3 +1683,30 @@ fn strata_dev_names_a_taken_kafka_port_and_how_to_move_it() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_server_logs_one_json_object_per_line_when_asked() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let log = directory.path().join("server.log");
+    let server = support::start_server_in(
+        &directory.path().join("data"),
+        &log,
+        &["--log-format", "json"],
+    )?;
+    drop(server);
+    let logged = std::fs::read_to_string(&log)?;
+    let events: Vec<Value> = logged
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("a log line is not JSON:\n{logged}"))?;
+    let started = events
+        .iter()
+        .find(|event| event["message"] == "broker started")
+        .with_context(|| format!("no `broker started` event:\n{logged}"))?;
+    // The event's fields are fields of the object, not text inside the message.
+    ensure!(started["node_id"] == 1, "{started}");
+    ensure!(started["level"] == "INFO", "{started}");
+    Ok(())
+}
