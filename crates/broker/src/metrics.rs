@@ -147,9 +147,11 @@ impl Metrics {
         let connections = Family::<DoorLabels, Gauge>::default();
         registry.register(
             "open_connections",
-            "Client connections open now, by door",
+            "Kafka client connections open now",
             connections.clone(),
         );
+        // Reported from the start, so a node without connections says 0 rather than nothing.
+        connections.get_or_create(&DoorLabels { door: Door::Kafka });
         registry.register_collector(Box::new(state));
         Metrics {
             registry,

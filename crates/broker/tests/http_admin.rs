@@ -59,8 +59,35 @@ async fn metrics_report_what_the_broker_served() {
         assert_eq!(produced.error_code, 0, "{}", produced.error_message);
     }
 
+    let fetched =
+        strata_proto::v1::broker_client::BrokerClient::new(common::channel(&broker).await)
+            .fetch(strata_proto::v1::FetchRequest {
+                max_wait_ms: 0,
+                min_bytes: 0,
+                max_bytes: 1 << 20,
+                isolation_level: 0,
+                partitions: vec![strata_proto::v1::FetchPartition {
+                    topic: "orders".to_string(),
+                    partition: 0,
+                    fetch_offset: 0,
+                    partition_max_bytes: 1 << 20,
+                }],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let fetched_bytes = fetched.partitions[0].records.len() as f64;
+    assert!(fetched_bytes > 0.0);
+
     let (status, exposition) = http(http_addr, "GET", "/metrics").await;
     assert_eq!(status, 200);
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"strata_topic_fetched_bytes_total{topic="orders"}"#
+        ),
+        Some(fetched_bytes)
+    );
     assert!(
         exposition.ends_with("# EOF\n"),
         "OpenMetrics ends with # EOF"
@@ -157,6 +184,24 @@ async fn metrics_report_what_the_broker_served() {
         Some(2.0)
     );
 
+    // A call the router does not know is counted, under one label whatever its path.
+    // (Replication is served on the internal listener only.)
+    let invented = strata_proto::replication_v1::replication_client::ReplicationClient::new(
+        common::channel(&broker).await,
+    )
+    .offsets_for_leader_epoch(strata_proto::replication_v1::OffsetsForLeaderEpochRequest::default())
+    .await;
+    assert_eq!(invented.unwrap_err().code(), tonic::Code::Unimplemented);
+    let (_, exposition) = http(http_addr, "GET", "/metrics").await;
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"strata_request_errors_total{door="grpc",api="unknown",code="Unimplemented"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(!exposition.contains("OffsetsForLeaderEpoch"));
+
     // Every metric the Grafana dashboard in deploy/ charts is one the broker exposes.
     let dashboard = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -185,24 +230,6 @@ async fn metrics_report_what_the_broker_served() {
             "the dashboard charts {name}, which /metrics does not have"
         );
     }
-
-    // A call the router does not know is counted, under one label whatever its path.
-    // (Replication is served on the internal listener only.)
-    let invented = strata_proto::replication_v1::replication_client::ReplicationClient::new(
-        common::channel(&broker).await,
-    )
-    .offsets_for_leader_epoch(strata_proto::replication_v1::OffsetsForLeaderEpochRequest::default())
-    .await;
-    assert_eq!(invented.unwrap_err().code(), tonic::Code::Unimplemented);
-    let (_, exposition) = http(http_addr, "GET", "/metrics").await;
-    assert_eq!(
-        sample(
-            &exposition,
-            r#"strata_request_errors_total{door="grpc",api="unknown",code="Unimplemented"}"#
-        ),
-        Some(1.0)
-    );
-    assert!(!exposition.contains("OffsetsForLeaderEpoch"));
     broker.shutdown().await;
 }
 
