@@ -151,7 +151,9 @@ impl Metrics {
             connections.clone(),
         );
         // Reported from the start, so a node without connections says 0 rather than nothing.
-        connections.get_or_create(&DoorLabels { door: Door::Kafka });
+        connections
+            .get_or_create(&DoorLabels { door: Door::Kafka })
+            .set(0);
         registry.register_collector(Box::new(state));
         Metrics {
             registry,
@@ -484,7 +486,19 @@ impl StateCollector {
     /// of this node's replica (a follower's trails its leader's by a fetch) minus the committed
     /// offset, where this node has a replica of the partition.
     fn groups(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let committed = self.groups.committed_offsets_now();
+        let committed: Vec<(String, strata_common::TopicPartition, i64)> = self
+            .groups
+            .read_led_shards_now(|shard| {
+                shard
+                    .all_committed_offsets()
+                    .map(|(group, partition, offset)| {
+                        (group.to_string(), partition.clone(), offset)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .into_iter()
+            .flatten()
+            .collect();
         let labels =
             |group: &str, partition: &strata_common::TopicPartition| GroupPartitionLabels {
                 group: group.to_string(),
@@ -516,8 +530,104 @@ impl StateCollector {
                     (replica.high_watermark() - offset).max(0),
                 ))
             }),
-        )
+        )?;
+        self.share_groups(encoder)
     }
+
+    /// Each share group this node coordinates: records held by members now, records waiting,
+    /// and what the group has delivered, had acknowledged and dead-lettered since its
+    /// coordinator loaded it (counters, which restart when the coordinator moves).
+    fn share_groups(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let described: Vec<(String, strata_coordinator::shard::ShareGroupDescription)> = self
+            .groups
+            .read_led_shards_now(|shard| {
+                shard
+                    .share_group_ids()
+                    .into_iter()
+                    .filter_map(|(group, _)| {
+                        let description = shard.share_describe(&group)?;
+                        Some((group, description))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .into_iter()
+            .flatten()
+            .collect();
+        let per_group =
+            |value: &dyn Fn(&strata_coordinator::shard::ShareGroupDescription) -> i64| {
+                described
+                    .iter()
+                    .map(|(group, description)| {
+                        (
+                            GroupLabels {
+                                group: group.clone(),
+                            },
+                            value(description),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+        gauges(
+            encoder,
+            "share_group_in_flight",
+            "Records each share group's members hold unacknowledged now",
+            None,
+            per_group(&|group| {
+                group
+                    .partitions
+                    .iter()
+                    .map(|(_, counts)| counts.acquired as i64)
+                    .sum()
+            }),
+        )?;
+        gauges(
+            encoder,
+            "share_group_available",
+            "Records each share group has ready to hand out now",
+            None,
+            per_group(&|group| {
+                group
+                    .partitions
+                    .iter()
+                    .map(|(_, counts)| counts.available as i64)
+                    .sum()
+            }),
+        )?;
+        for (name, help, value) in [
+            (
+                "share_group_delivered",
+                "Deliveries each share group made since its coordinator loaded it",
+                (|group: &strata_coordinator::shard::ShareGroupDescription| group.delivered)
+                    as fn(&strata_coordinator::shard::ShareGroupDescription) -> u64,
+            ),
+            (
+                "share_group_acknowledged",
+                "Records each share group's members acknowledged since its coordinator loaded it",
+                |group| group.acknowledged,
+            ),
+            (
+                "share_group_dead_lettered",
+                "Records each share group moved to its dead-letter topic since its coordinator \
+                 loaded it",
+                |group| group.dead_lettered,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (group, description) in &described {
+                ConstCounter::new(value(description)).encode(family.encode_family(
+                    &GroupLabels {
+                        group: group.clone(),
+                    },
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
 }
 
 /// The process's CPU time, memory and open files, from /proc (Linux only; elsewhere nothing).

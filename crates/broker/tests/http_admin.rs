@@ -184,6 +184,38 @@ async fn metrics_report_what_the_broker_served() {
         Some(2.0)
     );
 
+    // A share-group member holding the three records shows as three in flight.
+    let fetched = groups
+        .share_fetch(strata_proto::v1::ShareFetchRequest {
+            group_id: "workers".to_string(),
+            member_id: "worker-1".to_string(),
+            topics: vec!["orders".to_string()],
+            max_records: 10,
+            max_wait_ms: 0,
+            settings: None,
+            acknowledgements: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.error_code, 0, "{}", fetched.error_message);
+    let (_, exposition) = http(http_addr, "GET", "/metrics").await;
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"strata_share_group_in_flight{group="workers"}"#
+        ),
+        Some(3.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"strata_share_group_delivered_total{group="workers"}"#
+        ),
+        Some(3.0)
+    );
+
     // A call the router does not know is counted, under one label whatever its path.
     // (Replication is served on the internal listener only.)
     let invented = strata_proto::replication_v1::replication_client::ReplicationClient::new(

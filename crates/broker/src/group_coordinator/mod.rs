@@ -377,10 +377,12 @@ impl GroupCoordinator {
     }
 
     /// Every shard this broker leads, loaded.
-    /// Every committed offset of the groups this node coordinates now, as (group, partition,
-    /// offset), for metrics. A shard busy at this instant is skipped rather than waited for, so
-    /// a scrape never queues behind group operations.
-    pub(crate) fn committed_offsets_now(&self) -> Vec<(String, TopicPartition, i64)> {
+    /// `read` of every shard this node leads now, for metrics. A shard busy at this instant is
+    /// skipped rather than waited for, so a scrape never queues behind group operations.
+    pub(crate) fn read_led_shards_now<T>(
+        &self,
+        mut read: impl FnMut(&CoordinatorShard) -> T,
+    ) -> Vec<T> {
         let shards: Vec<Arc<LoadedShard>> = self
             .shards
             .lock()
@@ -388,24 +390,14 @@ impl GroupCoordinator {
             .values()
             .cloned()
             .collect();
-        let mut committed = Vec::new();
-        for shard in shards {
-            let Ok(inner) = shard.inner.try_lock() else {
-                continue;
-            };
-            if inner.failed || !shard.partition.is_leader() {
-                continue;
-            }
-            committed.extend(
-                inner
-                    .shard
-                    .all_committed_offsets()
-                    .map(|(group, partition, offset)| {
-                        (group.to_string(), partition.clone(), offset)
-                    }),
-            );
-        }
-        committed
+        shards
+            .iter()
+            .filter(|shard| shard.partition.is_leader())
+            .filter_map(|shard| {
+                let inner = shard.inner.try_lock().ok()?;
+                (!inner.failed).then(|| read(&inner.shard))
+            })
+            .collect()
     }
 
     pub(crate) async fn led_shards(&self) -> Vec<Arc<LoadedShard>> {
