@@ -308,7 +308,8 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
             // A Kafka broker already on the machine holds 9092 more often than not.
             format!(
                 "cannot start node {node} on {address}{kafka}{http} (is a port in use? --port, \
-                 --kafka-port and --http-port move them; 0 opens no Kafka or HTTP listener)"
+                 --kafka-port and --http-port move them; --kafka-port 0 or --http-port 0 opens \
+                 no such listener)"
             )
         })
     }))

@@ -1013,9 +1013,11 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
     let port = address.rsplit_once(':').context("host:port")?.1;
     let kafka_address = free_address()?;
     let kafka_port = kafka_address.rsplit_once(':').context("host:port")?.1;
+    let http_address = free_address()?;
+    let http_port = http_address.rsplit_once(':').context("host:port")?.1;
     let mut dev = strata(&["dev", "--nodes", "1", "--port", port, "--data-dir"])
         .arg(directory.path())
-        .args(["--kafka-port", kafka_port])
+        .args(["--kafka-port", kafka_port, "--http-port", http_port])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1053,6 +1055,12 @@ fn strata_dev_shows_its_banner_without_openraft_info_lines() -> Result<()> {
             "Kafka clients (kcat, librdkafka, Java): bootstrap.servers={kafka_address}"
         )),
         "the banner names the Kafka listener: {banner:#?}"
+    );
+    ensure!(
+        banner.contains(&format!(
+            "Prometheus metrics: http://{http_address}/metrics"
+        )),
+        "the banner names the metrics URL: {banner:#?}"
     );
     ensure!(
         !stderr.contains('\u{1b}'),
@@ -1671,14 +1679,22 @@ fn strata_dev_names_a_taken_kafka_port_and_how_to_move_it() -> Result<()> {
     // Held for the whole test, as a Kafka broker already on the machine would hold 9092.
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let kafka_port = taken.local_addr()?.port().to_string();
-    let mut command = strata(&["dev", "--port", port, "--kafka-port", &kafka_port]);
+    let mut command = strata(&[
+        "dev",
+        "--port",
+        port,
+        "--kafka-port",
+        &kafka_port,
+        "--http-port",
+        "0",
+    ]);
     command.arg("--data-dir").arg(directory.path());
     let output = run(command, "", COMMAND_TIMEOUT)?;
     ensure!(!output.status.success(), "{}", output.stdout);
     let line = single_error_line(&output)?;
     ensure!(
         line.contains(&format!("127.0.0.1:{kafka_port} for Kafka clients"))
-            && line.contains("--kafka-port 0 opens no Kafka listener"),
+            && line.contains("--kafka-port 0"),
         "{line}"
     );
     Ok(())
