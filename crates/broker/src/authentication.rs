@@ -303,7 +303,6 @@ where
         }
         let certificate_user = peer
             .and_then(|peer| peer.client_certificates.as_deref())
-            .and_then(|chain| chain.first())
             .and_then(strata_tls::certificate_user);
         // The service that was polled ready goes into the future; a clone takes its place.
         let clone = self.inner.clone();

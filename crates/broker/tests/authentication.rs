@@ -4,8 +4,9 @@
 
 mod kafka_client;
 
-use base64::Engine as _;
-use kafka_client::{KafkaConnection, scram_login, start_secured, upsert_user_request};
+use kafka_client::{
+    KafkaConnection, basic_authorization as basic, scram_login, start_secured, upsert_user_request,
+};
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::{
     ApiVersionsRequest, DescribeUserScramCredentialsRequest, MetadataRequest, SaslHandshakeRequest,
@@ -19,13 +20,6 @@ use tonic::transport::Channel;
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-
-fn basic(user: &str, password: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
 
 async fn metadata_as(
     broker: &BrokerHandle,

@@ -4,9 +4,11 @@
 //! controller failover and a full restart. (The Kafka door's checks are in `kafka_acls.rs`.)
 
 mod common;
+mod kafka_client;
 
 use bytes::Bytes;
 use common::{STEP, free_port};
+use kafka_client::{ADMIN, basic_authorization, secured_config};
 use std::time::Duration;
 use strata_auth::{AclBinding, Mechanism, Operation, PatternType, Permission, ResourceType};
 use strata_broker::{Broker, BrokerConfig, BrokerHandle};
@@ -21,7 +23,6 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-const ADMIN: (&str, &str) = ("admin", "admin-secret");
 const READER: (&str, &str) = ("reader", "reader-secret");
 
 /// Sends `authorization: Basic ...` with every call, when it has a user.
@@ -44,10 +45,7 @@ impl tonic::service::Interceptor for Credentials {
 
 impl Credentials {
     fn of((user, password): (&str, &str)) -> Credentials {
-        use base64::Engine as _;
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        Credentials(Some(format!("Basic {encoded}").parse().unwrap()))
+        Credentials(Some(basic_authorization(user, password).parse().unwrap()))
     }
 }
 
@@ -251,16 +249,6 @@ fn code(code: i32) -> ErrorCode {
     ErrorCode::from_code(code)
 }
 
-fn secured(directory: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        data_dir: directory.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        require_authentication: true,
-        bootstrap_user: Some((ADMIN.0.to_string(), ADMIN.1.to_string())),
-        ..BrokerConfig::default()
-    }
-}
-
 /// A secured one-node broker with topics `a` and `b` (one record each) and the user `reader`,
 /// who has no ACLs yet; the admin's and the reader's sessions.
 async fn start_with_reader(config: BrokerConfig) -> (BrokerHandle, Session, Session) {
@@ -280,7 +268,7 @@ async fn start_with_reader(config: BrokerConfig) -> (BrokerHandle, Session, Sess
 #[tokio::test]
 async fn a_user_reads_writes_and_sees_only_what_acls_allow() {
     let directory = tempfile::tempdir().unwrap();
-    let (broker, admin, reader) = start_with_reader(secured(directory.path())).await;
+    let (broker, admin, reader) = start_with_reader(secured_config(directory.path())).await;
 
     // No ACL, no access: nothing listed, nothing read, nothing created.
     assert_eq!(reader.listed_topics().await, Vec::<String>::new());
@@ -433,7 +421,7 @@ async fn a_user_reads_writes_and_sees_only_what_acls_allow() {
 #[tokio::test]
 async fn group_acls_gate_joining_and_committing() {
     let directory = tempfile::tempdir().unwrap();
-    let (broker, admin, reader) = start_with_reader(secured(directory.path())).await;
+    let (broker, admin, reader) = start_with_reader(secured_config(directory.path())).await;
     admin
         .create_acls(&[allow(ResourceType::Topic, "a", Operation::Read)])
         .await;
@@ -564,7 +552,7 @@ async fn group_acls_gate_joining_and_committing() {
 #[tokio::test]
 async fn prefixed_grants_cover_their_topics_deny_wins_and_super_users_pass() {
     let directory = tempfile::tempdir().unwrap();
-    let mut config = secured(directory.path());
+    let mut config = secured_config(directory.path());
     config.super_users = vec!["ops".to_string()];
     let (broker, admin, reader) = start_with_reader(config).await;
     for topic in ["logs.app", "logs.secret", "logsish"] {
@@ -615,7 +603,7 @@ async fn a_client_certificate_logs_in_as_the_user_it_names() {
     let directory = tempfile::tempdir().unwrap();
     let certificates =
         dev_certs::write_cluster(&directory.path().join("certs"), 1, &[], READER.0).unwrap();
-    let mut config = secured(&directory.path().join("node"));
+    let mut config = secured_config(&directory.path().join("node"));
     config.tls = Some(strata_broker::TlsConfig {
         identity: certificates.nodes[0].clone(),
         ca: certificates.ca.clone(),
@@ -696,7 +684,7 @@ async fn acls_and_users_survive_a_controller_failover_and_a_full_restart() {
         .collect();
     let start = |voters: Vec<(i32, String)>, path: std::path::PathBuf| async move {
         let starts = (1..=3).map(|id| {
-            let mut config = secured(&path.join(format!("node-{id}")));
+            let mut config = secured_config(&path.join(format!("node-{id}")));
             config.node_id = id;
             config.voters = voters.clone();
             Broker::start(config)

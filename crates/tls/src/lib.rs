@@ -157,11 +157,11 @@ impl ServerTls {
     }
 }
 
-/// The user a verified client certificate names: its subject's common name (CN), the part of
-/// the subject that `strata certs create` and most PKIs put the user in. `None` when the
-/// certificate does not parse or has no CN.
-pub fn certificate_user(certificate: &rustls_pki_types::CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+/// The user a verified client certificate chain (leaf first) names: the leaf's subject common
+/// name (CN), the part of the subject that `strata certs create` and most PKIs put the user in.
+/// `None` when the chain is empty, or its leaf does not parse or has no CN.
+pub fn certificate_user(chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
     let common_name = parsed.subject().iter_common_name().next()?;
     let name = common_name.as_str().ok()?.trim();
     (!name.is_empty()).then(|| name.to_string())

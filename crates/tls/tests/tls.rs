@@ -144,7 +144,7 @@ async fn required_client_certificates_admit_only_the_cas_clients() {
     let pki = pki();
     let server = ServerTls::new(
         &pki.files.nodes[0],
-        Some(&pki.files.ca),
+        Some(&pki.files.client_ca),
         ClientAuth::Required,
     )
     .unwrap();
@@ -177,7 +177,7 @@ async fn optional_client_certificates_admit_clients_without_one() {
     let pki = pki();
     let server = ServerTls::new(
         &pki.files.nodes[0],
-        Some(&pki.files.ca),
+        Some(&pki.files.client_ca),
         ClientAuth::Optional,
     )
     .unwrap();
@@ -289,4 +289,21 @@ fn bad_files_are_named_in_the_error() {
 
     let error = ServerTls::new(&pki.files.nodes[0], None, ClientAuth::Required).unwrap_err();
     assert!(error.to_string().contains("no CA file"), "{error}");
+}
+
+#[test]
+fn a_client_certificate_names_its_user() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pki = pki();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&pki.files.client.certificate)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(
+        strata_tls::certificate_user(&chain).as_deref(),
+        Some("alice")
+    );
+    assert_eq!(strata_tls::certificate_user(&[]), None);
 }

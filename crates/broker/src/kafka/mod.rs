@@ -170,7 +170,8 @@ async fn serve_connection(stream: MaybeTlsStream, state: Arc<BrokerState>) {
     let peer = stream.peer();
     let certificate_user = stream
         .client_certificates()
-        .and_then(|chain| chain.first().and_then(strata_tls::certificate_user));
+        .as_deref()
+        .and_then(strata_tls::certificate_user);
     let mut session = sasl::Session::new(
         peer,
         stream.is_tls(),

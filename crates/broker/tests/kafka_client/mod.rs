@@ -156,19 +156,33 @@ pub async fn start(directory: &std::path::Path) -> BrokerHandle {
 pub const ADMIN: (&str, &str) = ("admin", "admin-secret");
 
 /// A single-node broker that requires authentication (SASL before anything but ApiVersions on
-/// the Kafka listener, and so ACLs for everyone but super users), with [`ADMIN`] as its
-/// bootstrap user.
-pub async fn start_secured(directory: &std::path::Path) -> BrokerHandle {
-    Broker::start(BrokerConfig {
+/// the Kafka listener, `authorization: Basic` on gRPC, and so ACLs for everyone but super
+/// users), with [`ADMIN`] as its bootstrap user.
+pub fn secured_config(directory: &std::path::Path) -> BrokerConfig {
+    BrokerConfig {
         data_dir: directory.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
         require_authentication: true,
         bootstrap_user: Some((ADMIN.0.to_string(), ADMIN.1.to_string())),
         ..BrokerConfig::default()
-    })
-    .await
-    .expect("broker starts")
+    }
+}
+
+/// [`secured_config`], started.
+pub async fn start_secured(directory: &std::path::Path) -> BrokerHandle {
+    Broker::start(secured_config(directory))
+        .await
+        .expect("broker starts")
+}
+
+/// The gRPC door's credentials header value: `Basic base64(user:password)`.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 /// A SCRAM exchange over `connection`; returns the error code of the step that failed, if any.
