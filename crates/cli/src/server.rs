@@ -243,7 +243,33 @@ fn server_config(args: ServerArgs) -> Result<BrokerConfig> {
     Ok(config)
 }
 
+/// Raises this process's soft limit on open files to its hard limit, as Kafka's and Redpanda's
+/// operators are told to: every partition keeps its segment and index files open, so a node
+/// with thousands of partitions needs far more than the 1024 most shells start with, and one
+/// that runs out fails whatever opens the next file (the controller's Raft store included).
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return; // unlimited: nothing to raise
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(from = current, to = maximum, "raised the open file limit"),
+        Err(error) => {
+            tracing::warn!(%error, limit = current, "could not raise the open file limit")
+        }
+    }
+}
+
 pub async fn run_server(args: ServerArgs) -> Result<()> {
+    raise_open_file_limit();
     let config = server_config(args)?;
     let node_id = config.node_id;
     let handle = Broker::start(config)
@@ -255,6 +281,7 @@ pub async fn run_server(args: ServerArgs) -> Result<()> {
 }
 
 pub async fn run_dev(args: DevArgs) -> Result<()> {
+    raise_open_file_limit();
     let nodes = i32::from(args.nodes);
     let address_at =
         |node: i32, offset: u32| -> Result<String> { node_address(args.port, node, offset) };

@@ -1726,3 +1726,58 @@ fn a_server_logs_one_json_object_per_line_when_asked() -> Result<()> {
     ensure!(started["level"] == "INFO", "{started}");
     Ok(())
 }
+
+/// The soft and hard "Max open files" of process `pid`, from /proc.
+fn open_file_limits(pid: u32) -> Result<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .context("no open-file limit in /proc")?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().context("soft limit")?.to_string();
+    let hard = fields.next().context("hard limit")?.to_string();
+    Ok((soft, hard))
+}
+
+#[test]
+fn a_server_raises_its_open_file_limit_to_the_hard_limit() -> Result<()> {
+    // A shell's usual soft limit, below the hard one, as on most machines.
+    let (_, hard) = open_file_limits(std::process::id())?;
+    if hard == "unlimited" || hard.parse::<u64>()? <= 256 {
+        eprintln!("SKIPPED: the hard open-file limit ({hard}) leaves nothing to raise");
+        return Ok(());
+    }
+    let directory = tempfile::tempdir()?;
+    let address = free_address()?;
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let mut server = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {strata} server --node-id 1 --listen {address} --data-dir {}",
+            directory.path().display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // The limit is raised before the broker starts, so once it answers the limit is set.
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    while !run_args(&["topic", "list", "--bootstrap", &address])?
+        .status
+        .success()
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let limits = open_file_limits(server.id());
+    server.kill()?;
+    server.wait()?;
+    let (soft, server_hard) = limits?;
+    ensure!(soft == server_hard, "soft {soft}, hard {server_hard}");
+    ensure!(soft == hard, "soft {soft}, the shell's hard limit {hard}");
+    Ok(())
+}
