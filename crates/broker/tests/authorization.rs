@@ -176,7 +176,7 @@ impl Session {
 
     /// Creates `bindings`; the error code of each.
     async fn create_acls(&self, bindings: &[AclBinding]) -> Vec<i32> {
-        let creations = bindings.iter().map(to_proto).collect();
+        let creations = bindings.iter().map(proto::AclBinding::from).collect();
         self.admin()
             .create_acls(proto::CreateAclsRequest { creations })
             .await
@@ -218,18 +218,6 @@ impl Session {
             .into_inner()
             .partitions[0]
             .error_code
-    }
-}
-
-fn to_proto(binding: &AclBinding) -> proto::AclBinding {
-    proto::AclBinding {
-        resource_type: binding.resource_type.code().into(),
-        resource_name: binding.resource_name.clone(),
-        pattern_type: binding.pattern_type.code().into(),
-        principal: binding.principal.clone(),
-        host: binding.host.clone(),
-        operation: binding.operation.code().into(),
-        permission: binding.permission.code().into(),
     }
 }
 

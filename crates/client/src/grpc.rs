@@ -874,31 +874,10 @@ pub(crate) async fn describe_users(
 
 // ---- ACLs ----
 
-fn binding_to_wire(binding: &AclBinding) -> wire::AclBinding {
-    wire::AclBinding {
-        resource_type: binding.resource_type.code().into(),
-        resource_name: binding.resource_name.clone(),
-        pattern_type: binding.pattern_type.code().into(),
-        principal: binding.principal.clone(),
-        host: binding.host.clone(),
-        operation: binding.operation.code().into(),
-        permission: binding.permission.code().into(),
-    }
-}
-
 /// A binding the broker sent. One this client cannot read (a code from a newer broker) fails
 /// the call rather than go missing from a listing or a deletion report.
 fn binding_from_wire(binding: wire::AclBinding) -> Result<AclBinding> {
-    AclBinding::from_codes(
-        binding.resource_type,
-        binding.resource_name,
-        binding.pattern_type,
-        binding.principal,
-        binding.host,
-        binding.operation,
-        binding.permission,
-    )
-    .map_err(|invalid| {
+    AclBinding::try_from(binding).map_err(|invalid| {
         Error::broker(
             ErrorCode::UnknownServerError,
             format!("the broker sent an ACL this client cannot read: {invalid}"),
@@ -943,7 +922,7 @@ pub(crate) async fn create_acls(
 ) -> Result<()> {
     let mut client = admin_client(connection);
     let message = wire::CreateAclsRequest {
-        creations: bindings.iter().map(binding_to_wire).collect(),
+        creations: bindings.iter().map(wire::AclBinding::from).collect(),
     };
     let response = call(
         connection,

@@ -31,6 +31,9 @@ pub const CLIENT_SERVICES: &[&str] = &[
     "strata.v1.GroupCoordinator",
 ];
 
+/// ACL bindings to and from the wire.
+mod acl;
+
 /// Unary calls served and made without tonic's copies (the fetches, whose responses are records).
 pub mod zero_copy;
 

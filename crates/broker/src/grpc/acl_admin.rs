@@ -115,16 +115,7 @@ impl AdminService {
 }
 
 pub(crate) fn binding_from_proto(binding: proto::AclBinding) -> Result<AclBinding, PartitionError> {
-    AclBinding::from_codes(
-        binding.resource_type,
-        binding.resource_name,
-        binding.pattern_type,
-        binding.principal,
-        binding.host,
-        binding.operation,
-        binding.permission,
-    )
-    .map_err(invalid)
+    AclBinding::try_from(binding).map_err(invalid)
 }
 
 pub(crate) fn filter_from_proto(filter: proto::AclFilter) -> Result<AclFilter, PartitionError> {
@@ -138,16 +129,4 @@ pub(crate) fn filter_from_proto(filter: proto::AclFilter) -> Result<AclFilter, P
         filter.permission,
     )
     .map_err(invalid)
-}
-
-pub(crate) fn binding_to_proto(binding: AclBinding) -> proto::AclBinding {
-    proto::AclBinding {
-        resource_type: binding.resource_type.code().into(),
-        resource_name: binding.resource_name,
-        pattern_type: binding.pattern_type.code().into(),
-        principal: binding.principal,
-        host: binding.host,
-        operation: binding.operation.code().into(),
-        permission: binding.permission.code().into(),
-    }
 }

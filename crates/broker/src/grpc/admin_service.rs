@@ -457,7 +457,7 @@ impl proto::admin_server::Admin for AdminService {
             bindings: described
                 .unwrap_or_default()
                 .into_iter()
-                .map(acl_admin::binding_to_proto)
+                .map(|binding| proto::AclBinding::from(&binding))
                 .collect(),
         }))
     }
@@ -485,7 +485,7 @@ impl proto::admin_server::Admin for AdminService {
                     deleted: result
                         .unwrap_or_default()
                         .into_iter()
-                        .map(acl_admin::binding_to_proto)
+                        .map(|binding| proto::AclBinding::from(&binding))
                         .collect(),
                 }
             })
