@@ -113,6 +113,7 @@ pub struct AdminConfigBuilder {
     bootstrap: String,
     tls: Option<ClientTls>,
     credentials: Option<Credentials>,
+    address_rewrites: std::collections::BTreeMap<String, String>,
     request_timeout_ms: u64,
     api_timeout_ms: u64,
     connect_timeout_ms: u64,
@@ -127,6 +128,7 @@ impl Default for AdminConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
             credentials: None,
+            address_rewrites: std::collections::BTreeMap::new(),
             request_timeout_ms: 30_000,
             api_timeout_ms: 60_000,
             connect_timeout_ms: 10_000,
@@ -149,6 +151,19 @@ impl AdminConfigBuilder {
         self.tls = Some(tls);
         self
     }
+    /// Dial `reachable` wherever the cluster names the broker address `advertised`: for a
+    /// client on a network where the brokers' advertised addresses do not lead to them (the
+    /// web console inside the compose cluster, whose brokers advertise the host's ports).
+    pub fn rewrite_address(
+        mut self,
+        advertised: impl Into<String>,
+        reachable: impl Into<String>,
+    ) -> Self {
+        self.address_rewrites
+            .insert(advertised.into(), reachable.into());
+        self
+    }
+
     /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
@@ -201,6 +216,7 @@ impl AdminConfigBuilder {
                 bootstrap,
                 tls: self.tls,
                 credentials: self.credentials,
+                address_rewrites: self.address_rewrites,
                 connect_timeout: Duration::from_millis(self.connect_timeout_ms),
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
             },

@@ -29,6 +29,8 @@ pub(crate) struct ConnectionSettings {
     pub bootstrap: Vec<String>,
     pub tls: Option<ClientTls>,
     pub credentials: Option<Credentials>,
+    /// Broker addresses to dial instead of the ones the cluster advertises.
+    pub address_rewrites: std::collections::BTreeMap<String, String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -114,8 +116,13 @@ impl Cluster {
         if let Some(connection) = lock(&self.connections).get(address) {
             return Ok(connection.clone());
         }
+        let dialed = self
+            .settings
+            .address_rewrites
+            .get(address)
+            .map_or(address, String::as_str);
         let connection = grpc::connect(
-            address,
+            dialed,
             self.settings.connect_timeout,
             self.settings.tls.as_ref(),
             self.settings.credentials.as_ref(),

@@ -66,6 +66,7 @@ pub struct ConsumerConfig {
     bootstrap: Vec<String>,
     tls: Option<ClientTls>,
     credentials: Option<Credentials>,
+    address_rewrites: std::collections::BTreeMap<String, String>,
     max_poll_records: usize,
     fetch_min_bytes: i32,
     fetch_max_bytes: i32,
@@ -147,6 +148,7 @@ impl ConsumerConfig {
             bootstrap: self.bootstrap.clone(),
             tls: self.tls.clone(),
             credentials: self.credentials.clone(),
+            address_rewrites: self.address_rewrites.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
         }
@@ -167,6 +169,7 @@ pub struct ConsumerConfigBuilder {
     bootstrap: String,
     tls: Option<ClientTls>,
     credentials: Option<Credentials>,
+    address_rewrites: std::collections::BTreeMap<String, String>,
     max_poll_records: usize,
     fetch_min_bytes: i32,
     fetch_max_bytes: i32,
@@ -193,6 +196,7 @@ impl Default for ConsumerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
             credentials: None,
+            address_rewrites: std::collections::BTreeMap::new(),
             max_poll_records: 500,
             fetch_min_bytes: 1,
             fetch_max_bytes: 50 << 20,
@@ -274,6 +278,19 @@ impl ConsumerConfigBuilder {
         self.tls = Some(tls);
         self
     }
+    /// Dial `reachable` wherever the cluster names the broker address `advertised`: for a
+    /// client on a network where the brokers' advertised addresses do not lead to them (the
+    /// web console inside the compose cluster, whose brokers advertise the host's ports).
+    pub fn rewrite_address(
+        mut self,
+        advertised: impl Into<String>,
+        reachable: impl Into<String>,
+    ) -> Self {
+        self.address_rewrites
+            .insert(advertised.into(), reachable.into());
+        self
+    }
+
     /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
@@ -402,6 +419,7 @@ impl ConsumerConfigBuilder {
         Ok(ConsumerConfig {
             tls: self.tls,
             credentials: self.credentials,
+            address_rewrites: self.address_rewrites,
             group: GroupSettings {
                 group_id: self.group_id,
                 group_instance_id: self.group_instance_id,

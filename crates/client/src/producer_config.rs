@@ -90,6 +90,7 @@ pub struct ProducerConfig {
     bootstrap: Vec<String>,
     tls: Option<ClientTls>,
     credentials: Option<Credentials>,
+    address_rewrites: std::collections::BTreeMap<String, String>,
     acks: Acks,
     enable_idempotence: bool,
     linger: Duration,
@@ -166,6 +167,7 @@ impl ProducerConfig {
             bootstrap: self.bootstrap.clone(),
             tls: self.tls.clone(),
             credentials: self.credentials.clone(),
+            address_rewrites: self.address_rewrites.clone(),
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
         }
@@ -178,6 +180,7 @@ pub struct ProducerConfigBuilder {
     bootstrap: String,
     tls: Option<ClientTls>,
     credentials: Option<Credentials>,
+    address_rewrites: std::collections::BTreeMap<String, String>,
     acks: Acks,
     enable_idempotence: bool,
     linger_ms: u64,
@@ -201,6 +204,7 @@ impl Default for ProducerConfigBuilder {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
             credentials: None,
+            address_rewrites: std::collections::BTreeMap::new(),
             acks: Acks::All,
             // Kafka 3.x's default: a retry after a lost response must not write a batch twice.
             enable_idempotence: true,
@@ -239,6 +243,19 @@ impl ProducerConfigBuilder {
         self.tls = Some(tls);
         self
     }
+    /// Dial `reachable` wherever the cluster names the broker address `advertised`: for a
+    /// client on a network where the brokers' advertised addresses do not lead to them (the
+    /// web console inside the compose cluster, whose brokers advertise the host's ports).
+    pub fn rewrite_address(
+        mut self,
+        advertised: impl Into<String>,
+        reachable: impl Into<String>,
+    ) -> Self {
+        self.address_rewrites
+            .insert(advertised.into(), reachable.into());
+        self
+    }
+
     /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
@@ -398,6 +415,7 @@ impl ProducerConfigBuilder {
             bootstrap,
             tls: self.tls,
             credentials: self.credentials,
+            address_rewrites: self.address_rewrites,
             acks: self.acks,
             enable_idempotence: self.enable_idempotence,
             linger: Duration::from_millis(self.linger_ms),

@@ -45,6 +45,7 @@ pub struct ShareConsumerConfig {
     bootstrap: String,
     tls: Option<ClientTls>,
     credentials: Option<Credentials>,
+    address_rewrites: std::collections::BTreeMap<String, String>,
     group_id: String,
     max_in_flight: u32,
     visibility_timeout_ms: u32,
@@ -61,6 +62,7 @@ impl ShareConsumerConfig {
             bootstrap: "127.0.0.1:7070".to_string(),
             tls: None,
             credentials: None,
+            address_rewrites: std::collections::BTreeMap::new(),
             group_id: group_id.into(),
             max_in_flight: 500,
             visibility_timeout_ms: 30_000,
@@ -81,6 +83,19 @@ impl ShareConsumerConfig {
         self.tls = Some(tls);
         self
     }
+    /// Dial `reachable` wherever the cluster names the broker address `advertised`: for a
+    /// client on a network where the brokers' advertised addresses do not lead to them (the
+    /// web console inside the compose cluster, whose brokers advertise the host's ports).
+    pub fn rewrite_address(
+        mut self,
+        advertised: impl Into<String>,
+        reachable: impl Into<String>,
+    ) -> Self {
+        self.address_rewrites
+            .insert(advertised.into(), reachable.into());
+        self
+    }
+
     /// Authenticate as this user on brokers that require it. Send credentials over TLS only.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
@@ -201,6 +216,7 @@ impl ShareConsumer {
             bootstrap: parse_bootstrap(&config.bootstrap)?,
             tls: config.tls.clone(),
             credentials: config.credentials.clone(),
+            address_rewrites: config.address_rewrites.clone(),
             connect_timeout: Duration::from_secs(10),
             request_timeout,
         })
