@@ -116,6 +116,13 @@ impl LeaderState {
         }
     }
 
+    /// Each follower and the log end offset its last fetch showed it has.
+    pub fn follower_log_end_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.followers
+            .iter()
+            .map(|(&replica, state)| (replica, state.log_end_offset))
+    }
+
     /// Whether `replica` is one of this partition's followers (a replica other than the leader).
     pub fn has_follower(&self, replica: i32) -> bool {
         self.followers.contains_key(&replica)

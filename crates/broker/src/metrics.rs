@@ -3,11 +3,12 @@
 //!
 //! Two kinds of metric, kept apart so the hot path pays for as little as possible:
 //! - **Events** are counted where they happen: requests per door and API with their latency
-//!   and gRPC errors by status, bytes in and out per topic, produce batch sizes, open Kafka
+//!   and gRPC errors by status, produce and fetch partition errors by Kafka code, bytes in and
+//!   out per topic, produce batch sizes, open Kafka
 //!   connections. Each is an atomic add on a metric looked up by its labels once per request
 //!   (or per partition of a request), never per record.
 //! - **State** is read when Prometheus scrapes ([`StateCollector`]): every local partition's
-//!   offsets, size, leadership and ISR; the cluster's brokers, fenced brokers, offline and
+//!   offsets, size, leadership, ISR and followers' lag; the cluster's brokers, fenced brokers, offline and
 //!   under-replicated partitions from this node's applied metadata; the controller quorum as
 //!   this node sees it; the process's CPU time, memory and open files. Nothing is kept up to
 //!   date between scrapes, so an idle node costs nothing.
@@ -82,11 +83,15 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    partition_errors: Family<PartitionErrorLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     bytes_in: Family<TopicLabels, Counter>,
     bytes_out: Family<TopicLabels, Counter>,
     produce_batch_bytes: Histogram,
     connections: Family<DoorLabels, Gauge>,
+    /// The previous exposition's length: the next is written into a buffer that size, rather
+    /// than one that doubles (and copies) its way up to megabytes.
+    last_exposition_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -110,6 +115,13 @@ impl Metrics {
             "request_errors",
             "gRPC requests answered with a non-OK status, by door, API and status code",
             errors.clone(),
+        );
+        let partition_errors = Family::<PartitionErrorLabels, Counter>::default();
+        registry.register(
+            "partition_errors",
+            "Partitions of produce and fetch requests (both doors) answered with an error, by \
+             API and Kafka error code",
+            partition_errors.clone(),
         );
         // 50 µs to about 13 s.
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -159,19 +171,24 @@ impl Metrics {
             registry,
             requests,
             errors,
+            partition_errors,
             latency,
             bytes_in,
             bytes_out,
             produce_batch_bytes,
             connections,
+            last_exposition_bytes: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     /// The exposition, as `/metrics` serves it.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_exposition_bytes.load(Relaxed);
+        let mut text = String::with_capacity(last + last / 8);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
+        self.last_exposition_bytes.store(text.len(), Relaxed);
         text
     }
 
@@ -195,6 +212,16 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A partition of a produce or fetch request answered with `code`.
+    pub fn partition_error(&self, api: &'static str, code: strata_common::ErrorCode) {
+        self.partition_errors
+            .get_or_create(&PartitionErrorLabels {
+                api,
+                code: code.name(),
+            })
+            .inc();
     }
 
     /// A partition's records appended as leader.
@@ -282,24 +309,71 @@ fn gauge(
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PartitionLabels {
-    topic: String,
-    partition: String,
+struct PartitionErrorLabels {
+    api: &'static str,
+    /// Kafka's name of the code, e.g. `NOT_LEADER_OR_FOLLOWER`.
+    code: &'static str,
+}
+
+/// A partition's labels, borrowed from the partition: a scrape of thousands of partitions
+/// allocates nothing for them.
+type PartitionLabels<'a> = ([(&'static str, &'a str); 1], [(&'static str, i32); 1]);
+
+/// What a scrape reports of one partition replica on this node, read in one pass: each
+/// partition's state is touched once, not once per metric, which with thousands of partitions
+/// is most of what a scrape costs (each touch is a cache miss).
+struct PartitionReading<'a> {
+    labels: PartitionLabels<'a>,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+    size: i64,
+    /// Set when this node leads the partition.
+    leader: Option<LeaderReading>,
+}
+
+struct LeaderReading {
+    state: crate::replica_manager::LeaderMetrics,
+    /// Replicas the metadata assigns the partition.
+    replication_factor: usize,
 }
 
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let metadata = self.metadata.borrow().clone();
         let partitions = self.replicas.partitions();
-        let labels = |partition: &crate::replica_manager::Partition| PartitionLabels {
-            topic: partition.topic_partition().topic.clone(),
-            partition: partition.topic_partition().partition.to_string(),
-        };
-        let per_partition = |value: &dyn Fn(&crate::replica_manager::Partition) -> i64| {
-            partitions
+        let readings: Vec<PartitionReading> = partitions
+            .iter()
+            .map(|partition| {
+                let log = partition.log();
+                let topic_partition = partition.topic_partition();
+                PartitionReading {
+                    labels: (
+                        [("topic", topic_partition.topic.as_str())],
+                        [("partition", topic_partition.partition)],
+                    ),
+                    log_start_offset: log.log_start_offset(),
+                    log_end_offset: log.log_end_offset(),
+                    high_watermark: partition.high_watermark(),
+                    size: i64::try_from(log.size_in_bytes()).unwrap_or(i64::MAX),
+                    leader: partition.leader_metrics().map(|state| LeaderReading {
+                        state,
+                        replication_factor: metadata
+                            .partition(topic_partition)
+                            .map_or(0, |assigned| assigned.replicas.len()),
+                    }),
+                }
+            })
+            .collect();
+        let all = |value: fn(&PartitionReading) -> i64| {
+            readings
                 .iter()
-                .map(|partition| (labels(partition), value(partition)))
-                .collect::<Vec<_>>()
+                .map(move |reading| (reading.labels, value(reading)))
+        };
+        let led = || {
+            readings
+                .iter()
+                .filter_map(|reading| Some((reading.labels, reading.leader.as_ref()?)))
         };
         let e = &mut encoder;
         gauges(
@@ -307,63 +381,65 @@ impl Collector for StateCollector {
             "partition_log_start_offset",
             "The first offset of each partition replica on this node",
             None,
-            per_partition(&|partition| partition.log().log_start_offset()),
+            all(|reading| reading.log_start_offset),
         )?;
         gauges(
             e,
             "partition_log_end_offset",
             "The offset after the last record of each partition replica on this node",
             None,
-            per_partition(&|partition| partition.log().log_end_offset()),
+            all(|reading| reading.log_end_offset),
         )?;
         gauges(
             e,
             "partition_high_watermark",
             "The high watermark of each partition replica on this node",
             None,
-            per_partition(&|partition| partition.high_watermark()),
+            all(|reading| reading.high_watermark),
         )?;
         gauges(
             e,
             "partition_size",
             "Segment bytes of each partition replica on this node",
             Some(&Unit::Bytes),
-            per_partition(&|partition| {
-                i64::try_from(partition.log().size_in_bytes()).unwrap_or(i64::MAX)
-            }),
+            all(|reading| reading.size),
         )?;
         gauges(
             e,
             "partition_leader",
             "1 for each partition this node leads, 0 for those it follows",
             None,
-            per_partition(&|partition| i64::from(partition.is_leader())),
+            all(|reading| i64::from(reading.leader.is_some())),
         )?;
-        let replication_factor = |partition: &crate::replica_manager::Partition| {
-            metadata
-                .partition(partition.topic_partition())
-                .map_or(0, |assigned| assigned.replicas.len())
-        };
-        let led: Vec<_> = partitions
-            .iter()
-            .filter(|partition| partition.is_leader())
-            .collect();
         gauges(
             e,
             "partition_isr_size",
             "In-sync replicas of each partition this node leads, as the leader sees them",
             None,
-            led.iter()
-                .map(|partition| (labels(partition), partition.in_sync_replicas().len() as i64)),
+            led().map(|(labels, leader)| (labels, leader.state.in_sync_replicas as i64)),
         )?;
         gauges(
             e,
             "partition_under_replicated",
             "1 for each partition this node leads with fewer in-sync replicas than replicas",
             None,
-            led.iter().map(|partition| {
-                let under = partition.in_sync_replicas().len() < replication_factor(partition);
-                (labels(partition), i64::from(under))
+            led().map(|(labels, leader)| {
+                let under = leader.state.in_sync_replicas < leader.replication_factor;
+                (labels, i64::from(under))
+            }),
+        )?;
+        gauges(
+            e,
+            "partition_replica_lag",
+            "Records each follower of a partition this node leads is behind the leader's log \
+             end, as of the follower's last fetch",
+            None,
+            led().flat_map(|(labels, leader)| {
+                leader
+                    .state
+                    .follower_lags
+                    .iter()
+                    .map(move |&(replica, lag)| ((labels, [("replica", replica)]), lag))
             }),
         )?;
         gauge(
@@ -371,10 +447,7 @@ impl Collector for StateCollector {
             "log_dir_used",
             "Segment bytes of every partition replica on this node",
             Some(&Unit::Bytes),
-            partitions
-                .iter()
-                .map(|partition| i64::try_from(partition.log().size_in_bytes()).unwrap_or(0))
-                .sum(),
+            readings.iter().map(|reading| reading.size).sum(),
         )?;
 
         // The cluster as this node's applied metadata has it.
@@ -679,16 +752,27 @@ fn process(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
             kib * 1024,
         )?;
     }
-    if let Ok(open) = std::fs::read_dir("/proc/self/fd") {
+    if let Some(open) = open_file_descriptors() {
         gauge(
             encoder,
             "process_open_fds",
             "File descriptors the process holds open",
             None,
-            open.count() as i64,
+            open,
         )?;
     }
     Ok(())
+}
+
+/// How many files the process holds open. Linux 6.2 and later give the count as the size of
+/// `/proc/self/fd`, in microseconds; listing the directory, as older kernels need, took 15 to
+/// 30 ms for a broker with 6,000 partitions (18,000 files) and was most of a scrape.
+fn open_file_descriptors() -> Option<i64> {
+    let counted = std::fs::metadata("/proc/self/fd").ok()?.len();
+    if counted > 0 {
+        return i64::try_from(counted).ok();
+    }
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as i64)
 }
 
 /// Wraps the gRPC client listener's router: counts and times every call by its method, and

@@ -218,6 +218,14 @@ enum Role {
     },
 }
 
+/// A partition as its leader reports it to a metrics scrape.
+pub struct LeaderMetrics {
+    pub in_sync_replicas: usize,
+    /// Each follower, and how many records it is behind the leader's log end as of its last
+    /// fetch.
+    pub follower_lags: Vec<(i32, i64)>,
+}
+
 /// Locking: two locks, never held across an await, and taken in this order.
 /// - `write_fence` is held by every write to the log (a leader's append, a follower's append,
 ///   truncation or restart), for as long as the write takes, fsyncs and rolls included. Only
@@ -267,6 +275,22 @@ impl Partition {
         match &*self.role.lock().expect("role lock") {
             Role::Leader(state) => state.isr().iter().copied().collect(),
             Role::Follower { .. } => Vec::new(),
+        }
+    }
+
+    /// What a metrics scrape reports of this partition as its leader (`None` on a follower),
+    /// read under one hold of the role lock.
+    pub fn leader_metrics(&self) -> Option<LeaderMetrics> {
+        let log_end_offset = self.log().log_end_offset();
+        match &*self.role.lock().expect("role lock") {
+            Role::Leader(state) => Some(LeaderMetrics {
+                in_sync_replicas: state.isr().len(),
+                follower_lags: state
+                    .follower_log_end_offsets()
+                    .map(|(replica, offset)| (replica, (log_end_offset - offset).max(0)))
+                    .collect(),
+            }),
+            Role::Follower { .. } => None,
         }
     }
 

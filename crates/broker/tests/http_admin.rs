@@ -59,6 +59,9 @@ async fn metrics_report_what_the_broker_served() {
         assert_eq!(produced.error_code, 0, "{}", produced.error_message);
     }
 
+    let refused = common::produce(&broker, "no-such-topic", 1, "lost").await;
+    assert_eq!(refused.error_code, 3, "{}", refused.error_message);
+
     let fetched =
         strata_proto::v1::broker_client::BrokerClient::new(common::channel(&broker).await)
             .fetch(strata_proto::v1::FetchRequest {
@@ -87,6 +90,13 @@ async fn metrics_report_what_the_broker_served() {
             r#"strata_topic_fetched_bytes_total{topic="orders"}"#
         ),
         Some(fetched_bytes)
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"strata_partition_errors_total{api="produce",code="UNKNOWN_TOPIC_OR_PARTITION"}"#
+        ),
+        Some(1.0)
     );
     assert!(
         exposition.ends_with("# EOF\n"),
@@ -118,14 +128,15 @@ async fn metrics_report_what_the_broker_served() {
             &exposition,
             r#"strata_requests_total{door="grpc",api="Broker/Produce"}"#
         ),
-        Some(3.0)
+        Some(4.0),
+        "three produced and one refused"
     );
     assert_eq!(
         sample(
             &exposition,
             r#"strata_request_duration_seconds_count{door="grpc",api="Broker/Produce"}"#
         ),
-        Some(3.0)
+        Some(4.0)
     );
     let produced = sample(
         &exposition,

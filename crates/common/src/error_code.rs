@@ -39,6 +39,12 @@ macro_rules! error_codes {
                 }
             }
 
+            /// Whether the server, not the request or the cluster's state, is at fault: its disk
+            /// failed or it hit a bug. Operators need to see these; the rest the client is told.
+            pub fn is_server_fault(self) -> bool {
+                matches!(self, ErrorCode::UnknownServerError | ErrorCode::KafkaStorageError)
+            }
+
             /// The code for a number received from the wire. Unknown numbers, e.g. from a newer
             /// server, become [`ErrorCode::UnknownServerError`] so the caller still fails cleanly.
             pub fn from_code(code: i32) -> ErrorCode {

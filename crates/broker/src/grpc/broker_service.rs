@@ -58,6 +58,29 @@ fn fetch_error(
 }
 
 impl BrokerState {
+    /// Counts a partition answered with `error`, and logs it when the fault is the server's (a
+    /// failing disk, a bug): what a client caused, or a leadership move explains, the client is
+    /// told and the metric counts, but a log line each would only bury the ones that matter.
+    fn partition_error(
+        &self,
+        api: &'static str,
+        topic: &str,
+        partition: i32,
+        error: &PartitionError,
+    ) {
+        self.metrics.partition_error(api, error.code);
+        if error.code.is_server_fault() {
+            tracing::warn!(
+                api,
+                topic,
+                partition,
+                code = error.code.name(),
+                cause = %error.message,
+                "a partition request failed by the server's fault"
+            );
+        }
+    }
+
     /// One pass over the requested partitions: whatever is readable now, within the byte budgets.
     /// Once the budget is spent, later partitions are still answered (without records) so the
     /// client learns their high watermarks; the first batch found always comes back whole, so a
@@ -84,6 +107,7 @@ impl BrokerState {
                 .topic(caller, Operation::Read, &request.topic)
             {
                 // Nothing about a partition the caller may not read, not even its offsets.
+                self.partition_error("fetch", &request.topic, request.partition, &refused);
                 responses.push(fetch_error(&request.topic, request.partition, refused));
                 continue;
             }
@@ -125,6 +149,7 @@ impl BrokerState {
                     }
                 }
                 Err(error) => {
+                    self.partition_error("fetch", &request.topic, request.partition, &error);
                     let mut response = fetch_error(&request.topic, request.partition, error);
                     // As Kafka does, tell a consumer that asked out of range where the range is.
                     if let Ok(partition) =
@@ -330,6 +355,9 @@ impl BrokerState {
         partition: i32,
         result: &Result<AppendInfo, PartitionError>,
     ) -> proto::PartitionProduceResponse {
+        if let Err(error) = result {
+            self.partition_error("produce", &topic, partition, error);
+        }
         let (error_code, error_message) = error_fields(result);
         let (base_offset, log_append_time) = match result {
             Ok(info) => (info.base_offset, info.log_append_time.unwrap_or(-1)),
