@@ -58,6 +58,8 @@ if [ -n "$secure" ]; then
     cat <<MESSAGE
 Strata is running with TLS on every listener: three nodes on 127.0.0.1:7070-7072 (Kafka:
 9092-9094). The cluster's development CA is in ./ca.pem.
+Web console: https://localhost:8080/ (sign in as admin; the browser must trust ./ca.pem);
+metrics: https://localhost:8080-8082/metrics
 
   export STRATA_BOOTSTRAP=127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072 STRATA_TLS_CA=\$PWD/ca.pem
   export STRATA_USER=admin STRATA_PASSWORD=\${STRATA_ADMIN_PASSWORD:-admin-secret}
@@ -73,6 +75,7 @@ fi
 
 cat <<MESSAGE
 Strata is running: three nodes on 127.0.0.1:7070, 127.0.0.1:7071 and 127.0.0.1:7072.
+Web console: http://127.0.0.1:8080/; metrics: http://127.0.0.1:8080-8082/metrics
 
   export STRATA_BOOTSTRAP=127.0.0.1:7070,127.0.0.1:7071,127.0.0.1:7072
   strata cluster status

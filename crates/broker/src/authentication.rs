@@ -328,7 +328,13 @@ where
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(refusal) => Ok(tonic::Status::unauthenticated(refusal.to_string()).into_http()),
+                // With the Kafka code, as every refusal carries one, so clients tell a wrong
+                // password from a server fault.
+                Err(refusal) => Ok(crate::grpc::status::to_status(crate::PartitionError::new(
+                    strata_common::ErrorCode::SaslAuthenticationFailed,
+                    refusal.to_string(),
+                ))
+                .into_http()),
             }
         })
     }

@@ -34,6 +34,7 @@ mod worker_appends;
 
 pub use error::{BrokerError, PartitionError};
 pub use grpc::status::ERROR_CODE_METADATA;
+pub use http_admin::HttpPeer;
 
 use futures::FutureExt;
 pub use group_coordinator::GroupCoordinatorConfig;
@@ -97,6 +98,9 @@ pub struct BrokerConfig {
     /// `http_admin`); `None` opens none. Port 0 picks a free port (see
     /// [`BrokerHandle::http_addr`]).
     pub http_listen: Option<SocketAddr>,
+    /// More pages for the HTTP admin listener, served beside its own: the CLI's web console,
+    /// which is a client of the cluster and so cannot live in this crate.
+    pub http_routes: Option<axum::Router>,
     /// Controller voters as (node_id, host:port of the node's internal listener); empty means a
     /// single-node cluster.
     pub voters: Vec<(i32, String)>,
@@ -231,6 +235,7 @@ impl Default for BrokerConfig {
             require_authentication: false,
             bootstrap_user: None,
             http_listen: None,
+            http_routes: None,
             super_users: Vec::new(),
         }
     }
@@ -556,7 +561,14 @@ impl Broker {
         let serving_clients = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // Opened at once, so probes get answers while the node is still starting (`/ready`
         // says why it is not ready yet).
-        let http_server = http_listener.map(|(listener, _)| {
+        let http_listener = http_listener
+            .map(|(listener, _)| {
+                // No ALPN: HTTP/1.1 needs none, and offering only `http/1.1` would refuse
+                // clients that offer only `h2` rather than let them fall back.
+                listening(listener, tls.as_ref().map(|tls| &tls.clients), &[])
+            })
+            .transpose()?;
+        let http_server = http_listener.map(|listener| {
             tokio::spawn(http_admin::serve(
                 listener,
                 http_admin::AdminHttp {
@@ -565,6 +577,7 @@ impl Broker {
                     metadata: state.applied_metadata.clone(),
                     node_id: config.node_id,
                 },
+                config.http_routes.clone(),
                 std::future::pending(),
             ))
         });

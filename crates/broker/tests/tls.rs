@@ -1,6 +1,7 @@
 //! A three-node cluster with TLS on every listener: nodes replicate, elect and forward to each
 //! other over mutual TLS, clients are served over TLS on the gRPC and Kafka doors, and whoever
-//! does not speak TLS, or has no node certificate where one is required, is refused.
+//! does not speak TLS, or has no node certificate where one is required, is refused. The HTTP
+//! admin listener speaks HTTPS.
 
 mod common;
 mod kafka_client;
@@ -19,6 +20,7 @@ use strata_proto::v1::broker_client::BrokerClient;
 use strata_proto::v1::records_client::RecordsClient;
 use strata_tls::dev_certs::{self, ClusterFiles, DevCa};
 use strata_tls::{ClientAuth, ClientTls};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 
 async fn start_tls_cluster(directory: &Path, certificates: &ClusterFiles) -> Vec<BrokerHandle> {
@@ -37,6 +39,11 @@ fn endpoint(address: impl std::fmt::Display) -> Endpoint {
     Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(10))
+}
+
+/// A client that trusts the cluster's CA and presents no certificate.
+fn anonymous_client(certificates: &ClusterFiles) -> ClientTls {
+    ClientTls::new(&certificates.ca, None).unwrap()
 }
 
 async fn tls_channel(tls: &ClientTls, address: impl std::fmt::Display) -> Channel {
@@ -168,6 +175,31 @@ async fn clients_without_tls_or_without_a_node_certificate_are_refused() {
     let (frame, _) = kafka.frame(&ApiVersionsRequest::default(), 0);
     kafka.write_raw(&frame).await;
     assert!(kafka.is_closed_by_broker().await);
+
+    // The HTTP admin listener speaks HTTPS with the node's certificate: a client trusting the
+    // CA gets its answer, a plaintext request none.
+    let http = broker.http_addr().unwrap();
+    let get_health = b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut secured = anonymous_client(&certificates)
+        .connect("localhost", http.port())
+        .await
+        .expect("an HTTPS client trusting the CA connects");
+    secured.write_all(get_health).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = secured.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+        "{answer}"
+    );
+    let mut plaintext = tokio::net::TcpStream::connect(http).await.unwrap();
+    plaintext.write_all(get_health).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(STEP, plaintext.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "plain HTTP was served"
+    );
 
     // The internal listener serves nodes only: a client trusting the CA but without a
     // certificate, or with one from another CA, gets no answer; a node's certificate does.

@@ -1,7 +1,7 @@
 //! `strata dlq ...`: dead-letter topics of share groups — list them, look inside, and send
 //! parked records back to where they came from once the problem is fixed.
 
-use crate::tls::ConnectTo;
+use crate::tls::{ClusterTarget, ConnectTo};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use strata_client::{
-    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Header, OffsetSpec, Producer,
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Header, OffsetSpec, Producer,
     ProducerConfig, ProducerRecord, TopicPartition,
 };
 
@@ -67,7 +67,7 @@ fn redrive_group(topic: &str) -> String {
     format!("strata-dlq-redrive.{topic}")
 }
 
-fn header<'a>(record: &'a ConsumerRecord, key: &str) -> Option<&'a str> {
+pub fn header<'a>(record: &'a ConsumerRecord, key: &str) -> Option<&'a str> {
     record
         .headers
         .iter()
@@ -119,8 +119,7 @@ async fn read_to_end(
     Ok(records)
 }
 
-async fn end_offsets(bootstrap: &Bootstrap, topic: &str) -> Result<BTreeMap<TopicPartition, i64>> {
-    let admin = connect_admin(bootstrap).await?;
+async fn end_offsets(admin: &Admin, topic: &str) -> Result<BTreeMap<TopicPartition, i64>> {
     let description = admin
         .describe_topic(topic)
         .await
@@ -137,58 +136,160 @@ async fn end_offsets(bootstrap: &Bootstrap, topic: &str) -> Result<BTreeMap<Topi
     Ok(ends)
 }
 
+/// A dead-letter topic and how many records it holds now.
+pub struct DeadLetterTopic {
+    pub topic: String,
+    pub records: i64,
+}
+
+/// Every dead-letter topic (`<topic>.dlq`) the caller may describe.
+pub async fn list(admin: &Admin) -> Result<Vec<DeadLetterTopic>> {
+    let mut listed = Vec::new();
+    for topic in admin.list_topics().await? {
+        if !topic.ends_with(".dlq") {
+            continue;
+        }
+        let mut records = 0;
+        for partition in &admin.describe_topic(&topic).await?.partitions {
+            let topic_partition = TopicPartition::new(topic.as_str(), partition.partition);
+            let start = admin
+                .list_offsets(&topic_partition, OffsetSpec::Earliest)
+                .await?
+                .map_or(0, |found| found.offset);
+            let end = admin
+                .list_offsets(&topic_partition, OffsetSpec::Latest)
+                .await?
+                .map_or(0, |found| found.offset);
+            records += end - start;
+        }
+        listed.push(DeadLetterTopic { topic, records });
+    }
+    Ok(listed)
+}
+
+/// Up to `max` parked records of `topic`, oldest first, without consuming them.
+pub async fn peek(
+    admin: &Admin,
+    target: &ClusterTarget,
+    topic: &str,
+    max: u64,
+) -> Result<Vec<ConsumerRecord>> {
+    let ends = end_offsets(admin, topic).await?;
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::builder()
+            .aimed_at(target)
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .build()?,
+    )
+    .await?;
+    consumer.assign(ends.keys().cloned().collect())?;
+    read_to_end(&mut consumer, &ends, Some(max)).await
+}
+
+/// Re-publishes the records of `topic` not redriven before (at most `max`) to their source
+/// topic or `to`, and returns how many it sent.
+pub async fn redrive(
+    admin: &Admin,
+    target: &ClusterTarget,
+    topic: &str,
+    to: Option<&str>,
+    max: Option<u64>,
+) -> Result<usize> {
+    let ends = end_offsets(admin, topic).await?;
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::builder()
+            .aimed_at(target)
+            .group_id(redrive_group(topic))
+            .enable_auto_commit(false)
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .build()?,
+    )
+    .await?;
+    let partitions: Vec<TopicPartition> = ends.keys().cloned().collect();
+    consumer.assign(partitions.clone())?;
+    let committed = consumer.committed(&partitions).await?;
+    for (partition, offset) in committed {
+        if let Some(offset) = offset {
+            consumer.seek(&partition, offset.offset)?;
+        }
+    }
+    let records = read_to_end(&mut consumer, &ends, max).await?;
+    let producer = Producer::connect(ProducerConfig::builder().aimed_at(target).build()?).await?;
+    let mut deliveries = Vec::with_capacity(records.len());
+    for record in &records {
+        let target_topic = match (to, header(record, "dlq.source.topic")) {
+            (Some(to), _) => to.to_string(),
+            (None, Some(source)) => source.to_string(),
+            (None, None) => bail!(
+                "record {}@{} of '{topic}' has no dlq.source.topic header; say which topic to \
+                 redrive it to (--to)",
+                record.partition,
+                record.offset,
+            ),
+        };
+        let mut out = ProducerRecord::new(target_topic, record.value.clone().unwrap_or_default());
+        if let Some(key) = &record.key {
+            out = out.key(key.clone());
+        }
+        let mut headers: Vec<Header> = record
+            .headers
+            .iter()
+            .filter(|header| !header.key.starts_with("dlq."))
+            .cloned()
+            .collect();
+        headers.push(Header {
+            key: "dlq.redriven.from".to_string(),
+            value: Some(Bytes::from(format!(
+                "{topic}-{}@{}",
+                record.partition, record.offset
+            ))),
+        });
+        out = out.headers(headers);
+        deliveries.push(producer.send(out).await?);
+    }
+    for delivery in deliveries {
+        delivery.await.context("cannot republish a parked record")?;
+    }
+    producer.close().await?;
+    // Committed only after every record is acknowledged: a failure redrives again rather than
+    // losing a record.
+    let mut next: BTreeMap<TopicPartition, strata_client::OffsetAndMetadata> = BTreeMap::new();
+    for record in &records {
+        next.insert(
+            record.topic_partition(),
+            strata_client::OffsetAndMetadata::new(record.offset + 1),
+        );
+    }
+    if !next.is_empty() {
+        consumer.commit_offsets(next).await?;
+    }
+    Ok(records.len())
+}
+
 pub async fn run(command: DlqCommand) -> Result<()> {
     match command {
         DlqCommand::List(args) => {
             let admin = connect_admin(&args.bootstrap).await?;
-            let mut listed = Vec::new();
-            for topic in admin.list_topics().await? {
-                if !topic.ends_with(".dlq") {
-                    continue;
-                }
-                let mut parked = 0;
-                for partition in &admin.describe_topic(&topic).await?.partitions {
-                    let topic_partition = TopicPartition::new(topic.as_str(), partition.partition);
-                    let start = admin
-                        .list_offsets(&topic_partition, OffsetSpec::Earliest)
-                        .await?
-                        .map_or(0, |found| found.offset);
-                    let end = admin
-                        .list_offsets(&topic_partition, OffsetSpec::Latest)
-                        .await?
-                        .map_or(0, |found| found.offset);
-                    parked += end - start;
-                }
-                listed.push((topic, parked));
-            }
+            let listed = list(&admin).await?;
             match args.output.format {
                 OutputFormat::Json => print_json(&serde_json::json!(
                     listed
                         .iter()
-                        .map(
-                            |(topic, parked)| serde_json::json!({"topic": topic, "records": parked})
-                        )
+                        .map(|dlq| serde_json::json!({"topic": dlq.topic, "records": dlq.records}))
                         .collect::<Vec<_>>()
                 )),
                 OutputFormat::Table if listed.is_empty() => println!("no dead-letter topics"),
                 OutputFormat::Table => {
-                    for (topic, parked) in &listed {
-                        println!("{topic:<40} {parked} records");
+                    for dlq in &listed {
+                        println!("{:<40} {} records", dlq.topic, dlq.records);
                     }
                 }
             }
         }
         DlqCommand::Peek(args) => {
-            let ends = end_offsets(&args.bootstrap, &args.topic).await?;
-            let mut consumer = Consumer::connect(
-                ConsumerConfig::builder()
-                    .connect_to(&args.bootstrap)?
-                    .auto_offset_reset(AutoOffsetReset::Earliest)
-                    .build()?,
-            )
-            .await?;
-            consumer.assign(ends.keys().cloned().collect())?;
-            let records = read_to_end(&mut consumer, &ends, Some(args.max_messages)).await?;
+            let admin = connect_admin(&args.bootstrap).await?;
+            let target = args.bootstrap.cluster_target()?;
+            let records = peek(&admin, &target, &args.topic, args.max_messages).await?;
             for record in &records {
                 println!(
                     "{}@{}  from {}-{}@{}  deliveries {}  reason: {}\n  key {}  value {}",
@@ -206,81 +307,17 @@ pub async fn run(command: DlqCommand) -> Result<()> {
             eprintln!("{} parked record(s) shown", records.len());
         }
         DlqCommand::Redrive(args) => {
-            let ends = end_offsets(&args.bootstrap, &args.topic).await?;
-            let mut consumer = Consumer::connect(
-                ConsumerConfig::builder()
-                    .connect_to(&args.bootstrap)?
-                    .group_id(redrive_group(&args.topic))
-                    .enable_auto_commit(false)
-                    .auto_offset_reset(AutoOffsetReset::Earliest)
-                    .build()?,
+            let admin = connect_admin(&args.bootstrap).await?;
+            let target = args.bootstrap.cluster_target()?;
+            let redriven = redrive(
+                &admin,
+                &target,
+                &args.topic,
+                args.to.as_deref(),
+                args.max_messages,
             )
             .await?;
-            let partitions: Vec<TopicPartition> = ends.keys().cloned().collect();
-            consumer.assign(partitions.clone())?;
-            let committed = consumer.committed(&partitions).await?;
-            for (partition, offset) in committed {
-                if let Some(offset) = offset {
-                    consumer.seek(&partition, offset.offset)?;
-                }
-            }
-            let records = read_to_end(&mut consumer, &ends, args.max_messages).await?;
-            let producer = Producer::connect(
-                ProducerConfig::builder()
-                    .connect_to(&args.bootstrap)?
-                    .build()?,
-            )
-            .await?;
-            let mut deliveries = Vec::with_capacity(records.len());
-            for record in &records {
-                let target = match (&args.to, header(record, "dlq.source.topic")) {
-                    (Some(to), _) => to.clone(),
-                    (None, Some(source)) => source.to_string(),
-                    (None, None) => bail!(
-                        "record {}@{} of '{}' has no dlq.source.topic header; use --to",
-                        record.partition,
-                        record.offset,
-                        args.topic
-                    ),
-                };
-                let mut out = ProducerRecord::new(target, record.value.clone().unwrap_or_default());
-                if let Some(key) = &record.key {
-                    out = out.key(key.clone());
-                }
-                let mut headers: Vec<Header> = record
-                    .headers
-                    .iter()
-                    .filter(|header| !header.key.starts_with("dlq."))
-                    .cloned()
-                    .collect();
-                headers.push(Header {
-                    key: "dlq.redriven.from".to_string(),
-                    value: Some(Bytes::from(format!(
-                        "{}-{}@{}",
-                        args.topic, record.partition, record.offset
-                    ))),
-                });
-                out = out.headers(headers);
-                deliveries.push(producer.send(out).await?);
-            }
-            for delivery in deliveries {
-                delivery.await.context("cannot republish a parked record")?;
-            }
-            producer.close().await?;
-            // Committed only after every record is acknowledged: a failure redrives again
-            // rather than losing a record.
-            let mut next: BTreeMap<TopicPartition, strata_client::OffsetAndMetadata> =
-                BTreeMap::new();
-            for record in &records {
-                next.insert(
-                    record.topic_partition(),
-                    strata_client::OffsetAndMetadata::new(record.offset + 1),
-                );
-            }
-            if !next.is_empty() {
-                consumer.commit_offsets(next).await?;
-            }
-            eprintln!("redrove {} record(s) from '{}'", records.len(), args.topic);
+            eprintln!("redrove {redriven} record(s) from '{}'", args.topic);
         }
     }
     Ok(())

@@ -15,7 +15,7 @@ use clap::Args;
 use strata_client::{Admin, AdminConfig, ClusterDescription};
 
 use crate::duration::{self, DurationParser, Unit};
-use crate::tls::{ClientTlsArgs, ConnectTo};
+use crate::tls::{ClientTlsArgs, ClusterTarget, ConnectTo};
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -79,10 +79,14 @@ async fn describe(
     timeout: Duration,
 ) -> Result<ClusterDescription> {
     let timeout_ms = duration::millis(timeout);
+    let target = ClusterTarget {
+        bootstrap: address.to_string(),
+        tls: args.tls.client_tls()?,
+        credentials: args.credentials.credentials(),
+        address_rewrites: Vec::new(),
+    };
     let config = AdminConfig::builder()
-        .bootstrap(address)
-        .with_tls_args(&args.tls)?
-        .with_credential_args(&args.credentials)
+        .aimed_at(&target)
         .connect_timeout_ms(timeout_ms)
         .request_timeout_ms(timeout_ms)
         .retries(0)

@@ -6,6 +6,7 @@
 mod acl;
 mod bench;
 mod cluster;
+mod console;
 mod consume;
 mod dlq;
 mod duration;
@@ -62,6 +63,18 @@ struct Bootstrap {
     tls: tls::ClientTlsArgs,
     #[command(flatten)]
     credentials: user::CredentialArgs,
+}
+
+impl Bootstrap {
+    /// The cluster these flags (with the profile behind them) point at.
+    fn cluster_target(&self) -> anyhow::Result<tls::ClusterTarget> {
+        Ok(tls::ClusterTarget {
+            bootstrap: self.bootstrap.clone(),
+            tls: self.tls.client_tls()?,
+            credentials: self.credentials.credentials(),
+            address_rewrites: Vec::new(),
+        })
+    }
 }
 
 /// Where the admin commands find the cluster, and how long they wait for it.

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use strata_broker::{Broker, BrokerConfig};
 
+use crate::console::Console;
 use crate::duration::{self, DurationParser, Unit};
 
 #[derive(Debug, Args)]
@@ -41,6 +42,12 @@ pub struct ServerArgs {
     /// operators and their monitoring reach [default: none].
     #[arg(long, value_name = "HOST:PORT")]
     http_listen: Option<String>,
+    /// Where the web console on --http-listen dials brokers whose advertised addresses do not
+    /// lead to them from this node, as ADVERTISED=REACHABLE pairs: for a node in a container
+    /// network whose brokers advertise the host's ports (as deploy/docker-compose.yml does)
+    /// [default: the advertised addresses].
+    #[arg(long, value_name = "ADVERTISED=REACHABLE,...", value_delimiter = ',', value_parser = parse_address_rewrite, requires = "http_listen")]
+    console_broker_addresses: Vec<(String, String)>,
     /// Every controller voter as id@host:port of its internal listener, comma-separated; omit
     /// for a single-node cluster.
     #[arg(long, value_name = "ID@HOST:PORT,...", value_parser = parse_voters)]
@@ -268,14 +275,75 @@ fn raise_open_file_limit() {
     }
 }
 
-pub async fn run_server(args: ServerArgs) -> Result<()> {
+/// The web console of the node `config` describes, added to its HTTP admin listener if it has
+/// one. It reaches the cluster as its users do: through the client listener, over the cluster's
+/// TLS, and with each user's credentials when the cluster requires them.
+fn add_console(
+    config: &mut BrokerConfig,
+    address_rewrites: Vec<(String, String)>,
+) -> Result<Option<Console>> {
+    if config.http_listen.is_none() {
+        return Ok(None);
+    }
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => {
+            if tls.client_auth == strata_tls::ClientAuth::Required {
+                // The console presents no certificate of its own: a node's certificate would
+                // make it act as that node rather than as the signed-in user.
+                tracing::warn!(
+                    "the web console cannot reach a client listener that requires client \
+                     certificates (--tls-client-auth required); its pages will say so"
+                );
+            }
+            Some(
+                strata_client::ClientTls::new(&tls.ca, None)
+                    .context("cannot load the CA for the web console")?,
+            )
+        }
+    };
+    let console = Console::new(tls, address_rewrites, config.require_authentication);
+    config.http_routes = Some(console.router());
+    Ok(Some(console))
+}
+
+/// `ADVERTISED=REACHABLE` of --console-broker-addresses.
+fn parse_address_rewrite(text: &str) -> Result<(String, String), String> {
+    let is_address = |address: &str| {
+        address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    match text.split_once('=') {
+        Some((advertised, reachable)) if is_address(advertised) && is_address(reachable) => {
+            Ok((advertised.to_string(), reachable.to_string()))
+        }
+        _ => Err(format!(
+            "'{text}' is not ADVERTISED=REACHABLE with both host:port, as in \
+             localhost:7071=strata-2:7070"
+        )),
+    }
+}
+
+pub async fn run_server(mut args: ServerArgs) -> Result<()> {
     raise_open_file_limit();
-    let config = server_config(args)?;
+    let address_rewrites = std::mem::take(&mut args.console_broker_addresses);
+    let mut config = server_config(args)?;
+    let console = add_console(&mut config, address_rewrites)?;
     let node_id = config.node_id;
+    let advertise = config.advertise.clone();
+    let tls = config.tls.is_some();
     let handle = Broker::start(config)
         .await
         .with_context(|| format!("cannot start broker {node_id}"))?;
     tracing::info!(node_id, address = %handle.local_addr(), "broker started");
+    if let Some(console) = console {
+        console.serve_from(advertise.unwrap_or_else(|| handle.local_addr().to_string()));
+        if let Some(http) = handle.http_addr() {
+            let scheme = if tls { "https" } else { "http" };
+            tracing::info!(url = %format!("{scheme}://{http}/"), "web console");
+        }
+    }
     handle.run_until_signal().await;
     Ok(())
 }
@@ -304,9 +372,10 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
         Vec::new()
     };
     let mut configs = Vec::new();
+    let mut consoles = Vec::new();
     for node in 1..=nodes {
         let address = address_of(node)?;
-        configs.push(BrokerConfig {
+        let mut config = BrokerConfig {
             node_id: node,
             data_dir: args.data_dir.join(format!("node-{node}")),
             listen: address
@@ -317,7 +386,9 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
             http_listen: optional_address_of(args.http_port, node)?,
             voters: voters.clone(),
             ..BrokerConfig::default()
-        });
+        };
+        consoles.push(add_console(&mut config, Vec::new())?);
+        configs.push(config);
     }
     // All nodes start together: each waits for a controller quorum before it is up, so starting
     // them one after another would wait forever for the ones not started yet.
@@ -345,8 +416,11 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
     let mut addresses = Vec::new();
     let mut kafka_addresses = Vec::new();
     let mut http_addresses = Vec::new();
-    for handle in started {
+    for (handle, console) in started.into_iter().zip(&consoles) {
         let handle = handle?;
+        if let Some(console) = console {
+            console.serve_from(handle.local_addr().to_string());
+        }
         addresses.push(handle.local_addr().to_string());
         kafka_addresses.extend(handle.kafka_addr().map(|address| address.to_string()));
         http_addresses.extend(handle.http_addr());
@@ -377,6 +451,7 @@ pub async fn run_dev(args: DevArgs) -> Result<()> {
             .map(|address| format!("http://{address}/metrics"))
             .collect();
         println!("Prometheus metrics: {}", urls.join(" "));
+        println!("Web console: http://{}/", http_addresses[0]);
     }
     println!(
         "Open to anyone on this machine: plaintext, loopback only (`strata server` with --tls-cert \
@@ -404,7 +479,8 @@ mod tests {
         server: ServerArgs,
     }
 
-    fn parsed(extra: &[&str]) -> Result<BrokerConfig> {
+    /// `strata server` arguments: a minimal node's, then `extra`.
+    fn arguments(extra: &[&str]) -> Result<ServerArgs, clap::Error> {
         let base = [
             "strata",
             "--node-id",
@@ -415,7 +491,11 @@ mod tests {
             "127.0.0.1:0",
         ];
         let args = base.iter().chain(extra).copied();
-        server_config(Command::try_parse_from(args)?.server)
+        Ok(Command::try_parse_from(args)?.server)
+    }
+
+    fn parsed(extra: &[&str]) -> Result<BrokerConfig> {
+        server_config(arguments(extra)?)
     }
 
     #[test]
@@ -473,6 +553,40 @@ mod tests {
             without_auth.to_string().contains("--require-auth"),
             "{without_auth}"
         );
+    }
+
+    #[test]
+    fn console_broker_addresses_pair_advertised_with_reachable_addresses() {
+        let rewrites =
+            |extra: &[&str]| arguments(extra).map(|server| server.console_broker_addresses);
+        let http = ["--http-listen", "127.0.0.1:0", "--console-broker-addresses"];
+        assert_eq!(
+            rewrites(
+                &[
+                    &http[..],
+                    &["localhost:7071=strata-2:7070,localhost:7072=strata-3:7070"]
+                ]
+                .concat()
+            )
+            .unwrap(),
+            [
+                ("localhost:7071".to_string(), "strata-2:7070".to_string()),
+                ("localhost:7072".to_string(), "strata-3:7070".to_string())
+            ]
+        );
+        for refused in [
+            "strata-2:7070",
+            "localhost:7071=",
+            "=strata-2:7070",
+            "a:1=b",
+        ] {
+            assert!(
+                rewrites(&[&http[..], &[refused]].concat()).is_err(),
+                "{refused:?} is not a pair of addresses"
+            );
+        }
+        // Only a node with an HTTP admin listener has a console.
+        assert!(rewrites(&["--console-broker-addresses", "a:1=b:2"]).is_err());
     }
 
     #[test]

@@ -306,30 +306,40 @@ pub trait ConnectTo: Sized {
     fn with_bootstrap(self, bootstrap: &str) -> Self;
     fn with_tls(self, tls: ClientTls) -> Self;
     fn with_credentials(self, credentials: strata_client::Credentials) -> Self;
+    fn with_address_rewrite(self, advertised: &str, reachable: &str) -> Self;
 
     /// `target`'s bootstrap, TLS and credentials.
     fn connect_to(self, target: &crate::Bootstrap) -> Result<Self> {
-        Ok(self
-            .with_bootstrap(&target.bootstrap)
-            .with_tls_args(&target.tls)?
-            .with_credential_args(&target.credentials))
+        Ok(self.aimed_at(&target.cluster_target()?))
     }
 
-    /// Authenticates as `credentials` (with the profile behind them) say, if they name a user.
-    fn with_credential_args(self, credentials: &crate::user::CredentialArgs) -> Self {
-        match credentials.credentials() {
-            Some(credentials) => self.with_credentials(credentials),
-            None => self,
+    /// `target`'s bootstrap, TLS and credentials, already resolved.
+    fn aimed_at(self, target: &ClusterTarget) -> Self {
+        let mut builder = self.with_bootstrap(&target.bootstrap);
+        if let Some(tls) = &target.tls {
+            builder = builder.with_tls(tls.clone());
         }
+        if let Some(credentials) = &target.credentials {
+            builder = builder.with_credentials(credentials.clone());
+        }
+        for (advertised, reachable) in &target.address_rewrites {
+            builder = builder.with_address_rewrite(advertised, reachable);
+        }
+        builder
     }
+}
 
-    /// TLS as `tls` (with the profile behind it) says; plaintext if it names no CA.
-    fn with_tls_args(self, tls: &ClientTlsArgs) -> Result<Self> {
-        Ok(match tls.client_tls()? {
-            Some(tls) => self.with_tls(tls),
-            None => self,
-        })
-    }
+/// Where a client finds the cluster and how it proves itself: what a command's flags (and the
+/// profile behind them) say, or what the web console's signed-in user gave.
+#[derive(Clone, Debug)]
+pub struct ClusterTarget {
+    pub bootstrap: String,
+    /// `None` speaks plaintext.
+    pub tls: Option<ClientTls>,
+    /// `None` connects as no one, which a cluster that requires authentication refuses.
+    pub credentials: Option<strata_client::Credentials>,
+    /// Broker addresses to dial instead of the advertised ones (advertised, reachable).
+    pub address_rewrites: Vec<(String, String)>,
 }
 
 macro_rules! connect_to {
@@ -343,6 +353,9 @@ macro_rules! connect_to {
             }
             fn with_credentials(self, credentials: strata_client::Credentials) -> Self {
                 self.credentials(credentials)
+            }
+            fn with_address_rewrite(self, advertised: &str, reachable: &str) -> Self {
+                self.rewrite_address(advertised, reachable)
             }
         }
     )*};

@@ -1,8 +1,10 @@
 //! ACLs from the command line, against a real `strata server --require-auth`: the bootstrap
 //! user grants another user rights with `strata acl create`, lists and deletes them, and that
 //! user's client commands are served or refused accordingly; `--super-user` lets a user past
-//! every check; a client certificate is the user its common name names.
+//! every check; a client certificate is the user its common name names; the web console signs
+//! users in and shows and changes only what their ACLs allow.
 
+mod common;
 mod support;
 
 use std::path::Path;
@@ -360,4 +362,172 @@ fn a_client_certificate_is_the_user_its_common_name_names() -> Result<()> {
         .concat(),
     };
     reads_a_and_nothing_else(&certificate)
+}
+
+/// A browser of the console at `address`: keeps the session cookie it is given.
+struct Browser<'a> {
+    address: &'a str,
+    cookie: Option<String>,
+}
+
+impl Browser<'_> {
+    fn request(&mut self, method: &str, path: &str, form: &str) -> Result<common::HttpResponse> {
+        let cookie = self.cookie.clone();
+        let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let response = common::http(self.address, method, path, &headers, form)
+            .ok_or_else(|| anyhow::anyhow!("the console did not answer {method} {path}"))?;
+        if let Some(set) = response.header("set-cookie") {
+            let pair = set.split(';').next().unwrap_or_default();
+            self.cookie = (!pair.ends_with('=')).then(|| pair.to_string());
+        }
+        Ok(response)
+    }
+
+    fn get(&mut self, path: &str) -> Result<common::HttpResponse> {
+        self.request("GET", path, "")
+    }
+
+    fn post(&mut self, path: &str, form: &str) -> Result<common::HttpResponse> {
+        self.request("POST", path, form)
+    }
+}
+
+#[test]
+fn the_console_signs_users_in_and_shows_only_what_their_acls_allow() -> Result<()> {
+    let directory = tempfile::tempdir()?;
+    let http = support::free_address()?;
+    let server = start(directory.path(), &["--http-listen", &http], &[])?;
+    let admin = admin(&server, &[]);
+    topics_and_reader(&admin)?;
+    grant_read(&admin, "a", &[])?;
+    let mut browser = Browser {
+        address: &http,
+        cookie: None,
+    };
+
+    // Nobody signed in: every page sends to the sign-in form and back.
+    let page = browser.get("/topics?x=1")?;
+    ensure!(page.status == 303, "{}: {}", page.status, page.body);
+    ensure!(
+        page.header("location") == Some("/login?next=%2Ftopics%3Fx%3D1"),
+        "{:?}",
+        page.header("location")
+    );
+    ensure!(browser.get("/login")?.body.contains("form id=\"login\""));
+    let wrong = browser.post("/login", "user=reader&password=guess&next=%2Ftopics")?;
+    ensure!(wrong.status == 401, "{}: {}", wrong.status, wrong.body);
+    ensure!(
+        wrong.body.contains("id=\"error\"") && browser.cookie.is_none(),
+        "{}",
+        wrong.body
+    );
+
+    let signed_in = browser.post(
+        "/login",
+        "user=reader&password=reader-secret&next=%2Ftopics",
+    )?;
+    ensure!(signed_in.status == 303, "{}", signed_in.body);
+    ensure!(signed_in.header("location") == Some("/topics"));
+    ensure!(browser.cookie.is_some(), "no session cookie was set");
+    // Read on `a` alone: `a` is listed and browsable, `b` neither, and nothing can be created.
+    let topics = browser.get("/topics")?;
+    ensure!(topics.status == 200, "{}", topics.body);
+    ensure!(
+        topics
+            .body
+            .contains("signed in as <b id=\"user\">reader</b>")
+    );
+    ensure!(topics.body.contains(">a</a>") && !topics.body.contains(">b</a>"));
+    let records = browser.get("/topics/a/records?partition=0&offset=0")?;
+    ensure!(records.status == 200, "{}", records.body);
+    ensure!(records.body.contains("in a"), "{}", records.body);
+    let hidden = browser.get("/topics/b")?;
+    ensure!(hidden.status == 403, "{}: {}", hidden.status, hidden.body);
+    ensure!(
+        hidden.body.contains("TOPIC_AUTHORIZATION_FAILED"),
+        "{}",
+        hidden.body
+    );
+    let create = browser.post(
+        "/topics",
+        "name=readers-own&partitions=1&replication_factor=1&configs=",
+    )?;
+    ensure!(create.status == 403, "{}: {}", create.status, create.body);
+    let alter = browser.post("/topics/a/configs", "key=retention.ms&value=1000")?;
+    ensure!(alter.status == 403, "{}: {}", alter.status, alter.body);
+    admin.is_refused(&["topic", "describe", "readers-own"], "", "UNKNOWN_TOPIC")?;
+
+    // Signed out, the old cookie is worth nothing.
+    let stale = browser.cookie.clone();
+    ensure!(browser.post("/logout", "")?.status == 303);
+    browser.cookie = stale;
+    ensure!(browser.get("/topics")?.status == 303);
+
+    // The bootstrap user is a super user: it sees and creates everything.
+    browser.cookie = None;
+    browser.post("/login", "user=admin&password=admin-secret&next=%2F")?;
+    let topics = browser.get("/topics")?;
+    ensure!(topics.body.contains(">b</a>"), "{}", topics.body);
+    let created = browser.post(
+        "/topics",
+        "name=made-in-console&partitions=2&replication_factor=1&configs=retention.ms%3D60000",
+    )?;
+    ensure!(
+        created.status == 303,
+        "{}: {}",
+        created.status,
+        created.body
+    );
+    let described = admin.succeeds(&["topic", "describe", "made-in-console"], "")?;
+    ensure!(
+        described.stdout.contains("made-in-console"),
+        "{}",
+        described.stdout
+    );
+
+    // A form posted from another site is refused, signed in or not.
+    let forged = common::http(
+        &http,
+        "POST",
+        "/topics",
+        &[
+            ("Cookie", browser.cookie.as_deref().unwrap_or_default()),
+            ("Origin", "https://evil.example"),
+        ],
+        "name=forged&partitions=1&replication_factor=1&configs=",
+    )
+    .ok_or_else(|| anyhow::anyhow!("no answer to the forged post"))?;
+    ensure!(forged.status == 403, "{}: {}", forged.status, forged.body);
+
+    // Guessing is cut short: an address that failed five times in a minute is turned away
+    // before its guesses reach the cluster, right password or not. (The wrong password above
+    // may still count, so the sixth guess at the latest is refused.)
+    browser.cookie = None;
+    let mut guesses = 0;
+    loop {
+        let guess = browser.post("/login", "user=reader&password=guess")?;
+        guesses += 1;
+        if guess.status == 429 {
+            break;
+        }
+        ensure!(guess.status == 401, "{}: {}", guess.status, guess.body);
+        ensure!(
+            guesses < 6,
+            "six wrong passwords in a row were all let through"
+        );
+    }
+    let throttled = browser.post("/login", "user=reader&password=reader-secret")?;
+    ensure!(
+        throttled.status == 429,
+        "{}: {}",
+        throttled.status,
+        throttled.body
+    );
+    ensure!(
+        throttled.body.contains("too many failed sign-ins"),
+        "{}",
+        throttled.body
+    );
+    admin.is_refused(&["topic", "describe", "forged"], "", "UNKNOWN_TOPIC")?;
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! a compose network, driven from the host through the published ports 7070-7072 exactly as the
 //! README says. An idempotent `acks=all` producer sends 100,000 keyed records while one node is
 //! `docker kill`ed; every acknowledged record must then be readable exactly once and in per-key
-//! order, and the node must rejoin every ISR after `docker start`.
+//! order, and the node must rejoin every ISR after `docker start`. Each node's published HTTP
+//! listener serves metrics, probes and a web console that reaches the whole cluster.
 //!
 //! The image is built offline from this test's own `strata` binary by `deploy/build-image.sh`
 //! (no registry needed). Without Docker the test says `SKIPPED` on stderr and returns. Every
@@ -99,6 +100,19 @@ async fn the_compose_cluster_keeps_every_acknowledged_record_through_a_docker_ki
         |partition| partition.isr.len() == 3,
     )
     .await;
+    // Each node's web console reaches the whole cluster from inside the compose network (the
+    // brokers advertise the host's ports; --console-broker-addresses leads it to the nodes), so
+    // a topic's page shows every partition with its offsets from every leader.
+    for port in [8080, 8081, 8082] {
+        let page = common::http_get(&format!("127.0.0.1:{port}"), &format!("/topics/{TOPIC}"))
+            .unwrap_or_else(|| panic!("the console on port {port} does not show {TOPIC}"));
+        assert_eq!(
+            page.matches("<tr class=\"partition\">").count(),
+            PARTITIONS as usize,
+            "{page}"
+        );
+        assert!(!page.contains("<td>?</td>"), "an offset is unknown: {page}");
+    }
 
     let producer = Producer::connect(
         ProducerConfig::builder()

@@ -4,7 +4,8 @@
 //! user: a replicated topic takes acks=all writes over TLS (so the nodes replicate and run Raft
 //! over mutual TLS), they are read back by a consumer and a share group, kcat lists the cluster
 //! over SASL_SSL, a client certificate logs in as its user and may only read what an ACL lets
-//! it, and a plaintext client and a client without credentials are refused.
+//! it, a plaintext client and a client without credentials are refused, and
+//! the web console signs its user in and shows the cluster it reaches over TLS.
 //!
 //! Without Docker the test says `SKIPPED` on stderr and returns; the project is torn down
 //! (`down -v`) even when the test fails.
@@ -75,6 +76,63 @@ async fn the_secured_compose_cluster_serves_and_replicates_over_tls_only() {
         },
     )
     .await;
+
+    // The web console is served over HTTPS with the node's certificate; it asks for a user,
+    // then reaches the cluster over TLS as that user.
+    let console = "localhost:8081";
+    let plain = common::http("127.0.0.1:8081", "GET", "/health", &[], "");
+    assert!(
+        plain.is_none_or(|answer| answer.status != 200),
+        "the admin listener answered plain HTTP"
+    );
+    let anonymous = common::https(&tls, console, "GET", "/topics/sealed", &[], "")
+        .await
+        .expect("the console answers over HTTPS");
+    assert_eq!(anonymous.status, 303, "{}", anonymous.body);
+    let refused = common::https(
+        &tls,
+        console,
+        "POST",
+        "/login",
+        &[],
+        "user=admin&password=guess",
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let signed_in = common::https(
+        &tls,
+        console,
+        "POST",
+        "/login",
+        &[],
+        "user=admin&password=admin-secret&next=%2Ftopics%2Fsealed",
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let cookie = signed_in
+        .header("set-cookie")
+        .and_then(|cookie| cookie.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let page = common::https(
+        &tls,
+        console,
+        "GET",
+        "/topics/sealed",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.body.matches("<tr class=\"partition\">").count(),
+        3,
+        "{}",
+        page.body
+    );
 
     // With min.insync.replicas 3, an acknowledgement means all three nodes replicated the
     // record from its leader over the internal listener's mutual TLS.

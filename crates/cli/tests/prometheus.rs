@@ -2,7 +2,8 @@
 //! by the test on loopback) scrapes a three-node cluster of `strata server` processes through
 //! their HTTP admin listeners, and PromQL over what it scraped tells the truth: no
 //! under-replicated partition while all three run, one fenced broker and an under-replicated
-//! partition once a node is stopped, and the lag of a group that stopped consuming.
+//! partition once a node is stopped, how far that node's replica falls behind its leader, and
+//! the lag of a group that stopped consuming.
 //!
 //! Without Prometheus the test prints one `SKIPPED:` line saying why and returns.
 
@@ -12,37 +13,12 @@ use common::{Node, eventually, start_cluster};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use strata_client::{NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord};
-
-fn repository() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use strata_client::{Acks, NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord};
 
 /// The prometheus binary, or `None` after printing why the test is skipped.
 fn prometheus() -> Option<String> {
     let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prometheus-install");
-    let output = Command::new(repository().join("tests/prometheus/install.sh"))
-        .arg(&logs)
-        .output();
-    let stdout = match output {
-        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
-        Err(error) => {
-            eprintln!("SKIPPED: tests/prometheus/install.sh did not run: {error}");
-            return None;
-        }
-    };
-    if let Some(path) = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("prometheus="))
-    {
-        return Some(path.to_string());
-    }
-    let reason = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("missing: "))
-        .unwrap_or("the install script said nothing");
-    eprintln!("SKIPPED: {reason}");
-    None
+    common::installed("prometheus/install.sh", &[&logs])?.remove("prometheus")
 }
 
 /// A Prometheus process, killed when dropped.
@@ -182,8 +158,13 @@ async fn prometheus_sees_an_under_replicated_partition_and_a_stalled_groups_lag(
         )
         .await;
 
+    prometheus
+        .until(r#"max(strata_partition_replica_lag{topic="watched"})"#, 0.0)
+        .await;
+
     // A follower of the partition stops: the leader shrinks the ISR and the controller fences
-    // the broker; both show in what the survivors report.
+    // the broker; both show in what the survivors report, and the leader counts how far the
+    // stopped follower falls behind as records keep coming.
     let leader = admin.describe_topic("watched").await.unwrap().partitions[0]
         .leader
         .expect("the partition has a leader");
@@ -191,9 +172,35 @@ async fn prometheus_sees_an_under_replicated_partition_and_a_stalled_groups_lag(
         .iter_mut()
         .find(|node| node.id != leader)
         .expect("a follower");
+    let stopped = follower.id;
     let mut child = follower.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
+    let leader_only = Producer::connect(
+        ProducerConfig::builder()
+            .bootstrap(common::survivors(&nodes))
+            .acks(Acks::Leader)
+            .enable_idempotence(false)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    for index in 0..5 {
+        leader_only
+            .send(ProducerRecord::new("watched", format!("late-{index}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    leader_only.close().await.unwrap();
+    prometheus
+        .until(
+            &format!(r#"max(strata_partition_replica_lag{{topic="watched",replica="{stopped}"}})"#),
+            5.0,
+        )
+        .await;
     prometheus
         .until("max(strata_cluster_fenced_brokers)", 1.0)
         .await;

@@ -39,8 +39,10 @@ pub async fn start_cluster_with_tls(
             node_id: id,
             data_dir: directory.join(format!("node-{id}")),
             listen: "127.0.0.1:0".parse().unwrap(),
-            // For the tests that reach the nodes as Kafka clients do; the others never connect.
+            // For the tests that reach the nodes as Kafka clients or over HTTP do; the others
+            // never connect.
             kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
             voters: voters.clone(),
             tls: tls(id),
             ..BrokerConfig::default()

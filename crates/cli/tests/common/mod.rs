@@ -294,16 +294,148 @@ impl KeyedReads {
 /// The body of `GET path` from `address` (an HTTP/1.1 server: a node's admin listener,
 /// Prometheus) when it answers 200.
 pub fn http_get(address: &str, path: &str) -> Option<String> {
+    let response = http(address, "GET", path, &[], "")?;
+    (response.status == 200).then_some(response.body)
+}
+
+/// An HTTP response as the tests read it.
+pub struct HttpResponse {
+    pub status: u16,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// `method path` on `address` with `headers`, and `form` as an urlencoded body unless empty;
+/// `None` when the server does not answer. One request per connection, so the body ends where
+/// the stream does.
+pub fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> Option<HttpResponse> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    stream
+        .write_all(request_text(address, method, path, headers, form).as_bytes())
+        .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
+    parse_response(&response)
+}
+
+/// [`http`] over TLS, trusting the servers `tls` trusts: a node's HTTP admin listener when the
+/// node has TLS.
+pub async fn https(
+    tls: &strata_client::ClientTls,
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> Option<HttpResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, port) = address.rsplit_once(':')?;
+    let mut stream = tls.connect(host, port.parse().ok()?).await.ok()?;
+    stream
+        .write_all(request_text(address, method, path, headers, form).as_bytes())
+        .await
+        .ok()?;
+    let mut response = Vec::new();
+    // A server may close without TLS's close_notify after `Connection: close`; what it sent
+    // before is the whole response.
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response)).await;
+    parse_response(&String::from_utf8_lossy(&response))
+}
+
+/// One HTTP/1.1 request that asks the server to close the connection after its answer.
+fn request_text(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> String {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !form.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            form.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(form);
+    request
+}
+
+fn parse_response(response: &str) -> Option<HttpResponse> {
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    Some(HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// The repository's root, where `tests/` holds the install scripts.
+pub fn repository() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `tests/<script>` with `arguments`, and returns the `name=value` pairs of the line it
+/// prints when what it installs is there; otherwise prints one `SKIPPED:` line saying why (its
+/// `missing: ...` line) and returns `None`, for the test to return.
+pub fn installed(script: &str, arguments: &[&Path]) -> Option<BTreeMap<String, String>> {
+    let output = Command::new(repository().join("tests").join(script))
+        .args(arguments)
+        .output();
+    let stdout = match output {
+        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Err(error) => {
+            eprintln!("SKIPPED: tests/{script} did not run: {error}");
+            return None;
+        }
+    };
+    if let Some(reason) = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("missing: "))
+    {
+        eprintln!("SKIPPED: {reason}");
+        return None;
+    }
+    let found: BTreeMap<String, String> = stdout
+        .lines()
+        .flat_map(str::split_whitespace)
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    if found.is_empty() {
+        eprintln!("SKIPPED: tests/{script} said nothing");
+        return None;
+    }
+    Some(found)
 }
