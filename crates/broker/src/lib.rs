@@ -74,6 +74,9 @@ const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// stopped answering (HTTP/2's graceful close waits for a PING ack it will never send).
 const CONNECTION_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
+/// The standard health service's name, which reflection lists beside the client services.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
 /// Everything a broker needs to start. `Default` gives a one-node cluster on 127.0.0.1:7070.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -625,11 +628,14 @@ impl Broker {
                 .set_service_status(service, tonic_health::ServingStatus::NotServing)
                 .await;
         }
+        // The health service is listed too, so a generic tool finds it as it finds the API.
         let reflection_service = strata_proto::CLIENT_SERVICES
             .iter()
             .fold(
                 tonic_reflection::server::Builder::configure()
-                    .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET),
+                    .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                    .with_service_name(HEALTH_SERVICE),
                 |builder, service| builder.with_service_name(*service),
             )
             .build_v1()

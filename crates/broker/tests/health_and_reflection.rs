@@ -78,6 +78,10 @@ async fn health_and_reflection_answer_generic_clients_without_credentials() {
         assert!(names.contains(&client_service.to_string()), "{names:?}");
     }
     assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+    assert!(
         !names
             .iter()
             .any(|name| name.contains("replication") || name.contains("controller")),
