@@ -27,32 +27,56 @@ pub async fn start_cluster(directory: &std::path::Path) -> Vec<BrokerHandle> {
 }
 
 /// [`start_cluster`], node `id` with the TLS `tls(id)` gives it.
+///
+/// The voters' ports are picked free and then bound by the brokers, so another listener bound
+/// to port 0 in between (any test's, or these brokers' own) can take one first. Such a start
+/// is retried from scratch on new ports, a few times.
 pub async fn start_cluster_with_tls(
     directory: &std::path::Path,
     tls: impl Fn(i32) -> Option<strata_broker::TlsConfig>,
 ) -> Vec<BrokerHandle> {
-    let voters: Vec<(i32, String)> = (1..=3)
-        .map(|id| (id, format!("127.0.0.1:{}", free_port())))
-        .collect();
-    let starts = (1..=3).map(|id| {
-        Broker::start(BrokerConfig {
-            node_id: id,
-            data_dir: directory.join(format!("node-{id}")),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            // For the tests that reach the nodes as Kafka clients or over HTTP do; the others
-            // never connect.
-            kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-            http_listen: Some("127.0.0.1:0".parse().unwrap()),
-            voters: voters.clone(),
-            tls: tls(id),
-            ..BrokerConfig::default()
-        })
-    });
-    futures::future::join_all(starts)
-        .await
-        .into_iter()
-        .map(|started| started.expect("broker starts"))
-        .collect()
+    for _ in 0..5 {
+        let voters: Vec<(i32, String)> = (1..=3)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let starts = (1..=3).map(|id| {
+            Broker::start(BrokerConfig {
+                node_id: id,
+                data_dir: directory.join(format!("node-{id}")),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                // For the tests that reach the nodes as Kafka clients or over HTTP do; the
+                // others never connect.
+                kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+                http_listen: Some("127.0.0.1:0".parse().unwrap()),
+                voters: voters.clone(),
+                tls: tls(id),
+                ..BrokerConfig::default()
+            })
+        });
+        let mut started = Vec::new();
+        let mut failure = None;
+        for result in futures::future::join_all(starts).await {
+            match result {
+                Ok(broker) => started.push(broker),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        match failure {
+            None => return started,
+            Some(strata_broker::BrokerError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                for broker in started {
+                    broker.shutdown().await;
+                }
+                for id in 1..=3 {
+                    let _ = std::fs::remove_dir_all(directory.join(format!("node-{id}")));
+                }
+            }
+            Some(error) => panic!("broker starts: {error:?}"),
+        }
+    }
+    panic!("five starts of the cluster each found a voter's port taken");
 }
 
 pub async fn channel(broker: &BrokerHandle) -> Channel {
