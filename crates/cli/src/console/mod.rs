@@ -165,15 +165,9 @@ impl Console {
             .connect_timeout_ms(CALL_TIMEOUT_MS.min(5_000))
             .request_timeout_ms(CALL_TIMEOUT_MS)
             .api_timeout_ms(CALL_TIMEOUT_MS)
-            .build()
-            .map_err(PageError::from_client)?;
-        let admin = Admin::connect(config)
-            .await
-            .map_err(PageError::from_client)?;
-        admin
-            .describe_cluster()
-            .await
-            .map_err(PageError::from_client)?;
+            .build()?;
+        let admin = Admin::connect(config).await?;
+        admin.describe_cluster().await?;
         Ok(Session {
             user: target.credentials.as_ref().map(|c| c.user().to_string()),
             target,
@@ -352,9 +346,11 @@ impl PageError {
     fn bad_request(message: impl Into<String>) -> PageError {
         PageError::new(StatusCode::BAD_REQUEST, message)
     }
+}
 
-    /// The cluster's answer, with the status a browser user expects for it.
-    fn from_client(error: strata_client::Error) -> PageError {
+/// The cluster's answer, with the status a browser user expects for it.
+impl From<strata_client::Error> for PageError {
+    fn from(error: strata_client::Error) -> PageError {
         let status = match error.code() {
             Some(
                 ErrorCode::TopicAuthorizationFailed
@@ -375,10 +371,14 @@ impl PageError {
         };
         PageError::new(status, error.to_string())
     }
+}
 
-    fn from_command(error: anyhow::Error) -> PageError {
+/// What a command shared with the CLI (`dlq`) returns: the cluster's answer when that is what
+/// failed.
+impl From<anyhow::Error> for PageError {
+    fn from(error: anyhow::Error) -> PageError {
         match error.downcast::<strata_client::Error>() {
-            Ok(error) => PageError::from_client(error),
+            Ok(error) => PageError::from(error),
             Err(error) => PageError::new(StatusCode::BAD_GATEWAY, format!("{error:#}")),
         }
     }

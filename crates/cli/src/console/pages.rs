@@ -138,14 +138,8 @@ async fn overview(
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
     let admin = &session.admin;
-    let cluster = admin
-        .describe_cluster()
-        .await
-        .map_err(PageError::from_client)?;
-    let topics = admin
-        .describe_topics()
-        .await
-        .map_err(PageError::from_client)?;
+    let cluster = admin.describe_cluster().await?;
+    let topics = admin.describe_topics().await?;
     let partitions = topics.iter().flat_map(|topic| &topic.partitions);
     let brokers = cluster
         .brokers
@@ -239,11 +233,7 @@ async fn topics(
     Signed(session): Signed,
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
-    let described = session
-        .admin
-        .describe_topics()
-        .await
-        .map_err(PageError::from_client)?;
+    let described = session.admin.describe_topics().await?;
     let logs = partition_logs(&session, &described).await;
     let topics = described
         .iter()
@@ -326,15 +316,9 @@ async fn topic(
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
     let admin = &session.admin;
-    let described = admin
-        .describe_topic(&name)
-        .await
-        .map_err(PageError::from_client)?;
+    let described = admin.describe_topic(&name).await?;
     let logs = partition_logs(&session, std::slice::from_ref(&described)).await;
-    let configs = admin
-        .describe_configs(&name)
-        .await
-        .map_err(PageError::from_client)?;
+    let configs = admin.describe_configs(&name).await?;
     let partitions = described
         .partitions
         .iter()
@@ -447,7 +431,7 @@ async fn create_topic(Signed(session): Signed, Form(form): Form<NewTopicForm>) -
             &format!("created topic {name}"),
         ),
         Err(error) => {
-            let error = PageError::from_client(error);
+            let error = PageError::from(error);
             failed(error.status, error.message, form)
         }
     }
@@ -482,11 +466,7 @@ async fn alter_config(
             format!("set {key} to {}", form.value),
         )
     };
-    session
-        .admin
-        .alter_configs(&name, &set, &delete)
-        .await
-        .map_err(PageError::from_client)?;
+    session.admin.alter_configs(&name, &set, &delete).await?;
     Ok(redirect_with_flash(
         &format!("/topics/{}", query_escape(&name)),
         &said,
@@ -601,11 +581,7 @@ async fn records(
     Query(query): Query<BrowseQuery>,
 ) -> Result<Response, PageError> {
     let browse = query.parse()?;
-    let described = session
-        .admin
-        .describe_topic(&topic)
-        .await
-        .map_err(PageError::from_client)?;
+    let described = session.admin.describe_topic(&topic).await?;
     let partitions: Vec<i32> = described.partitions.iter().map(|p| p.partition).collect();
     if !partitions.contains(&browse.partition) {
         return Err(PageError::new(
@@ -621,8 +597,7 @@ async fn records(
     let log = session
         .admin
         .describe_partition_logs(std::slice::from_ref(&topic_partition))
-        .await
-        .map_err(PageError::from_client)?
+        .await?
         .remove(&topic_partition)
         .ok_or_else(|| {
             PageError::new(
@@ -666,14 +641,10 @@ async fn read_records(
             .auto_offset_reset(AutoOffsetReset::Earliest)
             .fetch_max_bytes(BROWSE_BYTES)
             .max_partition_fetch_bytes(BROWSE_BYTES)
-            .build()
-            .map_err(PageError::from_client)?,
+            .build()?,
     )
-    .await
-    .map_err(PageError::from_client)?;
-    consumer
-        .assign(vec![topic_partition.clone()])
-        .map_err(PageError::from_client)?;
+    .await?;
+    consumer.assign(vec![topic_partition.clone()])?;
     let limit = i64::try_from(browse.limit).unwrap_or(i64::MAX);
     match browse.start {
         Start::Newest => {
@@ -687,8 +658,7 @@ async fn read_records(
                 .seek_to_timestamp(std::slice::from_ref(topic_partition), millis)
                 .await
         }
-    }
-    .map_err(PageError::from_client)?;
+    }?;
     let deadline = Instant::now() + BROWSE_TIME;
     let mut records: Vec<strata_client::ConsumerRecord> = Vec::new();
     let mut bytes = 0;
@@ -705,10 +675,7 @@ async fn read_records(
                 )),
             ));
         }
-        let position = consumer
-            .position(topic_partition)
-            .await
-            .map_err(PageError::from_client)?;
+        let position = consumer.position(topic_partition).await?;
         if position >= log.high_watermark {
             let note = (records.len() as u64) < browse.limit;
             return Ok((
@@ -725,11 +692,7 @@ async fn read_records(
                 )),
             ));
         }
-        for record in consumer
-            .poll(Duration::from_millis(200))
-            .await
-            .map_err(PageError::from_client)?
-        {
+        for record in consumer.poll(Duration::from_millis(200)).await? {
             if (records.len() as u64) < browse.limit && record.offset < log.high_watermark {
                 bytes += record.key.as_ref().map_or(0, |key| key.len())
                     + record.value.as_ref().map_or(0, |value| value.len());
@@ -752,11 +715,7 @@ async fn groups(
     Signed(session): Signed,
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
-    let mut groups = session
-        .admin
-        .list_groups()
-        .await
-        .map_err(PageError::from_client)?;
+    let mut groups = session.admin.list_groups().await?;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     Ok(render(&Groups {
         chrome: Chrome::of(&session, flash, "groups"),
@@ -807,16 +766,8 @@ async fn group(
     Path(id): Path<String>,
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
-    let described = session
-        .admin
-        .describe_group(&id)
-        .await
-        .map_err(PageError::from_client)?;
-    let lag = session
-        .admin
-        .group_lag(&id)
-        .await
-        .map_err(PageError::from_client)?;
+    let described = session.admin.describe_group(&id).await?;
+    let lag = session.admin.group_lag(&id).await?;
     let or_dash = |value: Option<i64>| value.map_or_else(|| "-".to_string(), |v| v.to_string());
     Ok(render(&GroupPage {
         chrome: Chrome::of(&session, flash, "groups"),
@@ -863,11 +814,7 @@ async fn share_group(
     Path(id): Path<String>,
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
-    let group = session
-        .admin
-        .describe_share_group(&id)
-        .await
-        .map_err(PageError::from_client)?;
+    let group = session.admin.describe_share_group(&id).await?;
     let dead_letter_topics = group
         .partitions
         .iter()
@@ -898,9 +845,7 @@ async fn dead_letter_topics(
     Signed(session): Signed,
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
-    let topics = dlq::list(&session.admin)
-        .await
-        .map_err(PageError::from_command)?;
+    let topics = dlq::list(&session.admin).await?;
     Ok(render(&DeadLetterTopics {
         chrome: Chrome::of(&session, flash, "dlq"),
         topics,
@@ -921,9 +866,7 @@ async fn dead_letter_topic(
     Path(topic): Path<String>,
     Query(flash): Query<FlashQuery>,
 ) -> Result<Response, PageError> {
-    let parked = dlq::peek(&session.admin, &session.target, &topic, PEEK)
-        .await
-        .map_err(PageError::from_command)?;
+    let parked = dlq::peek(&session.admin, &session.target, &topic, PEEK).await?;
     Ok(render(&DeadLetterTopicPage {
         chrome: Chrome::of(&session, flash, "dlq"),
         topic,
@@ -948,9 +891,7 @@ async fn redrive(
     Form(form): Form<RedriveForm>,
 ) -> Result<Response, PageError> {
     let to = Some(form.to.trim()).filter(|to| !to.is_empty());
-    let redriven = dlq::redrive(&session.admin, &session.target, &topic, to, None)
-        .await
-        .map_err(PageError::from_command)?;
+    let redriven = dlq::redrive(&session.admin, &session.target, &topic, to, None).await?;
     let destination = to.map_or_else(|| "their source topics".to_string(), |to| to.to_string());
     Ok(redirect_with_flash(
         &format!("/dlq/{}", query_escape(&topic)),
@@ -1066,31 +1007,19 @@ async fn topic_offsets(
     Signed(session): Signed,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    let described = session
-        .admin
-        .describe_topic(&name)
-        .await
-        .map_err(PageError::from_client)?;
+    let described = session.admin.describe_topic(&name).await?;
     let partitions: Vec<TopicPartition> = described
         .partitions
         .iter()
         .map(|p| TopicPartition::new(name.as_str(), p.partition))
         .collect();
-    let logs = session
-        .admin
-        .describe_partition_logs(&partitions)
-        .await
-        .map_err(PageError::from_client)?;
+    let logs = session.admin.describe_partition_logs(&partitions).await?;
     let end: i64 = logs.values().map(|log| log.high_watermark).sum();
     Ok(json(serde_json::json!({ "end": end })))
 }
 
 async fn group_lag(Signed(session): Signed, Path(id): Path<String>) -> Result<Response, PageError> {
-    let lag = session
-        .admin
-        .group_lag(&id)
-        .await
-        .map_err(PageError::from_client)?;
+    let lag = session.admin.group_lag(&id).await?;
     let total: i64 = lag.iter().filter_map(|row| row.lag).sum();
     Ok(json(serde_json::json!({ "lag": total })))
 }
