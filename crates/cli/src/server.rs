@@ -37,8 +37,9 @@ pub struct ServerArgs {
     /// Address Kafka clients are told to use; defaults to the bound Kafka address.
     #[arg(long, value_name = "HOST:PORT", requires = "kafka_listen")]
     kafka_advertise: Option<String>,
-    /// Address of the HTTP admin listener: Prometheus metrics at /metrics, and /health and
-    /// /ready for probes. It serves no records and takes no credentials: bind it where only
+    /// Address of the HTTP admin listener (HTTPS with --tls-cert): the web console at /,
+    /// Prometheus metrics at /metrics, and /health and /ready for probes. Metrics and probes
+    /// take no credentials and the console asks for the cluster's own: bind it where only
     /// operators and their monitoring reach [default: none].
     #[arg(long, value_name = "HOST:PORT")]
     http_listen: Option<String>,
@@ -129,8 +130,8 @@ pub struct DevArgs {
     /// no Kafka listener.
     #[arg(long, default_value_t = 9092, value_name = "P")]
     kafka_port: u16,
-    /// HTTP admin port of node 1 (metrics, health); node i listens on port + i - 1. 0 opens no
-    /// HTTP admin listener.
+    /// HTTP admin port of node 1 (web console, metrics, health); node i listens on port + i - 1.
+    /// 0 opens no HTTP admin listener.
     #[arg(long, default_value_t = 8080, value_name = "P")]
     http_port: u16,
     #[command(flatten)]
@@ -293,7 +294,8 @@ fn add_console(
                 // make it act as that node rather than as the signed-in user.
                 tracing::warn!(
                     "the web console cannot reach a client listener that requires client \
-                     certificates (--tls-client-auth required); its pages will say so"
+                     certificates (--tls-client-auth required); its pages will show the \
+                     refused connection"
                 );
             }
             Some(
