@@ -19,13 +19,7 @@ impl SilencingRelay {
     /// Binds a free loopback port; nothing is relayed until [`SilencingRelay::forward_to`], so
     /// the server behind it can be told this address before it starts.
     pub async fn bind() -> SilencingRelay {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener
-            .local_addr()
-            .expect("a bound socket's address")
-            .to_string();
+        let (listener, address) = crate::bind_loopback().await;
         SilencingRelay {
             address,
             listener: Some(listener),

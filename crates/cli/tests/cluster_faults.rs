@@ -10,12 +10,8 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-use strata_client::{
-    Admin, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, ProducerRecord,
-    TopicPartition,
-};
+use std::time::Duration;
+use strata_client::{Admin, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use tokio::sync::watch;
 
 const KEYS: usize = 12;
@@ -88,59 +84,6 @@ async fn exactly_once_in_key_order(bootstrap: &str, acknowledged: &[(String, Str
     .await;
 }
 
-/// Tails `orders` from its beginning until it has read every record of `acknowledged`, once
-/// that is known, failing `limit` after it became known.
-fn spawn_tailing_consumer(
-    bootstrap: String,
-    mut acknowledged: watch::Receiver<Option<Vec<(String, String)>>>,
-    limit: Duration,
-) -> tokio::task::JoinHandle<KeyedReads> {
-    tokio::spawn(async move {
-        let mut consumer = Consumer::connect(
-            ConsumerConfig::builder()
-                .bootstrap(&bootstrap)
-                .build()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        let partitions: Vec<TopicPartition> = (0..3)
-            .map(|partition| TopicPartition::new("orders", partition))
-            .collect();
-        consumer.assign(partitions.clone()).unwrap();
-        consumer.seek_to_beginning(&partitions).await.unwrap();
-        let mut read = KeyedReads::default();
-        let mut deadline = None;
-        let mut last_error = None;
-        loop {
-            // Bounded: the producing side always sends the acknowledged records in the end.
-            if deadline.is_none() && acknowledged.borrow_and_update().is_some() {
-                deadline = Some(Instant::now() + limit);
-            }
-            if let Some(deadline) = deadline {
-                let acknowledged = acknowledged.borrow();
-                let acknowledged = acknowledged.as_deref().expect("set with the deadline");
-                if read.has_all(acknowledged) {
-                    return read;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the tailing consumer is missing acknowledged records: {} read, {} acknowledged; \
-                     last poll error: {last_error:?}",
-                    read.distinct(),
-                    acknowledged.len()
-                );
-            }
-            // Retriable errors (a killed leader) are retried inside `poll`; an error that
-            // outlasts a poll is retried by the next one.
-            match consumer.poll(Duration::from_millis(500)).await {
-                Ok(records) => records.iter().for_each(|record| read.add(record)),
-                Err(error) => last_error = Some(error.to_string()),
-            }
-        }
-    })
-}
-
 async fn restart_and_rejoin(nodes: &mut [Node], killed: i32, voters: &str, data_dir: &Path) {
     let node = nodes.iter_mut().find(|node| node.id == killed).unwrap();
     node.start(voters, data_dir);
@@ -183,6 +126,8 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
     let (acknowledged_sender, acknowledged_receiver) = watch::channel(None);
     let tailing = spawn_tailing_consumer(
         bootstrap.clone(),
+        "orders",
+        3,
         acknowledged_receiver,
         Duration::from_secs(60),
     );
@@ -221,17 +166,7 @@ async fn acknowledged_records_survive_two_leader_kills_exactly_once_and_in_key_o
 }
 
 fn signal(node: &Node, signal: &str) {
-    let pid = node
-        .child
-        .as_ref()
-        .expect("node is running")
-        .id()
-        .to_string();
-    let status = Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid} failed");
+    send_signal(node.child.as_ref().expect("node is running"), signal);
 }
 
 /// A follower cut off (SIGSTOP) leaves the ISR; with `min.insync.replicas=3` every `acks=all`

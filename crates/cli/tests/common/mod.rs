@@ -46,6 +46,16 @@ impl Node {
     }
 }
 
+/// Sends `signal` (`-STOP`, `-KILL`, ...) to `child`.
+pub fn send_signal(child: &Child, signal: &str) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -209,19 +219,7 @@ pub async fn assert_exactly_once_in_key_order(
     acknowledged: &[(String, String)],
     limit: Duration,
 ) -> usize {
-    let mut consumer = Consumer::connect(
-        ConsumerConfig::builder()
-            .bootstrap(bootstrap)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let partitions: Vec<TopicPartition> = (0..partitions)
-        .map(|partition| TopicPartition::new(topic, partition))
-        .collect();
-    consumer.assign(partitions.clone()).unwrap();
-    consumer.seek_to_beginning(&partitions).await.unwrap();
+    let mut consumer = consumer_from_beginning(bootstrap, topic, partitions).await;
     let mut read = KeyedReads::default();
     let deadline = Instant::now() + limit;
     while !read.has_all(acknowledged) {
@@ -237,6 +235,67 @@ pub async fn assert_exactly_once_in_key_order(
     }
     read.assert_once_each_in_key_order();
     read.distinct()
+}
+
+/// A consumer assigned every one of `partitions` partitions of `topic`, at their beginnings.
+pub async fn consumer_from_beginning(bootstrap: &str, topic: &str, partitions: i32) -> Consumer {
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::builder()
+            .bootstrap(bootstrap)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let partitions: Vec<TopicPartition> = (0..partitions)
+        .map(|partition| TopicPartition::new(topic, partition))
+        .collect();
+    consumer.assign(partitions.clone()).unwrap();
+    consumer.seek_to_beginning(&partitions).await.unwrap();
+    consumer
+}
+
+/// Tails `partitions` partitions of `topic` from the beginning until it has read every record
+/// of `acknowledged`, once that is known, failing `limit` after it became known. Retriable
+/// errors (a killed leader) are retried inside `poll`; one that outlasts a poll is retried by
+/// the next.
+pub fn spawn_tailing_consumer(
+    bootstrap: String,
+    topic: &'static str,
+    partitions: i32,
+    mut acknowledged: tokio::sync::watch::Receiver<Option<Vec<(String, String)>>>,
+    limit: Duration,
+) -> tokio::task::JoinHandle<KeyedReads> {
+    tokio::spawn(async move {
+        let mut consumer = consumer_from_beginning(&bootstrap, topic, partitions).await;
+        let mut read = KeyedReads::default();
+        let mut deadline = None;
+        let mut last_error = None;
+        loop {
+            // Bounded: the producing side always sends the acknowledged records in the end.
+            if deadline.is_none() && acknowledged.borrow_and_update().is_some() {
+                deadline = Some(Instant::now() + limit);
+            }
+            if let Some(deadline) = deadline {
+                let acknowledged = acknowledged.borrow();
+                let acknowledged = acknowledged.as_deref().expect("set with the deadline");
+                if read.has_all(acknowledged) {
+                    return read;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the tailing consumer is missing acknowledged records: {} read, {} \
+                     acknowledged; last poll error: {last_error:?}",
+                    read.distinct(),
+                    acknowledged.len()
+                );
+            }
+            match consumer.poll(Duration::from_millis(500)).await {
+                Ok(records) => records.iter().for_each(|record| read.add(record)),
+                Err(error) => last_error = Some(error.to_string()),
+            }
+        }
+    })
 }
 
 /// What a consumer read of records keyed `key-N` with values `key-N:INDEX`, where each key's
