@@ -11,7 +11,7 @@
 
 use crate::credentials::Credentials;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 use strata_tls::ClientTls;
@@ -93,22 +93,38 @@ pub(crate) struct Cluster {
     /// Whether `stale_topics` has any, written under its lock: a producer asks once per record,
     /// and an atomic load is cheaper than the lock.
     any_stale_topic: AtomicBool,
+    /// Metadata refreshes started, which rotates the broker asked first.
+    refreshes: AtomicUsize,
+    /// Brokers whose connection broke or went silent, and when: asked for metadata after the
+    /// others for a while, since such a broker is likely still gone (killed, paused, cut off)
+    /// and asking it first would cost a timeout on every refresh.
+    failed_at: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a broker whose connection failed is asked for metadata last.
+const FAILED_BROKER_PENALTY: Duration = Duration::from_secs(10);
 
 impl Cluster {
     /// Connects to the bootstrap brokers and fetches the first metadata, so an unreachable
     /// cluster is reported at once.
     pub(crate) async fn connect(settings: ConnectionSettings) -> Result<Arc<Cluster>> {
-        let cluster = Arc::new(Cluster {
+        let cluster = Arc::new(Cluster::new(settings));
+        cluster.refresh(&[]).await?;
+        Ok(cluster)
+    }
+
+    /// A cluster that knows nothing yet but its bootstrap addresses.
+    fn new(settings: ConnectionSettings) -> Cluster {
+        Cluster {
             settings,
             connections: Mutex::new(HashMap::new()),
             metadata: RwLock::new(Arc::new(MetadataSnapshot::default())),
             stale_all: AtomicBool::new(true),
             stale_topics: Mutex::new(HashSet::new()),
             any_stale_topic: AtomicBool::new(false),
-        });
-        cluster.refresh(&[]).await?;
-        Ok(cluster)
+            refreshes: AtomicUsize::new(0),
+            failed_at: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The cached channel to `address`, opening it on first use.
@@ -139,6 +155,7 @@ impl Cluster {
     /// fresh one instead of reusing a connection that may be wedged.
     pub(crate) fn forget_connection(&self, address: &str) {
         lock(&self.connections).remove(address);
+        lock(&self.failed_at).insert(address.to_string(), std::time::Instant::now());
     }
 
     /// Reacts to a failed request to `address` about `topics`: stale metadata is marked for
@@ -186,8 +203,24 @@ impl Cluster {
 
     /// Addresses to ask for metadata: brokers metadata already knows (they reflect the current
     /// cluster), then the bootstrap list (the only thing known at startup, and the fallback when
-    /// every known broker moved).
+    /// every known broker moved). Each refresh starts one broker further along: a broker cut off
+    /// from the controller still answers, with the metadata it had, and a client that always
+    /// asked it first would keep sending to a leader that no longer leads. Brokers whose
+    /// connection failed lately come last.
     fn metadata_candidates(&self) -> Vec<String> {
+        let mut candidates = self.known_then_bootstrap();
+        if !candidates.is_empty() {
+            let start = self.refreshes.fetch_add(1, Ordering::Relaxed) % candidates.len();
+            candidates.rotate_left(start);
+        }
+        let mut failed_at = lock(&self.failed_at);
+        failed_at.retain(|_, at| at.elapsed() < FAILED_BROKER_PENALTY);
+        // Stable, so the rotation still orders each group.
+        candidates.sort_by_key(|address| failed_at.contains_key(address));
+        candidates
+    }
+
+    fn known_then_bootstrap(&self) -> Vec<String> {
         let snapshot = self.snapshot();
         let mut candidates: Vec<String> = Vec::new();
         let known = snapshot
@@ -434,6 +467,34 @@ pub(crate) fn unknown_topic(topic: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_is_asked_of_each_broker_in_turn_and_of_failed_ones_last() {
+        use std::collections::BTreeSet;
+        let cluster = Cluster::new(ConnectionSettings {
+            bootstrap: parse_bootstrap("a:1,b:2,c:3").expect("valid"),
+            tls: None,
+            credentials: None,
+            address_rewrites: BTreeMap::new(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        });
+        let firsts: Vec<String> = (0..4)
+            .map(|_| cluster.metadata_candidates()[0].clone())
+            .collect();
+        assert_eq!(firsts, ["a:1", "b:2", "c:3", "a:1"]);
+        cluster.forget_connection("b:2");
+        let mut firsts = BTreeSet::new();
+        for _ in 0..3 {
+            let candidates = cluster.metadata_candidates();
+            assert_eq!(candidates.last().map(String::as_str), Some("b:2"));
+            firsts.insert(candidates[0].clone());
+        }
+        assert_eq!(
+            firsts,
+            BTreeSet::from(["a:1".to_string(), "c:3".to_string()])
+        );
+    }
 
     #[test]
     fn bootstrap_lists_are_checked() {

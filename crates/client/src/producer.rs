@@ -57,6 +57,10 @@ use crate::record_accumulator::{
 };
 use crate::retry::Backoff;
 
+/// How often a retry after the leader moved or went away doubles its backoff: 100, 200, then
+/// 400 ms with the defaults, however long the failover takes.
+const LEADER_CHANGE_DOUBLINGS_MAX: u32 = 2;
+
 /// Sends records to Strata in batches. Cheap to clone: clones share one buffer and sender task.
 ///
 /// ```no_run
@@ -1031,7 +1035,16 @@ impl ProducerShared {
                         && batch.attempts <= config.retries()
                         && now < batch.created + config.delivery_timeout() =>
                 {
+                    // A leader that moved or went away is found again by the metadata refresh
+                    // this error triggers (itself paced by the retry backoff), typically within
+                    // seconds: a backoff doubled up to the maximum would add up to the maximum on
+                    // top of the failover, so such errors stop doubling early.
                     let failures = batch.attempts.saturating_sub(1);
+                    let failures = if error.invalidates_metadata() {
+                        failures.min(LEADER_CHANGE_DOUBLINGS_MAX)
+                    } else {
+                        failures
+                    };
                     let delay = Backoff::delay_after(
                         config.retry_backoff(),
                         config.retry_backoff_max(),

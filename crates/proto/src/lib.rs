@@ -50,6 +50,16 @@ pub mod http2 {
     pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
     pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 
+    /// How long a client waits with a request outstanding and nothing received before it pings
+    /// the broker, and how long it then waits for the ack before it closes the connection and
+    /// fails what was outstanding. A broker that is paused, or cut off by the network, answers
+    /// nothing, not even an error; without the ping a request to it would wait out its whole
+    /// request timeout (30 s) before the client looked for the partition's new leader, which the
+    /// controller elects within about two seconds. A ping costs a few bytes, and is sent only
+    /// while requests are outstanding and the connection has been silent for the interval.
+    pub const CLIENT_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const CLIENT_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
     /// A client endpoint (producer, consumer, follower fetching from a leader).
     pub fn endpoint(endpoint: Endpoint) -> Endpoint {
         endpoint
@@ -57,6 +67,9 @@ pub mod http2 {
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .max_frame_size(MAX_FRAME_BYTES)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(CLIENT_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(CLIENT_KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(false)
     }
 
     /// How often the broker pings each client connection, and how long it waits for the ack
