@@ -73,6 +73,9 @@ const HIGH_WATERMARK_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// their requests end at once; a connection still open after this belongs to a peer that
 /// stopped answering (HTTP/2's graceful close waits for a PING ack it will never send).
 const CONNECTION_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long each step of a controlled shutdown (moving partition leadership away, then the
+/// controller quorum's) may take before the broker stops without it.
+const CONTROLLED_SHUTDOWN_LIMIT: Duration = Duration::from_secs(3);
 
 /// The standard health service's name, which reflection lists beside the client services.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -110,7 +113,13 @@ pub struct BrokerConfig {
     /// How often retention, time-based flushes and checkpoints run.
     pub log_maintenance_interval: Duration,
     pub replication: ReplicationConfig,
-    /// A broker whose heartbeats stop for this long is fenced and loses its leaderships.
+    /// A broker whose heartbeats stop for this long is fenced and loses its leaderships. It
+    /// heartbeats four times per session and stops acting as a leader by itself three quarters
+    /// of a session after its last answered heartbeat (its lease). The default, 2.5 s, is what a
+    /// dead, paused or cut-off broker costs its partitions before they move (plus a controller
+    /// tick and the client's retry): Kafka's 9 s default is safer on a congested network,
+    /// while shorter would fence live brokers whose heartbeats a loaded machine delays (a
+    /// heartbeat is a Raft commit). See `benches/README.md`, "Availability through faults".
     pub broker_session_timeout_ms: i64,
     /// Bytes of produce requests being appended at once, across all connections (Kafka's
     /// `queued.max.request.bytes`); see `request_budget`.
@@ -231,7 +240,7 @@ impl Default for BrokerConfig {
             voters: Vec::new(),
             log_maintenance_interval: Duration::from_secs(10),
             replication: ReplicationConfig::default(),
-            broker_session_timeout_ms: 4_000,
+            broker_session_timeout_ms: 2_500,
             queued_max_request_bytes: DEFAULT_QUEUED_MAX_REQUEST_BYTES,
             groups: GroupCoordinatorConfig::default(),
             tls: None,
@@ -267,6 +276,8 @@ pub struct BrokerHandle {
     http_addr: Option<SocketAddr>,
     replicas: Arc<ReplicaManager>,
     controller: Arc<Controller>,
+    /// The metadata the local replicas last caught up with.
+    applied_metadata: tokio::sync::watch::Receiver<Arc<strata_controller::MetadataState>>,
     single_node: bool,
     background: Vec<JoinHandle<()>>,
     data_dir: PathBuf,
@@ -309,17 +320,51 @@ impl BrokerHandle {
     async fn stop(&mut self) {
         if !self.single_node {
             // Controlled shutdown: hand leadership to other in-sync replicas before going away,
-            // instead of leaving clients to wait out the session timeout.
-            let fence = MetadataCommand::FenceBroker {
+            // instead of leaving clients to wait out the session timeout. The controller keeps
+            // this broker fenced until it registers again, though its heartbeats were fresh.
+            let shutting_down = MetadataCommand::ControlledShutdown {
                 broker_id: self.replicas.node_id(),
+                broker_epoch: self.replicas.broker_epoch(),
             };
-            match tokio::time::timeout(Duration::from_secs(3), self.controller.submit(fence)).await
+            match tokio::time::timeout(
+                CONTROLLED_SHUTDOWN_LIMIT,
+                self.controller.submit(shutting_down),
+            )
+            .await
             {
-                Ok(Ok(_)) => info!("leadership moved away for a controlled shutdown"),
+                Ok(Ok(_)) => {
+                    // Until this node has applied the change itself, its partitions still act
+                    // as leaders and its Metadata answers still name it: requests sent here
+                    // meanwhile would go unanswered until the connections close.
+                    let node_id = self.replicas.node_id();
+                    let applied = broker_lifecycle::wait_until_applied(
+                        &self.applied_metadata,
+                        CONTROLLED_SHUTDOWN_LIMIT,
+                        |state| state.broker(node_id).is_some_and(|broker| broker.fenced),
+                    )
+                    .await;
+                    match applied {
+                        Ok(()) => info!("leadership moved away for a controlled shutdown"),
+                        Err(error) => {
+                            warn!(%error, "controlled shutdown moved leadership, but this node has not applied it")
+                        }
+                    }
+                }
                 Ok(Err(error)) => warn!(%error, "controlled shutdown could not move leadership"),
                 Err(_) => {
                     warn!("controlled shutdown timed out; the session timeout will move leadership")
                 }
+            }
+            // Then the controller quorum's leadership, if this node holds it, while this node can
+            // still vote for its successor.
+            if !self
+                .controller
+                .hand_off_leadership(CONTROLLED_SHUTDOWN_LIMIT)
+                .await
+            {
+                warn!(
+                    "controller leadership was not handed over; the quorum will elect a leader once its election timeout passes"
+                );
             }
         }
         for task in self.background.drain(..) {
@@ -688,8 +733,10 @@ impl Broker {
             let (client, internal) = tokio::join!(client_server, internal_server);
             client.and(internal)
         });
+        // A tenth of the lag limit: a follower that stopped fetching leaves the ISR (and acks=all
+        // writes resume) at most that much after the limit.
         let isr_interval =
-            Duration::from_millis((config.replication.replica_lag_time_max_ms / 4).max(50) as u64);
+            Duration::from_millis((config.replication.replica_lag_time_max_ms / 10).max(50) as u64);
         let isr_maintenance = {
             let replicas = state.replicas.clone();
             tokio::spawn(async move {
@@ -843,6 +890,7 @@ impl Broker {
             kafka_addr,
             http_addr,
             replicas: state.replicas.clone(),
+            applied_metadata: state.applied_metadata.clone(),
             background: [
                 isr_maintenance,
                 member_expiry,

@@ -373,7 +373,12 @@ pub struct ReplicationConfig {
 impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig {
-            replica_lag_time_max_ms: 10_000,
+            // A follower cut off from its leader alone (a partial partition: both still reach the
+            // controller, so neither is fenced) holds up every acks=all write to the partition
+            // until it leaves the ISR: this is how long such writes stop. Kafka's 30 s favours
+            // keeping slow followers in sync; 5 s still covers a loaded follower's long poll
+            // (500 ms) many times over.
+            replica_lag_time_max_ms: 5_000,
             replica_fetch_max_wait_ms: 500,
             replica_fetch_max_bytes: 8 * 1024 * 1024,
             replica_socket_timeout_ms: 30_000,

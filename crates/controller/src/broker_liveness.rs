@@ -10,13 +10,20 @@ use crate::metadata_state::MetadataState;
 /// The commands that bring the brokers' fenced flags in line with their sessions, in the order to
 /// propose them.
 ///
-/// - An unfenced broker whose last heartbeat is older than `session_timeout_ms` is fenced. The
-///   session is counted from `leader_since_ms` at the latest: heartbeats cannot reach a leader that
-///   does not exist yet, so a controller failover must not fence every broker whose heartbeats
-///   were in flight (Kafka's new active controller likewise grants every broker a fresh session).
+/// - An unfenced broker whose last heartbeat is older than `session_timeout_ms` is fenced. After a
+///   controller failover the session counts from half a session timeout before `leader_since_ms`
+///   at the earliest: heartbeats cannot reach a leader that does not exist yet, so a new leader
+///   must give live brokers time to find it, but half a session covers two of their heartbeats
+///   (they send four per session), and a full one would leave a dead broker's partitions
+///   leaderless for a whole session after every election. Fencing that soon is still safe: a
+///   broker leads only within its lease, three quarters of a session from the last heartbeat the
+///   quorum committed, and no new Raft leader is elected within openraft's leader lease (twice
+///   the election timeout, which `ControllerConfig::validate` keeps at least a quarter of a
+///   session) of the last entry the old one replicated, so by `leader_since_ms` plus half a
+///   session every lease granted before the failover has run out.
 /// - A fenced broker whose heartbeat is fresher than half the session timeout is unfenced, unless
-///   it reported a log directory offline. The gap between the two thresholds keeps a broker at
-///   the edge from flapping.
+///   it reported a log directory offline or announced a controlled shutdown. The gap between the
+///   two thresholds keeps a broker at the edge from flapping.
 /// - If afterwards some leaderless partition has an eligible replica, `ElectLeaders` follows.
 pub fn liveness_commands(
     state: &MetadataState,
@@ -28,6 +35,7 @@ pub fn liveness_commands(
     for broker in state.brokers.values() {
         if broker.fenced {
             if broker.offline_log_dirs.is_empty()
+                && !broker.shutting_down
                 && now_ms.saturating_sub(broker.last_heartbeat_ms) <= session_timeout_ms / 2
             {
                 commands.push(MetadataCommand::UnfenceBroker {
@@ -35,7 +43,9 @@ pub fn liveness_commands(
                 });
             }
         } else {
-            let session_start_ms = broker.last_heartbeat_ms.max(leader_since_ms);
+            let session_start_ms = broker
+                .last_heartbeat_ms
+                .max(leader_since_ms.saturating_sub(session_timeout_ms / 2));
             if now_ms.saturating_sub(session_start_ms) > session_timeout_ms {
                 commands.push(MetadataCommand::FenceBroker {
                     broker_id: broker.broker_id,
@@ -94,12 +104,51 @@ mod tests {
     }
 
     #[test]
-    fn a_new_leader_grants_every_broker_a_fresh_session() {
+    fn a_new_leader_grants_every_broker_half_a_session_to_find_it() {
+        // The last heartbeat is long past, but the leader took over at 9,000.
         let state = cluster(&[(1, 1_000)]);
+        assert!(liveness_commands(&state, 9_500, 9_000, TIMEOUT_MS).is_empty());
         assert!(liveness_commands(&state, 10_000, 9_000, TIMEOUT_MS).is_empty());
         assert_eq!(
-            liveness_commands(&state, 11_001, 9_000, TIMEOUT_MS),
+            liveness_commands(&state, 10_001, 9_000, TIMEOUT_MS),
             vec![MetadataCommand::FenceBroker { broker_id: 1 }]
+        );
+        // A heartbeat after the failover counts in full.
+        let state = cluster(&[(1, 9_800)]);
+        assert!(liveness_commands(&state, 11_800, 9_000, TIMEOUT_MS).is_empty());
+    }
+
+    #[test]
+    fn a_broker_that_announced_its_shutdown_stays_fenced_despite_fresh_heartbeats() {
+        let mut state = cluster(&[(1, 10_000), (2, 10_000)]);
+        let epoch = state.broker(1).map_or(0, |broker| broker.broker_epoch);
+        state
+            .apply(MetadataCommand::ControlledShutdown {
+                broker_id: 1,
+                broker_epoch: epoch,
+            })
+            .expect("applies");
+        assert!(state.broker(1).is_some_and(|broker| broker.fenced));
+        assert!(liveness_commands(&state, 10_100, 0, TIMEOUT_MS).is_empty());
+        // Until it registers again, as the restarted process does.
+        state
+            .apply(MetadataCommand::RegisterBroker {
+                broker_id: 1,
+                address: "h:9001".to_string(),
+                incarnation: 2,
+                now_ms: 10_200,
+                kafka_address: None,
+            })
+            .expect("registers");
+        assert!(state.broker(1).is_some_and(|broker| !broker.fenced));
+        // A shutdown announced under the old registration cannot fence the new one.
+        assert!(
+            state
+                .apply(MetadataCommand::ControlledShutdown {
+                    broker_id: 1,
+                    broker_epoch: epoch,
+                })
+                .is_err()
         );
     }
 

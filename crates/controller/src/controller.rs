@@ -6,12 +6,15 @@
 //! leader to reach them. Start does not wait for a leader: the caller must serve
 //! [`Controller::service`] for the quorum to form. [`Controller::shutdown`] stops everything.
 //!
-//! Background tasks, both bounded by the shutdown signal:
+//! Background tasks, all bounded by the shutdown signal:
 //! - the leader driver: while this node is the Raft leader, every heartbeat interval it names the
 //!   cluster if nobody has yet, and proposes what [`crate::liveness_commands`] decides from the
 //!   metadata and the injected `Clock` (fence expired brokers, unfence returning ones, elect);
 //! - the identity recorder: writes the cluster id into the data directory once the metadata log
-//!   names it, so a later start can refuse another cluster's directory.
+//!   names it, so a later start can refuse another cluster's directory;
+//! - the pre-vote guard ([`crate::pre_vote`]): lets openraft's election timer run only while a
+//!   majority of voters has lost the leader too, so a voter cut off from the leader cannot
+//!   depose it once the network heals.
 
 use crate::broker_liveness::liveness_commands;
 use crate::error::ControllerError;
@@ -24,6 +27,7 @@ use crate::network::{
     SharedClusterId,
 };
 use crate::node_identity::NodeIdentity;
+use crate::pre_vote::{self, LeaderContact};
 use crate::raft_types::{Node, NodeId, Raft};
 use crate::state_machine_store::StateMachineStore;
 use crate::submit::{SubmitReply, propose};
@@ -69,9 +73,12 @@ pub struct ControllerConfig {
     pub data_dir: PathBuf,
     /// The base Raft election timeout. openraft draws a follower's timeout between this and twice
     /// this, and a follower that has a leader also waits out that leader's lease (twice this)
-    /// first, so a dead leader is replaced after 3–4 times this plus one vote round trip: about
-    /// 3–4 s with the default of 1000 ms (Kafka KRaft's default too). Shorter timeouts made a
-    /// saturated 2-core machine drop Raft messages and fence every broker at once.
+    /// first, so a dead leader is replaced after 3–4 times this plus one vote round trip: 1.5 to
+    /// 2 s with the default of 500 ms. Meanwhile brokers cannot renew their sessions, so this
+    /// bounds how long a controller failover stops writes. Before the pre-vote guard
+    /// (`pre_vote.rs`) a timeout this short let a saturated 2-core machine's voters, late to hear
+    /// heartbeats, start elections that deposed a working leader and fenced every broker at once;
+    /// now a voter campaigns only when a majority has lost the leader too.
     pub election_timeout_ms: u64,
     /// How often the leader sends Raft heartbeats, and how often its driver checks broker
     /// sessions. Must be well below `election_timeout_ms`.
@@ -102,7 +109,7 @@ impl ControllerConfig {
             node_id,
             voters,
             data_dir: data_dir.into(),
-            election_timeout_ms: 1_000,
+            election_timeout_ms: 500,
             heartbeat_interval_ms: 250,
             broker_session_timeout_ms: 2_000,
             submit_timeout_ms: 5_000,
@@ -137,6 +144,19 @@ impl ControllerConfig {
             return invalid(format!(
                 "election_timeout_ms ({}) must exceed heartbeat_interval_ms ({}), which must be positive",
                 self.election_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        // A new Raft leader fences brokers half a session after it took over; that is safe only
+        // if the election itself took long enough for the leases brokers held to run out (see
+        // `broker_liveness::liveness_commands`). openraft's leader lease is twice the election
+        // timeout.
+        if i64::try_from(self.election_timeout_ms.saturating_mul(2)).unwrap_or(i64::MAX)
+            < self.broker_session_timeout_ms / 4
+        {
+            return invalid(format!(
+                "twice election_timeout_ms ({}) must be at least a quarter of \
+                 broker_session_timeout_ms ({})",
+                self.election_timeout_ms, self.broker_session_timeout_ms
             ));
         }
         if self.broker_session_timeout_ms <= 0
@@ -176,6 +196,8 @@ pub struct Controller {
     raft: Raft,
     peers: Arc<PeerClients>,
     cluster_id: SharedClusterId,
+    /// Shared with the service, which records word from the leader, and the pre-vote guard.
+    leader_contact: Arc<LeaderContact>,
     metadata: watch::Receiver<Arc<MetadataState>>,
     submit_timeout: Duration,
     shutdown: watch::Sender<bool>,
@@ -251,8 +273,20 @@ impl Controller {
                 .clone()
                 .or_else(|| identity.cluster_id().map(str::to_string)),
         };
+        let leader_contact = Arc::new(LeaderContact::new(Duration::from_millis(
+            config.election_timeout_ms,
+        )));
         let tasks = vec![
             tokio::spawn(driver.run(shutdown_signal.clone())),
+            tokio::spawn(pre_vote::guard_elections(
+                raft.clone(),
+                node_id,
+                voters.keys().copied().collect(),
+                Arc::clone(&peers),
+                Arc::clone(&leader_contact),
+                Duration::from_millis(config.heartbeat_interval_ms),
+                shutdown_signal.clone(),
+            )),
             tokio::spawn(record_cluster_id(
                 identity,
                 metadata.clone(),
@@ -266,6 +300,7 @@ impl Controller {
             raft,
             peers,
             cluster_id,
+            leader_contact,
             metadata,
             submit_timeout: Duration::from_millis(config.submit_timeout_ms),
             shutdown,
@@ -282,6 +317,7 @@ impl Controller {
             self.raft.clone(),
             node_id,
             Arc::clone(&self.cluster_id),
+            Arc::clone(&self.leader_contact),
         ))
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX)
@@ -389,6 +425,46 @@ impl Controller {
             term: metrics.current_term,
             committed: metrics.last_applied.map(|log_id| log_id.index),
         }
+    }
+
+    /// When this node leads the quorum, hands leadership to the follower whose log is most
+    /// complete (Raft's leadership transfer) and waits, at most `limit`, until another node
+    /// leads. A node about to stop calls it first: otherwise the quorum waits out the followers'
+    /// leader lease and election timeout (1.5 to 2 s with the defaults), and meanwhile
+    /// every broker's session lease lapses for want of a leader to heartbeat to, stopping writes
+    /// to every partition. Returns whether another node leads now; when it does not (a single
+    /// voter, an unreachable or lagging follower), the quorum elects as it would after a crash.
+    pub async fn hand_off_leadership(&self, limit: Duration) -> bool {
+        let local = NodeId::try_from(self.node_id).unwrap_or_default();
+        let mut metrics = self.raft.metrics();
+        let successor = {
+            let current = metrics.borrow();
+            if current.current_leader != Some(local) {
+                return true;
+            }
+            current.replication.as_ref().and_then(|replication| {
+                replication
+                    .iter()
+                    .filter(|(id, _)| **id != local)
+                    .max_by_key(|(_, matched)| matched.map(|log_id| log_id.index))
+                    .map(|(id, _)| *id)
+            })
+        };
+        let Some(successor) = successor else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        if let Err(error) = self.peers.timeout_now(successor, limit).await {
+            tracing::warn!(node_id = self.node_id, successor, %error, "could not hand controller leadership over");
+            return false;
+        }
+        let handed_over = tokio::time::timeout_at(
+            deadline,
+            metrics
+                .wait_for(|metrics| metrics.current_leader.is_some_and(|leader| leader != local)),
+        )
+        .await;
+        matches!(handed_over, Ok(Ok(_)))
     }
 
     /// Stops the background tasks and the Raft node. The service stops answering Raft messages

@@ -174,6 +174,7 @@ fn state() -> MetadataState {
         last_heartbeat_ms: 1_699_999_990_000 + i64::from(broker_id),
         offline_log_dirs: Vec::new(),
         kafka_address: None,
+        shutting_down: false,
     };
     let partition =
         |partition: i32, replicas: Vec<i32>, isr: Vec<i32>, leader: i32| PartitionMetadata {

@@ -19,17 +19,24 @@
 //!   leader's openraft retries that voter without end. The voter stops advancing (it applies
 //!   nothing wrong), and once a majority cannot decode, nothing commits. Such a change must
 //!   therefore not be proposed until every voter runs a build that reads it, which needs a
-//!   cluster-wide feature level (Kafka's `metadata.version`) that Strata does not have yet.
+//!   cluster-wide feature level (Kafka's `metadata.version`) that Strata does not have yet;
+//! - a new call (`TimeoutNow`, `PreVote`) is answered `unimplemented` by an older build, which
+//!   the caller takes as a refusal: no hand-over (the quorum elects after its timeout, as before
+//!   the call existed) and no pre-vote from that voter (its own election timer still runs).
 
 use crate::error::ControllerError;
 use crate::metadata_command::MetadataCommand;
 use crate::network::{SharedClusterId, read_cluster_id};
+use crate::pre_vote::{LeaderContact, would_vote};
 use crate::raft_types::{NodeId, Raft, TypeConfig};
 use crate::submit::{SubmitReply, propose};
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use strata_proto::controller_v1::controller_service_server::ControllerService;
 use strata_proto::controller_v1::{RaftRequest, RaftResponse, SubmitRequest, SubmitResponse};
 use tonic::{Request, Response, Status};
@@ -69,6 +76,7 @@ pub struct ControllerGrpcService {
     raft: Raft,
     node_id: NodeId,
     cluster_id: SharedClusterId,
+    leader_contact: Arc<LeaderContact>,
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
@@ -80,11 +88,13 @@ impl ControllerGrpcService {
         raft: Raft,
         node_id: NodeId,
         cluster_id: SharedClusterId,
+        leader_contact: Arc<LeaderContact>,
     ) -> ControllerGrpcService {
         ControllerGrpcService {
             raft,
             node_id,
             cluster_id,
+            leader_contact,
         }
     }
 
@@ -145,7 +155,13 @@ impl ControllerService for ControllerGrpcService {
         let reply = async {
             self.check_raft_request(&request)?;
             let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload)?;
-            self.raft_reply(self.raft.append_entries(rpc).await)
+            let result = self.raft.append_entries(rpc).await;
+            // Anything but a refusal of a stale leader's term is word from the current leader.
+            if matches!(&result, Ok(response) if !matches!(response, AppendEntriesResponse::HigherVote(_)))
+            {
+                self.leader_contact.heard_from_leader();
+            }
+            self.raft_reply(result)
         };
         reply.await.map(Response::new).map_err(status)
     }
@@ -168,7 +184,51 @@ impl ControllerService for ControllerGrpcService {
         let reply = async {
             self.check_raft_request(&request)?;
             let rpc: InstallSnapshotRequest<TypeConfig> = decode(&request.payload)?;
-            self.raft_reply(self.raft.install_snapshot(rpc).await)
+            let sender_vote = rpc.vote;
+            let result = self.raft.install_snapshot(rpc).await;
+            if matches!(&result, Ok(response) if response.vote <= sender_vote) {
+                self.leader_contact.heard_from_leader();
+            }
+            self.raft_reply(result)
+        };
+        reply.await.map(Response::new).map_err(status)
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        let request = request.into_inner();
+        let reply = async {
+            self.check_raft_request(&request)?;
+            // A leader ignores it. A follower campaigns at once and wins with the sender's vote:
+            // the sender grants it when this log is as complete as its own and it has led for
+            // longer than openraft's leader lease; the other followers' votes are not needed.
+            self.raft
+                .trigger()
+                .elect()
+                .await
+                .map_err(|_| ServiceError::Stopped(self.node_id))?;
+            Ok(RaftResponse {
+                payload: b"null".to_vec().into(),
+            })
+        };
+        reply.await.map(Response::new).map_err(status)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftResponse>, Status> {
+        let request = request.into_inner();
+        let reply = async {
+            self.check_raft_request(&request)?;
+            let answer = would_vote(&self.raft, self.node_id, &self.leader_contact);
+            Ok(RaftResponse {
+                payload: if answer { &b"true"[..] } else { &b"false"[..] }
+                    .to_vec()
+                    .into(),
+            })
         };
         reply.await.map(Response::new).map_err(status)
     }

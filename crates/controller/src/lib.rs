@@ -47,6 +47,7 @@ mod metadata_command;
 mod metadata_state;
 mod network;
 mod node_identity;
+mod pre_vote;
 #[cfg(test)]
 mod raft_storage_suite;
 mod raft_types;

@@ -55,6 +55,15 @@ pub enum MetadataCommand {
     UnfenceBroker {
         broker_id: i32,
     },
+    /// The broker is stopping (Kafka's controlled shutdown): it is fenced at once, so its
+    /// leaderships move to other in-sync replicas before it goes rather than a session timeout
+    /// after, and it stays fenced, however fresh its last heartbeat, until it registers again.
+    /// Sent by the broker itself; one from another registration (broker epoch) is refused.
+    /// Added within format version 1.
+    ControlledShutdown {
+        broker_id: i32,
+        broker_epoch: i64,
+    },
     CreateTopic {
         name: String,
         partitions: i32,

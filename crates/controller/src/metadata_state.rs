@@ -85,6 +85,11 @@ pub struct BrokerRegistration {
     /// within format version 1: absent (and not written) when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_address: Option<String>,
+    /// The broker announced a controlled shutdown ([`MetadataCommand::ControlledShutdown`]); it
+    /// stays fenced until a new registration. Added within format version 1: absent (and not
+    /// written) when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shutting_down: bool,
 }
 
 /// One partition's replica placement and leadership.
@@ -244,6 +249,10 @@ impl MetadataState {
             } => self.broker_heartbeat(broker_id, broker_epoch, now_ms, offline_log_dirs),
             MetadataCommand::FenceBroker { broker_id } => self.fence_broker(broker_id),
             MetadataCommand::UnfenceBroker { broker_id } => self.unfence_broker(broker_id),
+            MetadataCommand::ControlledShutdown {
+                broker_id,
+                broker_epoch,
+            } => self.controlled_shutdown(broker_id, broker_epoch),
             MetadataCommand::CreateTopic {
                 name,
                 partitions,
@@ -520,12 +529,34 @@ impl MetadataState {
                 last_heartbeat_ms: now_ms,
                 offline_log_dirs: Vec::new(),
                 kafka_address,
+                shutting_down: false,
             },
         );
         Ok(CommandOutcome::BrokerRegistered {
             broker_id,
             broker_epoch: offset,
         })
+    }
+
+    /// The registration of `broker_id`, provided `broker_epoch` is its current one: a message
+    /// (`what`) from an older incarnation is refused.
+    fn current_registration(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: i64,
+        what: &str,
+    ) -> Result<&mut BrokerRegistration, CommandRejected> {
+        let broker = self
+            .brokers
+            .get_mut(&broker_id)
+            .ok_or_else(|| invalid_request(format!("broker {broker_id} is not registered")))?;
+        if broker.broker_epoch != broker_epoch {
+            return Err(invalid_request(format!(
+                "broker {broker_id} {what} carries broker epoch {broker_epoch}, but the current registration has epoch {}; register again",
+                broker.broker_epoch
+            )));
+        }
+        Ok(broker)
     }
 
     fn broker_heartbeat(
@@ -535,16 +566,7 @@ impl MetadataState {
         now_ms: i64,
         offline_log_dirs: Vec<String>,
     ) -> Result<CommandOutcome, CommandRejected> {
-        let broker = self
-            .brokers
-            .get_mut(&broker_id)
-            .ok_or_else(|| invalid_request(format!("broker {broker_id} is not registered")))?;
-        if broker.broker_epoch != broker_epoch {
-            return Err(invalid_request(format!(
-                "broker {broker_id} heartbeat carries broker epoch {broker_epoch}, but the current registration has epoch {}; register again",
-                broker.broker_epoch
-            )));
-        }
+        let broker = self.current_registration(broker_id, broker_epoch, "heartbeat")?;
         // Clocks of different proposers may disagree a little; the session never moves backwards.
         broker.last_heartbeat_ms = broker.last_heartbeat_ms.max(now_ms);
         // A failed directory is not healed by the process that saw it fail: only a restart,
@@ -571,6 +593,26 @@ impl MetadataState {
             .brokers
             .get(&broker_id)
             .ok_or_else(|| invalid_request(format!("broker {broker_id} is not registered")))?;
+        let partitions = if broker.fenced {
+            Vec::new()
+        } else {
+            self.set_fenced(broker_id)
+        };
+        Ok(CommandOutcome::BrokerFenced {
+            broker_id,
+            partitions,
+        })
+    }
+
+    fn controlled_shutdown(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<CommandOutcome, CommandRejected> {
+        // A stopping process whose registration was already replaced must not fence its
+        // successor.
+        let broker = self.current_registration(broker_id, broker_epoch, "shutdown")?;
+        broker.shutting_down = true;
         let partitions = if broker.fenced {
             Vec::new()
         } else {

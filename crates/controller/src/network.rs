@@ -137,6 +137,8 @@ enum RaftRpc {
     AppendEntries,
     Vote,
     InstallSnapshot,
+    TimeoutNow,
+    PreVote,
 }
 
 impl PeerClients {
@@ -235,7 +237,7 @@ impl PeerClients {
     async fn raft_call<Request: Serialize, Reply: DeserializeOwned>(
         &self,
         target: NodeId,
-        fallback_address: &str,
+        fallback_address: Option<&str>,
         rpc: RaftRpc,
         request: &Request,
         timeout: Duration,
@@ -251,12 +253,14 @@ impl PeerClients {
             target_node_id: i32::try_from(target).unwrap_or(-1),
             payload: payload.into(),
         };
-        let (mut client, address) = self.client(target, Some(fallback_address))?;
+        let (mut client, address) = self.client(target, fallback_address)?;
         let call = async {
             match rpc {
                 RaftRpc::AppendEntries => client.append_entries(message).await,
                 RaftRpc::Vote => client.vote(message).await,
                 RaftRpc::InstallSnapshot => client.install_snapshot(message).await,
+                RaftRpc::TimeoutNow => client.timeout_now(message).await,
+                RaftRpc::PreVote => client.pre_vote(message).await,
             }
         };
         let awaited = self.await_answer(target);
@@ -273,6 +277,26 @@ impl PeerClients {
             response.map_err(|status| PeerClients::status_error(target, &address, status))?;
         serde_json::from_slice(&response.into_inner().payload)
             .map_err(|error| failed(format!("decode {rpc:?} reply: {error}")))
+    }
+
+    /// Asks `target` to stand for election now; see [`crate::Controller::hand_off_leadership`].
+    pub(crate) async fn timeout_now(
+        &self,
+        target: NodeId,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        self.raft_call(target, None, RaftRpc::TimeoutNow, &(), timeout)
+            .await
+    }
+
+    /// Asks `target` whether it would vote for this node now; see [`crate::pre_vote`].
+    pub(crate) async fn pre_vote(
+        &self,
+        target: NodeId,
+        timeout: Duration,
+    ) -> Result<bool, PeerError> {
+        self.raft_call(target, None, RaftRpc::PreVote, &(), timeout)
+            .await
     }
 
     /// Asks `target` to propose `command` as leader.
@@ -370,7 +394,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .peers
             .raft_call(
                 self.target,
-                &self.address,
+                Some(&self.address),
                 RaftRpc::AppendEntries,
                 &rpc,
                 option.hard_ttl().max(RAFT_RPC_TIMEOUT_FLOOR),
@@ -395,7 +419,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .peers
             .raft_call(
                 self.target,
-                &self.address,
+                Some(&self.address),
                 RaftRpc::InstallSnapshot,
                 &rpc,
                 option.hard_ttl().max(RAFT_RPC_TIMEOUT_FLOOR),
@@ -414,7 +438,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             .peers
             .raft_call(
                 self.target,
-                &self.address,
+                Some(&self.address),
                 RaftRpc::Vote,
                 &rpc,
                 option.hard_ttl().max(RAFT_RPC_TIMEOUT_FLOOR),

@@ -10,6 +10,7 @@ use strata_controller::{
     CommandOutcome, Controller, ControllerConfig, ControllerError, MetadataCommand, MetadataState,
     NO_LEADER,
 };
+use strata_tests::link::Link;
 use strata_tests::relay::SilencingRelay;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -95,6 +96,8 @@ struct Cluster {
     voters: Vec<(i32, String)>,
     /// With `start_behind_relays`, what the voters reach node `i + 1` through.
     relays: Vec<SilencingRelay>,
+    /// With `start_with_links`, the link carrying the first node's calls to the second.
+    links: BTreeMap<(i32, i32), Link>,
     clock: Arc<ManualClock>,
     _directory: tempfile::TempDir,
 }
@@ -137,30 +140,70 @@ impl Cluster {
                 None => (id, address.clone()),
             })
             .collect();
-        let mut nodes = Vec::new();
-        for ((id, address), listener) in (1..).zip(addresses).zip(listeners) {
-            let data_dir = directory.path().join(format!("node-{id}"));
-            let controller = Controller::start(
-                config(id, &voters, data_dir.clone()),
-                clock.clone() as Arc<dyn Clock>,
-            )
-            .await
-            .expect("controller starts");
-            let server = serve(&controller, listener);
-            nodes.push(Node {
-                id,
-                address,
-                data_dir,
-                controller: Some(controller),
-                server: Some(server),
-            });
-        }
+        let nodes = start_nodes(&directory, &clock, listeners, |_| voters.clone()).await;
         Cluster {
             nodes,
             voters,
             relays,
+            links: BTreeMap::new(),
             clock,
             _directory: directory,
+        }
+    }
+
+    /// Every voter reaches each other one through its own link, so a test can cut any voter off.
+    async fn start_with_links(size: i32) -> Cluster {
+        init_logging();
+        let directory = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let mut listeners = Vec::new();
+        for _ in 0..size {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let ids: Vec<i32> = (1..=size).collect();
+        let mut links = BTreeMap::new();
+        for &from in &ids {
+            for (&to, listener) in ids.iter().zip(&listeners) {
+                if from != to {
+                    let endpoint = listener.local_addr().expect("address");
+                    links.insert((from, to), Link::to(endpoint).await);
+                }
+            }
+        }
+        let addresses: Vec<String> = listeners
+            .iter()
+            .map(|listener| listener.local_addr().expect("address").to_string())
+            .collect();
+        let nodes = start_nodes(&directory, &clock, listeners, |id| {
+            ids.iter()
+                .zip(&addresses)
+                .map(|(&voter, address)| match links.get(&(id, voter)) {
+                    Some(link) => (voter, link.address().to_string()),
+                    None => (voter, address.clone()),
+                })
+                .collect()
+        })
+        .await;
+        Cluster {
+            nodes,
+            voters: Vec::new(),
+            relays: Vec::new(),
+            links,
+            clock,
+            _directory: directory,
+        }
+    }
+
+    /// Cuts (or heals) every link to and from `id`.
+    fn set_links_of(&self, id: i32, connected: bool) {
+        for (&(from, to), link) in &self.links {
+            if from == id || to == id {
+                if connected {
+                    link.heal();
+                } else {
+                    link.cut();
+                }
+            }
         }
     }
 
@@ -220,6 +263,35 @@ impl Cluster {
             node.kill().await;
         }
     }
+}
+
+/// Starts node `i + 1` on `listeners[i]`, each with the voter list `voters_of` gives it.
+async fn start_nodes(
+    directory: &tempfile::TempDir,
+    clock: &Arc<ManualClock>,
+    listeners: Vec<TcpListener>,
+    voters_of: impl Fn(i32) -> Vec<(i32, String)>,
+) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for (id, listener) in (1..).zip(listeners) {
+        let address = listener.local_addr().expect("address").to_string();
+        let data_dir = directory.path().join(format!("node-{id}"));
+        let controller = Controller::start(
+            config(id, &voters_of(id), data_dir.clone()),
+            clock.clone() as Arc<dyn Clock>,
+        )
+        .await
+        .expect("controller starts");
+        let server = serve(&controller, listener);
+        nodes.push(Node {
+            id,
+            address,
+            data_dir,
+            controller: Some(controller),
+            server: Some(server),
+        });
+    }
+    nodes
 }
 
 /// Polls `probe` until it returns `Some`, failing the test after `WAIT`.
@@ -633,5 +705,78 @@ async fn a_voter_behind_connections_gone_silent_is_reached_again_and_catches_up(
         |state| state.topic("after-silence").is_some(),
     )
     .await;
+    cluster.shutdown().await;
+}
+
+/// A leader about to stop hands over (Raft's leadership transfer): another voter leads when the
+/// call returns, without waiting out an election timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_hands_its_leadership_over_before_it_stops() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.agreed_leader().await;
+    // openraft's leader grants no vote during its own lease, twice the election timeout (600 ms
+    // here) from its election, and nothing observable marks the lease's end; a leader that stops
+    // has usually led far longer.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        cluster
+            .node(leader)
+            .controller()
+            .hand_off_leadership(WAIT)
+            .await,
+        "the leader did not hand over"
+    );
+    let successor = cluster.agreed_leader().await;
+    assert_ne!(successor, leader);
+    // A follower hands nothing over and says another node leads.
+    assert!(
+        cluster
+            .node(leader)
+            .controller()
+            .hand_off_leadership(Duration::from_secs(1))
+            .await
+    );
+    cluster.shutdown().await;
+}
+
+/// Pre-vote: a voter cut off from the others neither campaigns nor raises its term, so when the
+/// network heals it follows the leader it lost, which still leads in the same term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_cut_off_and_healed_does_not_depose_the_leader() {
+    let cluster = Cluster::start_with_links(3).await;
+    let leader = cluster.agreed_leader().await;
+    let term = cluster.node(leader).controller().raft_status().term;
+    let cut_off = cluster
+        .running()
+        .map(|node| node.id)
+        .find(|&id| id != leader)
+        .expect("a follower");
+    cluster.set_links_of(cut_off, false);
+    // What is tested is that nothing happens, so there is no condition to await: ten election
+    // timeouts (300 ms here) is several campaigns for a voter without pre-vote.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        cluster.node(cut_off).controller().raft_status().term,
+        term,
+        "the cut-off voter campaigned"
+    );
+
+    cluster.set_links_of(cut_off, true);
+    cluster
+        .node(leader)
+        .controller()
+        .submit(create_topic("after-the-cut", 1, 1))
+        .await
+        .expect_err("no broker is registered, so the topic is refused, but the command commits");
+    metadata_where(
+        cluster.node(cut_off).controller(),
+        "the healed voter to catch up with the leader",
+        |state| state.metadata_offset >= 1,
+    )
+    .await;
+    let status = cluster.node(leader).controller().raft_status();
+    assert!(status.is_leader, "the leader was deposed");
+    assert_eq!(status.term, term);
+    assert_eq!(cluster.node(cut_off).controller().raft_status().term, term);
     cluster.shutdown().await;
 }
