@@ -366,6 +366,10 @@ impl BrokerHandle {
                     "controller leadership was not handed over; the quorum will elect a leader once its election timeout passes"
                 );
             }
+            // This node's voter stops now rather than after the connections drain: a leader
+            // that could not hand over would otherwise lead on for seconds while its listener
+            // refuses the brokers' heartbeats, and fence every one of them.
+            self.controller.shutdown().await;
         }
         for task in self.background.drain(..) {
             task.abort();

@@ -73,6 +73,18 @@ impl FaultKind {
         FaultKind::CleanShutdown,
     ];
 
+    /// The short name `STRATA_NEMESIS_KINDS` takes.
+    fn key(self) -> &'static str {
+        match self {
+            FaultKind::LeaderIsolatedFromPeers => "leader-isolated",
+            FaultKind::NodeIsolated => "isolated",
+            FaultKind::NodePaused => "paused",
+            FaultKind::NodeKilled => "killed",
+            FaultKind::PartialPartition => "partial",
+            FaultKind::CleanShutdown => "shutdown",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             FaultKind::LeaderIsolatedFromPeers => "leader isolated from peers",
@@ -96,6 +108,7 @@ impl FaultKind {
 
 struct Settings {
     seed: u64,
+    kinds: Vec<FaultKind>,
     faults: usize,
     hold: Duration,
     report: Option<PathBuf>,
@@ -110,13 +123,31 @@ impl Settings {
                     .unwrap_or_else(|_| panic!("{name}={value} is not a whole number"))
             })
         };
+        let kinds: Vec<FaultKind> = match std::env::var("STRATA_NEMESIS_KINDS") {
+            Ok(keys) => keys
+                .split(',')
+                .map(|key| {
+                    FaultKind::ALL
+                        .into_iter()
+                        .find(|kind| kind.key() == key.trim())
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "STRATA_NEMESIS_KINDS names '{key}'; the kinds are {:?}",
+                                FaultKind::ALL.map(FaultKind::key)
+                            )
+                        })
+                })
+                .collect(),
+            Err(_) => FaultKind::ALL.to_vec(),
+        };
         Settings {
             seed: number("STRATA_NEMESIS_SEED").unwrap_or_else(rand::random),
-            faults: number("STRATA_NEMESIS_FAULTS").map_or(FaultKind::ALL.len(), |faults| {
+            faults: number("STRATA_NEMESIS_FAULTS").map_or(kinds.len(), |faults| {
                 usize::try_from(faults).expect("a fault count that fits in memory")
             }),
             hold: Duration::from_millis(number("STRATA_NEMESIS_HOLD_MS").unwrap_or(6_000)),
             report: std::env::var_os("STRATA_NEMESIS_REPORT").map(PathBuf::from),
+            kinds,
         }
     }
 
@@ -125,7 +156,7 @@ impl Settings {
     fn schedule(&self, rng: &mut StdRng) -> Vec<FaultKind> {
         let mut schedule = Vec::with_capacity(self.faults);
         while schedule.len() < self.faults {
-            let mut round = FaultKind::ALL;
+            let mut round = self.kinds.clone();
             round.shuffle(rng);
             schedule.extend(round.into_iter().take(self.faults - schedule.len()));
         }
@@ -645,6 +676,13 @@ fn summarise_log(data_dir: &Path, partition: i32) -> LogSummary {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_a_fault_schedule_and_writes_resume_after_each_fault() {
     let settings = Settings::from_env();
+    // STRATA_NEMESIS_CLIENT_LOG logs the test's own clients (e.g. `strata_client=debug`).
+    if let Ok(filter) = std::env::var("STRATA_NEMESIS_CLIENT_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let schedule = settings.schedule(&mut rng);
     eprintln!(

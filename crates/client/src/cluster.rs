@@ -104,6 +104,14 @@ pub(crate) struct Cluster {
 /// How long a broker whose connection failed is asked for metadata last.
 const FAILED_BROKER_PENALTY: Duration = Duration::from_secs(10);
 
+/// How long a broker whose connection failed gets no requests as leader while the metadata
+/// still names it: a broker that stopped answering (paused, cut off, dead) is fenced, and its
+/// partitions get new leaders, within a broker session (2.5 s) of its last heartbeat, and the
+/// client notices the silence about 2 s into it, so waiting for the metadata to change costs
+/// less than another request lost to the same silence. A broker that only blipped waits this
+/// long for this client's requests.
+const FAILED_LEADER_HOLD: Duration = Duration::from_secs(2);
+
 impl Cluster {
     /// Connects to the bootstrap brokers and fetches the first metadata, so an unreachable
     /// cluster is reported at once.
@@ -301,12 +309,21 @@ impl Cluster {
             .unwrap_or_else(|| Err(unknown_topic(&topic_partition.topic)))
     }
 
-    /// The leader from the cache only; `None` when it is unknown or the cache is stale.
+    /// The leader from the cache only; `None` when it is unknown, the cache is stale, or the
+    /// leader's connection failed within [`FAILED_LEADER_HOLD`] (then the caller refreshes
+    /// metadata until it names another leader or the hold ends).
     pub(crate) fn cached_leader(&self, topic_partition: &TopicPartition) -> Option<Leader> {
         if !self.is_fresh(&topic_partition.topic) {
             return None;
         }
-        self.snapshot().leader(topic_partition).and_then(Result::ok)
+        let leader = self
+            .snapshot()
+            .leader(topic_partition)
+            .and_then(Result::ok)?;
+        let failed_lately = lock(&self.failed_at)
+            .get(&leader.address)
+            .is_some_and(|at| at.elapsed() < FAILED_LEADER_HOLD);
+        (!failed_lately).then_some(leader)
     }
 
     /// The partition count of `topic` from the cache only; `None` when it is unknown or stale.
@@ -468,17 +485,38 @@ pub(crate) fn unknown_topic(topic: &str) -> Error {
 mod tests {
     use super::*;
 
-    #[test]
-    fn metadata_is_asked_of_each_broker_in_turn_and_of_failed_ones_last() {
-        use std::collections::BTreeSet;
-        let cluster = Cluster::new(ConnectionSettings {
-            bootstrap: parse_bootstrap("a:1,b:2,c:3").expect("valid"),
+    fn settings(bootstrap: &str) -> ConnectionSettings {
+        ConnectionSettings {
+            bootstrap: parse_bootstrap(bootstrap).expect("valid"),
             tls: None,
             credentials: None,
             address_rewrites: BTreeMap::new(),
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
-        });
+        }
+    }
+
+    #[test]
+    fn a_leader_whose_connection_just_failed_gets_no_requests_for_a_moment() {
+        let cluster = Cluster::new(settings("h1:1"));
+        *cluster.metadata.write().expect("unpoisoned") =
+            Arc::new(crate::metadata::tests::snapshot("t", 1, Some(1)));
+        cluster.stale_all.store(false, Ordering::SeqCst);
+        let partition = TopicPartition::new("t", 0);
+        assert_eq!(
+            cluster
+                .cached_leader(&partition)
+                .map(|leader| leader.node_id),
+            Some(1)
+        );
+        cluster.forget_connection("h1:1");
+        assert_eq!(cluster.cached_leader(&partition), None);
+    }
+
+    #[test]
+    fn metadata_is_asked_of_each_broker_in_turn_and_of_failed_ones_last() {
+        use std::collections::BTreeSet;
+        let cluster = Cluster::new(settings("a:1,b:2,c:3"));
         let firsts: Vec<String> = (0..4)
             .map(|_| cluster.metadata_candidates()[0].clone())
             .collect();

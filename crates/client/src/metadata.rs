@@ -115,11 +115,12 @@ impl MetadataSnapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::descriptions::PartitionInfo;
 
-    fn snapshot(topic: &str, partitions: i32, leader: Option<i32>) -> MetadataSnapshot {
+    /// A snapshot of one broker (`h1:1`) and one topic whose partitions all have `leader`.
+    pub(crate) fn snapshot(topic: &str, partitions: i32, leader: Option<i32>) -> MetadataSnapshot {
         let mut brokers = BTreeMap::new();
         brokers.insert(
             1,

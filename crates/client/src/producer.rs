@@ -57,9 +57,9 @@ use crate::record_accumulator::{
 };
 use crate::retry::Backoff;
 
-/// How often a retry after the leader moved or went away doubles its backoff: 100, 200, then
-/// 400 ms with the defaults, however long the failover takes.
-const LEADER_CHANGE_DOUBLINGS_MAX: u32 = 2;
+/// How often a retry after the leader moved or went away doubles its backoff: 100, then 200 ms
+/// with the defaults, however long the failover takes.
+const LEADER_CHANGE_DOUBLINGS_MAX: u32 = 1;
 
 /// Sends records to Strata in batches. Cheap to clone: clones share one buffer and sender task.
 ///
@@ -852,7 +852,8 @@ fn leaderless_cause(
         });
     }
     match cluster.snapshot().leader(topic_partition) {
-        // Elected since the cache was read: the next pass sends.
+        // Elected since the cache was read (the next pass sends), or a leader whose connection
+        // just failed, held back until the metadata names another or the hold ends.
         Some(Ok(_)) => None,
         Some(Err(error)) if error.code() == Some(ErrorCode::LeaderNotAvailable) => Some(format!(
             "no leader for {topic_partition} in the cluster metadata"

@@ -200,6 +200,8 @@ pub struct Controller {
     leader_contact: Arc<LeaderContact>,
     metadata: watch::Receiver<Arc<MetadataState>>,
     submit_timeout: Duration,
+    /// openraft's leader lease: twice the election timeout.
+    leader_lease_ms: u64,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     stopped: std::sync::atomic::AtomicBool,
@@ -303,6 +305,7 @@ impl Controller {
             leader_contact,
             metadata,
             submit_timeout: Duration::from_millis(config.submit_timeout_ms),
+            leader_lease_ms: config.election_timeout_ms.saturating_mul(2),
             shutdown,
             tasks: std::sync::Mutex::new(tasks),
             stopped: std::sync::atomic::AtomicBool::new(false),
@@ -357,9 +360,32 @@ impl Controller {
                 .or_else(|| self.raft.metrics().borrow().current_leader);
             let reply = match target {
                 None => None,
-                Some(leader) if leader == local_id => {
-                    Some(propose(&self.raft, command.clone()).await?)
-                }
+                Some(leader) if leader == local_id => match self.quorum_silent_ms() {
+                    // openraft 0.9 has no check-quorum: a leader cut off from the other voters
+                    // keeps believing it leads while they elect another. Proposing here would
+                    // wait for a commit that cannot come; the caller does better elsewhere.
+                    Some(silent_ms) => {
+                        reason = format!(
+                            "controller {} leads, but no majority of voters has answered it for \
+                             {silent_ms} ms (is it cut off from them?)",
+                            self.node_id
+                        );
+                        None
+                    }
+                    None => {
+                        match tokio::time::timeout(remaining, propose(&self.raft, command.clone()))
+                            .await
+                        {
+                            Ok(reply) => Some(reply?),
+                            Err(_) => {
+                                reason = "the command was proposed but not committed in time; it \
+                                      may still apply"
+                                    .to_string();
+                                break;
+                            }
+                        }
+                    }
+                },
                 Some(leader) => match self.peers.submit(leader, &command, remaining).await {
                     Ok(reply) => Some(reply),
                     Err(error @ PeerError::Unreachable { .. }) => {
@@ -399,6 +425,15 @@ impl Controller {
             elapsed_ms: started.elapsed().as_millis() as u64,
             reason,
         })
+    }
+
+    /// How long this node, leading, has gone without an answer from a majority of voters, once
+    /// that is longer than openraft's leader lease (twice the election timeout): by then the
+    /// others may have elected another leader. `None` while the quorum answers, or when this
+    /// node does not lead.
+    fn quorum_silent_ms(&self) -> Option<u64> {
+        let silent_ms = self.raft.metrics().borrow().millis_since_quorum_ack?;
+        (silent_ms > self.leader_lease_ms).then_some(silent_ms)
     }
 
     /// The metadata as this node has applied it; every node's receiver sees each applied batch of

@@ -780,3 +780,43 @@ async fn a_voter_cut_off_and_healed_does_not_depose_the_leader() {
     assert_eq!(cluster.node(cut_off).controller().raft_status().term, term);
     cluster.shutdown().await;
 }
+
+/// A leader cut off from the other voters: they elect another, and the old one, which openraft
+/// lets believe it still leads, refuses to propose rather than wait for a commit that cannot
+/// come. Healed, it follows the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_quorum_refuses_commands_while_the_others_elect() {
+    let cluster = Cluster::start_with_links(3).await;
+    let leader = cluster.agreed_leader().await;
+    cluster.set_links_of(leader, false);
+    let others: Vec<i32> = cluster
+        .running()
+        .map(|node| node.id)
+        .filter(|&id| id != leader)
+        .collect();
+    let successor = poll("the other voters to elect a leader", || {
+        let status = cluster.node(others[0]).controller().raft_status();
+        status.leader_id.filter(|&id| id != leader)
+    })
+    .await;
+    let refused = tokio::time::timeout(
+        WAIT,
+        cluster
+            .node(leader)
+            .controller()
+            .submit(create_topic("cut-off", 1, 1)),
+    )
+    .await
+    .expect("a leader without a quorum answers within the submit timeout");
+    let Err(ControllerError::LeaderNotAvailable { reason, .. }) = refused else {
+        panic!("expected LEADER_NOT_AVAILABLE, got {refused:?}");
+    };
+    assert!(reason.contains("no majority of voters"), "{reason}");
+
+    cluster.set_links_of(leader, true);
+    poll("the old leader to follow the new one", || {
+        (cluster.node(leader).controller().leader_id() == Some(successor)).then_some(())
+    })
+    .await;
+    cluster.shutdown().await;
+}
