@@ -304,6 +304,23 @@ impl Partition {
         });
     }
 
+    /// Lowers the high watermark to `log_end_offset` when it is above it, which a follower's
+    /// truncation can leave (as Kafka's `truncateTo` does). A leader whose high watermark sat
+    /// above its log end would wait for followers to reach an offset it does not have, and never
+    /// take them back into the ISR. Returns the high watermark it lowered, if any.
+    fn cap_high_watermark(&self, log_end_offset: i64) -> Option<i64> {
+        let mut lowered = None;
+        self.high_watermark.send_if_modified(|current| {
+            if *current > log_end_offset {
+                lowered = Some(std::mem::replace(current, log_end_offset));
+                true
+            } else {
+                false
+            }
+        });
+        lowered
+    }
+
     fn publish_log_end_offset(&self) {
         let log_end_offset = self.log.log_end_offset();
         self.log_end_offset.send_if_modified(|current| {
@@ -718,12 +735,16 @@ impl ReplicaManager {
             .leader_epoch
             .store(assignment.leader_epoch, Ordering::Release);
         if assignment.leader_id == self.node_id {
+            let log_end_offset = partition.log.log_end_offset();
+            if let Some(lowered) = partition.cap_high_watermark(log_end_offset) {
+                warn!(partition = %partition.topic_partition, high_watermark = lowered, log_end_offset, leader_epoch = assignment.leader_epoch, "a new leader's high watermark was above its log end; lowered to it");
+            }
             let state = LeaderState::new(
                 self.node_id,
                 assignment.leader_epoch,
                 &assignment.replicas,
                 &assignment.isr,
-                partition.log.log_end_offset(),
+                log_end_offset,
                 partition.high_watermark(),
                 self.clock.now_ms(),
             );
@@ -1163,7 +1184,9 @@ impl ReplicaManager {
         leader_epoch: i32,
         offset: i64,
     ) -> Result<(), PartitionError> {
-        run_as_follower(partition, leader_epoch, move |log| log.truncate_to(offset)).await
+        run_as_follower(partition, leader_epoch, move |log| log.truncate_to(offset)).await?;
+        partition.cap_high_watermark(partition.log.log_end_offset());
+        Ok(())
     }
 
     /// One pass of ISR maintenance on every partition this broker leads: propose dropping
