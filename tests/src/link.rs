@@ -52,10 +52,6 @@ impl Link {
     pub fn heal(&self) {
         self.open.send_replace(true);
     }
-
-    pub fn is_cut(&self) -> bool {
-        !*self.open.borrow()
-    }
 }
 
 impl Drop for Link {
